@@ -1,0 +1,149 @@
+"""`cleaned`: rows with a usable image and non-empty text, images normalized as in the paper."""
+
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import dagster as dg
+import polars as pl
+import pyarrow as pa
+
+from mmfr_assets.cleaning.images import CleanImage, ImageRejected, clean_image
+from mmfr_assets.cleaning.text import is_blank, normalize_text
+from mmfr_assets.collection.source import CARD_COLUMNS
+from mmfr_assets.funnel import accounting_check, accounting_check_spec, stage_metadata
+from mmfr_assets.lake.delta import count_rows, read_partition
+from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason
+
+FILTERS = (
+    Filter("image", ("image_missing", "image_corrupt", "image_decompression_bomb")),
+    Filter("text", ("text_empty_question", "text_empty_answer")),
+)
+IMAGE_COLUMNS: dict[str, pa.DataType] = {
+    "image_width": pa.int32(),
+    "image_height": pa.int32(),
+    "image_format": pa.string(),
+    "image_source_mode": pa.string(),
+    "image_sha256": pa.string(),
+    "image_fixes": pa.list_(pa.string()),
+    # Only for images this stage changed; an unchanged image is read from `collected`.
+    "image_bytes": pa.binary(),
+}
+CLEANED_SCHEMA = pa.schema(
+    [("subset", pa.string()), ("id", pa.string())]
+    + list(CARD_COLUMNS.items())
+    + list(IMAGE_COLUMNS.items())
+)
+
+
+class CleanedConfig(dg.Config):
+    """Image and text cleaning thresholds (defaults: the paper's)."""
+
+    max_long_edge: int = 2048  # longer images are downsized, keeping the aspect ratio
+    max_image_pixels: int = 89_478_485  # Pillow's decompression-bomb bound
+    jpeg_quality: int = 95  # for JPEGs that had to be re-encoded
+    require_image: bool = True  # the paper drops rows without a usable image
+    batch_size: int = 256
+    image_workers: int = 0  # threads decoding images (Pillow releases the GIL); 0 = one per core
+
+
+def _clean_one(data: bytes | None, config: CleanedConfig) -> CleanImage | ImageRejected:
+    if data is None and not config.require_image:
+        return CleanImage(None, 0, 0, "", "", "", ("no_image",))
+    try:
+        return clean_image(
+            data,
+            max_edge=config.max_long_edge,
+            max_pixels=config.max_image_pixels,
+            jpeg_quality=config.jpeg_quality,
+        )
+    except ImageRejected as rejected:
+        return rejected
+
+
+def clean_batch(
+    batch: pl.DataFrame, config: CleanedConfig, pool: ThreadPoolExecutor | None = None
+) -> Verdicts:
+    """Clean one batch of `collected` rows (images with `pool` threads, text vectorized)."""
+    images = batch["image_bytes"].to_list()
+    results = list(
+        pool.map(lambda d: _clean_one(d, config), images)
+        if pool
+        else (_clean_one(d, config) for d in images)
+    )
+    ok = [r if isinstance(r, CleanImage) else None for r in results]
+    image_reason = [r.reason if isinstance(r, ImageRejected) else None for r in results]
+    image_detail = [r.detail if isinstance(r, ImageRejected) else None for r in results]
+    has_image = [r is not None and r.width > 0 for r in ok]
+    frame = batch.drop("image_bytes", "image_path").with_columns(
+        normalize_text("question"),
+        normalize_text("answer"),
+        pl.Series("_image_reason", image_reason, pl.String),
+        pl.Series("_image_detail", image_detail, pl.String),
+        pl.Series("image_width", [r.width if h else None for r, h in zip(ok, has_image)], pl.Int32),
+        pl.Series("image_height", [r.height if h else None for r, h in zip(ok, has_image)], pl.Int32),
+        pl.Series("image_format", [r.format if h else None for r, h in zip(ok, has_image)], pl.String),
+        pl.Series("image_source_mode", [r.source_mode if h else None for r, h in zip(ok, has_image)], pl.String),
+        pl.Series("image_sha256", [r.sha256 if h else None for r, h in zip(ok, has_image)], pl.String),
+        pl.Series("image_fixes", [list(r.fixes) if r else None for r in ok], pl.List(pl.String)),
+        pl.Series("image_bytes", [r.data if r else None for r in ok], pl.Binary),
+    )
+    reason = (
+        pl.when(pl.col("_image_reason").is_not_null())
+        .then(pl.col("_image_reason"))
+        .when(is_blank("question"))
+        .then(pl.lit("text_empty_question"))
+        .when(is_blank("answer"))
+        .then(pl.lit("text_empty_answer"))
+    )
+    filter_of = {r: f.name for f in FILTERS for r in f.reasons}
+    verdicts = split_by_reason(frame, reason, filter_of, detail=pl.col("_image_detail"))
+    return Verdicts(verdicts.kept.drop("_image_reason", "_image_detail"), verdicts.dropped)
+
+
+def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="cleaned",
+        group_name="cleaning",
+        partitions_def=partitions,
+        deps=["collected"],
+        kinds={"deltalake", "pillow"},
+        check_specs=[accounting_check_spec("cleaned")],
+        description="Rows whose image decodes and whose question and answer are non-empty; "
+        "images EXIF-rotated, RGB, longest edge <= max_long_edge. Unchanged images are not "
+        "copied: `image_bytes` is set only where cleaning changed the image.",
+    )
+    def cleaned(
+        context: dg.AssetExecutionContext, config: CleanedConfig, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        subset = context.partition_key
+        upstream = lake.location("collected")
+        fixes: dict[str, int] = {}
+
+        def count_fixes(verdicts: Verdicts) -> Verdicts:
+            for row in verdicts.kept["image_fixes"].explode().drop_nulls().value_counts().iter_rows():
+                fixes[row[0]] = fixes.get(row[0], 0) + row[1]
+            return verdicts
+
+        workers = config.image_workers or os.cpu_count() or 1
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            run = run_stage(
+                lake,
+                stage="cleaned",
+                subset=subset,
+                batches=(
+                    pl.from_arrow(b)
+                    for b in read_partition(upstream, {"subset": subset}, batch_size=config.batch_size)
+                ),
+                decide=lambda batch: count_fixes(clean_batch(batch, config, pool)),
+                schema=CLEANED_SCHEMA,
+                filters=FILTERS,
+            )
+        rows_in = count_rows(upstream, {"subset": subset})
+        return dg.MaterializeResult(
+            metadata=stage_metadata(run, {f"images/{k}": v for k, v in sorted(fixes.items())}),
+            check_results=[accounting_check(lake, run, rows_in=rows_in, input_label="collected")],
+        )
+
+    return cleaned

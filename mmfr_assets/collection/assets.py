@@ -1,0 +1,74 @@
+"""`collected`: the source subset, streamed into the lake as it was published."""
+
+
+import itertools
+
+import dagster as dg
+import polars as pl
+import pyarrow as pa
+
+from mmfr_assets.collection.source import CARD_COLUMNS, HFSourceResource, to_collected
+from mmfr_assets.funnel import accounting_check, accounting_check_spec, stage_metadata
+from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.stage import Verdicts, run_stage
+
+COLLECTED_SCHEMA = pa.schema(
+    [("subset", pa.string()), ("id", pa.string())]
+    + list(CARD_COLUMNS.items())
+    + [("image_bytes", pa.binary()), ("image_path", pa.string())]
+)
+
+
+class CollectedConfig(dg.Config):
+    """How much of the source subset to collect."""
+
+    max_samples: int | None = None  # first N rows only (the seed pipeline's --max-samples)
+    batch_size: int = 256  # rows per batch; images make rows large, so batches stay small
+
+
+def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="collected",
+        group_name="collection",
+        partitions_def=partitions,
+        kinds={"deltalake", "huggingface"},
+        check_specs=[accounting_check_spec("collected")],
+        description="The source subset as published, one row per source row, images as bytes. "
+        "The only table that stores original image bytes: later stages join on (subset, id).",
+    )
+    def collected(
+        context: dg.AssetExecutionContext,
+        config: CollectedConfig,
+        lake: LakeResource,
+        source: HFSourceResource,
+    ) -> dg.MaterializeResult:
+        subset = context.partition_key
+        counter = itertools.count()
+
+        def batches():
+            for table in source.stream(
+                subset, batch_size=config.batch_size, max_samples=config.max_samples
+            ):
+                first = next(counter) * config.batch_size
+                yield pl.from_arrow(to_collected(table, subset, first))
+
+        run = run_stage(
+            lake,
+            stage="collected",
+            subset=subset,
+            batches=batches(),
+            decide=Verdicts.no_drops,
+            schema=COLLECTED_SCHEMA,
+        )
+        context.log.info(f"collected {run.rows_out} rows of {subset} from {source.path}")
+        return dg.MaterializeResult(
+            metadata=stage_metadata(
+                run,
+                {"source": source.path, "max_samples": config.max_samples or "all"},
+            ),
+            check_results=[
+                accounting_check(lake, run, rows_in=run.rows_in, input_label="source rows read")
+            ],
+        )
+
+    return collected

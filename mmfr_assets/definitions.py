@@ -1,0 +1,47 @@
+"""The code location: the asset graph over the subsets of the configured source.
+
+Partitions are the source's config names, read when the code location loads, so pointing
+`MMFR_SOURCE` at another dataset changes the partitions without a code change, and the UI
+shows them before anything has run.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mmfr_assets.cleaning.assets import build_cleaned
+from mmfr_assets.collection.assets import build_collected
+from mmfr_assets.collection.source import HFSourceResource, dataset_subsets
+from mmfr_assets.distillation.assets import build_distilled
+from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.selection.assets import build_selection
+from mmfr_assets.settings import lake_location, lake_storage_options, source_location
+
+
+def build_definitions(
+    source: str | None = None,
+    lake_uri: str | None = None,
+    lake_options: dict[str, str] | None = None,
+) -> dg.Definitions:
+    source = source or source_location()
+    partitions = dg.StaticPartitionsDefinition(dataset_subsets(source))
+    return dg.Definitions(
+        assets=[
+            build_collected(partitions),
+            build_cleaned(partitions),
+            build_distilled(partitions),
+            *build_selection(partitions),
+        ],
+        resources={
+            "source": HFSourceResource(path=source),
+            "lake": LakeResource(
+                uri=lake_uri or lake_location(),
+                storage_options=lake_options if lake_options is not None else lake_storage_options(),
+            ),
+        },
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -1,0 +1,101 @@
+"""What a materialization tells its reader: rows in, dropped per filter and reason, rows out.
+
+The same numbers feed the asset's metadata (for the UI), its Markdown funnel, and the
+accounting check that re-counts the committed tables to prove input = kept + dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from mmfr_assets.lake.delta import count_rows
+from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
+from mmfr_assets.stage import StageRun
+
+ACCOUNTING_CHECK = "rows_accounted_for"
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in schema]
+    )
+
+
+def funnel_markdown(run: StageRun) -> str:
+    """A Markdown table: each filter's reasons with the rows they dropped and what remains."""
+    lines = [
+        f"**{run.stage}** · subset `{run.subset}`",
+        "",
+        "| filter | reason | dropped | remaining |",
+        "| --- | --- | ---: | ---: |",
+        f"| (input) | | | {run.rows_in} |",
+    ]
+    remaining = run.rows_in
+    for f in run.filters:
+        for reason in f.reasons:
+            dropped = run.dropped.get((f.name, reason), 0)
+            remaining -= dropped
+            lines.append(f"| {f.name} | {reason} | {dropped} | {remaining} |")
+    lines.append(f"| (output) | | | {run.rows_out} |")
+    return "\n".join(lines)
+
+
+def stage_metadata(run: StageRun, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "dagster/row_count": run.rows_out,
+        "rows_in": run.rows_in,
+        "rows_dropped": run.rows_dropped,
+    }
+    for f in run.filters:
+        metadata[f"dropped_by/{f.name}"] = sum(run.dropped.get((f.name, r), 0) for r in f.reasons)
+        for reason in f.reasons:
+            metadata[f"dropped/{reason}"] = run.dropped.get((f.name, reason), 0)
+    metadata.update(
+        {
+            "funnel": dg.MetadataValue.md(funnel_markdown(run)),
+            "dagster/column_schema": column_schema(run.schema),
+            "dagster/uri": dg.MetadataValue.path(run.table_uri),
+            "dagster/table_name": run.stage,
+            "delta_version": run.version,
+            "rejections_uri": dg.MetadataValue.path(run.rejections_uri),
+        }
+    )
+    if extra:
+        metadata.update(extra)
+    return metadata
+
+
+def accounting_check_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        ACCOUNTING_CHECK,
+        asset=asset,
+        blocking=True,
+        description="Re-counts the committed tables: rows in = rows kept + rows in rejections.",
+    )
+
+
+def accounting_check(
+    lake: LakeResource, run: StageRun, *, rows_in: int, input_label: str
+) -> dg.AssetCheckResult:
+    """Compare the input count with what the committed tables now hold for this partition."""
+    kept = count_rows(lake.location(run.stage), {"subset": run.subset})
+    dropped = count_rows(
+        lake.location(REJECTIONS_TABLE), {"stage": run.stage, "subset": run.subset}
+    )
+    passed = rows_in == kept + dropped == run.rows_in
+    return dg.AssetCheckResult(
+        check_name=ACCOUNTING_CHECK,
+        passed=passed,
+        metadata={
+            "input": rows_in,
+            "input_source": input_label,
+            "rows_read": run.rows_in,
+            "kept": kept,
+            "dropped": dropped,
+        },
+        description=None if passed else f"{rows_in} in != {kept} kept + {dropped} dropped",
+    )

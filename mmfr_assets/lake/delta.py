@@ -1,0 +1,243 @@
+"""Delta tables of the lake: bounded-batch partition reads and atomic partition rewrites.
+
+We own the write path instead of using an IO manager or `write_deltalake` on a stream: both were
+measured to hold a whole partition (or several GB) in memory. Here a partition is written as
+parquet files, one row group per incoming batch, and published with a single Delta transaction
+that replaces exactly that partition. Until the commit nothing is visible; a crash or a kill
+leaves at worst orphan files that no table version references (`vacuum` removes them), and
+runs on different partitions of one table commit concurrently (delta-rs resolves the race).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.transaction import AddAction
+
+# One parquet file is closed and a new one started past this size, so a partition of any size
+# becomes several files of bounded size (and readers can parallelise over them).
+MAX_FILE_BYTES = 512 * 1024**2
+COMMIT_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class DeltaLocation:
+    """Where one Delta table lives, with the storage options deltalake needs to reach it."""
+
+    uri: str
+    storage_options: Mapping[str, str] = field(default_factory=dict)
+
+    def table(self) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.uri, storage_options=dict(self.storage_options) or None)
+        except TableNotFoundError:
+            return None
+
+    def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        return filesystem_for(self.uri, self.storage_options)
+
+
+def filesystem_for(uri: str, storage_options: Mapping[str, str]) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and root path for `uri` (local path, file://, s3://, gs://...)."""
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), uri
+    if uri.startswith("s3://") and storage_options:
+        from mmfr_assets.lake.object_store import s3_filesystem
+
+        return s3_filesystem(uri, storage_options)
+    return pafs.FileSystem.from_uri(uri)
+
+
+def _filter_expression(partition: Mapping[str, str]) -> pads.Expression | None:
+    expression = None
+    for column, value in partition.items():
+        term = pads.field(column) == value
+        expression = term if expression is None else expression & term
+    return expression
+
+
+def read_partition(
+    location: DeltaLocation,
+    partition: Mapping[str, str],
+    *,
+    columns: list[str] | None = None,
+    batch_size: int = 1024,
+) -> Iterator[pa.RecordBatch]:
+    """Stream one partition in batches of at most `batch_size` rows.
+
+    Read-ahead is kept at one batch and one file so that memory stays bounded by the batch size
+    (pyarrow's defaults read 16 batches ahead, which is gigabytes for image columns).
+    """
+    table = location.table()
+    if table is None:
+        raise FileNotFoundError(
+            f"Delta table {location.uri} does not exist yet: materialize its asset first"
+        )
+    dataset = table.to_pyarrow_dataset()
+    scanner = dataset.scanner(
+        columns=columns,
+        filter=_filter_expression(partition),
+        batch_size=batch_size,
+        batch_readahead=1,
+        fragment_readahead=1,
+    )
+    for batch in scanner.to_batches():
+        if batch.num_rows:
+            yield batch
+
+
+def count_rows(location: DeltaLocation, partition: Mapping[str, str] | None = None) -> int:
+    """Rows of the current table version in `partition` (0 when the table does not exist)."""
+    table = location.table()
+    if table is None:
+        return 0
+    dataset = table.to_pyarrow_dataset()
+    return dataset.count_rows(filter=_filter_expression(partition or {}))
+
+
+class PartitionWriter:
+    """Writes one partition of a Delta table and publishes it atomically on `commit()`.
+
+    `schema` is the table's full schema including the partition columns; the parquet files hold
+    the other columns (the Delta convention: partition values live in the log).
+    """
+
+    def __init__(
+        self,
+        location: DeltaLocation,
+        schema: pa.Schema,
+        partition: Mapping[str, str],
+        *,
+        max_file_bytes: int = MAX_FILE_BYTES,
+    ) -> None:
+        self.location = location
+        self.schema = schema
+        self.partition = dict(partition)
+        self.partition_by = list(self.partition)
+        self.data_schema = pa.schema([f for f in schema if f.name not in self.partition])
+        self.max_file_bytes = max_file_bytes
+        self.rows_written = 0
+        self._fs, self._root = location.filesystem()
+        self._dir = "/".join(f"{k}={quote(v, safe='')}" for k, v in self.partition.items())
+        self._files: list[tuple[str, int]] = []  # (relative path, rows)
+        self._writer: pq.ParquetWriter | None = None
+        self._current: str | None = None
+        self._current_rows = 0
+        self._current_bytes = 0
+        self._committed = False
+
+    def __enter__(self) -> PartitionWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._committed:
+            self.abort()
+
+    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+        """Append rows (one row group); columns are selected and cast to the table schema."""
+        if data.num_rows == 0:
+            return
+        if isinstance(data, pa.RecordBatch):
+            data = pa.Table.from_batches([data])
+        data = data.select(self.data_schema.names).cast(self.data_schema)
+        if self._writer is None:
+            self._open_file()
+        self._writer.write_table(data, row_group_size=data.num_rows)
+        self._current_rows += data.num_rows
+        self._current_bytes += data.nbytes  # in-memory size: an upper bound of the file's growth
+        self.rows_written += data.num_rows
+        if self._current_bytes >= self.max_file_bytes:
+            self._close_file()
+
+    def commit(self) -> int:
+        """Replace the partition with the written files in one transaction; returns the version."""
+        self._close_file()
+        table = self._table_for_commit()
+        actions = [self._add_action(path, rows) for path, rows in self._files]
+        filters = [(k, "=", v) for k, v in self.partition.items()]
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                table.create_write_transaction(
+                    actions,
+                    mode="overwrite",
+                    schema=self.schema,
+                    partition_by=self.partition_by,
+                    partition_filters=filters,
+                )
+                break
+            except CommitFailedError:
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+                table = self._table_for_commit()
+        self._committed = True
+        return table.version()
+
+    def abort(self) -> None:
+        """Remove the files this writer wrote; nothing was published, so readers never saw them."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            if self._current:
+                self._files.append((self._current, self._current_rows))
+        for path, _ in self._files:
+            try:
+                self._fs.delete_file(self._full(path))
+            except (FileNotFoundError, OSError):
+                pass
+        self._files.clear()
+
+    def _full(self, relative: str) -> str:
+        return f"{self._root.rstrip('/')}/{relative}"
+
+    def _open_file(self) -> None:
+        self._current = f"{self._dir}/part-{uuid.uuid4()}.parquet"
+        self._fs.create_dir(self._full(self._dir), recursive=True)
+        self._writer = pq.ParquetWriter(
+            self._full(self._current), self.data_schema, filesystem=self._fs, compression="zstd"
+        )
+        self._current_rows = 0
+        self._current_bytes = 0
+
+    def _close_file(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._writer = None
+        self._files.append((self._current, self._current_rows))
+        self._current = None
+
+    def _table_for_commit(self) -> DeltaTable:
+        table = self.location.table()
+        if table is None:
+            DeltaTable.create(
+                self.location.uri,
+                self.schema,
+                partition_by=self.partition_by,
+                mode="ignore",  # another run may create it at the same moment
+                storage_options=dict(self.location.storage_options) or None,
+            )
+            table = self.location.table()
+        return table
+
+    def _add_action(self, path: str, rows: int) -> AddAction:
+        size = self._fs.get_file_info(self._full(path)).size
+        return AddAction(
+            path,
+            size,
+            self.partition,
+            int(time.time() * 1000),
+            True,
+            json.dumps({"numRecords": rows}),
+        )

@@ -1,0 +1,43 @@
+"""Where things live, from the environment: the source (`MMFR_SOURCE`) and the lake (`MMFR_LAKE`).
+
+Defaults keep a fresh checkout self-contained: the bundled sample is generated into the
+git-ignored `data/` folder of the repo on first use, and the lake lives beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / "data"
+DEFAULT_SOURCE = DATA_DIR / "sample"
+DEFAULT_LAKE = DATA_DIR / "lake"
+
+log = logging.getLogger(__name__)
+
+
+def source_location(environ: os._Environ | dict = os.environ) -> str:
+    """The configured source; the bundled sample is written first if it is the default."""
+    configured = environ.get("MMFR_SOURCE")
+    if configured:
+        return configured
+    if not (DEFAULT_SOURCE / "README.md").exists():
+        from mmfr_assets.sample.generate import write_sample
+
+        log.warning("MMFR_SOURCE is not set: generating the bundled sample in %s", DEFAULT_SOURCE)
+        write_sample(DEFAULT_SOURCE)
+    return str(DEFAULT_SOURCE)
+
+
+def lake_location(environ: os._Environ | dict = os.environ) -> str:
+    return environ.get("MMFR_LAKE") or str(DEFAULT_LAKE)
+
+
+def lake_storage_options(environ: os._Environ | dict = os.environ) -> dict[str, str]:
+    """deltalake storage options as JSON in `MMFR_LAKE_STORAGE_OPTIONS` (no secrets: those
+    belong in the standard AWS_* variables, which deltalake and pyarrow read themselves)."""
+    raw = environ.get("MMFR_LAKE_STORAGE_OPTIONS")
+    return {str(k): str(v) for k, v in json.loads(raw).items()} if raw else {}

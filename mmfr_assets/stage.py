@@ -1,0 +1,137 @@
+"""Running one stage over one partition: rows in, rows kept, rows dropped with their reasons.
+
+Every stage has the same contract (the datatrove filter contract, batch-wise): a pure function
+turns a batch into the rows it keeps and the rows it drops, each drop with a filter and a
+reason. This module streams the batches, writes kept rows to the stage's table and dropped rows
+to the rejections table, refuses any batch that loses rows, and publishes both tables.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+import pyarrow as pa
+
+from mmfr_assets.lake.delta import PartitionWriter
+from mmfr_assets.lake.rejections import REJECTION_COLUMNS, REJECTION_SCHEMA
+from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A named filter and the reasons it can give, in the order they are tested."""
+
+    name: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """What a stage decided for one batch: kept rows, and dropped rows (id, filter, reason, detail)."""
+
+    kept: pl.DataFrame
+    dropped: pl.DataFrame
+
+    @staticmethod
+    def no_drops(kept: pl.DataFrame) -> Verdicts:
+        return Verdicts(kept, empty_drops())
+
+
+def empty_drops() -> pl.DataFrame:
+    return pl.DataFrame(schema={c: pl.String for c in REJECTION_COLUMNS})
+
+
+def split_by_reason(
+    frame: pl.DataFrame,
+    reason: pl.Expr | pl.Series,
+    filter_of: dict[str, str],
+    detail: pl.Expr | None = None,
+) -> Verdicts:
+    """Split `frame` on a reason per row (null = keep) into kept rows and drops."""
+    tagged = frame.with_columns(
+        _reason=reason, _detail=detail if detail is not None else pl.lit(None, pl.String)
+    )
+    kept = tagged.filter(pl.col("_reason").is_null()).drop("_reason", "_detail")
+    dropped = tagged.filter(pl.col("_reason").is_not_null()).select(
+        pl.col("id").cast(pl.String),
+        pl.col("_reason").replace_strict(filter_of, return_dtype=pl.String).alias("filter"),
+        pl.col("_reason").alias("reason"),
+        pl.col("_detail").cast(pl.String).alias("detail"),
+    )
+    return Verdicts(kept, dropped)
+
+
+@dataclass
+class StageRun:
+    """The outcome of one stage on one partition, as committed."""
+
+    stage: str
+    subset: str
+    filters: Sequence[Filter]
+    schema: pa.Schema
+    table_uri: str
+    rejections_uri: str
+    rows_in: int = 0
+    rows_out: int = 0
+    dropped: Counter = field(default_factory=Counter)  # (filter, reason) -> rows
+    version: int | None = None
+
+    @property
+    def rows_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+
+def run_stage(
+    lake: LakeResource,
+    *,
+    stage: str,
+    subset: str,
+    batches: Iterable[pl.DataFrame],
+    decide: Callable[[pl.DataFrame], Verdicts],
+    schema: pa.Schema,
+    filters: Sequence[Filter] = (),
+    on_batch: Callable[[StageRun], None] | None = None,
+) -> StageRun:
+    """Stream `batches` through `decide` into the stage's table and the rejections table.
+
+    Both tables' partitions are replaced only after the last batch: the rejections first, then
+    the stage table, whose new version is what downstream assets and the accounting check read.
+    """
+    run = StageRun(
+        stage=stage,
+        subset=subset,
+        filters=filters,
+        schema=schema,
+        table_uri=lake.location(stage).uri,
+        rejections_uri=lake.location(REJECTIONS_TABLE).uri,
+    )
+    known = {(f.name, r) for f in filters for r in f.reasons}
+    with (
+        PartitionWriter(lake.location(stage), schema, {"subset": subset}) as kept_out,
+        PartitionWriter(
+            lake.location(REJECTIONS_TABLE), REJECTION_SCHEMA, {"stage": stage, "subset": subset}
+        ) as dropped_out,
+    ):
+        for batch in batches:
+            verdicts = decide(batch)
+            if verdicts.kept.height + verdicts.dropped.height != batch.height:
+                raise RuntimeError(
+                    f"{stage}: a batch of {batch.height} rows came out as {verdicts.kept.height} "
+                    f"kept + {verdicts.dropped.height} dropped; refusing to lose rows silently"
+                )
+            for row in verdicts.dropped.group_by("filter", "reason").len().iter_rows():
+                if (row[0], row[1]) not in known:
+                    raise RuntimeError(f"{stage}: undeclared drop reason {row[0]}/{row[1]}")
+                run.dropped[(row[0], row[1])] += row[2]
+            kept_out.write(verdicts.kept.to_arrow())
+            dropped_out.write(verdicts.dropped.to_arrow())
+            run.rows_in += batch.height
+            run.rows_out += verdicts.kept.height
+            if on_batch is not None:
+                on_batch(run)
+        dropped_out.commit()
+        run.version = kept_out.commit()
+    return run
