@@ -1,0 +1,45 @@
+# Entry points: `make demo` (materialize the bundled sample, then serve the UI) and
+# `make test` (everything CI runs). Both create the virtualenv they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+export HF_HUB_OFFLINE ?= 1
+HOST ?= 127.0.0.1
+PORT ?= 3000
+
+.PHONY: install sample demo run ui test bench clean
+
+$(BIN)/mmfr: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/mmfr
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	ln -sf $(CURDIR)/dagster.yaml $@
+
+data/sample/README.md: | install
+	$(BIN)/mmfr sample data/sample
+
+sample: data/sample/README.md
+
+run: install sample $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/mmfr run --subsets all
+
+ui: install sample $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+
+demo: run ui
+
+test: install
+	$(BIN)/python -m pytest -n 2 --durations=15 mmfr_assets_tests
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf data .dagster

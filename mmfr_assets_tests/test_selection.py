@@ -1,0 +1,217 @@
+"""The published selection rules: each rule's edge cases, and the vectorized implementation
+against a literal row-by-row reading of the rules on real and randomized rows."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+import polars as pl
+import pytest
+
+from mmfr_assets.distillation.annotations import existing_annotations
+from mmfr_assets.selection.difficulty import select_difficulty
+from mmfr_assets.selection.quality import QualityRules, quality_reason, select_quality
+from mmfr_assets.selection.repetition import has_repeated_ngram, repeated_ngram_mask
+from mmfr_assets.selection.words import PY_WHITESPACE, WORD_PATTERN
+
+EXEMPT = {"FineVision-visualwebinstruct(filtered)", "LLaVA-CoT", "FineVision-ai2d_merged"}
+FILLER = " ".join(f"w{i}" for i in range(260))
+CAPTION = " ".join(f"c{i}" for i in range(120))
+
+
+def reference_reason(subset, response, caption, is_consistent):
+    """The rules as the issue states them, one row at a time, no cleverness."""
+    if response is not None and "[ERROR]" in response:
+        return "content_error_marker"
+    if response is None or not response.strip():
+        return "content_missing_response"
+    if len(response.split()) < 200:
+        return "content_short_response"
+    if caption is None or not caption.strip():
+        return "content_missing_caption"
+    if len(caption.split()) < 100:
+        return "content_short_caption"
+    if response.count("<think>") != 1 or response.count("</think>") != 1:
+        return "structure_think_tags"
+    think_open, think_close = response.index("<think>"), response.index("</think>")
+    if think_open > think_close:
+        return "structure_think_tags"
+    if subset not in EXEMPT:
+        opens, closes = response.count("<answer>"), response.count("</answer>")
+        if opens != closes or opens == 0:
+            return "structure_answer_unbalanced"
+        tags = [(m.start(), m.group()) for m in re.finditer(r"</?answer>", response)]
+        if any(tag != ("<answer>", "</answer>")[i % 2] for i, (_, tag) in enumerate(tags)):
+            return "structure_answer_malformed"
+        pairs = [(tags[i][0], tags[i + 1][0] + len("</answer>")) for i in range(0, len(tags), 2)]
+        think_end = think_close + len("</think>")
+        if not any(end <= think_open or start >= think_end for start, end in pairs):
+            return "structure_answer_inside_think"
+    think = response[think_open + len("<think>") : think_close]
+    words = think.split()
+    grams = Counter(tuple(words[i : i + 50]) for i in range(len(words) - 49))
+    if grams and max(grams.values()) >= 3:
+        return "repetition_ngram"
+    if is_consistent is None:
+        return "correctness_unverified"
+    if not is_consistent:
+        return "correctness_inconsistent"
+    return None
+
+
+def frame(rows):
+    return pl.DataFrame(
+        rows,
+        schema={"subset": pl.String, "id": pl.String, "response": pl.String,
+                "caption": pl.String, "is_consistent": pl.Boolean},
+        orient="row",
+    )
+
+
+def reasons(rows, rules=QualityRules()):
+    return quality_reason(frame(rows), rules).to_list()
+
+
+def row(response, subset="BMMR", caption=CAPTION, ok=True, id="1"):
+    return (subset, id, response, caption, ok)
+
+
+GOOD = f"<think>{FILLER}</think> The answer is <answer>B</answer>."
+
+
+@pytest.mark.parametrize(
+    "response, subset, caption, ok, expected",
+    [
+        (GOOD, "BMMR", CAPTION, True, None),
+        (GOOD.replace("w5 ", "[ERROR] "), "BMMR", CAPTION, True, "content_error_marker"),
+        ("[ERROR]", "BMMR", None, None, "content_error_marker"),
+        (None, "BMMR", CAPTION, True, "content_missing_response"),
+        ("  \n ", "BMMR", CAPTION, True, "content_missing_response"),
+        (f"<think>{' '.join(['x'] * 190)}</think><answer>B</answer>", "BMMR", CAPTION, True,
+         "content_short_response"),
+        (GOOD, "BMMR", None, True, "content_missing_caption"),
+        (GOOD, "BMMR", " ".join(["c"] * 99), True, "content_short_caption"),
+        (GOOD.replace("<think>", ""), "BMMR", CAPTION, True, "structure_think_tags"),
+        (GOOD + "<think>", "BMMR", CAPTION, True, "structure_think_tags"),
+        (f"</think>{FILLER}<think><answer>B</answer>", "BMMR", CAPTION, True, "structure_think_tags"),
+        (GOOD + "</answer>", "BMMR", CAPTION, True, "structure_answer_unbalanced"),
+        (f"<think>{FILLER}</think> B", "BMMR", CAPTION, True, "structure_answer_unbalanced"),
+        (f"<think>{FILLER}</think> B", "LLaVA-CoT", CAPTION, True, None),
+        (f"<think>{FILLER}</think></answer>B<answer>", "BMMR", CAPTION, True,
+         "structure_answer_malformed"),
+        (f"<think>{FILLER}</think><answer><answer>B</answer></answer>", "BMMR", CAPTION, True,
+         "structure_answer_malformed"),
+        (f"<think>{FILLER}<answer>B</answer></think> B", "BMMR", CAPTION, True,
+         "structure_answer_inside_think"),
+        (f"<think>{FILLER}<answer>B</think></answer>", "BMMR", CAPTION, True,
+         "structure_answer_inside_think"),
+        (f"<answer>B</answer><think>{FILLER}</think>", "BMMR", CAPTION, True, None),
+        (f"<think>{FILLER}<answer>A</answer></think><answer>B</answer>", "BMMR", CAPTION, True, None),
+        (GOOD, "BMMR", CAPTION, False, "correctness_inconsistent"),
+        (GOOD, "BMMR", CAPTION, None, "correctness_unverified"),
+    ],
+)
+def test_each_quality_rule(response, subset, caption, ok, expected):
+    assert reasons([row(response, subset, caption, ok)]) == [expected]
+    assert reference_reason(subset, response, caption, ok) == expected
+
+
+def test_repetition_counts_overlapping_ngrams_inside_the_think_block_only():
+    para = " ".join(f"p{i}" for i in range(60))
+    three = f"<think>{FILLER} {para} {para} {para}</think><answer>B</answer>"
+    two = f"<think>{FILLER} {para} {para}</think><answer>B</answer>"
+    outside = f"<think>{FILLER}</think>{para} {para} {para}<answer>B</answer>"
+    periodic = f"<think>{FILLER} {' '.join(['z'] * 52)}</think><answer>B</answer>"  # 3 overlapping
+    barely = f"<think>{FILLER} {' '.join(['z'] * 51)}</think><answer>B</answer>"  # only 2
+    got = reasons([row(three), row(two), row(outside), row(periodic), row(barely)])
+    assert got == ["repetition_ngram", None, None, "repetition_ngram", None]
+
+
+def test_thresholds_come_from_the_rules_and_none_switches_a_rule_off():
+    short = f"<think>{' '.join(f'v{i}' for i in range(150))}</think><answer>B</answer>"
+    assert reasons([row(short)]) == ["content_short_response"]
+    assert reasons([row(short)], QualityRules(min_response_words=100)) == [None]
+    assert reasons([row(short)], QualityRules(min_response_words=None)) == [None]
+    assert reasons([row(GOOD, subset="X")], QualityRules(answer_tag_exempt_subsets=("X",))) == [None]
+
+
+def test_words_are_exactly_python_str_split():
+    text = "a\x1cb\x1dc\u3000d\u00a0e\u2028f\u200bg\tx\n\ny  z\u0085w"
+    assert pl.Series([text]).str.extract_all(WORD_PATTERN).to_list()[0] == text.split()
+    assert "\x1c" in PY_WHITESPACE and "\u200b" not in PY_WHITESPACE
+
+
+def test_hashed_repetition_agrees_with_the_published_counter():
+    rng = random.Random(4)
+    texts = []
+    for _ in range(300):
+        vocabulary = [f"t{i}" for i in range(rng.choice([2, 5, 50, 1000]))]
+        words = [rng.choice(vocabulary) for _ in range(rng.randint(0, 400))]
+        if rng.random() < 0.3:
+            start = rng.randint(0, max(0, len(words) - 60))
+            chunk = words[start : start + rng.randint(45, 70)]
+            words += chunk * rng.randint(1, 3)
+        texts.append(" ".join(words))
+    texts.append(None)
+    got = repeated_ngram_mask(pl.Series(texts), 50, 3).to_list()
+    expected = [has_repeated_ngram((t or "").split(), 50, 3) for t in texts]
+    assert got == expected and any(expected) and not all(expected)
+
+
+def test_vectorized_rules_match_the_reference_on_real_rows(real_sample):
+    cleaned = pl.concat(
+        [
+            pl.read_parquet(path).with_columns(
+                subset=pl.lit(path.parent.name), id=pl.col("id").cast(pl.String),
+                image_sha256=pl.lit(None, pl.String), image_width=pl.lit(None, pl.Int32),
+                image_height=pl.lit(None, pl.Int32),
+            )
+            for path in sorted(real_sample.glob("*/*.parquet"))
+        ],
+        how="diagonal_relaxed",
+    )
+    distilled = existing_annotations(cleaned)
+    got = quality_reason(distilled, QualityRules()).to_list()
+    expected = [
+        reference_reason(r["subset"], r["response"], r["caption"], r["is_consistent"])
+        for r in distilled.iter_rows(named=True)
+    ]
+    assert got == expected
+    assert got.count(None) > 50  # most published rows pass
+
+
+def test_randomized_structures_match_the_reference():
+    rng = random.Random(7)
+    pieces = ["<think>", "</think>", "<answer>", "</answer>", "B", FILLER, "[ERROR]", " "]
+    rows = []
+    for i in range(400):
+        parts = [rng.choice(pieces) for _ in range(rng.randint(0, 8))] + [FILLER]
+        rng.shuffle(parts)
+        subset = rng.choice(["BMMR", "LLaVA-CoT"])
+        rows.append((subset, str(i), "".join(parts), CAPTION, rng.choice([True, False, None])))
+    got = reasons(rows)
+    assert got == [reference_reason(s, r, c, ok) for s, _, r, c, ok in rows]
+    assert len(set(got)) >= 6
+
+
+def test_select_quality_keeps_columns_and_records_drops():
+    verdicts = select_quality(frame([row(GOOD, id="a"), row(None, id="b")]), QualityRules())
+    assert verdicts.kept.columns == ["subset", "id", "response", "caption", "is_consistent"]
+    assert verdicts.dropped.rows() == [("b", "content", "content_missing_response", None)]
+
+
+@pytest.mark.parametrize(
+    "max_pass_rate, kept, too_easy", [(0.0, ["0"], ["1", "3"]), (0.75, ["0", "1"], ["3"])]
+)
+def test_difficulty_thresholds(max_pass_rate, kept, too_easy):
+    batch = pl.DataFrame({"id": ["0", "1", "2", "3", "4"],
+                          "pass_rate": [0.0, 0.75, None, 1.0, float("nan")]})
+    verdicts = select_difficulty(batch, max_pass_rate)
+    assert verdicts.kept["id"].to_list() == kept
+    by_reason = verdicts.dropped.group_by("reason").agg("id").sort("reason").rows()
+    assert dict(by_reason) == {
+        "difficulty_pass_rate_missing": ["2", "4"],
+        "difficulty_too_easy": too_easy,
+    }
