@@ -68,14 +68,18 @@ def run(args: argparse.Namespace) -> int:
     with _instance() as instance:
         for subset in subsets:
             print(f"mmfr: materializing {subset} ({args.until or 'all assets'})", flush=True)
-            result = job.execute_in_process(
-                run_config=run_config,
-                instance=instance,
-                partition_key=subset,
-                asset_selection=selection,
-                raise_on_error=False,
-                tags={"mmfr/command": "run"},
-            )
+            try:
+                result = job.execute_in_process(
+                    run_config=run_config,
+                    instance=instance,
+                    partition_key=subset,
+                    asset_selection=selection,
+                    raise_on_error=False,
+                    tags={"mmfr/command": "run"},
+                )
+            except dg.DagsterInvalidConfigError as error:
+                print(f"mmfr: invalid run config: {error}", file=sys.stderr)
+                return 2
             if not result.success:
                 failed.append(subset)
                 print(f"mmfr: run {result.run_id} for {subset} FAILED", file=sys.stderr)
