@@ -99,3 +99,14 @@ def test_concurrent_writers_on_different_partitions_all_land(tmp_path):
     for s in subsets:
         assert count_rows(location, {"subset": s}) == 5000
         assert len(set(_ids(location, s))) == 5000
+
+
+def test_partition_reads_preserve_write_order_across_files(tmp_path):
+    location = DeltaLocation(str(tmp_path / "t"))
+    with PartitionWriter(location, SCHEMA, {"subset": "A"}, max_file_bytes=1) as writer:
+        for k in range(12):  # one file per batch
+            writer.write(pa.table({"id": [f"{k:02d}-{i}" for i in range(7)], "x": [k] * 7}))
+        writer.commit()
+    assert len(list((tmp_path / "t").rglob("*.parquet"))) == 12
+    xs = [x for b in read_partition(location, {"subset": "A"}, batch_size=5) for x in b["x"].to_pylist()]
+    assert xs == [k for k in range(12) for _ in range(7)]

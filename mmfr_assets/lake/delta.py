@@ -74,10 +74,12 @@ def read_partition(
     columns: list[str] | None = None,
     batch_size: int = 1024,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream one partition in batches of at most `batch_size` rows.
+    """Stream one partition in batches of at most `batch_size` rows, in the order it was written.
 
-    Read-ahead is kept at one batch and one file so that memory stays bounded by the batch size
-    (pyarrow's defaults read 16 batches ahead, which is gigabytes for image columns).
+    Files are read one at a time in the order of their sequence-numbered names, one batch at a
+    time, so memory stays bounded by the batch size (pyarrow's scanner defaults read 16
+    batches ahead, gigabytes for image columns) and two tables written from the same stream
+    can be read side by side in step.
     """
     table = location.table()
     if table is None:
@@ -85,16 +87,19 @@ def read_partition(
             f"Delta table {location.uri} does not exist yet: materialize its asset first"
         )
     dataset = table.to_pyarrow_dataset()
-    scanner = dataset.scanner(
-        columns=columns,
-        filter=_filter_expression(partition),
-        batch_size=batch_size,
-        batch_readahead=1,
-        fragment_readahead=1,
+    fragments = sorted(
+        dataset.get_fragments(filter=_filter_expression(partition)), key=lambda f: f.path
     )
-    for batch in scanner.to_batches():
-        if batch.num_rows:
-            yield batch
+    for fragment in fragments:
+        for batch in fragment.to_batches(
+            schema=dataset.schema,
+            columns=columns,
+            batch_size=batch_size,
+            batch_readahead=1,
+            fragment_readahead=1,
+        ):
+            if batch.num_rows:
+                yield batch
 
 
 def count_rows(location: DeltaLocation, partition: Mapping[str, str] | None = None) -> int:
@@ -202,7 +207,9 @@ class PartitionWriter:
         return f"{self._root.rstrip('/')}/{relative}"
 
     def _open_file(self) -> None:
-        self._current = f"{self._dir}/part-{uuid.uuid4()}.parquet"
+        # The sequence number orders the files as written (read_partition relies on it).
+        sequence = len(self._files)
+        self._current = f"{self._dir}/part-{sequence:05d}-{uuid.uuid4()}.parquet"
         self._fs.create_dir(self._full(self._dir), recursive=True)
         self._writer = pq.ParquetWriter(
             self._full(self._current), self.data_schema, filesystem=self._fs, compression="zstd"
