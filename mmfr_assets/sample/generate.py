@@ -1,0 +1,205 @@
+"""Write a synthetic sample in the exact Hugging Face hub layout of MMFineReason.
+
+``OUT/README.md`` declares one config per subset (``data_files: <subset>/train-*.parquet``)
+and each subset folder holds ``train-0000k-of-0000N.parquet`` shards with the
+real column order, Arrow types and ``huggingface`` schema metadata (so
+``datasets`` decodes ``image`` as an ``Image()`` feature). The collection stage
+therefore reads the sample through the same code path as the real hub dataset.
+
+Rows are produced one at a time and written in row groups, so a
+200k-row subset never sits in memory; files are built in a temporary sibling
+directory and renamed into place at the end, so ``out_dir`` is never half
+written. Same arguments, same bytes: all randomness is seeded and the writer
+adds no timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Features, Image, Value
+
+from .plan import SAMPLE_SUBSETS, default_kinds, plan_rows
+from .rows import COLUMNS, build_row
+
+FEATURES = Features({
+    "source": Value("string"),
+    "id": Value("int64"),
+    "original_question": Value("string"),
+    "original_answer": Value("string"),
+    "image": Image(),
+    "question": Value("string"),
+    "answer": Value("string"),
+    "qwen3vl_235b_instruct_caption": Value("string"),
+    "qwen3vl_235b_thinking_response": Value("string"),
+    "qwen3vl_4b_pass_rate": Value("float64"),
+    "is_consistent": Value("bool"),
+    "consistency_analysis": Value("string"),
+})
+assert tuple(FEATURES) == COLUMNS
+SCHEMA: pa.Schema = FEATURES.arrow_schema  # carries the b"huggingface" features metadata
+
+# Writer options mirroring ``datasets``' own parquet export (as on the hub):
+# image leaves stored PLAIN and uncompressed, everything else snappy + dictionary,
+# content-defined chunking recorded in the footer.
+_IMAGE_LEAVES = ("image.bytes", "image.path")
+_CDC = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
+_WRITER_OPTS = dict(
+    compression={f.name: "snappy" for f in SCHEMA if f.name != "image"} | {leaf: "none" for leaf in _IMAGE_LEAVES},
+    use_dictionary=[f.name for f in SCHEMA if f.name != "image"],
+    column_encoding={leaf: "PLAIN" for leaf in _IMAGE_LEAVES},
+    use_content_defined_chunking=_CDC,
+    write_page_index=True,
+)
+
+DEFAULT_SHARD_ROWS = 5_000
+DEFAULT_CHUNK_ROWS = 256
+_CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def iter_rows(subset: str, *, rows_per_subset: int | None = None, seed: int = 0, trace_words: int | None = None,
+              fault_rate: float | None = None, image_size: int | None = None) -> Iterator[dict]:
+    """Yield the rows of one subset (dicts in hub column order), lazily."""
+    for spec in plan_rows(subset, rows_per_subset=rows_per_subset, seed=seed, fault_rate=fault_rate):
+        yield build_row(subset, spec, seed=seed, trace_words=trace_words, image_size=image_size)
+
+
+def _row_bytes(row: dict) -> int:
+    img = row["image"]
+    return sum(len(v) for v in row.values() if isinstance(v, str)) + (len(img["bytes"] or b"") if img else 0)
+
+
+def _write_subset(folder: Path, rows: Iterator[dict], n_rows: int, shard_rows: int, chunk_rows: int) -> list[Path]:
+    folder.mkdir(parents=True)
+    n_shards = max(1, math.ceil(n_rows / shard_rows))
+    paths = []
+    for k in range(n_shards):
+        path = folder / f"train-{k:05d}-of-{n_shards:05d}.parquet"
+        todo = min(shard_rows, n_rows - k * shard_rows)
+        with pq.ParquetWriter(path, SCHEMA, **_WRITER_OPTS) as writer:
+            buf: list[dict] = []
+            size = 0
+            for _ in range(todo):
+                row = next(rows)
+                buf.append(row)
+                size += _row_bytes(row)
+                if len(buf) >= chunk_rows or size >= _CHUNK_BYTES:
+                    writer.write_table(pa.Table.from_pylist(buf, schema=SCHEMA), row_group_size=len(buf))
+                    buf, size = [], 0
+            if buf:
+                writer.write_table(pa.Table.from_pylist(buf, schema=SCHEMA), row_group_size=len(buf))
+            writer.add_key_value_metadata({"content_defined_chunking": json.dumps(_CDC)})
+        paths.append(path)
+    return paths
+
+
+def readme_text(subsets: Sequence[str], counts: dict[str, int], description: str) -> str:
+    """Dataset card with the same ``configs`` front matter as the hub dataset."""
+    lines = ["---", "configs:"]
+    for s in subsets:
+        lines += [f'- config_name: "{s}"', "  data_files:", "  - split: train", f'    path: "{s}/train-*.parquet"']
+    lines += ["license: apache-2.0", "---", "", description, "", "| subset | rows |", "|---|---|"]
+    lines += [f"| {s} | {counts[s]} |" for s in subsets]
+    return "\n".join(lines) + "\n"
+
+
+_DESCRIPTION = (
+    "Synthetic sample of MMFineReason-Full, generated by `python -m mmfr_assets.sample` "
+    "(module `mmfr_assets.sample`). Laid out like the hub dataset so that "
+    "`datasets.load_dataset(<dir>, <subset>)` loads it offline. Rows are made up (drawn figures, templated "
+    "reasoning) and deliberately include faulty rows: missing/corrupt/bomb images, odd image modes, empty "
+    "texts, malformed or looping traces, inconsistent answers and easy problems. "
+    "`mmfr_assets.sample.expected_reasons(subset)` gives the intended drop reason of every row."
+)
+
+
+def _looks_like_sample(path: Path) -> bool:
+    """Only replace directories that contain nothing but a previously written sample."""
+    if not path.is_dir():
+        return False
+    for entry in path.iterdir():
+        if entry.is_file() and entry.name in ("README.md", ".gitattributes"):
+            continue
+        if entry.is_dir() and all(f.is_file() and f.suffix == ".parquet" for f in entry.iterdir()):
+            continue
+        return False
+    return True
+
+
+def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out} exists (pass overwrite=True to replace it)")
+    if not _looks_like_sample(out):
+        raise FileExistsError(f"refusing to replace {out}: it holds files other than a sample dataset")
+    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.rename(out, trash / "old")
+    os.rename(tmp, out)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def write_sample(out_dir: str | Path, *, subsets: Sequence[str] | None = None, rows_per_subset: int | None = None,
+                 seed: int = 0, trace_words: int | None = None, fault_rate: float | None = None,
+                 image_size: int | None = None, shard_rows: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 overwrite: bool = True) -> Path:
+    """Generate the sample dataset into ``out_dir`` and return its path.
+
+    Defaults produce the bundled demo sample: the four :data:`SAMPLE_SUBSETS`,
+    40 planned rows each (see :func:`~mmfr_assets.sample.plan.default_kinds`).
+    Scale knobs: ``rows_per_subset`` (extra rows are realistic fillers of
+    which ``fault_rate`` carry a fault), ``trace_words`` (target length of the
+    thinking responses), ``image_size`` (longest edge of normal figures),
+    ``shard_rows`` (rows per parquet file, default 5000) and ``chunk_rows``
+    (rows per row group / in memory at once).
+    """
+    out = Path(out_dir).absolute()
+    subsets = tuple(SAMPLE_SUBSETS if subsets is None else subsets)
+    if not subsets or len(set(subsets)) != len(subsets):
+        raise ValueError(f"subsets must be non-empty and unique, got {subsets!r}")
+    for s in subsets:
+        if not s or "/" in s or s.startswith(".") or '"' in s:
+            raise ValueError(f"invalid subset name {s!r}")
+    shard_rows = shard_rows or DEFAULT_SHARD_ROWS
+    if shard_rows < 1 or chunk_rows < 1:
+        raise ValueError("shard_rows and chunk_rows must be >= 1")
+    if out.exists() and not overwrite:  # fail fast; re-checked when moving into place
+        raise FileExistsError(f"{out} exists (pass overwrite=True to replace it)")
+    if out.exists() and not _looks_like_sample(out):
+        raise FileExistsError(f"refusing to replace {out}: it holds files other than a sample dataset")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        counts = {}
+        for s in subsets:
+            n = len(default_kinds(s)) if rows_per_subset is None else int(rows_per_subset)
+            rows = iter_rows(s, rows_per_subset=rows_per_subset, seed=seed, trace_words=trace_words,
+                             fault_rate=fault_rate, image_size=image_size)
+            _write_subset(tmp / s, rows, n, shard_rows, chunk_rows)
+            counts[s] = n
+        (tmp / "README.md").write_text(readme_text(subsets, counts, _DESCRIPTION), encoding="utf-8")
+        _move_into_place(tmp, out, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def describe(out_dir: str | Path) -> list[tuple[str, int, int]]:
+    """(relative path, rows, bytes) of every parquet file under ``out_dir``."""
+    out = Path(out_dir)
+    return [(str(p.relative_to(out)), pq.ParquetFile(p).metadata.num_rows, p.stat().st_size)
+            for p in sorted(out.glob("*/*.parquet"))]
+
+
+__all__ = ["FEATURES", "SCHEMA", "describe", "iter_rows", "readme_text", "write_sample"]

@@ -1,0 +1,165 @@
+"""The whole asset graph materialized in-process, partition by partition."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from mmfr_assets.definitions import build_definitions
+from mmfr_assets.lake.delta import DeltaLocation, count_rows
+from mmfr_assets.pipeline import ASSET_NAMES, STAGES
+
+STAGE_OF = {reason: stage for stage, filters in STAGES for f in filters for reason in f.reasons}
+
+
+def materialize(defs: dg.Definitions, subset: str, instance, run_config=None):
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(partition_key=subset, instance=instance, run_config=run_config)
+    assert result.success
+    return result
+
+
+def materializations(result) -> dict[str, dict]:
+    return {
+        m.asset_key.path[-1]: m.metadata
+        for m in result.get_asset_materialization_events()
+        for m in [m.event_specific_data.materialization]
+    }
+
+
+def check_results(result) -> list:
+    return [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+
+
+def rejections(lake_uri: str, subset: str) -> pl.DataFrame:
+    return pl.read_delta(f"{lake_uri}/rejections").filter(pl.col("subset") == subset)
+
+
+@pytest.fixture(scope="module")
+def bundled(sample_source, tmp_path_factory):
+    lake = str(tmp_path_factory.mktemp("graph") / "lake")
+    defs = build_definitions(str(sample_source), lake, {})
+    instance = dg.DagsterInstance.ephemeral()
+    results = {s: materialize(defs, s, instance) for s in ("BMMR", "FineVision-geo170k(qa)")}
+    return defs, lake, instance, results
+
+
+@pytest.mark.parametrize("subset", ["BMMR", "FineVision-geo170k(qa)"])
+def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
+    from mmfr_assets.sample import expected_reasons
+
+    _, lake, _, results = bundled
+    plan = {str(k): v for k, v in expected_reasons(subset).items()}
+    metadata = materializations(results[subset])
+    assert set(metadata) == set(ASSET_NAMES)
+    expected = Counter(reason for reason in plan.values() if reason)
+    for stage, filters in STAGES:
+        for f in filters:
+            for reason in f.reasons:
+                assert metadata[stage][f"dropped/{reason}"].value == expected[reason], reason
+                if not (subset == "LLaVA-CoT" and reason.startswith("structure_answer")):
+                    assert expected[reason] > 0, f"the sample never trips {reason}"
+    dropped = rejections(lake, subset)
+    assert dict(zip(dropped["id"], dropped["reason"])) == {
+        i: r for i, r in plan.items() if r
+    }
+    assert set(zip(dropped["reason"], dropped["stage"])) == {
+        (r, STAGE_OF[r]) for r in plan.values() if r
+    }
+    survivors = pl.read_delta(f"{lake}/difficulty_filtered").filter(pl.col("subset") == subset)
+    assert sorted(survivors["id"]) == sorted(i for i, r in plan.items() if r is None)
+    assert metadata["difficulty_filtered"]["dagster/row_count"].value == survivors.height > 0
+
+
+def test_every_accounting_check_passes_and_metadata_is_complete(bundled):
+    _, _, _, results = bundled
+    for result in results.values():
+        checks = check_results(result)
+        assert len(checks) == len(ASSET_NAMES) and all(c.passed for c in checks)
+        for name, metadata in materializations(result).items():
+            assert metadata["rows_in"].value == (
+                metadata["dagster/row_count"].value + metadata["rows_dropped"].value
+            )
+            assert "| filter | reason | dropped | remaining |" in metadata["funnel"].value
+            assert metadata["dagster/uri"].value.endswith(f"/{name}")
+            columns = [c.name for c in metadata["dagster/column_schema"].schema.columns]
+            assert columns[:2] == ["subset", "id"]
+
+
+def test_images_are_stored_once_and_repaired_ones_replace_them(bundled):
+    _, lake, _, _ = bundled
+    cleaned = pl.read_delta(f"{lake}/cleaned").filter(pl.col("subset") == "BMMR")
+    changed = cleaned.filter(pl.col("image_bytes").is_not_null())
+    fixes = set(changed["image_fixes"].explode())
+    assert {"resized", "exif_transposed"} <= fixes
+    assert any(f.startswith("converted_") for f in fixes)
+    # unchanged images are not copied, and every kept row says how it was (not) changed
+    assert cleaned.filter(pl.col("image_bytes").is_null())["image_fixes"].list.len().max() == 0
+    for name in ("distilled", "quality_filtered", "difficulty_filtered"):
+        assert "image_bytes" not in pl.read_delta(f"{lake}/{name}").columns
+    assert cleaned["image_width"].max() <= 2048 and cleaned["image_height"].max() <= 2048
+
+
+def test_rematerializing_a_partition_replaces_it(bundled):
+    defs, lake, instance, results = bundled
+    before = {n: count_rows(DeltaLocation(f"{lake}/{n}"), {"subset": "BMMR"}) for n in ASSET_NAMES}
+    other = count_rows(DeltaLocation(f"{lake}/collected"), {"subset": "FineVision-geo170k(qa)"})
+    materialize(defs, "BMMR", instance)
+    after = {n: count_rows(DeltaLocation(f"{lake}/{n}"), {"subset": "BMMR"}) for n in ASSET_NAMES}
+    assert after == before
+    assert rejections(lake, "BMMR").height == before["collected"] - before["difficulty_filtered"]
+    assert count_rows(DeltaLocation(f"{lake}/collected"), {"subset": "FineVision-geo170k(qa)"}) == other
+    # a stricter threshold on re-run changes only what it should
+    materialize(
+        defs, "BMMR", instance,
+        {"ops": {"difficulty_filtered": {"config": {"max_pass_rate": 1.0}}}},
+    )
+    assert count_rows(DeltaLocation(f"{lake}/difficulty_filtered"), {"subset": "BMMR"}) > before[
+        "difficulty_filtered"
+    ]
+
+
+def test_real_published_rows_flow_through_every_stage(real_sample, tmp_path):
+    lake = str(tmp_path / "lake")
+    defs = build_definitions(str(real_sample), lake, {})
+    subsets = defs.resolve_assets_def("collected").partitions_def.get_partition_keys()
+    assert len(subsets) == 11 and "FineVision-geo170k(qa)" in subsets
+    instance = dg.DagsterInstance.ephemeral()
+    for subset in subsets:
+        result = materialize(defs, subset, instance)
+        assert all(c.passed for c in check_results(result))
+        assert set(materializations(result)) == set(ASSET_NAMES)
+    assert count_rows(DeltaLocation(f"{lake}/collected")) == 110
+    totals = {n: count_rows(DeltaLocation(f"{lake}/{n}")) for n in ASSET_NAMES}
+    dropped = pl.read_delta(f"{lake}/rejections").group_by("stage").len()
+    for (stage, _), (previous, _) in zip(STAGES[1:], STAGES):
+        lost = dict(dropped.rows()).get(stage, 0)
+        assert totals[previous] == totals[stage] + lost
+    # MMR1 rows were published without images: dropped, and said so
+    mmr1 = rejections(lake, "MMR1")
+    assert mmr1.height == 10 and set(mmr1["reason"]) == {"image_missing"}
+    assert totals["quality_filtered"] > 50 and totals["difficulty_filtered"] > 0
+
+
+def test_row_images_join_cleaned_and_collected_in_one_pass(bundled):
+    from mmfr_assets.lake.images import PartitionImages, row_images
+    from mmfr_assets.lake.resource import LakeResource
+    from PIL import Image
+    import io
+
+    _, lake, _, _ = bundled
+    cleaned = pl.read_delta(f"{lake}/cleaned").filter(pl.col("subset") == "BMMR")
+    collected = pl.read_delta(f"{lake}/collected").filter(pl.col("subset") == "BMMR")
+    joiner = PartitionImages(LakeResource(uri=lake), "BMMR", batch_size=4)
+    ids, own = cleaned["id"].to_list(), cleaned["image_bytes"].to_list()
+    images = row_images(joiner, ids[:5], own[:5]) + row_images(joiner, ids[5:], own[5:])
+    originals = dict(zip(collected["id"], collected["image_bytes"]))
+    for row_id, mine, image in zip(ids, own, images):
+        assert image == (mine if mine is not None else originals[row_id])
+        decoded = Image.open(io.BytesIO(image))
+        assert max(decoded.size) <= 2048
+    with pytest.raises(LookupError):
+        joiner.take([ids[0]])  # already passed: order is part of the contract
