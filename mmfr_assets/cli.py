@@ -35,6 +35,8 @@ def _run_config(path: str | None, max_samples: int | None) -> dict:
         if loaded is not None and not isinstance(loaded, dict):
             raise SystemExit(f"mmfr: {path} must hold a mapping of Dagster run config")
         config = loaded or {}
+    # Step-level DEBUG events drown the funnel; the UI keeps every event regardless.
+    config.setdefault("loggers", {"console": {"config": {"log_level": "INFO"}}})
     if max_samples is not None:
         ops = config.setdefault("ops", {})
         collected = ops.setdefault("collected", {}).setdefault("config", {})
