@@ -1,0 +1,270 @@
+"""Durable response cache: never pay twice for the same answer.
+
+Why SQLite in WAL mode: it is in the stdlib, one file, readers never block the
+writer, and several processes (Dagster runs one process per step) can share it
+safely with a busy timeout.  ``synchronous=NORMAL`` means a commit survives the
+process being SIGKILLed (the WAL is in the OS page cache); only an OS crash or
+power loss can drop the last commits, which costs a few seconds of re-requests.
+
+Writes go through one background thread per cache that commits whatever is
+queued as soon as it arrives (naturally batching under load), so a finished
+response is on disk within milliseconds, well inside the ~1 s budget, without
+blocking the client's event loop on SQLite.
+
+The key is the sha256 of the canonical JSON of everything that determines the
+response (model, messages with images replaced by their sha256, sampling
+parameters, seed, n, extra_body), and nothing that does not (base URL, API key),
+so the same request against another replica of the same model is a hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+from .images import data_url_digest
+
+logger = logging.getLogger(__name__)
+
+#: Bump to invalidate every cached answer (e.g. if the canonical form changes).
+CACHE_KEY_VERSION = 1
+
+DEFAULT_CACHE_ENV = "MMFR_LLM_CACHE"
+DEFAULT_CACHE_PATH = "data/llm_cache.sqlite"
+
+
+def default_cache_path(environ: Optional[Mapping[str, str]] = None) -> str:
+    """``$MMFR_LLM_CACHE`` or ``data/llm_cache.sqlite`` (``data/`` is git-ignored)."""
+    environ = os.environ if environ is None else environ
+    return environ.get(DEFAULT_CACHE_ENV) or DEFAULT_CACHE_PATH
+
+
+def canonical_request(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a chat-completions body with inline image data replaced by its digest."""
+    out = dict(body)
+    if "messages" in out:
+        out["messages"] = [_canon_message(m) for m in out["messages"]]
+    return out
+
+
+def _canon_message(message: Mapping[str, Any]) -> Any:
+    content = message.get("content")
+    if not isinstance(content, list):
+        return dict(message)
+    parts = []
+    for part in content:
+        if isinstance(part, Mapping) and part.get("type") == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, Mapping) else image
+            digest = data_url_digest(url) if isinstance(url, str) else None
+            if digest is not None:
+                new_image = dict(image) if isinstance(image, Mapping) else {}
+                new_image["url"] = digest
+                part = {**part, "image_url": new_image}
+        parts.append(part)
+    return {**message, "content": parts}
+
+
+def cache_key(body: Mapping[str, Any]) -> str:
+    """sha256 hex of the canonical JSON (sorted keys) of ``body``."""
+    canon = {"v": CACHE_KEY_VERSION, "request": canonical_request(body)}
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT,
+    created_at REAL NOT NULL,
+    payload BLOB NOT NULL
+)
+"""
+
+
+class ResponseCache:
+    """SQLite-backed map ``cache_key -> response payload`` (a JSON-able dict).
+
+    Payloads are zlib-compressed JSON: CoT traces compress ~3x and a full run
+    holds millions of them.  ``put`` never blocks on disk; ``get`` also sees
+    entries still queued for writing.  Use as a context manager or call
+    :meth:`close` (which flushes).
+    """
+
+    def __init__(self, path: Union[str, os.PathLike], *, busy_timeout_s: float = 60.0,
+                 max_batch: int = 512) -> None:
+        self.path = Path(path)
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._busy_timeout_s = busy_timeout_s
+        self._max_batch = max_batch
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._pending_lock = threading.Lock()
+        self._queue: "queue.Queue[Optional[tuple[str, str, dict[str, Any]]]]" = queue.Queue()
+        self._closed = False
+        self.write_errors = 0
+        conn = self._connect()
+        with conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_SCHEMA)
+        self._writer = threading.Thread(target=self._write_loop, name=f"llm-cache-writer:{self.path.name}",
+                                        daemon=True)
+        self._writer.start()
+
+    # -- connections -------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=self._busy_timeout_s, check_same_thread=False,
+                               isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    # -- public API --------------------------------------------------------
+    def get(self, key: str) -> Optional[dict[str, Any]]:
+        """The payload stored for ``key``, or None (treat the result as read-only)."""
+        with self._pending_lock:
+            pending = self._pending.get(key)
+        if pending is not None:
+            return pending
+        row = self._reader().execute("SELECT payload FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return json.loads(zlib.decompress(row[0]))
+        except Exception:  # a corrupt row is a miss; the fresh answer cannot replace it (INSERT OR IGNORE)
+            logger.warning("llm cache: undecodable entry %s ignored", key[:12])
+            return None
+
+    def put(self, key: str, payload: Mapping[str, Any], *, model: str = "") -> None:
+        """Queue ``payload`` for a durable write (committed within milliseconds).
+
+        Serialisation and compression happen on the writer thread so callers
+        (the client's event loop) never pay for them.
+        """
+        if self._closed:
+            raise RuntimeError("ResponseCache is closed")
+        payload = dict(payload)
+        with self._pending_lock:
+            self._pending[key] = payload
+        self._queue.put((key, model, payload))
+
+    def flush(self, timeout_s: Optional[float] = None) -> bool:
+        """Block until every queued write is committed; False on timeout."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            with self._pending_lock:
+                if not self._pending:
+                    return True
+            if not self._writer.is_alive():
+                return False
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+
+    def __len__(self) -> int:
+        return self._reader().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        """Flush pending writes, stop the writer and close connections (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join(timeout=self._busy_timeout_s + 5)
+        with self._conns_lock:
+            for conn in self._conns:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+            self._conns.clear()
+
+    def __enter__(self) -> "ResponseCache":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({str(self.path)!r})"
+
+    # -- writer thread -----------------------------------------------------
+    def _write_loop(self) -> None:
+        conn = self._connect()
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            batch = []
+            if item is None:
+                stop = True
+            else:
+                batch.append(item)
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    continue
+                batch.append(item)
+            if batch:
+                try:
+                    self._write_batch(conn, batch)
+                except Exception as exc:  # never let the writer die: flush() would wait forever
+                    self.write_errors += len(batch)
+                    logger.error("llm cache: dropping %d responses: %s: %s", len(batch), type(exc).__name__, exc)
+                    with self._pending_lock:
+                        for key, _model, payload in batch:
+                            if self._pending.get(key) is payload:
+                                del self._pending[key]
+
+    def _write_batch(self, conn: sqlite3.Connection, batch: list[tuple[str, str, dict[str, Any]]]) -> None:
+        now = time.time()
+        rows = [(key, model, now, _encode(payload)) for key, model, payload in batch]
+        for attempt in range(5):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT OR IGNORE INTO responses (key, model, created_at, payload) VALUES (?, ?, ?, ?)", rows)
+                conn.execute("COMMIT")
+                break
+            except sqlite3.Error as exc:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if attempt == 4:
+                    self.write_errors += len(rows)
+                    logger.error("llm cache: dropping %d responses after write errors: %s", len(rows), exc)
+                else:
+                    time.sleep(0.2 * (attempt + 1))
+        with self._pending_lock:
+            for key, _model, payload in batch:
+                if self._pending.get(key) is payload:
+                    del self._pending[key]
+
+
+def _encode(payload: Mapping[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), 6)

@@ -1,0 +1,664 @@
+"""The shared chat client: fast, bounded, fault tolerant, never paying twice.
+
+Why it is shaped this way:
+
+* Dagster assets are synchronous and process a partition as a stream of rows,
+  while throughput needs hundreds of requests in flight.  So an
+  :class:`LLMSession` runs its own asyncio loop in a background thread and
+  exposes a synchronous :meth:`LLMSession.map` that keeps up to
+  ``max_concurrency`` requests in flight continuously (a sliding window, no
+  batch barriers), reads the input lazily and buffers at most
+  ``max_concurrency + buffer`` rows, so memory does not grow with input size.
+* The caller's thread does the CPU work that belongs to it (iterating the
+  input, canonicalising and hashing requests, cache look-ups) and the loop
+  thread does only network I/O; completed responses are handed to the cache's
+  writer thread, so they are on disk within milliseconds even if the consumer
+  is slow or the process is SIGKILLed right after.
+* The openai SDK's own retries are off (``max_retries=0``): retries, backoff,
+  Retry-After and the treatment of 200-responses that are useless (malformed
+  JSON, empty content, ``finish_reason == "length"``) are decided here, in one
+  place, with one error text per failed row.
+* Every error text and log line goes through :class:`Redactor` so the API key
+  cannot leak into Dagster metadata, logs or exceptions.
+
+This module does not import Dagster: :class:`EndpointSettings` is the plain
+snapshot the Dagster resource hands over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import email.utils
+import json
+import logging
+import queue
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Optional, TypeVar, Union
+from urllib.parse import urlsplit, urlunsplit
+
+from .cache import ResponseCache, cache_key
+from .types import ChatRequest, ChatResult, Choice, LLMDisabledError, LLMStallError
+from .usage import UsageStats
+
+logger = logging.getLogger("mmfr_assets.llm")
+
+K = TypeVar("K")
+
+#: Added to ``timeout_s`` for the hard per-attempt deadline (asyncio.wait_for),
+#: which catches servers that trickle bytes and never trip httpx's read timeout.
+HARD_DEADLINE_SLACK_S = 5.0
+#: How many retry / failure lines a session logs before it only counts them.
+LOG_RETRY_LINES = 20
+LOG_FAILURE_LINES = 50
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """Everything the client needs about one endpoint (a snapshot of the resource)."""
+
+    base_url: str
+    model: str
+    api_key: Optional[str] = field(default=None, repr=False)
+    name: str = ""
+    timeout_s: float = 600.0
+    max_concurrency: int = 32
+    max_retries: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    max_retry_after_s: float = 300.0
+    retry_on_length: bool = True
+    transport: str = "aiohttp"
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    max_tokens: Optional[int] = None
+    seed: Optional[int] = None
+    n: int = 1
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.model
+
+
+# ---------------------------------------------------------------------------
+# pure helpers
+
+
+def normalize_base_url(url: str) -> str:
+    """Append ``/v1`` when the URL has no path (every OpenAI-compatible server serves there)."""
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.path in ("", "/"):
+        parts = parts._replace(path="/v1")
+    return urlunsplit(parts)
+
+
+def build_body(settings: EndpointSettings, request: ChatRequest) -> dict[str, Any]:
+    """The JSON body sent for ``request``; also what the cache key is computed from."""
+    body: dict[str, Any] = {"model": settings.model, "messages": [dict(m) for m in request.messages]}
+    params = {
+        "temperature": _pick(request.temperature, settings.temperature),
+        "top_p": _pick(request.top_p, settings.top_p),
+        "max_tokens": _pick(request.max_tokens, settings.max_tokens),
+        "seed": _pick(request.seed, settings.seed),
+        "n": _pick(request.n, settings.n),
+    }
+    body.update({k: v for k, v in params.items() if v is not None})
+    extra = dict(settings.extra_body or {})
+    extra.update(request.extra_body or {})
+    for k, v in extra.items():
+        if k not in ("model", "messages"):
+            body[k] = v
+    return body
+
+
+def _pick(a: Any, b: Any) -> Any:
+    return a if a is not None else b
+
+
+class Redactor:
+    """Removes secrets (and any bearer token) from text that will be logged or stored."""
+
+    _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
+
+    def __init__(self, *secrets: Optional[str]) -> None:
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: Any, limit: int = 1000) -> str:
+        out = str(text)
+        for secret in self._secrets:
+            out = out.replace(secret, "***")
+        out = self._BEARER.sub(r"\1***", out)
+        out = " ".join(out.split())
+        return out if len(out) <= limit else out[: limit - 3] + "..."
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._secrets)} secrets)"
+
+
+class MalformedResponse(ValueError):
+    """A 200 response whose body is not a usable chat completion."""
+
+
+def parse_completion(text: str) -> tuple[tuple[Choice, ...], int, int, str]:
+    """``(choices, prompt_tokens, completion_tokens, model)`` from a response body.
+
+    Reasoning comes from ``reasoning_content`` (vLLM) or ``reasoning`` (newer
+    vLLM / other servers); when absent but the content holds ``…</think>`` (a
+    reasoning model served without a reasoning parser), it is split out.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise MalformedResponse(f"malformed JSON body ({len(text)} chars): {exc}") from None
+    if not isinstance(data, dict):
+        raise MalformedResponse(f"response body is {type(data).__name__}, not an object")
+    raw_choices = data.get("choices")
+    if not isinstance(raw_choices, list) or not raw_choices:
+        raise MalformedResponse("response has no choices")
+    choices = []
+    for raw in sorted(raw_choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0):
+        if not isinstance(raw, dict):
+            raise MalformedResponse("choice is not an object")
+        msg = raw.get("message")
+        if not isinstance(msg, dict):
+            raise MalformedResponse("choice has no message")
+        content = _text(msg.get("content"))
+        reasoning = _text(msg.get("reasoning_content")) or _text(msg.get("reasoning"))
+        if not reasoning and "</think>" in content:
+            head, _, tail = content.partition("</think>")
+            reasoning, content = head.replace("<think>", "", 1).strip(), tail.strip()
+        choices.append(Choice(content=content, reasoning=reasoning, finish_reason=raw.get("finish_reason")))
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    return (tuple(choices), _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")),
+            str(data.get("model") or ""))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # content parts
+        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
+    return str(value)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def unusable_reason(choices: Iterable[Choice], retry_on_length: bool) -> Optional[str]:
+    """Why a well-formed response must be retried anyway, or None if it is usable."""
+    for c in choices:
+        if not c.content.strip() and not c.reasoning.strip():
+            return "empty content"
+        if retry_on_length and c.finish_reason == "length":
+            return "finish_reason=length (output truncated at max_tokens)"
+    return None
+
+
+def parse_retry_after(headers: Mapping[str, str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds to wait from ``retry-after-ms`` / ``retry-after`` (seconds or HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
+    """Exponential backoff with equal jitter: ``d/2 + U(0, d/2)``, ``d = min(max, base*2**(attempt-1))``."""
+    d = min(max_s, base_s * (2 ** max(0, attempt - 1)))
+    return d / 2 + rng.uniform(0, d / 2)
+
+
+def result_from_payload(payload: Mapping[str, Any], *, cache_key: str, cached: bool, **extra: Any) -> ChatResult:
+    """Rebuild a :class:`ChatResult` from a cache payload."""
+    choices = tuple(Choice(content=c.get("content", ""), reasoning=c.get("reasoning", ""),
+                           finish_reason=c.get("finish_reason")) for c in payload.get("choices", ()))
+    return ChatResult(ok=True, choices=choices, cached=cached, model=payload.get("model", ""),
+                      prompt_tokens=payload.get("prompt_tokens", 0),
+                      completion_tokens=payload.get("completion_tokens", 0), cache_key=cache_key, **extra)
+
+
+def payload_from_result(result: ChatResult) -> dict[str, Any]:
+    return {
+        "choices": [dataclasses.asdict(c) for c in result.choices],
+        "model": result.model,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+    }
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    choices: tuple[Choice, ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str = ""
+    error: str = ""
+    retryable: bool = False
+    retry_after: Optional[float] = None
+
+
+# ---------------------------------------------------------------------------
+# the session
+
+
+class LLMSession:
+    """A live connection pool to one endpoint plus its cache and usage counters.
+
+    Open it with ``LLMEndpoint.open_session(...)`` (or directly from
+    :class:`EndpointSettings`), use it as a context manager, and feed it rows
+    through :meth:`map`.  Closing cancels whatever is still in flight, stops
+    the loop thread and flushes the cache.
+    """
+
+    def __init__(self, settings: EndpointSettings, *, cache: Union[ResponseCache, str, Any, None] = None,
+                 log: Any = None, watchdog_s: Optional[float] = None, buffer: Optional[int] = None,
+                 rng_seed: Optional[int] = None) -> None:
+        if not settings.base_url:
+            raise LLMDisabledError(f"LLM endpoint {settings.label!r} is disabled (no base_url)")
+        if settings.max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        self.settings = settings
+        self.usage = UsageStats()
+        for name in ("httpx2", "httpx"):  # one INFO line per HTTP request is noise at 2.3M requests
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(logging.WARNING)
+        self._redact = Redactor(settings.api_key)
+        self._log = log if log is not None else logger
+        self._owns_cache = cache is not None and not isinstance(cache, ResponseCache)
+        self.cache: Optional[ResponseCache] = (
+            ResponseCache(cache) if self._owns_cache else cache)  # type: ignore[arg-type]
+        hard = settings.timeout_s + HARD_DEADLINE_SLACK_S
+        self.watchdog_s = watchdog_s if watchdog_s is not None else (
+            max(hard, settings.max_retry_after_s, settings.backoff_max_s) + 60.0)
+        self.window = settings.max_concurrency + (buffer if buffer is not None else settings.max_concurrency)
+        self._rng = random.Random(rng_seed)
+        self._last_progress = time.monotonic()
+        self._log_lines: "queue.SimpleQueue[tuple[str, str]]" = queue.SimpleQueue()
+        self._retry_lines = 0
+        self._failure_lines = 0
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._thread = threading.Thread(target=self._run_loop, name=f"llm-session:{settings.label}", daemon=True)
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._setup(), self._loop).result(timeout=30)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle ---------------------------------------------------------
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            try:
+                self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            except Exception:
+                pass
+            self._loop.close()
+
+    async def _setup(self) -> None:
+        import httpx2
+        import openai
+
+        s = self.settings
+        self._sem = asyncio.Semaphore(s.max_concurrency)
+        # The SDK's aiohttp transport costs ~1 ms of CPU per request against ~3 ms for
+        # the default httpx pool, which saturates a core near 300 requests/s.
+        client_cls = {"aiohttp": openai.DefaultAioHttpClient, "httpx": openai.DefaultAsyncHttpxClient}.get(s.transport)
+        if client_cls is None:
+            raise ValueError(f"transport must be 'aiohttp' or 'httpx', got {s.transport!r}")
+        http_client = client_cls(
+            limits=httpx2.Limits(max_connections=s.max_concurrency, max_keepalive_connections=s.max_concurrency),
+            timeout=httpx2.Timeout(s.timeout_s, connect=min(s.timeout_s, 30.0)),
+        )
+        # "EMPTY" is vLLM's convention for "no key"; passing it explicitly also stops
+        # the SDK from silently picking up an unrelated OPENAI_API_KEY.
+        self._client = openai.AsyncOpenAI(base_url=normalize_base_url(s.base_url), api_key=s.api_key or "EMPTY",
+                                          max_retries=0, timeout=s.timeout_s, http_client=http_client)
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        client = getattr(self, "_client", None)
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.close(), timeout=5)
+            except BaseException:
+                pass
+
+    def close(self) -> None:
+        """Cancel in-flight requests, stop the loop thread, flush and close owned caches."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._loop.is_running():
+                fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+                try:
+                    fut.result(timeout=15)
+                except BaseException:
+                    pass
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=15)
+        finally:
+            if self.cache is not None:
+                if self._owns_cache:
+                    self.cache.close()
+                else:
+                    self.cache.flush(timeout_s=30)
+            self._emit_logs()
+            u = self.usage
+            self._log.info(self._redact(
+                f"[llm {self.settings.label}] session closed: {u.successes} ok, {u.failures} failed, "
+                f"{u.cache_hits} cache hits, {u.retries} retries, {u.requests_sent} HTTP requests"))
+
+    def __enter__(self) -> "LLMSession":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LLMSession({self.settings.label!r}, max_concurrency={self.settings.max_concurrency})"
+
+    # -- public API --------------------------------------------------------
+    def complete(self, request: ChatRequest) -> ChatResult:
+        """Run a single request (cache, retries and all) and return its result."""
+        results = self.map([(0, request)])
+        try:
+            return next(results)[1]
+        finally:
+            results.close()
+
+    def map(self, requests: Iterable[tuple[K, ChatRequest]]) -> Iterator[tuple[K, ChatResult]]:
+        """Run ``(key, request)`` pairs; yield ``(key, result)`` as results complete.
+
+        The input is read lazily: at most ``window`` (``max_concurrency`` +
+        buffer) requests are outstanding at once, and a new one is sent as soon
+        as one finishes, so the endpoint sees ``max_concurrency`` in flight for
+        the whole iterable.  Results come in completion order.  Every input
+        pair yields exactly one result; failed rows come back with
+        ``ok=False`` and an error text, they do not raise.  Raises
+        :class:`LLMStallError` if nothing at all happens for ``watchdog_s``.
+        Breaking out of the loop cancels what is still in flight.
+        """
+        if self._closed:
+            raise RuntimeError("session is closed")
+        results: "queue.SimpleQueue[tuple[str, ChatResult]]" = queue.SimpleQueue()
+        waiting: dict[str, list[Any]] = {}          # cache key -> caller keys waiting for it
+        futures: dict[str, concurrent.futures.Future[Any]] = {}
+        outstanding = 0
+        it = iter(requests)
+        exhausted = False
+        try:
+            while True:
+                # 1. hand over whatever finished meanwhile
+                while True:
+                    try:
+                        ck, res = results.get_nowait()
+                    except queue.Empty:
+                        break
+                    futures.pop(ck, None)
+                    for item in self._fan_out(waiting.pop(ck), res):
+                        outstanding -= 1
+                        yield item
+                self._emit_logs()
+                if exhausted and outstanding == 0:
+                    return
+                # 2. top up the window from the input
+                if not exhausted and outstanding < self.window:
+                    try:
+                        key, request = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        continue
+                    body = build_body(self.settings, request)
+                    ck = cache_key(body)
+                    if ck in waiting:                # identical request already in flight
+                        self.usage.add(cache_hits=1)
+                        waiting[ck].append(key)
+                        outstanding += 1
+                        continue
+                    hit = self._cache_lookup(ck)
+                    if hit is not None:
+                        self.usage.add(cache_hits=1)
+                        yield key, hit
+                        continue
+                    self.usage.add(cache_misses=1)
+                    waiting[ck] = [key]
+                    outstanding += 1
+                    futures[ck] = asyncio.run_coroutine_threadsafe(self._execute(ck, body, results), self._loop)
+                    continue
+                # 3. window full or input done: wait for a completion
+                ck, res = self._wait(results)
+                futures.pop(ck, None)
+                for item in self._fan_out(waiting.pop(ck), res):
+                    outstanding -= 1
+                    yield item
+        finally:
+            for fut in futures.values():
+                fut.cancel()
+            self._emit_logs()
+
+    # -- internals: caller thread -----------------------------------------
+    def _fan_out(self, keys: list[Any], res: ChatResult) -> Iterator[tuple[Any, ChatResult]]:
+        yield keys[0], res
+        dup = dataclasses.replace(res, cached=True, attempts=0, latency_s=0.0) if res.ok else res
+        for key in keys[1:]:
+            yield key, dup
+
+    def _cache_lookup(self, ck: str) -> Optional[ChatResult]:
+        if self.cache is None:
+            return None
+        payload = self.cache.get(ck)
+        if payload is None:
+            return None
+        result = result_from_payload(payload, cache_key=ck, cached=True)
+        if not result.choices or unusable_reason(result.choices, self.settings.retry_on_length):
+            return None  # cached under a laxer policy (e.g. retry_on_length off): ask again
+        return result
+
+    def _wait(self, results: "queue.SimpleQueue[tuple[str, ChatResult]]") -> tuple[str, ChatResult]:
+        start = time.monotonic()
+        while True:
+            try:
+                return results.get(timeout=0.25)
+            except queue.Empty:
+                pass
+            self._emit_logs()
+            if not self._thread.is_alive():
+                raise LLMStallError(f"[llm {self.settings.label}] event loop thread died")
+            idle = time.monotonic() - max(self._last_progress, start)
+            if idle > self.watchdog_s:
+                raise LLMStallError(
+                    f"[llm {self.settings.label}] watchdog: no request made progress for {idle:.0f}s "
+                    f"(watchdog_s={self.watchdog_s:.0f})")
+
+    def _emit_logs(self) -> None:
+        while True:
+            try:
+                level, line = self._log_lines.get_nowait()
+            except queue.Empty:
+                return
+            getattr(self._log, level)(line)
+
+    # -- internals: loop thread --------------------------------------------
+    def _note(self, level: str, line: str) -> None:
+        self._log_lines.put((level, self._redact(line, limit=2000)))
+
+    async def _execute(self, ck: str, body: dict[str, Any],
+                       results: "queue.SimpleQueue[tuple[str, ChatResult]]") -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            result = await self._run_with_retries(ck, body)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must fail the row, not hang the map
+            result = ChatResult(ok=False, error=self._redact(f"internal error: {type(exc).__name__}: {exc}"),
+                                cache_key=ck)
+            self.usage.add(failures=1)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+        if result.ok and self.cache is not None:
+            try:
+                self.cache.put(ck, payload_from_result(result), model=result.model)
+            except Exception as exc:
+                self._note("warning", f"[llm {self.settings.label}] cache write failed: {exc}")
+        results.put((ck, result))
+
+    async def _run_with_retries(self, ck: str, body: dict[str, Any]) -> ChatResult:
+        s = self.settings
+        start: Optional[float] = None
+        outcome = _Outcome(ok=False, error="not attempted")
+        attempts = 0
+        for attempt in range(1, s.max_retries + 2):
+            async with self._sem:
+                if start is None:
+                    start = time.monotonic()
+                attempts = attempt
+                self.usage.add(requests_sent=1, retries=1 if attempt > 1 else 0)
+                outcome = await self._attempt(body)
+                self._last_progress = time.monotonic()
+            if outcome.ok or not outcome.retryable or attempt > s.max_retries:
+                break
+            if outcome.retry_after is not None:
+                delay = min(outcome.retry_after, s.max_retry_after_s) + self._rng.uniform(0, 0.05)
+            else:
+                delay = backoff_delay(attempt, s.backoff_base_s, s.backoff_max_s, self._rng)
+            if self._retry_lines < LOG_RETRY_LINES:
+                self._retry_lines += 1
+                self._note("debug", f"[llm {s.label}] attempt {attempt} failed ({outcome.error}); "
+                                    f"retrying in {delay:.2f}s")
+            await asyncio.sleep(delay)
+            self._last_progress = time.monotonic()
+        latency = time.monotonic() - (start or time.monotonic())
+        self.usage.record_latency(latency)
+        if outcome.ok:
+            self.usage.add(successes=1, prompt_tokens=outcome.prompt_tokens,
+                           completion_tokens=outcome.completion_tokens)
+            return ChatResult(ok=True, choices=outcome.choices, attempts=attempts, latency_s=latency,
+                              prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
+                              model=outcome.model, cache_key=ck)
+        self.usage.add(failures=1)
+        gave_up = "after" if outcome.retryable else "not retryable,"
+        error = self._redact(f"{outcome.error} ({gave_up} {attempts} attempt{'s' if attempts > 1 else ''})")
+        self._failure_lines += 1
+        if self._failure_lines <= LOG_FAILURE_LINES or self._failure_lines % 1000 == 0:
+            self._note("warning", f"[llm {s.label}] request failed #{self._failure_lines}: {error}")
+        return ChatResult(ok=False, choices=outcome.choices, error=error, attempts=attempts,
+                          latency_s=latency, model=outcome.model, cache_key=ck)
+
+    async def _post(self, body: dict[str, Any], httpx2: Any) -> str:
+        response = await self._client.post("/chat/completions", cast_to=httpx2.Response, body=body,
+                                           options={"timeout": self.settings.timeout_s})
+        try:
+            await response.aread()
+            return response.text
+        finally:
+            await response.aclose()
+
+    async def _attempt(self, body: dict[str, Any]) -> _Outcome:
+        import httpx2
+        import openai
+
+        s = self.settings
+        try:
+            # ``client.post`` (the SDK's documented way to call any endpoint) rather than
+            # ``chat.completions.create``: the latter re-walks every message against its
+            # TypedDicts, ~0.8 ms of CPU per request, and parses into models we do not use.
+            response = await asyncio.wait_for(
+                self._post(body, httpx2), timeout=s.timeout_s + HARD_DEADLINE_SLACK_S)
+            choices, prompt_tokens, completion_tokens, model = parse_completion(response)
+        except MalformedResponse as exc:
+            return _Outcome(ok=False, error=str(exc), retryable=True)
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            retryable = status in (408, 409, 429) or status >= 500
+            retry_after = parse_retry_after(exc.response.headers) if status in (429, 503) else None
+            return _Outcome(ok=False, error=self._redact(f"HTTP {status}: {_body_text(exc)}", limit=600),
+                            retryable=retryable, retry_after=retry_after)
+        except asyncio.TimeoutError:
+            return _Outcome(ok=False, error=f"hard deadline of {s.timeout_s + HARD_DEADLINE_SLACK_S:g}s exceeded",
+                            retryable=True)
+        except openai.APIConnectionError as exc:  # includes APITimeoutError
+            return _Outcome(ok=False, error=self._redact(_connection_error_text(exc, s.timeout_s), limit=600),
+                            retryable=True)
+        except openai.APIError as exc:  # e.g. response validation errors
+            return _Outcome(ok=False, error=self._redact(f"{type(exc).__name__}: {exc}", limit=600),
+                            retryable=True)
+        except (httpx2.TransportError, OSError) as exc:  # body read failing after the SDK returned
+            return _Outcome(ok=False, error=self._redact(_connection_error_text(exc, s.timeout_s), limit=600),
+                            retryable=True)
+        reason = unusable_reason(choices, s.retry_on_length)
+        if reason is not None:
+            return _Outcome(ok=False, choices=choices, model=model, error=reason, retryable=True)
+        return _Outcome(ok=True, choices=choices, prompt_tokens=prompt_tokens,
+                        completion_tokens=completion_tokens, model=model)
+
+
+def _connection_error_text(exc: BaseException, timeout_s: float) -> str:
+    """Name the root cause: the SDK and its transports wrap it two or three times
+    (the aiohttp transport even reports a refused connection as a connect timeout)."""
+    root: BaseException = exc
+    for _ in range(10):
+        nxt = root.__cause__ or (None if root.__suppress_context__ else root.__context__)
+        if nxt is None:
+            break
+        root = nxt
+    name = type(root).__name__
+    if isinstance(root, (TimeoutError, asyncio.TimeoutError)) or "Timeout" in name:
+        return f"timeout after {timeout_s:g}s ({name})"
+    return f"connection error: {name}: {root}"
+
+
+def _body_text(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        return json.dumps(body)[:500]
+    if body is not None:
+        return str(body)[:500]
+    try:
+        return exc.response.text[:500]
+    except Exception:
+        return str(exc)

@@ -1,0 +1,571 @@
+"""A small OpenAI-compatible chat server for tests and benchmarks.
+
+Why a real HTTP server rather than a mocked client: the point is to exercise the
+real ``openai`` SDK, connection pooling, timeouts and the retry logic against
+the faults a vLLM fleet actually produces, and to run client and server in
+different processes for benchmarks.
+
+Endpoints:
+
+* ``POST /v1/chat/completions`` and ``GET /v1/models`` (enough for the SDK);
+* ``GET /admin/stats`` (``?detail=1`` adds per-prompt counts), ``POST
+  /admin/reset`` (stats and config back to defaults), ``POST /admin/config``
+  (merge a JSON object into the config; ``rules`` is replaced as a whole).
+
+Replies are deterministic functions of the request: a prompt asking for a
+"step-by-step" solution gets 250+ distinct words of reasoning (separately in
+``reasoning_content`` by default) and ``<answer>X</answer>``; a caption /
+describe prompt gets a 120+ word description; anything else a short echo.
+
+Faults come from ``rules`` (first matching rule wins).  A rule is a dict::
+
+    {"fault": "500" | "503" | "429" | "400" | <any status> | "hang" | "malformed"
+              | "empty" | "length" | "drop" | "delay",
+     "marker": "text the prompt must contain",       # optional selector
+     "first": k,              # only the first k matching requests, or
+     "first_per_prompt": k,   # only the first k attempts of each distinct prompt, or
+     "fraction": 0.3,         # a seeded-random fraction; none of these = always
+     "retry_after": 2, "retry_after_format": "seconds" | "http-date",   # for 429/503
+     "latency_s": 0.5}        # for "delay" (extra latency, then a normal reply)
+
+Run standalone: ``python -m mmfr_assets.llm.fake_server --port 0 --latency 0.05``
+prints the base URL (``http://127.0.0.1:PORT/v1``) on its first stdout line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import atexit
+import copy
+import email.utils
+import hashlib
+import json
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any, Optional
+
+from aiohttp import web
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "model": "fake-model",
+    "latency_s": 0.0,            # added to every completion
+    "latency_jitter_s": 0.0,     # + a deterministic per-request share of this
+    "reasoning": "separate",     # separate | inline (<think>…</think> in content) | none
+    "reasoning_field": "reasoning_content",   # or "reasoning"
+    "answer": None,              # force the <answer> of step-by-step replies
+    "api_key": None,             # when set, require "Authorization: Bearer <api_key>"
+    "echo_auth_in_errors": False,  # put the received Authorization header in error bodies
+    "enforce_max_tokens": False,   # truncate (finish_reason=length) past max_tokens words
+    "hang_s": 3600.0,            # how long a "hang" fault sleeps
+    "seed": 0,                   # seeds the RNG of "fraction" rules
+    "rules": [],
+}
+
+_STEP_RE = re.compile(r"step[\s-]*by[\s-]*step", re.I)
+_CAPTION_RE = re.compile(r"\b(caption|describe|description)\b", re.I)
+_OPTION_RE = re.compile(r"(?:^|[\s(])([A-E])[).:]", re.M)
+
+
+# ---------------------------------------------------------------------------
+# request helpers
+
+
+def prompt_text(messages: Any) -> str:
+    """All text of a chat request's messages, joined by newlines (images ignored)."""
+    out = []
+    for m in messages or []:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            out.append(content)
+        elif isinstance(content, list):
+            out.extend(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "\n".join(out)
+
+
+def prompt_digest(messages: Any) -> str:
+    """Short digest of :func:`prompt_text`; keys of the ``by_prompt`` stats."""
+    return hashlib.sha256(prompt_text(messages).encode("utf-8")).hexdigest()[:16]
+
+
+def _has_image(messages: Any) -> bool:
+    return any(isinstance(m, dict) and isinstance(m.get("content"), list) and
+               any(isinstance(p, dict) and p.get("type") == "image_url" for p in m["content"])
+               for m in messages or [])
+
+
+def _rng(*parts: Any) -> random.Random:
+    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).hexdigest()
+    return random.Random(int(h[:16], 16))
+
+
+# ---------------------------------------------------------------------------
+# canned replies
+
+_REASONING_SENTENCES = [
+    "First, I restate what the problem gives and what it asks for, so nothing is overlooked.",
+    "The figure shows a configuration whose labelled quantities include {a} and {b}.",
+    "Let me denote the unknown by x and write down every relation the statement implies.",
+    "From the diagram, two segments appear congruent, which suggests exploiting symmetry.",
+    "Substituting {a} into the expression gives {a} times {c}, that is {ac}.",
+    "Next, subtracting {b} from that product leaves {acb}, a value worth remembering.",
+    "Before going further, I should double-check whether the units are consistent throughout.",
+    "Angles along a straight line sum to 180 degrees, so the remaining angle follows directly.",
+    "A quick sanity check: dividing {ac} by {c} recovers {a}, confirming the arithmetic.",
+    "Perhaps an alternative approach helps; consider expressing everything via ratios instead.",
+    "Hmm, wait, maybe I misread one label, so I re-examine the picture carefully once more.",
+    "The legend indicates that each bar corresponds to a separate category of measurements.",
+    "Counting the visible objects row by row yields {d} items in total.",
+    "Because the triangle is right-angled, the Pythagorean theorem relates its three sides.",
+    "Squaring {a} gives {a2}, while squaring {b} produces {b2}.",
+    "Adding these squares yields {a2b2}, whose square root approximates the hypotenuse length.",
+    "Options that contradict this intermediate result can already be eliminated with confidence.",
+    "Rearranging terms isolates the variable neatly on one side of the equation.",
+    "Dimensional reasoning suggests the answer must scale linearly with the given length.",
+    "I notice a recurring pattern: every subsequent term increases by exactly {c}.",
+    "Extrapolating that progression four more steps lands on {pattern}.",
+    "Probability questions like this require enumerating favourable versus possible outcomes.",
+    "Here, favourable outcomes number {d}, out of {e} equally likely possibilities.",
+    "Simplifying the fraction {d}/{e} carefully avoids an easy slip in the final comparison.",
+    "Physical intuition agrees: heavier objects accelerate identically when air resistance vanishes.",
+    "The chart's vertical axis starts above zero, exaggerating apparent differences visually.",
+    "Reading coordinates precisely, the highlighted point sits near ({a}, {b}).",
+    "Slope equals rise over run, computed here as ({b} minus {c}) over {a}.",
+    "Considering edge cases prevents overlooking degenerate shapes or empty sets.",
+    "Let me verify the boundary condition separately, since mistakes often hide there.",
+    "Combining both partial results produces a consistent overall picture of the situation.",
+    "Nothing in the statement forbids negative values, yet context implies positivity.",
+    "Geometric constructions such as auxiliary lines occasionally reveal hidden similar triangles.",
+    "Similar triangles share proportional sides, which lets unknown lengths be computed quickly.",
+    "Chemistry-style reasoning would balance atoms; analogously, I balance both sides here.",
+    "Circle properties matter: inscribed angles subtending equal arcs remain equal.",
+    "The area formula for a trapezoid averages parallel bases then multiplies by height.",
+    "Evaluating that formula with bases {a} and {b} and height {c} produces {trap}.",
+    "So far every intermediate quantity agrees with independent estimates made earlier.",
+    "One more look at the question wording: it asks specifically about the final state.",
+    "Misreading 'at least' as 'exactly' would change the count, so I keep that distinction.",
+    "Tabulating values systematically reduces cognitive load and exposes arithmetic errors.",
+    "Logical puzzles of this kind reward eliminating impossible arrangements step by step.",
+    "Colour coding in the image distinguishes the shaded region from its unshaded complement.",
+    "Subtracting the unshaded part from the whole rectangle isolates the shaded area.",
+    "Therefore the computation collapses to a single expression that evaluates cleanly.",
+]
+
+_CAPTION_SENTENCES = [
+    "The image presents a clean diagram drawn with thin dark lines on a plain white background.",
+    "Near the upper left corner, a label reads {a}, printed in a small serif typeface.",
+    "A large triangle dominates the centre, its vertices marked with capital letters.",
+    "One side carries a tick mark, indicating equality with another segment nearby.",
+    "Along the bottom edge runs a horizontal axis graduated in increments of {c} units.",
+    "Several dashed auxiliary lines connect interior points, suggesting a construction step.",
+    "To the right, a shaded circular sector is filled with light grey hatching.",
+    "An arc indicates an angle of roughly {d} degrees at the lower vertex.",
+    "Small numerals annotate lengths: {a}, {b} and {e} appear beside corresponding sides.",
+    "There is no photographic content; everything is schematic, rendered like textbook artwork.",
+    "A legend box in the lower right explains symbols using three coloured swatches.",
+    "The red swatch denotes measured values, whereas blue marks predicted ones.",
+    "Grid lines are faint but visible, helping estimate coordinates of plotted markers.",
+    "Text beneath the figure poses a question about the relationship between highlighted quantities.",
+    "Overall, the composition is balanced, with generous margins surrounding each element.",
+    "No people, animals or landscapes appear; the focus remains purely mathematical.",
+    "Arrows point from the caption toward particular regions, guiding the viewer's attention.",
+    "Fine print at the very bottom cites a source, though it is too small to read fully.",
+    "The total number of distinct labelled points appears to be {f}.",
+    "Contrast is high, so every line and character remains legible even when reduced.",
+]
+
+
+def _numbers(rng: random.Random) -> dict[str, Any]:
+    a, b, c = rng.randint(3, 19), rng.randint(2, 17), rng.randint(2, 9)
+    d, e = rng.randint(2, 12), rng.randint(13, 40)
+    return {"a": a, "b": b, "c": c, "d": d, "e": e, "f": rng.randint(4, 11), "ac": a * c, "acb": a * c - b,
+            "a2": a * a, "b2": b * b, "a2b2": a * a + b * b, "pattern": a + 4 * c,
+            "trap": (a + b) * c / 2}
+
+
+def reasoning_reply(text: str, seed: Any, index: int, answer: Optional[str]) -> tuple[str, str]:
+    """``(reasoning, content)`` for a step-by-step request: 250+ distinct words, no repeated
+    50-word window (sentences are drawn without replacement), deterministic per request."""
+    rng = _rng("reasoning", text, seed, index)
+    nums = _numbers(rng)
+    sentences = rng.sample(_REASONING_SENTENCES, k=len(_REASONING_SENTENCES))
+    excerpt = " ".join(text.split()[:14])
+    lines = [f"The problem asks: {excerpt.rstrip('.')}."] + [s.format(**nums) for s in sentences]
+    reasoning = "\n".join(" ".join(lines[i:i + 4]) for i in range(0, len(lines), 4))
+    if answer is None:
+        options = sorted(set(_OPTION_RE.findall(text)))
+        answer = rng.choice(options) if options else str(rng.randint(2, 99))
+    content = (f"Working through the relations above and checking each intermediate value, "
+               f"the result is {answer}.\n\n<answer>{answer}</answer>")
+    return reasoning, content
+
+
+def caption_reply(text: str, seed: Any, index: int) -> str:
+    """A deterministic 120+ word image description."""
+    rng = _rng("caption", text, seed, index)
+    nums = _numbers(rng)
+    sentences = rng.sample(_CAPTION_SENTENCES, k=12)
+    return " ".join(s.format(**nums) for s in sentences)
+
+
+def echo_reply(messages: Any) -> str:
+    users = [m for m in messages or [] if isinstance(m, dict) and m.get("role") == "user"]
+    last = prompt_text(users[-1:]) if users else ""
+    return "Echo: " + (" ".join(last.split())[:200] or "(empty)")
+
+
+# ---------------------------------------------------------------------------
+# the app
+
+
+class FakeOpenAIServer:
+    """State (config + counters) and handlers of the fake server."""
+
+    def __init__(self, config: Optional[dict[str, Any]] = None) -> None:
+        self.config = copy.deepcopy(DEFAULT_CONFIG)
+        if config:
+            self.config.update(copy.deepcopy(config))
+        self._reset_stats()
+
+    def _reset_stats(self) -> None:
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.completed = 0
+        self.faults: dict[str, int] = {}
+        self.by_prompt: dict[str, int] = {}
+        self.completed_by_prompt: dict[str, int] = {}
+        self._rule_hits: dict[int, int] = {}
+        self._rule_prompt_hits: dict[tuple[int, str], int] = {}
+        self._rng = random.Random(self.config.get("seed", 0))
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/admin/stats", self.admin_stats)
+        app.router.add_post("/admin/reset", self.admin_reset)
+        app.router.add_post("/admin/config", self.admin_config)
+        return app
+
+    # -- admin -------------------------------------------------------------
+    def stats(self, detail: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"requests": self.requests, "in_flight": self.in_flight,
+                               "max_in_flight": self.max_in_flight, "completed": self.completed,
+                               "faults": dict(self.faults)}
+        if detail:
+            out["by_prompt"] = dict(self.by_prompt)
+            out["completed_by_prompt"] = dict(self.completed_by_prompt)
+        return out
+
+    async def admin_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats(detail=request.query.get("detail") in ("1", "true")))
+
+    async def admin_reset(self, request: web.Request) -> web.Response:
+        self.config = copy.deepcopy(DEFAULT_CONFIG)
+        self._reset_stats()
+        return web.json_response({"ok": True})
+
+    async def admin_config(self, request: web.Request) -> web.Response:
+        update = await request.json()
+        if not isinstance(update, dict):
+            return web.json_response({"error": "expected a JSON object"}, status=400)
+        self.config.update(update)
+        self._rule_hits.clear()
+        self._rule_prompt_hits.clear()
+        self._rng = random.Random(self.config.get("seed", 0))
+        return web.json_response(self.config)
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": self.config["model"], "object": "model", "created": 0, "owned_by": "fake"}]})
+
+    # -- chat --------------------------------------------------------------
+    def _error(self, status: int, message: str, request: web.Request,
+               headers: Optional[dict[str, str]] = None) -> web.Response:
+        if self.config.get("echo_auth_in_errors"):
+            message += f" (received Authorization: {request.headers.get('Authorization', '')})"
+        body = {"object": "error", "error": {"message": message, "type": "fake_error", "code": status}}
+        return web.json_response(body, status=status, headers=headers)
+
+    def _match_rule(self, text: str, digest: str) -> Optional[dict[str, Any]]:
+        for i, rule in enumerate(self.config.get("rules") or []):
+            marker = rule.get("marker")
+            if marker and marker not in text:
+                continue
+            if rule.get("first") is not None:
+                n = self._rule_hits.get(i, 0)
+                self._rule_hits[i] = n + 1
+                if n >= int(rule["first"]):
+                    continue
+            elif rule.get("first_per_prompt") is not None:
+                n = self._rule_prompt_hits.get((i, digest), 0)
+                self._rule_prompt_hits[(i, digest)] = n + 1
+                if n >= int(rule["first_per_prompt"]):
+                    continue
+            elif rule.get("fraction") is not None:
+                if self._rng.random() >= float(rule["fraction"]):
+                    continue
+            return rule
+        return None
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        cfg = self.config
+        self.requests += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            try:
+                body = await request.json()
+            except Exception:
+                return self._error(400, "request body is not JSON", request)
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                return self._error(400, "messages must be a non-empty list", request)
+            text = prompt_text(messages)
+            digest = prompt_digest(messages)
+            self.by_prompt[digest] = self.by_prompt.get(digest, 0) + 1
+            if cfg.get("api_key") and request.headers.get("Authorization") != f"Bearer {cfg['api_key']}":
+                return self._error(401, "invalid API key", request)
+
+            rule = self._match_rule(text, digest)
+            fault = str(rule["fault"]) if rule else None
+            if fault:
+                self.faults[fault] = self.faults.get(fault, 0) + 1
+
+            latency = float(cfg.get("latency_s") or 0.0)
+            if cfg.get("latency_jitter_s"):
+                latency += _rng("jitter", text, body.get("seed")).random() * float(cfg["latency_jitter_s"])
+            if fault == "delay":
+                latency += float(rule.get("latency_s", 1.0))
+            if fault == "hang":
+                latency = float(rule.get("hang_s", cfg.get("hang_s", 3600.0)))
+            if latency > 0:
+                await asyncio.sleep(latency)
+
+            if fault and fault.isdigit():
+                status = int(fault)
+                headers = {}
+                if rule.get("retry_after") is not None:
+                    ra = float(rule["retry_after"])
+                    if rule.get("retry_after_format") == "http-date":
+                        headers["Retry-After"] = email.utils.formatdate(time.time() + ra, usegmt=True)
+                    else:
+                        headers["Retry-After"] = f"{ra:g}"
+                return self._error(status, f"injected fault {status}", request, headers)
+            if fault == "malformed":
+                return web.Response(status=200, content_type="application/json",
+                                    text='{"id": "chatcmpl-broken", "choices": [{"index": 0, "message": {"ro')
+            if fault == "drop":
+                if request.transport is not None:
+                    request.transport.abort()
+                raise asyncio.CancelledError()
+
+            response = self._completion(body, messages, text, fault)
+            self.completed += 1
+            self.completed_by_prompt[digest] = self.completed_by_prompt.get(digest, 0) + 1
+            return web.json_response(response)
+        finally:
+            self.in_flight -= 1
+
+    def _completion(self, body: dict[str, Any], messages: list, text: str, fault: Optional[str]) -> dict:
+        cfg = self.config
+        n = int(body.get("n") or 1)
+        seed = body.get("seed")
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        choices = []
+        completion_tokens = 0
+        for i in range(n):
+            reasoning = ""
+            if _STEP_RE.search(text):
+                reasoning, content = reasoning_reply(text, seed, i, cfg.get("answer"))
+            elif _CAPTION_RE.search(text):
+                content = caption_reply(text, seed, i)
+            else:
+                content = echo_reply(messages)
+            finish = "stop"
+            if fault == "empty":
+                content, reasoning = "", ""
+            elif fault == "length":
+                words = (reasoning or content).split()
+                reasoning, content = (" ".join(words[: len(words) // 2]), "") if reasoning else \
+                    ("", " ".join(words[: len(words) // 2]))
+                finish = "length"
+            elif cfg.get("enforce_max_tokens") and max_tokens:
+                words = (reasoning + " " + content).split()
+                if len(words) > int(max_tokens):
+                    reasoning, content, finish = " ".join(words[: int(max_tokens)]), "", "length"
+            completion_tokens += len((reasoning + " " + content).split())
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if reasoning:
+                mode = cfg.get("reasoning", "separate")
+                if mode == "separate":
+                    message[cfg.get("reasoning_field") or "reasoning_content"] = reasoning
+                elif mode == "inline":
+                    message["content"] = f"<think>\n{reasoning}\n</think>\n\n{content}"
+            choices.append({"index": i, "message": message, "finish_reason": finish, "logprobs": None})
+        prompt_tokens = len(text.split())
+        rid = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:24]
+        return {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": 1700000000,
+                "model": body.get("model") or cfg["model"], "choices": choices,
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens}}
+
+
+# ---------------------------------------------------------------------------
+# running it
+
+
+class _AdminMixin:
+    root_url: str
+
+    @property
+    def url(self) -> str:
+        """Base URL for the OpenAI client (``…/v1``)."""
+        return self.root_url + "/v1"
+
+    def _admin(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode("utf-8")
+        req = urllib.request.Request(self.root_url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def stats(self, detail: bool = False) -> dict[str, Any]:
+        return self._admin("GET", "/admin/stats" + ("?detail=1" if detail else ""))
+
+    def reset(self) -> None:
+        self._admin("POST", "/admin/reset", {})
+
+    def configure(self, **config: Any) -> dict[str, Any]:
+        return self._admin("POST", "/admin/config", config)
+
+
+class FakeServerHandle(_AdminMixin):
+    """A fake server running in a background thread of this process."""
+
+    def __init__(self, config: Optional[dict[str, Any]] = None, *, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self.server = FakeOpenAIServer(config)
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, args=(host, port), name="fake-openai-server",
+                                        daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=30) or self._error is not None:
+            raise RuntimeError(f"fake server failed to start: {self._error!r}")
+
+    def _run(self, host: str, port: int) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._runner, bound = self._loop.run_until_complete(_start(self.server, host, port))
+            self.root_url = f"http://{host}:{bound}"
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+
+class FakeServerProcess(_AdminMixin):
+    """A fake server running in a child process (``python -m mmfr_assets.llm.fake_server``)."""
+
+    def __init__(self, config: Optional[dict[str, Any]] = None, *, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        cmd = [sys.executable, "-m", "mmfr_assets.llm.fake_server", "--host", host, "--port", str(port)]
+        if config:
+            cmd += ["--config", json.dumps(config)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip() if self.proc.stdout else ""
+        if not line.startswith("http"):
+            self.proc.kill()
+            raise RuntimeError(f"fake server process failed to start (got {line!r})")
+        self.root_url = line[: -len("/v1")] if line.endswith("/v1") else line
+        atexit.register(self.stop)  # never leave an orphan server behind a crashed benchmark
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def start_fake_server(config: Optional[dict[str, Any]] = None, *, host: str = "127.0.0.1", port: int = 0,
+                      in_process: bool = True) -> "FakeServerHandle | FakeServerProcess":
+    """Start a fake server on ``host`` (port 0 = any free port); returns a handle with
+    ``.url`` (``…/v1``), ``.stats()``, ``.reset()``, ``.configure(**cfg)`` and ``.stop()``.
+    ``in_process=False`` runs it in a child process (for benchmarks)."""
+    cls = FakeServerHandle if in_process else FakeServerProcess
+    return cls(config, host=host, port=port)
+
+
+async def _start(server: FakeOpenAIServer, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(server.app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, bound
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=None, help="seconds added to every completion")
+    parser.add_argument("--reasoning", choices=["separate", "inline", "none"], default=None)
+    parser.add_argument("--config", default=None, help="JSON object merged into the config (or @file.json)")
+    args = parser.parse_args(argv)
+    config: dict[str, Any] = {}
+    if args.config:
+        text = open(args.config[1:]).read() if args.config.startswith("@") else args.config
+        config.update(json.loads(text))
+    if args.latency is not None:
+        config["latency_s"] = args.latency
+    if args.reasoning is not None:
+        config["reasoning"] = args.reasoning
+
+    async def serve() -> None:
+        runner, bound = await _start(FakeOpenAIServer(config), args.host, args.port)
+        print(f"http://{args.host}:{bound}/v1", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
