@@ -14,6 +14,7 @@ from mmfr_assets.collection.assets import build_collected
 from mmfr_assets.collection.source import HFSourceResource, dataset_subsets
 from mmfr_assets.distillation.assets import build_distilled
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.llm import endpoint_resources_from_env
 from mmfr_assets.selection.assets import build_selection
 from mmfr_assets.settings import lake_location, lake_storage_options, source_location
 
@@ -29,10 +30,11 @@ def build_definitions(
         assets=[
             build_collected(partitions),
             build_cleaned(partitions),
-            build_distilled(partitions),
+            *build_distilled(partitions),
             *build_selection(partitions),
         ],
         resources={
+            **endpoint_resources_from_env(),
             "source": HFSourceResource(path=source),
             "lake": LakeResource(
                 uri=lake_uri or lake_location(),

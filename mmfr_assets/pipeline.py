@@ -10,7 +10,7 @@ from mmfr_assets.stage import Filter
 STAGES: tuple[tuple[str, tuple[Filter, ...]], ...] = (
     ("collected", ()),
     ("cleaned", CLEANING_FILTERS),
-    ("distilled", ()),
+    ("distilled", ()),  # fed by teacher_captions and teacher_responses (one row per cleaned row)
     ("quality_filtered", QUALITY_FILTERS),
     ("difficulty_filtered", DIFFICULTY_FILTERS),
 )

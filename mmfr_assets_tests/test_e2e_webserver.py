@@ -32,6 +32,11 @@ def test_webserver_serves_the_asset_graph_with_subset_partitions(tmp_path, real_
         ("cleaned", "distilled"),
         ("distilled", "quality_filtered"),
         ("quality_filtered", "difficulty_filtered"),
+        # one asset per teacher endpoint, between cleaning and distilled
+        ("cleaned", "teacher_captions"),
+        ("cleaned", "teacher_responses"),
+        ("teacher_captions", "distilled"),
+        ("teacher_responses", "distilled"),
     }
     assert {by_name[n]["groupName"] for n in ASSET_NAMES} == {
         "collection", "cleaning", "distillation", "selection"

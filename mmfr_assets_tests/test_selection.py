@@ -10,7 +10,6 @@ from collections import Counter
 import polars as pl
 import pytest
 
-from mmfr_assets.distillation.annotations import existing_annotations
 from mmfr_assets.selection.difficulty import select_difficulty
 from mmfr_assets.selection.quality import QualityRules, quality_reason, select_quality
 from mmfr_assets.selection.repetition import has_repeated_ngram, repeated_ngram_mask
@@ -172,7 +171,11 @@ def test_vectorized_rules_match_the_reference_on_real_rows(real_sample):
         ],
         how="diagonal_relaxed",
     )
-    distilled = existing_annotations(cleaned)
+    distilled = cleaned.select(
+        "subset", "id", "is_consistent",
+        pl.col("qwen3vl_235b_thinking_response").alias("response"),
+        pl.col("qwen3vl_235b_instruct_caption").alias("caption"),
+    )
     got = quality_reason(distilled, QualityRules()).to_list()
     expected = [
         reference_reason(r["subset"], r["response"], r["caption"], r["is_consistent"])

@@ -1,17 +1,13 @@
-"""Which existing annotations (teacher caption, teacher reasoning trace) a row can keep.
-
-The columns are renamed from the card's model-specific names to what they are (`caption`,
-`response`), with an `*_origin` column saying where each came from, because later issues fill
-the gaps with other teachers.
-"""
+"""The `distilled` row: the cleaned text with the caption and reasoning response it is trained
+with, renamed from the card's model-specific columns to what they are, each with its origin."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import polars as pl
 import pyarrow as pa
-
-ORIGIN_DATASET = "dataset"
-ORIGIN_MISSING = "missing"
 
 DISTILLED_SCHEMA = pa.schema(
     [
@@ -34,41 +30,21 @@ DISTILLED_SCHEMA = pa.schema(
         ("image_height", pa.int32()),
     ]
 )
+# What `distilled` reads of `cleaned`: everything but the image bytes.
+CLEANED_TEXT_COLUMNS = [
+    "subset", "id", "source", "original_question", "original_answer", "question", "answer",
+    "qwen3vl_235b_instruct_caption", "qwen3vl_235b_thinking_response", "qwen3vl_4b_pass_rate",
+    "is_consistent", "consistency_analysis", "image_sha256", "image_width", "image_height",
+]
 
 
-def has_text(column: str) -> pl.Expr:
-    """A usable annotation: present and not only whitespace."""
-    return pl.col(column).is_not_null() & (pl.col(column).str.strip_chars().str.len_chars() > 0)
-
-
-def existing_annotations(cleaned: pl.DataFrame) -> pl.DataFrame:
-    """Map a batch of `cleaned` rows to the distilled columns, keeping valid annotations."""
-    return cleaned.select(
-        "subset",
-        "id",
-        "source",
-        "original_question",
-        "original_answer",
-        "question",
-        "answer",
-        pl.when(has_text("qwen3vl_235b_instruct_caption"))
-        .then(pl.col("qwen3vl_235b_instruct_caption"))
-        .alias("caption"),
-        pl.when(has_text("qwen3vl_235b_instruct_caption"))
-        .then(pl.lit(ORIGIN_DATASET))
-        .otherwise(pl.lit(ORIGIN_MISSING))
-        .alias("caption_origin"),
-        pl.when(has_text("qwen3vl_235b_thinking_response"))
-        .then(pl.col("qwen3vl_235b_thinking_response"))
-        .alias("response"),
-        pl.when(has_text("qwen3vl_235b_thinking_response"))
-        .then(pl.lit(ORIGIN_DATASET))
-        .otherwise(pl.lit(ORIGIN_MISSING))
-        .alias("response_origin"),
+def assemble(cleaned: pl.DataFrame, annotations: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
+    """Distilled rows from a batch of cleaned rows and its annotation columns (`caption`,
+    `caption_origin`, `response`, `response_origin`), given in the batch's row order."""
+    columns = {name: pl.Series(name, values, dtype=pl.String) for name, values in annotations.items()}
+    return cleaned.with_columns(**columns).select(
+        "subset", "id", "source", "original_question", "original_answer", "question", "answer",
+        "caption", "caption_origin", "response", "response_origin",
         pl.col("qwen3vl_4b_pass_rate").alias("pass_rate"),
-        "is_consistent",
-        "consistency_analysis",
-        "image_sha256",
-        "image_width",
-        "image_height",
+        "is_consistent", "consistency_analysis", "image_sha256", "image_width", "image_height",
     )

@@ -1,0 +1,68 @@
+"""Joining tables of one partition without loading them: every stage writes its rows in its
+input's order, so a table derived from another is a subsequence of it. Reading both in step
+joins them in one streaming pass with bounded memory.
+
+This is how row images reach the stages that need pixels: `collected` holds the original
+bytes, `cleaned` only the bytes of images it changed, and nothing stores them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mmfr_assets.lake.delta import DeltaLocation, read_partition
+from mmfr_assets.lake.resource import LakeResource
+
+
+class OrderedRows:
+    """Columns of one partition's rows, taken by id in the partition's row order."""
+
+    def __init__(
+        self, location: DeltaLocation, subset: str, columns: Sequence[str], *, batch_size: int = 256
+    ) -> None:
+        self._columns = list(columns)
+        self._batches = read_partition(
+            location, {"subset": subset}, columns=["id", *self._columns], batch_size=batch_size
+        )
+        self._ids: list[str] = []
+        self._values: list[list[Any]] = []
+        self._next = 0
+        self._location = location
+
+    def take(self, ids: Sequence[str]) -> dict[str, list[Any]]:
+        """Values of `columns` for `ids`, which must follow the table's order (any subsequence:
+        every stage keeps its input's order)."""
+        rows = [self._advance_to(i) for i in ids]
+        return {c: [row[k] for row in rows] for k, c in enumerate(self._columns)}
+
+    def _advance_to(self, row_id: str) -> tuple:
+        while True:
+            while self._next < len(self._ids):
+                k = self._next
+                self._next += 1
+                if self._ids[k] == row_id:
+                    return tuple(values[k] for values in self._values)
+            batch = next(self._batches, None)
+            if batch is None:
+                raise LookupError(
+                    f"row {row_id!r} is not in {self._location.uri} after the previous rows: "
+                    "re-materialize the partition's upstream assets"
+                )
+            self._ids = batch.column("id").to_pylist()
+            self._values = [batch.column(c).to_pylist() for c in self._columns]
+            self._next = 0
+
+
+class PartitionImages:
+    """The image each row is trained on: cleaning's bytes where it changed the image, else the
+    original bytes from `collected`."""
+
+    def __init__(self, lake: LakeResource, subset: str, *, batch_size: int = 64) -> None:
+        self._originals = OrderedRows(
+            lake.location("collected"), subset, ["image_bytes"], batch_size=batch_size
+        )
+
+    def take(self, ids: Sequence[str], cleaned_bytes: Sequence[bytes | None]) -> list[bytes | None]:
+        originals = self._originals.take(ids)["image_bytes"]
+        return [c if c is not None else o for c, o in zip(cleaned_bytes, originals)]
