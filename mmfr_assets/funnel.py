@@ -99,3 +99,19 @@ def accounting_check(
         },
         description=None if passed else f"{rows_in} in != {kept} kept + {dropped} dropped",
     )
+
+
+def stage_result(
+    lake: LakeResource,
+    run: StageRun,
+    *,
+    upstream: str,
+    extra: Mapping[str, Any] | None = None,
+    checks: tuple[dg.AssetCheckResult, ...] = (),
+) -> dg.MaterializeResult:
+    """The materialization of a stage fed by the `upstream` table: metadata and checks."""
+    rows_in = count_rows(lake.location(upstream), {"subset": run.subset})
+    return dg.MaterializeResult(
+        metadata=stage_metadata(run, extra),
+        check_results=[accounting_check(lake, run, rows_in=rows_in, input_label=upstream), *checks],
+    )

@@ -9,13 +9,13 @@ to the rejections table, refuses any batch that loses rows, and publishes both t
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
 import pyarrow as pa
 
-from mmfr_assets.lake.delta import PartitionWriter
+from mmfr_assets.lake.delta import PartitionWriter, read_partition
 from mmfr_assets.lake.rejections import REJECTION_COLUMNS, REJECTION_SCHEMA
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 
@@ -135,3 +135,18 @@ def run_stage(
         dropped_out.commit()
         run.version = kept_out.commit()
     return run
+
+
+def upstream_batches(
+    lake: LakeResource,
+    upstream: str,
+    subset: str,
+    *,
+    batch_size: int,
+    columns: list[str] | None = None,
+) -> Iterator[pl.DataFrame]:
+    """The `upstream` table's partition as Polars batches, in the order it was written."""
+    for batch in read_partition(
+        lake.location(upstream), {"subset": subset}, columns=columns, batch_size=batch_size
+    ):
+        yield pl.from_arrow(batch)

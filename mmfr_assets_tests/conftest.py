@@ -12,6 +12,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("DAGSTER_HOME", "")  # tests pass instances explicitly
 
+# The fake OpenAI-compatible server (one per test process) and its fixtures.
+pytest_plugins = ["mmfr_assets_tests.conftest_llm"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REAL_SAMPLE = Path(
     os.environ.get("MMFR_REAL_SAMPLE", REPO_ROOT.parent / "shared" / "real_sample")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from mmfr_assets.definitions import build_definitions
 from mmfr_assets.distillation.prompts import load_prompt
 from mmfr_assets.distillation.teachers import CAPTION, COT, annotate
 from mmfr_assets.llm import ChatResult, Choice, LLMEndpoint
-from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401 (fixtures)
 
 TEACHER_ASSETS = ["collected", "cleaned", "teacher_captions", "teacher_responses", "distilled"]
 

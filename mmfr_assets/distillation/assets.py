@@ -14,12 +14,11 @@ from mmfr_assets.distillation.teachers import (
     CAPTION, COT, ORIGIN_FAILED, ORIGIN_MISSING, ORIGINS, TeacherTask, annotate, needed_ids,
     origin_counts,
 )
-from mmfr_assets.funnel import accounting_check, accounting_check_spec, stage_metadata
-from mmfr_assets.lake.delta import count_rows, read_partition
+from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.llm import LLMEndpoint, UsageStats, default_cache_path
-from mmfr_assets.stage import Verdicts, run_stage
+from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
 
 FAILURE_CHECK = "generation_failure_rate"
 
@@ -31,13 +30,6 @@ class TeacherConfig(dg.Config):
 
 class DistilledConfig(dg.Config):
     batch_size: int = 1024
-
-
-def _cleaned_batches(lake: LakeResource, subset: str, columns: list[str], batch_size: int):
-    for batch in read_partition(
-        lake.location("cleaned"), {"subset": subset}, columns=columns, batch_size=batch_size
-    ):
-        yield pl.from_arrow(batch)
 
 
 def build_teacher(task: TeacherTask, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -94,7 +86,9 @@ def build_teacher(task: TeacherTask, partitions: dg.PartitionsDefinition) -> dg.
         try:
             run = run_stage(
                 lake, stage=task.asset, subset=subset,
-                batches=_cleaned_batches(lake, subset, columns, config.batch_size),
+                batches=upstream_batches(
+                    lake, "cleaned", subset, columns=columns, batch_size=config.batch_size
+                ),
                 decide=decide, schema=task.schema(),
             )
         finally:
@@ -112,25 +106,23 @@ def build_teacher(task: TeacherTask, partitions: dg.PartitionsDefinition) -> dg.
             generation = f"{requested} rows sent to {task.role} ({endpoint.model}); {failed} failed"
             context.log.info(f"{task.asset} {subset}: {generation}")
         rate = failed / requested if requested else 0.0
-        return dg.MaterializeResult(
-            metadata=stage_metadata(
-                run,
-                {
-                    "generation": generation,
-                    **{f"rows_{origin}": n for origin, n in counts.items()},
-                    **usage.to_metadata(prefix="llm_"),
-                },
-            ),
-            check_results=[
-                accounting_check(lake, run, rows_in=count_rows(lake.location("cleaned"), {"subset": subset}),
-                                 input_label="cleaned"),
+        return stage_result(
+            lake,
+            run,
+            upstream="cleaned",
+            extra={
+                "generation": generation,
+                **{f"rows_{origin}": n for origin, n in counts.items()},
+                **usage.to_metadata(prefix="llm_"),
+            },
+            checks=(
                 dg.AssetCheckResult(
                     check_name=FAILURE_CHECK,
                     passed=rate <= config.max_failure_rate,
                     metadata={"requested": requested, "failed": failed, "failure_rate": rate,
                               "max_failure_rate": config.max_failure_rate},
                 ),
-            ],
+            ),
         )
 
     return teacher
@@ -171,13 +163,14 @@ def build_distilled(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
 
         run = run_stage(
             lake, stage="distilled", subset=subset,
-            batches=_cleaned_batches(lake, subset, CLEANED_TEXT_COLUMNS, config.batch_size),
+            batches=upstream_batches(
+                lake, "cleaned", subset, columns=CLEANED_TEXT_COLUMNS, batch_size=config.batch_size
+            ),
             decide=decide, schema=DISTILLED_SCHEMA,
         )
-        rows_in = count_rows(lake.location("cleaned"), {"subset": subset})
-        return dg.MaterializeResult(
-            metadata=stage_metadata(run, {f"rows/{k}": v for k, v in sorted(origins.items())}),
-            check_results=[accounting_check(lake, run, rows_in=rows_in, input_label="cleaned")],
+        return stage_result(
+            lake, run, upstream="cleaned",
+            extra={f"rows/{k}": v for k, v in sorted(origins.items())},
         )
 
     return [build_teacher(CAPTION, partitions), build_teacher(COT, partitions), distilled]

@@ -2,14 +2,12 @@
 
 
 import dagster as dg
-import polars as pl
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
-from mmfr_assets.funnel import accounting_check, accounting_check_spec, stage_metadata
-from mmfr_assets.lake.delta import count_rows, read_partition
+from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.selection import difficulty, quality
-from mmfr_assets.stage import Filter, Verdicts, run_stage
+from mmfr_assets.stage import Filter, run_stage, upstream_batches
 
 
 class QualityFilteredConfig(dg.Config):
@@ -54,28 +52,17 @@ def _select(
     extra: dict,
 ) -> dg.MaterializeResult:
     subset = context.partition_key
-    source = lake.location(upstream)
     run = run_stage(
         lake,
         stage=stage,
         subset=subset,
-        batches=(
-            pl.from_arrow(b)
-            for b in read_partition(source, {"subset": subset}, batch_size=batch_size)
-        ),
+        batches=upstream_batches(lake, upstream, subset, batch_size=batch_size),
         decide=decide,
         schema=DISTILLED_SCHEMA,
         filters=filters,
     )
     context.log.info(f"{stage} {subset}: kept {run.rows_out} of {run.rows_in}")
-    return dg.MaterializeResult(
-        metadata=stage_metadata(run, extra),
-        check_results=[
-            accounting_check(
-                lake, run, rows_in=count_rows(source, {"subset": subset}), input_label=upstream
-            )
-        ],
-    )
+    return stage_result(lake, run, upstream=upstream, extra=extra)
 
 
 def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
