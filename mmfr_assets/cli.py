@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
+import os
 import sys
 from pathlib import Path
 
@@ -45,10 +47,14 @@ def _run_config(path: str | None, max_samples: int | None) -> dict:
 
 
 def _instance() -> dg.DagsterInstance:
-    import os
-
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
+    """The instance of DAGSTER_HOME. Opening it creates its SQLite schema on first use, which
+    races when several `mmfr run` start together on a fresh home: a file lock serializes it."""
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        Path(home).mkdir(parents=True, exist_ok=True)
+        with open(Path(home) / ".mmfr-instance.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return dg.DagsterInstance.get()
     print("mmfr: DAGSTER_HOME is not set; runs go to an ephemeral instance", file=sys.stderr)
     return dg.DagsterInstance.ephemeral()
 
@@ -62,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     subsets = _parse_subsets(args.subsets, build_partition_keys(defs))
     selection = None
     if args.until:
+        names = sorted(key.path[-1] for key in defs.resolve_all_asset_keys())
+        if args.until not in names:
+            raise SystemExit(f"mmfr: unknown asset {args.until!r}; assets: {', '.join(names)}")
         selection = list(
             dg.AssetSelection.assets(args.until).upstream().resolve(defs.resolve_asset_graph())
         )
@@ -125,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="materialize the asset graph for subsets")
     run_parser.add_argument("--subsets", default="all", help="'all' or a comma-separated list")
     run_parser.add_argument(
-        "--until", choices=ASSET_NAMES, help="stop after this asset (and its upstream)"
+        "--until", metavar="ASSET", help=f"stop after this asset and its upstream ({', '.join(ASSET_NAMES)}, ...)"
     )
     run_parser.add_argument("--max-samples", type=int, help="collect the first N rows only")
     run_parser.add_argument("--config", help="YAML Dagster run config (asset config, resources)")
