@@ -79,7 +79,8 @@ def test_every_accounting_check_passes_and_metadata_is_complete(bundled):
     for result in results.values():
         checks = check_results(result)
         assert {c.asset_check_key.asset_key.path[-1] for c in checks} >= set(ASSET_NAMES)
-        assert len(checks) == len(ASSET_NAMES) + 4 and all(c.passed for c in checks)
+        # + ids_unique on collected, accounting and failure rate on the two teacher assets
+        assert len(checks) == len(ASSET_NAMES) + 5 and all(c.passed for c in checks)
         for name, metadata in materializations(result).items():
             assert metadata["rows_in"].value == (
                 metadata["dagster/row_count"].value + metadata["rows_dropped"].value
@@ -164,3 +165,21 @@ def test_row_images_join_cleaned_and_collected_in_one_pass(bundled):
         assert max(decoded.size) <= 2048
     with pytest.raises(LookupError):
         joiner.take([ids[0]], [None])  # already passed: order is part of the contract
+
+
+def test_duplicate_ids_block_the_graph(tmp_path, real_sample):
+    source = tmp_path / "dup"
+    (source / "S").mkdir(parents=True)
+    rows = pl.read_parquet(real_sample / "BMMR" / "train-00000-of-00001.parquet")
+    pl.concat([rows, rows.head(2)]).write_parquet(source / "S" / "train-00000-of-00001.parquet")
+    (source / "README.md").write_text(
+        '---\nconfigs:\n- config_name: "S"\n  data_files:\n  - split: train\n'
+        '    path: "S/train-*.parquet"\n---\n'
+    )
+    defs = build_definitions(str(source), str(tmp_path / "lake"), {})
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key="S", instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    [check] = [c for c in check_results(result) if c.check_name == "ids_unique"]
+    assert not check.passed and check.metadata["duplicated_ids"].value == 2
+    assert set(materializations(result)) == {"collected"}  # the blocking check stops the rest

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from mmfr_assets.collection.source import CARD_COLUMNS, HFSourceResource, to_collected
 from mmfr_assets.funnel import accounting_check, accounting_check_spec, stage_metadata
+from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.stage import Verdicts, run_stage
 
@@ -26,13 +27,35 @@ class CollectedConfig(dg.Config):
     batch_size: int = 256  # rows per batch; images make rows large, so batches stay small
 
 
+def ids_unique_check(lake: LakeResource, subset: str) -> dg.AssetCheckResult:
+    """Reads only the id column of the committed partition."""
+    ids = pl.concat(
+        [pl.from_arrow(b) for b in read_partition(lake.location("collected"), {"subset": subset},
+                                                  columns=["id"], batch_size=65536)]
+        or [pl.DataFrame({"id": []}, schema={"id": pl.String})]
+    )["id"]
+    duplicated = ids.filter(ids.is_duplicated()).unique().sort()
+    return dg.AssetCheckResult(
+        check_name="ids_unique",
+        passed=duplicated.len() == 0,
+        metadata={"rows": ids.len(), "duplicated_ids": duplicated.len(),
+                  "examples": ", ".join(duplicated.head(10).to_list())},
+    )
+
+
 def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         name="collected",
         group_name="collection",
         partitions_def=partitions,
         kinds={"deltalake", "huggingface"},
-        check_specs=[accounting_check_spec("collected")],
+        check_specs=[
+            accounting_check_spec("collected"),
+            dg.AssetCheckSpec(
+                "ids_unique", asset="collected", blocking=True,
+                description="(subset, id) must identify a row: later tables join on it.",
+            ),
+        ],
         description="The source subset as published, one row per source row, images as bytes. "
         "The only table that stores original image bytes: later stages join on (subset, id).",
     )
@@ -67,7 +90,8 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 {"source": source.path, "max_samples": config.max_samples or "all"},
             ),
             check_results=[
-                accounting_check(lake, run, rows_in=run.rows_in, input_label="source rows read")
+                accounting_check(lake, run, rows_in=run.rows_in, input_label="source rows read"),
+                ids_unique_check(lake, subset),
             ],
         )
 
