@@ -120,6 +120,19 @@ def funnel(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    from mmfr_assets.definitions import build_definitions
+    from mmfr_assets.export import export_table
+
+    defs = build_definitions()
+    subsets = _parse_subsets(args.subsets, build_partition_keys(defs))
+    counts = export_table(_lake(defs), args.asset, subsets, args.out)
+    for subset, rows in counts.items():
+        print(f"{subset}: {rows} rows")
+    print(f"wrote {args.out}: datasets.load_dataset({args.out!r}, <subset>)")
+    return 0
+
+
 def sample(args: argparse.Namespace) -> int:
     from mmfr_assets.sample.generate import write_sample
 
@@ -143,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     funnel_parser = commands.add_parser("funnel", help="print the per-filter funnel of the lake")
     funnel_parser.add_argument("--subsets", default="all")
     funnel_parser.set_defaults(handler=funnel)
+
+    export_parser = commands.add_parser(
+        "export", help="write a selected table with its images in hub layout, for training"
+    )
+    export_parser.add_argument("out", help="output folder")
+    export_parser.add_argument("--asset", default="difficulty_filtered", choices=ASSET_NAMES[2:])
+    export_parser.add_argument("--subsets", default="all")
+    export_parser.set_defaults(handler=export)
 
     sample_parser = commands.add_parser("sample", help="write the bundled sample dataset")
     sample_parser.add_argument("out", help="output folder (hub layout)")

@@ -183,3 +183,23 @@ def test_duplicate_ids_block_the_graph(tmp_path, real_sample):
     [check] = [c for c in check_results(result) if c.check_name == "ids_unique"]
     assert not check.passed and check.metadata["duplicated_ids"].value == 2
     assert set(materializations(result)) == {"collected"}  # the blocking check stops the rest
+
+
+def test_export_joins_images_back_for_training(bundled, tmp_path):
+    import datasets
+
+    from mmfr_assets.export import export_table
+    from mmfr_assets.lake.resource import LakeResource
+
+    _, lake, _, _ = bundled
+    counts = export_table(LakeResource(uri=lake), "difficulty_filtered", ["BMMR"], tmp_path / "out")
+    survivors = pl.read_delta(f"{lake}/difficulty_filtered").filter(pl.col("subset") == "BMMR")
+    assert counts == {"BMMR": survivors.height}
+    loaded = datasets.load_dataset(str(tmp_path / "out"), "BMMR", split="train")
+    assert loaded.num_rows == survivors.height
+    assert isinstance(loaded.features["image"], datasets.Image)
+    cleaned = pl.read_delta(f"{lake}/cleaned").filter(pl.col("subset") == "BMMR")
+    sizes = dict(zip(cleaned["id"], zip(cleaned["image_width"], cleaned["image_height"])))
+    for row in loaded:
+        assert row["image"].mode == "RGB" and row["image"].size == sizes[row["id"]]
+        assert row["response"].startswith("<think>") and row["caption"]
