@@ -11,8 +11,8 @@ import polars as pl
 from mmfr_assets.distillation.annotations import CLEANED_TEXT_COLUMNS, DISTILLED_SCHEMA, assemble
 from mmfr_assets.distillation.prompts import load_prompt
 from mmfr_assets.distillation.teachers import (
-    CAPTION, COT, ORIGIN_FAILED, ORIGIN_MISSING, ORIGINS, TeacherTask, annotate, needed_ids,
-    origin_counts,
+    CAPTION, COT, ORIGIN_FAILED, ORIGIN_MISSING, ORIGINS, TeacherTask, annotate, origin_counts,
+    rows_needing,
 )
 from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
@@ -69,7 +69,7 @@ def build_teacher(task: TeacherTask, partitions: dg.PartitionsDefinition) -> dg.
             nonlocal requested
             generated = None
             if session is not None:
-                needed = batch.filter(pl.col("id").is_in(list(needed_ids(batch, task))))
+                needed = batch.filter(rows_needing(batch, task))
                 pixels = images.take(needed["id"].to_list(), needed["image_bytes"].to_list())
                 requests = (
                     (row_id, task.request(endpoint, prompt, question, image))

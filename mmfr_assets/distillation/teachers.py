@@ -7,7 +7,6 @@ and the caption teacher sees only the image.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -111,7 +110,3 @@ def annotate(
 def origin_counts(frame: pl.DataFrame, task: TeacherTask) -> dict[str, int]:
     counts = dict(frame[f"{task.column}_origin"].value_counts().iter_rows())
     return {origin: counts.get(origin, 0) for origin in ORIGINS}
-
-
-def needed_ids(batch: pl.DataFrame, task: TeacherTask) -> Sequence[str]:
-    return batch.filter(rows_needing(batch, task))["id"].to_list()
