@@ -4,12 +4,15 @@ and a fresh lake per test. No test reaches a remote host: the hub is switched of
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
+# A fresh datasets cache per session: no stale copies of reused tmp paths, no ~/.cache growth.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="mmfr-hf-cache-")
 os.environ.setdefault("DAGSTER_HOME", "")  # tests pass instances explicitly
 
 # The fake OpenAI-compatible server (one per test process) and its fixtures.

@@ -1,4 +1,5 @@
-"""Real Dagster processes for end-to-end tests: a webserver (and later a daemon) on loopback."""
+"""Real Dagster processes for end-to-end tests: a webserver and a daemon on loopback, and the
+GraphQL calls the UI makes to them (launch a partition backfill, follow it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,12 +25,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def dagster_env(home: Path, source: Path, lake: Path, **extra: str) -> dict[str, str]:
-    """Environment for a Dagster process on a fresh instance of this repo's dagster.yaml."""
+def dagster_env(
+    home: Path, source: Path, lake: Path | str, *, instance_yaml: Path | None = None, **extra: str
+) -> dict[str, str]:
+    """Environment for a Dagster process on a fresh instance of this repo's dagster.yaml (or of
+    `instance_yaml`, e.g. deploy/dagster-postgres.yaml, linked in as DAGSTER_HOME/dagster.yaml)."""
     home.mkdir(parents=True, exist_ok=True)
     link = home / "dagster.yaml"
     if not link.exists():
-        link.symlink_to(REPO_ROOT / "dagster.yaml")
+        link.symlink_to(instance_yaml or REPO_ROOT / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMFR_")}
     env.update(
         DAGSTER_HOME=str(home), MMFR_SOURCE=str(source), MMFR_LAKE=str(lake),
@@ -56,6 +61,13 @@ LOCATION_STATUS = """
 """
 
 
+def _log_tail(log_path: Path, chars: int = 3000) -> str:
+    try:
+        return log_path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
 @contextmanager
 def webserver(env: dict[str, str], log_path: Path, timeout: float = 180):
     """Start `dagster-webserver -w workspace.yaml` on a free loopback port; yields its URL
@@ -73,7 +85,7 @@ def webserver(env: dict[str, str], log_path: Path, timeout: float = 180):
             deadline = time.monotonic() + timeout
             while True:
                 if process.poll() is not None:
-                    raise AssertionError(f"webserver exited: {log_path.read_text()[-3000:]}")
+                    raise AssertionError(f"webserver exited: {_log_tail(log_path)}")
                 try:
                     entries = graphql(url, LOCATION_STATUS, timeout=5)["workspaceOrError"][
                         "locationEntries"
@@ -86,18 +98,214 @@ def webserver(env: dict[str, str], log_path: Path, timeout: float = 180):
                 except (OSError, KeyError):
                     pass
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"webserver not ready: {log_path.read_text()[-3000:]}")
+                    raise AssertionError(f"webserver not ready: {_log_tail(log_path)}")
                 time.sleep(0.5)
             yield url
         finally:
             stop(process)
 
 
+@contextmanager
+def daemon(env: dict[str, str], log_path: Path):
+    """Start `dagster-daemon run -w workspace.yaml` (run queue, backfills, run monitoring) in its
+    own process group; yields the process at once (it loads the code location in the
+    background: see `wait_for_daemons`), and stops it with its code server and any run worker
+    it launched afterwards."""
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            stop(process)
+
+
+DAEMON_HEALTH = """
+{ instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } } }
+"""
+
+
+def wait_for_daemons(
+    url: str,
+    daemon_process: subprocess.Popen | None = None,
+    log_path: Path | None = None,
+    required: Iterable[str] = ("BACKFILL", "QUEUED_RUN_COORDINATOR"),
+    timeout: float = 180,
+) -> None:
+    """Wait until the webserver at `url` reports the `required` daemons healthy (heartbeats)."""
+    required = set(required)
+    deadline = time.monotonic() + timeout
+    while True:
+        if daemon_process is not None and daemon_process.poll() is not None:
+            raise AssertionError(f"dagster-daemon exited: {_log_tail(log_path) if log_path else ''}")
+        statuses = graphql(url, DAEMON_HEALTH)["instance"]["daemonHealth"]["allDaemonStatuses"]
+        healthy = {s["daemonType"] for s in statuses if s["healthy"]}
+        if required <= healthy:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"daemons not healthy after {timeout}s: {statuses}\n"
+                f"{_log_tail(log_path) if log_path else ''}"
+            )
+        time.sleep(1)
+
+
+# The mutation and the parameters the UI's "Materialize" > partitions dialog sends for assets
+# of one partitions definition (ui-core LaunchAssetChoosePartitionsDialog.tsx, "pure" asset
+# backfill: asset selection + partition names, no partition set).
+LAUNCH_PARTITION_BACKFILL = """
+mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId launchedRunIds }
+    ... on PythonError { message stack }
+    ... on PartitionKeysNotFoundError { message partitionKeys }
+    ... on InvalidSubsetError { message }
+    ... on UnauthorizedError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+
+def launch_partition_backfill(
+    url: str,
+    assets: Sequence[str],
+    partitions: Sequence[str],
+    *,
+    tags: dict[str, str] | None = None,
+    run_config: dict | None = None,
+    title: str | None = None,
+) -> str:
+    """Launch an asset backfill over `partitions` of `assets` as the UI does; returns its id."""
+    all_tags = {"dagster/from_ui": "true", **(tags or {})}
+    params: dict = {
+        "assetSelection": [{"path": [a]} for a in assets],
+        "partitionNames": list(partitions),
+        "fromFailure": False,
+        "tags": [{"key": k, "value": v} for k, v in all_tags.items()],
+    }
+    if run_config is not None:
+        params["runConfigData"] = run_config
+    if title is not None:
+        params["title"] = title
+    result = graphql(url, LAUNCH_PARTITION_BACKFILL, {"backfillParams": params})[
+        "launchPartitionBackfill"
+    ]
+    assert result["__typename"] == "LaunchBackfillSuccess", f"backfill not launched: {result}"
+    return result["backfillId"]
+
+
+BACKFILL_STATUS = """
+query Backfill($backfillId: String!) {
+  partitionBackfillOrError(backfillId: $backfillId) {
+    __typename
+    ... on PartitionBackfill {
+      id status numPartitions partitionNames
+      error { message }
+      runs { id status tags { key value } }
+    }
+    ... on PythonError { message }
+    ... on BackfillNotFoundError { message }
+  }
+}
+"""
+BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+def wait_for_backfill(
+    url: str, backfill_id: str, timeout: float = 600, logs: Sequence[Path] = ()
+) -> dict:
+    """Poll `partitionBackfillOrError` until the backfill reaches a final status; returns it.
+    A run of the backfill that failed ends the wait at once, with the logs' tails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        backfill = graphql(url, BACKFILL_STATUS, {"backfillId": backfill_id})[
+            "partitionBackfillOrError"
+        ]
+        assert backfill["__typename"] == "PartitionBackfill", backfill
+        if backfill["status"] in BACKFILL_DONE:
+            return backfill
+        failed = [r for r in backfill["runs"] if r["status"] in ("FAILURE", "CANCELED")]
+        timed_out = time.monotonic() > deadline
+        if failed or timed_out:
+            tails = "\n".join(f"--- {p.name}\n{_log_tail(p, 6000)}" for p in logs)
+            why = f"runs failed: {failed}" if failed else f"not done after {timeout}s"
+            raise AssertionError(f"backfill {backfill_id}: {why}: {backfill}\n{tails}")
+        time.sleep(2)
+
+
 def stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a process started with `start_new_session=True` and everything in its group (code
+    servers, run workers): SIGTERM, then SIGKILL for whatever is left."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            pass
+    # Children (code servers, run workers) may outlive the leader: end the whole group.
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
+# -- reading the lake back ----------------------------------------------------------------------
+
+
+def lake_snapshot(
+    lake_uri: str | Path, subsets: Sequence[str], storage_options: dict[str, str] | None = None
+) -> dict:
+    """What the committed tables hold for `subsets`: the ids of every (table, subset) partition
+    and the drops of every (stage, subset, filter, reason), as comparable plain values."""
+    from mmfr_assets.lake.delta import DeltaLocation, read_partition
+    from mmfr_assets.pipeline import ASSET_NAMES
+
+    options = storage_options or {}
+    ids: dict[tuple[str, str], list[str]] = {}
+    for table in ASSET_NAMES:
+        location = DeltaLocation(f"{str(lake_uri).rstrip('/')}/{table}", options)
+        for subset in subsets:
+            ids[(table, subset)] = sorted(
+                i
+                for batch in read_partition(location, {"subset": subset}, columns=["id"])
+                for i in batch["id"].to_pylist()
+            )
+    drops: dict[tuple[str, str, str, str], int] = {}
+    rejected: dict[tuple[str, str], list[str]] = {}
+    table = DeltaLocation(f"{str(lake_uri).rstrip('/')}/rejections", options).table()
+    if table is not None:
+        rows = table.to_pyarrow_dataset().to_table(
+            columns=["stage", "subset", "id", "filter", "reason"]
+        ).to_pylist()
+        for row in rows:
+            if row["subset"] in subsets:
+                key = (row["stage"], row["subset"], row["filter"], row["reason"])
+                drops[key] = drops.get(key, 0) + 1
+                rejected.setdefault((row["stage"], row["subset"]), []).append(row["id"])
+    return {"ids": ids, "drops": drops, "rejected": {k: sorted(v) for k, v in rejected.items()}}
+
+
+def assert_accounted(snapshot: dict, subsets: Sequence[str]) -> None:
+    """No partition lost, duplicated or half-written: ids are unique in every partition, and each
+    stage's input (the upstream partition) is exactly its kept rows plus its rejections."""
+    from mmfr_assets.pipeline import ASSET_NAMES
+
+    ids, rejected = snapshot["ids"], snapshot["rejected"]
+    for (table, subset), values in ids.items():
+        assert len(values) == len(set(values)), f"duplicate ids in {table}/{subset}"
+    for subset in subsets:
+        for upstream, stage in zip(ASSET_NAMES, ASSET_NAMES[1:]):
+            kept, dropped = ids[(stage, subset)], rejected.get((stage, subset), [])
+            assert sorted(kept + dropped) == ids[(upstream, subset)], (
+                f"{stage}/{subset}: {len(ids[(upstream, subset)])} rows in, "
+                f"{len(kept)} kept + {len(dropped)} rejected"
+            )

@@ -195,7 +195,9 @@ def test_export_joins_images_back_for_training(bundled, tmp_path):
     counts = export_table(LakeResource(uri=lake), "difficulty_filtered", ["BMMR"], tmp_path / "out")
     survivors = pl.read_delta(f"{lake}/difficulty_filtered").filter(pl.col("subset") == "BMMR")
     assert counts == {"BMMR": survivors.height}
-    loaded = datasets.load_dataset(str(tmp_path / "out"), "BMMR", split="train")
+    loaded = datasets.load_dataset(
+        str(tmp_path / "out"), "BMMR", split="train", cache_dir=str(tmp_path / "hf-cache")
+    )
     assert loaded.num_rows == survivors.height
     assert isinstance(loaded.features["image"], datasets.Image)
     cleaned = pl.read_delta(f"{lake}/cleaned").filter(pl.col("subset") == "BMMR")

@@ -23,12 +23,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
-from deltalake.transaction import AddAction
+from deltalake.transaction import AddAction, CommitProperties
 
 # One parquet file is closed and a new one started past this size, so a partition of any size
 # becomes several files of bounded size (and readers can parallelise over them).
 MAX_FILE_BYTES = 512 * 1024**2
 COMMIT_ATTEMPTS = 10
+# commitInfo key naming the writer of a commit, so that it can find its own version afterwards.
+WRITER_KEY = "mmfr.writer"
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,9 @@ def filesystem_for(uri: str, storage_options: Mapping[str, str]) -> tuple[pafs.F
     """A pyarrow filesystem and root path for `uri` (local path, file://, s3://, gs://...)."""
     if "://" not in uri:
         return pafs.LocalFileSystem(), uri
-    if uri.startswith("s3://") and storage_options:
+    if uri.startswith("s3://"):
+        # Always ours: with no options the settings come from the AWS_* environment, as for
+        # deltalake; pyarrow's from_uri would instead ask AWS for the bucket's region.
         from mmfr_assets.lake.object_store import s3_filesystem
 
         return s3_filesystem(uri, storage_options)
@@ -171,6 +175,7 @@ class PartitionWriter:
         table = self._table_for_commit()
         actions = [self._add_action(path, rows) for path, rows in self._files]
         filters = [(k, "=", v) for k, v in self.partition.items()]
+        writer = str(uuid.uuid4())
         for attempt in range(COMMIT_ATTEMPTS):
             try:
                 table.create_write_transaction(
@@ -179,6 +184,7 @@ class PartitionWriter:
                     schema=self.schema,
                     partition_by=self.partition_by,
                     partition_filters=filters,
+                    commit_properties=CommitProperties(custom_metadata={WRITER_KEY: writer}),
                 )
                 break
             except CommitFailedError:
@@ -187,7 +193,28 @@ class PartitionWriter:
                 time.sleep(0.05 * 2**attempt)
                 table = self._table_for_commit()
         self._committed = True
-        return table.version()
+        return self._committed_version(writer, table.version())
+
+    def _committed_version(self, writer: str, base: int) -> int:
+        """The version our commit got. `table.version()` is still the snapshot the commit was
+        based on (delta-rs may have retried it on top of other writers' commits), and
+        `history()` numbers commits from a listing that races with concurrent writers, so the
+        commit is found in the log itself by the id its commitInfo carries, from `base` up."""
+        version = base + 1
+        while True:
+            path = self._full(f"_delta_log/{version:020d}.json")
+            try:
+                with self._fs.open_input_stream(path) as log:
+                    lines = log.read().decode().splitlines()
+            except FileNotFoundError:
+                raise RuntimeError(
+                    f"{self.location.uri}: committed, but no commit carries {writer}"
+                ) from None
+            for line in lines:
+                info = json.loads(line).get("commitInfo") if line.strip() else None
+                if info and info.get(WRITER_KEY) == writer:
+                    return version
+            version += 1
 
     def abort(self) -> None:
         """Remove the files this writer wrote; nothing was published, so readers never saw them."""
@@ -228,14 +255,21 @@ class PartitionWriter:
     def _table_for_commit(self) -> DeltaTable:
         table = self.location.table()
         if table is None:
-            DeltaTable.create(
-                self.location.uri,
-                self.schema,
-                partition_by=self.partition_by,
-                mode="ignore",  # another run may create it at the same moment
-                storage_options=dict(self.location.storage_options) or None,
-            )
+            try:
+                DeltaTable.create(
+                    self.location.uri,
+                    self.schema,
+                    partition_by=self.partition_by,
+                    mode="ignore",  # another run may create it at the same moment
+                    storage_options=dict(self.location.storage_options) or None,
+                )
+            except CommitFailedError:
+                # Concurrent first writers: delta-rs lets exactly one commit version 0 and the
+                # others fail ("protocol changed") instead of ignoring; the table exists now.
+                pass
             table = self.location.table()
+            if table is None:
+                raise RuntimeError(f"{self.location.uri}: could not create the Delta table")
         return table
 
     def _add_action(self, path: str, rows: int) -> AddAction:

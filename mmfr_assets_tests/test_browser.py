@@ -1,0 +1,190 @@
+"""The Dagster UI in a real browser (headless Debian Chromium driven by Playwright): the asset
+graph, a partitioned asset with the source's subsets as partitions, and a materialization
+launched with the UI's own Materialize button and partition picker, run by the daemon's queue.
+
+Screenshots of every step are saved under the test's tmp_path (printed at the end), or under
+$MMFR_TEST_OUTPUT/browser when that is set (CI artifacts, a look by hand).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from mmfr_assets.lake.delta import DeltaLocation, count_rows
+from mmfr_assets_tests.dagster_process import (
+    daemon,
+    dagster_env,
+    graphql,
+    webserver,
+)
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path(os.environ.get("MMFR_CHROMIUM", "/usr/bin/chromium"))
+# Headless, and nothing that phones home: no sync, updates, background requests, QUIC.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SUBSET = "FineVision-geo170k(qa)"  # the partition we launch, a name the picker must handle
+TIMEOUT_MS = 60_000
+
+MATERIALIZATIONS = """
+query M($partitions: [String!]) {
+  assetOrError(assetKey: {path: ["collected"]}) {
+    ... on Asset { assetMaterializations(partitions: $partitions) {
+      partition runId metadataEntries { label ... on IntMetadataEntry { intValue } } } }
+  }
+  runsOrError { ... on Runs { results { runId status tags { key value } } } }
+}
+"""
+
+
+def _browser_required() -> bool:
+    return os.environ.get("CI") == "true" or os.environ.get("MMFR_REQUIRE_BROWSER") == "1"
+
+
+@pytest.fixture
+def sync_playwright():
+    problems = []
+    if not CHROMIUM.exists():
+        problems.append(f"{CHROMIUM} is missing (apt-get install --no-install-recommends chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+        problems.append("the python package playwright is missing (pip install playwright; "
+                        "never `playwright install`: the test drives Debian's Chromium)")
+    if problems:
+        if _browser_required():
+            pytest.fail("browser test required here (CI): " + "; ".join(problems))
+        pytest.skip("; ".join(problems))
+    return sync_playwright
+
+
+@pytest.fixture
+def screenshots(tmp_path):
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
+    yield folder
+    if os.environ.get("MMFR_TEST_OUTPUT"):
+        target = Path(os.environ["MMFR_TEST_OUTPUT"]) / "browser"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(folder, target)
+        folder = target
+    print(f"\nscreenshots: {folder}")
+
+
+def test_materialize_a_partition_from_the_ui(tmp_path, real_sample, sync_playwright, screenshots):
+    lake = tmp_path / "lake"
+    env = dagster_env(tmp_path / "home", real_sample, lake)
+    daemon_log = tmp_path / "daemon.log"
+    # Webserver first: it creates the fresh instance's storage before the daemon opens it (two
+    # processes initializing one SQLite instance at once can both stamp its schema version).
+    with webserver(env, tmp_path / "webserver.log") as url, daemon(env, daemon_log):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            try:
+                _drive_ui(page, url, screenshots)
+            except Exception:
+                page.screenshot(path=str(screenshots / "failure.png"))  # what the user saw
+                raise
+            finally:
+                browser.close()
+        data = graphql(url, MATERIALIZATIONS, {"partitions": [SUBSET]})
+
+    # What the browser showed is what happened: one run, from the UI, for that partition...
+    runs = data["runsOrError"]["results"]
+    assert [r["status"] for r in runs] == ["SUCCESS"]
+    tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
+    assert tags["dagster/partition"] == SUBSET and tags.get("dagster/from_ui") == "true"
+    # ...which materialized `collected` for it, and the lake holds its rows.
+    (materialization,) = data["assetOrError"]["assetMaterializations"]
+    meta = {e["label"]: e.get("intValue") for e in materialization["metadataEntries"]}
+    assert meta["dagster/row_count"] == 10
+    assert count_rows(DeltaLocation(str(lake / "collected")), {"subset": SUBSET}) == 10
+
+
+def _drive_ui(page, url: str, screenshots: Path) -> None:
+    page.set_default_timeout(TIMEOUT_MS)
+    elsewhere: list[str] = []
+
+    def loopback_only(route):
+        # The UI must work offline; anything not served by our webserver is refused.
+        if route.request.url.startswith(url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", loopback_only)
+
+    def shot(name: str) -> None:
+        time.sleep(0.5)  # let transitions settle
+        page.screenshot(path=str(screenshots / f"{name}.png"))
+
+    # 1. The asset graph: the stage groups of the code location, then every asset upstream of
+    #    the last one (the lineage view expands the groups).
+    page.goto(f"{url}/asset-groups", wait_until="networkidle")
+    skip = page.get_by_role("button", name="Skip")  # first-visit newsletter prompt
+    skip.wait_for()
+    skip.click()
+    for group in ("collection", "cleaning", "distillation", "selection"):
+        page.get_by_role("button", name=group).last.wait_for()
+    shot("1-asset-graph")
+    page.goto(f"{url}/assets/difficulty_filtered?view=lineage&lineageScope=upstream"
+              "&lineageDepth=20", wait_until="networkidle")
+    for asset in ("collected", "cleaned", "distilled", "quality_filtered"):
+        page.get_by_text(asset, exact=True).first.wait_for()
+    shot("2-asset-lineage")
+
+    # 2. A partitioned asset, opened from the catalog: the subsets are its partitions.
+    page.get_by_role("link", name="Catalog").first.click()
+    page.locator("a[href='/assets/collected']").first.click()
+    page.wait_for_url("**/assets/collected**")
+    page.get_by_role("tab", name="Partitions").click()
+    page.get_by_text(SUBSET, exact=True).first.wait_for()
+    page.get_by_text("Zebra-CoT-Physics", exact=True).first.wait_for()
+    shot("3-asset-partitions")
+
+    # 3. Materialize… > partition picker (Custom) > the one subset > Launch 1 run.
+    page.get_by_role("button", name="Materialize…").click()
+    dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize collected")
+    dialog.wait_for()
+    dialog.get_by_text("Select a partition or create one").click()
+    page.get_by_placeholder("Filter partitions").fill("geo170k")
+    page.get_by_role("menuitem").filter(has_text=SUBSET).click()
+    page.keyboard.press("Escape")  # close the picker, keep the dialog
+    dialog.get_by_text("1 partition", exact=True).wait_for()
+    launch = dialog.get_by_role("button", name="Launch 1 run")
+    shot("4-partition-picked")
+    launch.click()
+    dialog.wait_for(state="hidden")
+
+    # 4. The UI confirms the launch; its View link opens the run, which succeeds.
+    toast = page.get_by_text("Launched run")
+    toast.wait_for()
+    shot("5-launched")
+    page.get_by_role("button", name="View").or_(page.get_by_role("link", name="View")).first.click()
+    page.wait_for_url("**/runs/**")
+    page.get_by_text("Success", exact=True).first.wait_for(timeout=300_000)
+    page.get_by_text("RUN_SUCCESS").first.wait_for()
+    shot("6-run-succeeded")
+
+    # 5. Back on the asset: the partition is materialized, with the run's metadata.
+    page.goto(f"{url}/assets/collected?view=partitions", wait_until="networkidle")
+    page.get_by_text("Materialized (1)").wait_for()
+    page.get_by_text(SUBSET, exact=True).first.click()
+    page.get_by_text("dagster/row_count").first.wait_for()
+    shot("7-partition-materialized")
+    # Telemetry is off and the UI is self-contained: it asked nothing of any other host.
+    assert not elsewhere, f"the UI requested other hosts: {elsewhere}"
+
