@@ -145,8 +145,21 @@ def upstream_batches(
     batch_size: int,
     columns: list[str] | None = None,
 ) -> Iterator[pl.DataFrame]:
-    """The `upstream` table's partition as Polars batches, in the order it was written."""
+    """The `upstream` table's partition as Polars batches of at least `batch_size` rows (at most
+    twice that; the last may be smaller), in the order it was written.
+
+    Reads stop at parquet row groups, which upstream stages write at their own batch size (256
+    rows for image stages); regrouping keeps per-batch overhead low for the text stages.
+    """
+    pending: list[pa.RecordBatch] = []
+    rows = 0
     for batch in read_partition(
         lake.location(upstream), {"subset": subset}, columns=columns, batch_size=batch_size
     ):
-        yield pl.from_arrow(batch)
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= batch_size:
+            yield pl.from_arrow(pa.Table.from_batches(pending))
+            pending, rows = [], 0
+    if pending:
+        yield pl.from_arrow(pa.Table.from_batches(pending))

@@ -9,10 +9,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
-from mmfr_assets.selection.repetition import repeated_ngram_mask
-from mmfr_assets.selection.words import WORD_PATTERN
+from mmfr_assets.selection.repetition import confirm_repeated
+from mmfr_assets.selection.words import (
+    ANSWER_ALTERNATE,
+    ANSWER_CLOSE,
+    ANSWER_OPEN,
+    ANSWER_PAIR_OUTSIDE,
+    KEPT_WHITESPACE,
+    REPEATED,
+    REPEATED_AT,
+    THINK_CLOSE,
+    THINK_CLOSE_AT,
+    THINK_OPEN,
+    THINK_OPEN_AT,
+    WORDS,
+    count_words,
+    scan_responses,
+    utf8_segments,
+)
 from mmfr_assets.stage import Filter, Verdicts, split_by_reason
 
 FILTERS = (
@@ -39,6 +56,8 @@ FILTERS = (
     Filter("correctness", ("correctness_inconsistent", "correctness_unverified")),
 )
 FILTER_OF = {r: f.name for f in FILTERS for r in f.reasons}
+# Reason codes of `quality_reason`: 0 keeps the row, then every reason in the order tested.
+_REASONS = [None, *(r for f in FILTERS for r in f.reasons)]
 
 # Subsets whose published answers carry no <answer> tags; only the think tags are checked.
 ANSWER_TAG_EXEMPT_SUBSETS = (
@@ -46,7 +65,6 @@ ANSWER_TAG_EXEMPT_SUBSETS = (
     "LLaVA-CoT",
     "FineVision-ai2d_merged",
 )
-_PAIR = r"<answer>[\s\S]*?</answer>"
 
 
 @dataclass(frozen=True)
@@ -59,106 +77,62 @@ class QualityRules:
     answer_tag_exempt_subsets: tuple[str, ...] = field(default=ANSWER_TAG_EXEMPT_SUBSETS)
 
 
-def _count(column: str, tag: str) -> pl.Expr:
-    return pl.col(column).str.count_matches(tag, literal=True)
-
-
-def _blank(column: str) -> pl.Expr:
-    return pl.col(column).is_null() | (pl.col(column).str.strip_chars().str.len_chars() == 0)
-
-
-def _answer_tags_alternate(column: str) -> pl.Expr:
-    """Answer tags in text order are <answer>, </answer>, <answer>, </answer>, ..."""
-    expected = (
-        pl.when(pl.int_range(pl.len()) % 2 == 0)
-        .then(pl.lit("<answer>"))
-        .otherwise(pl.lit("</answer>"))
-    )
-    return (
-        pl.col(column)
-        .str.extract_all(r"</?answer>")
-        .list.eval((pl.element() == expected).all())
-        .list.first()
-        .fill_null(True)
-    )
-
-
-def _pair_outside_think(column: str) -> pl.Expr:
-    """A complete <answer>…</answer> pair lies before <think> or after </think>.
-
-    With well-formed alternating tags, the nearest </answer> after an <answer> is its partner,
-    so a pair matched inside the prefix or the suffix is a real pair, not a straddling one.
-    """
-    before = pl.col(column).str.splitn("<think>", 2).struct.field("field_0")
-    after = pl.col(column).str.splitn("</think>", 2).struct.field("field_1")
-    return before.str.contains(_PAIR) | after.fill_null("").str.contains(_PAIR)
-
-
-def think_block(column: str) -> pl.Expr:
-    """The text between <think> and </think> (rows that passed the structure filter)."""
-    inside = pl.col(column).str.splitn("<think>", 2).struct.field("field_1")
-    return inside.str.splitn("</think>", 2).struct.field("field_0").alias("think")
-
-
 def quality_reason(frame: pl.DataFrame, rules: QualityRules) -> pl.Series:
-    """The first failing reason per row of a distilled batch (null = keep)."""
-    words = lambda c: pl.col(c).str.count_matches(WORD_PATTERN)  # noqa: E731
-    content = (
-        pl.when(pl.col("response").str.contains(rules.error_marker, literal=True).fill_null(False))
-        .then(pl.lit("content_error_marker"))
-        .when(_blank("response"))
-        .then(pl.lit("content_missing_response"))
-        .when(
-            pl.lit(rules.min_response_words is not None)
-            & (words("response") < (rules.min_response_words or 0))
-        )
-        .then(pl.lit("content_short_response"))
-        .when(_blank("caption"))
-        .then(pl.lit("content_missing_caption"))
-        .when(
-            pl.lit(rules.min_caption_words is not None)
-            & (words("caption") < (rules.min_caption_words or 0))
-        )
-        .then(pl.lit("content_short_caption"))
+    """The first failing reason per row of a distilled batch (null = keep).
+
+    One compiled pass over each response's UTF-8 bytes (`scan_responses`, both cores) gives
+    what the content and structure rules test: `str.split()` word counts, blankness as
+    `str.strip_chars()` sees it, the counts, first positions and order of the think and answer
+    tags (byte offsets: the tags are ASCII, so comparing them is comparing character positions),
+    and the think block's hashed n-gram windows. A row flagged by the hash is confirmed exactly,
+    and only if it passed content and structure.
+    """
+    height = frame.height
+    n, min_count = rules.ngram_size, rules.max_ngram_occurrences + 1
+    response = utf8_segments(frame["response"])
+    scan = scan_responses(response, n, min_count)
+    caption = utf8_segments(frame["caption"])
+    caption_words, caption_kept = count_words(caption)
+    exempt = list(rules.answer_tag_exempt_subsets)
+    flags = frame.select(
+        pl.col("response").str.contains(rules.error_marker, literal=True).fill_null(False),
+        # a null subset gives a null `~is_in`, which `when` reads as false: answers not checked
+        (~pl.col("subset").is_in(exempt)).fill_null(False),
+        pl.col("is_consistent").is_null().alias("unverified"),
+        (~pl.col("is_consistent")).fill_null(False).alias("inconsistent"),
     )
-    answers_checked = ~pl.col("subset").is_in(list(rules.answer_tag_exempt_subsets))
-    opens, closes = _count("response", "<answer>"), _count("response", "</answer>")
-    structure = (
-        pl.when(
-            (_count("response", "<think>") != 1)
-            | (_count("response", "</think>") != 1)
-            | (
-                pl.col("response").str.find("<think>", literal=True)
-                > pl.col("response").str.find("</think>", literal=True)
-            )
-        )
-        .then(pl.lit("structure_think_tags"))
-        .when(answers_checked & ((opens != closes) | (opens == 0)))
-        .then(pl.lit("structure_answer_unbalanced"))
-        .when(answers_checked & ~_answer_tags_alternate("response"))
-        .then(pl.lit("structure_answer_malformed"))
-        .when(answers_checked & ~_pair_outside_think("response"))
-        .then(pl.lit("structure_answer_inside_think"))
+    error, checked, unverified, inconsistent = (c.to_numpy() for c in flags.iter_columns())
+    words = scan[:, WORDS]
+    no_rule = np.zeros(height, np.bool_)
+    opens, closes = scan[:, ANSWER_OPEN], scan[:, ANSWER_CLOSE]
+    conditions = [  # in the order of _REASONS[1:10]
+        error,
+        # `strip_chars()` leaves nothing exactly when there is no word and no whitespace it keeps
+        ~response.valid | ((words == 0) & (scan[:, KEPT_WHITESPACE] == 0)),
+        no_rule if rules.min_response_words is None else words < rules.min_response_words,
+        ~caption.valid | ((caption_words == 0) & (caption_kept == 0)),
+        no_rule if rules.min_caption_words is None else caption_words < rules.min_caption_words,
+        (scan[:, THINK_OPEN] != 1)
+        | (scan[:, THINK_CLOSE] != 1)
+        | (scan[:, THINK_OPEN_AT] > scan[:, THINK_CLOSE_AT]),
+        checked & ((opens != closes) | (opens == 0)),
+        checked & (scan[:, ANSWER_ALTERNATE] == 0),
+        checked & (scan[:, ANSWER_PAIR_OUTSIDE] == 0),
+    ]
+    code = np.select(conditions, np.arange(1, len(conditions) + 1), 0)
+    # Repetition: rows that passed content and structure, flagged by the hash, confirmed exactly.
+    for row in np.flatnonzero((code == 0) & ((scan[:, REPEATED] == 1) | (n < 1))):
+        begin = int(scan[row, THINK_OPEN_AT]) + len("<think>")
+        think = response.text(row, begin, int(scan[row, THINK_CLOSE_AT]))
+        if confirm_repeated(think.split(), int(scan[row, REPEATED_AT]), n, min_count):
+            code[row] = _REASONS.index("repetition_ngram")
+    correctness = np.select(
+        [unverified, inconsistent],
+        [_REASONS.index("correctness_unverified"), _REASONS.index("correctness_inconsistent")],
+        0,
     )
-    staged = frame.select(pl.coalesce(content, structure).alias("reason"), think_block("response"))
-    reason = staged["reason"]
-    # Repetition is the costly rule: only rows that passed content and structure are hashed.
-    candidates = reason.is_null()
-    repeated = repeated_ngram_mask(
-        staged["think"].filter(candidates), rules.ngram_size, rules.max_ngram_occurrences + 1
-    )
-    repetition = pl.Series("repetition", [None] * frame.height, pl.String).scatter(
-        candidates.arg_true().filter(repeated), "repetition_ngram"
-    )
-    correctness = (
-        pl.when(pl.col("is_consistent").is_null())
-        .then(pl.lit("correctness_unverified"))
-        .when(~pl.col("is_consistent"))
-        .then(pl.lit("correctness_inconsistent"))
-    )
-    return frame.select(
-        pl.coalesce(pl.lit(reason), pl.lit(repetition), correctness).alias("reason")
-    ).to_series()
+    code = np.where(code == 0, correctness, code)
+    return pl.Series("reason", _REASONS, pl.String).gather(code)
 
 
 def select_quality(batch: pl.DataFrame, rules: QualityRules) -> Verdicts:

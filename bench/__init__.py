@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline at scale: `python -m bench` (see `bench/__main__.py`)."""
