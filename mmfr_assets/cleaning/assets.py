@@ -11,10 +11,9 @@ import pyarrow as pa
 from mmfr_assets.cleaning.images import CleanImage, ImageRejected, clean_image
 from mmfr_assets.cleaning.text import is_blank, normalize_text
 from mmfr_assets.collection.source import CARD_COLUMNS
-from mmfr_assets.funnel import accounting_check, accounting_check_spec, stage_metadata
-from mmfr_assets.lake.delta import count_rows, read_partition
+from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason
+from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upstream_batches
 
 FILTERS = (
     Filter("image", ("image_missing", "image_corrupt", "image_decompression_bomb")),
@@ -118,7 +117,6 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: CleanedConfig, lake: LakeResource
     ) -> dg.MaterializeResult:
         subset = context.partition_key
-        upstream = lake.location("collected")
         fixes: dict[str, int] = {}
 
         def count_fixes(verdicts: Verdicts) -> Verdicts:
@@ -132,18 +130,14 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 lake,
                 stage="cleaned",
                 subset=subset,
-                batches=(
-                    pl.from_arrow(b)
-                    for b in read_partition(upstream, {"subset": subset}, batch_size=config.batch_size)
-                ),
+                batches=upstream_batches(lake, "collected", subset, batch_size=config.batch_size),
                 decide=lambda batch: count_fixes(clean_batch(batch, config, pool)),
                 schema=CLEANED_SCHEMA,
                 filters=FILTERS,
             )
-        rows_in = count_rows(upstream, {"subset": subset})
-        return dg.MaterializeResult(
-            metadata=stage_metadata(run, {f"images/{k}": v for k, v in sorted(fixes.items())}),
-            check_results=[accounting_check(lake, run, rows_in=rows_in, input_label="collected")],
+        return stage_result(
+            lake, run, upstream="collected",
+            extra={f"images/{k}": v for k, v in sorted(fixes.items())},
         )
 
     return cleaned
