@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import logging
 import os
 import sys
 from pathlib import Path
@@ -173,5 +174,23 @@ def main(argv: list[str] | None = None) -> int:
     return args.handler(args)
 
 
+def entry() -> None:
+    """The `mmfr` console script: `main`, then leave without running native teardown.
+
+    Why `os._exit`: about one `mmfr run` in 25-50 that had finished and recorded its runs was
+    seen dying in interpreter teardown with SIGABRT ("terminate called without an active
+    exception", main thread, no Python frame: a C++ extension's static destructor), which turned
+    a successful run into exit code 134 for the calling script. Everything `mmfr` writes is
+    durable before `main` returns (Delta commits, the instance's run records, the LLM cache is
+    flushed when each stage's session closes), so after flushing output the process can end
+    without the destructors. Exceptions still take the normal exit path with their traceback.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
