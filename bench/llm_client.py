@@ -18,12 +18,17 @@ from mmfr_assets.llm import ChatRequest, LLMEndpoint
 from mmfr_assets.llm.fake_server import start_fake_server
 
 CONCURRENCY = (1, 8, 32, 64)
+GOAL_SHARE = 0.90  # of the ideal C/L (issue: LLM endpoints)
 
 
 def ours(url: str, concurrency: int, requests: int, tag: str) -> float:
+    """Sustained rate: one untimed wave of `concurrency` requests first opens the session's
+    connections (a one-off cost a 2.3M-row stage pays once), then `requests` are timed."""
     endpoint = LLMEndpoint(base_url=url, model="fake", max_concurrency=concurrency, timeout_s=30)
     with tempfile.TemporaryDirectory() as cache:
         with endpoint.open_session(cache=f"{cache}/cache.sqlite") as session:
+            warm_up = ((i, ChatRequest.from_text(f"{tag} warm-up {i}")) for i in range(concurrency))
+            assert all(r.ok for _, r in session.map(warm_up))
             batch = ((i, ChatRequest.from_text(f"{tag} question {i}")) for i in range(requests))
             start = time.perf_counter()
             results = [r for _, r in session.map(batch)]
@@ -51,12 +56,19 @@ def run(latency: float = 0.2, waves: int = 20) -> list[str]:
             "| concurrency C | ideal C/L req/s | ours req/s | % of ideal | one-at-a-time req/s | ours / baseline |",
             "| ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
+        shares = {}
         for c in CONCURRENCY:
             rate = ours(server.url, c, c * waves, f"c{c}")
             ideal = c / latency
+            shares[c] = rate / ideal
             lines.append(
                 f"| {c} | {ideal:.0f} | {rate:.1f} | {100 * rate / ideal:.0f}% | {baseline:.2f} | {rate / baseline:.1f}x |"
             )
+        worst = min(shares, key=shares.get)
+        verdict = "**met**" if shares[worst] >= GOAL_SHARE else "**missed**"
+        lines += ["", f"Goal >= {GOAL_SHARE:.0%} of C/L for C up to {max(CONCURRENCY)}: {verdict} "
+                      f"(lowest {shares[worst]:.0%}, at C = {worst}); {waves} waves of C requests timed "
+                      f"after one untimed warm-up wave."]
         return lines
     finally:
         server.stop()

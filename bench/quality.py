@@ -15,7 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmfr_assets.lake.delta import DeltaLocation, read_partition
+from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.selection.quality import QualityRules, select_quality
+from mmfr_assets.stage import upstream_batches
 
 BATCH_SIZE = 1024  # the asset's default batch_size
 
@@ -47,17 +49,16 @@ def _children_cpu() -> float:
 
 
 def ours(lake_uri: str, subset: str, *, limit: int | None = None, rules=QualityRules()) -> Pass:
-    """`select_quality` over the partition's batches, as the asset reads them; only the calls
-    to the batch function are timed (`other_seconds`: reading and converting batches)."""
-    location = DeltaLocation(f"{lake_uri.rstrip('/')}/distilled")
+    """`select_quality` over the partition's batches, read as the asset reads them
+    (`upstream_batches`); only the calls to the batch function are timed (`other_seconds`:
+    reading and converting batches)."""
     kept: set[str] = set()
     reasons: dict[str, str] = {}
     rows, compute, cpu = 0, 0.0, 0.0
     started = time.perf_counter()
-    for batch in read_partition(location, {"subset": subset}, batch_size=BATCH_SIZE):
+    for frame in upstream_batches(LakeResource(uri=lake_uri), "distilled", subset, batch_size=BATCH_SIZE):
         if limit is not None and rows >= limit:
             break
-        frame = pl.from_arrow(batch)
         if limit is not None:
             frame = frame.head(limit - rows)
         t, c = time.perf_counter(), time.process_time()
