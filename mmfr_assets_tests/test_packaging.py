@@ -1,0 +1,81 @@
+"""Every third-party module the package imports comes from a declared dependency.
+
+Why: a developer's virtualenv collects packages that no dependency asks for (a transitive
+dependency of some tool, a manual `pip install`), and the package then imports them happily
+until a fresh install lacks them. CI once failed that way on `aiohttp`, which the client's
+transport needs through `openai[aiohttp]`.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata as metadata
+import sys
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mmfr_assets"
+
+
+def imported_top_level_modules(root: Path) -> dict[str, str]:
+    """Top-level module name -> one file importing it, for absolute imports under `root`."""
+    found: dict[str, str] = {}
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                found.setdefault(name.split(".")[0], str(path.relative_to(root.parent)))
+    return found
+
+
+def dependency_closure(distribution: str, extras: frozenset[str] = frozenset()) -> set[str]:
+    """Canonical names of `distribution` and everything its requirements (with the extras asked
+    for, environment markers evaluated here) pull in, as installed."""
+    seen: set[str] = set()
+    todo = [(distribution, extras)]
+    while todo:
+        name, wanted = todo.pop()
+        key = canonicalize_name(name)
+        if key in seen and not wanted:
+            continue
+        seen.add(key)
+        try:
+            requirements = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:  # not installed: it provides no module either
+            continue
+        for line in requirements:
+            requirement = Requirement(line)
+            environments = [{"extra": extra} for extra in wanted] or [{"extra": ""}]
+            if requirement.marker is None or any(requirement.marker.evaluate(e) for e in environments):
+                todo.append((requirement.name, frozenset(requirement.extras)))
+    return seen
+
+
+def test_every_import_of_the_package_is_a_declared_dependency():
+    declared = dependency_closure("mmfr-assets")
+    providers = metadata.packages_distributions()
+    undeclared = {}
+    for module, where in imported_top_level_modules(PACKAGE).items():
+        if module in sys.stdlib_module_names or module in ("mmfr_assets", "__future__"):
+            continue
+        distributions = {canonicalize_name(d) for d in providers.get(module, [])}
+        if not distributions & declared:
+            undeclared[module] = (where, sorted(distributions) or "not installed")
+    assert not undeclared, f"imported but not declared in pyproject dependencies: {undeclared}"
+
+
+def test_the_check_sees_an_undeclared_import(tmp_path):
+    """The check itself can fail: pytest is installed (test extra) but no runtime dependency."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "m.py").write_text("import os\nfrom pytest import fixture\n")
+    modules = imported_top_level_modules(tmp_path / "pkg")
+    assert set(modules) == {"os", "pytest"}
+    provided = {canonicalize_name(d) for d in metadata.packages_distributions()["pytest"]}
+    assert not provided & dependency_closure("mmfr-assets")
