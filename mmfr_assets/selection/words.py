@@ -171,6 +171,17 @@ def window_top(n):
     return top
 
 
+@nb.njit(inline="always")
+def slide_window(ring, oldest, window, word, seen, n, top):
+    """Push a word's hash into the rolling hash of the last n words: the ring holds them and
+    `oldest` is where the word leaving next sits. Returns (window, oldest, seen) updated."""
+    if seen >= n:
+        window = window - ring[oldest] * top
+    window = window * MULTIPLIER + word
+    ring[oldest] = word
+    return window, (oldest + 1 if oldest + 1 < n else 0), seen + 1
+
+
 @nb.njit(nogil=True, cache=True)
 def _flag_repeated_windows(data, starts, ends, rows, out, n, min_count, ascii_ws, multibyte):
     """out[row] = (1, k) where the window of n words starting at word k of data[start:end] is
@@ -204,12 +215,7 @@ def _flag_repeated_windows(data, starts, ends, rows, out, n, min_count, ascii_ws
             if not in_word:
                 continue
             in_word = False
-            if seen >= n:
-                window = window - ring[oldest] * top
-            window = window * MULTIPLIER + word
-            ring[oldest] = word
-            oldest = oldest + 1 if oldest + 1 < n else 0
-            seen += 1
+            window, oldest, seen = slide_window(ring, oldest, window, word, seen, n, top)
             word = FNV_OFFSET
             if seen >= n and count_window(table, shift, window, r) >= min_count:
                 at = seen - n
@@ -362,12 +368,7 @@ def _scan_responses(data, starts, ends, rows, out, n, min_count, byte_class, asc
                     i += skip
             if word_done:
                 if at < 0:
-                    if seen >= n:
-                        window = window - ring[oldest] * top
-                    window = window * MULTIPLIER + word
-                    ring[oldest] = word
-                    oldest = oldest + 1 if oldest + 1 < n else 0
-                    seen += 1
+                    window, oldest, seen = slide_window(ring, oldest, window, word, seen, n, top)
                     if seen >= n and count_window(table, shift, window, r) >= min_count:
                         at = seen - n
                         hashing = False
