@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from mmfr_assets.definitions import build_definitions
-from mmfr_assets.distillation.prompts import load_prompt
+from mmfr_assets.prompts import load_prompt
 from mmfr_assets.distillation.teachers import CAPTION, COT, annotate
 from mmfr_assets.llm import ChatResult, Choice, LLMEndpoint
 

@@ -9,7 +9,7 @@ import dagster as dg
 import polars as pl
 
 from mmfr_assets.distillation.annotations import CLEANED_TEXT_COLUMNS, DISTILLED_SCHEMA, assemble
-from mmfr_assets.distillation.prompts import load_prompt
+from mmfr_assets.prompts import load_prompt
 from mmfr_assets.distillation.teachers import (
     CAPTION, COT, ORIGIN_FAILED, ORIGIN_MISSING, ORIGINS, TeacherTask, annotate, origin_counts,
     rows_needing,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
-from mmfr_assets.distillation.prompts import Prompt
+from mmfr_assets.prompts import Prompt
 from mmfr_assets.llm import ChatRequest, ChatResult, LLMEndpoint
 
 ORIGIN_DATASET = "dataset"  # the source's annotation was usable

@@ -1,0 +1,103 @@
+"""What a model-driven step declares; `runner.py` does the rest for every step alike.
+
+The shape is curator's `prompt(row)` / `parse(row, response)` and distilabel's `Task`: a step
+says which rows need a request, how to build it (prompt file, image or not, samples), how to
+turn replies into columns (a pure function), and which endpoint (and so Dagster pool) serves
+it. Streaming the partition, keeping `max_concurrency` requests in flight with no batch
+barriers, the response cache, writing rows back in input order, retries, fail-fast on a broken
+endpoint and the failure-rate check are the shared mechanism's job, written once.
+
+Raw replies are cached before parsing, so a fixed parser re-parses on the next run without
+paying again (curator #408).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import polars as pl
+import pyarrow as pa
+
+from mmfr_assets.llm.types import ChatResult
+from mmfr_assets.prompts import Prompt
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A row's output columns (the step's `output_schema`, without subset/id).
+
+    `failure` is set when the row's model output is unusable (every reply failed, or none
+    could be parsed): the row is still written with its columns, and counted against the
+    step's failure-rate check. Put the same text in a column of the step's own so that
+    downstream stages can say why.
+    """
+
+    columns: Mapping[str, Any]
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Ask again (a new seed per attempt) because the replies failed validation; `fallback`
+    is what the row gets when `max_attempts` is used up."""
+
+    reason: str
+    fallback: Parsed
+
+
+class ModelStep(abc.ABC):
+    """One model-driven step over one partition: a subclass declares, the runner runs.
+
+    Instances are built per materialization from the asset's config, so `needs` and `parse`
+    can depend on config (`recompute`, thresholds, ...). `row` arguments are plain dicts of
+    the upstream columns the step reads (`columns`) plus whatever `prepare` added; image
+    bytes are never in `row` (the runner joins them when `sends_image`).
+    """
+
+    #: Asset (and table) name.
+    asset: ClassVar[str]
+    #: Endpoint resource key; also the Dagster pool the asset runs in.
+    role: ClassVar[str]
+    #: The table whose partition the step reads, in its row order.
+    upstream: ClassVar[str]
+    #: Columns read from `upstream` (`subset` and `id` are always read).
+    columns: ClassVar[Sequence[str]]
+    #: Prompt file stem: `prompts/<prompt>.system.txt` and `prompts/<prompt>.user.txt`.
+    prompt: ClassVar[str]
+    #: Columns the step writes besides `subset` and `id`.
+    output_schema: ClassVar[pa.Schema]
+    #: Send the row's image (cleaned bytes where cleaning changed it, else the original).
+    sends_image: ClassVar[bool] = False
+    #: Column whose value counts go to the materialization's metadata (e.g. an origin).
+    status_column: ClassVar[str | None] = None
+
+    #: Samples per row (one request with `n` where the endpoint supports it, else one
+    #: request per sample with distinct seeds); attempts per row when `parse` says Retry.
+    samples: int = 1
+    max_attempts: int = 1
+
+    def prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
+        """Vectorized work before routing (e.g. rule verdicts); returns the batch with any
+        added columns, same rows, same order."""
+        return batch
+
+    @abc.abstractmethod
+    def needs(self, batch: pl.DataFrame) -> pl.Series:
+        """Boolean per row of the prepared batch: does this row need a model request?"""
+
+    @abc.abstractmethod
+    def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
+        """The user turn's text for a row that needs a request."""
+
+    @abc.abstractmethod
+    def parse(self, row: Mapping[str, Any], replies: Sequence[ChatResult], attempt: int) -> Parsed | Retry:
+        """Pure: one reply per sample (`ok` False for one given up on, with its `error`), the
+        attempt number from 1. Strict about meaning, tolerant of form."""
+
+    @abc.abstractmethod
+    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
+        """Columns of a row sent to no model: `reason` None when it needed no request, else
+        why it was not sent (no endpoint configured)."""

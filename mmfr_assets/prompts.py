@@ -1,0 +1,48 @@
+"""Prompts live as text files in `prompts/` (or `MMFR_PROMPTS`) so they can be read and changed
+without touching code. A prompt's version is a hash of its text: the response cache key already
+contains the text (so an edited prompt is asked again), and the version recorded with each row
+says which prompt made it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmfr_assets.settings import REPO_ROOT
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    system: str
+    user: str
+
+    @property
+    def version(self) -> str:
+        """`<name>@<12 hex digits of sha256(system + user)>`."""
+        digest = hashlib.sha256(f"{self.system}\x00{self.user}".encode()).hexdigest()[:12]
+        return f"{self.name}@{digest}"
+
+    def render(self, **fields: str) -> str:
+        """The user text with each `{field}` replaced. Plain replacement rather than
+        `str.format`: prompts and questions are full of LaTeX braces."""
+        text = self.user
+        for name, value in fields.items():
+            text = text.replace("{" + name + "}", value or "")
+        return text
+
+
+def prompts_folder() -> Path:
+    return Path(os.environ.get("MMFR_PROMPTS") or REPO_ROOT / "prompts")
+
+
+def load_prompt(name: str) -> Prompt:
+    folder = prompts_folder()
+    system = folder / f"{name}.system.txt"
+    return Prompt(
+        name=name,
+        system=system.read_text().strip() if system.exists() else "",
+        user=(folder / f"{name}.user.txt").read_text().strip(),
+    )
