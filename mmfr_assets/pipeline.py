@@ -11,7 +11,10 @@ STAGES: tuple[tuple[str, tuple[Filter, ...]], ...] = (
     ("collected", ()),
     ("cleaned", CLEANING_FILTERS),
     ("distilled", ()),  # fed by teacher_captions and teacher_responses (one row per cleaned row)
+    ("answer_verdicts", ()),  # one verdict per distilled row
     ("quality_filtered", QUALITY_FILTERS),
-    ("difficulty_filtered", DIFFICULTY_FILTERS),
+    ("student_rollouts", ()),  # one pass rate per quality row
+    ("difficulty_filtered", DIFFICULTY_FILTERS),  # the 123K recipe ...
+    ("difficulty_filtered_586k", DIFFICULTY_FILTERS),  # ... and the 586K one, side by side
 )
 ASSET_NAMES = tuple(name for name, _ in STAGES)

@@ -104,19 +104,26 @@ def test_rules(candidate, reference, expected, rule):
 
 
 @pytest.mark.parametrize(
-    "candidate, reference",
+    "candidate, reference, why",
     [
-        ("$", "12"),  # the published rule accepts "$" for anything
-        ("5 m", "5 cm"),  # the same number in two named units: not ours to say
-        ("2, 4, 6", "2, 4"),  # lists of different lengths
-        ("g/3", "(3A - g)/4, (5A + g)/4, g/3"),  # one item against several
-        ("\\sqrt{2}", "1.41421356"),  # mathematics: math-verify's job
-        ("5", "C"),  # a letter with no options in the question
+        ("$", "12", "rules_undecided"),  # the published rule accepts "$" for anything
+        ("5 m", "5 cm", "rules_undecided"),  # the same number in two named units: not ours to say
+        ("2, 4, 6", "2, 4", "parts_differ"),  # lists of different lengths ...
+        ("g/3", "(3A - g)/4, (5A + g)/4, g/3", "parts_differ"),  # ... one item against several
+        ("\\sqrt{2}", "1.41421356", "rules_undecided"),  # mathematics: math-verify's job
+        ("5", "C", "rules_undecided"),  # a letter with no options in the question
+        ("a feline", "a cat", "prose"),  # words: the judge's (math-verify reads c*a*t)
     ],
 )
-def test_rules_leave_undecided(candidate, reference):
+def test_rules_leave_undecided(candidate, reference, why):
     verdict = verify_rules(Item(candidate, reference, "no options here"))
-    assert verdict.equivalent is None and verdict.detail == "rules_undecided", verdict
+    assert verdict.equivalent is None and verdict.detail == why, verdict
+
+
+def test_prose_and_parts_never_reach_math_verify():
+    with AnswerVerifier(workers=1) as verifier:
+        verdicts = verifier.verify_many([Item("a feline", "a cat"), Item("g/3", "x, g/3")])
+    assert [v.detail for v in verdicts] == ["prose", "parts_differ"]
 
 
 def test_missing_sides_are_undecided_with_their_reason():

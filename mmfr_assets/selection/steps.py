@@ -27,6 +27,7 @@ from mmfr_assets.selection.verify import (
     final_answer,
     reference_answer,
 )
+from mmfr_assets.selection.verify.agreement import Agreement
 from mmfr_assets.selection.verify.batch import verdicts_of_batch
 from mmfr_assets.selection.verify.judge import parse_judgment, visible_text
 
@@ -112,14 +113,20 @@ class AnswerVerdictsStep(ModelStep):
             float(_config(config, "math_verify_timeout_s", 5.0)),
             bool(_config(config, "use_math_verify", True)),
         )
+        self.agreement = Agreement()
 
     def close(self) -> None:
         self._verifier.close()
+
+    def extra_metadata(self) -> dict[str, Any]:
+        """How the rules (+ math-verify) compare with the dataset's labels, where it has them."""
+        return self.agreement.metadata()
 
     def prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
         verdicts = verdicts_of_batch(
             batch, self._verifier.get(), reference_columns=self.reference_columns
         )
+        self.agreement.add(batch["is_consistent"], verdicts["equivalent"])
         return batch.with_columns(
             verdicts.select(
                 "final_answer", "reference", "reference_column",

@@ -310,6 +310,22 @@ def parts_differ(candidate: str, reference: str) -> bool:
     return (a is None) != (b is None) or (a is not None and b is not None and len(a[0]) != len(b[0]))
 
 
+_FUNCTION_WORDS = frozenset(
+    "sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh log ln exp sqrt max min lim "
+    "det gcd lcm mod deg frac".split()
+)
+
+
+def is_prose(text: str) -> bool:
+    """Words rather than mathematics: a run of 3+ letters that is not a LaTeX command or a
+    function name ("a feline", "Product availability"). math-verify would read "cat" as
+    c*a*t, so prose never goes to it."""
+    text = re.sub(r"_\{[^{}]*\}", " ", strip_delimiters(text))  # subscripts name things
+    text = re.sub(r"\\[a-zA-Z]+", " ", text)
+    words = re.findall(r"[^\W\d_]{3,}", text)
+    return any(w.lower() not in _FUNCTION_WORDS for w in words)
+
+
 # --- the rules, cheapest first ------------------------------------------------------------
 
 def compare_exact(candidate: str, reference: str) -> bool | None:

@@ -45,6 +45,8 @@ def verify_rules(item: Item) -> Verdict:
             # several answers against one (or another count): which part was asked is a
             # reader's call, not math-verify's (it would match any one part)
             return Verdict(None, UNDECIDED, "parts_differ")
+        if rules.is_prose(item.candidate) or rules.is_prose(item.reference):
+            return Verdict(None, UNDECIDED, "prose")  # a reader's call (the judge)
         return Verdict(None, UNDECIDED, "rules_undecided")
     return Verdict(verdict, rule)
 
