@@ -14,7 +14,11 @@ STAGES: tuple[tuple[str, tuple[Filter, ...]], ...] = (
     ("answer_verdicts", ()),  # one verdict per distilled row
     ("quality_filtered", QUALITY_FILTERS),
     ("student_rollouts", ()),  # one pass rate per quality row
-    ("difficulty_filtered", DIFFICULTY_FILTERS),  # the 123K recipe ...
-    ("difficulty_filtered_586k", DIFFICULTY_FILTERS),  # ... and the 586K one, side by side
+    ("difficulty_filtered", DIFFICULTY_FILTERS),  # the 123K recipe (pass rate = 0)
 )
 ASSET_NAMES = tuple(name for name, _ in STAGES)
+# Stages beside the line above rather than on it: (name, filters, upstream). The 586K recipe
+# (pass rate != 1) reads `quality_filtered` and `student_rollouts` like `difficulty_filtered`.
+BRANCHES: tuple[tuple[str, tuple[Filter, ...], str], ...] = (
+    ("difficulty_filtered_586k", DIFFICULTY_FILTERS, "quality_filtered"),
+)
