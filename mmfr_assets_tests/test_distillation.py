@@ -203,3 +203,39 @@ def test_a_rerun_after_a_kill_repeats_no_finished_request(sample_source, tmp_pat
     assert "had died without finishing" in again.stderr  # the killed run no longer holds the pool
     teacher = pl.read_delta(str(tmp_path / "lake" / "teacher_responses"))
     assert teacher.height == 35 and set(teacher["response_origin"]) == {"generated"}
+
+
+def _asset_job():
+    """The asset job as the daemon's runs load it: from the code location's module, rebuilt in
+    every step process."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    return ReconstructableRepository.for_module("mmfr_assets.definitions", "defs").get_reconstructable_job(
+        "__ASSET_JOB")
+
+
+def test_the_two_teachers_run_at_once_on_their_two_endpoints(monkeypatch, sample_source, tmp_path, fake_llm):
+    """Through the multiprocess executor (the UI's and the daemon's runs), the caption and CoT
+    teachers are separate steps in separate pools, so both endpoints are busy at the same time:
+    with max_concurrency 2 each, the shared fake server sees more than 2 requests at once."""
+    fake_llm.configure(latency_s=0.3)
+    for role in ("COT_TEACHER", "CAPTION_TEACHER"):
+        monkeypatch.setenv(f"MMFR_{role}_BASE_URL", fake_llm.url)
+        monkeypatch.setenv(f"MMFR_{role}_MAX_CONCURRENCY", "2")
+    monkeypatch.setenv("MMFR_SOURCE", str(sample_source))
+    monkeypatch.setenv("MMFR_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("MMFR_LLM_CACHE", str(tmp_path / "cache.sqlite"))
+    regenerate = {"config": {"regenerate": True}}
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        upstream = dg.execute_job(
+            _asset_job(), instance, tags={"dagster/partition": "BMMR"},
+            asset_selection=[dg.AssetKey("collected"), dg.AssetKey("cleaned")],
+        )
+        assert upstream.success
+        result = dg.execute_job(
+            _asset_job(), instance, tags={"dagster/partition": "BMMR"},
+            asset_selection=[dg.AssetKey("teacher_captions"), dg.AssetKey("teacher_responses")],
+            run_config={"ops": {"teacher_captions": regenerate, "teacher_responses": regenerate}},
+        )
+        assert result.success
+    assert fake_llm.stats()["max_in_flight"] > 2
