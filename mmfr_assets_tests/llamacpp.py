@@ -114,10 +114,26 @@ class LlamaCppServer:
         self.stop()
 
 
-def start_llamacpp_server(*, threads: int = 2, log_dir: Optional[Path] = None,
+def server_metrics(base_url: str) -> dict[str, float]:
+    """The server's Prometheus counters (`llamacpp:tokens_predicted_total`, ...) by name, from
+    its base URL with or without `/v1`: what the server itself did, independent of our client."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    with urllib.request.urlopen(root + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    metrics = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            metrics[name] = float(value)
+    return metrics
+
+
+def start_llamacpp_server(*, threads: int = 1, log_dir: Optional[Path] = None,
                           timeout_s: float = STARTUP_TIMEOUT_S) -> LlamaCppServer:
     """Start the server on 127.0.0.1 (a free port chosen by the server itself: no race), wait
-    until `/health` answers 200, and return its handle. Raises with the server's log tail when
+    until `/health` answers 200, and return its handle. One thread by default: ggml's threads
+    spin at a barrier per step, so on a shared 2-core machine (CI runs two pytest workers) two
+    threads were measured 20-40x slower than one (25-30 s against ~1 s for an 8-token reply). Raises with the server's log tail when
     it does not come up in `timeout_s`."""
     import xllamacpp  # noqa: F401  (fail here, in the parent, with a clear ImportError)
 
@@ -181,6 +197,7 @@ def _serve(model: str, threads: int) -> None:
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     params.warmup = False
+    params.endpoint_metrics = True  # /metrics: tests read how much work the server did
     server = xllamacpp.Server(params)
     sys.stdout.write(_READY_PREFIX + server.listening_address + "\n")
     sys.stdout.flush()
