@@ -79,6 +79,15 @@ class LlamaCppServer:
         """The OpenAI-compatible base URL (what `LLMEndpoint.base_url` takes)."""
         return self.url + "/v1"
 
+    def log_count(self, text: str) -> int:
+        """Lines of the server's log containing `text`: what the server itself saw (llama.cpp
+        logs every request it refuses, e.g. each image sent to this text-only model)."""
+        try:
+            with open(self.log_path, errors="replace") as log:
+                return sum(text in line for line in log)
+        except OSError:
+            return 0
+
     def log_tail(self, chars: int = 3000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-chars:]
@@ -90,6 +99,7 @@ class LlamaCppServer:
         if self._stopped:
             return
         self._stopped = True
+        _RUNNING.pop(self.base_url, None)
         proc = self.process
         try:
             if proc.stdin is not None:
@@ -152,7 +162,17 @@ def start_llamacpp_server(*, threads: int = 1, log_dir: Optional[Path] = None,
     except BaseException:
         server.stop()
         raise
+    _RUNNING[server.base_url] = server
     return server
+
+
+#: Servers started by this process and not stopped yet, by base URL (the fixture hands tests
+#: the URL only; `running_server` gives them the handle, e.g. for its log).
+_RUNNING: dict[str, LlamaCppServer] = {}
+
+
+def running_server(base_url: str) -> LlamaCppServer:
+    return _RUNNING[base_url]
 
 
 def _read_address(proc: subprocess.Popen, timeout_s: float) -> str:

@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 from mmfr_assets.llm.client import EndpointSettings, LLMSession
-from mmfr_assets.llm.resource import endpoint_class_for_role
-from mmfr_assets.llm.types import ChatRequest
-from mmfr_assets_tests.llamacpp import IMAGE_UNSUPPORTED, MODEL_ALIAS, server_metrics
+from mmfr_assets.llm.resource import LLMEndpoint, endpoint_class_for_role
+from mmfr_assets.llm.types import ChatRequest, LLMEndpointError
+from mmfr_assets_tests.llamacpp import IMAGE_UNSUPPORTED, MODEL_ALIAS, running_server, server_metrics
 
 #: Client settings for a CPU-bound 135M model on a loaded 2-core machine: generous timeouts
 #: (a request can queue behind others), tiny backoff so retry paths take no time. Replies are
@@ -168,8 +168,11 @@ def test_a_second_session_on_the_same_cache_sends_no_request(llamacpp_server, tm
 
 def test_an_image_request_is_a_recorded_failure_with_the_servers_text(llamacpp_server):
     """A VLM role pointed at a text-only model: HTTP 500 "image input is not supported". The row
-    comes back failed with the server's own text; the text rows of the same map still succeed."""
-    teacher = endpoint("caption_teacher", llamacpp_server, max_retries=1, max_tokens=6)
+    comes back failed with the server's own text, at once (the role's default retries: an
+    unsupported input is not transient); the text rows of the same map still succeed."""
+    default_retries = LLMEndpoint.model_fields["max_retries"].default
+    teacher = endpoint("caption_teacher", llamacpp_server, max_tokens=6, max_retries=default_retries)
+    assert teacher.max_retries >= 5
     pairs = [("image", teacher.request("Describe the image.", image=png_bytes())),
              ("text", teacher.request("Say hello."))]
     with teacher.open_session() as session:
@@ -177,8 +180,56 @@ def test_an_image_request_is_a_recorded_failure_with_the_servers_text(llamacpp_s
     assert set(results) == {"image", "text"}
     failed = results["image"]
     assert not failed.ok and IMAGE_UNSUPPORTED in failed.error and "HTTP 500" in failed.error
+    assert failed.permanent and failed.attempts == 1
     assert results["text"].ok, results["text"].error
-    assert session.usage.failures == 1 and session.usage.successes == 1
+    assert session.usage.failures == 1 and session.usage.successes == 1 and session.usage.retries == 0
+
+
+def test_an_endpoint_that_can_never_answer_stops_the_session_and_keeps_what_finished(llamacpp_server, tmp_path):
+    """Three text rows answer, then every image is refused: after `fail_fast_after` refusals in
+    a row the session raises with the server's message instead of sending the other images,
+    and the three answers are in the cache: the re-run of those rows sends nothing."""
+    cache = tmp_path / "cache.sqlite"
+    teacher = endpoint("caption_teacher", llamacpp_server, max_tokens=4, max_concurrency=1, fail_fast_after=3)
+    texts = [(f"text{i}", teacher.request(f"Say the number {i}.")) for i in range(3)]
+    images = [(f"image{i}", teacher.request(f"Describe picture {i}.", image=png_bytes())) for i in range(12)]
+    refused_before = running_server(llamacpp_server).log_count(IMAGE_UNSUPPORTED)
+    got = {}
+    with teacher.open_session(cache=cache) as session:
+        with pytest.raises(LLMEndpointError, match=IMAGE_UNSUPPORTED) as stopped:
+            for key, result in session.map(texts + images):
+                got[key] = result
+    assert "stopped: 3 requests in a row" in str(stopped.value)
+    assert all(got[key].ok for key, _ in texts)
+    image_requests = session.usage.requests_sent - len(texts)
+    window = 2 * teacher.max_concurrency  # in flight + buffered when the third refusal arrives
+    assert 3 <= image_requests <= 3 + window < len(images), session.usage
+    assert session.usage.retries == 0 and session.usage.failures == 3
+    # The server saw the refused ones (those cancelled in flight at the stop may not have arrived).
+    refused = running_server(llamacpp_server).log_count(IMAGE_UNSUPPORTED) - refused_before
+    assert 3 <= refused <= image_requests
+
+    with teacher.open_session(cache=cache) as again:
+        answers = dict(again.map(iter(texts)))
+    assert again.usage.requests_sent == 0 and again.usage.cache_hits == len(texts)
+    assert {k: r.content for k, r in answers.items()} == {k: got[k].content for k, _ in texts}
+
+
+# -- known disagreement between llama.cpp and our accounting ---------------------------------
+
+@pytest.mark.xfail(strict=True, reason=(
+    "llama.cpp's `usage` for an n>1 request counts the tokens of one choice only (n=3 of 6 "
+    "tokens each: usage says 6, its /metrics 18); the client takes usage as reported, so "
+    "UsageStats and ChatResult.sample()'s per-sample share under-count n-sample requests n times "
+    "on llama.cpp (vLLM reports the sum). Not fixed in the client: a fix would have to know "
+    "which server it talks to."))
+def test_usage_of_an_n_request_counts_every_choice(llamacpp_server):
+    before = server_metrics(llamacpp_server)["llamacpp:tokens_predicted_total"]
+    with LLMSession(settings(llamacpp_server, temperature=1.0, max_tokens=6)) as session:
+        result = session.complete(ChatRequest.from_text("Name a fruit.", n=3, seed=3))
+    generated = server_metrics(llamacpp_server)["llamacpp:tokens_predicted_total"] - before
+    assert result.ok and len(result.choices) == 3
+    assert session.usage.completion_tokens == generated
 
 
 def test_server_counters_are_readable(llamacpp_server):
