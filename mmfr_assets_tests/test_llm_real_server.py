@@ -11,15 +11,25 @@ prompts short: the model runs on CPU.
 from __future__ import annotations
 
 import io
+import re
+import subprocess
+import sys
+from pathlib import Path
 
+import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from mmfr_assets.lake.delta import DeltaLocation, count_rows
+from mmfr_assets.llm.cache import ResponseCache
 from mmfr_assets.llm.client import EndpointSettings, LLMSession
 from mmfr_assets.llm.resource import LLMEndpoint, endpoint_class_for_role
 from mmfr_assets.llm.types import ChatRequest, LLMEndpointError
+from mmfr_assets_tests.dagster_process import dagster_env
 from mmfr_assets_tests.llamacpp import IMAGE_UNSUPPORTED, MODEL_ALIAS, running_server, server_metrics
+
+MMFR = str(Path(sys.executable).parent / "mmfr")
 
 #: Client settings for a CPU-bound 135M model on a loaded 2-core machine: generous timeouts
 #: (a request can queue behind others), tiny backoff so retry paths take no time. Replies are
@@ -238,3 +248,65 @@ def test_server_counters_are_readable(llamacpp_server):
     assert {"llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total"} <= set(first)
     second = server_metrics(llamacpp_server)
     assert all(second[k] >= v for k, v in first.items() if k.endswith("_total"))
+
+
+# -- the teachers pointed at a text-only server: fail fast, loudly ---------------------------
+
+SESSION_CLOSED = re.compile(r"\[llm (\w+)\] session closed: (\d+) ok, (\d+) failed, \d+ cache hits, "
+                            r"(\d+) retries, (\d+) HTTP requests")
+
+
+@pytest.mark.e2e
+def test_teachers_on_a_text_only_server_stop_sending_and_mmfr_run_fails(llamacpp_server, sample_source, tmp_path):
+    """Issue 8's misconfiguration, as a user makes it: both teachers (VLM roles) pointed at
+    llama.cpp serving a text-only model, `regenerate` on so every cleaned row of ~20 needs them.
+    Each teacher step stops after `fail_fast_after` identical refusals (no retries), fails with
+    the server's message, writes no table; nothing downstream runs and `mmfr run` exits 1."""
+    home, lake, cache = tmp_path / "home", tmp_path / "lake", tmp_path / "cache.sqlite"
+    roles = {"CAPTION_TEACHER": "caption_teacher", "COT_TEACHER": "cot_teacher"}
+    concurrency = 2
+    extra = {"MMFR_LLM_CACHE": str(cache)}
+    for role in roles:
+        extra |= {f"MMFR_{role}_BASE_URL": llamacpp_server, f"MMFR_{role}_MODEL": MODEL_ALIAS,
+                  f"MMFR_{role}_MAX_CONCURRENCY": str(concurrency)}
+    env = dagster_env(home, sample_source, lake, **extra)
+    config = tmp_path / "run.yaml"
+    config.write_text("ops:\n"
+                      "  teacher_captions: {config: {regenerate: true}}\n"
+                      "  teacher_responses: {config: {regenerate: true}}\n")
+    server = running_server(llamacpp_server)
+    refused_before = server.log_count(IMAGE_UNSUPPORTED)
+
+    done = subprocess.run([MMFR, "run", "--subsets", "BMMR", "--max-samples", "20", "--config", str(config)],
+                          env=env, capture_output=True, text=True, timeout=600)
+
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "mmfr: failed subsets: BMMR" in done.stderr
+    assert IMAGE_UNSUPPORTED in done.stderr  # the user sees the server's reason, not only "FAILED"
+    rows = count_rows(DeltaLocation(str(lake / "cleaned")), {"subset": "BMMR"})
+    assert rows >= 15  # the bundled sample's first 20 rows, less the planted bad ones
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [record] = instance.get_run_records()
+        assert record.dagster_run.is_failure
+        events = instance.all_logs(record.dagster_run.run_id)
+    failures = {e.step_key: e.dagster_event.step_failure_data.error.to_string()
+                for e in events if e.dagster_event is not None and e.dagster_event.event_type_value == "STEP_FAILURE"}
+    assert set(failures) == {"teacher_captions", "teacher_responses"}, list(failures)
+    for step, error in failures.items():
+        assert "LLMEndpointError" in error and "stopped:" in error and IMAGE_UNSUPPORTED in error, (step, error)
+    sessions = {m.group(1): tuple(map(int, m.groups()[1:]))
+                for e in events if (m := SESSION_CLOSED.search(e.user_message or ""))}
+    assert set(sessions) == set(roles.values())
+    limit = LLMEndpoint.model_fields["fail_fast_after"].default
+    for role, (ok, failed, retries, sent) in sessions.items():
+        # stopped after `limit` refusals; what was already in flight or buffered still went out
+        assert ok == 0 and retries == 0 and failed == sent, (role, sessions[role])
+        assert limit <= sent <= limit + 2 * concurrency < rows, (role, sent, rows)
+    refused = server.log_count(IMAGE_UNSUPPORTED) - refused_before
+    assert 2 * limit <= refused <= sum(s[-1] for s in sessions.values())
+    # a failed step commits nothing, and nothing is built on it
+    for table in ("teacher_captions", "teacher_responses", "distilled", "quality_filtered"):
+        assert not (lake / table).exists(), table
+    # refusals are not cached: once the endpoint is fixed, the rows are asked again
+    with ResponseCache(cache) as responses:
+        assert len(responses) == 0
