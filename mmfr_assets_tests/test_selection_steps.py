@@ -13,6 +13,7 @@ from mmfr_assets.model_step.declaration import Parsed, Retry
 from mmfr_assets.prompts import load_prompt
 from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep
 from mmfr_assets.selection.verify.judge import parse_judgment
+from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401
 
 
 @pytest.mark.parametrize(
@@ -174,3 +175,89 @@ def test_student_keeps_dataset_pass_rate_unless_recompute():
     assert again.needs(again.prepare(batch)).to_list() == [True, False]
     missing = again.without_model(again.prepare(batch).row(0, named=True), "endpoint student_llm disabled")
     assert missing.columns["pass_rate"] is None and missing.columns["pass_rate_origin"] == "missing"
+
+
+# -- through the runner, against servers -----------------------------------------------------
+
+def judge_batch() -> pl.DataFrame:
+    """Rows only the judge can decide (prose against prose), plus one a rule decides."""
+    return pl.DataFrame(
+        {
+            "subset": ["S"] * 4,
+            "id": ["0", "1", "2", "3"],
+            "question": ["Which animal? MARK-EQ", "Which city? MARK-NOTEQ", "What colour? MARK-BAD", "How many?"],
+            "answer": ["a cat", "Paris", "dark red", "4"],
+            "original_answer": [None] * 4,
+            "response": [
+                "<think>r</think><answer>a domestic cat</answer>",
+                "<think>r</think><answer>Lyon</answer>",
+                "<think>r</think><answer>crimson</answer>",
+                "<think>r</think><answer>4</answer>",
+            ],
+            "is_consistent": [None] * 4,
+        },
+        schema_overrides={"original_answer": pl.String, "is_consistent": pl.Boolean},
+    )
+
+
+def run_judge(base_url: str, tmp_path, **settings) -> tuple[pl.DataFrame, object]:
+    from mmfr_assets.llm.client import EndpointSettings, LLMSession
+    from mmfr_assets.llm.types import ChatRequest
+    from mmfr_assets.model_step.runner import StepStats, run_model_step
+
+    step = AnswerVerdictsStep(SimpleNamespace(use_math_verify=False))
+    prompt = load_prompt("answer_judge")
+    stats = StepStats()
+    config = {"base_url": base_url, "model": "fake-model", "max_retries": 1, "backoff_base_s": 0.01,
+              "backoff_max_s": 0.05, "timeout_s": 300.0, **settings}
+    with LLMSession(EndpointSettings(**config), cache=tmp_path / "cache.sqlite") as session:
+        frames = list(run_model_step(
+            step, [judge_batch()], session=session, prompt=prompt, stats=stats,
+            build_request=lambda text, image: ChatRequest.from_text(text, system=prompt.system),
+        ))
+    return pl.concat(frames), stats
+
+
+def test_judge_replies_from_the_fake_server(fake_llm, tmp_path):  # noqa: F811
+    fake_llm.configure(rules=[
+        {"fault": "reply", "marker": "MARK-EQ",
+         "content": "<think>both are cats</think>\n```\nAnalysis: a domestic cat is a cat.\nJUDGMENT: EQUIVALENT\n```"},
+        {"fault": "reply", "marker": "MARK-NOTEQ", "content": "Analysis: other city.\nJUDGMENT: NOT EQUIVALENT"},
+        # malformed: no JUDGMENT line, asked again (max_attempts 2), then unverified
+        {"fault": "reply", "marker": "MARK-BAD", "content": "Crimson is a kind of red, I think."},
+    ])
+    out, stats = run_judge(fake_llm.url, tmp_path)
+    assert out.select("id", "is_consistent", "method").rows() == [
+        ("0", True, "judge"), ("1", False, "judge"), ("2", None, "unverified"), ("3", True, "exact"),
+    ]
+    assert out["analysis"][0] == "a domestic cat is a cat."
+    assert "judge reply unparsed" in out["analysis"][2]
+    assert out["attempts"].to_list() == [1, 1, 2, 0]
+    assert (stats.sent, stats.failed, stats.retried_rows) == (3, 1, 1)
+
+
+def test_judge_reply_cut_at_max_tokens_is_a_failure_not_a_verdict(fake_llm, tmp_path):  # noqa: F811
+    fake_llm.configure(rules=[{"fault": "reply", "content": "Analysis: they are the sa",
+                               "finish_reason": "length"}])
+    out, stats = run_judge(fake_llm.url, tmp_path)
+    assert out["method"].to_list() == ["unverified"] * 3 + ["exact"]
+    assert stats.failed == 3
+
+
+def test_judge_end_to_end_against_llama_cpp(llamacpp_server, tmp_path):
+    """The judge role on a real server (SmolLM2-135M on CPU): requests go out and come back
+    through the runner; whatever the tiny model writes is either a strict verdict or an
+    unverified row with the reason, never a guess."""
+    from mmfr_assets_tests.llamacpp import MODEL_ALIAS
+
+    out, stats = run_judge(llamacpp_server, tmp_path, model=MODEL_ALIAS, max_tokens=48,
+                           retry_on_length=False, max_concurrency=2)
+    assert stats.sent == 3 and out.height == 4
+    assert out["method"][3] == "exact"
+    for row in out.head(3).iter_rows(named=True):
+        assert row["attempts"] >= 1 and row["prompt_version"] == load_prompt("answer_judge").version
+        if row["method"] == "judge":
+            assert row["is_consistent"] in (True, False)
+        else:
+            assert row["method"] == "unverified" and row["is_consistent"] is None
+            assert row["analysis"].startswith(("judge reply unparsed", "judge request failed"))
