@@ -217,3 +217,18 @@ def test_rules_agree_with_published_labels():
     with AnswerVerifier(workers=2, timeout_s=10) as verifier:
         decided, agree = agreement(verifier.verify_many(items), labels)
     assert decided >= 0.85 and agree >= 0.95, (decided, agree)
+
+
+def test_agreement_metadata_only_with_labels():
+    from mmfr_assets.selection.verify.agreement import Agreement
+
+    agreement = Agreement()
+    agreement.add(pl.Series([True, True, False, None, False]), pl.Series([True, None, True, False, False]))
+    assert (agreement.labelled, agreement.decided, agreement.agreeing) == (4, 3, 2)
+    meta = agreement.metadata()
+    assert meta["label_agreement"] == 2 / 3 and meta["label_rules_decided_share"] == 3 / 4
+    assert "| True | 1 | 0 | 1 |" in meta["label_confusion"].value
+    assert "| False | 1 | 1 | 0 |" in meta["label_confusion"].value
+    empty = Agreement()
+    empty.add(pl.Series([None], dtype=pl.Boolean), pl.Series([True]))
+    assert empty.metadata() == {}

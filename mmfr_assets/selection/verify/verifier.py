@@ -98,9 +98,9 @@ class AnswerVerifier:
         if self._pool is None:
             return verdicts
         pending = [k for k, v in enumerate(verdicts) if v.detail == "rules_undecided"]
-        outcomes = self._pool.run(
-            [(rules.strip_delimiters(items[k].reference), rules.strip_delimiters(items[k].candidate)) for k in pending]
-        )
-        for k, outcome in zip(pending, outcomes):
-            verdicts[k] = _math_verify_verdict(outcome)
+        pairs = [(rules.strip_delimiters(items[k].reference), rules.strip_delimiters(items[k].candidate)) for k in pending]
+        unique = list(dict.fromkeys(pairs))  # e.g. a student's samples repeating one answer
+        outcomes = dict(zip(unique, self._pool.run(unique)))
+        for k, pair in zip(pending, pairs):
+            verdicts[k] = _math_verify_verdict(outcomes[pair])
         return verdicts
