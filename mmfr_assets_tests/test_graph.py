@@ -66,6 +66,11 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
     assert set(metadata) == set(ASSET_NAMES) | {
         "teacher_captions", "teacher_responses", "difficulty_filtered_586k"
     }
+    # the sample carries labels: the rules' agreement with them is in the metadata
+    verdict_meta = metadata["answer_verdicts"]
+    assert verdict_meta["label_rows"].value == verdicts["dataset_label"].is_not_null().sum() > 0
+    assert verdict_meta["label_agreement"].value >= 0.95
+    assert "| True |" in verdict_meta["label_confusion"].value
     expected = Counter(reason for reason in plan.values() if reason)
     for stage, filters in STAGES:
         for f in filters:
