@@ -96,6 +96,7 @@ def model_step_asset(
         prompt = load_prompt(step.prompt)
         stats = StepStats()
         with contextlib.ExitStack() as stack:
+            stack.callback(step.close)
             session = images = None
             if endpoint.enabled:
                 session = stack.enter_context(
