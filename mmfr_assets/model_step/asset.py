@@ -149,6 +149,7 @@ def model_step_asset(
             metadata["failures"] = dg.MetadataValue.json(dict(stats.failures.most_common(10)))
         if usage is not None:
             metadata.update(usage.to_metadata(prefix="llm_"))
+        metadata.update(step.extra_metadata())
         return stage_result(
             lake, run, upstream=step.upstream, extra=metadata,
             checks=(

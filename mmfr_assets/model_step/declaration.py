@@ -105,3 +105,7 @@ class ModelStep(abc.ABC):
     def close(self) -> None:
         """Release what the step holds (e.g. a verifier's worker processes); the asset calls it
         once the partition is done, on success or failure."""
+
+    def extra_metadata(self) -> Mapping[str, Any]:
+        """The step's own figures for the materialization's metadata (after the partition)."""
+        return {}
