@@ -96,8 +96,7 @@ def model_step_asset(
         prompt = load_prompt(step.prompt)
         stats = StepStats()
         with contextlib.ExitStack() as stack:
-            if callable(getattr(step, "close", None)):  # a step owning resources (worker pools)
-                stack.callback(step.close)
+            stack.callback(step.close)
             session = images = None
             if endpoint.enabled:
                 session = stack.enter_context(
@@ -150,8 +149,7 @@ def model_step_asset(
             metadata["failures"] = dg.MetadataValue.json(dict(stats.failures.most_common(10)))
         if usage is not None:
             metadata.update(usage.to_metadata(prefix="llm_"))
-        if callable(getattr(step, "extra_metadata", None)):  # a step's own figures
-            metadata.update(step.extra_metadata())
+        metadata.update(step.extra_metadata())
         return stage_result(
             lake, run, upstream=step.upstream, extra=metadata,
             checks=(
