@@ -139,6 +139,24 @@ def test_options_need_a_proper_list():
     assert rules.options(None) == {}
 
 
+def test_dates_are_not_lists():
+    assert rules.split_items("September 24, 1968") is None
+    assert verify_rules(Item("Sept 24, 1968", "September 24, 1968")).detail == "prose"
+    assert verify_rules(Item("1968", "September 24, 1968")).detail != "parts_differ"
+
+
+def test_bench_verify_runs_side_by_side():
+    from bench import verify as bench_verify
+
+    frame = bench_verify.derived(130)
+    assert frame.height == 130 and frame["id"].n_unique() == 130
+    # copy 1 of a row has its integers raised by one, in the trace and the reference alike
+    assert frame["answer"][110] == bench_verify._shift(frame["answer"][0], 1)
+    lines = bench_verify.run(130, 5, workers=1, log=lambda *_: None)
+    assert any(line.startswith("| ours: rules, then math-verify") for line in lines)
+    assert any(line.startswith("| math-verify on every row") for line in lines)
+
+
 def test_thousands_are_not_lists():
     assert rules.split_items("1,000") is None
     assert rules.parse_number("1,000").value == 1000

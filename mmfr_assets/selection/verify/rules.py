@@ -247,6 +247,11 @@ def compare_choice(candidate: str, reference: str, question: str | None) -> bool
 # --- lists ----------------------------------------------------------------------------------
 
 _BRACKETS = {"(": ")", "[": "]", "{": "}"}
+_DATE = re.compile(
+    r"^(?:(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?,\s*\d{4}"
+    r"|\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*,?\s*\d{4})$",
+    re.IGNORECASE,
+)
 
 
 def split_items(text: str) -> tuple[list[str], bool] | None:
@@ -254,6 +259,8 @@ def split_items(text: str) -> tuple[list[str], bool] | None:
     lists are ordered (points, vectors); bare lists are compared as multisets (roots). None for
     a single item, or when commas could be inside LaTeX groups."""
     text = strip_delimiters(text)
+    if _DATE.match(text):  # "September 24, 1968" is one answer
+        return None
     ordered = False
     if len(text) >= 2 and text[0] in _BRACKETS and text[-1] == _BRACKETS[text[0]]:
         inner = text[1:-1]
