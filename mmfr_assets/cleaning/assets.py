@@ -3,21 +3,24 @@
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 import dagster as dg
 import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.cleaning.images import CleanImage, ImageRejected, clean_image
-from mmfr_assets.cleaning.text import is_blank, normalize_text
+from mmfr_assets.cleaning.verdicts import apply_text_verdicts, text_drop_reason
 from mmfr_assets.collection.source import CARD_COLUMNS
 from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upstream_batches
 
 FILTERS = (
-    Filter("image", ("image_missing", "image_corrupt", "image_decompression_bomb")),
-    Filter("text", ("text_empty_question", "text_empty_answer")),
+    Filter("image", ("image_missing", "image_corrupt", "image_decompression_bomb",
+                     "image_multiple")),
+    Filter("text", ("text_empty_question", "text_empty_answer",
+                    "text_non_answer_question", "text_review_failed")),
 )
 IMAGE_COLUMNS: dict[str, pa.DataType] = {
     "image_width": pa.int32(),
@@ -29,10 +32,19 @@ IMAGE_COLUMNS: dict[str, pa.DataType] = {
     # Only for images this stage changed; an unchanged image is read from `collected`.
     "image_bytes": pa.binary(),
 }
+# What cleaning adds about the text: the review verdict and where the answer comes from.
+TEXT_COLUMNS: dict[str, pa.DataType] = {
+    "answer_reference": pa.string(),  # what verification compares with: answer, else original_answer
+    "answer_origin": pa.string(),  # dataset | extracted | original_answer
+    "question_review": pa.string(),  # question_reviews.review_status
+    "question_error_types": pa.list_(pa.string()),
+    "image_count": pa.int32(),  # images the source row had (only the first is kept)
+}
 CLEANED_SCHEMA = pa.schema(
     [("subset", pa.string()), ("id", pa.string())]
     + list(CARD_COLUMNS.items())
     + list(IMAGE_COLUMNS.items())
+    + list(TEXT_COLUMNS.items())
 )
 
 
@@ -45,6 +57,11 @@ class CleanedConfig(dg.Config):
     require_image: bool = True  # the paper drops rows without a usable image
     batch_size: int = 256
     image_workers: int = 0  # threads decoding images (Pillow releases the GIL); 0 = one per core
+    # A row with several images: "reject" (image_multiple) or "keep_first" (train on the first).
+    multiple_images: Literal["reject", "keep_first"] = "reject"
+    # A routed question whose review failed: "keep" its text (flagged in question_review) or
+    # "drop" it (text_review_failed).
+    review_failed: Literal["keep", "drop"] = "keep"
 
 
 def _clean_one(data: bytes | None, config: CleanedConfig) -> CleanImage | ImageRejected:
@@ -75,9 +92,7 @@ def clean_batch(
     image_reason = [r.reason if isinstance(r, ImageRejected) else None for r in results]
     image_detail = [r.detail if isinstance(r, ImageRejected) else None for r in results]
     has_image = [r is not None and r.width > 0 for r in ok]
-    frame = batch.drop("image_bytes", "image_path").with_columns(
-        normalize_text("question"),
-        normalize_text("answer"),
+    frame = apply_text_verdicts(batch).drop("image_bytes", "image_path").with_columns(
         pl.Series("_image_reason", image_reason, pl.String),
         pl.Series("_image_detail", image_detail, pl.String),
         pl.Series("image_width", [r.width if h else None for r, h in zip(ok, has_image)], pl.Int32),
@@ -88,17 +103,29 @@ def clean_batch(
         pl.Series("image_fixes", [list(r.fixes) if r else None for r in ok], pl.List(pl.String)),
         pl.Series("image_bytes", [r.data if r else None for r in ok], pl.Binary),
     )
+    several = pl.col("image_count").fill_null(0) > 1
+    if config.multiple_images == "keep_first":
+        several = pl.lit(False)
     reason = (
-        pl.when(pl.col("_image_reason").is_not_null())
+        pl.when(several)
+        .then(pl.lit("image_multiple"))
+        .when(pl.col("_image_reason").is_not_null())
         .then(pl.col("_image_reason"))
-        .when(is_blank("question"))
-        .then(pl.lit("text_empty_question"))
-        .when(is_blank("answer"))
-        .then(pl.lit("text_empty_answer"))
+        .otherwise(text_drop_reason(drop_failed_reviews=config.review_failed == "drop"))
+    )
+    detail = (
+        pl.when(several)
+        .then(pl.format("{} images; multiple_images: keep_first trains on the first",
+                        pl.col("image_count")))
+        .when(pl.col("_image_reason").is_not_null())
+        .then(pl.col("_image_detail"))
+        .otherwise(pl.col("_text_detail"))
     )
     filter_of = {r: f.name for f in FILTERS for r in f.reasons}
-    verdicts = split_by_reason(frame, reason, filter_of, detail=pl.col("_image_detail"))
-    return Verdicts(verdicts.kept.drop("_image_reason", "_image_detail"), verdicts.dropped)
+    verdicts = split_by_reason(frame, reason, filter_of, detail=detail)
+    return Verdicts(
+        verdicts.kept.drop("_image_reason", "_image_detail", "_text_detail"), verdicts.dropped
+    )
 
 
 def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
