@@ -26,6 +26,9 @@ VERDICT_DEFAULTS: dict[str, pl.Expr] = {
     "extracted_answer": pl.lit(None, pl.String),
     "answer_error": pl.lit(None, pl.String),
     "image_count": pl.lit(None, pl.Int32),
+    # collected always has these; hand-made batches may not
+    "original_question": pl.lit(None, pl.String),
+    "original_answer": pl.lit(None, pl.String),
 }
 
 
@@ -71,6 +74,7 @@ def apply_text_verdicts(batch: pl.DataFrame) -> pl.DataFrame:
         .alias("answer_reference"),
         pl.col("review_status").alias("question_review"),
         pl.col("error_types").alias("question_error_types"),
+    ).with_columns(
         pl.when(pl.col("review_status") == FAILED)
         .then(pl.col("review_error"))
         .when(pl.col("review_status") == NON_ANSWER_STATUS)
