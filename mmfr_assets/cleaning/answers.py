@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from mmfr_assets.cleaning.replies import strip_thinking, tag_contents
 from mmfr_assets.llm.types import ChatResult
+from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
 from mmfr_assets.prompts import Prompt
 
@@ -66,6 +67,10 @@ def _columns(answer: str | None, origin: str, error: str | None) -> dict[str, An
     return {"extracted_answer": answer, "answer_origin": origin, "answer_error": error}
 
 
+class AnswerExtractionConfig(ModelStepConfig):
+    max_attempts: int = 2  # a reply without <answer> tags is asked again (new seed)
+
+
 class AnswerExtraction(ModelStep):
     """The `extracted_answers` step: a short final answer for rows that have only a solution."""
 
@@ -77,8 +82,8 @@ class AnswerExtraction(ModelStep):
     output_schema = ANSWER_SCHEMA
     status_column = "answer_origin"
 
-    def __init__(self, config: Any) -> None:
-        self.max_attempts = int(getattr(config, "max_attempts", 2))
+    def __init__(self, config: AnswerExtractionConfig | Any) -> None:
+        self.max_attempts = max(1, int(getattr(config, "max_attempts", 2)))
 
     def needs(self, batch: pl.DataFrame) -> pl.Series:
         return rows_needing_extraction(batch)

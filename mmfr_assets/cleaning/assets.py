@@ -1,6 +1,7 @@
 """`cleaned`: rows with a usable image and non-empty text, images normalized as in the paper."""
 
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
@@ -10,7 +11,11 @@ import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.cleaning.images import CleanImage, ImageRejected, clean_image
-from mmfr_assets.cleaning.verdicts import apply_text_verdicts, text_drop_reason
+from mmfr_assets.cleaning.answers import AnswerExtraction
+from mmfr_assets.cleaning.review import QuestionReview
+from mmfr_assets.cleaning.verdicts import (
+    ReviewTally, apply_text_verdicts, text_drop_reason, with_step_verdicts,
+)
 from mmfr_assets.collection.source import CARD_COLUMNS
 from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
@@ -133,12 +138,14 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         name="cleaned",
         group_name="cleaning",
         partitions_def=partitions,
-        deps=["collected"],
+        deps=["collected", QuestionReview.asset, AnswerExtraction.asset],
         kinds={"deltalake", "pillow"},
         check_specs=[accounting_check_spec("cleaned")],
         description="Rows whose image decodes and whose question and answer are non-empty; "
         "images EXIF-rotated, RGB, longest edge <= max_long_edge. Unchanged images are not "
-        "copied: `image_bytes` is set only where cleaning changed the image.",
+        "copied: `image_bytes` is set only where cleaning changed the image. Questions as "
+        "`question_reviews` rewrote them (non-answer questions dropped); answers from "
+        "`extracted_answers` where the source had only a solution (`answer_reference`).",
     )
     def cleaned(
         context: dg.AssetExecutionContext, config: CleanedConfig, lake: LakeResource
@@ -152,19 +159,28 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             return verdicts
 
         workers = config.image_workers or os.cpu_count() or 1
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        reviews = ReviewTally()
+        with ThreadPoolExecutor(max_workers=workers) as pool, contextlib.ExitStack() as stack:
+            collected = upstream_batches(lake, "collected", subset, batch_size=config.batch_size)
+            stack.callback(collected.close)
+            batches = with_step_verdicts(lake, subset, collected, stack, config.batch_size)
+
+            def decide(batch: pl.DataFrame) -> Verdicts:
+                reviews.add(batch)
+                return count_fixes(clean_batch(batch, config, pool))
+
             run = run_stage(
                 lake,
                 stage="cleaned",
                 subset=subset,
-                batches=upstream_batches(lake, "collected", subset, batch_size=config.batch_size),
-                decide=lambda batch: count_fixes(clean_batch(batch, config, pool)),
+                batches=batches,
+                decide=decide,
                 schema=CLEANED_SCHEMA,
                 filters=FILTERS,
             )
         return stage_result(
             lake, run, upstream="collected",
-            extra={f"images/{k}": v for k, v in sorted(fixes.items())},
+            extra={**{f"images/{k}": v for k, v in sorted(fixes.items())}, **reviews.metadata()},
         )
 
     return cleaned

@@ -23,6 +23,7 @@ import pyarrow as pa
 from mmfr_assets.cleaning.replies import json_objects, strip_thinking, unfence
 from mmfr_assets.cleaning.routing import route_reasons
 from mmfr_assets.llm.types import ChatResult
+from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
 from mmfr_assets.prompts import Prompt
 
@@ -157,6 +158,14 @@ def failed_columns(row: Mapping[str, Any], error: str) -> dict[str, Any]:
 ReviewMode = Literal["flagged", "all", "none"]
 
 
+class QuestionReviewConfig(ModelStepConfig):
+    """Which questions `cleaner_llm` reviews: `flagged` (those the routing rules flag),
+    `all` (every non-empty question, as the paper did) or `none`."""
+
+    review: ReviewMode = "flagged"
+    max_attempts: int = 2  # an unparseable reply is asked again (new seed) up to this many times
+
+
 class QuestionReview(ModelStep):
     """The `question_reviews` step: route by rules, ask `cleaner_llm`, keep its verdicts."""
 
@@ -168,9 +177,9 @@ class QuestionReview(ModelStep):
     output_schema = REVIEW_SCHEMA
     status_column = "review_status"
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: QuestionReviewConfig | Any) -> None:
         self.review: ReviewMode = getattr(config, "review", "flagged")
-        self.max_attempts = int(getattr(config, "max_attempts", 2))
+        self.max_attempts = max(1, int(getattr(config, "max_attempts", 2)))
 
     def prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
         return batch.with_columns(route_reasons(batch, "question"))

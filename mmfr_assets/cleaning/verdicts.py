@@ -12,9 +12,19 @@ A batch without the verdict columns (no model steps joined) is cleaned as not re
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any
+
 import polars as pl
 
-from mmfr_assets.cleaning.review import FAILED, NON_ANSWER_STATUS, NOT_ROUTED, REWRITTEN
+from mmfr_assets.cleaning.answers import AnswerExtraction
+from mmfr_assets.cleaning.review import (
+    FAILED, NON_ANSWER_STATUS, NOT_ROUTED, REWRITTEN, SKIPPED, QuestionReview,
+)
+from mmfr_assets.lake.ordered import OrderedRows
+from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.cleaning.text import is_blank, normalize_text
 
 #: Verdict columns joined from the model steps, and their value when a batch lacks them.
@@ -103,3 +113,70 @@ def text_drop_reason(*, drop_failed_reviews: bool) -> pl.Expr:
     return reason.when(is_blank("answer_reference")).then(pl.lit("text_empty_answer")).otherwise(
         pl.lit(None, pl.String)
     )
+
+
+#: Columns joined from each step's table, with their Polars types.
+JOINED: dict[str, dict[str, pl.DataType]] = {
+    QuestionReview.asset: {
+        "review_status": pl.String, "error_types": pl.List(pl.String),
+        "corrected_question": pl.String, "review_error": pl.String,
+    },
+    AnswerExtraction.asset: {"extracted_answer": pl.String, "answer_error": pl.String},
+}
+
+
+def with_step_verdicts(
+    lake: LakeResource,
+    subset: str,
+    batches: Iterable[pl.DataFrame],
+    stack: contextlib.ExitStack,
+    batch_size: int,
+) -> Iterator[pl.DataFrame]:
+    """`collected` batches with the verdict columns of `question_reviews` and
+    `extracted_answers` joined by id (both tables hold every collected row, in its order)."""
+    readers = {
+        asset: OrderedRows(lake.location(asset), subset, list(columns), batch_size=batch_size)
+        for asset, columns in JOINED.items()
+    }
+    for rows in readers.values():
+        close = getattr(rows, "close", None)
+        if close is not None:
+            stack.callback(close)
+    for batch in batches:
+        ids = batch["id"].to_list()
+        joined: dict[str, pl.Series] = {}
+        for asset, rows in readers.items():
+            for name, values in rows.take(ids).items():
+                joined[name] = pl.Series(name, values, JOINED[asset][name])
+        yield batch.with_columns(**joined)
+
+
+class ReviewTally:
+    """Counts for `cleaned`'s metadata: review verdicts, error types, answer provenance."""
+
+    def __init__(self) -> None:
+        self.statuses: Counter = Counter()
+        self.error_types: Counter = Counter()
+        self.answers: Counter = Counter()
+
+    def add(self, batch: pl.DataFrame) -> None:
+        if "review_status" in batch.columns:
+            self.statuses.update(batch["review_status"].drop_nulls().to_list())
+            self.error_types.update(batch["error_types"].explode().drop_nulls().to_list())
+        if "extracted_answer" in batch.columns:
+            extracted = batch["extracted_answer"].fill_null("").str.strip_chars() != ""
+            self.answers.update({"extracted": int(extracted.sum())})
+
+    def metadata(self) -> dict[str, Any]:
+        reviewed = sum(n for s, n in self.statuses.items() if s not in (NOT_ROUTED, SKIPPED))
+        out: dict[str, Any] = {
+            "review/calls_made": reviewed,
+            "review/calls_saved": self.statuses.get(NOT_ROUTED, 0),
+            "review/rewritten": self.statuses.get(REWRITTEN, 0),
+            "review/non_answer": self.statuses.get(NON_ANSWER_STATUS, 0),
+            "review/failed": self.statuses.get(FAILED, 0),
+            "review/skipped_no_endpoint": self.statuses.get(SKIPPED, 0),
+            "answers/extracted": self.answers.get("extracted", 0),
+        }
+        out.update({f"review/error_type/{t}": n for t, n in sorted(self.error_types.items())})
+        return out
