@@ -141,3 +141,51 @@ def test_bad_mapping_is_refused_before_anything_is_read_further(tmp_path):
     folder = image_paths(tmp_path / "ds")
     with pytest.raises(InputError, match="question='prompt'"):
         _collect(folder, "charts", ColumnMap(question="prompt"))
+
+
+def _materialize(source, lake, subset, run_config=None):
+    import dagster as dg
+
+    from mmfr_assets.definitions import build_definitions
+
+    defs = build_definitions(str(source), str(lake), {})
+    return defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key=subset, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        asset_selection=[dg.AssetKey(a) for a in
+                         ("collected", "question_reviews", "extracted_answers", "cleaned")],
+        run_config=run_config,
+    )
+
+
+@pytest.mark.parametrize("layout, subset, kept, dropped", [
+    (problem_solution_images, "geometry", 17, {"image_multiple": 3}),
+    (image_paths, "charts", 10, {"image_missing": 2}),
+])
+def test_other_layouts_through_the_assets(tmp_path, monkeypatch, layout, subset, kept, dropped):
+    monkeypatch.delenv("MMFR_CLEANER_LLM_BASE_URL", raising=False)
+    monkeypatch.delenv("MMFR_ANSWER_LLM_BASE_URL", raising=False)
+    source, lake = layout(tmp_path / "ds"), tmp_path / "lake"
+    result = _materialize(source, lake, subset)
+    assert result.success
+    rows = layout is problem_solution_images and 20 or 12
+    assert pl.read_delta(str(lake / "collected")).height == rows
+    assert pl.read_delta(str(lake / "cleaned")).height == kept
+    rejections = pl.read_delta(str(lake / "rejections"))
+    assert dict(rejections.group_by("reason").len().iter_rows()) == dropped
+    [collected] = [e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
+                   if e.event_specific_data.materialization.asset_key.path[-1] == "collected"]
+    assert "image" in collected["column_map"].value
+
+
+def test_bad_mapping_fails_the_run_before_any_table_is_touched(tmp_path):
+    from mmfr_assets.errors import InputError
+
+    source, lake = problem_solution_images(tmp_path / "ds"), tmp_path / "lake"
+    config = {"ops": {"collected": {"config": {"column_map": {"question": "prompt"}}}}}
+    result = _materialize(source, lake, "geometry", config)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    error = failure.event_specific_data.error
+    cause = error.cause or error
+    assert cause.cls_name == InputError.__name__ and "question='prompt'" in cause.message
+    assert not lake.exists() or not (lake / "collected").exists()
