@@ -185,3 +185,14 @@ def test_without_endpoints_rows_are_kept_and_the_metadata_says_skipped(monkeypat
     assert sorted(cleaned["id"]) == ["chinese", "garbled", "plain", "proof", "solution", "untagged", "url"]
     assert dict(zip(cleaned["id"], cleaned["answer_origin"]))["solution"] == "original_answer"
     assert _metadata(result, "cleaned")["review/skipped_no_endpoint"] == 4
+
+
+def test_cleaned_alone_says_which_model_steps_it_could_not_join(tmp_path):
+    defs = build_definitions(str(_source(tmp_path / "src")), str(tmp_path / "lake"), {})
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key="mine", instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey("collected"), dg.AssetKey("cleaned")])
+    assert result.success
+    meta = _metadata(result, "cleaned")
+    assert meta["model_steps_not_joined"] == "question_reviews, extracted_answers"
+    assert meta["review/calls_made"] == 0 and meta["review/calls_saved"] == 9

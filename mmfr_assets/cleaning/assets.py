@@ -159,11 +159,16 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             return verdicts
 
         workers = config.image_workers or os.cpu_count() or 1
-        reviews = ReviewTally()
+        reviews, not_joined = ReviewTally(), []
         with ThreadPoolExecutor(max_workers=workers) as pool, contextlib.ExitStack() as stack:
             collected = upstream_batches(lake, "collected", subset, batch_size=config.batch_size)
             stack.callback(collected.close)
-            batches = with_step_verdicts(lake, subset, collected, stack, config.batch_size)
+            batches = with_step_verdicts(lake, subset, collected, stack, config.batch_size,
+                                         not_joined)
+            if not_joined:
+                context.log.warning(
+                    f"cleaned {subset}: {', '.join(not_joined)} not materialized for this "
+                    "partition: questions not reviewed / no answers extracted")
 
             def decide(batch: pl.DataFrame) -> Verdicts:
                 reviews.add(batch)
@@ -180,7 +185,8 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             )
         return stage_result(
             lake, run, upstream="collected",
-            extra={**{f"images/{k}": v for k, v in sorted(fixes.items())}, **reviews.metadata()},
+            extra={**{f"images/{k}": v for k, v in sorted(fixes.items())}, **reviews.metadata(),
+                   "model_steps_not_joined": ", ".join(not_joined) or "none"},
         )
 
     return cleaned

@@ -23,6 +23,7 @@ from mmfr_assets.cleaning.answers import AnswerExtraction
 from mmfr_assets.cleaning.review import (
     FAILED, NON_ANSWER_STATUS, NOT_ROUTED, REWRITTEN, SKIPPED, QuestionReview,
 )
+from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.ordered import OrderedRows
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.cleaning.text import is_blank, normalize_text
@@ -131,17 +132,25 @@ def with_step_verdicts(
     batches: Iterable[pl.DataFrame],
     stack: contextlib.ExitStack,
     batch_size: int,
+    not_joined: list[str],
 ) -> Iterator[pl.DataFrame]:
     """`collected` batches with the verdict columns of `question_reviews` and
-    `extracted_answers` joined by id (both tables hold every collected row, in its order)."""
-    readers = {
-        asset: OrderedRows(lake.location(asset), subset, list(columns), batch_size=batch_size)
-        for asset, columns in JOINED.items()
-    }
-    for rows in readers.values():
+    `extracted_answers` joined by id (both tables hold every collected row, in its order).
+
+    A step whose partition was never materialized (e.g. `cleaned` selected alone) is not
+    joined: its name goes to `not_joined` for the caller to report, and the rows are cleaned
+    as not reviewed / without extracted answers.
+    """
+    readers = {}
+    for asset, columns in JOINED.items():
+        if count_rows(lake.location(asset), {"subset": subset}) == 0:
+            not_joined.append(asset)
+            continue
+        rows = OrderedRows(lake.location(asset), subset, list(columns), batch_size=batch_size)
         close = getattr(rows, "close", None)
         if close is not None:
             stack.callback(close)
+        readers[asset] = rows
     for batch in batches:
         ids = batch["id"].to_list()
         joined: dict[str, pl.Series] = {}
