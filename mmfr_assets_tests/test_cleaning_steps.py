@@ -195,4 +195,4 @@ def test_cleaned_alone_says_which_model_steps_it_could_not_join(tmp_path):
     assert result.success
     meta = _metadata(result, "cleaned")
     assert meta["model_steps_not_joined"] == "question_reviews, extracted_answers"
-    assert meta["review/calls_made"] == 0 and meta["review/calls_saved"] == 9
+    assert meta["review/calls_made"] == 0 and meta["review/calls_saved"] == 0
