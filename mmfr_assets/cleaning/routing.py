@@ -77,7 +77,8 @@ def rule_flags(column: str) -> list[pl.Expr]:
     words = text.str.replace_all(r"<image>", " ").str.count_matches(
         rf"{_CJK}|[^\s\p{{Han}}\p{{Hiragana}}\p{{Katakana}}\p{{Hangul}}]+"
     )
-    flags.append((words < MIN_WORDS).alias("route/too_short"))
+    # Empty text is not "too short": it is dropped as text_empty_question, never sent.
+    flags.append(((words > 0) & (words < MIN_WORDS)).alias("route/too_short"))
     return flags
 
 
