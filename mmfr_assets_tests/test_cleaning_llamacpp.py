@@ -8,29 +8,19 @@ reason, the run does not crash, and `cleaned` accounts for every row.
 
 from __future__ import annotations
 
-import importlib.util
-
 import dagster as dg
 import polars as pl
-import pytest
 
 from mmfr_assets.cleaning.answers import ORIGINS
 from mmfr_assets.cleaning.review import FAILED, STATUSES
 from mmfr_assets.definitions import build_definitions
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("mmfr_assets_tests.llamacpp") is None,
-    reason="the llamacpp_server fixture (mmfr_assets_tests/llamacpp.py, engineer `llama`'s "
-    "branch) is not merged into this branch yet",
-)
+from mmfr_assets_tests.llamacpp import MODEL_ALIAS
 
 SUBSET = "FineVision-ai2d_merged"  # row id 1 has an empty answer and a full solution
 ROWS = 3
 
 
 def test_cleaner_and_answer_roles_end_to_end_on_real_rows(llamacpp_server, real_sample, tmp_path, monkeypatch):
-    from mmfr_assets_tests.llamacpp import MODEL_ALIAS
-
     for role in ("CLEANER_LLM", "ANSWER_LLM"):
         monkeypatch.setenv(f"MMFR_{role}_BASE_URL", llamacpp_server)
         monkeypatch.setenv(f"MMFR_{role}_MODEL", MODEL_ALIAS)
@@ -74,6 +64,8 @@ def test_cleaner_and_answer_roles_end_to_end_on_real_rows(llamacpp_server, real_
     if one["answer_origin"] == "failed":
         assert one["answer_error"]
 
+    print("review statuses:", dict(zip(reviews["id"], reviews["review_status"])),
+          "answer origins:", origin)
     cleaned = pl.read_delta(str(lake / "cleaned"))
     dropped = pl.read_delta(str(lake / "rejections")).filter(pl.col("stage") == "cleaned")
     assert cleaned.height + dropped.height == ROWS
