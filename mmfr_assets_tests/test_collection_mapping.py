@@ -141,6 +141,10 @@ def test_bad_mapping_is_refused_before_anything_is_read_further(tmp_path):
     folder = image_paths(tmp_path / "ds")
     with pytest.raises(InputError, match="question='prompt'"):
         _collect(folder, "charts", ColumnMap(question="prompt"))
+    # A column of the wrong type is refused from the first batch too, before anything is written.
+    source = HFSourceResource(path=str(folder))
+    with pytest.raises(InputError, match="mapped to qwen3vl_4b_pass_rate has type string"):
+        mapped_tables(source, "charts", {"qwen3vl_4b_pass_rate": "question"}, batch_size=4)
 
 
 def _materialize(source, lake, subset, run_config=None):

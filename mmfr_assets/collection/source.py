@@ -8,7 +8,6 @@ bytes to reject them rather than crash while reading.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -88,15 +87,18 @@ def mapped_tables(
             return iter(()), {}
         where = f"source {source.path} subset {subset!r}"
         mapping = resolve_mapping(first.column_names, column_map, where=where)
+        folders = source.local_folders(subset)
+        # Converted here too, so that a mapped column of the wrong type is refused up front.
+        converted = to_collected(first, subset, 0, mapping, folders)
     except BaseException:
         stream.close()  # never leave a half-read scan open (pyarrow can hang at exit)
         raise
-    folders = source.local_folders(subset)
 
     def tables() -> Iterator[pa.Table]:
-        rows = 0
+        rows = first.num_rows
         try:
-            for table in itertools.chain([first], stream):
+            yield converted
+            for table in stream:
                 yield to_collected(table, subset, rows, mapping, folders)
                 rows += table.num_rows
         finally:
