@@ -165,10 +165,6 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             stack.callback(collected.close)
             batches = with_step_verdicts(lake, subset, collected, stack, config.batch_size,
                                          not_joined)
-            if not_joined:
-                context.log.warning(
-                    f"cleaned {subset}: {', '.join(not_joined)} not materialized for this "
-                    "partition: questions not reviewed / no answers extracted")
 
             def decide(batch: pl.DataFrame) -> Verdicts:
                 reviews.add(batch)
@@ -183,6 +179,10 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 schema=CLEANED_SCHEMA,
                 filters=FILTERS,
             )
+        if not_joined:  # known once the batches were read
+            context.log.warning(
+                f"cleaned {subset}: {', '.join(not_joined)} not materialized for this partition: "
+                "questions not reviewed / no answers extracted")
         return stage_result(
             lake, run, upstream="collected",
             extra={**{f"images/{k}": v for k, v in sorted(fixes.items())}, **reviews.metadata(),
