@@ -51,8 +51,10 @@ def test_a_trace_is_kept_only_when_it_passes_the_selection_rules():
     no_answer = cot.parse(row, [_reply("no tags at all", GOOD_THINK)], 1)
     assert isinstance(no_answer, Retry) and no_answer.reason.startswith("structure_")
     failed = cot.parse(row, [ChatResult(ok=False, error="HTTP 500: boom (after 3 attempts)")], 1)
-    assert isinstance(failed, Retry) and failed.fallback.failure == "HTTP 500: boom (after 3 attempts)"
-    assert failed.fallback.columns["response_origin"] == "failed"
+    assert isinstance(failed, Parsed) and failed.failure == "HTTP 500: boom (after 3 attempts)"
+    assert failed.columns["response_origin"] == "failed"
+    cut = cot.parse(row, [ChatResult(ok=False, error="finish_reason=length (output truncated at max_tokens)")], 1)
+    assert isinstance(cut, Retry) and cut.fallback.columns["response_origin"] == "failed"
     # several samples: the first valid one is kept, and how many passed is recorded
     cot4 = CotTeacher(CotTeacherConfig(samples_per_question=3))
     out = cot4.parse(row, [_reply("x", "short"), _reply("<answer>A</answer>", GOOD_THINK),
@@ -203,6 +205,34 @@ def test_a_rerun_after_a_kill_repeats_no_finished_request(sample_source, tmp_pat
     assert "had died without finishing" in again.stderr  # the killed run no longer holds the pool
     teacher = pl.read_delta(str(tmp_path / "lake" / "teacher_responses"))
     assert teacher.height == 35 and set(teacher["response_origin"]) == {"generated"}
+
+
+def test_invalid_first_replies_are_asked_again_with_a_new_seed(monkeypatch, sample_source, tmp_path, fake_llm):
+    """Scripted first replies that are too short, repetitive or untagged: each row's second
+    attempt (a new seed) passes and is kept, with the attempts recorded; captions too short the
+    first time likewise."""
+    fake_llm.configure(rules=[
+        {"fault": "reply", "marker": "four phases", "first_per_prompt": 1,
+         "content": "<answer>B</answer>", "reasoning": "much too short"},
+        {"fault": "reply", "marker": "Describe this image", "first_per_prompt": 1, "content": "A figure."},
+    ])
+    defs = _defs(monkeypatch, sample_source, tmp_path, fake_llm.url)
+    regenerate = {"config": {"regenerate": True}}
+    result = _materialize(defs, dg.DagsterInstance.ephemeral(), run_config={
+        "resources": {r: {"config": FAST} for r in ("cot_teacher", "caption_teacher")},
+        "ops": {"teacher_responses": regenerate, "teacher_captions": regenerate}})
+    assert result.success
+    lake = tmp_path / "lake"
+    traces = pl.read_delta(str(lake / "teacher_responses"))
+    assert set(traces["response_origin"]) == {"generated"} and set(traces["attempts"]) == {2}
+    meta = _metadata(result, "teacher_responses")
+    assert meta["rows_asked_again"].value == traces.height
+    assert meta["attempts_histogram"].value == {"2": traces.height}
+    # the caption prompt is the same text for every row, so only the first request is scripted
+    captions = pl.read_delta(str(lake / "teacher_captions"))
+    assert set(captions["caption_origin"]) == {"generated"}
+    assert captions["attempts"].sort().to_list() == [1] * (captions.height - 1) + [2]
+    assert all(len(t.split()) >= 200 for t in pl.read_delta(str(lake / "teacher_responses"))["response"])
 
 
 def _asset_job():
