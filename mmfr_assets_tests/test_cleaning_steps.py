@@ -115,6 +115,10 @@ def test_every_branch_with_scripted_replies_and_exact_counts(endpoints, tmp_path
     review_meta = _metadata(result, "question_reviews")
     assert review_meta["rows_sent"] == 4 and review_meta["rows/not_routed"] == 5
     assert review_meta["rows_failed"] == 1
+    assert review_meta["review/rows_routed"] == 4 and review_meta["review/mode"] == "flagged"
+    assert review_meta["review/route/foreign_script"] == 1 and review_meta["review/route/url"] == 1
+    assert review_meta["review/error_type/translation"] == 1
+    assert review_meta["review/error_type/non-answer question"] == 1
 
     answers = pl.read_delta(str(lake / "extracted_answers"))
     origin = dict(zip(answers["id"], answers["answer_origin"]))

@@ -13,6 +13,7 @@ and tolerant of form (thinking, fences, prose around the JSON, LaTeX in the JSON
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -180,9 +181,18 @@ class QuestionReview(ModelStep):
     def __init__(self, config: QuestionReviewConfig | Any) -> None:
         self.review: ReviewMode = getattr(config, "review", "flagged")
         self.max_attempts = max(1, int(getattr(config, "max_attempts", 2)))
+        # Figures for the materialization's metadata only (what parse returns stays a pure
+        # function of its arguments): rows per routing rule, error types per final verdict.
+        self._routed: Counter = Counter()
+        self._error_types: Counter = Counter()
+        self._rows = 0
 
     def prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
-        return batch.with_columns(route_reasons(batch, "question"))
+        prepared = batch.with_columns(route_reasons(batch, "question"))
+        self._rows += prepared.height
+        self._routed.update(prepared["route_reasons"].explode().drop_nulls().to_list())
+        self._routed.update({"(any rule)": int((prepared["route_reasons"].list.len() > 0).sum())})
+        return prepared
 
     def needs(self, batch: pl.DataFrame) -> pl.Series:
         has_text = batch["question"].fill_null("").str.strip_chars().str.len_chars() > 0
@@ -201,11 +211,22 @@ class QuestionReview(ModelStep):
             error = f"request failed: {reply.error}"
             return Parsed(failed_columns(row, error), failure=error)
         try:
-            return Parsed(review_columns(row, parse_review(reply.content)))
+            review = parse_review(reply.content)
         except Unparseable as error:
             message = f"unparseable reply: {error}"
             fallback = Parsed(failed_columns(row, message), failure=message)
             return Retry(message, fallback) if attempt < self.max_attempts else fallback
+        self._error_types.update(review.error_types)
+        return Parsed(review_columns(row, review))
+
+    def extra_metadata(self) -> Mapping[str, Any]:
+        """Routing and verdict figures: `review/mode`, `review/rows_routed` (rows any rule
+        flags), `review/route/<rule>`, `review/error_type/<type>` (final verdicts)."""
+        out: dict[str, Any] = {"review/mode": self.review,
+                               "review/rows_routed": self._routed.get("(any rule)", 0)}
+        out.update({f"review/route/{r}": n for r, n in sorted(self._routed.items()) if r != "(any rule)"})
+        out.update({f"review/error_type/{t}": n for t, n in sorted(self._error_types.items())})
+        return out
 
     def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
         if reason is None:
