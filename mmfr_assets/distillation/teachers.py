@@ -135,6 +135,14 @@ class CotTeacher(_Teacher):
     status_column = "response_origin"
     output_schema = teacher_schema("response")
 
+    def __init__(self, config: CotTeacherConfig) -> None:
+        super().__init__(config)
+        # Load the selection's compiled kernels (numba) now, while the step is built and before
+        # the first request is sent: the first call takes seconds and holds the GIL, so made on
+        # the first reply it stalls the whole request window (the event loop included) while
+        # the endpoint idles (measured: bench/model_step.py).
+        trace_problem("<think>warm-up</think><answer>0</answer>", "warm-up", config)
+
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
         return prompt.render(question=row["question"] or "")
 
