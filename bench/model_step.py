@@ -351,7 +351,8 @@ def render(result: Result, *, repeats: int) -> list[str]:
         "(the server's per-prompt digests are checked equal). Both rates are the server's: "
         "completions / (last completion sent − first request received), so the asset's start-up "
         "is not counted and both pay their drain at the end. Rows are text only (no image). "
-        f"Each case ran bare then asset, {repeats} time(s), alternating; the table gives medians.",
+        + (f"Each case ran bare then asset, {repeats} times, alternating; the table gives medians."
+           if repeats > 1 else "Each case ran once: bare client, then asset."),
         "",
         f"Measured {result.date}. Load average (1/5/15 min) before: {_load(result.load_before)}; after: {_load(result.load_after)} "
         "(2 shared cores).",
