@@ -1,6 +1,7 @@
 """`collected`: the source subset, streamed into the lake as it was published."""
 
 
+import contextlib
 import itertools
 
 import dagster as dg
@@ -29,11 +30,13 @@ class CollectedConfig(dg.Config):
 
 def ids_unique_check(lake: LakeResource, subset: str) -> dg.AssetCheckResult:
     """Reads only the id column of the committed partition."""
-    ids = pl.concat(
-        [pl.from_arrow(b) for b in read_partition(lake.location("collected"), {"subset": subset},
-                                                  columns=["id"], batch_size=65536)]
-        or [pl.DataFrame({"id": []}, schema={"id": pl.String})]
-    )["id"]
+    with read_partition(
+        lake.location("collected"), {"subset": subset}, columns=["id"], batch_size=65536
+    ) as reader:
+        ids = pl.concat(
+            [pl.from_arrow(b) for b in reader]
+            or [pl.DataFrame({"id": []}, schema={"id": pl.String})]
+        )["id"]
     duplicated = ids.filter(ids.is_duplicated()).unique().sort()
     return dg.AssetCheckResult(
         check_name="ids_unique",
@@ -69,11 +72,13 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         counter = itertools.count()
 
         def batches():
-            for table in source.stream(
-                subset, batch_size=config.batch_size, max_samples=config.max_samples
-            ):
-                first = next(counter) * config.batch_size
-                yield pl.from_arrow(to_collected(table, subset, first))
+            # Closed by run_stage on every path; closing it closes the source stream.
+            with contextlib.closing(
+                source.stream(subset, batch_size=config.batch_size, max_samples=config.max_samples)
+            ) as tables:
+                for table in tables:
+                    first = next(counter) * config.batch_size
+                    yield pl.from_arrow(to_collected(table, subset, first))
 
         run = run_stage(
             lake,
