@@ -7,9 +7,11 @@ Loaded by `dagster asset materialize -m mmfr_assets_tests.no_hang_defs`; the lak
 `MMFR_LAKE`, the partitions are `MMFR_TEST_SUBSETS` (comma-separated), the number of failing and
 succeeding steps `MMFR_TEST_FAILING` / `MMFR_TEST_SUCCEEDING`. Each step writes its pid into
 `MMFR_TEST_PID_DIR`, so that the test can tell which step processes are still alive.
+`waits` (job `waits_job`) is a run that stays busy, for the run-monitoring test.
 """
 
 import os
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -62,6 +64,14 @@ def _step(name: str, fail_after: int | None, partitions) -> dg.AssetsDefinition:
     return step
 
 
+@dg.asset
+def waits(context: dg.AssetExecutionContext) -> None:
+    """A run worker that stays busy (for the run-monitoring test): it records its pid as
+    `waits.<run id>.<pid>` and sleeps until it is killed or stopped."""
+    Path(os.environ["MMFR_TEST_PID_DIR"], f"waits.{context.run_id}.{os.getpid()}").touch()
+    time.sleep(3600)
+
+
 def build() -> dg.Definitions:
     subsets = os.environ.get("MMFR_TEST_SUBSETS", "A").split(",")
     partitions = dg.StaticPartitionsDefinition(subsets)
@@ -70,7 +80,9 @@ def build() -> dg.Definitions:
     assets = [_step(f"fails_{k:02d}", 2 + k % 3, partitions) for k in range(failing)]
     assets += [_step(f"reads_{k:02d}", None, partitions) for k in range(succeeding)]
     return dg.Definitions(
-        assets=assets, resources={"lake": LakeResource(uri=os.environ["MMFR_LAKE"])}
+        assets=[*assets, waits],
+        jobs=[dg.define_asset_job("waits_job", selection=["waits"])],
+        resources={"lake": LakeResource(uri=os.environ["MMFR_LAKE"])}
     )
 
 
