@@ -79,6 +79,11 @@ def _wait_for_pid_file(pid_dir: Path, timeout: float, process=None) -> tuple[str
         time.sleep(0.5)
 
 
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
 def _wait_for_end(home: Path, run_id: str, timeout: float) -> tuple[str, str]:
     """The run's final status and the messages of its events, once it is finished."""
     import dagster as dg
@@ -105,20 +110,23 @@ def test_dead_and_hung_run_workers_are_marked_failed(tmp_path):
     env.update(DAGSTER_HOME=str(home), MMFR_LAKE=str(tmp_path / "lake"),
                MMFR_TEST_PID_DIR=str(pid_dir), PYTHONPATH=str(REPO_ROOT))
     launch = [str(BIN / "dagster"), "job", "launch", "-w", str(workspace), "-j", "waits_job"]
-    stopped: list[int] = []
+    leftovers: list[int] = []  # processes to end whatever happens
     in_process = None
     try:
         with daemon(env, tmp_path / "daemon.log", workspace) as _:
             # Two runs through the queue: the daemon launches each in a worker subprocess.
             subprocess.run(launch, cwd=REPO_ROOT, env=env, check=True, timeout=300,
                            capture_output=True)
-            killed_run, killed_pid = _wait_for_pid_file(pid_dir, 300)
-            os.kill(killed_pid, signal.SIGKILL)
+            killed_run, step_pid = _wait_for_pid_file(pid_dir, 300)
+            leftovers.append(step_pid)
+            # The step runs in a subprocess of the run worker (multiprocess executor): kill the
+            # run worker itself.
+            os.kill(_parent(step_pid), signal.SIGKILL)
             subprocess.run(launch, cwd=REPO_ROOT, env=env, check=True, timeout=300,
                            capture_output=True)
             hung_run, hung_pid = _wait_for_pid_file(pid_dir, 300)
-            os.kill(hung_pid, signal.SIGSTOP)
-            stopped.append(hung_pid)
+            leftovers.append(hung_pid)
+            os.kill(hung_pid, signal.SIGSTOP)  # its step hangs: the run worker waits for it
             # One run in-process, the way `mmfr run` executes: its process is the worker.
             in_process = subprocess.Popen(
                 [str(BIN / "dagster"), "asset", "materialize", "-m",
@@ -133,13 +141,14 @@ def test_dead_and_hung_run_workers_are_marked_failed(tmp_path):
             status, messages = _wait_for_end(home, killed_run, MAX_RUNTIME + 120)
             assert status == "FAILURE"
             # Seen by the code server that launched the worker, before any runtime bound.
-            assert "unexpectedly exited" in messages and "maximum runtime" not in messages
+            assert f"Run execution process for {killed_run} was terminated by signal 9" in messages
+            assert "maximum runtime" not in messages
             for run_id in (hung_run, inline_run):
                 status, messages = _wait_for_end(home, run_id, MAX_RUNTIME + 120)
                 assert status == "FAILURE", run_id
                 assert f"maximum runtime of {MAX_RUNTIME} seconds" in messages, messages[-2000:]
     finally:
-        for pid in stopped:
+        for pid in leftovers:
             for sig in (signal.SIGKILL, signal.SIGCONT):
                 try:
                     os.kill(pid, sig)
