@@ -16,7 +16,12 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from mmfr_assets.pipeline import ASSET_NAMES
+from mmfr_assets.orphan_runs import fail_orphaned_runs, run_tags
+from mmfr_assets.pipeline import ASSET_NAMES, BRANCHES
+
+# Tables of training rows (question, answer, response, ...): the model steps' own tables
+# (answer_verdicts, student_rollouts) hold verdicts and pass rates, not rows to train on.
+EXPORTABLE = ("distilled", "quality_filtered", "difficulty_filtered", *(b[0] for b in BRANCHES))
 
 
 def _parse_subsets(value: str, available: list[str]) -> list[str]:
@@ -78,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     run_config = _run_config(args.config, args.max_samples)
     failed = []
     with _instance() as instance:
+        for run_id in fail_orphaned_runs(instance):
+            print(f"mmfr: run {run_id} had died without finishing: marked failed, its pool slots freed",
+                  file=sys.stderr)
         for subset in subsets:
             print(f"mmfr: materializing {subset} ({args.until or 'all assets'})", flush=True)
             try:
@@ -87,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                     partition_key=subset,
                     asset_selection=selection,
                     raise_on_error=False,
-                    tags={"mmfr/command": "run"},
+                    tags={"mmfr/command": "run", **run_tags()},
                 )
             except dg.DagsterInvalidConfigError as error:
                 print(f"mmfr: invalid run config: {error}", file=sys.stderr)
@@ -162,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "export", help="write a selected table with its images in hub layout, for training"
     )
     export_parser.add_argument("out", help="output folder")
-    export_parser.add_argument("--asset", default="difficulty_filtered", choices=ASSET_NAMES[2:])
+    export_parser.add_argument("--asset", default="difficulty_filtered", choices=EXPORTABLE)
     export_parser.add_argument("--subsets", default="all")
     export_parser.set_defaults(handler=export)
 

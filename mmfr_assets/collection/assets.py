@@ -2,13 +2,13 @@
 
 
 import contextlib
-import itertools
 
 import dagster as dg
 import polars as pl
 import pyarrow as pa
 
-from mmfr_assets.collection.source import CARD_COLUMNS, HFSourceResource, to_collected
+from mmfr_assets.collection.mapping import ColumnMap
+from mmfr_assets.collection.source import CARD_COLUMNS, HFSourceResource, mapped_tables
 from mmfr_assets.funnel import accounting_check, accounting_check_spec, stage_metadata
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.resource import LakeResource
@@ -17,7 +17,7 @@ from mmfr_assets.stage import Verdicts, run_stage
 COLLECTED_SCHEMA = pa.schema(
     [("subset", pa.string()), ("id", pa.string())]
     + list(CARD_COLUMNS.items())
-    + [("image_bytes", pa.binary()), ("image_path", pa.string())]
+    + [("image_bytes", pa.binary()), ("image_path", pa.string()), ("image_count", pa.int32())]
 )
 
 
@@ -26,6 +26,8 @@ class CollectedConfig(dg.Config):
 
     max_samples: int | None = None  # first N rows only (the seed pipeline's --max-samples)
     batch_size: int = 256  # rows per batch; images make rows large, so batches stay small
+    # Which source column holds what; unset names are detected (problem/solution/images, ...).
+    column_map: ColumnMap = ColumnMap()
 
 
 def ids_unique_check(lake: LakeResource, subset: str) -> dg.AssetCheckResult:
@@ -69,30 +71,31 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         source: HFSourceResource,
     ) -> dg.MaterializeResult:
         subset = context.partition_key
-        counter = itertools.count()
-
-        def batches():
-            # Closed by run_stage on every path; closing it closes the source stream.
-            with contextlib.closing(
-                source.stream(subset, batch_size=config.batch_size, max_samples=config.max_samples)
-            ) as tables:
-                for table in tables:
-                    first = next(counter) * config.batch_size
-                    yield pl.from_arrow(to_collected(table, subset, first))
-
-        run = run_stage(
-            lake,
-            stage="collected",
-            subset=subset,
-            batches=batches(),
-            decide=Verdicts.no_drops,
-            schema=COLLECTED_SCHEMA,
+        # The mapping is checked against the source's first batch before run_stage starts:
+        # a bad mapping or source is refused (InputError) with no table touched.
+        tables, mapping = mapped_tables(
+            source, subset, config.column_map,
+            batch_size=config.batch_size, max_samples=config.max_samples,
         )
+        context.log.info(f"{subset}: column mapping {mapping}")
+
+        # The source stream is closed on every path, even if run_stage fails before reading it
+        # (a half-read stream left to interpreter exit can hang the process).
+        with contextlib.closing(tables):
+            run = run_stage(
+                lake,
+                stage="collected",
+                subset=subset,
+                batches=(pl.from_arrow(table) for table in tables),
+                decide=Verdicts.no_drops,
+                schema=COLLECTED_SCHEMA,
+            )
         context.log.info(f"collected {run.rows_out} rows of {subset} from {source.path}")
         return dg.MaterializeResult(
             metadata=stage_metadata(
                 run,
-                {"source": source.path, "max_samples": config.max_samples or "all"},
+                {"source": source.path, "max_samples": config.max_samples or "all",
+                 "column_map": dg.MetadataValue.json(mapping)},
             ),
             check_results=[
                 accounting_check(lake, run, rows_in=run.rows_in, input_label="source rows read"),
