@@ -103,9 +103,11 @@ def test_failing_and_succeeding_steps_all_exit(tmp_path):
     aborted = output.count("Fatal Python error: Aborted")
     tail = output[-4000:]
 
-    assert len(steps) == FAILING + SUCCEEDING, tail
-    assert hung == [], f"{len(hung)} of {len(steps)} step processes hung: {hung}\n{tail}"
+    assert hung == [], (
+        f"{len(hung)} of the {len(steps)} step processes started hung: {hung}\n{tail}"
+    )
     assert returncode is not None, f"the run did not end within {TIMEOUT}s\n{tail}"
+    assert len(steps) == FAILING + SUCCEEDING, tail
     assert aborted == 0 and "terminate called" not in output, f"{aborted} aborted\n{tail}"
     assert returncode == 1, f"exit code {returncode} (1: the failing steps failed the run)\n{tail}"
 
