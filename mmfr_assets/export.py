@@ -31,28 +31,31 @@ def export_subset(
     """Write `<out_dir>/<subset>/train-00000-of-00001.parquet`; returns the rows written."""
     folder = out_dir / subset
     folder.mkdir(parents=True, exist_ok=True)
-    cleaned = OrderedRows(lake.location("cleaned"), subset, ["image_bytes"], batch_size=batch_size)
-    originals = PartitionImages(lake, subset)
     writer: pq.ParquetWriter | None = None
     rows = 0
-    try:
-        for batch in read_partition(lake.location(table), {"subset": subset}, batch_size=batch_size):
-            ids = batch.column("id").to_pylist()
-            images = originals.take(ids, cleaned.take(ids)["image_bytes"])
-            image = pa.array(
-                [{"bytes": b, "path": None} if b is not None else None for b in images],
-                pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
-            )
-            out = pa.Table.from_batches([batch]).append_column("image", image)
-            if writer is None:
-                features = _features(out.drop_columns(["image"]).schema)
-                out = out.cast(features.arrow_schema)
-                writer = pq.ParquetWriter(folder / "train-00000-of-00001.parquet", features.arrow_schema)
-            writer.write_table(out.cast(writer.schema))
-            rows += out.num_rows
-    finally:
-        if writer is not None:
-            writer.close()
+    with (
+        OrderedRows(lake.location("cleaned"), subset, ["image_bytes"], batch_size=batch_size) as cleaned,
+        PartitionImages(lake, subset) as originals,
+        read_partition(lake.location(table), {"subset": subset}, batch_size=batch_size) as reader,
+    ):
+        try:
+            for batch in reader:
+                ids = batch.column("id").to_pylist()
+                images = originals.take(ids, cleaned.take(ids)["image_bytes"])
+                image = pa.array(
+                    [{"bytes": b, "path": None} if b is not None else None for b in images],
+                    pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
+                )
+                out = pa.Table.from_batches([batch]).append_column("image", image)
+                if writer is None:
+                    features = _features(out.drop_columns(["image"]).schema)
+                    out = out.cast(features.arrow_schema)
+                    writer = pq.ParquetWriter(folder / "train-00000-of-00001.parquet", features.arrow_schema)
+                writer.write_table(out.cast(writer.schema))
+                rows += out.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
     return rows
 
 
