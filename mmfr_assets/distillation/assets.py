@@ -5,6 +5,8 @@ step (`teachers.py`) in the Dagster pool named after its endpoint, so parallel b
 subsets stay within each endpoint's limit across runs; `distilled` joins them to the cleaned rows.
 """
 
+import contextlib
+
 import dagster as dg
 import polars as pl
 
@@ -55,40 +57,47 @@ def build_distilled(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         kinds={"deltalake"},
         check_specs=[accounting_check_spec("distilled")],
         description="Cleaned rows with their caption and <think> reasoning response and where "
-        "each came from (`dataset`, `generated`, `failed`, `missing`).",
+        "each came from (`dataset`, `generated`, `rejected`, `failed`, `missing`).",
     )
     def distilled(
         context: dg.AssetExecutionContext, config: DistilledConfig, lake: LakeResource
     ) -> dg.MaterializeResult:
         subset = context.partition_key
-        teachers = {
-            step.column: OrderedRows(lake.location(step.asset), subset,
-                                     [step.column, f"{step.column}_origin"], batch_size=config.batch_size)
-            for step in (CaptionTeacher, CotTeacher)
-        }
-        origins: dict[str, int] = {}
-
-        def decide(batch: pl.DataFrame) -> Verdicts:
-            annotations = {}
-            for rows in teachers.values():
-                annotations.update(rows.take(batch["id"].to_list()))
-            out = assemble(batch, annotations)
-            for column in teachers:
-                for origin, n in origin_counts(out, column).items():
-                    key = f"{column}_{origin}"
-                    origins[key] = origins.get(key, 0) + n
-            return Verdicts.no_drops(out)
-
-        run = run_stage(
-            lake, stage="distilled", subset=subset,
-            batches=upstream_batches(
-                lake, "cleaned", subset, columns=CLEANED_TEXT_COLUMNS, batch_size=config.batch_size
-            ),
-            decide=decide, schema=DISTILLED_SCHEMA,
-        )
-        return stage_result(
-            lake, run, upstream="cleaned",
-            extra={f"rows/{k}": v for k, v in sorted(origins.items())},
-        )
+        with contextlib.ExitStack() as stack:
+            teachers = {
+                step.column: stack.enter_context(OrderedRows(
+                    lake.location(step.asset), subset, [step.column, f"{step.column}_origin"],
+                    batch_size=config.batch_size))
+                for step in (CaptionTeacher, CotTeacher)
+            }
+            return _distil(context, lake, subset, teachers, config.batch_size)
 
     return [*build_teachers(partitions), distilled]
+
+
+def _distil(context: dg.AssetExecutionContext, lake: LakeResource, subset: str,
+            teachers: dict[str, OrderedRows], batch_size: int) -> dg.MaterializeResult:
+    """Cleaned rows joined with the teachers' columns (`teachers`: column -> its table's rows)."""
+    origins: dict[str, int] = {}
+
+    def decide(batch: pl.DataFrame) -> Verdicts:
+        annotations = {}
+        for rows in teachers.values():
+            annotations.update(rows.take(batch["id"].to_list()))
+        out = assemble(batch, annotations)
+        for column in teachers:
+            for origin, n in origin_counts(out, column).items():
+                key = f"{column}_{origin}"
+                origins[key] = origins.get(key, 0) + n
+        return Verdicts.no_drops(out)
+
+    run = run_stage(
+        lake, stage="distilled", subset=subset,
+        batches=upstream_batches(lake, "cleaned", subset, columns=CLEANED_TEXT_COLUMNS, batch_size=batch_size),
+        decide=decide, schema=DISTILLED_SCHEMA,
+    )
+    context.log.info(f"distilled {subset}: {run.rows_out} rows")
+    return stage_result(
+        lake, run, upstream="cleaned",
+        extra={f"rows/{k}": v for k, v in sorted(origins.items())},
+    )

@@ -51,10 +51,8 @@ class RowImages:
         return cleaned if cleaned is not None else original
 
     def close(self) -> None:
-        for rows in (self._cleaned, self._originals):
-            close = getattr(rows, "close", None)
-            if close is not None:
-                close()
+        self._cleaned.close()
+        self._originals.close()
 
 
 def model_step_asset(
