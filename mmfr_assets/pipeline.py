@@ -9,7 +9,7 @@ from mmfr_assets.stage import Filter
 
 STAGES: tuple[tuple[str, tuple[Filter, ...]], ...] = (
     ("collected", ()),
-    ("cleaned", CLEANING_FILTERS),
+    ("cleaned", CLEANING_FILTERS),  # applies question_reviews and extracted_answers (no drops)
     ("distilled", ()),  # fed by teacher_captions and teacher_responses (one row per cleaned row)
     ("answer_verdicts", ()),  # one verdict per distilled row
     ("quality_filtered", QUALITY_FILTERS),
