@@ -39,6 +39,11 @@ def test_webserver_serves_the_asset_graph_with_subset_partitions(tmp_path, real_
         ("student_rollouts", "difficulty_filtered"),
         ("quality_filtered", "difficulty_filtered_586k"),
         ("student_rollouts", "difficulty_filtered_586k"),
+        # the cleaning model steps (question review, answer extraction), between collected and cleaned
+        ("collected", "question_reviews"),
+        ("collected", "extracted_answers"),
+        ("question_reviews", "cleaned"),
+        ("extracted_answers", "cleaned"),
         # one asset per teacher endpoint, between cleaning and distilled
         ("cleaned", "teacher_captions"),
         ("cleaned", "teacher_responses"),

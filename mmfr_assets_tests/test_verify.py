@@ -42,9 +42,9 @@ def test_final_answer_any_pair_then_boxed():
 def test_reference_falls_back_through_columns():
     assert reference_answer({"answer": "C", "original_answer": "x"}) == ("C", "answer")
     assert reference_answer({"answer": " ", "original_answer": "Answer: B"}) == ("B", "original_answer")
-    assert reference_answer({"answer": None, "extracted_answer": "4", "original_answer": "x"}) == (
+    assert reference_answer({"answer": None, "answer_reference": "4", "original_answer": "x"}) == (
         "4",
-        "extracted_answer",
+        "answer_reference",
     )
     assert reference_answer({"answer": None, "original_answer": "so \\boxed{9}"}) == ("9", "original_answer")
     assert reference_answer({"answer": None}) == (None, None)

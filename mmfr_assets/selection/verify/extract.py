@@ -22,9 +22,11 @@ _ANSWER_LINE = re.compile(
     r"(?:^|\n)\s*(?:\*\*)?(?:final\s+)?answer(?:\*\*)?\s*[:：\]]\s*(?:\*\*)?(.+?)\s*$",
     re.IGNORECASE | re.DOTALL,
 )
-#: Reference columns, in order of trust: the dataset's answer, the answer cleaning extracted
-#: (issue 9; whichever of these names `cleaned` carries), the answer as first published.
-REFERENCE_COLUMNS = ("answer", "extracted_answer", "cleaned_answer", "original_answer")
+#: Reference columns, in order of trust: the row's answer (cleaning fills `answer` with the
+#: answer it extracted from a solution where the dataset had none: `answer_origin`), cleaning's
+#: `answer_reference` (answer, else the solution) where a table carries it, the answer as
+#: first published. Columns a table lacks are skipped.
+REFERENCE_COLUMNS = ("answer", "answer_reference", "original_answer")
 
 
 def last_boxed(text: str) -> str | None:
