@@ -89,18 +89,16 @@ def joined(
     """`batches` with columns taken from `table`'s rows of the same ids (`columns`: table
     column -> batch column, replaced or added). `table` was derived from the batches' table,
     so both are in the same order and read in step (`OrderedRows`)."""
-    rows = OrderedRows(lake.location(table), subset, list(columns))
     try:
-        for batch in batches:
-            taken = rows.take(batch["id"].to_list())
-            yield batch.with_columns(
-                pl.Series(target, taken[source], dtype=batch.schema.get(target))
-                if target in batch.columns else pl.Series(target, taken[source])
-                for source, target in columns.items()
-            )
+        with OrderedRows(lake.location(table), subset, list(columns)) as rows:
+            for batch in batches:
+                taken = rows.take(batch["id"].to_list())
+                yield batch.with_columns(
+                    pl.Series(target, taken[source], dtype=batch.schema.get(target))
+                    if target in batch.columns else pl.Series(target, taken[source])
+                    for source, target in columns.items()
+                )
     finally:
-        close = getattr(rows, "close", None) or getattr(rows, "_batches").close
-        close()
         batches.close()
 
 
