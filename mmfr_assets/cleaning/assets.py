@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.cleaning.images import CleanImage, ImageRejected, clean_image
-from mmfr_assets.cleaning.text import is_blank, normalize_text
+from mmfr_assets.cleaning.text import is_blank, length_detail, longer_than, normalize_text
 from mmfr_assets.collection.source import CARD_COLUMNS
 from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
@@ -17,7 +17,16 @@ from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upst
 
 FILTERS = (
     Filter("image", ("image_missing", "image_corrupt", "image_decompression_bomb")),
-    Filter("text", ("text_empty_question", "text_empty_answer")),
+    Filter(
+        "text",
+        (
+            "text_empty_question",
+            "text_empty_answer",
+            "text_long_question",
+            "text_long_answer",
+            "text_long_response",
+        ),
+    ),
 )
 IMAGE_COLUMNS: dict[str, pa.DataType] = {
     "image_width": pa.int32(),
@@ -29,6 +38,7 @@ IMAGE_COLUMNS: dict[str, pa.DataType] = {
     # Only for images this stage changed; an unchanged image is read from `collected`.
     "image_bytes": pa.binary(),
 }
+RESPONSE = "qwen3vl_235b_thinking_response"  # the published trace
 CLEANED_SCHEMA = pa.schema(
     [("subset", pa.string()), ("id", pa.string())]
     + list(CARD_COLUMNS.items())
@@ -45,6 +55,10 @@ class CleanedConfig(dg.Config):
     require_image: bool = True  # the paper drops rows without a usable image
     batch_size: int = 256
     image_workers: int = 0  # threads decoding images (Pillow releases the GIL); 0 = one per core
+    # Over-long texts are dropped (text_long_*); generous defaults, None switches a limit off.
+    max_question_chars: int | None = 20_000
+    max_answer_chars: int | None = 20_000
+    max_response_chars: int | None = 400_000  # the published trace (qwen3vl_235b_thinking_response)
 
 
 def _clean_one(data: bytes | None, config: CleanedConfig) -> CleanImage | ImageRejected:
@@ -95,9 +109,27 @@ def clean_batch(
         .then(pl.lit("text_empty_question"))
         .when(is_blank("answer"))
         .then(pl.lit("text_empty_answer"))
+        .when(longer_than("question", config.max_question_chars))
+        .then(pl.lit("text_long_question"))
+        .when(longer_than("answer", config.max_answer_chars))
+        .then(pl.lit("text_long_answer"))
+        .when(longer_than(RESPONSE, config.max_response_chars))
+        .then(pl.lit("text_long_response"))
+    )
+    detail = (
+        pl.when(pl.col("_image_detail").is_not_null())
+        .then(pl.col("_image_detail"))
+        .when(is_blank("question") | is_blank("answer"))
+        .then(pl.lit(None, pl.String))
+        .when(longer_than("question", config.max_question_chars))
+        .then(length_detail("question", config.max_question_chars))
+        .when(longer_than("answer", config.max_answer_chars))
+        .then(length_detail("answer", config.max_answer_chars))
+        .when(longer_than(RESPONSE, config.max_response_chars))
+        .then(length_detail(RESPONSE, config.max_response_chars))
     )
     filter_of = {r: f.name for f in FILTERS for r in f.reasons}
-    verdicts = split_by_reason(frame, reason, filter_of, detail=pl.col("_image_detail"))
+    verdicts = split_by_reason(frame, reason, filter_of, detail=detail)
     return Verdicts(verdicts.kept.drop("_image_reason", "_image_detail"), verdicts.dropped)
 
 
@@ -137,7 +169,8 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             )
         return stage_result(
             lake, run, upstream="collected",
-            extra={f"images/{k}": v for k, v in sorted(fixes.items())},
+            # One JSON entry, not a number per fix: numbers are plotted across partitions.
+            extra={"image_fixes": dg.MetadataValue.json(dict(sorted(fixes.items())))},
         )
 
     return cleaned

@@ -2,16 +2,24 @@
 
 
 import itertools
+from typing import Literal
 
 import dagster as dg
 import polars as pl
 import pyarrow as pa
 
-from mmfr_assets.collection.source import CARD_COLUMNS, HFSourceResource, to_collected
+from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS, DuplicateIds
+from mmfr_assets.collection.source import (
+    CARD_COLUMNS,
+    HFSourceResource,
+    naming_unreadable_files,
+    to_collected,
+)
+from mmfr_assets.errors import InputError
 from mmfr_assets.funnel import accounting_check, accounting_check_spec, stage_metadata
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.stage import Verdicts, run_stage
+from mmfr_assets.stage import run_stage
 
 COLLECTED_SCHEMA = pa.schema(
     [("subset", pa.string()), ("id", pa.string())]
@@ -26,6 +34,13 @@ class CollectedConfig(dg.Config):
     max_samples: int | None = None  # first N rows only (the seed pipeline's --max-samples)
     batch_size: int = 256  # rows per batch; images make rows large, so batches stay small
 
+    # --- duplicate ids (issue 13) ---
+    # `reject`: a partition whose source repeats an id is refused (nothing committed), the
+    # error names the ids; `keep_first`: later rows of an id go to `rejections` as
+    # collection/duplicate_id.
+    duplicate_ids: Literal["reject", "keep_first"] = "reject"
+    # --- end duplicate ids ---
+
 
 def ids_unique_check(lake: LakeResource, subset: str) -> dg.AssetCheckResult:
     """Reads only the id column of the committed partition."""
@@ -38,8 +53,10 @@ def ids_unique_check(lake: LakeResource, subset: str) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name="ids_unique",
         passed=duplicated.len() == 0,
-        metadata={"rows": ids.len(), "duplicated_ids": duplicated.len(),
+        metadata={"partition": subset, "rows": ids.len(), "duplicated_ids": duplicated.len(),
                   "examples": ", ".join(duplicated.head(10).to_list())},
+        description=f"subset {subset}: "
+        + (f"{duplicated.len()} duplicated ids" if duplicated.len() else "every id unique"),
     )
 
 
@@ -66,28 +83,42 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         source: HFSourceResource,
     ) -> dg.MaterializeResult:
         subset = context.partition_key
+        if config.max_samples is not None and config.max_samples <= 0:
+            raise InputError(
+                f"collected: max_samples must be a positive number of rows (or unset for all), "
+                f"got {config.max_samples}"
+            )
         counter = itertools.count()
+        duplicates = DuplicateIds(subset, config.duplicate_ids)
 
         def batches():
-            for table in source.stream(
+            tables = source.stream(
                 subset, batch_size=config.batch_size, max_samples=config.max_samples
-            ):
+            )
+            for table in naming_unreadable_files(subset, tables):
                 first = next(counter) * config.batch_size
                 yield pl.from_arrow(to_collected(table, subset, first))
+            # Raised before run_stage commits: a refused partition keeps its previous version.
+            duplicates.refuse_if_any()
 
         run = run_stage(
             lake,
             stage="collected",
             subset=subset,
             batches=batches(),
-            decide=Verdicts.no_drops,
+            decide=duplicates.decide,
             schema=COLLECTED_SCHEMA,
+            filters=DUPLICATE_FILTERS,
         )
         context.log.info(f"collected {run.rows_out} rows of {subset} from {source.path}")
         return dg.MaterializeResult(
             metadata=stage_metadata(
                 run,
-                {"source": source.path, "max_samples": config.max_samples or "all"},
+                {
+                    "source": source.path,
+                    "max_samples": str(config.max_samples or "all"),
+                    "duplicate_ids": config.duplicate_ids,
+                },
             ),
             check_results=[
                 accounting_check(lake, run, rows_in=run.rows_in, input_label="source rows read"),

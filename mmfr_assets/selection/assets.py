@@ -112,7 +112,7 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
             decide=lambda batch: difficulty.select_difficulty(batch, config.max_pass_rate),
             filters=difficulty.FILTERS,
             batch_size=config.batch_size,
-            extra={"max_pass_rate": config.max_pass_rate},
+            extra={"max_pass_rate": dg.MetadataValue.text(str(config.max_pass_rate))},  # a setting, not a metric
         )
 
     return [quality_filtered, difficulty_filtered]
