@@ -75,6 +75,17 @@ def _clean_one(data: bytes | None, config: CleanedConfig) -> CleanImage | ImageR
         return rejected
 
 
+def _length_limits(config: CleanedConfig, columns: list[str]) -> list[tuple[str, str, int]]:
+    """(reason, column, max chars) of the length limits in force, in the order they apply; a
+    limit of None is off, and a batch without a column (hand-made ones) has nothing too long."""
+    limits = (
+        ("text_long_question", "question", config.max_question_chars),
+        ("text_long_answer", "answer", config.max_answer_chars),
+        ("text_long_response", RESPONSE, config.max_response_chars),
+    )
+    return [(r, c, m) for r, c, m in limits if m is not None and c in columns]
+
+
 def clean_batch(
     batch: pl.DataFrame, config: CleanedConfig, pool: ThreadPoolExecutor | None = None
 ) -> Verdicts:
@@ -109,25 +120,16 @@ def clean_batch(
         .then(pl.lit("text_empty_question"))
         .when(is_blank("answer"))
         .then(pl.lit("text_empty_answer"))
-        .when(longer_than("question", config.max_question_chars))
-        .then(pl.lit("text_long_question"))
-        .when(longer_than("answer", config.max_answer_chars))
-        .then(pl.lit("text_long_answer"))
-        .when(longer_than(RESPONSE, config.max_response_chars))
-        .then(pl.lit("text_long_response"))
     )
     detail = (
         pl.when(pl.col("_image_detail").is_not_null())
         .then(pl.col("_image_detail"))
         .when(is_blank("question") | is_blank("answer"))
         .then(pl.lit(None, pl.String))
-        .when(longer_than("question", config.max_question_chars))
-        .then(length_detail("question", config.max_question_chars))
-        .when(longer_than("answer", config.max_answer_chars))
-        .then(length_detail("answer", config.max_answer_chars))
-        .when(longer_than(RESPONSE, config.max_response_chars))
-        .then(length_detail(RESPONSE, config.max_response_chars))
     )
+    for name, column, limit in _length_limits(config, frame.columns):
+        reason = reason.when(longer_than(column, limit)).then(pl.lit(name))
+        detail = detail.when(longer_than(column, limit)).then(length_detail(column, limit))
     filter_of = {r: f.name for f in FILTERS for r in f.reasons}
     verdicts = split_by_reason(frame, reason, filter_of, detail=detail)
     return Verdicts(verdicts.kept.drop("_image_reason", "_image_detail"), verdicts.dropped)
