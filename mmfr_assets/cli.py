@@ -89,9 +89,9 @@ def _instance() -> dg.DagsterInstance:
 def _validate_run_config(job: dg.JobDefinition, run_config: dict, source: str) -> None:
     """Refuse run config the job would not run as written, before any run starts.
 
-    Dagster accepts config for ops a job does not have (so that one config serves job subsets):
-    a misspelled asset name would be ignored and the real asset run with defaults. Op names are
-    checked here against the whole graph; everything else (fields inside an op's config, types,
+    Dagster accepts config for ops and resources a job does not have (so that one config serves
+    job subsets): a misspelled asset or resource name would be ignored and the real one run with
+    defaults. Those names are checked here against the whole graph; everything else (fields inside an op's config, types,
     resources) by Dagster's validation against the implicit asset job's config schema.
     """
     ops = run_config.get("ops") or {}
@@ -103,6 +103,16 @@ def _validate_run_config(job: dg.JobDefinition, run_config: dict, source: str) -
         raise InputError(
             f"{source}: unknown asset(s) {', '.join(unknown)} under ops; "
             f"the assets are: {', '.join(valid)}"
+        )
+    resources = run_config.get("resources") or {}
+    if not isinstance(resources, dict):
+        raise InputError(f"{source}: `resources` must be a mapping of resource key to config")
+    known = sorted(job.resource_defs)
+    unknown = sorted(name for name in resources if name not in known)
+    if unknown:  # Dagster ignores config for resources a job does not have, too
+        raise InputError(
+            f"{source}: unknown resource(s) {', '.join(unknown)} under resources; "
+            f"the resources are: {', '.join(known)}"
         )
     try:
         dg.validate_run_config(job, run_config)

@@ -95,6 +95,11 @@ REFUSED = {
         "ops:\n  quality_filterd:\n    config: {min_response_words: 10}\n",
         ["run.yaml", "quality_filterd", "the assets are:", "quality_filtered", "collected"],
     ),
+    "misspelled_resource": (
+        ["--config", "{cfg}"],
+        "resources:\n  cot_teachr:\n    config: {max_concurrency: 4}\n",
+        ["run.yaml", "cot_teachr", "the resources are:", "cot_teacher", "lake"],
+    ),
     "misspelled_key_inside_an_op": (
         ["--config", "{cfg}"],
         "ops:\n  quality_filtered:\n    config: {min_respons_words: 10}\n",
