@@ -376,3 +376,24 @@ def test_check_results_name_their_partition(lake):
     check = accounting_check(lake, run, rows_in=10, input_label="distilled")
     assert check.metadata["partition"] == dg.MetadataValue.text(run.subset)
     assert check.description.startswith(f"subset {run.subset}: 10 in != 0 kept + 0 dropped")
+
+
+def test_only_read_errors_of_a_file_are_blamed_on_the_source():
+    """A connection error while streaming a hub source is not bad input: it propagates as is."""
+    from mmfr_assets.collection.source import naming_unreadable_files
+
+    def _generate_tables(file):  # stands for datasets' parquet reader frame
+        raise error
+
+    def tables():
+        yield pa.table({"id": ["1"]})
+        _generate_tables("hf://datasets/x/y/S/train-0.parquet")
+
+    for error, refused in ((OSError("Couldn't deserialize thrift"), True),
+                           (ConnectionError("connection reset"), False)):
+        stream = naming_unreadable_files("S", tables())
+        assert next(stream).num_rows == 1
+        with pytest.raises(InputError if refused else ConnectionError) as raised:
+            next(stream)
+        if refused:
+            assert "subset S" in str(raised.value) and "train-0.parquet" in str(raised.value)

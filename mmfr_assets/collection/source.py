@@ -58,7 +58,9 @@ def dataset_subsets(path: str) -> list[str]:
         if not names:
             raise InputError(f"MMFR_SOURCE {path}: no subsets found; {SOURCE_SHAPE}")
         return names
-    if local.exists() or not _could_be_hub_id(path):
+    if local.exists():
+        raise InputError(f"MMFR_SOURCE {path}: a file, not a folder; {SOURCE_SHAPE}")
+    if not _could_be_hub_id(path):
         raise InputError(f"MMFR_SOURCE {path}: no such folder; {SOURCE_SHAPE}")
     if not datasets.config.HF_HUB_OFFLINE:
         _probe_hub(path)
@@ -112,7 +114,10 @@ def naming_unreadable_files(subset: str, tables: Iterable[pa.Table]) -> Iterator
     try:
         yield from tables
     except (OSError, pa.ArrowException) as error:
-        file = _file_being_read(error)
+        # pyarrow reports unreadable data as a plain OSError (or an Arrow error); subclasses
+        # (connection errors, timeouts of a hub source) are not the file's fault.
+        unreadable = type(error) is OSError or isinstance(error, pa.ArrowException)
+        file = _file_being_read(error) if unreadable else None
         if file is None:
             raise
         raise InputError(
