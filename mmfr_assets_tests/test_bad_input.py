@@ -397,3 +397,29 @@ def test_only_read_errors_of_a_file_are_blamed_on_the_source():
             next(stream)
         if refused:
             assert "subset S" in str(raised.value) and "train-0.parquet" in str(raised.value)
+
+
+CONSOLE_CASES = {
+    "misspelled_asset": (["--config", "{cfg}"], {}),
+    "invalid_yaml": (["--config", "{bad}"], {}),
+    "missing_source_folder": ([], {"MMFR_SOURCE": "{missing}"}),
+    "bogus_hub_id_offline": ([], {"MMFR_SOURCE": "no-such-owner/no-such-dataset"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONSOLE_CASES))
+def test_the_console_script_answers_bad_input_with_one_line_and_exit_2(case, tmp_path, real_sample):
+    """The same refusals through the installed `mmfr` (its own process, `os._exit` included):
+    exactly one line on stderr, nothing on stdout, no lake written."""
+    args, extra = CONSOLE_CASES[case]
+    (tmp_path / "typo.yaml").write_text("ops:\n  quality_filterd:\n    config: {}\n")
+    (tmp_path / "bad.yaml").write_text("ops: [\n")
+    names = {"cfg": tmp_path / "typo.yaml", "bad": tmp_path / "bad.yaml",
+             "missing": tmp_path / "no-such-folder"}
+    env = dagster_env(tmp_path / "home", real_sample, tmp_path / "lake")
+    env.update({k: v.format(**names) for k, v in extra.items()})
+    done = subprocess.run([MMFR, "run", *[a.format(**names) for a in args]], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stdout == "" and done.stderr.startswith("mmfr: ") and done.stderr.count("\n") == 1
+    assert not (tmp_path / "lake").exists()
