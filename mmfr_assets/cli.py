@@ -21,6 +21,7 @@ import dagster as dg
 import yaml
 
 from mmfr_assets.errors import InputError
+from mmfr_assets.orphan_runs import fail_orphaned_runs, run_tags
 from mmfr_assets.pipeline import ASSET_NAMES, STAGES
 
 # Exit codes (README "Headless: mmfr").
@@ -189,6 +190,9 @@ def run(args: argparse.Namespace) -> int:
     failed, refused = [], []
     status: dict[str, dict[str, str]] = {}
     with _instance() as instance:
+        for run_id in fail_orphaned_runs(instance):
+            print(f"mmfr: run {run_id} had died without finishing: marked failed, its pool slots freed",
+                  file=sys.stderr)
         for subset in subsets:
             print(f"mmfr: materializing {subset} ({args.until or 'all assets'})", flush=True)
             result = job.execute_in_process(
@@ -197,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
                 partition_key=subset,
                 asset_selection=selection,
                 raise_on_error=False,
-                tags={"mmfr/command": "run"},
+                tags={"mmfr/command": "run", **run_tags()},
             )
             status[subset] = _stage_status(result)
             if result.success:

@@ -157,3 +157,49 @@ def test_failed_requests_are_recorded_and_the_failure_check_fails(monkeypatch, s
     assert checks[("teacher_responses", "generation_failure_rate")] is False
     assert checks[("teacher_responses", "rows_accounted_for")] is True
     assert ("distilled", "rows_accounted_for") not in checks
+
+
+def test_a_rerun_after_a_kill_repeats_no_finished_request(sample_source, tmp_path, fake_llm):
+    """`mmfr run` SIGKILLed while the teacher is mid-partition: the re-run asks the endpoint only
+    for what had not finished (at most the requests that were in flight at the kill)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from mmfr_assets_tests.dagster_process import dagster_env
+
+    concurrency = 4
+    fake_llm.configure(latency_s=0.25)
+    env = dagster_env(tmp_path / "home", sample_source, tmp_path / "lake",
+                      MMFR_COT_TEACHER_BASE_URL=fake_llm.url,
+                      MMFR_COT_TEACHER_MAX_CONCURRENCY=str(concurrency),
+                      MMFR_LLM_CACHE=str(tmp_path / "cache.sqlite"))
+    config = tmp_path / "run.yaml"
+    config.write_text("ops:\n  teacher_responses:\n    config: {regenerate: true}\n")
+    mmfr = [str(Path(sys.executable).parent / "mmfr"), "run", "--subsets", "BMMR",
+            "--until", "teacher_responses", "--config", str(config)]
+    first = subprocess.Popen(mmfr, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while fake_llm.stats()["completed"] < 12:
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never got going"
+            time.sleep(0.05)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    time.sleep(0.5)  # let the server finish what was in flight
+    finished_before = fake_llm.stats()["completed"]
+    assert finished_before < 35  # killed mid-partition (BMMR has 35 cleaned rows)
+    again = subprocess.run(mmfr, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    stats = fake_llm.stats(detail=True)
+    asked_twice = [d for d, n in stats["completed_by_prompt"].items() if n > 1]
+    assert len(asked_twice) <= concurrency  # only what was in flight when the run was killed
+    assert stats["completed"] - finished_before <= 35 - finished_before + concurrency
+    assert "had died without finishing" in again.stderr  # the killed run no longer holds the pool
+    teacher = pl.read_delta(str(tmp_path / "lake" / "teacher_responses"))
+    assert teacher.height == 35 and set(teacher["response_origin"]) == {"generated"}
