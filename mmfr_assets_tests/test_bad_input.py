@@ -423,3 +423,24 @@ def test_the_console_script_answers_bad_input_with_one_line_and_exit_2(case, tmp
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stdout == "" and done.stderr.startswith("mmfr: ") and done.stderr.count("\n") == 1
     assert not (tmp_path / "lake").exists()
+
+
+def test_a_failed_blocking_check_marks_its_asset_and_leaves_the_rest_not_run():
+    """`_stage_status` from a run whose `cleaned` check failed (a stand-in for Dagster's result:
+    the three event lists it reads)."""
+    from types import SimpleNamespace as NS
+
+    key = dg.AssetKey
+    result = NS(
+        get_asset_materialization_events=lambda: [NS(asset_key=key("collected")),
+                                                  NS(asset_key=key("cleaned"))],
+        get_step_failure_events=lambda: [],
+        get_asset_check_evaluations=lambda: [
+            NS(passed=True, asset_key=key("collected"), check_name="ids_unique"),
+            NS(passed=False, asset_key=key("cleaned"), check_name="rows_accounted_for"),
+        ],
+    )
+    assert cli._stage_status(result) == {
+        "collected": "ok", "cleaned": "ok, check failed: rows_accounted_for",
+        "distilled": "not run", "quality_filtered": "not run", "difficulty_filtered": "not run",
+    }
