@@ -22,10 +22,13 @@ import yaml
 
 from mmfr_assets.errors import InputError
 from mmfr_assets.orphan_runs import fail_orphaned_runs, run_tags
-from mmfr_assets.pipeline import ASSET_NAMES, STAGES
+from mmfr_assets.pipeline import ASSET_NAMES, BRANCHES, STAGES
 
 # Exit codes (README "Headless: mmfr").
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INPUT_REFUSED = 0, 1, 2
+# Tables of training rows (question, answer, response, ...): the model steps' own tables
+# (answer_verdicts, student_rollouts) hold verdicts and pass rates, not rows to train on.
+EXPORTABLE = ("distilled", "quality_filtered", "difficulty_filtered", *(b[0] for b in BRANCHES))
 
 
 def _parse_subsets(value: str, available: list[str]) -> list[str]:
@@ -282,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         "export", help="write a selected table with its images in hub layout, for training"
     )
     export_parser.add_argument("out", help="output folder")
-    export_parser.add_argument("--asset", default="difficulty_filtered", choices=ASSET_NAMES[2:])
+    export_parser.add_argument("--asset", default="difficulty_filtered", choices=EXPORTABLE)
     export_parser.add_argument("--subsets", default="all")
     export_parser.set_defaults(handler=export)
 

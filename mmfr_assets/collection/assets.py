@@ -1,7 +1,6 @@
 """`collected`: the source subset, streamed into the lake as it was published."""
 
 
-import itertools
 from typing import Literal
 
 import dagster as dg
@@ -9,12 +8,8 @@ import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS, DuplicateIds
-from mmfr_assets.collection.source import (
-    CARD_COLUMNS,
-    HFSourceResource,
-    naming_unreadable_files,
-    to_collected,
-)
+from mmfr_assets.collection.mapping import ColumnMap
+from mmfr_assets.collection.source import CARD_COLUMNS, HFSourceResource, mapped_tables
 from mmfr_assets.errors import InputError
 from mmfr_assets.funnel import accounting_check, accounting_check_spec, stage_metadata
 from mmfr_assets.lake.delta import read_partition
@@ -24,7 +19,7 @@ from mmfr_assets.stage import run_stage
 COLLECTED_SCHEMA = pa.schema(
     [("subset", pa.string()), ("id", pa.string())]
     + list(CARD_COLUMNS.items())
-    + [("image_bytes", pa.binary()), ("image_path", pa.string())]
+    + [("image_bytes", pa.binary()), ("image_path", pa.string()), ("image_count", pa.int32())]
 )
 
 
@@ -33,6 +28,8 @@ class CollectedConfig(dg.Config):
 
     max_samples: int | None = None  # first N rows only (the seed pipeline's --max-samples)
     batch_size: int = 256  # rows per batch; images make rows large, so batches stay small
+    # Which source column holds what; unset names are detected (problem/solution/images, ...).
+    column_map: ColumnMap = ColumnMap()
 
     # --- duplicate ids (issue 13) ---
     # `reject`: a partition whose source repeats an id is refused (nothing committed), the
@@ -88,16 +85,18 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 f"collected: max_samples must be a positive number of rows (or unset for all), "
                 f"got {config.max_samples}"
             )
-        counter = itertools.count()
         duplicates = DuplicateIds(subset, config.duplicate_ids)
+        # The mapping is checked against the source's first batch before run_stage starts:
+        # a bad mapping or source is refused (InputError) with no table touched.
+        tables, mapping = mapped_tables(
+            source, subset, config.column_map,
+            batch_size=config.batch_size, max_samples=config.max_samples,
+        )
+        context.log.info(f"{subset}: column mapping {mapping}")
 
         def batches():
-            tables = source.stream(
-                subset, batch_size=config.batch_size, max_samples=config.max_samples
-            )
-            for table in naming_unreadable_files(subset, tables):
-                first = next(counter) * config.batch_size
-                yield pl.from_arrow(to_collected(table, subset, first))
+            for table in tables:
+                yield pl.from_arrow(table)
             # Raised before run_stage commits: a refused partition keeps its previous version.
             duplicates.refuse_if_any()
 
@@ -117,6 +116,7 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 {
                     "source": source.path,
                     "max_samples": str(config.max_samples or "all"),
+                    "column_map": dg.MetadataValue.json(mapping),
                     "duplicate_ids": config.duplicate_ids,
                 },
             ),
