@@ -157,7 +157,7 @@ def _stage_status(result: dg.ExecuteInProcessResult) -> dict[str, str]:
             checks.setdefault(evaluation.asset_key.path[-1], []).append(evaluation.check_name)
     refused = _refusal(result) is not None
     status = {}
-    for stage, _ in STAGES:
+    for stage in (*(name for name, _ in STAGES), *(name for name, _, _ in BRANCHES)):
         if stage in done:
             status[stage] = f"ok, check failed: {', '.join(checks[stage])}" if stage in checks else "ok"
         elif stage in failed:

@@ -22,9 +22,15 @@ import pytest
 from mmfr_assets import cli
 from mmfr_assets.errors import InputError
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
+from mmfr_assets.pipeline import BRANCHES, STAGES
 from mmfr_assets_tests.dagster_process import dagster_env, free_port
 
 MMFR = str(Path(sys.executable).parent / "mmfr")
+FUNNEL_STAGES = [*(name for name, _ in STAGES), *(name for name, _, _ in BRANCHES)]
+
+
+def _all_not_run(**others: str) -> dict[str, str]:
+    return {stage: others.get(stage, "not run") for stage in FUNNEL_STAGES}
 BMMR_FILE = "BMMR/train-00000-of-00001.parquet"
 
 
@@ -196,8 +202,7 @@ def test_a_corrupt_page_names_the_subset_and_the_file(env, capsys, monkeypatch, 
     [line] = [ln for ln in err.splitlines() if ln.startswith("mmfr: input refused")]
     assert "subset S" in line and str(corrupt_source / "S" / "train-00000-of-00001.parquet") in line
     assert "thrift" in line
-    assert _stages(out) == {"collected": "refused", "cleaned": "not run", "distilled": "not run",
-                            "quality_filtered": "not run", "difficulty_filtered": "not run"}
+    assert _stages(out) == _all_not_run(collected="refused")
     assert not (env / "lake" / "collected").exists()  # nothing committed
 
 
@@ -282,6 +287,7 @@ def test_cleaning_drops_over_long_questions_answers_and_traces(real_sample):
         question=pl.Series([huge, "q", "q", "q", "y" * 20_000]),
         answer=pl.Series(["a", "b" * 20_001, "a", "", "a"]),
         qwen3vl_235b_thinking_response=pl.Series(["r", "r", "t" * 400_001, "r", None]),
+        original_answer=pl.lit(None, pl.String),  # else an empty answer falls back to it
     )
     verdicts = clean_batch(batch, CleanedConfig())
     reasons = dict(zip(verdicts.dropped["id"], verdicts.dropped["reason"]))
@@ -312,14 +318,13 @@ def test_cleaning_drops_over_long_questions_answers_and_traces(real_sample):
 def test_the_funnel_says_not_run_failed_or_refused_distinct_from_zero(lake):
     from mmfr_assets.report import funnel_lines
 
-    status = {"S": {"collected": "ok", "cleaned": "ok, check failed: rows_accounted_for",
-                    "distilled": "failed", "quality_filtered": "not run",
-                    "difficulty_filtered": "refused"}}
+    status = {"S": _all_not_run(collected="ok", cleaned="ok, check failed: rows_accounted_for",
+                                 distilled="failed", difficulty_filtered="refused")}
     lines = funnel_lines(lake, ["S"], status)
-    assert _stages("\n".join(lines)) == {
-        "collected": "0", "cleaned": "0  (ok, check failed: rows_accounted_for)",
-        "distilled": "failed", "quality_filtered": "not run", "difficulty_filtered": "refused",
-    }
+    assert _stages("\n".join(lines)) == _all_not_run(
+        collected="0", cleaned="0  (ok, check failed: rows_accounted_for)",
+        distilled="failed", difficulty_filtered="refused",
+    )
     # Stages that did not run list no reasons (a row of zeros would read as "ran, dropped none").
     assert not any("difficulty_pass_rate_missing" in ln for ln in lines)
     # `mmfr funnel` on a lake without the tables: not run, not 0.
@@ -440,7 +445,6 @@ def test_a_failed_blocking_check_marks_its_asset_and_leaves_the_rest_not_run():
             NS(passed=False, asset_key=key("cleaned"), check_name="rows_accounted_for"),
         ],
     )
-    assert cli._stage_status(result) == {
-        "collected": "ok", "cleaned": "ok, check failed: rows_accounted_for",
-        "distilled": "not run", "quality_filtered": "not run", "difficulty_filtered": "not run",
-    }
+    assert cli._stage_status(result) == _all_not_run(
+        collected="ok", cleaned="ok, check failed: rows_accounted_for"
+    )
