@@ -21,6 +21,11 @@ from mmfr_assets.model_step import ModelStep, Parsed, Retry
 from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.prompts import Prompt
 from mmfr_assets.selection import quality
+from mmfr_assets.selection.verify import AnswerVerifier, final_answer, reference_answer
+
+#: The cleaned columns a trace's answer is checked against, in order (cleaning puts an
+#: extracted answer in `answer`; a solution in `original_answer` is the last resort).
+REFERENCE_COLUMNS = ("answer", "original_answer")
 
 ORIGIN_DATASET = "dataset"  # the source's annotation, kept
 ORIGIN_GENERATED = "generated"  # written by the teacher in this pipeline and passed validation
@@ -44,6 +49,10 @@ class CotTeacherConfig(TeacherConfig):
     min_response_words: int = 200  # the selection's rules, as quality_filtered's defaults
     ngram_size: int = 50
     max_ngram_occurrences: int = 2
+    # Where the row has a reference answer, a trace whose final answer the verifier finds
+    # different is asked again (rules, then math-verify; undecided ones are kept and left to
+    # `answer_verdicts`).
+    check_answer: bool = True
 
 
 def usable(column: str) -> pl.Expr:
@@ -133,9 +142,29 @@ class CotTeacher(_Teacher):
     prompt = "cot_teacher"
     column = "response"
     dataset_column = "qwen3vl_235b_thinking_response"
-    columns = ("question", dataset_column)
+    columns = ("question", dataset_column, *REFERENCE_COLUMNS)
     status_column = "response_origin"
     output_schema = teacher_schema("response")
+
+    def __init__(self, config: CotTeacherConfig) -> None:
+        super().__init__(config)
+        self._verifier: AnswerVerifier | None = None  # started on the first trace to check
+
+    def close(self) -> None:
+        if self._verifier is not None:
+            self._verifier.close()
+            self._verifier = None
+
+    def answer_problem(self, trace: str, row: Mapping[str, Any]) -> str | None:
+        """`correctness_inconsistent` when the trace's final answer is decidedly not the row's
+        reference; None when it matches, or when there is no reference or no decision."""
+        reference, _ = reference_answer(row, REFERENCE_COLUMNS)
+        if not self.config.check_answer or reference is None:
+            return None
+        if self._verifier is None:
+            self._verifier = AnswerVerifier(workers=1)
+        verdict = self._verifier.verify(final_answer(trace), reference, row.get("question"))
+        return "correctness_inconsistent" if verdict.equivalent is False else None
 
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
         return prompt.render(question=row["question"] or "")
@@ -146,7 +175,7 @@ class CotTeacher(_Teacher):
         return reply.think_text()
 
     def problem(self, text: str, row: Mapping[str, Any]) -> str | None:
-        return trace_problem(text, row["subset"], self.config)
+        return trace_problem(text, row["subset"], self.config) or self.answer_problem(text, row)
 
 
 class CaptionTeacher(_Teacher):
