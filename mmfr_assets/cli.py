@@ -2,6 +2,10 @@
 
 `mmfr run` materializes through Dagster (one run per subset partition) on the instance of
 `DAGSTER_HOME`, so its runs and metadata appear in the UI of the same instance.
+
+Exit codes: 0 ok; 1 a run failed; 2 the input was refused (a bad argument, run config, source
+or source row), with one line saying what and why. Input is checked before anything runs;
+input refused inside a run (`InputError` raised by a step, e.g. duplicate ids) also exits 2.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from mmfr_assets.errors import InputError
 from mmfr_assets.orphan_runs import fail_orphaned_runs, run_tags
-from mmfr_assets.pipeline import ASSET_NAMES, BRANCHES
+from mmfr_assets.pipeline import ASSET_NAMES, BRANCHES, STAGES
 
+# Exit codes (README "Headless: mmfr").
+EXIT_OK, EXIT_RUN_FAILED, EXIT_INPUT_REFUSED = 0, 1, 2
 # Tables of training rows (question, answer, response, ...): the model steps' own tables
 # (answer_verdicts, student_rollouts) hold verdicts and pass rates, not rows to train on.
 EXPORTABLE = ("distilled", "quality_filtered", "difficulty_filtered", *(b[0] for b in BRANCHES))
@@ -30,19 +37,37 @@ def _parse_subsets(value: str, available: list[str]) -> list[str]:
     wanted = [s.strip() for s in value.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in available]
     if unknown:
-        raise SystemExit(
-            f"mmfr: unknown subset(s) {', '.join(unknown)}; the source has: {', '.join(available)}"
+        raise InputError(
+            f"unknown subset(s) {', '.join(unknown)}; the source has: {', '.join(available)}"
         )
     return wanted
 
 
+def _read_config_file(path: str) -> dict:
+    """The YAML run config of `--config`; a missing file or bad YAML is one line naming both."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise InputError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"--config {path}: cannot read it: {error}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise InputError(f"--config {path}: not valid YAML{where}: {problem}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise InputError(
+            f"--config {path}: must hold a mapping of Dagster run config (ops:, resources:), "
+            f"not a {type(loaded).__name__}"
+        )
+    return loaded or {}
+
+
 def _run_config(path: str | None, max_samples: int | None) -> dict:
-    config: dict = {}
-    if path:
-        loaded = yaml.safe_load(Path(path).read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise SystemExit(f"mmfr: {path} must hold a mapping of Dagster run config")
-        config = loaded or {}
+    config: dict = _read_config_file(path) if path else {}
     # Step-level DEBUG events drown the funnel; the UI keeps every event regardless.
     config.setdefault("loggers", {"console": {"config": {"log_level": "INFO"}}})
     if max_samples is not None:
@@ -65,49 +90,139 @@ def _instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
+def _validate_run_config(job: dg.JobDefinition, run_config: dict, source: str) -> None:
+    """Refuse run config the job would not run as written, before any run starts.
+
+    Dagster accepts config for ops and resources a job does not have (so that one config serves
+    job subsets): a misspelled asset or resource name would be ignored and the real one run with
+    defaults. Those names are checked here against the whole graph; everything else (fields inside an op's config, types,
+    resources) by Dagster's validation against the implicit asset job's config schema.
+    """
+    ops = run_config.get("ops") or {}
+    if not isinstance(ops, dict):
+        raise InputError(f"{source}: `ops` must be a mapping of asset name to config")
+    valid = sorted(node.name for node in job.graph.nodes)
+    unknown = sorted(name for name in ops if name not in valid)
+    if unknown:
+        raise InputError(
+            f"{source}: unknown asset(s) {', '.join(unknown)} under ops; "
+            f"the assets are: {', '.join(valid)}"
+        )
+    resources = run_config.get("resources") or {}
+    if not isinstance(resources, dict):
+        raise InputError(f"{source}: `resources` must be a mapping of resource key to config")
+    known = sorted(job.resource_defs)
+    unknown = sorted(name for name in resources if name not in known)
+    if unknown:  # Dagster ignores config for resources a job does not have, too
+        raise InputError(
+            f"{source}: unknown resource(s) {', '.join(unknown)} under resources; "
+            f"the resources are: {', '.join(known)}"
+        )
+    try:
+        dg.validate_run_config(job, run_config)
+    except dg.DagsterInvalidConfigError as error:
+        problems = "; ".join(e.message for e in error.errors) or str(error).splitlines()[0]
+        raise InputError(f"{source}: invalid run config: {problems}") from None
+    max_samples = ((ops.get("collected") or {}).get("config") or {}).get("max_samples")
+    if max_samples is not None and max_samples <= 0:
+        raise InputError(
+            f"{source}: collected max_samples must be a positive number of rows, got {max_samples}"
+        )
+
+
+def _refusal(result: dg.ExecuteInProcessResult) -> str | None:
+    """The line of the `InputError` that failed a step of `result`, if one did: input refused
+    inside a run (a source that cannot be read, duplicate ids) is exit 2, not a failed run."""
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        seen = set()
+        while error is not None and id(error) not in seen:
+            seen.add(id(error))
+            if error.cls_name == "InputError":
+                line = error.message.strip().splitlines()[0] if error.message.strip() else ""
+                prefix = "mmfr_assets.errors.InputError: "
+                return line[len(prefix):] if line.startswith(prefix) else line
+            error = error.cause or error.context
+    return None
+
+
+def _stage_status(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """Per funnel stage, how this run left it: `ok`, `failed`, `refused`, `not run` (not
+    selected, or stopped upstream), or `ok, check failed: <checks>`."""
+    done = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    failed = {e.step_key for e in result.get_step_failure_events()}
+    checks: dict[str, list[str]] = {}
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            checks.setdefault(evaluation.asset_key.path[-1], []).append(evaluation.check_name)
+    refused = _refusal(result) is not None
+    status = {}
+    for stage in (*(name for name, _ in STAGES), *(name for name, _, _ in BRANCHES)):
+        if stage in done:
+            status[stage] = f"ok, check failed: {', '.join(checks[stage])}" if stage in checks else "ok"
+        elif stage in failed:
+            status[stage] = "refused" if refused else "failed"
+        else:
+            status[stage] = "not run"
+    return status
+
+
 def run(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
     from mmfr_assets.report import funnel_lines
 
+    # Everything the user gave is checked before anything runs.
+    if args.max_samples is not None and args.max_samples <= 0:
+        raise InputError(
+            f"--max-samples must be a positive number of rows, got {args.max_samples} "
+            "(leave it out to collect every row)"
+        )
+    run_config = _run_config(args.config, args.max_samples)
     defs = build_definitions()
     job = defs.resolve_implicit_global_asset_job_def()
+    _validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
     subsets = _parse_subsets(args.subsets, build_partition_keys(defs))
     selection = None
     if args.until:
         names = sorted(key.path[-1] for key in defs.resolve_all_asset_keys())
         if args.until not in names:
-            raise SystemExit(f"mmfr: unknown asset {args.until!r}; assets: {', '.join(names)}")
+            raise InputError(f"--until: unknown asset {args.until!r}; assets: {', '.join(names)}")
         selection = list(
             dg.AssetSelection.assets(args.until).upstream().resolve(defs.resolve_asset_graph())
         )
-    run_config = _run_config(args.config, args.max_samples)
-    failed = []
+    failed, refused = [], []
+    status: dict[str, dict[str, str]] = {}
     with _instance() as instance:
         for run_id in fail_orphaned_runs(instance):
             print(f"mmfr: run {run_id} had died without finishing: marked failed, its pool slots freed",
                   file=sys.stderr)
         for subset in subsets:
             print(f"mmfr: materializing {subset} ({args.until or 'all assets'})", flush=True)
-            try:
-                result = job.execute_in_process(
-                    run_config=run_config,
-                    instance=instance,
-                    partition_key=subset,
-                    asset_selection=selection,
-                    raise_on_error=False,
-                    tags={"mmfr/command": "run", **run_tags()},
-                )
-            except dg.DagsterInvalidConfigError as error:
-                print(f"mmfr: invalid run config: {error}", file=sys.stderr)
-                return 2
-            if not result.success:
+            result = job.execute_in_process(
+                run_config=run_config,
+                instance=instance,
+                partition_key=subset,
+                asset_selection=selection,
+                raise_on_error=False,
+                tags={"mmfr/command": "run", **run_tags()},
+            )
+            status[subset] = _stage_status(result)
+            if result.success:
+                continue
+            reason = _refusal(result)
+            if reason is not None:
+                refused.append(subset)
+                print(f"mmfr: input refused: {reason}", file=sys.stderr)
+            else:
                 failed.append(subset)
                 print(f"mmfr: run {result.run_id} for {subset} FAILED", file=sys.stderr)
-    print("\n".join(funnel_lines(_lake(defs), subsets)))
+    print("\n".join(funnel_lines(_lake(defs), subsets, status)))
     if failed:
         print(f"mmfr: failed subsets: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_RUN_FAILED
+    if refused:  # each refusal was printed as its one line above
+        return EXIT_INPUT_REFUSED
+    return EXIT_OK
 
 
 def build_partition_keys(defs: dg.Definitions) -> list[str]:
@@ -179,7 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     sample_parser.set_defaults(handler=sample)
 
     args = parser.parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except InputError as error:
+        # One line, whatever raised it (arguments, run config, the source, a mapping).
+        print(f"mmfr: {str(error).strip() or type(error).__name__}", file=sys.stderr)
+        return EXIT_INPUT_REFUSED
 
 
 def entry() -> None:

@@ -14,6 +14,7 @@ from mmfr_assets.cleaning.steps import build_cleaning_steps
 from mmfr_assets.collection.assets import build_collected
 from mmfr_assets.collection.source import HFSourceResource, dataset_subsets
 from mmfr_assets.distillation.assets import build_distilled
+from mmfr_assets.errors import InputError
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.llm import endpoint_resources_from_env
 from mmfr_assets.selection.assets import build_selection
@@ -48,4 +49,9 @@ def build_definitions(
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions()
+    """The code location. A source that cannot be read fails the load with the one line of its
+    `InputError`, re-raised without the chain of `datasets` internals that led to it."""
+    try:
+        return build_definitions()
+    except InputError as error:
+        raise InputError(str(error)).with_traceback(None) from None

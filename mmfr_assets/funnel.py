@@ -2,6 +2,14 @@
 
 The same numbers feed the asset's metadata (for the UI), its Markdown funnel, and the
 accounting check that re-counts the committed tables to prove input = kept + dropped.
+
+How it reads in the UI: Dagster plots every Int/Float metadata entry of an asset's
+materializations (by partition or by time) and nothing else. With one partition per source
+subset, a per-reason count plotted across partitions joins unrelated subsets into a
+meaningless line, so only the row counts (`rows_in`, `rows_dropped`, `dagster/row_count`) stay
+numeric; drops per reason and per filter are one JSON entry each (and the Markdown funnel), and
+identifiers (`delta_version`, `partition`) are text. Check results carry their partition in
+metadata and description, since the check history does not show it.
 """
 
 from __future__ import annotations
@@ -45,22 +53,27 @@ def funnel_markdown(run: StageRun) -> str:
 
 
 def stage_metadata(run: StageRun, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The metadata of a stage's materialization; numbers only where a plot means something."""
     metadata: dict[str, Any] = {
+        "partition": dg.MetadataValue.text(run.subset),
         "dagster/row_count": run.rows_out,
         "rows_in": run.rows_in,
         "rows_dropped": run.rows_dropped,
     }
-    for f in run.filters:
-        metadata[f"dropped_by/{f.name}"] = sum(run.dropped.get((f.name, r), 0) for r in f.reasons)
-        for reason in f.reasons:
-            metadata[f"dropped/{reason}"] = run.dropped.get((f.name, reason), 0)
+    if run.filters:
+        metadata["dropped_by"] = dg.MetadataValue.json(
+            {f.name: sum(run.dropped.get((f.name, r), 0) for r in f.reasons) for f in run.filters}
+        )
+        metadata["dropped"] = dg.MetadataValue.json(
+            {r: run.dropped.get((f.name, r), 0) for f in run.filters for r in f.reasons}
+        )
     metadata.update(
         {
             "funnel": dg.MetadataValue.md(funnel_markdown(run)),
             "dagster/column_schema": column_schema(run.schema),
             "dagster/uri": dg.MetadataValue.path(run.table_uri),
             "dagster/table_name": run.stage,
-            "delta_version": run.version,
+            "delta_version": dg.MetadataValue.text(str(run.version)),
             "rejections_uri": dg.MetadataValue.path(run.rejections_uri),
         }
     )
@@ -87,17 +100,20 @@ def accounting_check(
         lake.location(REJECTIONS_TABLE), {"stage": run.stage, "subset": run.subset}
     )
     passed = rows_in == kept + dropped == run.rows_in
+    relation = "==" if passed else "!="
     return dg.AssetCheckResult(
         check_name=ACCOUNTING_CHECK,
         passed=passed,
         metadata={
+            "partition": dg.MetadataValue.text(run.subset),
             "input": rows_in,
             "input_source": input_label,
             "rows_read": run.rows_in,
             "kept": kept,
             "dropped": dropped,
         },
-        description=None if passed else f"{rows_in} in != {kept} kept + {dropped} dropped",
+        description=f"subset {run.subset}: {rows_in} in {relation} {kept} kept + {dropped} dropped"
+        + ("" if rows_in == run.rows_in else f" ({run.rows_in} read)"),
     )
 
 

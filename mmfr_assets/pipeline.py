@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from mmfr_assets.cleaning.assets import FILTERS as CLEANING_FILTERS
+from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS
 from mmfr_assets.selection.difficulty import FILTERS as DIFFICULTY_FILTERS
 from mmfr_assets.selection.quality import FILTERS as QUALITY_FILTERS
 from mmfr_assets.stage import Filter
 
 STAGES: tuple[tuple[str, tuple[Filter, ...]], ...] = (
-    ("collected", ()),
+    ("collected", DUPLICATE_FILTERS),  # drops only with duplicate_ids: keep_first
     ("cleaned", CLEANING_FILTERS),  # applies question_reviews and extracted_answers (no drops)
     ("distilled", ()),  # fed by teacher_captions and teacher_responses (one row per cleaned row)
     ("answer_verdicts", ()),  # one verdict per distilled row

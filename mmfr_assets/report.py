@@ -1,12 +1,15 @@
 """The per-subset, per-filter funnel over the whole lake, as `mmfr run` and `mmfr funnel` print it.
 
 Read from the committed tables (row counts) and the rejections table (drops by reason), so it
-shows what the lake holds, whichever runs produced it.
+shows what the lake holds, whichever runs produced it. After `mmfr run`, a stage the run did not
+materialize (stopped by `--until`, a failed step, a failed blocking check, refused input) says
+`not run`, `failed` or `refused` instead of its counts: an old partition or an empty one would
+read as that run's result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
@@ -31,15 +34,30 @@ def drops_by_reason(lake: LakeResource, subsets: Sequence[str]) -> dict[tuple[st
     return {(s, st, r): n for s, st, r, n in counts.iter_rows()}
 
 
-def funnel_lines(lake: LakeResource, subsets: Sequence[str]) -> list[str]:
+def funnel_lines(
+    lake: LakeResource,
+    subsets: Sequence[str],
+    status: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[str]:
+    """The funnel of `subsets`. `status[subset][stage]` is how a run left the stage (`ok`,
+    `ok, check failed: ...`, `failed`, `refused`, `not run`); without it (`mmfr funnel`) a
+    stage whose table does not exist is `not run`."""
     drops = drops_by_reason(lake, subsets)
     lines = []
     for subset in subsets:
         lines.append(f"== {subset}")
         lines.append(f"   {'stage':<20} {'filter':<12} {'reason':<32} {'dropped':>8} {'rows':>8}")
         for stage, filters in (*STAGES, *((name, filters) for name, filters, _ in BRANCHES)):
-            rows = count_rows(lake.location(stage), {"subset": subset})
-            lines.append(f"   {stage:<20} {'':<12} {'':<32} {'':>8} {rows:>8}")
+            location = lake.location(stage)
+            state = (status or {}).get(subset, {}).get(stage)
+            if state is None and location.table() is None:
+                state = "not run"
+            if state in ("not run", "failed", "refused"):
+                lines.append(f"   {stage:<20} {'':<12} {'':<32} {'':>8} {state:>8}")
+                continue
+            rows = count_rows(location, {"subset": subset})
+            note = f"  ({state})" if state and state != "ok" else ""
+            lines.append(f"   {stage:<20} {'':<12} {'':<32} {'':>8} {rows:>8}{note}")
             for f in filters:
                 for reason in f.reasons:
                     dropped = drops.get((subset, stage, reason), 0)

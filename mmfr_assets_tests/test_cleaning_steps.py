@@ -144,7 +144,7 @@ def test_every_branch_with_scripted_replies_and_exact_counts(endpoints, tmp_path
     meta = _metadata(result, "cleaned")
     assert (meta["review/calls_made"], meta["review/calls_saved"], meta["review/rewritten"]) == (4, 5, 1)
     assert meta["review/error_type/translation"] == 1 and meta["review/error_type/non-answer question"] == 1
-    assert meta["answers/extracted"] == 1 and meta["dropped/text_non_answer_question"] == 1
+    assert meta["answers/extracted"] == 1 and meta["dropped"]["text_non_answer_question"] == 1
 
     # A re-run pays for nothing: every reply comes from the cache.
     sent = endpoints.stats()["requests"]

@@ -11,6 +11,7 @@ funnel metadata, matching what the lake's Delta tables hold.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -57,6 +58,7 @@ query AssetState($key: AssetKeyInput!, $partitions: [String!]) {
           label
           ... on IntMetadataEntry { intValue }
           ... on PathMetadataEntry { path }
+          ... on JsonMetadataEntry { jsonString }
         }
       }
     }
@@ -173,6 +175,8 @@ def _backfill_end_to_end(
             for m in materializations:
                 subset = m["partition"]
                 meta = {e["label"]: e.get("intValue", e.get("path")) for e in m["metadataEntries"]}
+                meta.update({e["label"]: json.loads(e["jsonString"])
+                             for e in m["metadataEntries"] if "jsonString" in e})
                 where = f"{name}/{subset}"
                 assert isinstance(meta.get("dagster/row_count"), int), where
                 if name not in filters_of:
@@ -188,11 +192,11 @@ def _backfill_end_to_end(
                     for reason in f.reasons:
                         # Every declared reason is reported, zero or not, and equals the rows
                         # the rejections table holds for it.
-                        assert meta[f"dropped/{reason}"] == snapshot["drops"].get(
+                        assert meta["dropped"][reason] == snapshot["drops"].get(
                             (name, subset, f.name, reason), 0
                         ), f"{where} dropped/{reason}"
-                        by_filter += meta[f"dropped/{reason}"]
-                    assert meta[f"dropped_by/{f.name}"] == by_filter, where
+                        by_filter += meta["dropped"][reason]
+                    assert meta["dropped_by"][f.name] == by_filter, where
                     dropped_total += by_filter
                 assert meta["rows_in"] == meta["dagster/row_count"] + dropped_total, where
             if name not in filters_of:

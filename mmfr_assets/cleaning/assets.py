@@ -16,6 +16,7 @@ from mmfr_assets.cleaning.review import QuestionReview
 from mmfr_assets.cleaning.verdicts import (
     ReviewTally, apply_text_verdicts, text_drop_reason, with_step_verdicts,
 )
+from mmfr_assets.cleaning.text import length_detail, longer_than
 from mmfr_assets.collection.source import CARD_COLUMNS
 from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
@@ -25,7 +26,8 @@ FILTERS = (
     Filter("image", ("image_missing", "image_corrupt", "image_decompression_bomb",
                      "image_multiple")),
     Filter("text", ("text_empty_question", "text_empty_answer",
-                    "text_non_answer_question", "text_review_failed")),
+                    "text_non_answer_question", "text_review_failed",
+                    "text_long_question", "text_long_answer", "text_long_response")),
 )
 IMAGE_COLUMNS: dict[str, pa.DataType] = {
     "image_width": pa.int32(),
@@ -45,6 +47,7 @@ TEXT_COLUMNS: dict[str, pa.DataType] = {
     "question_error_types": pa.list_(pa.string()),
     "image_count": pa.int32(),  # images the source row had (only the first is kept)
 }
+RESPONSE = "qwen3vl_235b_thinking_response"  # the published trace
 CLEANED_SCHEMA = pa.schema(
     [("subset", pa.string()), ("id", pa.string())]
     + list(CARD_COLUMNS.items())
@@ -67,6 +70,10 @@ class CleanedConfig(dg.Config):
     # A routed question whose review failed: "keep" its text (flagged in question_review) or
     # "drop" it (text_review_failed).
     review_failed: Literal["keep", "drop"] = "keep"
+    # Over-long texts are dropped (text_long_*); generous defaults, None switches a limit off.
+    max_question_chars: int | None = 20_000
+    max_answer_chars: int | None = 20_000
+    max_response_chars: int | None = 400_000  # the published trace (qwen3vl_235b_thinking_response)
 
 
 def _clean_one(data: bytes | None, config: CleanedConfig) -> CleanImage | ImageRejected:
@@ -81,6 +88,17 @@ def _clean_one(data: bytes | None, config: CleanedConfig) -> CleanImage | ImageR
         )
     except ImageRejected as rejected:
         return rejected
+
+
+def _length_limits(config: CleanedConfig, columns: list[str]) -> list[tuple[str, str, int]]:
+    """(reason, column, max chars) of the length limits in force, in the order they apply; a
+    limit of None is off, and a batch without a column (hand-made ones) has nothing too long."""
+    limits = (
+        ("text_long_question", "question", config.max_question_chars),
+        ("text_long_answer", "answer", config.max_answer_chars),
+        ("text_long_response", RESPONSE, config.max_response_chars),
+    )
+    return [(r, c, m) for r, c, m in limits if m is not None and c in columns]
 
 
 def clean_batch(
@@ -126,6 +144,17 @@ def clean_batch(
         .then(pl.col("_image_detail"))
         .otherwise(pl.col("_text_detail"))
     )
+    # Over-long texts (issue 13), after every other reason: the first limit a row exceeds.
+    too_long, too_long_detail = pl.lit(None, pl.String), pl.lit(None, pl.String)
+    for name, column, limit in reversed(_length_limits(config, frame.columns)):
+        too_long = pl.when(longer_than(column, limit)).then(pl.lit(name)).otherwise(too_long)
+        too_long_detail = (
+            pl.when(longer_than(column, limit))
+            .then(length_detail(column, limit))
+            .otherwise(too_long_detail)
+        )
+    detail = pl.when(reason.is_not_null()).then(detail).otherwise(too_long_detail)
+    reason = pl.coalesce(reason, too_long)
     filter_of = {r: f.name for f in FILTERS for r in f.reasons}
     verdicts = split_by_reason(frame, reason, filter_of, detail=detail)
     return Verdicts(
@@ -185,7 +214,9 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 "questions not reviewed / no answers extracted")
         return stage_result(
             lake, run, upstream="collected",
-            extra={**{f"images/{k}": v for k, v in sorted(fixes.items())}, **reviews.metadata(),
+            # One JSON entry, not a number per fix: numbers are plotted across partitions.
+            extra={"image_fixes": dg.MetadataValue.json(dict(sorted(fixes.items()))),
+                   **reviews.metadata(),
                    "model_steps_not_joined": ", ".join(not_joined) or "none"},
         )
 

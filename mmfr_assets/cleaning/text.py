@@ -29,3 +29,14 @@ def normalize_text(column: str) -> pl.Expr:
 def is_blank(column: str) -> pl.Expr:
     """True where the (normalized) text is null or empty."""
     return pl.col(column).is_null() | (pl.col(column).str.len_chars() == 0)
+
+
+def longer_than(column: str, max_chars: int) -> pl.Expr:
+    """True where the text has more than `max_chars` characters. Over-long texts are dropped
+    rather than truncated: a cut question or trace is wrong."""
+    return pl.col(column).str.len_chars().fill_null(0) > max_chars
+
+
+def length_detail(column: str, max_chars: int) -> pl.Expr:
+    """`<column>: N chars > M` for the rejections table's detail."""
+    return pl.format(f"{column}: {{}} chars > {max_chars}", pl.col(column).str.len_chars())

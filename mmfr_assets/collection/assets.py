@@ -2,17 +2,20 @@
 
 
 import contextlib
+from typing import Literal
 
 import dagster as dg
 import polars as pl
 import pyarrow as pa
 
+from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS, DuplicateIds
 from mmfr_assets.collection.mapping import ColumnMap
 from mmfr_assets.collection.source import CARD_COLUMNS, HFSourceResource, mapped_tables
+from mmfr_assets.errors import InputError
 from mmfr_assets.funnel import accounting_check, accounting_check_spec, stage_metadata
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.stage import Verdicts, run_stage
+from mmfr_assets.stage import run_stage
 
 COLLECTED_SCHEMA = pa.schema(
     [("subset", pa.string()), ("id", pa.string())]
@@ -29,6 +32,13 @@ class CollectedConfig(dg.Config):
     # Which source column holds what; unset names are detected (problem/solution/images, ...).
     column_map: ColumnMap = ColumnMap()
 
+    # --- duplicate ids (issue 13) ---
+    # `reject`: a partition whose source repeats an id is refused (nothing committed), the
+    # error names the ids; `keep_first`: later rows of an id go to `rejections` as
+    # collection/duplicate_id.
+    duplicate_ids: Literal["reject", "keep_first"] = "reject"
+    # --- end duplicate ids ---
+
 
 def ids_unique_check(lake: LakeResource, subset: str) -> dg.AssetCheckResult:
     """Reads only the id column of the committed partition."""
@@ -43,8 +53,10 @@ def ids_unique_check(lake: LakeResource, subset: str) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name="ids_unique",
         passed=duplicated.len() == 0,
-        metadata={"rows": ids.len(), "duplicated_ids": duplicated.len(),
+        metadata={"partition": subset, "rows": ids.len(), "duplicated_ids": duplicated.len(),
                   "examples": ", ".join(duplicated.head(10).to_list())},
+        description=f"subset {subset}: "
+        + (f"{duplicated.len()} duplicated ids" if duplicated.len() else "every id unique"),
     )
 
 
@@ -71,6 +83,12 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         source: HFSourceResource,
     ) -> dg.MaterializeResult:
         subset = context.partition_key
+        if config.max_samples is not None and config.max_samples <= 0:
+            raise InputError(
+                f"collected: max_samples must be a positive number of rows (or unset for all), "
+                f"got {config.max_samples}"
+            )
+        duplicates = DuplicateIds(subset, config.duplicate_ids)
         # The mapping is checked against the source's first batch before run_stage starts:
         # a bad mapping or source is refused (InputError) with no table touched.
         tables, mapping = mapped_tables(
@@ -79,6 +97,12 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         )
         context.log.info(f"{subset}: column mapping {mapping}")
 
+        def batches():
+            for table in tables:
+                yield pl.from_arrow(table)
+            # Raised before run_stage commits: a refused partition keeps its previous version.
+            duplicates.refuse_if_any()
+
         # The source stream is closed on every path, even if run_stage fails before reading it
         # (a half-read stream left to interpreter exit can hang the process).
         with contextlib.closing(tables):
@@ -86,16 +110,21 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 lake,
                 stage="collected",
                 subset=subset,
-                batches=(pl.from_arrow(table) for table in tables),
-                decide=Verdicts.no_drops,
+                batches=batches(),
+                decide=duplicates.decide,
                 schema=COLLECTED_SCHEMA,
+                filters=DUPLICATE_FILTERS,
             )
         context.log.info(f"collected {run.rows_out} rows of {subset} from {source.path}")
         return dg.MaterializeResult(
             metadata=stage_metadata(
                 run,
-                {"source": source.path, "max_samples": config.max_samples or "all",
-                 "column_map": dg.MetadataValue.json(mapping)},
+                {
+                    "source": source.path,
+                    "max_samples": str(config.max_samples or "all"),
+                    "column_map": dg.MetadataValue.json(mapping),
+                    "duplicate_ids": config.duplicate_ids,
+                },
             ),
             check_results=[
                 accounting_check(lake, run, rows_in=run.rows_in, input_label="source rows read"),

@@ -8,16 +8,27 @@ bytes to reject them rather than crash while reading.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import socket
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
 import datasets
+import datasets.config
 import pyarrow as pa
 
 from mmfr_assets.collection.image_values import row_images
 from mmfr_assets.collection.mapping import ColumnMap, resolve_mapping
 from mmfr_assets.errors import InputError
+
+SOURCE_SHAPE = (
+    "a source is a folder in hub layout (README.md whose `configs` name the subsets, one folder "
+    "of parquet files per subset) or a hub dataset id such as owner/name"
+)
+# How long the hub may take to accept a connection before a hub-id source is refused: without
+# this probe, `datasets` retries an unreachable hub for ~25 s before failing.
+HUB_PROBE_SECONDS = 3.0
 
 # The dataset card's columns (besides `id` and `image`), with the types the lake stores.
 CARD_COLUMNS: dict[str, pa.DataType] = {
@@ -35,10 +46,97 @@ CARD_COLUMNS: dict[str, pa.DataType] = {
 
 
 def dataset_subsets(path: str) -> list[str]:
-    """The subsets (config names) of a hub-layout dataset, in the order the dataset lists them."""
-    if Path(path).expanduser().is_dir():
-        path = str(Path(path).expanduser())
-    return list(datasets.get_dataset_config_names(path))
+    """The subsets (config names) of a hub-layout dataset, in the order the dataset lists them.
+
+    A source that cannot be a dataset (a missing folder, a folder without data, a hub id the
+    hub cannot serve) raises `InputError` with the path and what a source must look like.
+    """
+    local = Path(path).expanduser()
+    if local.is_dir():
+        try:
+            names = list(datasets.get_dataset_config_names(str(local)))
+        except (FileNotFoundError, ValueError) as error:
+            raise InputError(f"MMFR_SOURCE {path}: {_first_line(error)}; {SOURCE_SHAPE}") from None
+        if not names:
+            raise InputError(f"MMFR_SOURCE {path}: no subsets found; {SOURCE_SHAPE}")
+        return names
+    if local.exists():
+        raise InputError(f"MMFR_SOURCE {path}: a file, not a folder; {SOURCE_SHAPE}")
+    if not _could_be_hub_id(path):
+        raise InputError(f"MMFR_SOURCE {path}: no such folder; {SOURCE_SHAPE}")
+    if not datasets.config.HF_HUB_OFFLINE:
+        _probe_hub(path)
+    try:
+        return list(datasets.get_dataset_config_names(path))
+    except (ConnectionError, FileNotFoundError) as error:
+        hint = (
+            "offline (HF_HUB_OFFLINE=1) and not in the local hub cache"
+            if datasets.config.HF_HUB_OFFLINE
+            else _first_line(error)
+        )
+        raise InputError(
+            f"MMFR_SOURCE {path}: not a local folder, and the hub id cannot be read: {hint}; "
+            f"{SOURCE_SHAPE}"
+        ) from None
+
+
+def _could_be_hub_id(path: str) -> bool:
+    """`owner/name` or `name`: no leading `/`, `.` or `~`, at most one `/`."""
+    return not path.startswith(("/", ".", "~")) and path.count("/") <= 1 and "\\" not in path
+
+
+def _probe_hub(path: str) -> None:
+    """Fail fast when the hub cannot be reached at all (no network): one connection attempt."""
+    endpoint = urlsplit(datasets.config.HF_ENDPOINT)
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS).close()
+    except OSError as error:
+        raise InputError(
+            f"MMFR_SOURCE {path}: not a local folder, and the hub ({endpoint.geturl()}) cannot "
+            f"be reached ({error}): offline, point MMFR_SOURCE at a hub-layout folder, or set "
+            f"HF_HUB_OFFLINE=1 to read datasets from the local hub cache"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def naming_unreadable_files(subset: str, tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    """Pass `tables` through; an error reading a source file becomes an `InputError` naming the
+    subset and the file (pyarrow's own, e.g. `Couldn't deserialize thrift`, names neither).
+
+    Which file was being read is only known inside `datasets`' parquet reader, as the local
+    `file` of its `_generate_tables` frame; we take it from the traceback rather than re-reading
+    every file to find the bad one. Errors raised anywhere else propagate unchanged.
+    """
+    try:
+        yield from tables
+    except (OSError, pa.ArrowException) as error:
+        # pyarrow reports unreadable data as a plain OSError (or an Arrow error); subclasses
+        # (connection errors, timeouts of a hub source) are not the file's fault.
+        unreadable = type(error) is OSError or isinstance(error, pa.ArrowException)
+        file = _file_being_read(error) if unreadable else None
+        if file is None:
+            raise
+        raise InputError(
+            f"source subset {subset}: cannot read {file}: {_first_line(error)} "
+            "(a corrupt or truncated parquet file?)"
+        ) from error
+
+
+def _file_being_read(error: BaseException) -> str | None:
+    tb = error.__traceback__
+    found = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "_generate_tables" and "file" in frame.f_locals:
+            found = frame.f_locals["file"]
+        tb = tb.tb_next
+    return None if found is None else str(getattr(found, "name", found))
 
 
 class HFSourceResource(dg.ConfigurableResource):
@@ -90,7 +188,9 @@ def mapped_tables(
     The first batch is read here, so that a mapping naming absent columns or a source with
     none of the usual columns raises `InputError` before the caller writes anything.
     """
-    stream = source.stream(subset, batch_size=batch_size, max_samples=max_samples)
+    stream = naming_unreadable_files(  # a read error names the subset and the file
+        subset, source.stream(subset, batch_size=batch_size, max_samples=max_samples)
+    )
     try:
         first = next(stream, None)
         if first is None:

@@ -155,12 +155,14 @@ def model_step_asset(
                     check_name=FAILURE_CHECK,
                     passed=rate <= config.max_failure_rate,
                     severity=dg.AssetCheckSeverity.ERROR,
-                    metadata={"sent": stats.sent, "failed": stats.failed, "failure_rate": rate,
+                    metadata={"partition": dg.MetadataValue.text(subset),
+                              "sent": stats.sent, "failed": stats.failed, "failure_rate": rate,
                               "max_failure_rate": config.max_failure_rate,
                               "top_failures": dg.MetadataValue.text(
                                   json.dumps(dict(stats.failures.most_common(3))))},
-                    description=None if rate <= config.max_failure_rate else
-                    f"{stats.failed} of {stats.sent} rows failed ({rate:.1%} > {config.max_failure_rate:.1%})",
+                    description=f"subset {subset}: {stats.failed} of {stats.sent} rows failed "
+                    f"({rate:.1%} {'<=' if rate <= config.max_failure_rate else '>'} "
+                    f"{config.max_failure_rate:.1%})",
                 ),
             ),
         )

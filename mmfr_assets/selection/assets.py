@@ -236,7 +236,9 @@ def _difficulty_asset(
                 batch, config.max_pass_rate, inclusive=config.inclusive
             ),
             filters=difficulty.FILTERS,
-            extra={"max_pass_rate": config.max_pass_rate, "inclusive": config.inclusive},
+            # Settings, not metrics: text, so the UI does not plot them across partitions.
+            extra={"max_pass_rate": dg.MetadataValue.text(str(config.max_pass_rate)),
+                   "inclusive": dg.MetadataValue.text(str(config.inclusive))},
         )
 
     return recipe
