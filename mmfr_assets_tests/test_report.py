@@ -1,0 +1,130 @@
+"""The `report` asset over real rows: the funnel table equals the lake's counts, the plots are
+PNG images embedded in the metadata, the row viewer shows every row's fields escaped and
+filters dropped rows by reason."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from html import escape
+
+import dagster as dg
+import polars as pl
+import pytest
+from PIL import Image
+
+from mmfr_assets.exports.names import subset_folder
+from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.reporting.lookup import SubsequenceLookup
+from mmfr_assets.reporting.stats import LENGTH_BINS, collect_stats
+from mmfr_assets_tests.lake_fixture import SUBSETS, materialize_subsets
+
+
+@pytest.fixture(scope="module")
+def reported(real_sample, tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    lake = str(root / "lake")
+    instance = dg.DagsterInstance.ephemeral()
+    defs = materialize_subsets(real_sample, lake, SUBSETS[:2], instance)
+    job = defs.resolve_implicit_global_asset_job_def()
+    out = root / "out"
+    result = job.execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey("report")],
+        run_config={"ops": {"report": {"config": {"out_dir": str(out), "rows_per_view": 6,
+                                                   "page_size": 4}}}},
+    )
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    return LakeResource(uri=lake), out, event.event_specific_data.materialization.metadata
+
+
+def test_funnel_is_the_lakes_counts(reported):
+    lake, out, metadata = reported
+    funnel = pl.read_csv(out / "funnel.csv", schema_overrides={"filter": pl.String})
+    rejections = pl.read_delta(f"{lake.uri}/rejections")
+    for (subset, stage, reason), n in rejections.group_by("subset", "stage", "reason").len().rows_by_key(
+            ["subset", "stage", "reason"]).items():
+        row = funnel.filter((pl.col("subset") == subset) & (pl.col("stage") == stage)
+                            & (pl.col("reason") == reason))
+        assert row["rows"].to_list() == [n[0][0]]
+    kept = funnel.filter(pl.col("reason") == "(kept)")
+    for subset, stage, rows in kept.select("subset", "stage", "rows").iter_rows():
+        assert rows == pl.read_delta(f"{lake.uri}/{stage}").filter(pl.col("subset") == subset).height
+    # Every subset's rows are accounted for at every filtering stage.
+    for subset in SUBSETS[:2]:
+        per = funnel.filter(pl.col("subset") == subset)
+        collected = per.filter((pl.col("stage") == "collected") & (pl.col("reason") == "(kept)"))["rows"][0]
+        selected = per.filter((pl.col("stage") == "difficulty_filtered") & (pl.col("reason") == "(kept)"))["rows"][0]
+        dropped = per.filter(pl.col("filter").is_not_null() & (pl.col("filter") != ""))["rows"].sum()
+        assert collected == selected + dropped
+    assert "| BMMR | collected |  | (kept) | 10 |" in metadata["funnel"].value
+
+
+def test_plots_are_embedded_pngs_and_files(reported):
+    _, out, metadata = reported
+    names = ["pass_rate_distribution", "length_kept_vs_dropped", "drops_by_reason", "verifier_methods"]
+    for name in names:
+        markdown = metadata[f"plot/{name}"].value
+        data = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown).group(1)
+        png = base64.b64decode(data)
+        assert png == (out / "plots" / f"{name}.png").read_bytes()
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.format == "PNG" and image.width >= 600 and image.height >= 200
+    assert "answer_verdicts" in metadata["tables_absent"].value
+    assert "student_rollouts absent" in metadata["pass_rate_source"].value
+
+
+def test_length_histograms_count_every_distilled_row(reported):
+    lake, _, _ = reported
+    stats = collect_stats(lake, list(SUBSETS[:2]))
+    distilled = pl.read_delta(f"{lake.uri}/distilled").filter(pl.col("subset").is_in(SUBSETS[:2]))
+    kept = pl.read_delta(f"{lake.uri}/difficulty_filtered").filter(pl.col("subset").is_in(SUBSETS[:2]))
+    for kind in ("trace", "caption"):
+        assert stats.lengths[(kind, "kept")].sum() + stats.missing_lengths[(kind, "kept")] == kept.height
+        total = sum(stats.lengths[(kind, g)].sum() + stats.missing_lengths[(kind, g)] for g in ("kept", "dropped"))
+        assert total == distilled.height
+    words = distilled["response"].drop_nulls().map_elements(lambda t: len(t.split()), return_dtype=pl.Int64)
+    assert words.max() < LENGTH_BINS[-1]
+    rates = distilled["pass_rate"].round(3).value_counts()
+    for rate, n in rates.iter_rows():
+        assert sum(v for (s, r), v in stats.pass_rates.items() if r == rate) == n
+
+
+def test_viewer_pages_escape_text_and_filter_by_reason(reported):
+    lake, out, metadata = reported
+    assert metadata["row_viewer"].value == str(out / "viewer" / "index.html")
+    subset = SUBSETS[0]
+    stage_dir = out / "viewer" / subset_folder(subset) / "quality_filtered"
+    index = (stage_dir / "index.html").read_text()
+    drops = pl.read_delta(f"{lake.uri}/rejections").filter(
+        (pl.col("subset") == subset) & (pl.col("stage") == "quality_filtered"))
+    assert drops.height > 0
+    for reason, ids in drops.group_by("reason").agg("id").iter_rows():
+        assert f"dropped: {reason}" in index
+        pages = sorted(stage_dir.glob(f"reason-{reason}-*.html"))
+        shown = set()
+        for p in pages:
+            shown |= set(re.findall(r'<article class="dropped" id="([^"]+)"', p.read_text()))
+        assert shown == {escape(i, quote=True) for i in ids[:6]} or shown <= {escape(i, quote=True) for i in ids}
+        assert len(shown) == min(len(ids), 6)
+    # Traces hold <think> blocks: shown as text, never as markup.
+    distilled = pl.read_delta(f"{lake.uri}/distilled").filter(pl.col("subset") == subset)
+    first = (stage_dir / "all-1.html").read_text()
+    assert "&lt;think&gt;" in first and "<think>" not in first
+    assert escape(distilled["question"][0]) in first
+    # Each row has its image, written once per subset, the same bytes as the lake's.
+    images = re.findall(r'<img class="row" loading="lazy" alt="row image" src="\.\./images/([^"]+)"', first)
+    assert images and all((out / "viewer" / subset_folder(subset) / "images" / i).exists() for i in images)
+
+
+def test_subsequence_lookup_matches_rows_in_order(reported):
+    lake, _, _ = reported
+    distilled = pl.read_delta(f"{lake.uri}/distilled").filter(pl.col("subset") == SUBSETS[0])
+    kept = set(pl.read_delta(f"{lake.uri}/quality_filtered").filter(pl.col("subset") == SUBSETS[0])["id"])
+    with SubsequenceLookup(lake.location("quality_filtered"), {"subset": SUBSETS[0]}, ["answer"],
+                           batch_size=3) as lookup:
+        found = lookup.get(distilled["id"].to_list())
+    assert [r is not None for r in found] == [i in kept for i in distilled["id"]]
+    with SubsequenceLookup(lake.location("no_such_table"), {"subset": "x"}) as lookup:
+        assert lookup.get(["a"]) == [None]
