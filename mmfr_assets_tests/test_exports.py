@@ -103,8 +103,8 @@ def test_llamafactory_export_matches_its_documented_schema(lake_and_instance, tm
         want = expected.pop((record["subset"], record["id"]))
         user, assistant = record["messages"]
         assert (user["role"], assistant["role"]) == ("user", "assistant")
-        assert user["content"] == "<image>" + want["question"]
         assert user["content"].count("<image>") == len(record["images"]) == 1
+        assert user["content"].replace("<image>", "") == want["question"].replace("<image>", "")
         assert assistant["content"] == want["response"]
         image = out / record["images"][0]
         assert image.resolve().is_relative_to(out.resolve())
@@ -177,6 +177,18 @@ def test_a_subset_whose_upstream_changed_under_it_is_refused(real_sample, tmp_pa
     with pytest.raises(InputError, match=r"subset 'BMMR': quality_filtered does not account for distilled"):
         export(lake, "difficulty_filtered", [EXPORTED[0]], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("question", "has_image", "turn"), [
+    ("What is x?", True, "<image>What is x?"),
+    ("Look: <image> What is x?", True, "Look: <image> What is x?"),
+    ("<image><image>Compare", True, "<image>[image]Compare"),
+    ("a <image> b", False, "a [image] b"),
+])
+def test_user_turn_has_one_placeholder_per_image(question, has_image, turn):
+    from mmfr_assets.exports.llamafactory import user_turn
+
+    assert user_turn(question, has_image)[0] == turn
 
 
 @pytest.mark.parametrize("row_id", ["../../etc/passwd", "a/b", "a_b", "x(1).png", "..", "", "é/ü"])

@@ -8,8 +8,8 @@
     <root>/images/<subset>/<id>.<ext>
 
 Image paths are relative to the folder holding dataset_info.json (LLaMA-Factory's dataset_dir,
-its default media_dir). LLaMA-Factory counts `<image>` placeholders against `images`, so a
-literal `<image>` inside a question is rewritten to `[image]` (counted in the card).
+its default media_dir). LLaMA-Factory counts `<image>` placeholders against `images`: each user turn
+gets exactly one (`user_turn`).
 The JSON array is written row by row, never held in memory.
 """
 
@@ -34,12 +34,25 @@ def image_extension(data: bytes) -> str:
     return {"jpeg": "jpg", "mpo": "jpg"}.get(fmt, fmt)
 
 
-def sharegpt_record(row: dict, image_path: str | None) -> dict:
-    """One training sample: the question (after the image placeholder) as the user turn, the
-    reasoning trace as the assistant turn."""
-    question = (row.get("question") or "").replace(IMAGE_TOKEN, "[image]")
-    user = f"{IMAGE_TOKEN}{question}" if image_path is not None else question
-    return {
+def user_turn(question: str, has_image: bool) -> tuple[str, bool]:
+    """The user turn with exactly as many `<image>` placeholders as images (LLaMA-Factory checks
+    the count). Published questions often carry the placeholder already, where the dataset put
+    it: the first one is kept there; none gets one in front; extra ones become `[image]`.
+    Returns the text and whether any placeholder had to be rewritten."""
+    if not has_image:
+        return question.replace(IMAGE_TOKEN, "[image]"), IMAGE_TOKEN in question
+    if IMAGE_TOKEN not in question:
+        return IMAGE_TOKEN + question, False
+    head, tail = question.split(IMAGE_TOKEN, 1)
+    rewritten = IMAGE_TOKEN in tail
+    return head + IMAGE_TOKEN + tail.replace(IMAGE_TOKEN, "[image]"), rewritten
+
+
+def sharegpt_record(row: dict, image_path: str | None) -> tuple[dict, bool]:
+    """One training sample: the question with its image placeholder as the user turn, the
+    reasoning trace as the assistant turn; and whether a placeholder was rewritten."""
+    user, rewritten = user_turn(row.get("question") or "", image_path is not None)
+    record = {
         "messages": [
             {"role": "user", "content": user},
             {"role": "assistant", "content": row.get("response") or ""},
@@ -49,6 +62,7 @@ def sharegpt_record(row: dict, image_path: str | None) -> dict:
         "id": row["id"],
         "answer": row.get("answer"),
     }
+    return record, rewritten
 
 
 class LlamaFactoryWriter:
@@ -74,9 +88,9 @@ class LlamaFactoryWriter:
                     name = f"{file_stem(row['id'])}.{image_extension(data)}"
                     (folder / name).write_bytes(data)
                     path = f"images/{folder.name}/{name}"
-                if IMAGE_TOKEN in (row.get("question") or ""):
-                    self.placeholders_rewritten += 1
-                self._out.write(("\n" if self._first else ",\n") + json.dumps(sharegpt_record(row, path), ensure_ascii=False))
+                record, rewritten = sharegpt_record(row, path)
+                self.placeholders_rewritten += rewritten
+                self._out.write(("\n" if self._first else ",\n") + json.dumps(record, ensure_ascii=False))
                 self._first = False
                 written += 1
         return written

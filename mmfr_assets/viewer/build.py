@@ -20,7 +20,7 @@ from typing import Any
 from PIL import Image
 
 from mmfr_assets.exports.names import file_stem, subset_folder
-from mmfr_assets.lake.delta import read_partition
+from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.reporting.lookup import SubsequenceLookup
 from mmfr_assets.reporting.stats import closing_iter, table_columns
@@ -143,6 +143,8 @@ def write_stage_pages(
     input table does not exist."""
     source = lake.location(STAGE_INPUT[stage])
     if source.table() is None or lake.location(stage).table() is None:
+        return None
+    if count_rows(source, {"subset": subset}) == 0:  # subset not materialized this far
         return None
     subset_dir = root / subset_folder(subset)
     folder = subset_dir / stage
