@@ -83,6 +83,8 @@ def length_distributions(stats: ReportStats) -> bytes:
             _empty(ax, f"no {kind}s")
             continue
         ax.set_xscale("log")
+        used = np.flatnonzero(sum(stats.lengths[(kind, g)] for g in ("kept", "dropped")))
+        ax.set_xlim(edges[max(used[0] - 2, 0)], edges[min(used[-1] + 3, len(edges) - 1)])
         ax.set_xlabel(f"{kind} length (words)")
         ax.set_ylabel("rows")
         ax.set_title(f"{kind.capitalize()} length, kept vs dropped by {stats.kept_asset}", fontsize=10)
