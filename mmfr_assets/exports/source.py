@@ -14,7 +14,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
@@ -22,6 +21,7 @@ from mmfr_assets.errors import InputError
 from mmfr_assets.lake.delta import DeltaLocation, count_rows, read_partition
 from mmfr_assets.lake.ordered import OrderedRows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
+from mmfr_assets.reporting.stats import drop_counts
 
 # Each table with the table its rows come from; a filtering stage also records its drops in
 # `rejections` under its own name, so upstream rows = kept + dropped holds for every stage.
@@ -150,17 +150,8 @@ class ExportSource:
             for subset in subsets:
                 rows.append({"subset": subset, "stage": stage, "filter": "", "reason": "(rows kept)",
                              "rows": count_rows(self.location(stage), {"subset": subset})})
-        table = self.location(REJECTIONS_TABLE).table()
-        if table is not None:
-            stages = lineage(self.asset)
-            data = table.to_pyarrow_dataset().to_table(
-                columns=["subset", "stage", "filter", "reason"],
-                filter=pads.field("subset").isin(list(subsets))
-                & pads.field("stage").isin(stages),
-            )
-            counts = data.group_by(["subset", "stage", "filter", "reason"]).aggregate([([], "count_all")])
-            for r in counts.to_pylist():
-                rows.append({**{k: r[k] for k in ("subset", "stage", "filter", "reason")},
-                             "rows": r["count_all"]})
+        drops = drop_counts(self.location(REJECTIONS_TABLE), subsets, lineage(self.asset))
+        for (subset, stage, filt, reason), n in drops.items():
+            rows.append({"subset": subset, "stage": stage, "filter": filt, "reason": reason, "rows": n})
         order = {s: k for k, s in enumerate(reversed(lineage(self.asset)))}
         return sorted(rows, key=lambda r: (r["subset"], order[r["stage"]], r["filter"] != "", r["reason"]))

@@ -51,6 +51,27 @@ class ReportStats:
         return self.funnel.filter(pl.col("filter") != "").select("subset", "stage", "reason", "rows")
 
 
+def drop_counts(location, subsets: Sequence[str], stages: Sequence[str]) -> Counter:
+    """(subset, stage, filter, reason) -> rows in the rejections table, counted batch by batch
+    (the table can hold millions of rows; only the counts are kept)."""
+    import pyarrow.dataset as pads
+
+    counts: Counter = Counter()
+    table = location.table()
+    if table is None:
+        return counts
+    scan = table.to_pyarrow_dataset().scanner(
+        columns=["subset", "stage", "filter", "reason"],
+        filter=pads.field("subset").isin(list(subsets)) & pads.field("stage").isin(list(stages)),
+        batch_size=65536, batch_readahead=1, fragment_readahead=1,
+    )
+    for batch in scan.to_batches():
+        if batch.num_rows:
+            for *key, n in pl.from_arrow(batch).group_by("subset", "stage", "filter", "reason").len().iter_rows():
+                counts[tuple(key)] += n
+    return counts
+
+
 def funnel_table(lake: LakeResource, subsets: Sequence[str]) -> pl.DataFrame:
     """subset x stage x reason: rows each stage kept (`filter` empty, reason `(kept)`) and rows it
     dropped per filter and reason, from the committed tables and the rejections table."""
@@ -62,16 +83,11 @@ def funnel_table(lake: LakeResource, subsets: Sequence[str]) -> pl.DataFrame:
     ]
     frame = pl.DataFrame(rows, schema={"subset": pl.String, "stage": pl.String, "filter": pl.String,
                                        "reason": pl.String, "rows": pl.Int64})
-    table = lake.location(REJECTIONS_TABLE).table()
-    if table is not None:
-        import pyarrow.dataset as pads
-
-        scan = table.to_pyarrow_dataset().to_table(
-            columns=["subset", "stage", "filter", "reason"],
-            filter=pads.field("subset").isin(list(subsets)) & pads.field("stage").isin(stages),
-        )
-        drops = pl.from_arrow(scan).group_by("subset", "stage", "filter", "reason").len("rows")
-        frame = pl.concat([frame, drops.with_columns(pl.col("rows").cast(pl.Int64))])
+    drops = drop_counts(lake.location(REJECTIONS_TABLE), subsets, stages)
+    if drops:
+        frame = pl.concat([frame, pl.DataFrame(
+            [{"subset": k[0], "stage": k[1], "filter": k[2], "reason": k[3], "rows": n}
+             for k, n in drops.items()], schema=frame.schema)])
     order = {st: k for k, st in enumerate(stages)}
     return frame.with_columns(
         pl.col("stage").replace_strict(order, return_dtype=pl.Int32).alias("_order")
