@@ -237,8 +237,8 @@ def _open_plots(page, url: str, screenshots: Path) -> None:
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(f"{url}/assets/report", wait_until="networkidle")
     skip = page.get_by_role("button", name="Skip")  # first-visit newsletter prompt
-    if skip.count():
-        skip.click()
+    skip.wait_for()
+    skip.click()
     for name in PLOTS:
         row = page.get_by_role("row").filter(has_text=f"plot/{name}")
         row.get_by_text("[Show Markdown]").click()

@@ -128,3 +128,20 @@ def test_subsequence_lookup_matches_rows_in_order(reported):
     assert [r is not None for r in found] == [i in kept for i in distilled["id"]]
     with SubsequenceLookup(lake.location("no_such_table"), {"subset": "x"}) as lookup:
         assert lookup.get(["a"]) == [None]
+
+
+def test_report_on_an_empty_lake_draws_what_it_can_and_says_what_is_missing(tmp_path):
+    from mmfr_assets.reporting.plots import PLOTS
+
+    stats = collect_stats(LakeResource(uri=str(tmp_path / "lake")), ["A", "B(c)"])
+    assert stats.subsets == [] and stats.not_materialized == ["A", "B(c)"]
+    assert "not materialized" in stats.pass_rate_source and stats.funnel.height == 0
+    for draw in PLOTS.values():
+        assert draw(stats).startswith(b"\x89PNG")
+
+
+def test_not_materialized_subsets_are_listed_not_drawn(reported):
+    _, _, metadata = reported
+    assert metadata["subsets"].value == 2
+    assert "Zebra-CoT-Physics" in metadata["subsets_not_materialized"].value
+    assert "Zebra-CoT-Physics" not in metadata["funnel"].value

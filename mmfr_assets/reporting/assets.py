@@ -87,7 +87,7 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             for name, png in pngs.items():
                 (staging / "plots" / f"{name}.png").write_bytes(png)
             stats.funnel.write_csv(staging / "funnel.csv")
-            pages = write_viewer(lake, subsets, stage_names(lake), staging / "viewer",
+            pages = write_viewer(lake, stats.subsets, stage_names(lake), staging / "viewer",
                                  page_size=config.page_size, rows_per_view=config.rows_per_view)
             (staging / "index.html").write_text(_report_page(pngs, stats.funnel, absent, sources), "utf-8")
         context.log.info(f"report: {len(pngs)} plots, {len(pages)} viewer stages in {out}")
@@ -105,7 +105,8 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             "tables_absent": ", ".join(absent) or "none",
             "pass_rate_source": stats.pass_rate_source,
             "verifier_method_source": stats.method_source,
-            "subsets": len(subsets),
+            "subsets": len(stats.subsets),
+            "subsets_not_materialized": ", ".join(stats.not_materialized) or "none",
             "viewer_pages": len(pages),
         }
         return dg.MaterializeResult(metadata=metadata)

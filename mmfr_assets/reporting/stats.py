@@ -46,6 +46,7 @@ class ReportStats:
     missing_lengths: Counter = field(default_factory=Counter)  # (trace|caption, kept|dropped)
     methods: Counter = field(default_factory=Counter)  # (subset, method) -> rows
     method_source: str = ""
+    not_materialized: list[str] = field(default_factory=list)  # subsets without collected rows
 
     def drops(self) -> pl.DataFrame:
         return self.funnel.filter(pl.col("filter") != "").select("subset", "stage", "reason", "rows")
@@ -117,7 +118,10 @@ def collect_stats(
 ) -> ReportStats:
     present = {name: lake.location(name).table() is not None
                for name in ("distilled", kept_asset, *OPTIONAL_TABLES)}
-    stats = ReportStats(list(subsets), kept_asset, present, funnel_table(lake, subsets))
+    # Subsets nothing was collected for are listed apart, not drawn as empty rows.
+    collected = [s for s in subsets if count_rows(lake.location("collected"), {"subset": s})]
+    stats = ReportStats(collected, kept_asset, present, funnel_table(lake, collected))
+    stats.not_materialized = [s for s in subsets if s not in collected]
     for kind in ("trace", "caption"):
         for group in ("kept", "dropped"):
             stats.lengths[(kind, group)] = np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64)
