@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from mmfr_assets.orphan_runs import fail_orphaned_runs, run_tags
 from mmfr_assets.pipeline import ASSET_NAMES
 
 
@@ -82,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     run_config = _run_config(args.config, args.max_samples)
     failed = []
     with _instance() as instance:
+        for run_id in fail_orphaned_runs(instance):
+            print(f"mmfr: run {run_id} had died without finishing: marked failed, its pool slots freed",
+                  file=sys.stderr)
         for subset in subsets:
             print(f"mmfr: materializing {subset} ({args.until or 'all assets'})", flush=True)
             try:
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                     partition_key=subset,
                     asset_selection=selection,
                     raise_on_error=False,
-                    tags={"mmfr/command": "run"},
+                    tags={"mmfr/command": "run", **run_tags()},
                 )
             except dg.DagsterInvalidConfigError as error:
                 print(f"mmfr: invalid run config: {error}", file=sys.stderr)

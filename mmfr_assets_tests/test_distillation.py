@@ -7,42 +7,70 @@ import polars as pl
 
 from mmfr_assets.definitions import build_definitions
 from mmfr_assets.prompts import load_prompt
-from mmfr_assets.distillation.teachers import CAPTION, COT, annotate
-from mmfr_assets.llm import ChatResult, Choice, LLMEndpoint
+from mmfr_assets.distillation.teachers import (
+    CaptionTeacher, CaptionTeacherConfig, CotTeacher, CotTeacherConfig,
+)
+from mmfr_assets.llm import ChatResult, Choice
+from mmfr_assets.model_step import Parsed, Retry
 
 TEACHER_ASSETS = ["collected", "cleaned", "teacher_captions", "teacher_responses", "distilled"]
 
 
 def test_the_thinking_teacher_never_sees_the_caption_and_the_captioner_no_question():
-    import io
-
-    from PIL import Image
-
-    png = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(png, format="PNG")
-    endpoint = LLMEndpoint(base_url="http://127.0.0.1:9/v1", model="m")
-    cot = COT.request(endpoint, load_prompt("cot_teacher"), "What is the angle ABC?", png.getvalue())
-    assert "data:image/png;base64," in str(cot.messages)
-    text = str(cot.messages)
-    assert "What is the angle ABC?" in text and "step-by-step" in text
-    assert "caption" not in text.lower()
-    caption = CAPTION.request(endpoint, load_prompt("caption_teacher"), "What is ABC?", None)
-    assert "What is ABC?" not in str(caption.messages)
+    cot, caption = CotTeacher(CotTeacherConfig()), CaptionTeacher(CaptionTeacherConfig())
+    assert not any("caption" in c for c in cot.columns)
+    assert "question" not in caption.columns
+    row = {"subset": "S", "id": "1", "question": "What is the angle ABC?"}
+    text = cot.render(row, load_prompt("cot_teacher"))
+    assert "What is the angle ABC?" in text and "step-by-step" in text and "{question}" not in text
+    assert "caption" not in (text + load_prompt("cot_teacher").system).lower()
+    assert "ABC" not in caption.render(row, load_prompt("caption_teacher"))
 
 
-def test_annotate_records_where_every_text_came_from():
-    batch = pl.DataFrame(
-        {"subset": ["S"] * 4, "id": ["a", "b", "c", "d"],
-         "qwen3vl_235b_thinking_response": ["<think>x</think>", None, "  ", None]}
-    )
-    ok = ChatResult(ok=True, choices=(Choice(content="<answer>B</answer>", reasoning="because"),))
-    failed = ChatResult(ok=False, error="HTTP 500 after 3 attempts")
-    rows = annotate(batch, COT, {"b": ok, "c": failed, "d": ok})
-    assert rows["response_origin"].to_list() == ["dataset", "generated", "failed", "generated"]
-    assert rows["response"].to_list()[1] == "<think>\nbecause\n</think>\n\n<answer>B</answer>"
-    assert rows["response_error"].to_list()[2] == "HTTP 500 after 3 attempts"
-    skipped = annotate(batch, COT, None)
-    assert skipped["response_origin"].to_list() == ["dataset", "missing", "missing", "missing"]
+def _reply(content, reasoning="", finish="stop"):
+    return ChatResult(ok=True, choices=(Choice(content=content, reasoning=reasoning, finish_reason=finish),),
+                      model="teacher-m")
+
+
+GOOD_THINK = " ".join(f"step{i} reasoning word" for i in range(120))
+
+
+def test_a_trace_is_kept_only_when_it_passes_the_selection_rules():
+    cot = CotTeacher(CotTeacherConfig(max_attempts=2))
+    row = {"subset": "BMMR", "id": "1", "question": "q", "qwen3vl_235b_thinking_response": None}
+    good = cot.parse(row, [_reply("so <answer>B</answer>", GOOD_THINK)], 1)
+    assert isinstance(good, Parsed) and good.failure is None
+    assert good.columns["response"].startswith("<think>\n") and good.columns["response_origin"] == "generated"
+    assert good.columns["response_model"] == "teacher-m" and good.columns["samples_passed"] == 1
+    short = cot.parse(row, [_reply("<answer>B</answer>", "too short")], 1)
+    assert isinstance(short, Retry) and short.reason == "content_short_response"
+    assert short.fallback.columns["response_origin"] == "rejected"
+    assert short.fallback.columns["response_error"] == "content_short_response"
+    repeated = cot.parse(row, [_reply("<answer>B</answer>", " ".join(["the same sixty words"] * 60))], 1)
+    assert isinstance(repeated, Retry) and repeated.reason == "repetition_ngram"
+    no_answer = cot.parse(row, [_reply("no tags at all", GOOD_THINK)], 1)
+    assert isinstance(no_answer, Retry) and no_answer.reason.startswith("structure_")
+    failed = cot.parse(row, [ChatResult(ok=False, error="HTTP 500: boom (after 3 attempts)")], 1)
+    assert isinstance(failed, Retry) and failed.fallback.failure == "HTTP 500: boom (after 3 attempts)"
+    assert failed.fallback.columns["response_origin"] == "failed"
+    # several samples: the first valid one is kept, and how many passed is recorded
+    cot4 = CotTeacher(CotTeacherConfig(samples_per_question=3))
+    out = cot4.parse(row, [_reply("x", "short"), _reply("<answer>A</answer>", GOOD_THINK),
+                           _reply("<answer>C</answer>", GOOD_THINK + " more")], 1)
+    assert out.columns["response"].endswith("<answer>A</answer>")
+    assert (out.columns["samples_drawn"], out.columns["samples_passed"]) == (3, 2)
+
+
+def test_dataset_annotations_are_kept_unless_regenerate():
+    batch = pl.DataFrame({"subset": ["S"] * 3, "id": ["a", "b", "c"],
+                          "qwen3vl_235b_thinking_response": ["<think>x</think>", None, "  "]})
+    assert CotTeacher(CotTeacherConfig()).needs(batch).to_list() == [False, True, True]
+    assert CotTeacher(CotTeacherConfig(regenerate=True)).needs(batch).to_list() == [True] * 3
+    cot = CotTeacher(CotTeacherConfig())
+    kept = cot.without_model({"qwen3vl_235b_thinking_response": "<think>x</think>"}, None)
+    assert kept.columns["response_origin"] == "dataset" and kept.columns["response"] == "<think>x</think>"
+    missing = cot.without_model({"qwen3vl_235b_thinking_response": None}, "no cot_teacher endpoint")
+    assert missing.columns["response_origin"] == "missing" and missing.failure is None
 
 
 def _defs(monkeypatch, sample_source, tmp_path, url):
@@ -91,9 +119,12 @@ def test_teachers_fill_the_gaps_and_a_rerun_pays_nothing(monkeypatch, sample_sou
     assert len(generated["response"][0].split()) >= 200
     assert set(distilled["response_origin"]) == {"dataset", "generated"}
     cot = _metadata(result, "teacher_responses")
-    assert cot["llm_requests_sent"].value == len(missing_response) == cot["rows_generated"].value
+    assert cot["llm_requests_sent"].value == len(missing_response) == cot["rows/generated"].value
     assert cot["llm_completion_tokens"].value > 0 and cot["llm_latency_p95_s"].value >= 0
-    assert "sent to cot_teacher" in cot["generation"].value
+    assert "sent to cot_teacher" in cot["model_calls"].value
+    teacher = pl.read_delta(str(lake / "teacher_responses")).filter(pl.col("response_origin") == "generated")
+    assert teacher["prompt_version"].to_list() == [load_prompt("cot_teacher").version] * teacher.height
+    assert set(teacher["attempts"]) == {1} and teacher["completion_tokens"].min() > 0
     sent = fake_llm.stats()["requests"]
     assert sent == len(missing_response) + len(missing_caption)
     # the re-run asks nothing: every answer comes from the durable cache
@@ -109,14 +140,15 @@ def test_failed_requests_are_recorded_and_the_failure_check_fails(monkeypatch, s
     fake_llm.configure(rules=[{"fault": "500"}])
     defs = _defs(monkeypatch, sample_source, tmp_path, fake_llm.url)
     result = _materialize(defs, dg.DagsterInstance.ephemeral())
-    assert result.success  # the failure check does not block: the rows that failed are recorded
-    distilled = pl.read_delta(str(tmp_path / "lake" / "distilled"))
+    # the failure check blocks: the run fails and `distilled` is not built on the failed rows
+    assert not result.success
+    assert not (tmp_path / "lake" / "distilled").exists()
     failed = pl.read_delta(str(tmp_path / "lake" / "teacher_responses")).filter(
         pl.col("response_origin") == "failed"
     )
     assert failed.height >= 1 and "500" in failed["response_error"][0]
     assert "sk-test-secret-4242" not in failed["response_error"][0]
-    assert distilled.filter(pl.col("response_origin") == "failed")["response"].null_count() == failed.height
+    assert failed["response"].null_count() == failed.height
     checks = {
         (e.event_specific_data.asset_check_key.asset_key.path[-1], e.event_specific_data.check_name):
             e.event_specific_data.passed
@@ -124,4 +156,50 @@ def test_failed_requests_are_recorded_and_the_failure_check_fails(monkeypatch, s
     }
     assert checks[("teacher_responses", "generation_failure_rate")] is False
     assert checks[("teacher_responses", "rows_accounted_for")] is True
-    assert checks[("distilled", "rows_accounted_for")] is True
+    assert ("distilled", "rows_accounted_for") not in checks
+
+
+def test_a_rerun_after_a_kill_repeats_no_finished_request(sample_source, tmp_path, fake_llm):
+    """`mmfr run` SIGKILLed while the teacher is mid-partition: the re-run asks the endpoint only
+    for what had not finished (at most the requests that were in flight at the kill)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from mmfr_assets_tests.dagster_process import dagster_env
+
+    concurrency = 4
+    fake_llm.configure(latency_s=0.25)
+    env = dagster_env(tmp_path / "home", sample_source, tmp_path / "lake",
+                      MMFR_COT_TEACHER_BASE_URL=fake_llm.url,
+                      MMFR_COT_TEACHER_MAX_CONCURRENCY=str(concurrency),
+                      MMFR_LLM_CACHE=str(tmp_path / "cache.sqlite"))
+    config = tmp_path / "run.yaml"
+    config.write_text("ops:\n  teacher_responses:\n    config: {regenerate: true}\n")
+    mmfr = [str(Path(sys.executable).parent / "mmfr"), "run", "--subsets", "BMMR",
+            "--until", "teacher_responses", "--config", str(config)]
+    first = subprocess.Popen(mmfr, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while fake_llm.stats()["completed"] < 12:
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never got going"
+            time.sleep(0.05)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    time.sleep(0.5)  # let the server finish what was in flight
+    finished_before = fake_llm.stats()["completed"]
+    assert finished_before < 35  # killed mid-partition (BMMR has 35 cleaned rows)
+    again = subprocess.run(mmfr, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    stats = fake_llm.stats(detail=True)
+    asked_twice = [d for d, n in stats["completed_by_prompt"].items() if n > 1]
+    assert len(asked_twice) <= concurrency  # only what was in flight when the run was killed
+    assert stats["completed"] - finished_before <= 35 - finished_before + concurrency
+    assert "had died without finishing" in again.stderr  # the killed run no longer holds the pool
+    teacher = pl.read_delta(str(tmp_path / "lake" / "teacher_responses"))
+    assert teacher.height == 35 and set(teacher["response_origin"]) == {"generated"}

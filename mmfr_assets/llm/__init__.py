@@ -20,7 +20,7 @@ from typing import Any
 
 _EXPORTS = {
     "ChatRequest": "types", "ChatResult": "types", "Choice": "types", "LLMDisabledError": "types",
-    "LLMError": "types", "LLMStallError": "types",
+    "LLMError": "types", "LLMStallError": "types", "LLMEndpointError": "types",
     "ResponseCache": "cache", "cache_key": "cache", "canonical_request": "cache", "default_cache_path": "cache",
     "EndpointSettings": "client", "LLMSession": "client", "Redactor": "client",
     "image_data_url": "images", "prepare_image": "images", "user_message": "images",

@@ -43,7 +43,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, TypeVar, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from .cache import ResponseCache, cache_key
-from .types import ChatRequest, ChatResult, Choice, LLMDisabledError, LLMStallError
+from .types import ChatRequest, ChatResult, Choice, LLMDisabledError, LLMEndpointError, LLMStallError
 from .usage import UsageStats
 
 logger = logging.getLogger("mmfr_assets.llm")
@@ -80,6 +80,7 @@ class EndpointSettings:
     seed: Optional[int] = None
     n: int = 1
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+    fail_fast_after: int = 10
 
     @property
     def label(self) -> str:
@@ -255,6 +256,26 @@ def payload_from_result(result: ChatResult) -> dict[str, Any]:
     }
 
 
+#: Words of an error body that say the request can never succeed, whatever the status code:
+#: llama.cpp answers an image sent to a text-only model with HTTP 500 "image input is not
+#: supported", vLLM an unknown model with 404 "does not exist".
+_PERMANENT_WORDS = re.compile(
+    r"not supported|unsupported|does not support|not found|does not exist|no such model|unknown model",
+    re.I)
+
+
+def classify_status(status: int, message: str) -> tuple[bool, bool]:
+    """``(retryable, permanent)`` for an HTTP error: 408/409/429 and 5xx are transient unless
+    the body says the request can never succeed; any other 4xx fails the same way again."""
+    if status in (408, 409, 429):
+        return True, False
+    if _PERMANENT_WORDS.search(message or ""):
+        return False, True
+    if status >= 500:
+        return True, False
+    return False, True
+
+
 @dataclass(frozen=True)
 class _Outcome:
     ok: bool
@@ -264,6 +285,7 @@ class _Outcome:
     model: str = ""
     error: str = ""
     retryable: bool = False
+    permanent: bool = False  # retrying cannot fix it: counts towards FailFast
     retry_after: Optional[float] = None
 
 
@@ -302,6 +324,7 @@ class LLMSession:
             max(hard, settings.max_retry_after_s, settings.backoff_max_s) + 60.0)
         self.window = settings.max_concurrency + (buffer if buffer is not None else settings.max_concurrency)
         self._rng = random.Random(rng_seed)
+        self._breaker = FailFast(settings.label, settings.fail_fast_after)
         self._last_progress = time.monotonic()
         self._log_lines: "queue.SimpleQueue[tuple[str, str]]" = queue.SimpleQueue()
         self._retry_lines = 0
@@ -414,66 +437,39 @@ class LLMSession:
         the whole iterable.  Results come in completion order.  Every input
         pair yields exactly one result; failed rows come back with
         ``ok=False`` and an error text, they do not raise.  Raises
-        :class:`LLMStallError` if nothing at all happens for ``watchdog_s``.
-        Breaking out of the loop cancels what is still in flight.
+        :class:`LLMStallError` if nothing at all happens for ``watchdog_s``,
+        and :class:`LLMEndpointError` when the endpoint keeps refusing requests
+        for a reason retrying cannot fix.  Breaking out of the loop cancels what
+        is still in flight.
         """
-        if self._closed:
-            raise RuntimeError("session is closed")
-        results: "queue.SimpleQueue[tuple[str, ChatResult]]" = queue.SimpleQueue()
-        waiting: dict[str, list[Any]] = {}          # cache key -> caller keys waiting for it
-        futures: dict[str, concurrent.futures.Future[Any]] = {}
-        outstanding = 0
+        window = self.window_of_requests()
         it = iter(requests)
         exhausted = False
         try:
             while True:
-                # 1. hand over whatever finished meanwhile
-                while True:
-                    try:
-                        ck, res = results.get_nowait()
-                    except queue.Empty:
-                        break
-                    futures.pop(ck, None)
-                    for item in self._fan_out(waiting.pop(ck), res):
-                        outstanding -= 1
-                        yield item
-                self._emit_logs()
-                if exhausted and outstanding == 0:
+                yield from window.completed(block=False)
+                if exhausted and window.outstanding == 0:
                     return
-                # 2. top up the window from the input
-                if not exhausted and outstanding < self.window:
+                if not exhausted and window.outstanding < self.window:
                     try:
                         key, request = next(it)
                     except StopIteration:
                         exhausted = True
                         continue
-                    body = build_body(self.settings, request)
-                    ck = cache_key(body)
-                    if ck in waiting:                # identical request already in flight
-                        self.usage.add(cache_hits=1)
-                        waiting[ck].append(key)
-                        outstanding += 1
-                        continue
-                    hit = self._cache_lookup(ck)
+                    hit = window.submit(key, request)
                     if hit is not None:
-                        self.usage.add(cache_hits=1)
                         yield key, hit
-                        continue
-                    self.usage.add(cache_misses=1)
-                    waiting[ck] = [key]
-                    outstanding += 1
-                    futures[ck] = asyncio.run_coroutine_threadsafe(self._execute(ck, body, results), self._loop)
                     continue
-                # 3. window full or input done: wait for a completion
-                ck, res = self._wait(results)
-                futures.pop(ck, None)
-                for item in self._fan_out(waiting.pop(ck), res):
-                    outstanding -= 1
-                    yield item
+                yield from window.completed(block=True)
         finally:
-            for fut in futures.values():
-                fut.cancel()
-            self._emit_logs()
+            window.cancel()
+
+    def window_of_requests(self) -> "RequestWindow":
+        """A :class:`RequestWindow` on this session: submit requests one by one and collect
+        results as they complete (what :meth:`map` and the model-step runner are built on)."""
+        if self._closed:
+            raise RuntimeError("session is closed")
+        return RequestWindow(self)
 
     # -- internals: caller thread -----------------------------------------
     def _fan_out(self, keys: list[Any], res: ChatResult) -> Iterator[tuple[Any, ChatResult]]:
@@ -584,7 +580,7 @@ class LLMSession:
         if self._failure_lines <= LOG_FAILURE_LINES or self._failure_lines % 1000 == 0:
             self._note("warning", f"[llm {s.label}] request failed #{self._failure_lines}: {error}")
         return ChatResult(ok=False, choices=outcome.choices, error=error, attempts=attempts,
-                          latency_s=latency, model=outcome.model, cache_key=ck)
+                          latency_s=latency, model=outcome.model, cache_key=ck, permanent=outcome.permanent)
 
     async def _post(self, body: dict[str, Any], httpx2: Any) -> str:
         response = await self._client.post("/chat/completions", cast_to=httpx2.Response, body=body,
@@ -611,10 +607,11 @@ class LLMSession:
             return _Outcome(ok=False, error=str(exc), retryable=True)
         except openai.APIStatusError as exc:
             status = exc.status_code
-            retryable = status in (408, 409, 429) or status >= 500
+            message = _body_text(exc)
+            retryable, permanent = classify_status(status, message)
             retry_after = parse_retry_after(exc.response.headers) if status in (429, 503) else None
-            return _Outcome(ok=False, error=self._redact(f"HTTP {status}: {_body_text(exc)}", limit=600),
-                            retryable=retryable, retry_after=retry_after)
+            return _Outcome(ok=False, error=self._redact(f"HTTP {status}: {message}", limit=600),
+                            retryable=retryable, permanent=permanent, retry_after=retry_after)
         except asyncio.TimeoutError:
             return _Outcome(ok=False, error=f"hard deadline of {s.timeout_s + HARD_DEADLINE_SLACK_S:g}s exceeded",
                             retryable=True)
@@ -632,6 +629,104 @@ class LLMSession:
             return _Outcome(ok=False, choices=choices, model=model, error=reason, retryable=True)
         return _Outcome(ok=True, choices=choices, prompt_tokens=prompt_tokens,
                         completion_tokens=completion_tokens, model=model)
+
+
+class RequestWindow:
+    """Requests in flight on one session, submitted one at a time, collected as they finish.
+
+    The caller decides when to submit (keeping ``outstanding`` near the session's ``window``)
+    and gets each result exactly once from :meth:`completed`. Identical requests in flight
+    are sent once; cache hits come back from :meth:`submit` at once.
+    """
+
+    def __init__(self, session: LLMSession) -> None:
+        self._session = session
+        self._results: "queue.SimpleQueue[tuple[str, ChatResult]]" = queue.SimpleQueue()
+        self._waiting: dict[str, list[Any]] = {}  # cache key -> caller keys waiting for it
+        self._futures: dict[str, concurrent.futures.Future[Any]] = {}
+        self.outstanding = 0
+
+    def submit(self, key: Any, request: ChatRequest) -> Optional[ChatResult]:
+        """Start ``request``; its result comes from :meth:`completed` under ``key``, except a
+        cached result, which is returned here at once (and never from :meth:`completed`)."""
+        s = self._session
+        body = build_body(s.settings, request)
+        ck = cache_key(body)
+        if ck in self._waiting:  # identical request already in flight
+            s.usage.add(cache_hits=1)
+            self._waiting[ck].append(key)
+            self.outstanding += 1
+            return None
+        hit = s._cache_lookup(ck)
+        if hit is not None:
+            s.usage.add(cache_hits=1)
+            return hit
+        s.usage.add(cache_misses=1)
+        self._waiting[ck] = [key]
+        self.outstanding += 1
+        self._futures[ck] = asyncio.run_coroutine_threadsafe(s._execute(ck, body, self._results), s._loop)
+        return None
+
+    def completed(self, *, block: bool) -> list[tuple[Any, ChatResult]]:
+        """Results finished since the last call; with ``block``, waits for at least one while
+        any is outstanding (the session's watchdog bounds the wait)."""
+        s = self._session
+        done: list[tuple[Any, ChatResult]] = []
+        while True:
+            try:
+                ck, res = self._results.get_nowait()
+            except queue.Empty:
+                if done or not block or self.outstanding == 0:
+                    break
+                ck, res = s._wait(self._results)
+            self._futures.pop(ck, None)
+            keys = self._waiting.pop(ck)
+            self.outstanding -= len(keys)
+            done.extend(s._fan_out(keys, res))
+            s._breaker.record(res)
+        s._emit_logs()
+        s._breaker.check()
+        return done
+
+    def cancel(self) -> None:
+        """Cancel whatever is still in flight (its results are never collected)."""
+        for fut in self._futures.values():
+            fut.cancel()
+        self._futures.clear()
+        self._session._emit_logs()
+
+
+class FailFast:
+    """Stops a session whose endpoint can never answer (a wrong model name, an input the
+    model does not support, a bad key): after ``limit`` consecutive results that failed with
+    the same non-retryable error on distinct requests, :meth:`check` raises
+    :class:`LLMEndpointError` with that error. Any success resets it. Finished results are in
+    the cache already, so a fixed endpoint resumes where this stopped."""
+
+    _NUMBERS = re.compile(r"\d+")
+
+    def __init__(self, label: str, limit: int) -> None:
+        self._label = label
+        self._limit = limit
+        self._signature: Optional[str] = None
+        self._error = ""
+        self._count = 0
+
+    def record(self, result: ChatResult) -> None:
+        if result.ok or not result.permanent:
+            self._signature, self._count = None, 0
+            return
+        signature = self._NUMBERS.sub("#", result.error or "")
+        if signature == self._signature:
+            self._count += 1
+        else:
+            self._signature, self._error, self._count = signature, result.error or "", 1
+
+    def check(self) -> None:
+        if self._limit > 0 and self._count >= self._limit:
+            raise LLMEndpointError(
+                f"[llm {self._label}] stopped: {self._count} requests in a row failed with the same "
+                f"error that retrying cannot fix: {self._error}")
 
 
 def _connection_error_text(exc: BaseException, timeout_s: float) -> str:

@@ -20,13 +20,18 @@ describe prompt gets a 120+ word description; anything else a short echo.
 Faults come from ``rules`` (first matching rule wins).  A rule is a dict::
 
     {"fault": "500" | "503" | "429" | "400" | <any status> | "hang" | "malformed"
-              | "empty" | "length" | "drop" | "delay",
+              | "empty" | "length" | "drop" | "delay" | "reply",
      "marker": "text the prompt must contain",       # optional selector
      "first": k,              # only the first k matching requests, or
      "first_per_prompt": k,   # only the first k attempts of each distinct prompt, or
      "fraction": 0.3,         # a seeded-random fraction; none of these = always
      "retry_after": 2, "retry_after_format": "seconds" | "http-date",   # for 429/503
-     "latency_s": 0.5}        # for "delay" (extra latency, then a normal reply)
+     "latency_s": 0.5,        # for "delay" (extra latency, then a normal reply)
+     "content": "...", "reasoning": "...", "finish_reason": "stop",   # for "reply": exactly
+     "contents": ["...", ...]}  # this reply (with n > 1, choice i gets contents[i % len])
+
+A 4xx/5xx fault's error message is the rule's "message" when given ("injected fault N"
+otherwise), so tests can reproduce a real server's words.
 
 Run standalone: ``python -m mmfr_assets.llm.fake_server --port 0 --latency 0.05``
 prints the base URL (``http://127.0.0.1:PORT/v1``) on its first stdout line.
@@ -41,6 +46,7 @@ import copy
 import email.utils
 import hashlib
 import json
+import math
 import random
 import re
 import signal
@@ -57,6 +63,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "model": "fake-model",
     "latency_s": 0.0,            # added to every completion
     "latency_jitter_s": 0.0,     # + a deterministic per-request share of this
+    "latency_sigma": 0.0,        # > 0: latency_s is the mean of a lognormal with this sigma
     "reasoning": "separate",     # separate | inline (<think>…</think> in content) | none
     "reasoning_field": "reasoning_content",   # or "reasoning"
     "answer": None,              # force the <answer> of step-by-step replies
@@ -214,6 +221,14 @@ def caption_reply(text: str, seed: Any, index: int) -> str:
     return " ".join(s.format(**nums) for s in sentences)
 
 
+def rule_reply_contents(rule: dict[str, Any]) -> list[str]:
+    """The scripted contents of a "reply" rule (``contents`` or ``content``)."""
+    contents = rule.get("contents")
+    if isinstance(contents, list) and contents:
+        return [str(c) for c in contents]
+    return [str(rule.get("content") or "")]
+
+
 def echo_reply(messages: Any) -> str:
     users = [m for m in messages or [] if isinstance(m, dict) and m.get("role") == "user"]
     last = prompt_text(users[-1:]) if users else ""
@@ -344,6 +359,10 @@ class FakeOpenAIServer:
                 self.faults[fault] = self.faults.get(fault, 0) + 1
 
             latency = float(cfg.get("latency_s") or 0.0)
+            if cfg.get("latency_sigma") and latency > 0:
+                # heavy-tailed, as long generations are: lognormal with mean latency_s
+                sigma = float(cfg["latency_sigma"])
+                latency = self._rng.lognormvariate(math.log(latency) - sigma * sigma / 2, sigma)
             if cfg.get("latency_jitter_s"):
                 latency += _rng("jitter", text, body.get("seed")).random() * float(cfg["latency_jitter_s"])
             if fault == "delay":
@@ -362,7 +381,8 @@ class FakeOpenAIServer:
                         headers["Retry-After"] = email.utils.formatdate(time.time() + ra, usegmt=True)
                     else:
                         headers["Retry-After"] = f"{ra:g}"
-                return self._error(status, f"injected fault {status}", request, headers)
+                return self._error(status, str(rule.get("message") or f"injected fault {status}"), request,
+                                   headers)
             if fault == "malformed":
                 return web.Response(status=200, content_type="application/json",
                                     text='{"id": "chatcmpl-broken", "choices": [{"index": 0, "message": {"ro')
@@ -371,14 +391,15 @@ class FakeOpenAIServer:
                     request.transport.abort()
                 raise asyncio.CancelledError()
 
-            response = self._completion(body, messages, text, fault)
+            response = self._completion(body, messages, text, fault, rule or {})
             self.completed += 1
             self.completed_by_prompt[digest] = self.completed_by_prompt.get(digest, 0) + 1
             return web.json_response(response)
         finally:
             self.in_flight -= 1
 
-    def _completion(self, body: dict[str, Any], messages: list, text: str, fault: Optional[str]) -> dict:
+    def _completion(self, body: dict[str, Any], messages: list, text: str, fault: Optional[str],
+                    rule: dict[str, Any]) -> dict:
         cfg = self.config
         n = int(body.get("n") or 1)
         seed = body.get("seed")
@@ -387,13 +408,17 @@ class FakeOpenAIServer:
         completion_tokens = 0
         for i in range(n):
             reasoning = ""
-            if _STEP_RE.search(text):
+            if fault == "reply":
+                contents = rule_reply_contents(rule)
+                content = contents[i % len(contents)]
+                reasoning = str(rule.get("reasoning") or "")
+            elif _STEP_RE.search(text):
                 reasoning, content = reasoning_reply(text, seed, i, cfg.get("answer"))
             elif _CAPTION_RE.search(text):
                 content = caption_reply(text, seed, i)
             else:
                 content = echo_reply(messages)
-            finish = "stop"
+            finish = str(rule.get("finish_reason") or "stop") if fault == "reply" else "stop"
             if fault == "empty":
                 content, reasoning = "", ""
             elif fault == "length":

@@ -57,6 +57,12 @@ class LLMEndpoint(dg.ConfigurableResource):
     extra_body: dict = Field(
         default={}, description='Extra top-level body keys, e.g. {"top_k": 20} or '
                                 '{"chat_template_kwargs": {"enable_thinking": false}}.')
+    fail_fast_after: int = Field(
+        default=10, description="Stop the step after this many requests in a row fail with the same "
+                                "error that retrying cannot fix (0: never).")
+    supports_n: bool = Field(
+        default=True, description="The server returns several choices for one request with `n` (vLLM, "
+                                  "llama.cpp); False: one request per sample, each with its own seed.")
     max_image_edge: int = Field(default=DEFAULT_MAX_IMAGE_EDGE, description="Longest image edge sent (pixels).")
     max_image_bytes: int = Field(default=DEFAULT_MAX_IMAGE_BYTES, description="Largest encoded image sent.")
 
@@ -76,7 +82,7 @@ class LLMEndpoint(dg.ConfigurableResource):
             max_retry_after_s=self.max_retry_after_s, retry_on_length=self.retry_on_length,
             transport=self.transport,
             temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=self.seed,
-            n=self.n, extra_body=dict(self.extra_body or {}))
+            n=self.n, extra_body=dict(self.extra_body or {}), fail_fast_after=self.fail_fast_after)
 
     def open_session(self, cache: Union[ResponseCache, str, os.PathLike, None] = None, log: Any = None, *,
                      watchdog_s: Optional[float] = None, buffer: Optional[int] = None) -> LLMSession:

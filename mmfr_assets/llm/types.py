@@ -85,6 +85,21 @@ class ChatResult:
     completion_tokens: int = 0
     model: str = ""
     cache_key: str = field(default="", repr=False)
+    permanent: bool = False  # failed for a reason retrying cannot fix (bad input, unknown model)
+
+    def sample(self, k: int) -> "ChatResult":
+        """The result of the ``k``-th choice alone (for steps that draw several samples in one
+        request with ``n``); a failed result, or a missing choice, is a failed sample."""
+        if not self.ok:
+            return self
+        if k >= len(self.choices):
+            return ChatResult(ok=False, error=f"the endpoint returned {len(self.choices)} choices, "
+                              f"fewer than the {k + 1} asked for", model=self.model, cache_key=self.cache_key)
+        share = len(self.choices)
+        return ChatResult(ok=True, choices=(self.choices[k],), cached=self.cached, attempts=self.attempts,
+                          latency_s=self.latency_s, prompt_tokens=self.prompt_tokens // share,
+                          completion_tokens=self.completion_tokens // share, model=self.model,
+                          cache_key=self.cache_key)
 
     @property
     def content(self) -> str:
@@ -109,6 +124,11 @@ class LLMError(RuntimeError):
 
 class LLMDisabledError(LLMError):
     """Raised when a session is opened on an endpoint with no ``base_url``."""
+
+
+class LLMEndpointError(LLMError):
+    """Raised when an endpoint keeps failing requests for a reason retrying cannot fix
+    (see ``client.FailFast``): the step stops instead of failing every row for days."""
 
 
 class LLMStallError(LLMError):

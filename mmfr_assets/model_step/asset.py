@@ -1,0 +1,168 @@
+"""A declared `ModelStep` as a Dagster asset: one table per step, in the pool of its endpoint.
+
+Every model-driven asset is built here, so they all read their upstream the same way, run
+`max_concurrency` requests in flight across the whole partition, write their rows in the
+upstream's order, record the same metadata, and stop downstream work through the same
+blocking checks.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the config class from the asset
+# function's annotation, which must be the class itself, not a string.
+
+import contextlib
+import json
+from collections.abc import Sequence
+
+import dagster as dg
+
+from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.lake.ordered import OrderedRows
+from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.llm import LLMEndpoint, default_cache_path
+from mmfr_assets.llm.types import ChatRequest
+from mmfr_assets.model_step.declaration import ModelStep
+from mmfr_assets.model_step.runner import StepStats, run_model_step, table_schema
+from mmfr_assets.prompts import load_prompt
+from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
+
+FAILURE_CHECK = "generation_failure_rate"
+
+
+class ModelStepConfig(dg.Config):
+    """What every model step can be told from the launchpad; steps subclass it."""
+
+    batch_size: int = 1024  # upstream rows read at a time (not a request barrier)
+    max_failure_rate: float = 0.02  # the blocking check fails above this share of sent rows
+    reorder_limit: int = 8192  # finished rows held back at most while an earlier row runs
+
+
+class RowImages:
+    """The image each row is trained on: `cleaned`'s bytes where cleaning changed it, else the
+    original from `collected`. Ids must come in the partition's order (any table derived from
+    `cleaned` keeps it), so both are read in one streaming pass each."""
+
+    def __init__(self, lake: LakeResource, subset: str) -> None:
+        self._cleaned = OrderedRows(lake.location("cleaned"), subset, ["image_bytes"], batch_size=64)
+        self._originals = OrderedRows(lake.location("collected"), subset, ["image_bytes"], batch_size=64)
+
+    def __call__(self, row_id: str) -> bytes | None:
+        cleaned = self._cleaned.take([row_id])["image_bytes"][0]
+        original = self._originals.take([row_id])["image_bytes"][0]
+        return cleaned if cleaned is not None else original
+
+    def close(self) -> None:
+        for rows in (self._cleaned, self._originals):
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+
+
+def model_step_asset(
+    step_type: type[ModelStep],
+    partitions: dg.PartitionsDefinition,
+    *,
+    config_type: type[ModelStepConfig] = ModelStepConfig,
+    deps: Sequence[str] | None = None,
+    group: str,
+    description: str,
+) -> dg.AssetsDefinition:
+    """The asset of `step_type`, built per run as `step_type(config)`."""
+    name, role = step_type.asset, step_type.role
+
+    @dg.asset(
+        name=name,
+        group_name=group,
+        partitions_def=partitions,
+        deps=list(deps) if deps is not None else [step_type.upstream],
+        pool=role,
+        kinds={"deltalake", "openai"},
+        # The endpoint's resource key depends on the step, so resources are declared here.
+        required_resource_keys={role, "lake"},
+        check_specs=[
+            accounting_check_spec(name),
+            dg.AssetCheckSpec(
+                FAILURE_CHECK, asset=name, blocking=True,
+                description="Share of rows sent to the endpoint whose output is unusable (given up "
+                "after retries, or unparseable); above max_failure_rate downstream assets do not run.",
+            ),
+        ],
+        description=description,
+    )
+    def step_asset(context: dg.AssetExecutionContext, config: config_type) -> dg.MaterializeResult:
+        subset = context.partition_key
+        lake: LakeResource = context.resources.lake
+        endpoint: LLMEndpoint = getattr(context.resources, role)
+        step = step_type(config)
+        prompt = load_prompt(step.prompt)
+        stats = StepStats()
+        with contextlib.ExitStack() as stack:
+            session = images = None
+            if endpoint.enabled:
+                session = stack.enter_context(
+                    endpoint.open_session(cache=default_cache_path(), log=context.log))
+                if step.sends_image:
+                    images = RowImages(lake, subset)
+                    stack.callback(images.close)
+
+            def build_request(text: str, image: bytes | None) -> ChatRequest:
+                return endpoint.request(text, image=image, system=prompt.system or None)
+
+            columns = ["subset", "id", *[c for c in step.columns if c not in ("subset", "id")]]
+            upstream = upstream_batches(lake, step.upstream, subset, columns=columns,
+                                        batch_size=config.batch_size)
+            stack.callback(upstream.close)
+            rows = run_model_step(
+                step, upstream,
+                session=session, prompt=prompt, build_request=build_request, images=images,
+                supports_n=endpoint.supports_n, base_seed=endpoint.seed,
+                skip_reason=f"no {role} endpoint configured (MMFR_{role.upper()}_BASE_URL unset)",
+                reorder_limit=config.reorder_limit, stats=stats,
+            )
+            stack.callback(rows.close)
+            run = run_stage(lake, stage=name, subset=subset, batches=rows, decide=Verdicts.no_drops,
+                            schema=table_schema(step))
+        usage = session.usage if session is not None else None
+        if session is None:
+            summary = (f"skipped: no {role} endpoint configured (MMFR_{role.upper()}_BASE_URL unset); "
+                       f"{stats.not_sent} of {stats.rows} rows needed it")
+            context.log.warning(f"{name} {subset}: {summary}")
+        else:
+            summary = (f"{stats.sent} of {stats.rows} rows sent to {role} ({endpoint.model}); "
+                       f"{stats.failed} failed, {stats.retried_rows} asked again")
+            context.log.info(f"{name} {subset}: {summary}")
+        rate = stats.failed / stats.sent if stats.sent else 0.0
+        metadata = {
+            "model_calls": dg.MetadataValue.text(summary),
+            "model": dg.MetadataValue.text(endpoint.model or "") if session is not None else "none",
+            "prompt_version": dg.MetadataValue.text(prompt.version),
+            "rows_sent": stats.sent,
+            "rows_without_model": stats.rows - stats.sent,
+            "rows_failed": stats.failed,
+            "rows_asked_again": stats.retried_rows,
+            **{f"rows/{status}": n for status, n in sorted(stats.statuses.items(), key=str)},
+        }
+        if stats.attempts:
+            metadata["attempts_histogram"] = dg.MetadataValue.json(
+                {str(k): v for k, v in sorted(stats.attempts.items())})
+        if stats.failures:
+            metadata["failures"] = dg.MetadataValue.json(dict(stats.failures.most_common(10)))
+        if usage is not None:
+            metadata.update(usage.to_metadata(prefix="llm_"))
+        return stage_result(
+            lake, run, upstream=step.upstream, extra=metadata,
+            checks=(
+                dg.AssetCheckResult(
+                    check_name=FAILURE_CHECK,
+                    passed=rate <= config.max_failure_rate,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={"sent": stats.sent, "failed": stats.failed, "failure_rate": rate,
+                              "max_failure_rate": config.max_failure_rate,
+                              "top_failures": dg.MetadataValue.text(
+                                  json.dumps(dict(stats.failures.most_common(3))))},
+                    description=None if rate <= config.max_failure_rate else
+                    f"{stats.failed} of {stats.sent} rows failed ({rate:.1%} > {config.max_failure_rate:.1%})",
+                ),
+            ),
+        )
+
+    return step_asset

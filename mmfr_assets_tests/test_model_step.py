@@ -1,0 +1,153 @@
+"""The shared model-step mechanism: one request window per partition, rows back in input order,
+samples and attempts with deterministic seeds, cache hits, fail-fast on a broken endpoint."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from mmfr_assets.llm import LLMEndpointError, LLMSession, ResponseCache
+from mmfr_assets.llm.types import ChatRequest
+from mmfr_assets.model_step import ModelStep, Parsed, Retry
+from mmfr_assets.model_step.runner import StepStats, run_model_step
+from mmfr_assets.prompts import Prompt
+from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server, llm_settings  # noqa: F401
+
+PROMPT = Prompt(name="echo", system="", user="Please answer: {question}")
+
+
+class EchoStep(ModelStep):
+    """Sends rows whose `question` is set; keeps the echoed text, retries replies lacking
+    the word `ok` when asked to."""
+
+    asset = "echo"
+    role = "answer_llm"
+    upstream = "cleaned"
+    columns = ("question",)
+    prompt = "echo"
+    output_schema = pa.schema([("text", pa.string()), ("texts", pa.list_(pa.string())),
+                               ("status", pa.string())])
+    status_column = "status"
+
+    def __init__(self, samples=1, max_attempts=1, want=None):
+        self.samples, self.max_attempts, self.want = samples, max_attempts, want
+
+    def needs(self, batch):
+        return batch["question"].is_not_null()
+
+    def render(self, row, prompt):
+        return prompt.render(question=row["question"])
+
+    def parse(self, row, replies, attempt):
+        if not all(r.ok for r in replies):
+            error = next(r.error for r in replies if not r.ok)
+            return Parsed({"status": "failed"}, failure=error)
+        texts = [r.content for r in replies]
+        out = Parsed({"text": texts[0], "texts": texts, "status": f"attempt{attempt}"})
+        if self.want and not any(self.want in t for t in texts):
+            return Retry("unwanted", Parsed({**out.columns, "status": "gave_up"}))
+        return out
+
+    def without_model(self, row, reason):
+        return Parsed({"status": "skipped" if reason is None else f"no model: {reason}"})
+
+
+def _batches(n, every=1, size=100):
+    ids = [f"r{i:05d}" for i in range(n)]
+    questions = [f"q{i}" if i % every == 0 else None for i in range(n)]
+    frame = pl.DataFrame({"subset": ["S"] * n, "id": ids, "question": questions})
+    return [frame.slice(k, size) for k in range(0, n, size)]
+
+
+def _run(step, session, batches, **kw):
+    build = lambda text, image: ChatRequest.from_text(text)  # noqa: E731
+    frames = list(run_model_step(step, batches, session=session, prompt=PROMPT, build_request=build, **kw))
+    return pl.concat(frames) if frames else None
+
+
+def test_rows_come_back_in_input_order_under_heavy_tailed_latency(fake_llm, llm_settings, tmp_path):
+    fake_llm.configure(latency_s=0.02, latency_sigma=1.5)
+    stats = StepStats()
+    with LLMSession(llm_settings(max_concurrency=8), cache=str(tmp_path / "c.sqlite")) as s:
+        out = _run(EchoStep(), s, _batches(400, every=3), reorder_limit=40, write_rows=64, stats=stats)
+    assert out["id"].to_list() == [f"r{i:05d}" for i in range(400)]
+    sent = [i % 3 == 0 for i in range(400)]
+    assert out["status"].to_list() == ["attempt1" if s else "skipped" for s in sent]
+    assert all(t == f"Echo: Please answer: q{i}" for i, t in zip(range(0, 400, 3), out["text"].drop_nulls()))
+    assert stats.sent == sum(sent) and stats.rows == 400 and stats.statuses["skipped"] == 400 - sum(sent)
+    assert out["prompt_version"].null_count() == 400 - sum(sent)
+    assert fake_llm.stats()["max_in_flight"] == 8  # the window stayed full across batches
+
+
+def test_no_endpoint_says_why_for_every_row_that_needed_one():
+    out = _run(EchoStep(), None, _batches(10, every=2), skip_reason="no answer_llm endpoint configured")
+    assert out["status"].to_list() == ["no model: no answer_llm endpoint configured", "skipped"] * 5
+    assert set(out["attempts"]) == {0}
+
+
+def test_samples_in_one_request_with_n_or_one_request_per_seed(fake_llm, llm_settings, tmp_path):
+    with LLMSession(llm_settings(), cache=str(tmp_path / "c.sqlite")) as s:
+        _run(EchoStep(samples=3), s, _batches(5))
+        assert fake_llm.stats()["requests"] == 5
+    fake_llm.reset()
+    with LLMSession(llm_settings(), cache=str(tmp_path / "d.sqlite")) as s:
+        out = _run(EchoStep(samples=3), s, _batches(5), supports_n=False, base_seed=7)
+        seen = fake_llm.stats()["requests"]
+    assert seen == 15 and out["texts"].list.len().to_list() == [3] * 5
+
+
+def test_a_retry_asks_again_with_a_new_seed_and_a_rerun_pays_nothing(fake_llm, llm_settings, tmp_path):
+    # every first attempt is scripted to lack "ok"; later attempts get the normal echo ...
+    fake_llm.configure(rules=[{"fault": "reply", "marker": "q", "first_per_prompt": 1, "content": "nope"}])
+    cache = str(tmp_path / "c.sqlite")
+    stats = StepStats()
+    with LLMSession(llm_settings(), cache=cache) as s:
+        out = _run(EchoStep(max_attempts=3, want="Echo"), s, _batches(6), stats=stats)
+    assert out["status"].to_list() == ["attempt2"] * 6 and set(out["attempts"]) == {2}
+    assert stats.retried_rows == 6 and stats.attempts[2] == 6
+    sent = fake_llm.stats()["requests"]
+    assert sent == 12
+    with LLMSession(llm_settings(), cache=cache) as s:
+        again = _run(EchoStep(max_attempts=3, want="Echo"), s, _batches(6))
+    assert fake_llm.stats()["requests"] == sent  # same seeds, same requests: all from the cache
+    assert again["text"].to_list() == out["text"].to_list()
+    # ... and one that never passes keeps its fallback after max_attempts
+    fake_llm.configure(rules=[{"fault": "reply", "content": "nope"}])
+    with LLMSession(llm_settings(), cache=str(tmp_path / "e.sqlite")) as s:
+        out = _run(EchoStep(max_attempts=2, want="Echo"), s, _batches(3))
+    assert out["status"].to_list() == ["gave_up"] * 3 and set(out["attempts"]) == {2}
+
+
+def test_an_endpoint_that_can_never_answer_stops_the_step(fake_llm, llm_settings, tmp_path):
+    cache = str(tmp_path / "c.sqlite")
+    fake_llm.configure(rules=[{"fault": "500", "marker": "q1", "message": "image input is not supported"}])
+    with LLMSession(llm_settings(max_concurrency=2, fail_fast_after=5), cache=cache) as s:
+        with pytest.raises(LLMEndpointError, match="image input is not supported"):
+            _run(EchoStep(), s, _batches(200))
+    sent = fake_llm.stats()["requests"]
+    # not retried (max_retries=3 in these settings), and stopped after a short run of them
+    assert fake_llm.stats()["faults"]["500"] < 12 and sent < 60
+    # the rows that did finish are in the cache: a fixed endpoint resumes without asking them again
+    finished = ResponseCache(cache)
+    try:
+        assert len(finished) >= 1
+    finally:
+        finished.close()
+
+
+def test_transient_errors_never_trip_fail_fast(fake_llm, llm_settings, tmp_path):
+    fake_llm.configure(rules=[{"fault": "503", "first_per_prompt": 1}])
+    with LLMSession(llm_settings(fail_fast_after=2), cache=str(tmp_path / "c.sqlite")) as s:
+        out = _run(EchoStep(), s, _batches(20))
+    assert set(out["status"]) == {"attempt1"}
+
+
+def test_classify_status():
+    from mmfr_assets.llm.client import classify_status
+
+    assert classify_status(500, "image input is not supported") == (False, True)
+    assert classify_status(404, "The model `x` does not exist.") == (False, True)
+    assert classify_status(401, "invalid API key") == (False, True)
+    assert classify_status(503, "overloaded") == (True, False)
+    assert classify_status(429, "slow down") == (True, False)
