@@ -5,6 +5,7 @@ with the lake. Also: atomicity, stale subsets, refused subsets, sanitized file n
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -76,6 +77,10 @@ def test_dataset_card_lists_the_recipe(lake_and_instance, tmp_path):
         assert version is not None and f"| {table} | {version} |" in card
     # Thresholds recorded by the materializations, and where captions and traces came from.
     assert "min_response_words" in card and "max_pass_rate" in card
+    # The teachers' prompt versions and models (none configured here: the card says so).
+    assert re.search(r"\| teacher_responses \| prompt_version \| cot_teacher@[0-9a-f]+ \| all \|", card), card
+    assert "| teacher_captions | model | none | all |" in card
+    assert "llm_prompt_tokens" not in card
     assert "response: dataset" in card
     # The funnel, with a drop reason the real rows trip.
     dropped = pl.read_delta(f"{lake.uri}/rejections").filter(pl.col("subset") == EXPORTED[0])

@@ -16,7 +16,12 @@ from collections.abc import Sequence
 import dagster as dg
 
 # Metadata keys that describe how rows were made (not how many): shown in the card.
-RECIPE_KEY = re.compile(r"(threshold|max_pass_rate|min_|model|prompt|generation|recompute|num_samples|delta_version)", re.I)
+# (Row counts, usage such as llm_prompt_tokens, and per-partition delta_version are not recipe:
+# the card lists the Delta version of each table as read.)
+RECIPE_KEY = re.compile(
+    r"^(thresholds|max_pass_rate|max_failure_rate|min_\w+|model\w*|prompt\w*|generation"
+    r"|recompute|num_samples|samples)$"
+)
 # Steps whose settings shape the exported rows, besides the exported lineage itself.
 MODEL_STEPS = ("teacher_captions", "teacher_responses", "answer_verdicts", "student_rollouts")
 
