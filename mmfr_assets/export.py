@@ -68,9 +68,11 @@ def export(
         try:
             for subset in subsets:
                 origins = result.origins.setdefault(subset, Counter())
-                result.counts[subset] = writer.write_subset(
-                    subset, _counting_origins(source.rows(subset, batch_size=batch_size), origins)
-                )
+                rows = source.rows(subset, batch_size=batch_size)
+                try:
+                    result.counts[subset] = writer.write_subset(subset, _counting_origins(rows, origins))
+                finally:
+                    rows.close()  # ends the table scans now, even when the writer failed
             writer.finish()
         finally:
             if hasattr(writer, "close"):

@@ -224,3 +224,29 @@ def test_mmfr_export_command(lake_and_instance, real_sample, tmp_path, monkeypat
     err = capsys.readouterr().err
     assert "WeMath2-Pro" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_the_586k_recipe_is_exported_side_by_side_with_the_123k(real_sample, tmp_path):
+    """`difficulty_filtered_586k` (engineer `verify` adds the asset) written here the way a
+    recipe asset writes it: its own table and its own rejections stage, after quality_filtered."""
+    from mmfr_assets.selection import difficulty
+    from mmfr_assets.stage import run_stage, upstream_batches
+
+    lake = LakeResource(uri=str(tmp_path / "lake"))
+    materialize_subsets(real_sample, lake.uri, [EXPORTED[0]], dg.DagsterInstance.ephemeral())
+    run_stage(
+        lake, stage="difficulty_filtered_586k", subset=EXPORTED[0],
+        batches=upstream_batches(lake, "quality_filtered", EXPORTED[0], batch_size=64),
+        decide=lambda batch: difficulty.select_difficulty(batch, 0.75),
+        schema=DISTILLED_SCHEMA, filters=difficulty.FILTERS,
+    )
+    small = export(lake, "difficulty_filtered", [EXPORTED[0]], tmp_path / "123k")
+    large = export(lake, "difficulty_filtered_586k", [EXPORTED[0]], tmp_path / "586k")
+    expected = expected_rows(lake, "difficulty_filtered_586k", EXPORTED[0])
+    assert large.counts[EXPORTED[0]] == expected.height > small.counts[EXPORTED[0]]
+    loaded = datasets.load_dataset(str(tmp_path / "586k"), EXPORTED[0], split="train",
+                                   cache_dir=str(tmp_path / "c")).cast_column("image", datasets.Image(decode=False))
+    assert sorted(loaded["id"]) == sorted(expected["id"])
+    card = (tmp_path / "586k" / "README.md").read_text()
+    assert "| difficulty_filtered_586k | difficulty | difficulty_too_easy |" in card
+    assert "| difficulty_filtered |" not in card  # the 123K table is not part of this lineage

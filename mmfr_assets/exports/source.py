@@ -129,9 +129,10 @@ class ExportSource:
         cleaning's bytes where it changed the image, else the original from `collected`
         (both joined in one streaming pass: every table keeps its upstream's row order)."""
         batches = read_partition(self.location(self.asset), {"subset": subset}, batch_size=batch_size)
-        cleaned = OrderedRows(self.location("cleaned"), subset, ["image_bytes"], batch_size=batch_size)
-        originals = OrderedRows(self.location("collected"), subset, ["image_bytes"], batch_size=64)
+        cleaned = originals = None
         try:
+            cleaned = OrderedRows(self.location("cleaned"), subset, ["image_bytes"], batch_size=batch_size)
+            originals = OrderedRows(self.location("collected"), subset, ["image_bytes"], batch_size=64)
             for batch in batches:
                 ids = batch.column("id").to_pylist()
                 changed = cleaned.take(ids)["image_bytes"]
@@ -139,8 +140,9 @@ class ExportSource:
                 yield batch, [c if c is not None else o for c, o in zip(changed, original)]
         finally:
             batches.close()
-            _close(cleaned)
-            _close(originals)
+            for reader in (cleaned, originals):
+                if reader is not None:
+                    _close(reader)
 
     def funnel(self, subsets: Sequence[str]) -> list[dict]:
         """Rows per stage and drops per (stage, filter, reason) for `subsets`, from the pinned

@@ -80,7 +80,8 @@ def length_distributions(stats: ReportStats) -> bytes:
                 ax.stairs(counts, edges, fill=True, alpha=0.45, color=color, label=label)
                 drew = True
         if not drew:
-            _empty(ax, f"no {kind}s")
+            absent = "" if stats.present.get(stats.kept_asset) else f" ({stats.kept_asset} not materialized)"
+            _empty(ax, f"no {kind} lengths{absent}")
             continue
         ax.set_xscale("log")
         used = np.flatnonzero(sum(stats.lengths[(kind, g)] for g in ("kept", "dropped")))

@@ -155,6 +155,7 @@ def _counts(series: pl.Series) -> Counter:
 
 def _subset_stats(lake, subset, stats: ReportStats, *, rollouts: bool, verdicts: bool, batch_size: int):
     partition = {"subset": subset}
+    measure = stats.present[stats.kept_asset]
     distilled = lake.location("distilled")
     if count_rows(distilled, partition) == 0:
         return
@@ -166,7 +167,9 @@ def _subset_stats(lake, subset, stats: ReportStats, *, rollouts: bool, verdicts:
             is_kept = pl.Series([row is not None for row in kept.get(frame["id"].to_list())])
             frame = frame.with_columns(trace=_words("response"), caption_words=_words("caption"),
                                        kept=is_kept)
-            for kind, column in (("trace", "trace"), ("caption", "caption_words")):
+            # Kept vs dropped needs the selection table; without it nothing is measured and
+            # the plot says there is nothing to show (the table is listed as absent).
+            for kind, column in (("trace", "trace"), ("caption", "caption_words")) if measure else ():
                 for group, mask in (("kept", frame["kept"]), ("dropped", ~frame["kept"])):
                     values = frame.filter(mask)[column]
                     stats.lengths[(kind, group)] += _histogram(values.drop_nulls())
