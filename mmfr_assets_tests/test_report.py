@@ -145,3 +145,48 @@ def test_not_materialized_subsets_are_listed_not_drawn(reported):
     assert metadata["subsets"].value == 2
     assert "Zebra-CoT-Physics" in metadata["subsets_not_materialized"].value
     assert "Zebra-CoT-Physics" not in metadata["funnel"].value
+
+
+def test_row_card_escapes_every_text_field():
+    from mmfr_assets.viewer.render import row_card
+
+    evil = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+    row = {"id": evil, "question": evil, "answer": evil, "trace": f"<think>{evil}</think>",
+           "caption": evil, "pass_rate": 0.25, "is_consistent": True, "consistency_analysis": evil,
+           "trace_origin": evil, "caption_origin": "dataset"}
+    html = row_card(row, image_src='x" onerror="alert(3)', drop={"filter": evil, "reason": evil,
+                    "detail": evil}, stage="quality_filtered", verdicts={evil: evil})
+    from html.parser import HTMLParser
+
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.attrs, self.text = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.attrs += attrs
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    parsed = Tags()
+    parsed.feed(html)
+    # The markup is only ours: no script element, no event handler; the text reads as written.
+    assert "script" not in parsed.tags and parsed.tags.count("img") == 1
+    assert {name for name, _ in parsed.attrs} <= {"class", "id", "loading", "alt", "src"}
+    assert ("src", 'x" onerror="alert(3)') in parsed.attrs and ("id", evil) in parsed.attrs
+    assert "".join(parsed.text).count(evil) >= 9
+
+
+def test_viewer_pages_are_bounded_and_linked(reported):
+    _, out, _ = reported
+    stage_dir = out / "viewer" / subset_folder(SUBSETS[0]) / "collected"
+    # 10 rows, rows_per_view=6, page_size=4: pages of 4 and 2 rows, the last without "next".
+    first, second = (stage_dir / "all-1.html").read_text(), (stage_dir / "all-2.html").read_text()
+    assert first.count("<article") == 4 and second.count("<article") == 2
+    assert 'href="all-2.html"' in first and "next" not in second
+    assert not (stage_dir / "all-3.html").exists()
+    assert "<td>all rows</td>" not in (stage_dir / "index.html").read_text()  # a link, with counts
+    assert re.search(r'all rows</a></td><td class="n">10</td><td class="n">6</td>',
+                     (stage_dir / "index.html").read_text())
