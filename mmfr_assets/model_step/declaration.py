@@ -101,3 +101,11 @@ class ModelStep(abc.ABC):
     def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
         """Columns of a row sent to no model: `reason` None when it needed no request, else
         why it was not sent (no endpoint configured)."""
+
+    def close(self) -> None:
+        """Release what the step holds (e.g. a verifier's worker processes); the asset calls it
+        once the partition is done, on success or failure."""
+
+    def extra_metadata(self) -> Mapping[str, Any]:
+        """The step's own figures for the materialization's metadata (after the partition)."""
+        return {}
