@@ -236,7 +236,7 @@ def write_viewer(
          link(str(p.index.relative_to(root)), "open"), p.rows, sum(p.reasons.values())]
         for p in written
     ]
-    body = counts_table(["subset", "stage", "rows", "rows in", "dropped"], rows) if rows \
+    body = counts_table(["subset", "stage", "viewer", "rows in", "dropped"], rows) if rows \
         else "<p>No stage table is materialized yet.</p>"
     (root / "index.html").write_text(page("mmfr row viewer", body), "utf-8")
     return written
