@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import images, llm_client, machine, quality
+from bench import images, llm_client, machine, quality, verify
 from bench.data import SourceSpec, write_source
 from bench.lake import Lake
 
@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         report += "\n## LLM client: async bounded concurrency vs one request at a time\n\n"
         report += "\n".join(client) + "\n"
+        report += "\n## Answer verification: ours vs math-verify on every row (`bench/verify.py`)\n\n"
+        report += "\n".join(verify.run(300 if args.quick else 20_000, 110 if args.quick else 2_000, log=log)) + "\n"
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(report)
         print(report)

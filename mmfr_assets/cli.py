@@ -17,7 +17,11 @@ import dagster as dg
 import yaml
 
 from mmfr_assets.orphan_runs import fail_orphaned_runs, run_tags
-from mmfr_assets.pipeline import ASSET_NAMES
+from mmfr_assets.pipeline import ASSET_NAMES, BRANCHES
+
+# Tables of training rows (question, answer, response, ...): the model steps' own tables
+# (answer_verdicts, student_rollouts) hold verdicts and pass rates, not rows to train on.
+EXPORTABLE = ("distilled", "quality_filtered", "difficulty_filtered", *(b[0] for b in BRANCHES))
 
 
 def _parse_subsets(value: str, available: list[str]) -> list[str]:
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     export_parser.add_argument("out", help="output folder (replaced whole)")
     export_parser.add_argument(
-        "--asset", default="difficulty_filtered",
+        "--asset", default="difficulty_filtered", choices=EXPORTABLE,
         help="difficulty_filtered (123K recipe), difficulty_filtered_586k (586K recipe), "
         "quality_filtered or distilled",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mmfr_assets.cleaning.assets import build_cleaned
+from mmfr_assets.cleaning.steps import build_cleaning_steps
 from mmfr_assets.collection.assets import build_collected
 from mmfr_assets.collection.source import HFSourceResource, dataset_subsets
 from mmfr_assets.distillation.assets import build_distilled
@@ -30,6 +31,7 @@ def build_definitions(
     return dg.Definitions(
         assets=with_report(partitions, [
             build_collected(partitions),
+            *build_cleaning_steps(partitions),
             build_cleaned(partitions),
             *build_distilled(partitions),
             *build_selection(partitions),

@@ -9,9 +9,16 @@ from mmfr_assets.stage import Filter
 
 STAGES: tuple[tuple[str, tuple[Filter, ...]], ...] = (
     ("collected", ()),
-    ("cleaned", CLEANING_FILTERS),
+    ("cleaned", CLEANING_FILTERS),  # applies question_reviews and extracted_answers (no drops)
     ("distilled", ()),  # fed by teacher_captions and teacher_responses (one row per cleaned row)
+    ("answer_verdicts", ()),  # one verdict per distilled row
     ("quality_filtered", QUALITY_FILTERS),
-    ("difficulty_filtered", DIFFICULTY_FILTERS),
+    ("student_rollouts", ()),  # one pass rate per quality row
+    ("difficulty_filtered", DIFFICULTY_FILTERS),  # the 123K recipe (pass rate = 0)
 )
 ASSET_NAMES = tuple(name for name, _ in STAGES)
+# Stages beside the line above rather than on it: (name, filters, upstream). The 586K recipe
+# (pass rate != 1) reads `quality_filtered` and `student_rollouts` like `difficulty_filtered`.
+BRANCHES: tuple[tuple[str, tuple[Filter, ...], str], ...] = (
+    ("difficulty_filtered_586k", DIFFICULTY_FILTERS, "quality_filtered"),
+)

@@ -12,7 +12,7 @@ import polars as pl
 
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.pipeline import STAGES
+from mmfr_assets.pipeline import BRANCHES, STAGES
 
 
 def drops_by_reason(lake: LakeResource, subsets: Sequence[str]) -> dict[tuple[str, str, str], int]:
@@ -37,7 +37,7 @@ def funnel_lines(lake: LakeResource, subsets: Sequence[str]) -> list[str]:
     for subset in subsets:
         lines.append(f"== {subset}")
         lines.append(f"   {'stage':<20} {'filter':<12} {'reason':<32} {'dropped':>8} {'rows':>8}")
-        for stage, filters in STAGES:
+        for stage, filters in (*STAGES, *((name, filters) for name, filters, _ in BRANCHES)):
             rows = count_rows(lake.location(stage), {"subset": subset})
             lines.append(f"   {stage:<20} {'':<12} {'':<32} {'':>8} {rows:>8}")
             for f in filters:

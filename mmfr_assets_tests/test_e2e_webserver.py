@@ -32,6 +32,13 @@ def test_webserver_serves_the_asset_graph_with_subset_partitions(tmp_path, real_
         ("cleaned", "distilled"),
         ("distilled", "quality_filtered"),
         ("quality_filtered", "difficulty_filtered"),
+        # answer verdicts and student rollouts, and the 586K recipe beside the 123K one
+        ("distilled", "answer_verdicts"),
+        ("answer_verdicts", "quality_filtered"),
+        ("quality_filtered", "student_rollouts"),
+        ("student_rollouts", "difficulty_filtered"),
+        ("quality_filtered", "difficulty_filtered_586k"),
+        ("student_rollouts", "difficulty_filtered_586k"),
         # one asset per teacher endpoint, between cleaning and distilled
         ("cleaned", "teacher_captions"),
         ("cleaned", "teacher_responses"),

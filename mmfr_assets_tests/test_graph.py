@@ -12,6 +12,9 @@ from mmfr_assets.definitions import build_definitions
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
 from mmfr_assets.pipeline import ASSET_NAMES, STAGES
 
+# Reasons the bundled sample cannot trip without an endpoint or a multi-image source: tested
+# in test_cleaning_steps.py (scripted cleaner replies, a problem/solution/images source).
+NEED_A_MODEL_OR_OTHER_LAYOUT = {"image_multiple", "text_non_answer_question", "text_review_failed"}
 STAGE_OF = {reason: stage for stage, filters in STAGES for f in filters for reason in f.reasons}
 
 
@@ -56,16 +59,36 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
 
     _, lake, _, results = bundled
     plan = {str(k): v for k, v in expected_reasons(subset).items()}
+    # The row planted without `is_consistent` answers correctly: `answer_verdicts` verifies it
+    # by rule now, so it is kept (its pass rate is 0) instead of dropped as unverified.
+    unlabelled = [i for i, r in plan.items() if r == "correctness_unverified"]
+    verdicts = pl.read_delta(f"{lake}/answer_verdicts").filter(pl.col("subset") == subset)
+    verified = verdicts.filter(pl.col("id").is_in(unlabelled))
+    assert verified.height == len(unlabelled) > 0
+    assert verified["is_consistent"].to_list() == [True] * len(unlabelled)
+    assert "unverified" not in verified["method"].to_list()
+    plan = {i: (None if r == "correctness_unverified" else r) for i, r in plan.items()}
     metadata = materializations(results[subset])
-    assert set(metadata) == set(ASSET_NAMES) | {"teacher_captions", "teacher_responses"}
+    assert set(metadata) == set(ASSET_NAMES) | {
+        "teacher_captions", "teacher_responses", "difficulty_filtered_586k",
+        "question_reviews", "extracted_answers",
+    }
+    # the sample carries labels: the rules' agreement with them is in the metadata
+    verdict_meta = metadata["answer_verdicts"]
+    assert verdict_meta["label_rows"].value == verdicts["dataset_label"].is_not_null().sum() > 0
+    assert verdict_meta["label_agreement"].value >= 0.95
+    assert "| True |" in verdict_meta["label_confusion"].value
     expected = Counter(reason for reason in plan.values() if reason)
     for stage, filters in STAGES:
         for f in filters:
             for reason in f.reasons:
                 assert metadata[stage][f"dropped/{reason}"].value == expected[reason], reason
-                if not (subset == "LLaVA-CoT" and reason.startswith("structure_answer")):
+                if reason == "correctness_unverified":
+                    continue  # planted, but verified by rule (above)
+                if not (subset == "LLaVA-CoT" and reason.startswith("structure_answer")) \
+                        and reason not in NEED_A_MODEL_OR_OTHER_LAYOUT:
                     assert expected[reason] > 0, f"the sample never trips {reason}"
-    dropped = rejections(lake, subset)
+    dropped = rejections(lake, subset).filter(pl.col("stage") != "difficulty_filtered_586k")
     assert dict(zip(dropped["id"], dropped["reason"])) == {
         i: r for i, r in plan.items() if r
     }
@@ -75,6 +98,11 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
     survivors = pl.read_delta(f"{lake}/difficulty_filtered").filter(pl.col("subset") == subset)
     assert sorted(survivors["id"]) == sorted(i for i, r in plan.items() if r is None)
     assert metadata["difficulty_filtered"]["dagster/row_count"].value == survivors.height > 0
+    # the 586K recipe, beside it: quality rows with a pass rate below 1
+    quality_rows = pl.read_delta(f"{lake}/quality_filtered").filter(pl.col("subset") == subset)
+    wide = pl.read_delta(f"{lake}/difficulty_filtered_586k").filter(pl.col("subset") == subset)
+    assert sorted(wide["id"]) == sorted(quality_rows.filter(pl.col("pass_rate") < 1)["id"])
+    assert set(survivors["id"]) < set(wide["id"])
 
 
 def test_every_accounting_check_passes_and_metadata_is_complete(bundled):
@@ -82,8 +110,10 @@ def test_every_accounting_check_passes_and_metadata_is_complete(bundled):
     for result in results.values():
         checks = check_results(result)
         assert {c.asset_check_key.asset_key.path[-1] for c in checks} >= set(ASSET_NAMES)
-        # + ids_unique on collected, accounting and failure rate on the two teacher assets
-        assert len(checks) == len(ASSET_NAMES) + 5 and all(c.passed for c in checks)
+        # + ids_unique on collected, accounting and failure rate on the four model-step assets of
+        # cleaning and distillation (question_reviews, extracted_answers, two teachers), failure
+        # rate on answer_verdicts and student_rollouts, accounting on the 586K recipe
+        assert len(checks) == len(ASSET_NAMES) + 12 and all(c.passed for c in checks)
         for name, metadata in materializations(result).items():
             assert metadata["rows_in"].value == (
                 metadata["dagster/row_count"].value + metadata["rows_dropped"].value
@@ -115,7 +145,8 @@ def test_rematerializing_a_partition_replaces_it(bundled):
     materialize(defs, "BMMR", instance)
     after = {n: count_rows(DeltaLocation(f"{lake}/{n}"), {"subset": "BMMR"}) for n in ASSET_NAMES}
     assert after == before
-    assert rejections(lake, "BMMR").height == before["collected"] - before["difficulty_filtered"]
+    line = rejections(lake, "BMMR").filter(pl.col("stage") != "difficulty_filtered_586k")
+    assert line.height == before["collected"] - before["difficulty_filtered"]
     assert count_rows(DeltaLocation(f"{lake}/collected"), {"subset": "FineVision-geo170k(qa)"}) == other
     # a stricter threshold on re-run changes only what it should
     materialize(

@@ -118,7 +118,7 @@ def judge(subset: str, row: dict) -> str | None:
         return reason
     if blank(row["question"]):
         return "text_empty_question"
-    if blank(row["answer"]):
+    if blank(row["answer"]) and blank(row["original_answer"]):  # a solution is a reference
         return "text_empty_answer"
     trace, caption = row[TRACE], row[CAPTION]
     if trace is not None and "[ERROR]" in trace:

@@ -1,23 +1,31 @@
 """`cleaned`: rows with a usable image and non-empty text, images normalized as in the paper."""
 
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 import dagster as dg
 import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.cleaning.images import CleanImage, ImageRejected, clean_image
-from mmfr_assets.cleaning.text import is_blank, normalize_text
+from mmfr_assets.cleaning.answers import AnswerExtraction
+from mmfr_assets.cleaning.review import QuestionReview
+from mmfr_assets.cleaning.verdicts import (
+    ReviewTally, apply_text_verdicts, text_drop_reason, with_step_verdicts,
+)
 from mmfr_assets.collection.source import CARD_COLUMNS
 from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upstream_batches
 
 FILTERS = (
-    Filter("image", ("image_missing", "image_corrupt", "image_decompression_bomb")),
-    Filter("text", ("text_empty_question", "text_empty_answer")),
+    Filter("image", ("image_missing", "image_corrupt", "image_decompression_bomb",
+                     "image_multiple")),
+    Filter("text", ("text_empty_question", "text_empty_answer",
+                    "text_non_answer_question", "text_review_failed")),
 )
 IMAGE_COLUMNS: dict[str, pa.DataType] = {
     "image_width": pa.int32(),
@@ -29,10 +37,19 @@ IMAGE_COLUMNS: dict[str, pa.DataType] = {
     # Only for images this stage changed; an unchanged image is read from `collected`.
     "image_bytes": pa.binary(),
 }
+# What cleaning adds about the text: the review verdict and where the answer comes from.
+TEXT_COLUMNS: dict[str, pa.DataType] = {
+    "answer_reference": pa.string(),  # what verification compares with: answer, else original_answer
+    "answer_origin": pa.string(),  # dataset | extracted | original_answer
+    "question_review": pa.string(),  # question_reviews.review_status
+    "question_error_types": pa.list_(pa.string()),
+    "image_count": pa.int32(),  # images the source row had (only the first is kept)
+}
 CLEANED_SCHEMA = pa.schema(
     [("subset", pa.string()), ("id", pa.string())]
     + list(CARD_COLUMNS.items())
     + list(IMAGE_COLUMNS.items())
+    + list(TEXT_COLUMNS.items())
 )
 
 
@@ -45,6 +62,11 @@ class CleanedConfig(dg.Config):
     require_image: bool = True  # the paper drops rows without a usable image
     batch_size: int = 256
     image_workers: int = 0  # threads decoding images (Pillow releases the GIL); 0 = one per core
+    # A row with several images: "reject" (image_multiple) or "keep_first" (train on the first).
+    multiple_images: Literal["reject", "keep_first"] = "reject"
+    # A routed question whose review failed: "keep" its text (flagged in question_review) or
+    # "drop" it (text_review_failed).
+    review_failed: Literal["keep", "drop"] = "keep"
 
 
 def _clean_one(data: bytes | None, config: CleanedConfig) -> CleanImage | ImageRejected:
@@ -75,9 +97,7 @@ def clean_batch(
     image_reason = [r.reason if isinstance(r, ImageRejected) else None for r in results]
     image_detail = [r.detail if isinstance(r, ImageRejected) else None for r in results]
     has_image = [r is not None and r.width > 0 for r in ok]
-    frame = batch.drop("image_bytes", "image_path").with_columns(
-        normalize_text("question"),
-        normalize_text("answer"),
+    frame = apply_text_verdicts(batch).drop("image_bytes", "image_path").with_columns(
         pl.Series("_image_reason", image_reason, pl.String),
         pl.Series("_image_detail", image_detail, pl.String),
         pl.Series("image_width", [r.width if h else None for r, h in zip(ok, has_image)], pl.Int32),
@@ -88,17 +108,29 @@ def clean_batch(
         pl.Series("image_fixes", [list(r.fixes) if r else None for r in ok], pl.List(pl.String)),
         pl.Series("image_bytes", [r.data if r else None for r in ok], pl.Binary),
     )
+    several = pl.col("image_count").fill_null(0) > 1
+    if config.multiple_images == "keep_first":
+        several = pl.lit(False)
     reason = (
-        pl.when(pl.col("_image_reason").is_not_null())
+        pl.when(several)
+        .then(pl.lit("image_multiple"))
+        .when(pl.col("_image_reason").is_not_null())
         .then(pl.col("_image_reason"))
-        .when(is_blank("question"))
-        .then(pl.lit("text_empty_question"))
-        .when(is_blank("answer"))
-        .then(pl.lit("text_empty_answer"))
+        .otherwise(text_drop_reason(drop_failed_reviews=config.review_failed == "drop"))
+    )
+    detail = (
+        pl.when(several)
+        .then(pl.format("{} images; multiple_images: keep_first trains on the first",
+                        pl.col("image_count")))
+        .when(pl.col("_image_reason").is_not_null())
+        .then(pl.col("_image_detail"))
+        .otherwise(pl.col("_text_detail"))
     )
     filter_of = {r: f.name for f in FILTERS for r in f.reasons}
-    verdicts = split_by_reason(frame, reason, filter_of, detail=pl.col("_image_detail"))
-    return Verdicts(verdicts.kept.drop("_image_reason", "_image_detail"), verdicts.dropped)
+    verdicts = split_by_reason(frame, reason, filter_of, detail=detail)
+    return Verdicts(
+        verdicts.kept.drop("_image_reason", "_image_detail", "_text_detail"), verdicts.dropped
+    )
 
 
 def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -106,12 +138,14 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         name="cleaned",
         group_name="cleaning",
         partitions_def=partitions,
-        deps=["collected"],
+        deps=["collected", QuestionReview.asset, AnswerExtraction.asset],
         kinds={"deltalake", "pillow"},
         check_specs=[accounting_check_spec("cleaned")],
         description="Rows whose image decodes and whose question and answer are non-empty; "
         "images EXIF-rotated, RGB, longest edge <= max_long_edge. Unchanged images are not "
-        "copied: `image_bytes` is set only where cleaning changed the image.",
+        "copied: `image_bytes` is set only where cleaning changed the image. Questions as "
+        "`question_reviews` rewrote them (non-answer questions dropped); answers from "
+        "`extracted_answers` where the source had only a solution (`answer_reference`).",
     )
     def cleaned(
         context: dg.AssetExecutionContext, config: CleanedConfig, lake: LakeResource
@@ -125,19 +159,34 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
             return verdicts
 
         workers = config.image_workers or os.cpu_count() or 1
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        reviews, not_joined = ReviewTally(), []
+        with ThreadPoolExecutor(max_workers=workers) as pool, contextlib.ExitStack() as stack:
+            collected = upstream_batches(lake, "collected", subset, batch_size=config.batch_size)
+            stack.callback(collected.close)
+            batches = with_step_verdicts(lake, subset, collected, stack, config.batch_size,
+                                         not_joined)
+
+            def decide(batch: pl.DataFrame) -> Verdicts:
+                reviews.add(batch)
+                return count_fixes(clean_batch(batch, config, pool))
+
             run = run_stage(
                 lake,
                 stage="cleaned",
                 subset=subset,
-                batches=upstream_batches(lake, "collected", subset, batch_size=config.batch_size),
-                decide=lambda batch: count_fixes(clean_batch(batch, config, pool)),
+                batches=batches,
+                decide=decide,
                 schema=CLEANED_SCHEMA,
                 filters=FILTERS,
             )
+        if not_joined:  # known once the batches were read
+            context.log.warning(
+                f"cleaned {subset}: {', '.join(not_joined)} not materialized for this partition: "
+                "questions not reviewed / no answers extracted")
         return stage_result(
             lake, run, upstream="collected",
-            extra={f"images/{k}": v for k, v in sorted(fixes.items())},
+            extra={**{f"images/{k}": v for k, v in sorted(fixes.items())}, **reviews.metadata(),
+                   "model_steps_not_joined": ", ".join(not_joined) or "none"},
         )
 
     return cleaned

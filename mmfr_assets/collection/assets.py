@@ -1,13 +1,12 @@
 """`collected`: the source subset, streamed into the lake as it was published."""
 
 
-import itertools
-
 import dagster as dg
 import polars as pl
 import pyarrow as pa
 
-from mmfr_assets.collection.source import CARD_COLUMNS, HFSourceResource, to_collected
+from mmfr_assets.collection.mapping import ColumnMap
+from mmfr_assets.collection.source import CARD_COLUMNS, HFSourceResource, mapped_tables
 from mmfr_assets.funnel import accounting_check, accounting_check_spec, stage_metadata
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.resource import LakeResource
@@ -16,7 +15,7 @@ from mmfr_assets.stage import Verdicts, run_stage
 COLLECTED_SCHEMA = pa.schema(
     [("subset", pa.string()), ("id", pa.string())]
     + list(CARD_COLUMNS.items())
-    + [("image_bytes", pa.binary()), ("image_path", pa.string())]
+    + [("image_bytes", pa.binary()), ("image_path", pa.string()), ("image_count", pa.int32())]
 )
 
 
@@ -25,6 +24,8 @@ class CollectedConfig(dg.Config):
 
     max_samples: int | None = None  # first N rows only (the seed pipeline's --max-samples)
     batch_size: int = 256  # rows per batch; images make rows large, so batches stay small
+    # Which source column holds what; unset names are detected (problem/solution/images, ...).
+    column_map: ColumnMap = ColumnMap()
 
 
 def ids_unique_check(lake: LakeResource, subset: str) -> dg.AssetCheckResult:
@@ -66,14 +67,17 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         source: HFSourceResource,
     ) -> dg.MaterializeResult:
         subset = context.partition_key
-        counter = itertools.count()
+        # The mapping is checked against the source's first batch before run_stage starts:
+        # a bad mapping or source is refused (InputError) with no table touched.
+        tables, mapping = mapped_tables(
+            source, subset, config.column_map,
+            batch_size=config.batch_size, max_samples=config.max_samples,
+        )
+        context.log.info(f"{subset}: column mapping {mapping}")
 
         def batches():
-            for table in source.stream(
-                subset, batch_size=config.batch_size, max_samples=config.max_samples
-            ):
-                first = next(counter) * config.batch_size
-                yield pl.from_arrow(to_collected(table, subset, first))
+            for table in tables:
+                yield pl.from_arrow(table)
 
         run = run_stage(
             lake,
@@ -87,7 +91,8 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata=stage_metadata(
                 run,
-                {"source": source.path, "max_samples": config.max_samples or "all"},
+                {"source": source.path, "max_samples": config.max_samples or "all",
+                 "column_map": dg.MetadataValue.json(mapping)},
             ),
             check_results=[
                 accounting_check(lake, run, rows_in=run.rows_in, input_label="source rows read"),

@@ -19,7 +19,7 @@ from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.reporting.paths import report_dir
 from mmfr_assets.reporting.plots import PLOTS
 from mmfr_assets.reporting.stats import OPTIONAL_TABLES, collect_stats, stage_names
-from mmfr_assets.viewer.build import write_viewer
+from mmfr_assets.viewer.build import STAGE_INPUT, write_viewer
 from mmfr_assets.viewer.render import counts_table, link, page
 
 SELECTION = ("quality_filtered", "difficulty_filtered")
@@ -87,7 +87,7 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             for name, png in pngs.items():
                 (staging / "plots" / f"{name}.png").write_bytes(png)
             stats.funnel.write_csv(staging / "funnel.csv")
-            pages = write_viewer(lake, stats.subsets, stage_names(lake), staging / "viewer",
+            pages = write_viewer(lake, stats.subsets, [s for s in stage_names(lake) if s in STAGE_INPUT], staging / "viewer",
                                  page_size=config.page_size, rows_per_view=config.rows_per_view)
             (staging / "index.html").write_text(_report_page(pngs, stats.funnel, absent, sources), "utf-8")
         context.log.info(f"report: {len(pngs)} plots, {len(pages)} viewer stages in {out}")

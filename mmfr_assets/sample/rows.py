@@ -190,7 +190,8 @@ def build_row(subset: str, spec: RowSpec, *, seed: int = 0, trace_words: int | N
         "source": subset,
         "id": spec.id,
         "original_question": fx.original_question,
-        "original_answer": fx.original_answer,
+        # A row with an answer to extract from its solution is kept: the planned drop has neither.
+        "original_answer": None if spec.kind == "text_empty_answer" else fx.original_answer,
         "image": image,
         "question": _question(subset, spec, fx.question),
         "answer": answer,

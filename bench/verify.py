@@ -1,0 +1,133 @@
+"""Answer verification speed: our verifier (rules, then math-verify in killable workers) against
+`math-verify` called on every row, side by side on the same real-derived rows.
+
+    python -m bench.verify [--rows 20000] [--baseline-rows 2000] [--workers 2]
+
+The rows are the real sample's (`/work/shared/real_sample`, or MMFR_REAL_SAMPLE) repeated to
+`--rows`, each copy with its numbers shifted (every digit run n becomes n + copy index in both
+the trace's answer and the reference, and in the options), so copies are distinct pairs that
+keep each original's structure and verdict class. Ours runs the asset's batch function
+(`verdicts_of_batch`, which `answer_verdicts` calls in `prepare`) over 1,024-row batches; the
+baseline runs `math_verify.parse` + `verify` on every row in one process (its rate is measured
+on the first `--baseline-rows` rows: at ~130 rows/s the whole 20K would take minutes). Timing
+covers extraction and verification, not reading the parquet files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import sys
+import time
+
+import polars as pl
+
+from mmfr_assets.selection.verify import AnswerVerifier
+from mmfr_assets.selection.verify.batch import verdicts_of_batch
+
+REAL_SAMPLE = os.environ.get("MMFR_REAL_SAMPLE", "/work/shared/real_sample")
+COLUMNS = ["question", "answer", "original_answer", "qwen3vl_235b_thinking_response", "is_consistent"]
+BATCH = 1024
+
+
+def real_rows() -> pl.DataFrame:
+    files = sorted(glob.glob(f"{REAL_SAMPLE}/*/train-*.parquet"))
+    if not files:
+        raise SystemExit(f"no real sample under {REAL_SAMPLE}")
+    return pl.concat([pl.read_parquet(f, columns=COLUMNS) for f in files]).rename(
+        {"qwen3vl_235b_thinking_response": "response"}
+    )
+
+
+def _shift(text: str | None, k: int) -> str | None:
+    if text is None or k == 0:
+        return text
+    return re.sub(r"\d+", lambda m: str(int(m.group(0)) + k), text)
+
+
+def derived(rows: int) -> pl.DataFrame:
+    """`rows` rows: copy k of the real sample has every integer in its text raised by k."""
+    base = real_rows()
+    frames, k = [], 0
+    while sum(f.height for f in frames) < rows:
+        frames.append(base.with_columns(
+            *(pl.col(c).map_elements(lambda t, k=k: _shift(t, k), return_dtype=pl.String)
+              for c in ("question", "answer", "original_answer", "response"))
+        ))
+        k += 1
+    return pl.concat(frames).head(rows).with_row_index("id").with_columns(pl.col("id").cast(pl.String))
+
+
+def ours(frame: pl.DataFrame, workers: int, math: bool = True) -> tuple[float, float, int]:
+    """(seconds, decided share, math-verify items) over `frame` in the asset's batches
+    (`math` False: the rules alone)."""
+    with AnswerVerifier(workers=workers, timeout_s=5, use_math_verify=math) as verifier:
+        verifier.verify_many([])  # nothing to start: workers start on the first math item
+        started = time.perf_counter()
+        decided = math = 0
+        for offset in range(0, frame.height, BATCH):
+            out = verdicts_of_batch(frame.slice(offset, BATCH), verifier)
+            decided += out["equivalent"].is_not_null().sum()
+            math += (out["method"] == "math_verify").sum()
+        return time.perf_counter() - started, decided / frame.height, math
+
+
+def baseline(frame: pl.DataFrame) -> float:
+    """Seconds for math-verify on every row, as the published-alternative way: parse the
+    reference and the whole trace's answer region, then verify (one process)."""
+    from math_verify import parse, verify
+
+    from mmfr_assets.selection.verify import final_answer, reference_answer
+
+    started = time.perf_counter()
+    for r in frame.iter_rows(named=True):
+        reference, _ = reference_answer(r)
+        candidate = final_answer(r["response"]) or ""
+        try:
+            verify(parse(f"${reference}$"), parse(f"${candidate}$"))
+        except Exception:
+            pass
+    return time.perf_counter() - started
+
+
+def run(rows: int = 20_000, baseline_rows: int = 2_000, workers: int = 2, log=print) -> list[str]:
+    frame = derived(rows)
+    log(f"verify bench: {frame.height:,} real-derived rows")
+    seconds, decided, math = ours(frame, workers)
+    rate = frame.height / seconds
+    log(f"ours: {rate:,.0f} rows/s ({decided:.1%} decided, {math:,} rows by math-verify)")
+    rules_seconds, rules_decided, _ = ours(frame, workers, math=False)
+    rules_rate = frame.height / rules_seconds
+    log(f"rules alone: {rules_rate:,.0f} rows/s ({rules_decided:.1%} decided)")
+    sample = frame.head(baseline_rows)
+    base_rate = sample.height / baseline(sample)
+    log(f"math-verify on every row: {base_rate:,.0f} rows/s (over {sample.height:,} rows)")
+    return [
+        "| | rows | rows/s | vs math-verify on every row |",
+        "| --- | ---: | ---: | ---: |",
+        f"| math-verify on every row (1 process) | {sample.height:,} | {base_rate:,.0f} | 1.0× |",
+        f"| ours: rules, then math-verify in {workers} workers | {frame.height:,} | "
+        f"{rate:,.0f} | **{rate / base_rate:.1f}×** |",
+        f"| ours, rules alone (what `prepare` costs without math-verify) | {frame.height:,} | "
+        f"{rules_rate:,.0f} | {rules_rate / base_rate:.1f}× |",
+        "",
+        f"Decided without a model: {decided:.1%} of rows ({rules_decided:.1%} by the rules "
+        f"alone); {math:,} rows decided by math-verify. "
+        f"Goal ≥ 2,000 rows/s: {'**met**' if rate >= 2000 else '**missed**'}.",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.verify", description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=20_000)
+    ap.add_argument("--baseline-rows", type=int, default=2_000)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    a = ap.parse_args(argv)
+    print("\n".join(run(a.rows, a.baseline_rows, a.workers)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Answer verification: does a trace's final answer match the reference? Pure Python, no
+Dagster: `final_answer(trace)`, `reference_answer(row)`, `verify_rules(item)` (rules only), and
+`AnswerVerifier` (rules, then math-verify in killable worker processes)."""
+
+from mmfr_assets.selection.verify.extract import (
+    REFERENCE_COLUMNS,
+    final_answer,
+    reference_answer,
+)
+from mmfr_assets.selection.verify.verifier import UNDECIDED, AnswerVerifier, Item, Verdict, verify_rules
+
+__all__ = [
+    "REFERENCE_COLUMNS",
+    "UNDECIDED",
+    "AnswerVerifier",
+    "Item",
+    "Verdict",
+    "final_answer",
+    "reference_answer",
+    "verify_rules",
+]

@@ -1,0 +1,95 @@
+"""Where the answers are: the final answer a trace commits to, and the reference it is checked
+against.
+
+A trace's final answer is the last `<answer>…</answer>` pair after `</think>`; failing that,
+the last pair anywhere; failing that, the last `\\boxed{…}` (braces balanced, since answers are
+LaTeX). References come from the first non-blank of several columns (the dataset's `answer`,
+the answer cleaning extracted, the original answer), and a reference that is a worked solution
+("… Answer: C", "\\boxed{9}") is reduced to what it concludes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+_ANSWER_PAIR = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_THINK_CLOSE = "</think>"
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# "Answer: C", "[Answer] 5", "The answer is 12." at the end of a worked reference solution.
+_ANSWER_LINE = re.compile(
+    r"(?:^|\n)\s*(?:\*\*)?(?:final\s+)?answer(?:\*\*)?\s*[:：\]]\s*(?:\*\*)?(.+?)\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+#: Reference columns, in order of trust: the dataset's answer, the answer cleaning extracted
+#: (issue 9; whichever of these names `cleaned` carries), the answer as first published.
+REFERENCE_COLUMNS = ("answer", "extracted_answer", "cleaned_answer", "original_answer")
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last `\\boxed{…}` in `text`, braces balanced; None if there is none
+    or it is never closed."""
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    for start in reversed(starts):
+        depth, i = 1, start
+        while i < len(text):
+            c = text[i]
+            if c == "\\":
+                i += 2
+                continue
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i]
+            i += 1
+    return None
+
+
+def final_answer(trace: str | None) -> str | None:
+    """The answer a reasoning trace ends on (None when it commits to none).
+
+    The `<answer>` pair after `</think>` wins (the think block may quote tags while
+    reasoning); else the last pair anywhere; else the last `\\boxed{}`. A `\\boxed{}` inside
+    the chosen pair is unwrapped.
+    """
+    if not trace:
+        return None
+    cut = trace.rfind(_THINK_CLOSE)
+    pairs = _ANSWER_PAIR.findall(trace[cut + len(_THINK_CLOSE) :]) if cut >= 0 else []
+    if not pairs:
+        pairs = _ANSWER_PAIR.findall(trace)
+    if pairs:
+        answer = pairs[-1]
+        boxed = last_boxed(answer)
+        return (boxed if boxed is not None else answer).strip()
+    boxed = last_boxed(trace[cut:] if cut >= 0 else trace)
+    if boxed is None and cut >= 0:
+        boxed = last_boxed(trace)
+    return boxed.strip() if boxed is not None else None
+
+
+def conclusion(text: str) -> str:
+    """What a reference text concludes: the content of its answer pair or last `\\boxed{}`,
+    or what follows a final "Answer:" line; the whole (stripped) text otherwise."""
+    found = final_answer(text)
+    if found:
+        return found
+    match = _ANSWER_LINE.search(text)
+    if match and match.group(1).strip() and "\n" not in match.group(1).strip():
+        return match.group(1).strip()
+    return text.strip()
+
+
+def reference_answer(
+    row: Mapping[str, Any], columns: Sequence[str] = REFERENCE_COLUMNS
+) -> tuple[str | None, str | None]:
+    """(reference answer, the column it came from): the first of `columns` present in `row`
+    and not blank, reduced to its conclusion; (None, None) when every one is blank."""
+    for column in columns:
+        value = row.get(column)
+        if isinstance(value, str) and value.strip():
+            return conclusion(value), column
+    return None, None

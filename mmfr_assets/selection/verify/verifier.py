@@ -1,0 +1,106 @@
+"""`AnswerVerifier`: rules first, math-verify in workers for what they leave, per row or per
+batch. Importable without Dagster (distillation validates generated traces with it)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mmfr_assets.selection.verify import rules
+from mmfr_assets.selection.verify.workers import MathVerifyPool
+
+
+@dataclass(frozen=True)
+class Item:
+    """One answer to check: the candidate's final answer (None if the trace commits to none),
+    the reference, and the question (its option list serves the multiple-choice rule)."""
+
+    candidate: str | None
+    reference: str | None
+    question: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """`equivalent` None means undecided: `method` is then "undecided" and `detail` says why
+    (no final answer, no reference, math-verify timeout/error, or no rule applied)."""
+
+    equivalent: bool | None
+    method: str
+    detail: str = ""
+
+
+UNDECIDED = "undecided"
+
+
+def verify_rules(item: Item) -> Verdict:
+    """The rules alone (no math-verify): a decided verdict, or undecided with the reason."""
+    if item.candidate is None or not item.candidate.strip():
+        return Verdict(None, UNDECIDED, "no_final_answer")
+    if item.reference is None or not item.reference.strip():
+        return Verdict(None, UNDECIDED, "no_reference")
+    verdict, rule = rules.decide(item.candidate, item.reference, item.question)
+    if verdict is None:
+        if rules.parts_differ(item.candidate, item.reference):
+            # several answers against one (or another count): which part was asked is a
+            # reader's call, not math-verify's (it would match any one part)
+            return Verdict(None, UNDECIDED, "parts_differ")
+        if rules.is_prose(item.candidate) or rules.is_prose(item.reference):
+            return Verdict(None, UNDECIDED, "prose")  # a reader's call (the judge)
+        return Verdict(None, UNDECIDED, "rules_undecided")
+    return Verdict(verdict, rule)
+
+
+def _math_verify_verdict(outcome: tuple[bool | None, str]) -> Verdict:
+    """math-verify proves equivalence; its False is taken as "different" only because the
+    rules before it already failed to match the two: both sides parsed as mathematics."""
+    equivalent, status = outcome
+    if status == "ok":
+        return Verdict(equivalent, "math_verify")
+    return Verdict(None, UNDECIDED, f"math_verify_{status}")
+
+
+class AnswerVerifier:
+    """Verifies answers with the rules, then math-verify in `workers` processes (each item
+    killed after `timeout_s`, then undecided). A context manager: the pool lives inside it.
+
+    `use_math_verify=False` gives the rules alone (nothing is started).
+    """
+
+    def __init__(
+        self, *, workers: int | None = None, timeout_s: float = 5.0, use_math_verify: bool = True
+    ) -> None:
+        self.use_math_verify = use_math_verify
+        self._pool = MathVerifyPool(workers, timeout_s) if use_math_verify else None
+
+    def __enter__(self) -> AnswerVerifier:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    @property
+    def timeouts(self) -> int:
+        """Items math-verify did not finish in time so far."""
+        return self._pool.killed if self._pool is not None else 0
+
+    def verify(self, candidate: str | None, reference: str | None, question: str | None = None) -> Verdict:
+        return self.verify_many([Item(candidate, reference, question)])[0]
+
+    def verify_many(self, items: Sequence[Item]) -> list[Verdict]:
+        """Verdicts in the items' order. Rules run here; the pairs they leave undecided go to
+        the math-verify workers together."""
+        verdicts = [verify_rules(item) for item in items]
+        if self._pool is None:
+            return verdicts
+        pending = [k for k, v in enumerate(verdicts) if v.detail == "rules_undecided"]
+        pairs = [(rules.strip_delimiters(items[k].reference), rules.strip_delimiters(items[k].candidate)) for k in pending]
+        unique = list(dict.fromkeys(pairs))  # e.g. a student's samples repeating one answer
+        outcomes = dict(zip(unique, self._pool.run(unique)))
+        for k, pair in zip(pending, pairs):
+            verdicts[k] = _math_verify_verdict(outcomes[pair])
+        return verdicts
