@@ -83,7 +83,8 @@ def test_dataset_card_lists_the_recipe(lake_and_instance, tmp_path):
     assert "llm_prompt_tokens" not in card
     assert "response: dataset" in card
     # The funnel, with a drop reason the real rows trip.
-    dropped = pl.read_delta(f"{lake.uri}/rejections").filter(pl.col("subset") == EXPORTED[0])
+    dropped = pl.read_delta(f"{lake.uri}/rejections").filter(
+        (pl.col("subset") == EXPORTED[0]) & (pl.col("stage") != "difficulty_filtered_586k"))
     reason, n = dropped.group_by("reason").len().sort("len", descending=True).row(0)
     assert f"| {reason} | {n} |" in card
 
@@ -164,8 +165,8 @@ def test_missing_and_failed_subsets_are_refused_by_name(lake_and_instance, tmp_p
     with pytest.raises(InputError, match=r"subset 'WeMath2-Pro': .*no rows for it"):
         export(lake, "difficulty_filtered", [EXPORTED[0], "WeMath2-Pro"], out)
     assert not out.exists()
-    with pytest.raises(InputError, match="difficulty_filtered_586k does not exist"):
-        export(lake, "difficulty_filtered_586k", list(EXPORTED), out)
+    with pytest.raises(InputError, match="the table difficulty_filtered does not exist"):
+        export(LakeResource(uri=str(tmp_path / "empty")), "difficulty_filtered", list(EXPORTED), out)
     with pytest.raises(InputError, match="not exportable"):
         export(lake, "collected", list(EXPORTED), out)
 

@@ -56,7 +56,9 @@ def test_funnel_is_the_lakes_counts(reported):
         per = funnel.filter(pl.col("subset") == subset)
         collected = per.filter((pl.col("stage") == "collected") & (pl.col("reason") == "(kept)"))["rows"][0]
         selected = per.filter((pl.col("stage") == "difficulty_filtered") & (pl.col("reason") == "(kept)"))["rows"][0]
-        dropped = per.filter(pl.col("filter").is_not_null() & (pl.col("filter") != ""))["rows"].sum()
+        # (the 586K recipe is a branch beside difficulty_filtered: its drops are its own)
+        dropped = per.filter(pl.col("filter").is_not_null() & (pl.col("filter") != "")
+                             & (pl.col("stage") != "difficulty_filtered_586k"))["rows"].sum()
         assert collected == selected + dropped
     assert "| BMMR | collected |  | (kept) | 10 |" in metadata["funnel"].value
 
@@ -71,8 +73,10 @@ def test_plots_are_embedded_pngs_and_files(reported):
         assert png == (out / "plots" / f"{name}.png").read_bytes()
         with Image.open(io.BytesIO(png)) as image:
             assert image.format == "PNG" and image.width >= 600 and image.height >= 200
-    assert "answer_verdicts" in metadata["tables_absent"].value
-    assert "student_rollouts absent" in metadata["pass_rate_source"].value
+    # Every table the report can use exists on this graph, and the plots say which they used.
+    assert metadata["tables_absent"].value == "none"
+    assert metadata["pass_rate_source"].value == "student_rollouts.pass_rate"
+    assert metadata["verifier_method_source"].value == "answer_verdicts.method"
 
 
 def test_length_histograms_count_every_distilled_row(reported):
@@ -86,9 +90,13 @@ def test_length_histograms_count_every_distilled_row(reported):
         assert total == distilled.height
     words = distilled["response"].drop_nulls().map_elements(lambda t: len(t.split()), return_dtype=pl.Int64)
     assert words.max() < LENGTH_BINS[-1]
-    rates = distilled["pass_rate"].round(3).value_counts()
+    rollouts = pl.read_delta(f"{lake.uri}/student_rollouts").filter(pl.col("subset").is_in(SUBSETS[:2]))
+    rates = rollouts["pass_rate"].round(3).value_counts()
     for rate, n in rates.iter_rows():
         assert sum(v for (s, r), v in stats.pass_rates.items() if r == rate) == n
+    verdicts = pl.read_delta(f"{lake.uri}/answer_verdicts").filter(pl.col("subset").is_in(SUBSETS[:2]))
+    for method, n in verdicts["method"].value_counts().iter_rows():
+        assert sum(v for (s, m), v in stats.methods.items() if m == method) == n
 
 
 def test_viewer_pages_escape_text_and_filter_by_reason(reported):
