@@ -2,6 +2,7 @@
 
     python -m bench            # full run: 20K and 200K-row partitions (~20 min on 2 cores)
     python -m bench --quick    # smoke run: 300 and 1,200 rows (~2 min)
+    python -m bench --only model_step [--quick]   # one section, spliced into the results file
 
 Everything generated goes under `--out` (default `bench/out/`, git-ignored) and is deleted at
 the end unless `--keep`; the figures are written to `--results` (default `bench/RESULTS.md` for
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import images, llm_client, machine, quality, verify
+from bench import images, llm_client, machine, model_step, quality, verify
 from bench.data import SourceSpec, write_source
 from bench.lake import Lake
 
@@ -76,6 +77,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--results", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep the generated data and lake")
+    ap.add_argument("--only", choices=["model_step"],
+                    help="run one section and replace it in the results file (the rest is kept)")
+    ap.add_argument("--repeats", type=int, help="model_step: runs per case (default 2, 1 with --quick)")
     a = ap.parse_args(argv)
     a.small = a.small or (300 if a.quick else 20_000)
     a.large = a.large or (1_200 if a.quick else 200_000)
@@ -84,8 +88,42 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return a
 
 
+def model_step_section(args, log) -> list[str]:
+    """The model-step benchmark (its own small lake under `--out`), rendered."""
+    root = args.out / "model_step"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    try:
+        result = model_step.run(root, quick=args.quick, repeats=args.repeats, log=log)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return model_step.render(result, repeats=args.repeats or (1 if args.quick else 2))
+
+
+def splice(text: str, section: list[str]) -> str:
+    """`text` with its `## Model steps` section replaced by `section` (appended if absent)."""
+    lines = text.splitlines()
+    heading = section[0]
+    start = next((i for i, line in enumerate(lines) if line == heading), None)
+    if start is None:
+        return "\n".join([*lines, "", *section]) + "\n"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join([*lines[:start], *section, *([""] + lines[end:] if end < len(lines) else [])]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.only == "model_step":
+        log = lambda *a: print(*a, flush=True)  # noqa: E731
+        args.out.mkdir(parents=True, exist_ok=True)
+        section = model_step_section(args, log)
+        previous = args.results.read_text() if args.results.exists() else "# Benchmarks\n"
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(splice(previous, section))
+        print("\n".join(section))
+        print(f"wrote {args.results}")
+        return 0
     started = time.perf_counter()
     info = machine.describe()
     command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
@@ -137,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
         photos = images.run(args.photos, log=log)
         client = llm_client.run(latency=0.2, waves=5 if args.quick else 50)
+        steps = model_step_section(args, log)
         report = render(
             args, info, command, spec, generation, runs, ours_small_median, ours_large, base,
             photos, time.perf_counter() - started,
@@ -145,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         report += "\n".join(client) + "\n"
         report += "\n## Answer verification: ours vs math-verify on every row (`bench/verify.py`)\n\n"
         report += "\n".join(verify.run(300 if args.quick else 20_000, 110 if args.quick else 2_000, log=log)) + "\n"
+        report += "\n" + "\n".join(steps) + "\n"
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(report)
         print(report)

@@ -9,6 +9,7 @@ to the rejections table, refuses any batch that loses rows, and publishes both t
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import closing, nullcontext
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -99,6 +100,8 @@ def run_stage(
 
     Both tables' partitions are replaced only after the last batch: the rejections first, then
     the stage table, whose new version is what downstream assets and the accounting check read.
+    `batches` is closed when the stage ends, failed or not, if it has a `close()` (a generator,
+    a `PartitionReader`): a half-read upstream scan must not outlive the stage.
     """
     run = StageRun(
         stage=stage,
@@ -110,6 +113,7 @@ def run_stage(
     )
     known = {(f.name, r) for f in filters for r in f.reasons}
     with (
+        closing(batches) if hasattr(batches, "close") else nullcontext(batches) as batches,
         PartitionWriter(lake.location(stage), schema, {"subset": subset}) as kept_out,
         PartitionWriter(
             lake.location(REJECTIONS_TABLE), REJECTION_SCHEMA, {"stage": stage, "subset": subset}
@@ -150,16 +154,18 @@ def upstream_batches(
 
     Reads stop at parquet row groups, which upstream stages write at their own batch size (256
     rows for image stages); regrouping keeps per-batch overhead low for the text stages.
+    Closing the generator (`run_stage` does) closes the partition read at once.
     """
     pending: list[pa.RecordBatch] = []
     rows = 0
-    for batch in read_partition(
+    with read_partition(
         lake.location(upstream), {"subset": subset}, columns=columns, batch_size=batch_size
-    ):
-        pending.append(batch)
-        rows += batch.num_rows
-        if rows >= batch_size:
-            yield pl.from_arrow(pa.Table.from_batches(pending))
-            pending, rows = [], 0
+    ) as reader:
+        for batch in reader:
+            pending.append(batch)
+            rows += batch.num_rows
+            if rows >= batch_size:
+                yield pl.from_arrow(pa.Table.from_batches(pending))
+                pending, rows = [], 0
     if pending:
         yield pl.from_arrow(pa.Table.from_batches(pending))

@@ -47,3 +47,33 @@ def test_quick_bench_functions(tmp_path):
     photos = [images.photo(900, 600, seed=0), images.photo(2600, 1200, seed=1)]
     scenario = images.run_scenario("smoke", photos, workers=2)
     assert scenario.sizes_equal and scenario.min_psnr >= 30
+
+
+def test_model_step_bench_on_tiny_partitions(tmp_path):
+    """`bench/model_step.py` end to end on tiny partitions: the bare client and the asset (a
+    `dagster asset materialize` subprocess) send the same prompts, every row gets a generated
+    trace, and both memory runs are measured. No timing is asserted."""
+    from bench import model_step
+    from mmfr_assets.lake.delta import DeltaLocation, read_partition
+
+    case = model_step.Case("lognormal", concurrency=4, rows=12)
+    result = model_step.run(tmp_path, cases=[case], repeats=1, memory_rows=6, log=lambda *_: None)
+    (measured,) = result.cases
+    assert measured.bare[0].completed == measured.asset[0].completed == 12
+    assert measured.bare[0].prompts == measured.asset[0].prompts and len(measured.asset[0].prompts) == 12
+    assert measured.asset[0].seconds > 0 and measured.bare[0].seconds > 0
+    assert [m.rows for m in result.memory] == [6, 24]
+    assert all(m.served.completed == m.rows and m.run.max_rss_mb for m in result.memory)
+
+    lake = tmp_path / "lake"
+    for rows in (12, 24):
+        subset = model_step.partition_name(rows)
+        batches = list(read_partition(DeltaLocation(f"{lake}/teacher_responses"), {"subset": subset},
+                                      columns=["id", "response_origin"], batch_size=1024))
+        table = pl.concat([pl.from_arrow(b) for b in batches])
+        assert table["id"].to_list() == [f"{subset}-{i:07d}" for i in range(rows)]  # input order
+        assert set(table["response_origin"]) == {"generated"}
+
+    lines = model_step.render(result, repeats=1)
+    assert lines[0].startswith("## Model steps")
+    assert any("asset / bare" in line for line in lines)

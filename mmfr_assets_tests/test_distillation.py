@@ -63,6 +63,27 @@ def test_a_trace_is_kept_only_when_it_passes_the_selection_rules():
     assert (out.columns["samples_drawn"], out.columns["samples_passed"]) == (3, 2)
 
 
+def test_a_trace_whose_answer_is_not_the_reference_is_asked_again():
+    cot = CotTeacher(CotTeacherConfig())
+    try:
+        row = {"subset": "BMMR", "id": "1", "question": "How long is AB?\nChoices:\nA. 3\nB. 5", "answer": "5",
+               "original_answer": None, "qwen3vl_235b_thinking_response": None}
+        wrong = cot.parse(row, [_reply("so <answer>7</answer>", GOOD_THINK)], 1)
+        assert isinstance(wrong, Retry) and wrong.reason == "correctness_inconsistent"
+        assert wrong.fallback.columns["response_error"] == "correctness_inconsistent"
+        assert isinstance(cot.parse(row, [_reply("so <answer>B</answer>", GOOD_THINK)], 1), Parsed)
+        assert isinstance(cot.parse(row, [_reply("so <answer>5</answer>", GOOD_THINK)], 1), Parsed)
+        # the solution is the reference when there is no answer; no reference, no check
+        solution = {**row, "answer": None, "original_answer": "AB = 2 + 3, so AB is \\boxed{5}."}
+        assert isinstance(cot.parse(solution, [_reply("<answer>7</answer>", GOOD_THINK)], 1), Retry)
+        unchecked = {**row, "answer": None, "original_answer": None}
+        assert isinstance(cot.parse(unchecked, [_reply("<answer>7</answer>", GOOD_THINK)], 1), Parsed)
+    finally:
+        cot.close()
+    off = CotTeacher(CotTeacherConfig(check_answer=False))
+    assert isinstance(off.parse(row, [_reply("so <answer>7</answer>", GOOD_THINK)], 1), Parsed)
+
+
 def test_dataset_annotations_are_kept_unless_regenerate():
     batch = pl.DataFrame({"subset": ["S"] * 3, "id": ["a", "b", "c"],
                           "qwen3vl_235b_thinking_response": ["<think>x</think>", None, "  "]})
@@ -87,12 +108,18 @@ def _defs(monkeypatch, sample_source, tmp_path, url):
 FAST = {"max_retries": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 10.0}
 
 
+# The fake teacher answers at random, so the answer check would reject its traces: tests about
+# other things switch it off (it has tests of its own below).
+NO_ANSWER_CHECK = {"teacher_responses": {"config": {"check_answer": False}}}
+
+
 def _materialize(defs, instance, run_config=None):
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(
         partition_key="BMMR", instance=instance, raise_on_error=False,
         asset_selection=[dg.AssetKey(a) for a in TEACHER_ASSETS],
-        run_config=run_config or {"resources": {r: {"config": FAST} for r in ("cot_teacher", "caption_teacher")}},
+        run_config=run_config or {"resources": {r: {"config": FAST} for r in ("cot_teacher", "caption_teacher")},
+                                  "ops": NO_ANSWER_CHECK},
     )
 
 
@@ -180,7 +207,7 @@ def test_a_rerun_after_a_kill_repeats_no_finished_request(sample_source, tmp_pat
                       MMFR_COT_TEACHER_MAX_CONCURRENCY=str(concurrency),
                       MMFR_LLM_CACHE=str(tmp_path / "cache.sqlite"))
     config = tmp_path / "run.yaml"
-    config.write_text("ops:\n  teacher_responses:\n    config: {regenerate: true}\n")
+    config.write_text("ops:\n  teacher_responses:\n    config: {regenerate: true, check_answer: false}\n")
     mmfr = [str(Path(sys.executable).parent / "mmfr"), "run", "--subsets", "BMMR",
             "--until", "teacher_responses", "--config", str(config)]
     first = subprocess.Popen(mmfr, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -217,10 +244,10 @@ def test_invalid_first_replies_are_asked_again_with_a_new_seed(monkeypatch, samp
         {"fault": "reply", "marker": "Describe this image", "first_per_prompt": 1, "content": "A figure."},
     ])
     defs = _defs(monkeypatch, sample_source, tmp_path, fake_llm.url)
-    regenerate = {"config": {"regenerate": True}}
     result = _materialize(defs, dg.DagsterInstance.ephemeral(), run_config={
         "resources": {r: {"config": FAST} for r in ("cot_teacher", "caption_teacher")},
-        "ops": {"teacher_responses": regenerate, "teacher_captions": regenerate}})
+        "ops": {"teacher_responses": {"config": {"regenerate": True, "check_answer": False}},
+                "teacher_captions": {"config": {"regenerate": True}}}})
     assert result.success
     lake = tmp_path / "lake"
     traces = pl.read_delta(str(lake / "teacher_responses"))
@@ -265,7 +292,8 @@ def test_the_two_teachers_run_at_once_on_their_two_endpoints(monkeypatch, sample
         result = dg.execute_job(
             _asset_job(), instance, tags={"dagster/partition": "BMMR"},
             asset_selection=[dg.AssetKey("teacher_captions"), dg.AssetKey("teacher_responses")],
-            run_config={"ops": {"teacher_captions": regenerate, "teacher_responses": regenerate}},
+            run_config={"ops": {"teacher_captions": regenerate,
+                                "teacher_responses": {"config": {"regenerate": True, "check_answer": False}}}},
         )
         assert result.success
     assert fake_llm.stats()["max_in_flight"] > 2

@@ -1,6 +1,8 @@
 """`collected`: the source subset, streamed into the lake as it was published."""
 
 
+import contextlib
+
 import dagster as dg
 import polars as pl
 import pyarrow as pa
@@ -30,11 +32,13 @@ class CollectedConfig(dg.Config):
 
 def ids_unique_check(lake: LakeResource, subset: str) -> dg.AssetCheckResult:
     """Reads only the id column of the committed partition."""
-    ids = pl.concat(
-        [pl.from_arrow(b) for b in read_partition(lake.location("collected"), {"subset": subset},
-                                                  columns=["id"], batch_size=65536)]
-        or [pl.DataFrame({"id": []}, schema={"id": pl.String})]
-    )["id"]
+    with read_partition(
+        lake.location("collected"), {"subset": subset}, columns=["id"], batch_size=65536
+    ) as reader:
+        ids = pl.concat(
+            [pl.from_arrow(b) for b in reader]
+            or [pl.DataFrame({"id": []}, schema={"id": pl.String})]
+        )["id"]
     duplicated = ids.filter(ids.is_duplicated()).unique().sort()
     return dg.AssetCheckResult(
         check_name="ids_unique",
@@ -75,18 +79,17 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         )
         context.log.info(f"{subset}: column mapping {mapping}")
 
-        def batches():
-            for table in tables:
-                yield pl.from_arrow(table)
-
-        run = run_stage(
-            lake,
-            stage="collected",
-            subset=subset,
-            batches=batches(),
-            decide=Verdicts.no_drops,
-            schema=COLLECTED_SCHEMA,
-        )
+        # The source stream is closed on every path, even if run_stage fails before reading it
+        # (a half-read stream left to interpreter exit can hang the process).
+        with contextlib.closing(tables):
+            run = run_stage(
+                lake,
+                stage="collected",
+                subset=subset,
+                batches=(pl.from_arrow(table) for table in tables),
+                decide=Verdicts.no_drops,
+                schema=COLLECTED_SCHEMA,
+            )
         context.log.info(f"collected {run.rows_out} rows of {subset} from {source.path}")
         return dg.MaterializeResult(
             metadata=stage_metadata(

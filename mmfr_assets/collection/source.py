@@ -57,13 +57,24 @@ class HFSourceResource(dg.ConfigurableResource):
     def stream(
         self, subset: str, *, batch_size: int, max_samples: int | None = None
     ) -> Iterator[pa.Table]:
-        """Arrow batches of the subset's train split, read lazily (never the whole subset)."""
+        """Arrow batches of the subset's train split, read lazily (never the whole subset).
+
+        Close the generator when done with it (`mapped_tables` and `collected` do): the
+        stream's parquet readers are then closed at once, not at interpreter exit, where a
+        half-read stream was seen hanging the process (huggingface/datasets#7467).
+        """
         stream = datasets.load_dataset(self.path, subset, split="train", streaming=True)
         if isinstance(stream.features, datasets.Features) and "image" in stream.features:
             stream = stream.cast_column("image", datasets.Image(decode=False))
         if max_samples is not None:
             stream = stream.take(max_samples)
-        yield from stream.with_format("arrow").iter(batch_size=batch_size)
+        tables = stream.with_format("arrow").iter(batch_size=batch_size)
+        try:
+            yield from tables
+        finally:
+            close = getattr(tables, "close", None)
+            if close is not None:
+                close()
 
 
 def mapped_tables(

@@ -71,39 +71,107 @@ def _filter_expression(partition: Mapping[str, str]) -> pads.Expression | None:
     return expression
 
 
+class PartitionReader:
+    """One partition's batches, read lazily, with a `close()` that releases the pyarrow scan.
+
+    Why a class and not a plain generator: a scan left half-consumed (the consumer raised, or
+    stopped early) keeps pyarrow's C++ iterator and its pending read-ahead alive until garbage
+    collection, which for a failed step means interpreter exit, while pyarrow's thread pools
+    shut down: processes were seen hanging there forever or aborting (apache/arrow#45214,
+    #50482). Use it as a context manager (or call `close()`) so the scan ends on every path.
+    """
+
+    def __init__(
+        self,
+        location: DeltaLocation,
+        partition: Mapping[str, str],
+        *,
+        columns: list[str] | None = None,
+        batch_size: int = 1024,
+    ) -> None:
+        self._location = location
+        self._partition = dict(partition)
+        self._columns = columns
+        self._batch_size = batch_size
+        self._batches: Iterator[pa.RecordBatch] | None = None
+        self._scan: Iterator[pa.RecordBatch] | None = None  # the current fragment's scan
+        self.closed = False
+
+    def __enter__(self) -> PartitionReader:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+    def __iter__(self) -> PartitionReader:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self.closed:
+            raise StopIteration
+        if self._batches is None:
+            self._batches = self._read()
+        try:
+            return next(self._batches)
+        except BaseException:
+            self.close()  # exhausted or failed: nothing is left to read
+            raise
+
+    def close(self) -> None:
+        """End the scan now (idempotent): the fragment iterator is closed and released in the
+        calling thread, not left to the garbage collector."""
+        self.closed = True
+        scan, self._scan = self._scan, None
+        if scan is not None:
+            scan.close()
+        batches, self._batches = self._batches, None
+        if batches is not None:
+            batches.close()
+
+    def _read(self) -> Iterator[pa.RecordBatch]:
+        table = self._location.table()
+        if table is None:
+            raise FileNotFoundError(
+                f"Delta table {self._location.uri} does not exist yet: materialize its asset first"
+            )
+        dataset = table.to_pyarrow_dataset()
+        fragments = sorted(
+            dataset.get_fragments(filter=_filter_expression(self._partition)), key=lambda f: f.path
+        )
+        for fragment in fragments:
+            self._scan = fragment.to_batches(
+                schema=dataset.schema,
+                columns=self._columns,
+                batch_size=self._batch_size,
+                batch_readahead=1,
+                fragment_readahead=1,
+            )
+            try:
+                for batch in self._scan:
+                    if batch.num_rows:
+                        yield batch
+            finally:
+                scan, self._scan = self._scan, None
+                if scan is not None:
+                    scan.close()
+
+
 def read_partition(
     location: DeltaLocation,
     partition: Mapping[str, str],
     *,
     columns: list[str] | None = None,
     batch_size: int = 1024,
-) -> Iterator[pa.RecordBatch]:
+) -> PartitionReader:
     """Stream one partition in batches of at most `batch_size` rows, in the order it was written.
 
     Files are read one at a time in the order of their sequence-numbered names, one batch at a
     time, so memory stays bounded by the batch size (pyarrow's scanner defaults read 16
     batches ahead, gigabytes for image columns) and two tables written from the same stream
-    can be read side by side in step.
+    can be read side by side in step. Close the reader (`with read_partition(...) as batches:`)
+    unless it is read to the end: see `PartitionReader`.
     """
-    table = location.table()
-    if table is None:
-        raise FileNotFoundError(
-            f"Delta table {location.uri} does not exist yet: materialize its asset first"
-        )
-    dataset = table.to_pyarrow_dataset()
-    fragments = sorted(
-        dataset.get_fragments(filter=_filter_expression(partition)), key=lambda f: f.path
-    )
-    for fragment in fragments:
-        for batch in fragment.to_batches(
-            schema=dataset.schema,
-            columns=columns,
-            batch_size=batch_size,
-            batch_readahead=1,
-            fragment_readahead=1,
-        ):
-            if batch.num_rows:
-                yield batch
+    return PartitionReader(location, partition, columns=columns, batch_size=batch_size)
 
 
 def count_rows(location: DeltaLocation, partition: Mapping[str, str] | None = None) -> int:

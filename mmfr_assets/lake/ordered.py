@@ -4,6 +4,9 @@ joins them in one streaming pass with bounded memory.
 
 This is how row images reach the stages that need pixels: `collected` holds the original
 bytes, `cleaned` only the bytes of images it changed, and nothing stores them again.
+
+Both readers hold a partition scan open between calls: use them as context managers (or call
+`close()`) so the scan ends when the stage ends, failed or not (see `PartitionReader`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from mmfr_assets.lake.resource import LakeResource
 
 
 class OrderedRows:
-    """Columns of one partition's rows, taken by id in the partition's row order."""
+    """Columns of one partition's rows, taken by id in the partition's row order.
+
+    `with OrderedRows(...) as rows:` closes the underlying scan on every path."""
 
     def __init__(
         self, location: DeltaLocation, subset: str, columns: Sequence[str], *, batch_size: int = 256
@@ -29,6 +34,16 @@ class OrderedRows:
         self._values: list[list[Any]] = []
         self._next = 0
         self._location = location
+
+    def __enter__(self) -> OrderedRows:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the partition scan now (idempotent)."""
+        self._batches.close()
 
     def take(self, ids: Sequence[str]) -> dict[str, list[Any]]:
         """Values of `columns` for `ids`, which must follow the table's order (any subsequence:
@@ -56,12 +71,22 @@ class OrderedRows:
 
 class PartitionImages:
     """The image each row is trained on: cleaning's bytes where it changed the image, else the
-    original bytes from `collected`."""
+    original bytes from `collected`. A context manager like `OrderedRows`."""
 
     def __init__(self, lake: LakeResource, subset: str, *, batch_size: int = 64) -> None:
         self._originals = OrderedRows(
             lake.location("collected"), subset, ["image_bytes"], batch_size=batch_size
         )
+
+    def __enter__(self) -> PartitionImages:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the scan of `collected` now (idempotent)."""
+        self._originals.close()
 
     def take(self, ids: Sequence[str], cleaned_bytes: Sequence[bytes | None]) -> list[bytes | None]:
         originals = self._originals.take(ids)["image_bytes"]

@@ -8,7 +8,10 @@ different processes for benchmarks.
 Endpoints:
 
 * ``POST /v1/chat/completions`` and ``GET /v1/models`` (enough for the SDK);
-* ``GET /admin/stats`` (``?detail=1`` adds per-prompt counts), ``POST
+* ``GET /admin/stats`` (``?detail=1`` adds per-prompt counts; ``first_request_at`` and
+  ``last_completion_at`` are the wall-clock times (``time.time()``) of the first request
+  received and the last completion sent, so a benchmark can measure the rate the endpoint
+  was kept busy at: ``completed / (last_completion_at - first_request_at)``), ``POST
   /admin/reset`` (stats and config back to defaults), ``POST /admin/config``
   (merge a JSON object into the config; ``rules`` is replaced as a whole).
 
@@ -253,6 +256,8 @@ class FakeOpenAIServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.completed = 0
+        self.first_request_at: Optional[float] = None  # time.time() of the first request received
+        self.last_completion_at: Optional[float] = None  # ... and of the last completion sent
         self.faults: dict[str, int] = {}
         self.by_prompt: dict[str, int] = {}
         self.completed_by_prompt: dict[str, int] = {}
@@ -274,7 +279,8 @@ class FakeOpenAIServer:
     def stats(self, detail: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"requests": self.requests, "in_flight": self.in_flight,
                                "max_in_flight": self.max_in_flight, "completed": self.completed,
-                               "faults": dict(self.faults)}
+                               "faults": dict(self.faults), "first_request_at": self.first_request_at,
+                               "last_completion_at": self.last_completion_at}
         if detail:
             out["by_prompt"] = dict(self.by_prompt)
             out["completed_by_prompt"] = dict(self.completed_by_prompt)
@@ -337,6 +343,8 @@ class FakeOpenAIServer:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         cfg = self.config
         self.requests += 1
+        if self.first_request_at is None:
+            self.first_request_at = time.time()
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -393,6 +401,7 @@ class FakeOpenAIServer:
 
             response = self._completion(body, messages, text, fault, rule or {})
             self.completed += 1
+            self.last_completion_at = time.time()
             self.completed_by_prompt[digest] = self.completed_by_prompt.get(digest, 0) + 1
             return web.json_response(response)
         finally:

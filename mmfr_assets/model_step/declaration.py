@@ -97,6 +97,15 @@ class ModelStep(abc.ABC):
         """Pure: one reply per sample (`ok` False for one given up on, with its `error`), the
         attempt number from 1. Strict about meaning, tolerant of form."""
 
+    def parse_many(
+        self, jobs: Sequence[tuple[Mapping[str, Any], Sequence[ChatResult], int]]
+    ) -> list[Parsed | Retry]:
+        """`parse` for several rows at once, `(row, replies, attempt)` each, outcomes in order.
+        The runner hands over every row that finished since it last looked, so a step whose
+        checks are vectorized (one Polars pass over many traces) overrides this: per-row checks
+        cost milliseconds of the thread that keeps the endpoint's window full."""
+        return [self.parse(row, replies, attempt) for row, replies, attempt in jobs]
+
     @abc.abstractmethod
     def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
         """Columns of a row sent to no model: `reason` None when it needed no request, else

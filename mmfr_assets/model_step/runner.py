@@ -25,6 +25,9 @@ from mmfr_assets.llm.types import ChatRequest, ChatResult
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
 from mmfr_assets.prompts import Prompt
 
+#: Rows answered from the cache while reading are parsed together once this many are ready.
+PARSE_BATCH = 64
+
 #: Columns the runner adds to every model step's table: which prompt made the row, how many
 #: attempts it took and what it cost (null / 0 for rows sent to no model).
 PROVENANCE_SCHEMA = pa.schema(
@@ -101,6 +104,7 @@ class _Runner:
         self.capacity = session.window if session else 0
         self.jobs: deque[_Job] = deque()  # in input order; finished ones leave from the left
         self.by_key: dict[int, _Job] = {}
+        self.ready: list[_Job] = []  # every reply in, not parsed yet
         self.next_key = 0
         self.stats = StepStats()
         self.names = [f.name for f in step.output_schema]
@@ -147,20 +151,28 @@ class _Runner:
         if not result.cached:
             job.prompt_tokens += result.prompt_tokens
             job.completion_tokens += result.completion_tokens
-        if len(job.replies) < job.expected:
-            return
+        if len(job.replies) == job.expected:
+            self.ready.append(job)
+
+    def _replies(self, job: _Job) -> list[ChatResult]:
         ordered = [job.replies[i] for i in range(job.expected)]
         if job.expected == 1 and self.step.samples > 1:
-            replies = [ordered[0].sample(i) for i in range(self.step.samples)]
-        else:
-            replies = ordered
-        outcome = self.step.parse(job.row, replies, job.attempt)
-        if isinstance(outcome, Retry):
-            if job.attempt < self.step.max_attempts:
-                self._send(job)
-                return
-            outcome = outcome.fallback
-        self._finish(job, outcome)
+            return [ordered[0].sample(i) for i in range(self.step.samples)]
+        return ordered
+
+    def _parse_ready(self) -> None:
+        """Parse every row whose replies are all in, in one `parse_many` call (asking again
+        those that say Retry, which may complete at once from the cache: hence the loop)."""
+        while self.ready:
+            jobs, self.ready = self.ready, []
+            outcomes = self.step.parse_many([(job.row, self._replies(job), job.attempt) for job in jobs])
+            for job, outcome in zip(jobs, outcomes):
+                if isinstance(outcome, Retry):
+                    if job.attempt < self.step.max_attempts:
+                        self._send(job)
+                        continue
+                    outcome = outcome.fallback
+                self._finish(job, outcome)
 
     def _finish(self, job: _Job, out: Parsed) -> None:
         job.out = out
@@ -178,6 +190,15 @@ class _Runner:
     def _collect(self, block: bool) -> None:
         for job_key, result in self.window.completed(block=block):
             self._on_result(job_key, result)
+
+    def _wait_for_room(self) -> None:
+        """Block until the window has room for another request. Parsing happens here, while
+        the window is full and the endpoint busy, never between a completion and the request
+        that replaces it."""
+        while self.window.outstanding >= self.capacity:
+            self._parse_ready()
+            if self.window.outstanding >= self.capacity:
+                self._collect(block=True)
 
     # -- rows ------------------------------------------------------------------
     def add_batch(self, batch: pl.DataFrame) -> Iterator[dict[str, Any]]:
@@ -200,16 +221,21 @@ class _Runner:
                 image = self.images(row["id"]) if self.images is not None else None
                 job.request = self.build_request(self.step.render(row, self.prompt), image)
                 self._send(job)
-                while self.window.outstanding >= self.capacity:
-                    self._collect(block=True)
+                if len(self.ready) >= PARSE_BATCH:  # a re-run: answers straight from the cache
+                    self._parse_ready()
+                self._wait_for_room()
             yield from self._drain()
             while len(self.jobs) >= self.reorder_limit:
-                self._collect(block=True)
+                self._parse_ready()
+                if self.jobs[0].out is None:
+                    self._collect(block=True)
                 yield from self._drain()
 
     def finish(self) -> Iterator[dict[str, Any]]:
-        while self.window is not None and self.window.outstanding:
-            self._collect(block=True)
+        while self.ready or (self.window is not None and self.window.outstanding):
+            self._parse_ready()
+            if self.window is not None and self.window.outstanding:
+                self._collect(block=True)
             yield from self._drain()
         yield from self._drain()
         if self.jobs:
