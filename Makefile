@@ -32,6 +32,7 @@ sample: data/sample/README.md
 
 run: install sample $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mmfr run --subsets all
+	$(BIN)/dagster asset materialize -m mmfr_assets.definitions --select report
 
 ui: install sample $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)

@@ -190,6 +190,10 @@ def run(args: argparse.Namespace) -> int:
         selection = list(
             dg.AssetSelection.assets(args.until).upstream().resolve(defs.resolve_asset_graph())
         )
+    # Per-subset runs hold the partitioned assets only; the unpartitioned `report` (over all
+    # subsets) is materialized on its own (`make run`, or from the UI).
+    graph = defs.resolve_asset_graph()
+    selection = [k for k in (selection or graph.get_all_asset_keys()) if graph.get(k).partitions_def]
     failed, refused = [], []
     status: dict[str, dict[str, str]] = {}
     with _instance() as instance:
@@ -246,14 +250,30 @@ def funnel(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
-    from mmfr_assets.export import export_table
+    from mmfr_assets.errors import InputError
+    from mmfr_assets.export import export as export_rows
 
     defs = build_definitions()
     subsets = _parse_subsets(args.subsets, build_partition_keys(defs))
-    counts = export_table(_lake(defs), args.asset, subsets, args.out)
-    for subset, rows in counts.items():
+    # The instance of DAGSTER_HOME holds what each materialization recorded (thresholds,
+    # models, prompt versions) for the dataset card; without one the card says it is unknown.
+    instance = _instance() if os.environ.get("DAGSTER_HOME") else None
+    try:
+        result = export_rows(
+            _lake(defs), args.asset, subsets, args.out, fmt=args.format, instance=instance
+        )
+    except InputError as error:
+        print(f"mmfr: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if instance is not None:
+            instance.dispose()
+    for subset, rows in result.counts.items():
         print(f"{subset}: {rows} rows")
-    print(f"wrote {args.out}: datasets.load_dataset({args.out!r}, <subset>)")
+    if args.format == "hub":
+        print(f"wrote {args.out}: datasets.load_dataset({args.out!r}, <subset>)")
+    else:
+        print(f"wrote {args.out}: LLaMA-Factory dataset_dir={args.out!r}, dataset=mmfr_{args.asset}")
     return 0
 
 
@@ -282,10 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     funnel_parser.set_defaults(handler=funnel)
 
     export_parser = commands.add_parser(
-        "export", help="write a selected table with its images in hub layout, for training"
+        "export", help="write a selected table with its images for training (hub or LLaMA-Factory)"
     )
-    export_parser.add_argument("out", help="output folder")
-    export_parser.add_argument("--asset", default="difficulty_filtered", choices=EXPORTABLE)
+    export_parser.add_argument("out", help="output folder (replaced whole)")
+    export_parser.add_argument(
+        "--asset", default="difficulty_filtered", choices=EXPORTABLE,
+        help="difficulty_filtered (123K recipe), difficulty_filtered_586k (586K recipe), "
+        "quality_filtered or distilled",
+    )
+    export_parser.add_argument("--format", default="hub", choices=["hub", "llamafactory"])
     export_parser.add_argument("--subsets", default="all")
     export_parser.set_defaults(handler=export)
 

@@ -17,6 +17,7 @@ from mmfr_assets.distillation.assets import build_distilled
 from mmfr_assets.errors import InputError
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.llm import endpoint_resources_from_env
+from mmfr_assets.reporting.assets import with_report
 from mmfr_assets.selection.assets import build_selection
 from mmfr_assets.settings import lake_location, lake_storage_options, source_location
 
@@ -29,13 +30,13 @@ def build_definitions(
     source = source or source_location()
     partitions = dg.StaticPartitionsDefinition(dataset_subsets(source))
     return dg.Definitions(
-        assets=[
+        assets=with_report(partitions, [
             build_collected(partitions),
             *build_cleaning_steps(partitions),
             build_cleaned(partitions),
             *build_distilled(partitions),
             *build_selection(partitions),
-        ],
+        ]),
         resources={
             **endpoint_resources_from_env(),
             "source": HFSourceResource(path=source),

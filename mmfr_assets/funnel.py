@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
+from mmfr_assets.reporting.paths import report_dir, viewer_page
 from mmfr_assets.stage import StageRun
 
 ACCOUNTING_CHECK = "rows_accounted_for"
@@ -75,6 +76,9 @@ def stage_metadata(run: StageRun, extra: Mapping[str, Any] | None = None) -> dic
             "dagster/table_name": run.stage,
             "delta_version": dg.MetadataValue.text(str(run.version)),
             "rejections_uri": dg.MetadataValue.path(run.rejections_uri),
+            # This stage's rows in the row viewer (written by the `report` asset).
+            "row_viewer": dg.MetadataValue.path(str(viewer_page(
+                run.subset, run.stage, report_dir(lake_uri=run.table_uri.rsplit("/", 1)[0])))),
         }
     )
     if extra:

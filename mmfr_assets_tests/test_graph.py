@@ -25,7 +25,10 @@ STAGE_OF = {reason: stage for stage, filters in STAGES for f in filters for reas
 
 def materialize(defs: dg.Definitions, subset: str, instance, run_config=None):
     job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(partition_key=subset, instance=instance, run_config=run_config)
+    graph = defs.resolve_asset_graph()  # the partitioned assets: not the report over all subsets
+    partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def]
+    result = job.execute_in_process(partition_key=subset, instance=instance, run_config=run_config,
+                                    asset_selection=partitioned)
     assert result.success
     return result
 

@@ -1,0 +1,123 @@
+"""The `report` asset: one materialization over every partition with the funnel (subset x stage
+x reason), the plots (embedded in the UI's metadata as Markdown images, and written as PNG
+files), a static report page and the row viewer, all under `MMFR_REPORT_DIR`.
+
+Dagster 1.13 renders `MetadataValue.md` with Markdown images, and a `data:image/png;base64`
+source needs no server, so each plot opens from the materialization in the UI. The same files
+are written to disk, replaced whole on each run (`exports.atomic.atomic_folder`).
+"""
+
+
+import base64
+from collections.abc import Iterable, Sequence
+from html import escape
+
+import dagster as dg
+
+from mmfr_assets.exports.atomic import atomic_folder
+from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.reporting.paths import report_dir
+from mmfr_assets.reporting.plots import PLOTS
+from mmfr_assets.reporting.stats import OPTIONAL_TABLES, collect_stats, stage_names
+from mmfr_assets.viewer.build import STAGE_INPUT, write_viewer
+from mmfr_assets.viewer.render import counts_table, link, page
+
+SELECTION = ("quality_filtered", "difficulty_filtered")
+TITLES = {
+    "pass_rate_distribution": "Pass-rate distribution per subset",
+    "length_kept_vs_dropped": "Trace and caption length, kept vs dropped",
+    "drops_by_reason": "Drops by reason per subset",
+    "verifier_methods": "Verifier method shares",
+}
+
+
+class ReportConfig(dg.Config):
+    """Where the report goes and how much of each stage the row viewer shows."""
+
+    out_dir: str = ""  # empty: MMFR_REPORT_DIR, else `report` beside a local lake, else data/report
+    kept_asset: str = "difficulty_filtered"  # the selection "kept vs dropped" refers to
+    rows_per_view: int = 100  # rows shown per subset, stage and view (all, kept, each reason)
+    page_size: int = 25
+    batch_size: int = 1024
+
+
+def funnel_markdown(funnel) -> str:
+    lines = ["| subset | stage | filter | reason | rows |", "| --- | --- | --- | --- | ---: |"]
+    for subset, stage, filt, reason, rows in funnel.iter_rows():
+        lines.append(f"| {subset} | {stage} | {filt} | {reason} | {rows} |")
+    return "\n".join(lines)
+
+
+def _report_page(pngs: dict, funnel, absent: Sequence[str], sources: dict[str, str]) -> str:
+    figures = "".join(
+        f"<h2>{escape(TITLES[name])}</h2><img src=\"plots/{name}.png\" alt=\"{escape(TITLES[name])}\">"
+        for name in pngs
+    )
+    notes = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in sources.items())
+    if absent:
+        notes += f"<li>tables not materialized (not in this report): {escape(', '.join(absent))}</li>"
+    rows = [[escape(str(v)) if not isinstance(v, int) else v for v in row] for row in funnel.iter_rows()]
+    body = (f"<p>{link('viewer/index.html', 'Open the row viewer')}</p><ul>{notes}</ul>{figures}"
+            "<h2>Funnel</h2>" + counts_table(["subset", "stage", "filter", "reason", "rows"], rows))
+    return page("mmfr report", body)
+
+
+def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsDefinition:
+    """The report over `subsets`, depending on the selection assets present in the graph."""
+    available = set(available)
+    deps = [a for a in (*SELECTION, *OPTIONAL_TABLES) if a in available]
+
+    @dg.asset(
+        name="report",
+        group_name="report",
+        deps=deps,
+        kinds={"matplotlib", "html"},
+        description="Funnel (subset x stage x reason), plots and the row viewer over every subset.",
+    )
+    def report(context: dg.AssetExecutionContext, config: ReportConfig, lake: LakeResource) -> dg.MaterializeResult:
+        out = report_dir(config.out_dir, lake.uri)
+        stats = collect_stats(lake, subsets, kept_asset=config.kept_asset, batch_size=config.batch_size)
+        absent = [t for t, here in stats.present.items() if not here]
+        if absent:
+            context.log.warning(f"report: tables not materialized, left out: {', '.join(absent)}")
+        sources = {"pass rates": stats.pass_rate_source, "verifier methods": stats.method_source}
+        pngs = {name: draw(stats) for name, draw in PLOTS.items()}
+        with atomic_folder(out) as staging:
+            (staging / "plots").mkdir()
+            for name, png in pngs.items():
+                (staging / "plots" / f"{name}.png").write_bytes(png)
+            stats.funnel.write_csv(staging / "funnel.csv")
+            pages = write_viewer(lake, stats.subsets, [s for s in stage_names(lake) if s in STAGE_INPUT], staging / "viewer",
+                                 page_size=config.page_size, rows_per_view=config.rows_per_view)
+            (staging / "index.html").write_text(_report_page(pngs, stats.funnel, absent, sources), "utf-8")
+        context.log.info(f"report: {len(pngs)} plots, {len(pages)} viewer stages in {out}")
+        metadata = {
+            "funnel": dg.MetadataValue.md(funnel_markdown(stats.funnel)),
+            **{
+                f"plot/{name}": dg.MetadataValue.md(
+                    f"**{TITLES[name]}**\n\n![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
+                )
+                for name, png in pngs.items()
+            },
+            "report_page": dg.MetadataValue.path(str(out / "index.html")),
+            "row_viewer": dg.MetadataValue.path(str(out / "viewer" / "index.html")),
+            "row_viewer_url": dg.MetadataValue.url((out / "viewer" / "index.html").as_uri()),
+            "tables_absent": ", ".join(absent) or "none",
+            "pass_rate_source": stats.pass_rate_source,
+            "verifier_method_source": stats.method_source,
+            "subsets": len(stats.subsets),
+            "subsets_not_materialized": ", ".join(stats.not_materialized) or "none",
+            "viewer_pages": len(pages),
+        }
+        return dg.MaterializeResult(metadata=metadata)
+
+    return report
+
+
+def with_report(
+    partitions: dg.PartitionsDefinition, assets: Sequence[dg.AssetsDefinition]
+) -> list[dg.AssetsDefinition]:
+    """`assets` and the report over their partitions, depending on the selection assets among
+    them (so assets other steps add, such as the 586K recipe, are picked up where they exist)."""
+    names = [key.path[-1] for a in assets for key in a.keys]
+    return [*assets, build_report(partitions.get_partition_keys(), names)]

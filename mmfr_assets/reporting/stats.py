@@ -1,0 +1,194 @@
+"""What the report shows, computed over every partition in bounded memory.
+
+Each statistic is a streaming aggregate (counts per value or per histogram bin), so a report
+over 1.8M rows holds one batch and a few small counters, never a column.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from mmfr_assets.lake.delta import count_rows, read_partition
+from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
+from mmfr_assets.pipeline import STAGES
+from mmfr_assets.reporting.lookup import SubsequenceLookup
+
+# Tables other engineers add downstream; the report uses each one that exists and says which
+# are absent.
+OPTIONAL_TABLES = ("answer_verdicts", "student_rollouts", "difficulty_filtered_586k")
+# Word-count histogram bins (Python str.split() words), log-spaced: traces span 10^1..10^4.
+LENGTH_BINS = np.unique(np.round(np.logspace(0, 5, 41)).astype(np.int64))
+
+
+def stage_names(lake: LakeResource) -> list[str]:
+    """The stages in lineage order, with the optional 586K recipe when its table exists."""
+    names = [name for name, _ in STAGES]
+    if lake.location("difficulty_filtered_586k").table() is not None:
+        names.append("difficulty_filtered_586k")
+    return names
+
+
+@dataclass
+class ReportStats:
+    subsets: list[str]
+    kept_asset: str
+    present: dict[str, bool]
+    funnel: pl.DataFrame  # subset, stage, filter, reason, rows
+    pass_rates: Counter = field(default_factory=Counter)  # (subset, rate or None) -> rows
+    pass_rate_source: str = ""
+    lengths: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (trace|caption, kept|dropped)
+    missing_lengths: Counter = field(default_factory=Counter)  # (trace|caption, kept|dropped)
+    methods: Counter = field(default_factory=Counter)  # (subset, method) -> rows
+    method_source: str = ""
+    not_materialized: list[str] = field(default_factory=list)  # subsets without collected rows
+
+    def drops(self) -> pl.DataFrame:
+        return self.funnel.filter(pl.col("filter") != "").select("subset", "stage", "reason", "rows")
+
+
+def drop_counts(location, subsets: Sequence[str], stages: Sequence[str]) -> Counter:
+    """(subset, stage, filter, reason) -> rows in the rejections table, counted batch by batch
+    (the table can hold millions of rows; only the counts are kept)."""
+    import pyarrow.dataset as pads
+
+    counts: Counter = Counter()
+    table = location.table()
+    if table is None:
+        return counts
+    scan = table.to_pyarrow_dataset().scanner(
+        columns=["subset", "stage", "filter", "reason"],
+        filter=pads.field("subset").isin(list(subsets)) & pads.field("stage").isin(list(stages)),
+        batch_size=65536, batch_readahead=1, fragment_readahead=1,
+    )
+    for batch in scan.to_batches():
+        if batch.num_rows:
+            for *key, n in pl.from_arrow(batch).group_by("subset", "stage", "filter", "reason").len().iter_rows():
+                counts[tuple(key)] += n
+    return counts
+
+
+def funnel_table(lake: LakeResource, subsets: Sequence[str]) -> pl.DataFrame:
+    """subset x stage x reason: rows each stage kept (`filter` empty, reason `(kept)`) and rows it
+    dropped per filter and reason, from the committed tables and the rejections table."""
+    stages = stage_names(lake)
+    rows = [
+        {"subset": s, "stage": st, "filter": "", "reason": "(kept)",
+         "rows": count_rows(lake.location(st), {"subset": s})}
+        for s in subsets for st in stages
+    ]
+    frame = pl.DataFrame(rows, schema={"subset": pl.String, "stage": pl.String, "filter": pl.String,
+                                       "reason": pl.String, "rows": pl.Int64})
+    drops = drop_counts(lake.location(REJECTIONS_TABLE), subsets, stages)
+    if drops:
+        frame = pl.concat([frame, pl.DataFrame(
+            [{"subset": k[0], "stage": k[1], "filter": k[2], "reason": k[3], "rows": n}
+             for k, n in drops.items()], schema=frame.schema)])
+    order = {st: k for k, st in enumerate(stages)}
+    return frame.with_columns(
+        pl.col("stage").replace_strict(order, return_dtype=pl.Int32).alias("_order")
+    ).sort("subset", "_order", pl.col("filter") != "", "reason").drop("_order")
+
+
+def closing_iter(batches):
+    """Iterate a partition scan and close it on every path (a half-read pyarrow scan left to
+    the garbage collector can hang the process at exit)."""
+    with closing(batches):
+        yield from batches
+
+
+def _words(column: str) -> pl.Expr:
+    # Whitespace-separated words, as the quality rules count them (str.split()).
+    return pl.col(column).str.count_matches(r"\S+")
+
+
+def _histogram(values: pl.Series) -> np.ndarray:
+    counts, _ = np.histogram(np.clip(values.to_numpy(), 1, LENGTH_BINS[-1] - 1), bins=LENGTH_BINS)
+    return counts
+
+
+def collect_stats(
+    lake: LakeResource, subsets: Sequence[str], *, kept_asset: str = "difficulty_filtered",
+    batch_size: int = 1024,
+) -> ReportStats:
+    present = {name: lake.location(name).table() is not None
+               for name in ("distilled", kept_asset, *OPTIONAL_TABLES)}
+    # Subsets nothing was collected for are listed apart, not drawn as empty rows.
+    collected = [s for s in subsets if count_rows(lake.location("collected"), {"subset": s})]
+    stats = ReportStats(collected, kept_asset, present, funnel_table(lake, collected))
+    stats.not_materialized = [s for s in subsets if s not in collected]
+    for kind in ("trace", "caption"):
+        for group in ("kept", "dropped"):
+            stats.lengths[(kind, group)] = np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64)
+    if not present["distilled"]:
+        stats.pass_rate_source = stats.method_source = "distilled is not materialized"
+        return stats
+    rollouts = present["student_rollouts"] and "pass_rate" in table_columns(lake, "student_rollouts")
+    stats.pass_rate_source = (
+        "student_rollouts.pass_rate" if rollouts
+        else "distilled.pass_rate (the dataset's qwen3vl_4b_pass_rate; student_rollouts absent)"
+    )
+    verdicts = present["answer_verdicts"] and "method" in table_columns(lake, "answer_verdicts")
+    stats.method_source = (
+        "answer_verdicts.method" if verdicts
+        else "distilled.is_consistent (answer_verdicts absent: a dataset label or nothing)"
+    )
+    for subset in subsets:
+        _subset_stats(lake, subset, stats, rollouts=rollouts, verdicts=verdicts, batch_size=batch_size)
+    return stats
+
+
+def table_columns(lake: LakeResource, table: str) -> list[str]:
+    """Column names of a table's current version ([] when it does not exist)."""
+    found = lake.location(table).table()
+    return found.to_pyarrow_dataset().schema.names if found is not None else []
+
+
+def _counts(series: pl.Series) -> Counter:
+    return Counter(dict(series.value_counts().iter_rows()))
+
+
+def _subset_stats(lake, subset, stats: ReportStats, *, rollouts: bool, verdicts: bool, batch_size: int):
+    partition = {"subset": subset}
+    measure = stats.present[stats.kept_asset]
+    distilled = lake.location("distilled")
+    if count_rows(distilled, partition) == 0:
+        return
+    with SubsequenceLookup(lake.location(stats.kept_asset), partition, batch_size=batch_size) as kept:
+        batches = read_partition(distilled, partition, batch_size=batch_size,
+                                 columns=["id", "response", "caption", "pass_rate", "is_consistent"])
+        for batch in closing_iter(batches):
+            frame = pl.from_arrow(batch)
+            is_kept = pl.Series([row is not None for row in kept.get(frame["id"].to_list())])
+            frame = frame.with_columns(trace=_words("response"), caption_words=_words("caption"),
+                                       kept=is_kept)
+            # Kept vs dropped needs the selection table; without it nothing is measured and
+            # the plot says there is nothing to show (the table is listed as absent).
+            for kind, column in (("trace", "trace"), ("caption", "caption_words")) if measure else ():
+                for group, mask in (("kept", frame["kept"]), ("dropped", ~frame["kept"])):
+                    values = frame.filter(mask)[column]
+                    stats.lengths[(kind, group)] += _histogram(values.drop_nulls())
+                    stats.missing_lengths[(kind, group)] += values.null_count()
+            if not rollouts:
+                for rate, n in _counts(frame["pass_rate"].round(3)).items():
+                    stats.pass_rates[(subset, rate)] += n
+            if not verdicts:
+                labels = frame["is_consistent"].is_null().replace_strict(
+                    {True: "none (unverified)", False: "dataset label"}, return_dtype=pl.String)
+                for method, n in _counts(labels).items():
+                    stats.methods[(subset, method)] += n
+    if rollouts:
+        for batch in closing_iter(read_partition(lake.location("student_rollouts"), partition,
+                                                 columns=["pass_rate"], batch_size=batch_size)):
+            for rate, n in _counts(pl.from_arrow(batch)["pass_rate"].round(3)).items():
+                stats.pass_rates[(subset, rate)] += n
+    if verdicts:
+        for batch in closing_iter(read_partition(lake.location("answer_verdicts"), partition,
+                                                 columns=["method"], batch_size=batch_size)):
+            for method, n in _counts(pl.from_arrow(batch)["method"].fill_null("(none)")).items():
+                stats.methods[(subset, method)] += n

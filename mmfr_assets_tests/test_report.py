@@ -1,0 +1,200 @@
+"""The `report` asset over real rows: the funnel table equals the lake's counts, the plots are
+PNG images embedded in the metadata, the row viewer shows every row's fields escaped and
+filters dropped rows by reason."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from html import escape
+
+import dagster as dg
+import polars as pl
+import pytest
+from PIL import Image
+
+from mmfr_assets.exports.names import subset_folder
+from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.reporting.lookup import SubsequenceLookup
+from mmfr_assets.reporting.stats import LENGTH_BINS, collect_stats
+from mmfr_assets_tests.lake_fixture import SUBSETS, materialize_subsets
+
+
+@pytest.fixture(scope="module")
+def reported(real_sample, tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    lake = str(root / "lake")
+    instance = dg.DagsterInstance.ephemeral()
+    defs = materialize_subsets(real_sample, lake, SUBSETS[:2], instance)
+    job = defs.resolve_implicit_global_asset_job_def()
+    out = root / "out"
+    result = job.execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey("report")],
+        run_config={"ops": {"report": {"config": {"out_dir": str(out), "rows_per_view": 6,
+                                                   "page_size": 4}}}},
+    )
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    return LakeResource(uri=lake), out, event.event_specific_data.materialization.metadata
+
+
+def test_funnel_is_the_lakes_counts(reported):
+    lake, out, metadata = reported
+    funnel = pl.read_csv(out / "funnel.csv", schema_overrides={"filter": pl.String})
+    rejections = pl.read_delta(f"{lake.uri}/rejections")
+    for (subset, stage, reason), n in rejections.group_by("subset", "stage", "reason").len().rows_by_key(
+            ["subset", "stage", "reason"]).items():
+        row = funnel.filter((pl.col("subset") == subset) & (pl.col("stage") == stage)
+                            & (pl.col("reason") == reason))
+        assert row["rows"].to_list() == [n[0][0]]
+    kept = funnel.filter(pl.col("reason") == "(kept)")
+    for subset, stage, rows in kept.select("subset", "stage", "rows").iter_rows():
+        assert rows == pl.read_delta(f"{lake.uri}/{stage}").filter(pl.col("subset") == subset).height
+    # Every subset's rows are accounted for at every filtering stage.
+    for subset in SUBSETS[:2]:
+        per = funnel.filter(pl.col("subset") == subset)
+        collected = per.filter((pl.col("stage") == "collected") & (pl.col("reason") == "(kept)"))["rows"][0]
+        selected = per.filter((pl.col("stage") == "difficulty_filtered") & (pl.col("reason") == "(kept)"))["rows"][0]
+        # (the 586K recipe is a branch beside difficulty_filtered: its drops are its own)
+        dropped = per.filter(pl.col("filter").is_not_null() & (pl.col("filter") != "")
+                             & (pl.col("stage") != "difficulty_filtered_586k"))["rows"].sum()
+        assert collected == selected + dropped
+    assert "| BMMR | collected |  | (kept) | 10 |" in metadata["funnel"].value
+
+
+def test_plots_are_embedded_pngs_and_files(reported):
+    _, out, metadata = reported
+    names = ["pass_rate_distribution", "length_kept_vs_dropped", "drops_by_reason", "verifier_methods"]
+    for name in names:
+        markdown = metadata[f"plot/{name}"].value
+        data = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown).group(1)
+        png = base64.b64decode(data)
+        assert png == (out / "plots" / f"{name}.png").read_bytes()
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.format == "PNG" and image.width >= 600 and image.height >= 200
+    # Every table the report can use exists on this graph, and the plots say which they used.
+    assert metadata["tables_absent"].value == "none"
+    assert metadata["pass_rate_source"].value == "student_rollouts.pass_rate"
+    assert metadata["verifier_method_source"].value == "answer_verdicts.method"
+
+
+def test_length_histograms_count_every_distilled_row(reported):
+    lake, _, _ = reported
+    stats = collect_stats(lake, list(SUBSETS[:2]))
+    distilled = pl.read_delta(f"{lake.uri}/distilled").filter(pl.col("subset").is_in(SUBSETS[:2]))
+    kept = pl.read_delta(f"{lake.uri}/difficulty_filtered").filter(pl.col("subset").is_in(SUBSETS[:2]))
+    for kind in ("trace", "caption"):
+        assert stats.lengths[(kind, "kept")].sum() + stats.missing_lengths[(kind, "kept")] == kept.height
+        total = sum(stats.lengths[(kind, g)].sum() + stats.missing_lengths[(kind, g)] for g in ("kept", "dropped"))
+        assert total == distilled.height
+    words = distilled["response"].drop_nulls().map_elements(lambda t: len(t.split()), return_dtype=pl.Int64)
+    assert words.max() < LENGTH_BINS[-1]
+    rollouts = pl.read_delta(f"{lake.uri}/student_rollouts").filter(pl.col("subset").is_in(SUBSETS[:2]))
+    rates = rollouts["pass_rate"].round(3).value_counts()
+    for rate, n in rates.iter_rows():
+        assert sum(v for (s, r), v in stats.pass_rates.items() if r == rate) == n
+    verdicts = pl.read_delta(f"{lake.uri}/answer_verdicts").filter(pl.col("subset").is_in(SUBSETS[:2]))
+    for method, n in verdicts["method"].value_counts().iter_rows():
+        assert sum(v for (s, m), v in stats.methods.items() if m == method) == n
+
+
+def test_viewer_pages_escape_text_and_filter_by_reason(reported):
+    lake, out, metadata = reported
+    assert metadata["row_viewer"].value == str(out / "viewer" / "index.html")
+    subset = SUBSETS[0]
+    stage_dir = out / "viewer" / subset_folder(subset) / "quality_filtered"
+    index = (stage_dir / "index.html").read_text()
+    drops = pl.read_delta(f"{lake.uri}/rejections").filter(
+        (pl.col("subset") == subset) & (pl.col("stage") == "quality_filtered"))
+    assert drops.height > 0
+    for reason, ids in drops.group_by("reason").agg("id").iter_rows():
+        assert f"dropped: {reason}" in index
+        pages = sorted(stage_dir.glob(f"reason-{reason}-*.html"))
+        shown = set()
+        for p in pages:
+            shown |= set(re.findall(r'<article class="dropped" id="([^"]+)"', p.read_text()))
+        assert shown == {escape(i, quote=True) for i in ids[:6]} or shown <= {escape(i, quote=True) for i in ids}
+        assert len(shown) == min(len(ids), 6)
+    # Traces hold <think> blocks: shown as text, never as markup.
+    distilled = pl.read_delta(f"{lake.uri}/distilled").filter(pl.col("subset") == subset)
+    first = (stage_dir / "all-1.html").read_text()
+    assert "&lt;think&gt;" in first and "<think>" not in first
+    assert escape(distilled["question"][0]) in first
+    # Each row has its image, written once per subset, the same bytes as the lake's.
+    images = re.findall(r'<img class="row" loading="lazy" alt="row image" src="\.\./images/([^"]+)"', first)
+    assert images and all((out / "viewer" / subset_folder(subset) / "images" / i).exists() for i in images)
+
+
+def test_subsequence_lookup_matches_rows_in_order(reported):
+    lake, _, _ = reported
+    distilled = pl.read_delta(f"{lake.uri}/distilled").filter(pl.col("subset") == SUBSETS[0])
+    kept = set(pl.read_delta(f"{lake.uri}/quality_filtered").filter(pl.col("subset") == SUBSETS[0])["id"])
+    with SubsequenceLookup(lake.location("quality_filtered"), {"subset": SUBSETS[0]}, ["answer"],
+                           batch_size=3) as lookup:
+        found = lookup.get(distilled["id"].to_list())
+    assert [r is not None for r in found] == [i in kept for i in distilled["id"]]
+    with SubsequenceLookup(lake.location("no_such_table"), {"subset": "x"}) as lookup:
+        assert lookup.get(["a"]) == [None]
+
+
+def test_report_on_an_empty_lake_draws_what_it_can_and_says_what_is_missing(tmp_path):
+    from mmfr_assets.reporting.plots import PLOTS
+
+    stats = collect_stats(LakeResource(uri=str(tmp_path / "lake")), ["A", "B(c)"])
+    assert stats.subsets == [] and stats.not_materialized == ["A", "B(c)"]
+    assert "not materialized" in stats.pass_rate_source and stats.funnel.height == 0
+    for draw in PLOTS.values():
+        assert draw(stats).startswith(b"\x89PNG")
+
+
+def test_not_materialized_subsets_are_listed_not_drawn(reported):
+    _, _, metadata = reported
+    assert metadata["subsets"].value == 2
+    assert "Zebra-CoT-Physics" in metadata["subsets_not_materialized"].value
+    assert "Zebra-CoT-Physics" not in metadata["funnel"].value
+
+
+def test_row_card_escapes_every_text_field():
+    from mmfr_assets.viewer.render import row_card
+
+    evil = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+    row = {"id": evil, "question": evil, "answer": evil, "trace": f"<think>{evil}</think>",
+           "caption": evil, "pass_rate": 0.25, "is_consistent": True, "consistency_analysis": evil,
+           "trace_origin": evil, "caption_origin": "dataset"}
+    html = row_card(row, image_src='x" onerror="alert(3)', drop={"filter": evil, "reason": evil,
+                    "detail": evil}, stage="quality_filtered", verdicts={evil: evil})
+    from html.parser import HTMLParser
+
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.attrs, self.text = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.attrs += attrs
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    parsed = Tags()
+    parsed.feed(html)
+    # The markup is only ours: no script element, no event handler; the text reads as written.
+    assert "script" not in parsed.tags and parsed.tags.count("img") == 1
+    assert {name for name, _ in parsed.attrs} <= {"class", "id", "loading", "alt", "src"}
+    assert ("src", 'x" onerror="alert(3)') in parsed.attrs and ("id", evil) in parsed.attrs
+    assert "".join(parsed.text).count(evil) >= 9
+
+
+def test_viewer_pages_are_bounded_and_linked(reported):
+    _, out, _ = reported
+    stage_dir = out / "viewer" / subset_folder(SUBSETS[0]) / "collected"
+    # 10 rows, rows_per_view=6, page_size=4: pages of 4 and 2 rows, the last without "next".
+    first, second = (stage_dir / "all-1.html").read_text(), (stage_dir / "all-2.html").read_text()
+    assert first.count("<article") == 4 and second.count("<article") == 2
+    assert 'href="all-2.html"' in first and "next" not in second
+    assert not (stage_dir / "all-3.html").exists()
+    assert "<td>all rows</td>" not in (stage_dir / "index.html").read_text()  # a link, with counts
+    assert re.search(r'all rows</a></td><td class="n">10</td><td class="n">6</td>',
+                     (stage_dir / "index.html").read_text())
