@@ -67,7 +67,10 @@ class Case:
 
     @property
     def server_config(self) -> dict:
-        config = {"latency_s": MEAN_LATENCY_S}
+        # The teacher's answer check compares each trace with the row's reference ("A"): the
+        # fake teacher answers "A", so every row passes at its first attempt and both clients
+        # send one request per row.
+        config = {"latency_s": MEAN_LATENCY_S, "answer": "A"}
         if self.latency == "lognormal":
             config["latency_sigma"] = HEAVY_SIGMA
         return config

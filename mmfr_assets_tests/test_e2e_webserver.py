@@ -44,6 +44,12 @@ def test_webserver_serves_the_asset_graph_with_subset_partitions(tmp_path, real_
         ("collected", "extracted_answers"),
         ("question_reviews", "cleaned"),
         ("extracted_answers", "cleaned"),
+        # the report over all subsets, from the selection and verification tables
+        ("answer_verdicts", "report"),
+        ("quality_filtered", "report"),
+        ("student_rollouts", "report"),
+        ("difficulty_filtered", "report"),
+        ("difficulty_filtered_586k", "report"),
         # one asset per teacher endpoint, between cleaning and distilled
         ("cleaned", "teacher_captions"),
         ("cleaned", "teacher_responses"),

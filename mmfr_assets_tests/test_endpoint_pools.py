@@ -43,8 +43,12 @@ def test_parallel_runs_share_each_endpoint_within_its_pool(tmp_path, real_sample
                           MMFR_COT_TEACHER_BASE_URL=cot.url, MMFR_COT_TEACHER_MODEL="m",
                           MMFR_COT_TEACHER_MAX_CONCURRENCY=str(MAX_CONCURRENCY))
         mmfr = str(Path(sys.executable).parent / "mmfr")
+        # the fake teacher answers at random: its traces would be asked again for the answer check
+        config = tmp_path / "run.yaml"
+        config.write_text("ops:\n  teacher_responses:\n    config: {check_answer: false}\n")
         runs = [
-            subprocess.Popen([mmfr, "run", "--subsets", s, "--until", "teacher_responses"],
+            subprocess.Popen([mmfr, "run", "--subsets", s, "--until", "teacher_responses",
+                              "--config", str(config)],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             for s in subsets
         ]
