@@ -15,23 +15,15 @@ The JSON array is written row by row, never held in memory.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-from PIL import Image
+from mmfr_assets.image_files import image_extension
 
 from mmfr_assets.exports.names import file_stem, subset_folder
 
 IMAGE_TOKEN = "<image>"
 TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
-
-
-def image_extension(data: bytes) -> str:
-    """The file extension of encoded image bytes, from the format Pillow detects in the header."""
-    with Image.open(io.BytesIO(data)) as image:
-        fmt = (image.format or "png").lower()
-    return {"jpeg": "jpg", "mpo": "jpg"}.get(fmt, fmt)
 
 
 def user_turn(question: str, has_image: bool) -> tuple[str, bool]:

@@ -9,7 +9,6 @@ memory holds one batch and one page, and the disk holds at most that many images
 
 from __future__ import annotations
 
-import io
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from mmfr_assets.image_files import image_extension
 
 from mmfr_assets.exports.names import file_stem, subset_folder
 from mmfr_assets.lake.delta import count_rows, read_partition
@@ -124,8 +123,7 @@ def _write_image(folder: Path, row_id: str, data: bytes | None) -> str | None:
     if data is None:
         return None
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            ext = {"jpeg": "jpg", "mpo": "jpg"}.get((image.format or "png").lower(), (image.format or "png").lower())
+        ext = image_extension(data)
     except Exception:  # corrupt bytes (rows cleaning dropped): shown as "not decodable"
         return None
     name = f"{file_stem(row_id)}.{ext}"
