@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from mmfr_assets.funnel import accounting_check_spec, stage_result
-from mmfr_assets.lake.ordered import OrderedRows
+from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.llm import LLMEndpoint, default_cache_path
 from mmfr_assets.llm.types import ChatRequest
@@ -37,22 +37,21 @@ class ModelStepConfig(dg.Config):
 
 
 class RowImages:
-    """The image each row is trained on: `cleaned`'s bytes where cleaning changed it, else the
-    original from `collected`. Ids must come in the partition's order (any table derived from
-    `cleaned` keeps it), so both are read in one streaming pass each."""
+    """The image each row is trained on (`PartitionImages`: `cleaned`'s bytes where cleaning
+    changed it, else the original), by id for rows of any table derived from `cleaned`: ids
+    come in the partition's order, so both tables are read in one streaming pass each."""
 
     def __init__(self, lake: LakeResource, subset: str) -> None:
         self._cleaned = OrderedRows(lake.location("cleaned"), subset, ["image_bytes"], batch_size=64)
-        self._originals = OrderedRows(lake.location("collected"), subset, ["image_bytes"], batch_size=64)
+        self._images = PartitionImages(lake, subset)
 
     def __call__(self, row_id: str) -> bytes | None:
-        cleaned = self._cleaned.take([row_id])["image_bytes"][0]
-        original = self._originals.take([row_id])["image_bytes"][0]
-        return cleaned if cleaned is not None else original
+        cleaned = self._cleaned.take([row_id])["image_bytes"]
+        return self._images.take([row_id], cleaned)[0]
 
     def close(self) -> None:
         self._cleaned.close()
-        self._originals.close()
+        self._images.close()
 
 
 def model_step_asset(

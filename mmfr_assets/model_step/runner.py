@@ -88,7 +88,7 @@ class _Runner:
         base_seed: int | None,
         skip_reason: str | None,
         reorder_limit: int,
-        write_rows: int,
+        stats: StepStats,
     ) -> None:
         self.step = step
         self.session = session
@@ -99,14 +99,13 @@ class _Runner:
         self.base_seed = base_seed
         self.skip_reason = skip_reason
         self.reorder_limit = reorder_limit
-        self.write_rows = write_rows
         self.window: RequestWindow | None = session.window_of_requests() if session else None
         self.capacity = session.window if session else 0
         self.jobs: deque[_Job] = deque()  # in input order; finished ones leave from the left
         self.by_key: dict[int, _Job] = {}
         self.ready: list[_Job] = []  # every reply in, not parsed yet
         self.next_key = 0
-        self.stats = StepStats()
+        self.stats = stats
         self.names = [f.name for f in step.output_schema]
 
     # -- requests ------------------------------------------------------------
@@ -292,10 +291,8 @@ def run_model_step(
     runner = _Runner(
         step, session=session, prompt=prompt, build_request=build_request, images=images,
         supports_n=supports_n, base_seed=base_seed, skip_reason=skip_reason,
-        reorder_limit=max(reorder_limit, 1), write_rows=write_rows,
+        reorder_limit=max(reorder_limit, 1), stats=stats if stats is not None else StepStats(),
     )
-    if stats is not None:
-        runner.stats = stats
     schema = table_schema(step)
     out: list[dict[str, Any]] = []
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -371,24 +372,21 @@ def scalar_equal(candidate: str, reference: str, question: str | None = None) ->
     return None
 
 
-RULES = ("exact", "choice", "number", "list", "number_vs_words")
+# The rules in the order they are tried, cheapest first: (name, rule(candidate, reference, question)).
+_RULES: tuple[tuple[str, Callable[[str, str, str | None], bool | None]], ...] = (
+    ("exact", lambda c, r, q: compare_exact(c, r)),
+    ("choice", compare_choice),
+    ("number", lambda c, r, q: compare_number(c, r)),
+    ("list", compare_lists),
+    ("number_vs_words", lambda c, r, q: compare_numeric_against_words(c, r)),
+)
+RULES = tuple(name for name, _ in _RULES)
 
 
 def decide(candidate: str, reference: str, question: str | None = None) -> tuple[bool | None, str]:
     """(verdict, rule name) of the first rule that decides; (None, "") when none does."""
-    verdict = compare_exact(candidate, reference)
-    if verdict is not None:
-        return verdict, "exact"
-    verdict = compare_choice(candidate, reference, question)
-    if verdict is not None:
-        return verdict, "choice"
-    verdict = compare_number(candidate, reference)
-    if verdict is not None:
-        return verdict, "number"
-    verdict = compare_lists(candidate, reference, question)
-    if verdict is not None:
-        return verdict, "list"
-    verdict = compare_numeric_against_words(candidate, reference)
-    if verdict is not None:
-        return verdict, "number_vs_words"
+    for name, rule in _RULES:
+        verdict = rule(candidate, reference, question)
+        if verdict is not None:
+            return verdict, name
     return None, ""
