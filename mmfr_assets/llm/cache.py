@@ -267,4 +267,6 @@ class ResponseCache:
 
 
 def _encode(payload: Mapping[str, Any]) -> bytes:
-    return zlib.compress(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), 6)
+    # Level 1: ~3x faster than the default 6 on traces for a few percent more bytes; at hundreds
+    # of replies a second the writer's CPU competes with the client's.
+    return zlib.compress(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), 1)

@@ -14,10 +14,10 @@ Why it is shaped this way:
   thread does only network I/O; completed responses are handed to the cache's
   writer thread, so they are on disk within milliseconds even if the consumer
   is slow or the process is SIGKILLed right after.
-* The openai SDK's own retries are off (``max_retries=0``): retries, backoff,
-  Retry-After and the treatment of 200-responses that are useless (malformed
-  JSON, empty content, ``finish_reason == "length"``) are decided here, in one
-  place, with one error text per failed row.
+* Requests are plain POSTs (``transport.py``), not the openai SDK's: retries,
+  backoff, Retry-After and the treatment of 200-responses that are useless
+  (malformed JSON, empty content, ``finish_reason == "length"``) are decided here,
+  in one place, with one error text per failed row.
 * Every error text and log line goes through :class:`Redactor` so the API key
   cannot leak into Dagster metadata, logs or exceptions.
 
@@ -44,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .cache import ResponseCache, cache_key
 from .types import ChatRequest, ChatResult, Choice, LLMDisabledError, LLMEndpointError, LLMStallError
+from .transport import NoReply, error_message, open_transport
 from .usage import UsageStats
 
 logger = logging.getLogger("mmfr_assets.llm")
@@ -51,7 +52,7 @@ logger = logging.getLogger("mmfr_assets.llm")
 K = TypeVar("K")
 
 #: Added to ``timeout_s`` for the hard per-attempt deadline (asyncio.wait_for),
-#: which catches servers that trickle bytes and never trip httpx's read timeout.
+#: which catches servers that trickle bytes and never trip the transport's read timeout.
 HARD_DEADLINE_SLACK_S = 5.0
 #: How many retry / failure lines a session logs before it only counts them.
 LOG_RETRY_LINES = 20
@@ -353,34 +354,21 @@ class LLMSession:
             self._loop.close()
 
     async def _setup(self) -> None:
-        import httpx2
-        import openai
-
         s = self.settings
         self._sem = asyncio.Semaphore(s.max_concurrency)
-        # The SDK's aiohttp transport costs ~1 ms of CPU per request against ~3 ms for
-        # the default httpx pool, which saturates a core near 300 requests/s.
-        client_cls = {"aiohttp": openai.DefaultAioHttpClient, "httpx": openai.DefaultAsyncHttpxClient}.get(s.transport)
-        if client_cls is None:
-            raise ValueError(f"transport must be 'aiohttp' or 'httpx', got {s.transport!r}")
-        http_client = client_cls(
-            limits=httpx2.Limits(max_connections=s.max_concurrency, max_keepalive_connections=s.max_concurrency),
-            timeout=httpx2.Timeout(s.timeout_s, connect=min(s.timeout_s, 30.0)),
-        )
-        # "EMPTY" is vLLM's convention for "no key"; passing it explicitly also stops
-        # the SDK from silently picking up an unrelated OPENAI_API_KEY.
-        self._client = openai.AsyncOpenAI(base_url=normalize_base_url(s.base_url), api_key=s.api_key or "EMPTY",
-                                          max_retries=0, timeout=s.timeout_s, http_client=http_client)
+        self._transport = open_transport(
+            s.transport, normalize_base_url(s.base_url) + "/chat/completions", api_key=s.api_key,
+            timeout_s=s.timeout_s, max_connections=s.max_concurrency)
 
     async def _shutdown(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
-        client = getattr(self, "_client", None)
-        if client is not None:
+        transport = getattr(self, "_transport", None)
+        if transport is not None:
             try:
-                await asyncio.wait_for(client.close(), timeout=5)
+                await asyncio.wait_for(transport.close(), timeout=5)
             except BaseException:
                 pass
 
@@ -582,48 +570,27 @@ class LLMSession:
         return ChatResult(ok=False, choices=outcome.choices, error=error, attempts=attempts,
                           latency_s=latency, model=outcome.model, cache_key=ck, permanent=outcome.permanent)
 
-    async def _post(self, body: dict[str, Any], httpx2: Any) -> str:
-        response = await self._client.post("/chat/completions", cast_to=httpx2.Response, body=body,
-                                           options={"timeout": self.settings.timeout_s})
-        try:
-            await response.aread()
-            return response.text
-        finally:
-            await response.aclose()
-
     async def _attempt(self, body: dict[str, Any]) -> _Outcome:
-        import httpx2
-        import openai
-
         s = self.settings
         try:
-            # ``client.post`` (the SDK's documented way to call any endpoint) rather than
-            # ``chat.completions.create``: the latter re-walks every message against its
-            # TypedDicts, ~0.8 ms of CPU per request, and parses into models we do not use.
-            response = await asyncio.wait_for(
-                self._post(body, httpx2), timeout=s.timeout_s + HARD_DEADLINE_SLACK_S)
-            choices, prompt_tokens, completion_tokens, model = parse_completion(response)
-        except MalformedResponse as exc:
-            return _Outcome(ok=False, error=str(exc), retryable=True)
-        except openai.APIStatusError as exc:
-            status = exc.status_code
-            message = _body_text(exc)
-            retryable, permanent = classify_status(status, message)
-            retry_after = parse_retry_after(exc.response.headers) if status in (429, 503) else None
-            return _Outcome(ok=False, error=self._redact(f"HTTP {status}: {message}", limit=600),
-                            retryable=retryable, permanent=permanent, retry_after=retry_after)
+            # The hard deadline catches a server that trickles bytes and never trips the
+            # transport's read timeout.
+            reply = await asyncio.wait_for(self._transport.post(body), timeout=s.timeout_s + HARD_DEADLINE_SLACK_S)
+        except NoReply as exc:
+            return _Outcome(ok=False, error=self._redact(str(exc), limit=600), retryable=True)
         except asyncio.TimeoutError:
             return _Outcome(ok=False, error=f"hard deadline of {s.timeout_s + HARD_DEADLINE_SLACK_S:g}s exceeded",
                             retryable=True)
-        except openai.APIConnectionError as exc:  # includes APITimeoutError
-            return _Outcome(ok=False, error=self._redact(_connection_error_text(exc, s.timeout_s), limit=600),
-                            retryable=True)
-        except openai.APIError as exc:  # e.g. response validation errors
-            return _Outcome(ok=False, error=self._redact(f"{type(exc).__name__}: {exc}", limit=600),
-                            retryable=True)
-        except (httpx2.TransportError, OSError) as exc:  # body read failing after the SDK returned
-            return _Outcome(ok=False, error=self._redact(_connection_error_text(exc, s.timeout_s), limit=600),
-                            retryable=True)
+        if reply.status >= 400:
+            message = error_message(reply.text)
+            retryable, permanent = classify_status(reply.status, message)
+            retry_after = parse_retry_after(reply.headers) if reply.status in (429, 503) else None
+            return _Outcome(ok=False, error=self._redact(f"HTTP {reply.status}: {message}", limit=600),
+                            retryable=retryable, permanent=permanent, retry_after=retry_after)
+        try:
+            choices, prompt_tokens, completion_tokens, model = parse_completion(reply.text)
+        except MalformedResponse as exc:
+            return _Outcome(ok=False, error=str(exc), retryable=True)
         reason = unusable_reason(choices, s.retry_on_length)
         if reason is not None:
             return _Outcome(ok=False, choices=choices, model=model, error=reason, retryable=True)
@@ -727,33 +694,3 @@ class FailFast:
             raise LLMEndpointError(
                 f"[llm {self._label}] stopped: {self._count} requests in a row failed with the same "
                 f"error that retrying cannot fix: {self._error}")
-
-
-def _connection_error_text(exc: BaseException, timeout_s: float) -> str:
-    """Name the root cause: the SDK and its transports wrap it two or three times
-    (the aiohttp transport even reports a refused connection as a connect timeout)."""
-    root: BaseException = exc
-    for _ in range(10):
-        nxt = root.__cause__ or (None if root.__suppress_context__ else root.__context__)
-        if nxt is None:
-            break
-        root = nxt
-    name = type(root).__name__
-    if isinstance(root, (TimeoutError, asyncio.TimeoutError)) or "Timeout" in name:
-        return f"timeout after {timeout_s:g}s ({name})"
-    return f"connection error: {name}: {root}"
-
-
-def _body_text(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        return json.dumps(body)[:500]
-    if body is not None:
-        return str(body)[:500]
-    try:
-        return exc.response.text[:500]
-    except Exception:
-        return str(exc)

@@ -48,7 +48,7 @@ class LLMEndpoint(dg.ConfigurableResource):
     backoff_max_s: float = Field(default=60.0, description="Cap on one backoff delay.")
     max_retry_after_s: float = Field(default=300.0, description="Cap on a server's Retry-After wait.")
     retry_on_length: bool = Field(default=True, description="Retry responses cut at max_tokens.")
-    transport: str = Field(default="aiohttp", description="HTTP transport of the openai SDK: aiohttp or httpx.")
+    transport: str = Field(default="aiohttp", description="HTTP client posting the requests: aiohttp (least CPU per request) or httpx.")
     temperature: Optional[float] = Field(default=None, description="Sampling temperature (None = server default).")
     top_p: Optional[float] = Field(default=None, description="Nucleus sampling (None = server default).")
     max_tokens: Optional[int] = Field(default=None, description="Completion token limit (None = server default).")

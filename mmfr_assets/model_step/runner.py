@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from mmfr_assets.llm.client import LLMSession, RequestWindow
 from mmfr_assets.llm.types import ChatRequest, ChatResult
+from mmfr_assets.model_step.collector import steady_collector
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
 from mmfr_assets.prompts import Prompt
 
@@ -296,16 +297,17 @@ def run_model_step(
     schema = table_schema(step)
     out: list[dict[str, Any]] = []
     try:
-        for batch in batches:
-            for row in runner.add_batch(batch):
+        with steady_collector():
+            for batch in batches:
+                for row in runner.add_batch(batch):
+                    out.append(row)
+                    if len(out) >= write_rows:
+                        yield _frame(out, schema)
+                        out = []
+            for row in runner.finish():
                 out.append(row)
-                if len(out) >= write_rows:
-                    yield _frame(out, schema)
-                    out = []
-        for row in runner.finish():
-            out.append(row)
-        if out:
-            yield _frame(out, schema)
+            if out:
+                yield _frame(out, schema)
     finally:
         runner.cancel()
 
