@@ -73,6 +73,23 @@ def test_cache_roundtrip_and_len(tmp_path):
 
 # -- sessions -------------------------------------------------------------------
 
+def test_entries_written_as_zlib_by_earlier_versions_still_read(tmp_path):
+    import sqlite3
+    import zlib
+
+    path = tmp_path / "old.sqlite"
+    payload = {"choices": [{"content": "ok " * 500, "reasoning": "", "finish_reason": "stop"}]}
+    with ResponseCache(path) as cache:
+        cache.put("new", payload)
+    with sqlite3.connect(path) as conn:  # what the zlib-era cache wrote
+        conn.execute("INSERT INTO responses VALUES (?, ?, ?, ?)",
+                     ("old", "m", 0.0, zlib.compress(json.dumps(payload).encode(), 6)))
+        new_blob = conn.execute("SELECT payload FROM responses WHERE key = 'new'").fetchone()[0]
+    assert len(new_blob) < 200  # compressed, not stored as is
+    with ResponseCache(path) as cache:
+        assert cache.get("old") == payload and cache.get("new") == payload
+
+
 def test_second_run_is_served_from_cache(fake_llm, llm_settings, tmp_path):
     pairs = [(i, ChatRequest.from_text(f"Solve step by step: cache {i}")) for i in range(12)]
     with LLMSession(llm_settings(), cache=tmp_path / "c.sqlite") as s:

@@ -250,7 +250,9 @@ def result_from_payload(payload: Mapping[str, Any], *, cache_key: str, cached: b
 
 def payload_from_result(result: ChatResult) -> dict[str, Any]:
     return {
-        "choices": [dataclasses.asdict(c) for c in result.choices],
+        # spelled out: dataclasses.asdict deep-copies through generic machinery, per reply
+        "choices": [{"content": c.content, "reasoning": c.reasoning, "finish_reason": c.finish_reason}
+                    for c in result.choices],
         "model": result.model,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
