@@ -17,7 +17,7 @@ from mmfr_assets.selection.verify import (
     verify_rules,
 )
 from mmfr_assets.selection.verify import rules
-from mmfr_assets.selection.verify.workers import MathVerifyPool, math_verify_pair
+from mmfr_assets.selection.verify.workers import MathVerifyPool, has_expression, math_verify_pair
 
 REAL_SAMPLE = os.environ.get("MMFR_REAL_SAMPLE", "/work/shared/real_sample")
 
@@ -126,6 +126,30 @@ def test_prose_and_parts_never_reach_math_verify():
     assert [v.detail for v in verdicts] == ["prose", "parts_differ"]
 
 
+@pytest.mark.parametrize(
+    "text, plain",
+    [
+        ("tan(θ₀) ≤ (7/2)μ", True),  # math-verify reads t*a*n*θ*0
+        ("arctan(7μ/2)", True),
+        ("min(a, b)", True),
+        ("F = Mg (x̂ - ẑ)", True),  # combining accents: math-verify reads "x̂ + 1" as 1
+        ("\\tan(\\theta_0) \\le \\frac{7}{2}\\mu", False),
+        ("2\\sin x", False),
+        ("\\operatorname{lcm}(2, 3)", False),
+        ("\\sqrt{2}", False),
+        ("costheta", False),  # not a function name on its own
+        ("é", False),  # a composed letter is not a loose accent
+    ],
+)
+def test_plain_text_math(text, plain):
+    assert rules.is_plain_text_math(text) is plain
+
+
+def test_plain_text_math_goes_to_the_judge_not_math_verify():
+    verdict = verify_rules(Item("arctan(7μ/2)", "tan(θ₀) ≤ (7/2)μ"))
+    assert (verdict.equivalent, verdict.detail) == (None, "plain_text_math")
+
+
 def test_missing_sides_are_undecided_with_their_reason():
     assert verify_rules(Item(None, "3")).detail == "no_final_answer"
     assert verify_rules(Item("3", "  ")).detail == "no_reference"
@@ -182,6 +206,13 @@ def test_math_verify_decides_what_rules_leave():
     ]
 
 
+def test_a_side_read_only_as_text_is_unparsed():
+    # "∩" is no LaTeX: math-verify keeps the text, and would call any two such texts different
+    assert math_verify_pair("A", "(A ∩ C) ∪ B") == (None, "unparsed")
+    assert has_expression(["x"]) is False and has_expression([]) is False
+    assert has_expression([object(), "x"]) is True
+
+
 def hangs_on_hang(reference: str, candidate: str):
     """math-verify, except that the reference "hang" never returns (as sympy can on
     adversarial input); module-level so that spawned workers can import it."""
@@ -194,6 +225,8 @@ def hangs_on_hang(reference: str, candidate: str):
 
 def test_a_stuck_item_is_killed_and_the_rest_go_on():
     with MathVerifyPool(workers=2, timeout_s=3, check="mmfr_assets_tests.test_verify:hangs_on_hang") as pool:
+        pool.start(wait=True)
+        assert all(w.ready for w in pool._workers)
         outcomes = pool.run([("1/2", "0.5"), ("hang", "x"), ("\\sqrt{4}", "2"), ("3", "4")])
         assert pool.killed == 1
         again = pool.run([("2", "\\sqrt{4}")])

@@ -334,6 +334,26 @@ def is_prose(text: str) -> bool:
     return any(w.lower() not in _FUNCTION_WORDS for w in words)
 
 
+# Function names math-verify (latex2sympy) reads as products of letters when written without a
+# backslash: "tan(x)" is t*a*n*x, "arctan(2)" a*a*c*r*t*n*2. ("sqrt(" it rewrites as \\sqrt.)
+_BARE_FUNCTION = re.compile(
+    r"(?<![\\a-zA-Z])(?:arc)?(?:sin|cos|tan|cot|sec|csc)h?(?![a-zA-Z])"
+    r"|(?<![\\a-zA-Z])(?:log|ln|exp|lim|max|min|det|gcd|lcm)(?![a-zA-Z])"
+)
+
+
+def is_plain_text_math(text: str) -> bool:
+    """Mathematics written as plain text that math-verify misreads rather than fails on: a
+    function name without its backslash ("tan(θ₀) ≤ (7/2)μ", read as t*a*n*θ*0), or a letter
+    with a combining accent ("x̂ + 1", read as 1). Such pairs go to the judge, not math-verify,
+    whose "different" on them would mean nothing."""
+    text = strip_delimiters(text)
+    text = _LATEX_WRAPPERS.sub(" ", text)  # \\text{max} and \\operatorname{lcm} are LaTeX
+    if _BARE_FUNCTION.search(text):
+        return True
+    return any(unicodedata.combining(c) for c in text)  # NFKC already: only marks left apart
+
+
 # --- the rules, cheapest first ------------------------------------------------------------
 
 def compare_exact(candidate: str, reference: str) -> bool | None:

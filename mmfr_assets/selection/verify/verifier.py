@@ -47,6 +47,8 @@ def verify_rules(item: Item) -> Verdict:
             return Verdict(None, UNDECIDED, "parts_differ")
         if rules.is_prose(item.candidate) or rules.is_prose(item.reference):
             return Verdict(None, UNDECIDED, "prose")  # a reader's call (the judge)
+        if rules.is_plain_text_math(item.candidate) or rules.is_plain_text_math(item.reference):
+            return Verdict(None, UNDECIDED, "plain_text_math")  # math-verify would misread it
         return Verdict(None, UNDECIDED, "rules_undecided")
     return Verdict(verdict, rule)
 
@@ -82,6 +84,11 @@ class AnswerVerifier:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
+
+    def start(self, wait: bool = False) -> None:
+        """Start the math-verify workers now (see `MathVerifyPool.start`); no-op without them."""
+        if self._pool is not None:
+            self._pool.start(wait)
 
     @property
     def timeouts(self) -> int:

@@ -33,6 +33,13 @@ Outcome = tuple[bool | None, str]
 DEFAULT_CHECK = "mmfr_assets.selection.verify.workers:math_verify_pair"
 
 
+def has_expression(parsed: Sequence[object]) -> bool:
+    """Whether math-verify's `parse` found a mathematical expression, not just text: a side
+    read only as a string would be compared as a string, and two strings the rules did not
+    match ("x̂ ...", "F = Mg * ...") would come out "different" without any mathematics."""
+    return any(not isinstance(p, str) for p in parsed)
+
+
 def math_verify_pair(reference: str, candidate: str) -> Outcome:
     """math-verify on one pair, in this process (no timeouts: the caller owns the deadline)."""
     from math_verify import parse, verify
@@ -43,7 +50,7 @@ def math_verify_pair(reference: str, candidate: str) -> Outcome:
     try:
         gold = parse(wrapped(reference), parsing_timeout=None)
         answer = parse(wrapped(candidate), parsing_timeout=None)
-        if not gold or not answer:
+        if not has_expression(gold) or not has_expression(answer):
             return None, "unparsed"
         return bool(verify(gold, answer, timeout_seconds=None)), "ok"
     except Exception as error:  # sympy raises nearly anything on odd input
@@ -61,8 +68,11 @@ def _serve(fd: int, check_reference: str) -> None:
 
     import math_verify  # noqa: F401  (import sympy and the grammar once, before any item)
 
+    from mmfr_assets.selection.verify import fast_math_verify
+
     # "timeout disabled" warnings: the deadline is the parent's
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    fast_math_verify.install()
     check = _resolve(check_reference)
     conn = Connection(fd)
     conn.send(("ready", None))
@@ -89,8 +99,8 @@ class _Worker:
 class MathVerifyPool:
     """`workers` processes running math-verify, each item killed after `timeout_s`.
 
-    Use as a context manager (or call `close()`): workers are started lazily on the first
-    `run` and ended on exit, killed if they do not stop. `check` names the function a worker
+    Use as a context manager (or call `close()`): workers are started by `start()` or else on
+    the first `run`, and ended on exit, killed if they do not stop. `check` names the function a worker
     runs ("module:function"; tests substitute one that hangs). `run` holds a lock: one batch
     at a time.
     """
@@ -126,6 +136,31 @@ class MathVerifyPool:
     def _start(self) -> None:
         while len(self._workers) < self.size:
             self._workers.append(self._spawn())
+
+    def start(self, wait: bool = False) -> None:
+        """Start the workers now rather than on the first `run` (each imports sympy, 1-2 s):
+        without `wait` this returns at once and they start while the caller does other work;
+        with `wait` it returns once all are ready."""
+        with self._lock:
+            self._start()
+            if wait:
+                self._await_ready()
+
+    def _await_ready(self, timeout_s: float = 120.0) -> None:
+        limit = time.monotonic() + timeout_s
+        while starting := [w for w in self._workers if not w.ready]:
+            readable = wait([w.conn for w in starting], max(0.0, limit - time.monotonic()))
+            if not readable:
+                raise RuntimeError(f"math-verify workers did not start within {timeout_s:.0f} s")
+            for worker in starting:
+                if worker.conn in readable:
+                    try:
+                        key, _ = worker.conn.recv()
+                    except (EOFError, OSError):
+                        raise RuntimeError(
+                            f"a math-verify worker exited at start (code {worker.process.poll()})"
+                        ) from None
+                    worker.ready = key == "ready"
 
     def _end(self, worker: _Worker) -> None:
         worker.process.kill()
