@@ -2,7 +2,7 @@
 
     python -m bench            # full run: 20K and 200K-row partitions (~20 min on 2 cores)
     python -m bench --quick    # smoke run: 300 and 1,200 rows (~2 min)
-    python -m bench --only model_step [--quick]   # one section, spliced into the results file
+    python -m bench --only model_step [--quick]   # one section (model_step or verify), spliced into the results file
 
 Everything generated goes under `--out` (default `bench/out/`, git-ignored) and is deleted at
 the end unless `--keep`; the figures are written to `--results` (default `bench/RESULTS.md` for
@@ -77,7 +77,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--results", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep the generated data and lake")
-    ap.add_argument("--only", choices=["model_step"],
+    ap.add_argument("--only", choices=["model_step", "verify"],
                     help="run one section and replace it in the results file (the rest is kept)")
     ap.add_argument("--repeats", type=int, help="model_step: runs per case (default 2, 1 with --quick)")
     a = ap.parse_args(argv)
@@ -101,8 +101,16 @@ def model_step_section(args, log) -> list[str]:
     return model_step.render(result, repeats=args.repeats or (1 if args.quick else 2))
 
 
+def verify_section(args, log) -> list[str]:
+    """The answer-verification benchmark, rendered."""
+    return verify.run(300 if args.quick else 20_000, 110 if args.quick else 2_000, log=log)
+
+
+SECTIONS = {"model_step": model_step_section, "verify": verify_section}
+
+
 def splice(text: str, section: list[str]) -> str:
-    """`text` with its `## Model steps` section replaced by `section` (appended if absent)."""
+    """`text` with the section under `section`'s heading replaced by it (appended if absent)."""
     lines = text.splitlines()
     heading = section[0]
     start = next((i for i, line in enumerate(lines) if line == heading), None)
@@ -114,10 +122,10 @@ def splice(text: str, section: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    if args.only == "model_step":
+    if args.only:
         log = lambda *a: print(*a, flush=True)  # noqa: E731
         args.out.mkdir(parents=True, exist_ok=True)
-        section = model_step_section(args, log)
+        section = SECTIONS[args.only](args, log)
         previous = args.results.read_text() if args.results.exists() else "# Benchmarks\n"
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(splice(previous, section))
@@ -182,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         report += "\n## LLM client: async bounded concurrency vs one request at a time\n\n"
         report += "\n".join(client) + "\n"
-        report += "\n## Answer verification: ours vs math-verify on every row (`bench/verify.py`)\n\n"
-        report += "\n".join(verify.run(300 if args.quick else 20_000, 110 if args.quick else 2_000, log=log)) + "\n"
+        report += "\n" + "\n".join(verify_section(args, log)) + "\n"
         report += "\n" + "\n".join(steps) + "\n"
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(report)

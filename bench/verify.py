@@ -16,6 +16,7 @@ covers extraction and verification, not reading the parquet files.
 from __future__ import annotations
 
 import argparse
+import datetime
 import glob
 import os
 import re
@@ -92,7 +93,12 @@ def baseline(frame: pl.DataFrame) -> float:
     return time.perf_counter() - started
 
 
+HEADING = "## Answer verification: ours vs math-verify on every row (`bench/verify.py`)"
+
+
 def run(rows: int = 20_000, baseline_rows: int = 2_000, workers: int = 2, log=print) -> list[str]:
+    """The section of the results file: heading, when and under what load, the table."""
+    load_before = os.getloadavg()
     frame = derived(rows)
     log(f"verify bench: {frame.height:,} real-derived rows")
     seconds, decided, math = ours(frame, workers)
@@ -104,7 +110,19 @@ def run(rows: int = 20_000, baseline_rows: int = 2_000, workers: int = 2, log=pr
     sample = frame.head(baseline_rows)
     base_rate = sample.height / baseline(sample)
     log(f"math-verify on every row: {base_rate:,.0f} rows/s (over {sample.height:,} rows)")
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load = " / ".join(f"{x:.2f}" for x in load_before)
+    after = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
+        HEADING,
+        "",
+        f"`python -m bench.verify --rows {rows} --baseline-rows {baseline_rows} --workers {workers}` "
+        f"(also `python -m bench --only verify`). Rows: the real sample repeated with every integer "
+        f"shifted per copy (distinct pairs). Ours runs the asset's batch function "
+        f"(`verdicts_of_batch`) in 1,024-row batches, the math-verify workers' start included; the "
+        f"baseline calls `math_verify.parse` + `verify` on every row in one process. Measured {date}. "
+        f"Load average (1/5/15 min) before: {load}; after: {after} (2 shared cores).",
+        "",
         "| | rows | rows/s | vs math-verify on every row |",
         "| --- | ---: | ---: | ---: |",
         f"| math-verify on every row (1 process) | {sample.height:,} | {base_rate:,.0f} | 1.0× |",

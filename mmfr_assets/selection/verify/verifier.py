@@ -85,11 +85,6 @@ class AnswerVerifier:
         if self._pool is not None:
             self._pool.close()
 
-    def start(self, wait: bool = False) -> None:
-        """Start the math-verify workers now (see `MathVerifyPool.start`); no-op without them."""
-        if self._pool is not None:
-            self._pool.start(wait)
-
     @property
     def timeouts(self) -> int:
         """Items math-verify did not finish in time so far."""
