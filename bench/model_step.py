@@ -90,7 +90,12 @@ class Served:
     completed: int
     seconds: float  # first request received -> last completion sent
     max_in_flight: int
+    in_flight_seconds: float
     prompts: frozenset[str] = field(repr=False)
+
+    @property
+    def mean_in_flight(self) -> float:
+        return self.in_flight_seconds / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def rate(self) -> float:
@@ -248,7 +253,8 @@ def served(server) -> Served:
     return Served(
         requests=stats["requests"], completed=stats["completed"],
         seconds=(last - first) if first is not None and last is not None else 0.0,
-        max_in_flight=stats["max_in_flight"], prompts=frozenset(stats["by_prompt"]),
+        max_in_flight=stats["max_in_flight"], in_flight_seconds=stats["in_flight_seconds"],
+        prompts=frozenset(stats["by_prompt"]),
     )
 
 
@@ -353,15 +359,16 @@ def render(result: Result, *, repeats: int) -> list[str]:
         "Bare client: asyncio + aiohttp, exactly C requests in flight, posting the same bodies "
         "(the server's per-prompt digests are checked equal). Both rates are the server's: "
         "completions / (last completion sent − first request received), so the asset's start-up "
-        "is not counted and both pay their drain at the end. Rows are text only (no image). "
+        "is not counted and both pay their drain at the end; mean in flight is the server's "
+        "request-seconds over that window. Rows are text only (no image). "
         + (f"Each case ran bare then asset, {repeats} times, alternating; the table gives medians."
            if repeats > 1 else "Each case ran once: bare client, then asset."),
         "",
         f"Measured {result.date}. Load average (1/5/15 min) before: {_load(result.load_before)}; after: {_load(result.load_after)} "
         "(2 shared cores).",
         "",
-        "| latency | C | rows | ideal C/L req/s | bare client req/s | asset req/s | asset / bare | asset requests | asset max in flight | asset run (wall, incl. start-up) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| latency | C | rows | ideal C/L req/s | bare client req/s | asset req/s | asset / bare | asset requests | mean in flight, bare → asset | asset max in flight | asset run (wall, incl. start-up) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in result.cases:
         c = m.case
@@ -369,7 +376,9 @@ def render(result: Result, *, repeats: int) -> list[str]:
         lines.append(
             f"| {c.label} | {c.concurrency} | {c.rows:,} | {c.concurrency / MEAN_LATENCY_S:.0f} | "
             f"{m.bare_rate:.1f} | {m.asset_rate:.1f} | **{m.ratio:.2f}** | "
-            f"{a.requests:,} | {a.max_in_flight} | {statistics.median(r.seconds for r in m.asset_runs):.1f} s |"
+            f"{a.requests:,} | {statistics.median(b.mean_in_flight for b in m.bare):.1f} → "
+            f"{statistics.median(x.mean_in_flight for x in m.asset):.1f} | {a.max_in_flight} | "
+            f"{statistics.median(r.seconds for r in m.asset_runs):.1f} s |"
         )
     if any(len(m.bare) > 1 for m in result.cases):
         lines += ["", "Every run (req/s, bare → asset): " + "; ".join(

@@ -73,6 +73,18 @@ def test_cache_roundtrip_and_len(tmp_path):
 
 # -- sessions -------------------------------------------------------------------
 
+def test_get_many_sees_pending_and_stored_entries_past_one_query(tmp_path):
+    with ResponseCache(tmp_path / "many.sqlite") as cache:
+        for i in range(1200):  # more than one 500-key query
+            cache.put(f"k{i}", {"choices": [{"content": str(i)}]})
+        assert cache.flush(10)
+        cache.put("pending", {"choices": [{"content": "not committed yet"}]})
+        keys = [f"k{i}" for i in range(0, 1200, 2)] + ["pending", "missing"]
+        found = cache.get_many(keys)
+    assert set(found) == set(keys) - {"missing"}
+    assert found["k1198"]["choices"][0]["content"] == "1198"
+
+
 def test_entries_written_as_zlib_by_earlier_versions_still_read(tmp_path):
     import sqlite3
     import zlib

@@ -253,3 +253,21 @@ def test_keyboard_interrupt_in_consumer_shuts_down_cleanly(fake_llm, llm_setting
     assert not s._thread.is_alive()
     with pytest.raises(RuntimeError, match="closed"):
         next(iter(s.map([(0, _req("late"))])))
+
+
+def test_submit_many_sends_each_distinct_request_once_and_returns_cache_hits(fake_llm, llm_settings, tmp_path):
+    tag = f"many-{time.time_ns()}"
+    pairs = [(i, _req(f"{tag} {i % 3}")) for i in range(6)]  # three distinct requests, twice each
+    with LLMSession(llm_settings(), cache=tmp_path / "c.sqlite") as s:
+        window = s.window_of_requests()
+        assert window.submit_many(pairs) == [] and window.outstanding == 6
+        results = {}
+        while window.outstanding:
+            results.update(window.completed(block=True))
+        again = dict(s.window_of_requests().submit_many(pairs))
+    assert sorted(results) == sorted(again) == list(range(6))
+    assert all(r.ok for r in results.values()) and all(r.cached for r in again.values())
+    assert results[0].content == results[3].content == again[3].content
+    by_prompt = fake_llm.stats(detail=True)["by_prompt"]
+    assert sorted(by_prompt[prompt_digest(_req(f"{tag} {k}").messages)] for k in range(3)) == [1, 1, 1]
+    assert s.usage.cache_misses == 3 and s.usage.cache_hits == 3 + 6

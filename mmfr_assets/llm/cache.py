@@ -30,7 +30,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import pyarrow as pa
 
@@ -148,18 +148,30 @@ class ResponseCache:
     # -- public API --------------------------------------------------------
     def get(self, key: str) -> Optional[dict[str, Any]]:
         """The payload stored for ``key``, or None (treat the result as read-only)."""
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The payloads stored for those of ``keys`` that have one, in one query per 500 keys
+        (a caller sending a burst of requests looks them all up at once)."""
+        found: dict[str, dict[str, Any]] = {}
         with self._pending_lock:
-            pending = self._pending.get(key)
-        if pending is not None:
-            return pending
-        row = self._reader().execute("SELECT payload FROM responses WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        try:
-            return json.loads(_decode(row[0]))
-        except Exception:  # a corrupt row is a miss; the fresh answer cannot replace it (INSERT OR IGNORE)
-            logger.warning("llm cache: undecodable entry %s ignored", key[:12])
-            return None
+            for key in keys:
+                pending = self._pending.get(key)
+                if pending is not None:
+                    found[key] = pending
+        rest = [key for key in keys if key not in found]
+        conn = self._reader()
+        for start in range(0, len(rest), 500):
+            chunk = rest[start:start + 500]
+            rows = conn.execute(
+                f"SELECT key, payload FROM responses WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            for key, blob in rows:
+                try:
+                    found[key] = json.loads(_decode(blob))
+                except Exception:  # a corrupt row is a miss; the fresh answer cannot replace it (INSERT OR IGNORE)
+                    logger.warning("llm cache: undecodable entry %s ignored", key[:12])
+        return found
 
     def put(self, key: str, payload: Mapping[str, Any], *, model: str = "") -> None:
         """Queue ``payload`` for a durable write (committed within milliseconds).

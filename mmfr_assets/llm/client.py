@@ -28,7 +28,6 @@ snapshot the Dagster resource hands over.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import email.utils
 import json
@@ -39,7 +38,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Optional, TypeVar, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from .cache import ResponseCache, cache_key
@@ -468,16 +467,16 @@ class LLMSession:
         for key in keys[1:]:
             yield key, dup
 
-    def _cache_lookup(self, ck: str) -> Optional[ChatResult]:
-        if self.cache is None:
-            return None
-        payload = self.cache.get(ck)
-        if payload is None:
-            return None
-        result = result_from_payload(payload, cache_key=ck, cached=True)
-        if not result.choices or unusable_reason(result.choices, self.settings.retry_on_length):
-            return None  # cached under a laxer policy (e.g. retry_on_length off): ask again
-        return result
+    def _cache_lookup(self, cks: Sequence[str]) -> dict[str, ChatResult]:
+        """Usable cached results of the cache keys ``cks`` that have one."""
+        if self.cache is None or not cks:
+            return {}
+        found = {}
+        for ck, payload in self.cache.get_many(cks).items():
+            result = result_from_payload(payload, cache_key=ck, cached=True)
+            if result.choices and not unusable_reason(result.choices, self.settings.retry_on_length):
+                found[ck] = result  # else cached under a laxer policy (e.g. retry_on_length off): ask again
+        return found
 
     def _wait(self, results: "queue.SimpleQueue[tuple[str, ChatResult]]") -> tuple[str, ChatResult]:
         start = time.monotonic()
@@ -506,6 +505,14 @@ class LLMSession:
     # -- internals: loop thread --------------------------------------------
     def _note(self, level: str, line: str) -> None:
         self._log_lines.put((level, self._redact(line, limit=2000)))
+
+    def _start(self, requests: list[tuple[str, dict[str, Any]]],
+               results: "queue.SimpleQueue[tuple[str, ChatResult]]", tasks: set) -> None:
+        """On the loop thread: a task per request, kept in ``tasks`` (the window's) until done."""
+        for ck, body in requests:
+            task = self._loop.create_task(self._execute(ck, body, results))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
     async def _execute(self, ck: str, body: dict[str, Any],
                        results: "queue.SimpleQueue[tuple[str, ChatResult]]") -> None:
@@ -601,40 +608,64 @@ class LLMSession:
 
 
 class RequestWindow:
-    """Requests in flight on one session, submitted one at a time, collected as they finish.
+    """Requests in flight on one session, submitted as the caller has room, collected as they
+    finish.
 
     The caller decides when to submit (keeping ``outstanding`` near the session's ``window``)
     and gets each result exactly once from :meth:`completed`. Identical requests in flight
-    are sent once; cache hits come back from :meth:`submit` at once.
+    are sent once; cache hits come back from :meth:`submit_many` at once.
     """
 
     def __init__(self, session: LLMSession) -> None:
         self._session = session
         self._results: "queue.SimpleQueue[tuple[str, ChatResult]]" = queue.SimpleQueue()
         self._waiting: dict[str, list[Any]] = {}  # cache key -> caller keys waiting for it
-        self._futures: dict[str, concurrent.futures.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()  # touched on the loop thread only
         self.outstanding = 0
 
     def submit(self, key: Any, request: ChatRequest) -> Optional[ChatResult]:
-        """Start ``request``; its result comes from :meth:`completed` under ``key``, except a
-        cached result, which is returned here at once (and never from :meth:`completed`)."""
+        """One request (see :meth:`submit_many`): its cached result, or None."""
+        hits = self.submit_many([(key, request)])
+        return hits[0][1] if hits else None
+
+    def submit_many(self, pairs: Sequence[tuple[Any, ChatRequest]]) -> list[tuple[Any, ChatResult]]:
+        """Start ``(key, request)`` pairs; each result comes from :meth:`completed` under its
+        key, except cached results, which are returned here (and never from :meth:`completed`).
+
+        One cache query and one hand-over to the loop thread for all of them: each is a release
+        of the GIL, which the caller then waits to get back while the loop thread runs (up to
+        the interpreter's switch interval). Per request, that waiting cost more CPU time than
+        the work itself (measured at 128 requests in flight: 0.5 ms per look-up).
+        """
         s = self._session
-        body = build_body(s.settings, request)
-        ck = cache_key(body)
-        if ck in self._waiting:  # identical request already in flight
-            s.usage.add(cache_hits=1)
-            self._waiting[ck].append(key)
-            self.outstanding += 1
-            return None
-        hit = s._cache_lookup(ck)
-        if hit is not None:
-            s.usage.add(cache_hits=1)
-            return hit
-        s.usage.add(cache_misses=1)
-        self._waiting[ck] = [key]
-        self.outstanding += 1
-        self._futures[ck] = asyncio.run_coroutine_threadsafe(s._execute(ck, body, self._results), s._loop)
-        return None
+        fresh: dict[str, tuple[dict[str, Any], list[Any]]] = {}  # cache key -> body, caller keys
+        for key, request in pairs:
+            body = build_body(s.settings, request)
+            ck = cache_key(body)
+            if ck in self._waiting:  # identical request already in flight
+                s.usage.add(cache_hits=1)
+                self._waiting[ck].append(key)
+                self.outstanding += 1
+            elif ck in fresh:
+                fresh[ck][1].append(key)
+            else:
+                fresh[ck] = (body, [key])
+        hits = s._cache_lookup(list(fresh))
+        cached: list[tuple[Any, ChatResult]] = []
+        start: list[tuple[str, dict[str, Any]]] = []
+        for ck, (body, keys) in fresh.items():
+            hit = hits.get(ck)
+            if hit is not None:
+                s.usage.add(cache_hits=len(keys))
+                cached.extend(s._fan_out(keys, hit))
+                continue
+            s.usage.add(cache_misses=1, cache_hits=len(keys) - 1)
+            self._waiting[ck] = keys
+            self.outstanding += len(keys)
+            start.append((ck, body))
+        if start:
+            s._loop.call_soon_threadsafe(s._start, start, self._results, self._tasks)
+        return cached
 
     def completed(self, *, block: bool) -> list[tuple[Any, ChatResult]]:
         """Results finished since the last call; with ``block``, waits for at least one while
@@ -648,7 +679,6 @@ class RequestWindow:
                 if done or not block or self.outstanding == 0:
                     break
                 ck, res = s._wait(self._results)
-            self._futures.pop(ck, None)
             keys = self._waiting.pop(ck)
             self.outstanding -= len(keys)
             done.extend(s._fan_out(keys, res))
@@ -659,10 +689,15 @@ class RequestWindow:
 
     def cancel(self) -> None:
         """Cancel whatever is still in flight (its results are never collected)."""
-        for fut in self._futures.values():
-            fut.cancel()
-        self._futures.clear()
+        try:
+            self._session._loop.call_soon_threadsafe(self._cancel_tasks)
+        except RuntimeError:  # the session is closed: its loop cancelled everything already
+            pass
         self._session._emit_logs()
+
+    def _cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
 
 
 class FailFast:

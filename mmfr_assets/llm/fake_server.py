@@ -11,7 +11,8 @@ Endpoints:
 * ``GET /admin/stats`` (``?detail=1`` adds per-prompt counts; ``first_request_at`` and
   ``last_completion_at`` are the wall-clock times (``time.time()``) of the first request
   received and the last completion sent, so a benchmark can measure the rate the endpoint
-  was kept busy at: ``completed / (last_completion_at - first_request_at)``), ``POST
+  was kept busy at: ``completed / (last_completion_at - first_request_at)``;
+  ``in_flight_seconds`` over that window is the mean number of requests in flight), ``POST
   /admin/reset`` (stats and config back to defaults), ``POST /admin/config``
   (merge a JSON object into the config; ``rules`` is replaced as a whole).
 
@@ -255,6 +256,8 @@ class FakeOpenAIServer:
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.in_flight_seconds = 0.0
+        self._in_flight_since: Optional[float] = None
         self.completed = 0
         self.first_request_at: Optional[float] = None  # time.time() of the first request received
         self.last_completion_at: Optional[float] = None  # ... and of the last completion sent
@@ -280,7 +283,8 @@ class FakeOpenAIServer:
         out: dict[str, Any] = {"requests": self.requests, "in_flight": self.in_flight,
                                "max_in_flight": self.max_in_flight, "completed": self.completed,
                                "faults": dict(self.faults), "first_request_at": self.first_request_at,
-                               "last_completion_at": self.last_completion_at}
+                               "last_completion_at": self.last_completion_at,
+                               "in_flight_seconds": self.in_flight_seconds}
         if detail:
             out["by_prompt"] = dict(self.by_prompt)
             out["completed_by_prompt"] = dict(self.completed_by_prompt)
@@ -345,7 +349,7 @@ class FakeOpenAIServer:
         self.requests += 1
         if self.first_request_at is None:
             self.first_request_at = time.time()
-        self.in_flight += 1
+        self._count_in_flight(+1)
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             try:
@@ -405,7 +409,16 @@ class FakeOpenAIServer:
             self.completed_by_prompt[digest] = self.completed_by_prompt.get(digest, 0) + 1
             return web.json_response(response)
         finally:
-            self.in_flight -= 1
+            self._count_in_flight(-1)
+
+    def _count_in_flight(self, change: int) -> None:
+        """Integrate requests in flight over time: ``in_flight_seconds`` / the busy window is
+        how many requests the server held on average (what a client kept it busy at)."""
+        now = time.monotonic()
+        if self._in_flight_since is not None:
+            self.in_flight_seconds += self.in_flight * (now - self._in_flight_since)
+        self._in_flight_since = now
+        self.in_flight += change
 
     def _completion(self, body: dict[str, Any], messages: list, text: str, fault: Optional[str],
                     rule: dict[str, Any]) -> dict:
