@@ -174,7 +174,7 @@ class ResponseCache:
         return found
 
     def put(self, key: str, payload: Mapping[str, Any], *, model: str = "") -> None:
-        """Queue ``payload`` for a durable write (committed within milliseconds).
+        """Queue ``payload`` for a durable write (committed within tens of milliseconds).
 
         Serialisation and compression happen on the writer thread so callers
         (the client's event loop) never pay for them.
@@ -237,8 +237,9 @@ class ResponseCache:
                 stop = True
             else:
                 batch.append(item)
-            # Gather what arrives within `max_delay_s` of the first item into one commit: a
-            # commit per reply cost ~0.3 ms of CPU each at hundreds of replies a second.
+            # Gather what arrives within `max_delay_s` of the first item into one commit, fewer
+            # commits at hundreds of replies a second (measured: a few percent of the client's
+            # CPU per request; the bound on loss at a kill stays tens of milliseconds).
             deadline = time.monotonic() + self._max_delay_s
             while len(batch) < self._max_batch and not stop:
                 try:
