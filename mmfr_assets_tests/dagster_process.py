@@ -42,6 +42,20 @@ def dagster_env(
     return env
 
 
+def create_instance_storage(home: Path) -> None:
+    """Create the instance's tables before two Dagster processes start on a fresh DAGSTER_HOME.
+
+    Dagster creates a SQLite instance's schema on first open, unguarded: a daemon and a
+    `dagster job launch` started together both run the CREATE TABLEs and one fails (alembic:
+    "Can't locate revision" / "table already exists", exit 1; seen in CI on 2 cores)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)  # run storage
+        instance.event_log_storage.get_asset_records([])  # event log storage
+        instance.schedule_storage  # noqa: B018 - opening it creates its tables
+
+
 def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
     request = urllib.request.Request(
         f"{url}/graphql",

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmfr_assets_tests.dagster_process import BIN, REPO_ROOT, stop
+from mmfr_assets_tests.dagster_process import BIN, REPO_ROOT, create_instance_storage, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +63,7 @@ def _instance_home(tmp_path: Path) -> Path:
     config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
     config["run_monitoring"].update(poll_interval_seconds=1, max_runtime_seconds=MAX_RUNTIME)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    create_instance_storage(home)  # the daemon and `dagster job launch` start together
     return home
 
 
@@ -78,6 +79,13 @@ def _wait_for_pid_file(pid_dir: Path, timeout: float, process=None) -> tuple[str
             raise AssertionError(f"the run's process exited: {process.returncode}")
         assert time.monotonic() < deadline, "the run's worker never started its step"
         time.sleep(0.5)
+
+
+def _launch(command: list[str], env: dict[str, str]) -> None:
+    """`dagster job launch`, its output in the failure message if it fails."""
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, timeout=300, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, f"exit {done.returncode}: {(done.stdout + done.stderr)[-3000:]}"
 
 
 def _parent(pid: int) -> int:
@@ -116,15 +124,13 @@ def test_dead_and_hung_run_workers_are_marked_failed(tmp_path):
     try:
         with daemon(env, tmp_path / "daemon.log", workspace) as _:
             # Two runs through the queue: the daemon launches each in a worker subprocess.
-            subprocess.run(launch, cwd=REPO_ROOT, env=env, check=True, timeout=300,
-                           capture_output=True)
+            _launch(launch, env)
             killed_run, step_pid = _wait_for_pid_file(pid_dir, 300)
             leftovers.append(step_pid)
             # The step runs in a subprocess of the run worker (multiprocess executor): kill the
             # run worker itself.
             os.kill(_parent(step_pid), signal.SIGKILL)
-            subprocess.run(launch, cwd=REPO_ROOT, env=env, check=True, timeout=300,
-                           capture_output=True)
+            _launch(launch, env)
             hung_run, hung_pid = _wait_for_pid_file(pid_dir, 300)
             leftovers.append(hung_pid)
             os.kill(hung_pid, signal.SIGSTOP)  # its step hangs: the run worker waits for it
