@@ -99,8 +99,9 @@ class _Worker:
 class MathVerifyPool:
     """`workers` processes running math-verify, each item killed after `timeout_s`.
 
-    Use as a context manager (or call `close()`): workers are started by `start()` or else on
-    the first `run`, and ended on exit, killed if they do not stop. `check` names the function a worker
+    Use as a context manager (or call `close()`): workers start on the first `run` (each imports
+    sympy, 1-2 s; an item's deadline starts when its worker is ready) and end on exit, killed if
+    they do not stop. `check` names the function a worker
     runs ("module:function"; tests substitute one that hangs). `run` holds a lock: one batch
     at a time.
     """
@@ -136,31 +137,6 @@ class MathVerifyPool:
     def _start(self) -> None:
         while len(self._workers) < self.size:
             self._workers.append(self._spawn())
-
-    def start(self, wait: bool = False) -> None:
-        """Start the workers now rather than on the first `run` (each imports sympy, 1-2 s):
-        without `wait` this returns at once and they start while the caller does other work;
-        with `wait` it returns once all are ready."""
-        with self._lock:
-            self._start()
-            if wait:
-                self._await_ready()
-
-    def _await_ready(self, timeout_s: float = 120.0) -> None:
-        limit = time.monotonic() + timeout_s
-        while starting := [w for w in self._workers if not w.ready]:
-            readable = wait([w.conn for w in starting], max(0.0, limit - time.monotonic()))
-            if not readable:
-                raise RuntimeError(f"math-verify workers did not start within {timeout_s:.0f} s")
-            for worker in starting:
-                if worker.conn in readable:
-                    try:
-                        key, _ = worker.conn.recv()
-                    except (EOFError, OSError):
-                        raise RuntimeError(
-                            f"a math-verify worker exited at start (code {worker.process.poll()})"
-                        ) from None
-                    worker.ready = key == "ready"
 
     def _end(self, worker: _Worker) -> None:
         worker.process.kill()
