@@ -46,8 +46,9 @@ def create_instance_storage(home: Path) -> None:
     """Create the instance's tables before two Dagster processes start on a fresh DAGSTER_HOME.
 
     Dagster creates a SQLite instance's schema on first open, unguarded: a daemon and a
-    `dagster job launch` started together both run the CREATE TABLEs and one fails (alembic:
-    "Can't locate revision" / "table already exists", exit 1; seen in CI on 2 cores)."""
+    `dagster job launch` started together both create the tables and stamp alembic's version,
+    and one fails ("Version table 'alembic_version' has more than one head present", then a
+    SQLite OperationalError; exit 1, seen in CI on 2 cores and 1 start in 4 here)."""
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
