@@ -239,7 +239,7 @@ def render(args, info, command, spec, generation, runs, ours_small, ours_large, 
         "| machine | |",
         "| --- | --- |",
         *(f"| {k} | {v} |" for k, v in info.items()),
-        f"| load average at the end | {' / '.join(f'{x:.2f}' for x in os.getloadavg())} |",
+        f"| load average at the end | {machine.load_text()} |",
         "",
         "The machine is shared: other processes may run during a benchmark (see the load average), "
         "so rates move by ~±20% from run to run; ratios are measured side by side in one run.",

@@ -38,15 +38,26 @@ def _version(package: str) -> str:
         return "-"
 
 
+def now_utc() -> str:
+    """When a figure was measured, as the results file writes it."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def load_text(load: tuple[float, float, float] | None = None) -> str:
+    """A load average (1/5/15 min; the current one by default) as the results file writes it."""
+    if load is None:
+        load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return " / ".join(f"{x:.2f}" for x in load) if load else "-"
+
+
 def describe() -> dict[str, str]:
     memory = _memory_gb()
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": now_utc(),
         "cpus (nproc)": str(os.cpu_count()),
         "cpu model": _cpu_model(),
         "ram": f"{memory:.1f} GB" if memory else "unknown",
-        "load average at start (1/5/15 min)": " / ".join(f"{x:.2f}" for x in load) if load else "-",
+        "load average at start (1/5/15 min)": load_text(),
         "python": sys.version.split()[0],
         "packages": ", ".join(
             f"{p} {_version(p)}"

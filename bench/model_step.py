@@ -27,7 +27,6 @@ Run alone: `python -m bench --only model_step [--quick]`.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import os
 import statistics
@@ -40,6 +39,7 @@ import aiohttp
 import pyarrow as pa
 
 from bench.lake import Lake, Run
+from bench.machine import load_text, now_utc
 from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
 from mmfr_assets.collection.assets import COLLECTED_SCHEMA
 from mmfr_assets.distillation.teachers import CotTeacher, CotTeacherConfig
@@ -336,15 +336,10 @@ def run(root: Path, *, quick: bool = False, repeats: int | None = None,
                     f"peak RSS {r.max_rss_mb or 0:,.0f} MB, {a.rate:.1f} req/s")
         finally:
             server.stop()
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return Result(measured, memory, load_before, os.getloadavg(), date)
+    return Result(measured, memory, load_before, os.getloadavg(), now_utc())
 
 
 # -- report --------------------------------------------------------------------
-
-
-def _load(load: tuple[float, float, float]) -> str:
-    return " / ".join(f"{x:.2f}" for x in load)
 
 
 def render(result: Result, *, repeats: int) -> list[str]:
@@ -364,7 +359,7 @@ def render(result: Result, *, repeats: int) -> list[str]:
         + (f"Each case ran bare then asset, {repeats} times, alternating; the table gives medians."
            if repeats > 1 else "Each case ran once: bare client, then asset."),
         "",
-        f"Measured {result.date}. Load average (1/5/15 min) before: {_load(result.load_before)}; after: {_load(result.load_after)} "
+        f"Measured {result.date}. Load average (1/5/15 min) before: {load_text(result.load_before)}; after: {load_text(result.load_after)} "
         "(2 shared cores).",
         "",
         "| latency | C | rows | ideal C/L req/s | bare client req/s | asset req/s | asset / bare | asset requests | mean in flight, bare → asset | asset max in flight | asset run (wall, incl. start-up) |",

@@ -16,7 +16,6 @@ covers extraction and verification, not reading the parquet files.
 from __future__ import annotations
 
 import argparse
-import datetime
 import glob
 import os
 import re
@@ -25,6 +24,7 @@ import time
 
 import polars as pl
 
+from bench.machine import load_text, now_utc
 from mmfr_assets.selection.verify import AnswerVerifier
 from mmfr_assets.selection.verify.batch import verdicts_of_batch
 
@@ -98,7 +98,7 @@ HEADING = "## Answer verification: ours vs math-verify on every row (`bench/veri
 
 def run(rows: int = 20_000, baseline_rows: int = 2_000, workers: int = 2, log=print) -> list[str]:
     """The section of the results file: heading, when and under what load, the table."""
-    load_before = os.getloadavg()
+    load_before = load_text()
     frame = derived(rows)
     log(f"verify bench: {frame.height:,} real-derived rows")
     seconds, decided, math = ours(frame, workers)
@@ -110,9 +110,6 @@ def run(rows: int = 20_000, baseline_rows: int = 2_000, workers: int = 2, log=pr
     sample = frame.head(baseline_rows)
     base_rate = sample.height / baseline(sample)
     log(f"math-verify on every row: {base_rate:,.0f} rows/s (over {sample.height:,} rows)")
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    load = " / ".join(f"{x:.2f}" for x in load_before)
-    after = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         HEADING,
         "",
@@ -120,8 +117,8 @@ def run(rows: int = 20_000, baseline_rows: int = 2_000, workers: int = 2, log=pr
         f"(also `python -m bench --only verify`). Rows: the real sample repeated with every integer "
         f"shifted per copy (distinct pairs). Ours runs the asset's batch function "
         f"(`verdicts_of_batch`) in 1,024-row batches, the math-verify workers' start included; the "
-        f"baseline calls `math_verify.parse` + `verify` on every row in one process. Measured {date}. "
-        f"Load average (1/5/15 min) before: {load}; after: {after} (2 shared cores).",
+        f"baseline calls `math_verify.parse` + `verify` on every row in one process. Measured {now_utc()}. "
+        f"Load average (1/5/15 min) before: {load_before}; after: {load_text()} (2 shared cores).",
         "",
         "| | rows | rows/s | vs math-verify on every row |",
         "| --- | ---: | ---: | ---: |",
