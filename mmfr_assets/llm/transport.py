@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit
 
-TRANSPORTS = ("aiohttp", "httpx")
-
 
 @dataclass(frozen=True)
 class Reply:
@@ -156,9 +154,12 @@ class HttpxTransport(Transport):
         await self._client.aclose()
 
 
+#: The endpoint setting `transport` names one of these.
+TRANSPORTS: dict[str, type[Transport]] = {"aiohttp": AiohttpTransport, "httpx": HttpxTransport}
+
+
 def open_transport(name: str, url: str, *, api_key: Optional[str], timeout_s: float,
                    max_connections: int) -> Transport:
-    classes = {"aiohttp": AiohttpTransport, "httpx": HttpxTransport}
-    if name not in classes:
+    if name not in TRANSPORTS:
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {name!r}")
-    return classes[name](url, api_key=api_key, timeout_s=timeout_s, max_connections=max_connections)
+    return TRANSPORTS[name](url, api_key=api_key, timeout_s=timeout_s, max_connections=max_connections)
