@@ -29,8 +29,17 @@ class Verdict:
     method: str
     detail: str = ""
 
+    @property
+    def weak(self) -> bool:
+        """A "different" that may be the verifier's failure rather than the answer's: math-verify
+        says different wherever it fails to parse or to simplify one side. A judge, where one is
+        configured, gets the last word on these; rules that understand both sides are strong."""
+        return self.equivalent is False and self.method in WEAK_METHODS
+
 
 UNDECIDED = "undecided"
+#: Methods whose "different" is weak (`Verdict.weak`).
+WEAK_METHODS = frozenset({"math_verify"})
 
 
 def verify_rules(item: Item) -> Verdict:
