@@ -14,12 +14,13 @@ STAGES: tuple[tuple[str, tuple[Filter, ...]], ...] = (
     ("distilled", ()),  # fed by teacher_captions and teacher_responses (one row per cleaned row)
     ("answer_verdicts", ()),  # one verdict per distilled row
     ("quality_filtered", QUALITY_FILTERS),
-    ("student_rollouts", ()),  # one pass rate per quality row
+    ("student_rollouts", ()),  # the student's samples of each quality row, verified by the rules
+    ("student_verdicts", ()),  # undecided samples judged: the pass rate (or its bounds) per row
     ("difficulty_filtered", DIFFICULTY_FILTERS),  # the 123K recipe (pass rate = 0)
 )
 ASSET_NAMES = tuple(name for name, _ in STAGES)
 # Stages beside the line above rather than on it: (name, filters, upstream). The 586K recipe
-# (pass rate != 1) reads `quality_filtered` and `student_rollouts` like `difficulty_filtered`.
+# (pass rate != 1) reads `quality_filtered` and `student_verdicts` like `difficulty_filtered`.
 BRANCHES: tuple[tuple[str, tuple[Filter, ...], str], ...] = (
     ("difficulty_filtered_586k", DIFFICULTY_FILTERS, "quality_filtered"),
 )

@@ -84,6 +84,39 @@ def test_a_trace_whose_answer_is_not_the_reference_is_asked_again():
     assert isinstance(off.parse(row, [_reply("so <answer>7</answer>", GOOD_THINK)], 1), Parsed)
 
 
+def test_math_verify_different_is_weak_and_costs_no_second_trace():
+    cot = CotTeacher(CotTeacherConfig(max_attempts=3))
+    try:
+        row = {"subset": "BMMR", "id": "1", "question": "Simplify.", "answer": "x^2 + 2",
+               "original_answer": None, "qwen3vl_235b_thinking_response": None}
+        kept = cot.parse(row, [_reply("so <answer>x^2 + 1</answer>", GOOD_THINK)], 1)
+        assert isinstance(kept, Parsed) and kept.columns["response_origin"] == "generated"
+        assert cot.extra_metadata()["answer_check/weak_different_kept"] == 1
+        # a rule's "different" (two numbers) is strong: asked again, counted by cause with its tokens
+        numbers = {**row, "answer": "5"}
+        reply = ChatResult(ok=True, choices=(Choice(content="so <answer>7</answer>", reasoning=GOOD_THINK),),
+                           completion_tokens=321)
+        assert isinstance(cot.parse(numbers, [reply], 1), Retry)
+        metadata = cot.extra_metadata()
+        assert metadata["reasks/answer_rule"] == 1 and metadata["reask_tokens/answer_rule"] == 321
+    finally:
+        cot.close()
+
+
+def test_teachers_validate_with_the_thresholds_selection_applies_in_the_run():
+    run_config = {"ops": {"quality_filtered": {"config": {"min_response_words": 400, "min_caption_words": 5}}}}
+    cot = CotTeacher.for_run(CotTeacherConfig(), run_config)
+    assert cot.rules.min_response_words == 400
+    row = {"subset": "BMMR", "id": "1", "question": "q", "qwen3vl_235b_thinking_response": None}
+    # 360 words pass the default 200 but not the run's 400: selection would drop it, so the teacher asks again
+    short = cot.parse(row, [_reply("so <answer>B</answer>", GOOD_THINK)], 1)
+    assert isinstance(short, Retry) and short.reason == "content_short_response"
+    assert CotTeacher.for_run(CotTeacherConfig(), {}).rules.min_response_words == 200
+    assert CotTeacher.for_run(CotTeacherConfig(min_response_words=50), run_config).rules.min_response_words == 50
+    caption = CaptionTeacher.for_run(CaptionTeacherConfig(), run_config)
+    assert isinstance(caption.parse(row, [_reply("a red ball on a table")], 1), Parsed)
+
+
 def test_dataset_annotations_are_kept_unless_regenerate():
     batch = pl.DataFrame({"subset": ["S"] * 3, "id": ["a", "b", "c"],
                           "qwen3vl_235b_thinking_response": ["<think>x</think>", None, "  "]})

@@ -19,7 +19,8 @@ NOT_PLANTED_IN_THE_SAMPLE = {
 }
 # Reasons the bundled sample cannot trip without an endpoint or a multi-image source: tested
 # in test_cleaning_steps.py (scripted cleaner replies, a problem/solution/images source).
-NEED_A_MODEL_OR_OTHER_LAYOUT = {"image_multiple", "text_non_answer_question", "text_review_failed"}
+NEED_A_MODEL_OR_OTHER_LAYOUT = {"image_multiple", "text_non_answer_question", "text_review_failed",
+                                "difficulty_undecided"}  # student samples: test_selection_computed.py
 STAGE_OF = {reason: stage for stage, filters in STAGES for f in filters for reason in f.reasons}
 
 
@@ -76,7 +77,7 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
     metadata = materializations(results[subset])
     assert set(metadata) == set(ASSET_NAMES) | {
         "teacher_captions", "teacher_responses", "difficulty_filtered_586k",
-        "question_reviews", "extracted_answers",
+        "question_reviews", "extracted_answers", "student_verdicts",
     }
     # the sample carries labels: the rules' agreement with them is in the metadata
     verdict_meta = metadata["answer_verdicts"]
@@ -118,7 +119,7 @@ def test_every_accounting_check_passes_and_metadata_is_complete(bundled):
         # + ids_unique on collected, accounting and failure rate on the four model-step assets of
         # cleaning and distillation (question_reviews, extracted_answers, two teachers), failure
         # rate on answer_verdicts and student_rollouts, accounting on the 586K recipe
-        assert len(checks) == len(ASSET_NAMES) + 12 and all(c.passed for c in checks)
+        assert len(checks) == len(ASSET_NAMES) + 13 and all(c.passed for c in checks)
         for name, metadata in materializations(result).items():
             assert metadata["rows_in"].value == (
                 metadata["dagster/row_count"].value + metadata["rows_dropped"].value

@@ -3,15 +3,15 @@ routing (`needs`), and pass rates from mixed student samples, on hand-made `Chat
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import polars as pl
 import pytest
 
 from mmfr_assets.llm.types import ChatResult, Choice
 from mmfr_assets.model_step.declaration import Parsed, Retry
 from mmfr_assets.prompts import load_prompt
-from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep
+from mmfr_assets.selection.configs import AnswerVerdictsConfig, StudentRolloutsConfig
+from mmfr_assets.selection.difficulty import select_difficulty
+from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep, StudentVerdictsStep
 from mmfr_assets.selection.verify.judge import parse_judgment
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401
 
@@ -76,7 +76,7 @@ def distilled_batch() -> pl.DataFrame:
 
 
 def test_answer_verdicts_routes_only_undecided_rows_to_the_judge():
-    step = AnswerVerdictsStep(SimpleNamespace(recompute=False, math_verify_workers=1))
+    step = AnswerVerdictsStep(AnswerVerdictsConfig(recompute=False, math_verify_workers=1))
     try:
         prepared = step.prepare(distilled_batch())
         assert prepared["rule_verdict"].to_list() == [True, True, None, True, None]
@@ -99,7 +99,7 @@ def test_answer_verdicts_routes_only_undecided_rows_to_the_judge():
 
 
 def test_answer_verdicts_recompute_verifies_labelled_rows():
-    step = AnswerVerdictsStep(SimpleNamespace(recompute=True, use_math_verify=False))
+    step = AnswerVerdictsStep(AnswerVerdictsConfig(recompute=True, use_math_verify=False))
     prepared = step.prepare(distilled_batch())
     assert step.needs(prepared).to_list() == [False, True, True, False, False]
     first = step.without_model(prepared.row(0, named=True), None).columns
@@ -107,7 +107,7 @@ def test_answer_verdicts_recompute_verifies_labelled_rows():
 
 
 def test_answer_verdicts_parse_judge_replies():
-    step = AnswerVerdictsStep(SimpleNamespace(use_math_verify=False))
+    step = AnswerVerdictsStep(AnswerVerdictsConfig(use_math_verify=False))
     row = step.prepare(distilled_batch()).row(2, named=True)
     good = step.parse(row, [_ok("Analysis: same animal.\nJUDGMENT: EQUIVALENT")], 1)
     assert isinstance(good, Parsed) and good.columns["is_consistent"] is True
@@ -122,7 +122,7 @@ def test_answer_verdicts_parse_judge_replies():
 
 
 def rollout_row(**extra):
-    step = StudentRolloutsStep(SimpleNamespace(num_samples=4, use_math_verify=False, **extra))
+    step = StudentRolloutsStep(StudentRolloutsConfig(num_samples=4, use_math_verify=False, **extra))
     batch = pl.DataFrame(
         {"question": ["Q\nA. 3\nB. 5"], "answer": ["B"], "original_answer": ["B"], "pass_rate": [None]},
         schema={"question": pl.String, "answer": pl.String, "original_answer": pl.String, "pass_rate": pl.Float64},
@@ -148,12 +148,66 @@ def test_student_pass_rate_from_mixed_samples():
     assert parsed.failure is None
 
 
-def test_student_failed_and_undecided_samples_are_not_counted():
+def test_student_failed_and_undecided_samples_bound_the_pass_rate():
     step, _, row = rollout_row()
     parsed = step.parse(row, [FAILED, _ok("<answer>B</answer>"), _ok("<answer>a dog</answer>"), FAILED], 1)
     c = parsed.columns
-    assert (c["pass_rate"], c["correct"], c["undecided"], c["failed"]) == (1.0, 1, 1, 2)
+    # every sample is in the denominator: 1 of 4 known correct, 3 unknown
+    assert (c["pass_rate"], c["pass_rate_low"], c["pass_rate_high"]) == (None, 0.25, 1.0)
+    assert (c["correct"], c["undecided"], c["failed"], c["pass_rate_origin"]) == (1, 1, 2, "bounds")
+    assert c["sample_verdicts"] == [None, True, None, None]
     assert "2 failed" in c["detail"] and "1 undecided" in c["detail"]
+
+
+def verdicts_row(answers, verdicts, methods, *, failed=0, reference="red"):
+    return {"question": "What colour is the ball?", "reference": reference, "samples": len(answers),
+            "pass_rate_origin": "bounds", "sample_answers": answers, "sample_verdicts": verdicts,
+            "sample_methods": methods, "failed": failed, "rollout_detail": "x"}
+
+
+def test_student_verdicts_judge_settles_the_undecided_samples():
+    step = StudentVerdictsStep()
+    row = verdicts_row(["red", "blue", "blue", "7"], [True, None, None, False], ["exact", "prose", "prose", "math_verify"])
+    assert step._to_judge(row) == ["blue", "7"]  # repeated answers asked once; weak "different" too
+    text = step.render(row, load_prompt("sample_judge"))
+    assert "1. blue\n2. 7" in text and "What colour" in text and "red" in text
+    parsed = step.parse(row, [_ok("JUDGMENT 1: DIFFERENT\nJUDGMENT 2: NOT EQUIVALENT")], 1)
+    c = parsed.columns
+    assert (c["pass_rate"], c["pass_rate_origin"], c["judged"], c["undecided"]) == (0.25, "judged", 3, 0)
+    # the judge's equivalence counts too
+    c = step.parse(row, [_ok("JUDGMENT 1: EQUIVALENT\nJUDGMENT 2: DIFFERENT")], 1).columns
+    assert c["pass_rate"] == 0.75
+
+
+def test_student_verdicts_without_a_judge_keep_the_bounds():
+    step = StudentVerdictsStep()
+    row = verdicts_row(["blue"] * 4, [None] * 4, ["prose"] * 4)
+    c = step.without_model(row, "no judge_llm endpoint configured").columns
+    assert (c["pass_rate"], c["pass_rate_low"], c["pass_rate_high"], c["pass_rate_origin"]) == (None, 0.0, 1.0, "bounds")
+    assert "no judge_llm endpoint" in c["detail"]
+    half = step.parse(row, [_ok("JUDGMENT 3: DIFFERENT")], 1)  # asks about 1 answer: "3" is not one
+    assert isinstance(half, Retry) and half.fallback.failure
+    failed = step.parse(row, [FAILED], 1)
+    assert failed.columns["pass_rate_origin"] == "bounds" and "HTTP 500" in failed.failure
+
+
+def test_recipes_keep_only_what_the_whole_range_passes():
+    batch = pl.DataFrame({
+        "id": ["exact0", "exact1", "half", "low0", "all_unknown"],
+        "pass_rate": [0.0, 1.0, 0.5, None, None],
+        "pass_rate_low": [0.0, 1.0, 0.5, 0.0, 0.0],
+        "pass_rate_high": [0.0, 1.0, 0.5, 0.5, 1.0],
+    })
+    strict = select_difficulty(batch, 0.0, inclusive=True)  # the 123K recipe
+    assert strict.kept["id"].to_list() == ["exact0"]
+    assert dict(zip(strict.dropped["id"], strict.dropped["reason"])) == {
+        "exact1": "difficulty_too_easy", "half": "difficulty_too_easy",
+        "low0": "difficulty_undecided", "all_unknown": "difficulty_undecided"}
+    wide = select_difficulty(batch, 1.0, inclusive=False)  # the 586K recipe
+    assert wide.kept["id"].to_list() == ["exact0", "half", "low0"]
+    assert dict(zip(wide.dropped["id"], wide.dropped["reason"])) == {
+        "exact1": "difficulty_too_easy", "all_unknown": "difficulty_undecided"}
+    assert "between 0.0 and 1.0" in wide.dropped.filter(pl.col("id") == "all_unknown")["detail"][0]
 
 
 def test_student_all_failed_has_no_pass_rate():
@@ -164,14 +218,14 @@ def test_student_all_failed_has_no_pass_rate():
 
 
 def test_student_keeps_dataset_pass_rate_unless_recompute():
-    step = StudentRolloutsStep(SimpleNamespace(use_math_verify=False))
+    step = StudentRolloutsStep(StudentRolloutsConfig(use_math_verify=False))
     batch = pl.DataFrame({"question": ["q", "q"], "answer": ["1", None], "original_answer": ["1", None],
                           "pass_rate": [0.25, None]})
     prepared = step.prepare(batch)
     assert step.needs(prepared).to_list() == [False, False]
     assert step.without_model(prepared.row(0, named=True), None).columns["pass_rate"] == 0.25
     assert step.without_model(prepared.row(1, named=True), None).columns["pass_rate_origin"] == "no_reference"
-    again = StudentRolloutsStep(SimpleNamespace(recompute=True, use_math_verify=False))
+    again = StudentRolloutsStep(StudentRolloutsConfig(recompute=True, use_math_verify=False))
     assert again.needs(again.prepare(batch)).to_list() == [True, False]
     missing = again.without_model(again.prepare(batch).row(0, named=True), "endpoint student_llm disabled")
     assert missing.columns["pass_rate"] is None and missing.columns["pass_rate_origin"] == "missing"
@@ -205,7 +259,7 @@ def run_judge(base_url: str, tmp_path, **settings) -> tuple[pl.DataFrame, object
     from mmfr_assets.llm.types import ChatRequest
     from mmfr_assets.model_step.runner import StepStats, run_model_step
 
-    step = AnswerVerdictsStep(SimpleNamespace(use_math_verify=False))
+    step = AnswerVerdictsStep(AnswerVerdictsConfig(use_math_verify=False))
     prompt = load_prompt("answer_judge")
     stats = StepStats()
     config = {"base_url": base_url, "model": "fake-model", "max_retries": 1, "backoff_base_s": 0.01,

@@ -10,17 +10,22 @@ kept with its failure recorded, so that selection drops it with the reason.
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import dagster as dg
 import polars as pl
 import pyarrow as pa
+from pydantic import Field
 
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step import ModelStep, Parsed, Retry
 from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.prompts import Prompt
 from mmfr_assets.selection import quality
+from mmfr_assets.selection.configs import quality_rules_of_run
 from mmfr_assets.selection.verify import AnswerVerifier, Item, final_answer, reference_answer
 
 #: The cleaned columns a trace's answer is checked against, in order (cleaning puts an
@@ -32,6 +37,8 @@ ORIGIN_GENERATED = "generated"  # written by the teacher in this pipeline and pa
 ORIGIN_REJECTED = "rejected"  # written, but no attempt passed validation (see *_error)
 ORIGIN_FAILED = "failed"  # the teacher was asked and never answered usably (see *_error)
 ORIGIN_MISSING = "missing"  # no usable annotation and no endpoint configured
+#: Re-ask causes named for the metadata (other causes are the selection reason itself).
+REASK_CAUSES = {"correctness_inconsistent": "answer_rule"}
 ORIGINS = (ORIGIN_DATASET, ORIGIN_GENERATED, ORIGIN_REJECTED, ORIGIN_FAILED, ORIGIN_MISSING)
 
 
@@ -41,18 +48,32 @@ class TeacherConfig(ModelStepConfig):
     samples_per_question: int = 1  # drawn per ask; the first that passes is kept
 
 
+_SAME_AS_SELECTION = ("null (default): quality_filtered's threshold in this run (its run config, "
+                      "else its default), so the teacher keeps exactly what selection keeps; a "
+                      "number overrides it for the teacher only.")
+
+
 class CaptionTeacherConfig(TeacherConfig):
-    min_caption_words: int = 100  # as quality_filtered's rule
+    min_caption_words: int | None = Field(default=None, description=_SAME_AS_SELECTION)
 
 
 class CotTeacherConfig(TeacherConfig):
-    min_response_words: int = 200  # the selection's rules, as quality_filtered's defaults
-    ngram_size: int = 50
-    max_ngram_occurrences: int = 2
-    # Where the row has a reference answer, a trace whose final answer the verifier finds
-    # different is asked again (rules, then math-verify; undecided ones are kept and left to
-    # `answer_verdicts`).
-    check_answer: bool = True
+    min_response_words: int | None = Field(default=None, description=_SAME_AS_SELECTION)
+    ngram_size: int | None = Field(default=None, description=_SAME_AS_SELECTION)
+    max_ngram_occurrences: int | None = Field(default=None, description=_SAME_AS_SELECTION)
+    check_answer: bool = Field(
+        default=True, description="Where the row has a reference, ask again (new seed) when the "
+        "trace's final answer is decidedly different: a rule that understands both sides says "
+        "so. math-verify's 'different' is weak (it says so where it fails to parse) and never "
+        "costs another trace: answer_verdicts' judge settles it.")
+
+
+def teacher_rules(selection: quality.QualityRules, config: TeacherConfig) -> quality.QualityRules:
+    """The selection's thresholds, with the teacher config's explicit overrides."""
+    overrides = {name: getattr(config, name) for name in
+                 ("min_response_words", "min_caption_words", "ngram_size", "max_ngram_occurrences")
+                 if getattr(config, name, None) is not None}
+    return dataclasses.replace(selection, **overrides)
 
 
 def usable(column: str) -> pl.Expr:
@@ -60,15 +81,12 @@ def usable(column: str) -> pl.Expr:
     return pl.col(column).is_not_null() & (pl.col(column).str.strip_chars().str.len_chars() > 0)
 
 
-def trace_problems(traces: Sequence[str], subsets: Sequence[str], config: CotTeacherConfig) -> list[str | None]:
+def trace_problems(traces: Sequence[str], subsets: Sequence[str], rules: quality.QualityRules) -> list[str | None]:
     """The selection's first failing content/structure/repetition reason for each trace alone,
     or None, in one vectorized pass. The rules are the selection's own
-    (`quality.quality_reason`); caption and correctness are judged elsewhere, so they are given
-    as passing here."""
-    rules = quality.QualityRules(
-        min_response_words=config.min_response_words, min_caption_words=None,
-        ngram_size=config.ngram_size, max_ngram_occurrences=config.max_ngram_occurrences,
-    )
+    (`quality.quality_reason`) with its thresholds; caption and correctness are judged
+    elsewhere, so they are given as passing here."""
+    rules = dataclasses.replace(rules, min_caption_words=None)
     n = len(traces)
     frame = pl.DataFrame(
         {"subset": list(subsets), "response": list(traces), "caption": ["-"] * n, "is_consistent": [True] * n},
@@ -94,10 +112,26 @@ class _Teacher(ModelStep):
     column: str  # the annotation's column in `distilled`
     dataset_column: str  # the source column holding the published annotation
 
-    def __init__(self, config: TeacherConfig) -> None:
+    def __init__(self, config: TeacherConfig, selection: quality.QualityRules | None = None) -> None:
         self.config = config
+        self.rules = teacher_rules(selection or quality.QualityRules(), config)
         self.samples = max(1, config.samples_per_question)
         self.max_attempts = max(1, config.max_attempts)
+        self.reasks: Counter = Counter()  # why a row was asked again -> times
+        self.reask_tokens: Counter = Counter()  # ... and the completion tokens of what was rejected
+
+    @classmethod
+    def for_run(cls, config: TeacherConfig, run_config: Mapping[str, Any]) -> "_Teacher":
+        return cls(config, quality_rules_of_run(run_config))
+
+    def extra_metadata(self) -> dict[str, Any]:
+        """Re-asks by cause (a rule's strong "different", or the selection rule the text
+        failed), with the completion tokens the rejected texts cost; and the thresholds used."""
+        out: dict[str, Any] = {f"reasks/{cause}": n for cause, n in sorted(self.reasks.items())}
+        out.update({f"reask_tokens/{cause}": n for cause, n in sorted(self.reask_tokens.items())})
+        out["validation_thresholds"] = dg.MetadataValue.json(
+            {k: v for k, v in dataclasses.asdict(self.rules).items() if k != "answer_tag_exempt_subsets"})
+        return out
 
     def needs(self, batch: pl.DataFrame) -> pl.Series:
         if self.config.regenerate:
@@ -145,6 +179,10 @@ class _Teacher(ModelStep):
             text, model = passing[0]
             return Parsed(self._columns(text, ORIGIN_GENERATED, None, model, drawn, len(passing)))
         text, model, problem = checked[-1]
+        if attempt < self.max_attempts:
+            cause = REASK_CAUSES.get(problem, problem)
+            self.reasks[cause] += 1
+            self.reask_tokens[cause] += sum(r.completion_tokens for r in replies if r.ok and not r.cached)
         return Retry(problem, Parsed(self._columns(text, ORIGIN_REJECTED, problem, model, drawn, 0)))
 
     def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
@@ -168,13 +206,17 @@ class CotTeacher(_Teacher):
     status_column = "response_origin"
     output_schema = teacher_schema("response")
 
-    def __init__(self, config: CotTeacherConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: CotTeacherConfig, selection: quality.QualityRules | None = None) -> None:
+        super().__init__(config, selection)
         self._verifier: AnswerVerifier | None = None  # started on the first trace to check
+        self.weak_kept = 0  # traces math-verify called different, kept for the judge
         # Load the selection's compiled kernels (numba) now, before the first request: the
         # first call takes seconds holding the GIL, and on the first reply it would stall the
         # request window while the endpoint idles (measured by bench/model_step.py).
-        trace_problems(["<think>warm-up</think><answer>0</answer>"], ["warm-up"], config)
+        trace_problems(["<think>warm-up</think><answer>0</answer>"], ["warm-up"], self.rules)
+
+    def extra_metadata(self) -> dict[str, Any]:
+        return {**super().extra_metadata(), "answer_check/weak_different_kept": self.weak_kept}
 
     def close(self) -> None:
         if self._verifier is not None:
@@ -183,9 +225,10 @@ class CotTeacher(_Teacher):
 
     def problems(self, texts: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[str | None]:
         """The selection's rules on every trace at once, then, for those that pass and whose row
-        has a reference, the answer check: `correctness_inconsistent` when the final answer is
-        decidedly not the reference (no reference, or no decision: kept for `answer_verdicts`)."""
-        found = trace_problems(texts, [row["subset"] for row in rows], self.config)
+        has a reference, the answer check: `correctness_inconsistent` when a rule that
+        understands both sides finds the final answer different (no reference, no decision, or
+        math-verify's weak "different": kept for `answer_verdicts` and its judge)."""
+        found = trace_problems(texts, [row["subset"] for row in rows], self.rules)
         if not self.config.check_answer:
             return found
         checks = []
@@ -198,8 +241,10 @@ class CotTeacher(_Teacher):
                 self._verifier = AnswerVerifier(workers=1)
             verdicts = self._verifier.verify_many([item for _, item in checks])
             for (k, _), verdict in zip(checks, verdicts):
-                if verdict.equivalent is False:
+                if verdict.equivalent is False and not verdict.weak:
                     found[k] = "correctness_inconsistent"
+                elif verdict.weak:
+                    self.weak_kept += 1
         return found
 
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
@@ -226,7 +271,7 @@ class CaptionTeacher(_Teacher):
         return prompt.render()
 
     def problems(self, texts: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[str | None]:
-        minimum = self.config.min_caption_words
+        minimum = self.rules.min_caption_words or 0
         return ["content_short_caption" if len(text.split()) < minimum else None for text in texts]
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.lake.joins import join_in_order
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.llm import LLMEndpoint, default_cache_path
@@ -70,7 +71,7 @@ def model_step_asset(
         name=name,
         group_name=group,
         partitions_def=partitions,
-        deps=list(deps) if deps is not None else [step_type.upstream],
+        deps=list(deps) if deps is not None else [step_type.upstream, *step_type.joins],
         pool=role,
         kinds={"deltalake", "openai"},
         # The endpoint's resource key depends on the step, so resources are declared here.
@@ -89,7 +90,7 @@ def model_step_asset(
         subset = context.partition_key
         lake: LakeResource = context.resources.lake
         endpoint: LLMEndpoint = getattr(context.resources, role)
-        step = step_type(config)
+        step = step_type.for_run(config, context.run_config)
         prompt = load_prompt(step.prompt)
         stats = StepStats()
         with contextlib.ExitStack() as stack:
@@ -108,6 +109,8 @@ def model_step_asset(
             columns = ["subset", "id", *[c for c in step.columns if c not in ("subset", "id")]]
             upstream = upstream_batches(lake, step.upstream, subset, columns=columns,
                                         batch_size=config.batch_size)
+            for table, taken in step.joins.items():
+                upstream = join_in_order(lake, upstream, table, subset, taken)
             stack.callback(upstream.close)
             rows = run_model_step(
                 step, upstream,

@@ -69,6 +69,9 @@ class ModelStep(abc.ABC):
     prompt: ClassVar[str]
     #: Columns the step writes besides `subset` and `id`.
     output_schema: ClassVar[pa.Schema]
+    #: Columns taken from other tables of the partition in the upstream's row order (table ->
+    #: {its column: the row's key}), e.g. a previous step's verdicts beside the upstream's text.
+    joins: ClassVar[Mapping[str, Mapping[str, str]]] = {}
     #: Send the row's image (cleaned bytes where cleaning changed it, else the original).
     sends_image: ClassVar[bool] = False
     #: Column whose value counts go to the materialization's metadata (e.g. an origin).
@@ -78,6 +81,13 @@ class ModelStep(abc.ABC):
     #: request per sample with distinct seeds); attempts per row when `parse` says Retry.
     samples: int = 1
     max_attempts: int = 1
+
+    @classmethod
+    def for_run(cls, config: Any, run_config: Mapping[str, Any]) -> "ModelStep":
+        """The step of one materialization: `cls(config)`; a step that must agree with
+        another asset's config in the same run (the teachers with `quality_filtered`'s
+        thresholds) reads it from `run_config` here."""
+        return cls(config)
 
     def prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
         """Vectorized work before routing (e.g. rule verdicts); returns the batch with any
@@ -110,6 +120,10 @@ class ModelStep(abc.ABC):
     def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
         """Columns of a row sent to no model: `reason` None when it needed no request, else
         why it was not sent (no endpoint configured)."""
+
+    def finished(self, out: Parsed) -> None:
+        """Called once per row with its final columns (after any retries), e.g. to count what
+        `extra_metadata` reports: `parse` may be called again for the same row."""
 
     def close(self) -> None:
         """Release what the step holds (e.g. a verifier's worker processes); the asset calls it

@@ -202,6 +202,7 @@ class _Runner:
             stats.retried_rows += job.attempt > 1
         if self.step.status_column:
             stats.statuses[out.columns.get(self.step.status_column)] += 1
+        self.step.finished(out)
 
     def _collect(self, block: bool) -> None:
         if block:

@@ -1,7 +1,8 @@
 """Selection as assets: `answer_verdicts` (is each trace's answer right?) feeds
-`quality_filtered`; `student_rollouts` (pass rates) feeds both published recipes side by side,
-`difficulty_filtered` (pass rate = 0, the 123K recipe) and `difficulty_filtered_586k`
-(pass rate != 1)."""
+`quality_filtered`; `student_rollouts` (the student's samples) and `student_verdicts` (the
+judge on the samples the rules left, then the pass rate or its bounds) feed both published
+recipes side by side, `difficulty_filtered` (pass rate = 0, the 123K recipe) and
+`difficulty_filtered_586k` (pass rate != 1)."""
 
 
 from collections.abc import Iterator
@@ -11,95 +12,27 @@ import polars as pl
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
 from mmfr_assets.funnel import accounting_check_spec, stage_result
-from mmfr_assets.lake.ordered import OrderedRows
+from mmfr_assets.lake.joins import join_in_order
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.model_step.asset import ModelStepConfig, model_step_asset
+from mmfr_assets.model_step.asset import model_step_asset
 from mmfr_assets.selection import difficulty, quality
-from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep
-from mmfr_assets.selection.verify import REFERENCE_COLUMNS
+from mmfr_assets.selection.configs import (  # noqa: F401  (re-exported: the asset configs' home)
+    AnswerVerdictsConfig,
+    DifficultyFiltered586kConfig,
+    DifficultyFilteredConfig,
+    QualityFilteredConfig,
+    StudentRolloutsConfig,
+    StudentVerdictsConfig,
+)
+from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep, StudentVerdictsStep
 from mmfr_assets.stage import Filter, run_stage, upstream_batches
-
-
-class AnswerVerdictsConfig(ModelStepConfig):
-    """`recompute`: verify every row, even those whose dataset carries `is_consistent` (by
-    default they keep it, so the published selection is reproduced exactly)."""
-
-    recompute: bool = False
-    reference_columns: list[str] = list(REFERENCE_COLUMNS)  # first non-blank is the reference
-    use_math_verify: bool = True
-    math_verify_workers: int = 2
-    math_verify_timeout_s: float = 5.0  # per item; a worker past it is killed, the row undecided
-
-
-class StudentRolloutsConfig(ModelStepConfig):
-    """`num_samples` answers per question (one request with `n` where the endpoint supports
-    it); `recompute`: roll out rows whose dataset already has a pass rate too. The completion
-    budget is the `student_llm` resource's `max_tokens` (16,384 by default: a thinking model
-    needs it; the published 512 truncates nearly every trace)."""
-
-    recompute: bool = False
-    num_samples: int = 4
-    reference_columns: list[str] = list(REFERENCE_COLUMNS)
-    use_math_verify: bool = True
-    math_verify_workers: int = 2
-    math_verify_timeout_s: float = 5.0
-
-
-class QualityFilteredConfig(dg.Config):
-    """The published quality thresholds; `None` switches a length rule off."""
-
-    min_response_words: int | None = 200  # whitespace-split words of the whole response
-    min_caption_words: int | None = 100
-    error_marker: str = "[ERROR]"
-    ngram_size: int = 50  # repetition: n-grams of the think block's words ...
-    max_ngram_occurrences: int = 2  # ... seen more often than this drop the row
-    answer_tag_exempt_subsets: list[str] = list(quality.ANSWER_TAG_EXEMPT_SUBSETS)
-    batch_size: int = 1024
-
-    def rules(self) -> quality.QualityRules:
-        return quality.QualityRules(
-            min_response_words=self.min_response_words,
-            min_caption_words=self.min_caption_words,
-            error_marker=self.error_marker,
-            ngram_size=self.ngram_size,
-            max_ngram_occurrences=self.max_ngram_occurrences,
-            answer_tag_exempt_subsets=tuple(self.answer_tag_exempt_subsets),
-        )
-
-
-class DifficultyFilteredConfig(dg.Config):
-    """Keeps rows with pass rate <= max_pass_rate (`inclusive`) or < it: by default 0.0
-    inclusive, what the student never solved (the 123K recipe)."""
-
-    max_pass_rate: float = 0.0
-    inclusive: bool = True
-    batch_size: int = 1024
-
-
-class DifficultyFiltered586kConfig(DifficultyFilteredConfig):
-    """By default pass rate < 1.0: what the student does not always solve (the 586K recipe)."""
-
-    max_pass_rate: float = 1.0
-    inclusive: bool = False
 
 
 def joined(
     lake: LakeResource, batches: Iterator[pl.DataFrame], table: str, subset: str, columns: dict[str, str]
 ) -> Iterator[pl.DataFrame]:
-    """`batches` with columns taken from `table`'s rows of the same ids (`columns`: table
-    column -> batch column, replaced or added). `table` was derived from the batches' table,
-    so both are in the same order and read in step (`OrderedRows`)."""
-    try:
-        with OrderedRows(lake.location(table), subset, list(columns)) as rows:
-            for batch in batches:
-                taken = rows.take(batch["id"].to_list())
-                yield batch.with_columns(
-                    pl.Series(target, taken[source], dtype=batch.schema.get(target))
-                    if target in batch.columns else pl.Series(target, taken[source])
-                    for source, target in columns.items()
-                )
-    finally:
-        batches.close()
+    """`join_in_order` (kept under this name for callers of this module)."""
+    return join_in_order(lake, batches, table, subset, columns)
 
 
 def _select(
@@ -157,8 +90,15 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
     student_rollouts = model_step_asset(
         StudentRolloutsStep, partitions, config_type=StudentRolloutsConfig, group="selection",
         description="Per quality row: the `student_llm` endpoint answers the question with its "
-        "image `num_samples` times; each answer verified by the rules; pass rate = correct / "
-        "counted samples (the dataset's pass rate is kept unless recompute).",
+        "image `num_samples` times; each answer verified by the rules and math-verify; the pass "
+        "rate over all samples, or its bounds where some are undecided (the dataset's pass rate "
+        "is kept unless recompute).",
+    )
+    student_verdicts = model_step_asset(
+        StudentVerdictsStep, partitions, config_type=StudentVerdictsConfig, group="selection",
+        description="Per quality row: the student samples the rules and math-verify left "
+        "undecided (or called different on math-verify's weak word) judged by the `judge_llm` "
+        "endpoint; the pass rate over all samples, or the bounds that remain without a judge.",
     )
 
     @dg.asset(
@@ -193,15 +133,16 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         answer_verdicts,
         quality_filtered,
         student_rollouts,
+        student_verdicts,
         _difficulty_asset(
             "difficulty_filtered", DifficultyFilteredConfig, partitions,
-            "Quality rows the 4B student never solves (pass rate <= 0: the 123K recipe; pass "
-            "rates from `student_rollouts`).",
+            "Quality rows the 4B student never solves (pass rate = 0 over 4 student samples: "
+            "the 123K recipe; pass rates from `student_verdicts`).",
         ),
         _difficulty_asset(
             "difficulty_filtered_586k", DifficultyFiltered586kConfig, partitions,
-            "Quality rows the 4B student does not always solve (pass rate < 1: the 586K recipe; "
-            "pass rates from `student_rollouts`). Its own table and rejections stage: "
+            "Quality rows the 4B student does not always solve (pass rate < 1 over 4 student "
+            "samples: the 586K recipe; pass rates from `student_verdicts`). Its own table and rejections stage: "
             "materializing it never touches `difficulty_filtered`.",
         ),
     ]
@@ -214,7 +155,7 @@ def _difficulty_asset(
         name=name,
         group_name="selection",
         partitions_def=partitions,
-        deps=["quality_filtered", "student_rollouts"],
+        deps=["quality_filtered", StudentVerdictsStep.asset],
         kinds={"deltalake", "polars"},
         check_specs=[accounting_check_spec(name)],
         description=description,
@@ -223,22 +164,30 @@ def _difficulty_asset(
         context: dg.AssetExecutionContext, config: config_type, lake: LakeResource
     ) -> dg.MaterializeResult:
         subset = context.partition_key
-        return _select(
-            context,
-            lake,
-            stage=name,
-            upstream="quality_filtered",
+        by_bounds = 0
+
+        def decide(batch: pl.DataFrame):
+            nonlocal by_bounds
+            by_bounds += difficulty.decided_by_bounds(batch, config.max_pass_rate, inclusive=config.inclusive)
+            return difficulty.select_difficulty(batch, config.max_pass_rate, inclusive=config.inclusive)
+
+        run = run_stage(
+            lake, stage=name, subset=subset,
             batches=joined(
                 lake, upstream_batches(lake, "quality_filtered", subset, batch_size=config.batch_size),
-                "student_rollouts", subset, {"pass_rate": "pass_rate", "detail": "pass_rate_detail"},
+                StudentVerdictsStep.asset, subset,
+                {"pass_rate": "pass_rate", "pass_rate_low": "pass_rate_low",
+                 "pass_rate_high": "pass_rate_high", "detail": "pass_rate_detail"},
             ),
-            decide=lambda batch: difficulty.select_difficulty(
-                batch, config.max_pass_rate, inclusive=config.inclusive
-            ),
-            filters=difficulty.FILTERS,
-            # Settings, not metrics: text, so the UI does not plot them across partitions.
-            extra={"max_pass_rate": dg.MetadataValue.text(str(config.max_pass_rate)),
-                   "inclusive": dg.MetadataValue.text(str(config.inclusive))},
+            decide=decide, schema=DISTILLED_SCHEMA, filters=difficulty.FILTERS,
         )
+        context.log.info(f"{name} {subset}: kept {run.rows_out} of {run.rows_in}")
+        # Settings, not metrics: text, so the UI does not plot them across partitions.
+        return stage_result(lake, run, upstream="quality_filtered", extra={
+            "max_pass_rate": dg.MetadataValue.text(str(config.max_pass_rate)),
+            "inclusive": dg.MetadataValue.text(str(config.inclusive)),
+            "recipe": dg.MetadataValue.text(difficulty.recipe_rule(config.max_pass_rate, config.inclusive)),
+            "rows_decided_by_bounds": by_bounds,
+        })
 
     return recipe

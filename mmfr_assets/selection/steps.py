@@ -2,8 +2,8 @@
 `student_rollouts` (how often does the student solve it?). Row logic only; the shared runner
 (`mmfr_assets.model_step`) streams, calls the endpoint, retries and writes.
 
-Both take their config as an object with the attributes they read (the asset's `Config`,
-or a plain namespace in unit tests).
+Each is built from its asset's typed `Config` (`configs.py`); its defaults are written there
+once.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
 from mmfr_assets.prompts import Prompt
+from mmfr_assets.selection.configs import (
+    AnswerVerdictsConfig, StudentRolloutsConfig, StudentVerdictsConfig,
+)
 from mmfr_assets.selection.verify import (
     REFERENCE_COLUMNS,
     AnswerVerifier,
@@ -31,6 +34,8 @@ from mmfr_assets.selection.verify import (
 from mmfr_assets.selection.verify.agreement import Agreement
 from mmfr_assets.selection.verify.batch import items_of_batch, verdict_frame
 from mmfr_assets.selection.verify.judge import parse_judgment, visible_text
+from mmfr_assets.selection.verify.sample_judge import parse_sample_judgments
+from mmfr_assets.selection.verify.verifier import WEAK_METHODS
 
 # `method` values besides the rule names (rules.RULES) and "math_verify".
 DATASET_LABEL = "dataset_label"
@@ -69,8 +74,13 @@ class _LazyVerifier:
                 self._verifier = None
 
 
-def _config(config: Any, name: str, default: Any) -> Any:
-    return getattr(config, name, default) if config is not None else default
+def _verifier(config: StudentRolloutsConfig | AnswerVerdictsConfig) -> _LazyVerifier:
+    return _LazyVerifier(config.math_verify_workers, config.math_verify_timeout_s, config.use_math_verify)
+
+
+def _reference_columns(config: StudentRolloutsConfig | AnswerVerdictsConfig) -> list[str]:
+    known = set(DISTILLED_SCHEMA.names)
+    return [c for c in config.reference_columns if c in known]
 
 
 class AnswerVerdictsStep(ModelStep):
@@ -78,8 +88,10 @@ class AnswerVerdictsStep(ModelStep):
 
     `prepare` runs the rules (then math-verify) on every row, so the metadata can compare them
     with the dataset's labels; a row keeps its dataset `is_consistent` unless `recompute`.
-    Rows still undecided with a reference go to the judge; with no judge they are
-    `unverified` (quality_filtered drops them as `correctness_unverified`).
+    Rows still undecided with a reference go to the judge, and so do rows math-verify called
+    different (a weak verdict, `Verdict.weak`: it says so wherever it fails to parse or
+    simplify). With no judge undecided rows are `unverified` (quality_filtered drops them as
+    `correctness_unverified`) and weak verdicts stand, recorded as `weak`.
     """
 
     asset = "answer_verdicts"
@@ -98,22 +110,18 @@ class AnswerVerdictsStep(ModelStep):
             ("rule_verdict", pa.bool_()),  # what the rules (+ math-verify) said, for agreement
             ("rule_method", pa.string()),
             ("dataset_label", pa.bool_()),
+            ("weak", pa.bool_()),  # the verdict is math-verify's "different", no judge confirmed it
         ]
     )
     status_column = "method"
     max_attempts = 2
 
-    def __init__(self, config: Any = None) -> None:
-        self.recompute = bool(_config(config, "recompute", False))
-        wanted = list(_config(config, "reference_columns", REFERENCE_COLUMNS))
-        known = set(DISTILLED_SCHEMA.names)
-        self.reference_columns = [c for c in wanted if c in known]
+    def __init__(self, config: AnswerVerdictsConfig | None = None) -> None:
+        config = config or AnswerVerdictsConfig()
+        self.recompute = config.recompute
+        self.reference_columns = _reference_columns(config)
         self.columns = tuple(dict.fromkeys(["question", *self.reference_columns, "response", "is_consistent"]))
-        self._verifier = _LazyVerifier(
-            int(_config(config, "math_verify_workers", 2)),
-            float(_config(config, "math_verify_timeout_s", 5.0)),
-            bool(_config(config, "use_math_verify", True)),
-        )
+        self._verifier = _verifier(config)
         self.agreement = Agreement()
 
     def close(self) -> None:
@@ -145,13 +153,15 @@ class AnswerVerdictsStep(ModelStep):
                 pl.col("equivalent").alias("rule_verdict"),
                 pl.col("method").alias("rule_method"),
                 pl.col("detail").alias("rule_detail"),
+                pl.Series("rule_weak", [v.weak for v in results], pl.Boolean),
             )
         )
 
     def needs(self, batch: pl.DataFrame) -> pl.Series:
         labelled = pl.col("is_consistent").is_not_null() & pl.lit(not self.recompute)
+        unsettled = pl.col("rule_verdict").is_null() | pl.col("rule_weak")
         return batch.select(
-            (~labelled & pl.col("rule_verdict").is_null() & pl.col("reference").is_not_null()).alias("needs")
+            (~labelled & unsettled & pl.col("reference").is_not_null()).alias("needs")
         )["needs"]
 
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
@@ -169,20 +179,28 @@ class AnswerVerdictsStep(ModelStep):
             "rule_verdict": row.get("rule_verdict"),
             "rule_method": row.get("rule_method") if row.get("rule_verdict") is not None else None,
             "dataset_label": row.get("is_consistent"),
+            "weak": False,
         }
 
     def _unverified(self, row: Mapping[str, Any], why: str) -> dict[str, Any]:
         return {**self._base(row), "is_consistent": None, "method": UNVERIFIED, "analysis": why}
 
+    def _judge_failed(self, row: Mapping[str, Any], why: str) -> dict[str, Any]:
+        """A row the judge could not settle: unverified, or its weak verdict where it had one."""
+        if row.get("rule_weak"):
+            return {**self._base(row), "is_consistent": False, "method": row["rule_method"],
+                    "analysis": f"math-verify says different (weak: not confirmed; {why})", "weak": True}
+        return self._unverified(row, why)
+
     def parse(self, row: Mapping[str, Any], replies: Sequence[ChatResult], attempt: int) -> Parsed | Retry:
         reply = replies[0]
         if not reply.ok or not reply.choices:
             why = f"judge request failed: {reply.error or 'no choices'}"
-            return Parsed(self._unverified(row, why), failure=why)
+            return Parsed(self._judge_failed(row, why), failure=why)
         judgment = parse_judgment(visible_text(reply.choices[0].think_text()))
         if judgment.equivalent is None:
             why = f"judge reply unparsed: {judgment.analysis}"
-            return Retry(why, Parsed(self._unverified(row, why), failure=why))
+            return Retry(why, Parsed(self._judge_failed(row, why), failure=why))
         return Parsed(
             {**self._base(row), "is_consistent": judgment.equivalent, "method": JUDGE, "analysis": judgment.analysis}
         )
@@ -192,23 +210,62 @@ class AnswerVerdictsStep(ModelStep):
         if label is not None and not self.recompute:
             return Parsed({**self._base(row), "is_consistent": label, "method": DATASET_LABEL, "analysis": None})
         if row.get("rule_verdict") is not None:
-            return Parsed(
-                {**self._base(row), "is_consistent": row["rule_verdict"], "method": row["rule_method"], "analysis": None}
-            )
+            weak = bool(row.get("rule_weak"))
+            analysis = f"math-verify says different (weak: not confirmed; {reason})" if weak and reason else None
+            return Parsed({**self._base(row), "is_consistent": row["rule_verdict"], "method": row["rule_method"],
+                           "analysis": analysis, "weak": weak})
         if reason is None:  # needed no request: nothing to compare against
             return Parsed(self._unverified(row, row.get("rule_detail") or "no_reference"))
         return Parsed(self._unverified(row, f"{row.get('rule_detail') or 'rules_undecided'}; {reason}"))
 
 
+def pass_rate_bounds(samples: int, correct: int, unknown: int) -> tuple[float | None, float | None]:
+    """What the samples say of the pass rate over all `samples`: at least `correct`/n, at most
+    (`correct` + `unknown`)/n, where `unknown` are samples nobody could decide (or whose request
+    was given up on). None, None when there is no sample."""
+    if samples <= 0:
+        return None, None
+    return correct / samples, (correct + unknown) / samples
+
+
+def _rate_columns(samples: int, correct: int, incorrect: int, undecided: int, failed: int) -> dict[str, Any]:
+    low, high = pass_rate_bounds(samples, correct, undecided + failed)
+    return {"samples": samples, "correct": correct, "incorrect": incorrect, "undecided": undecided,
+            "failed": failed, "pass_rate_low": low, "pass_rate_high": high,
+            "pass_rate": low if low is not None and low == high else None}
+
+
+def _counts_text(c: Mapping[str, Any]) -> str:
+    parts = [f"{c['correct']} correct", f"{c['incorrect']} incorrect"]
+    parts += [f"{c[k]} {k}" for k in ("undecided", "failed") if c[k]]
+    return f"{', '.join(parts)} of {c['samples']} samples"
+
+
+#: The pass-rate columns both student tables carry (null: no pass rate; see the origin).
+PASS_RATE_SCHEMA = [
+    ("pass_rate", pa.float64()),  # the pass rate over all samples, where every sample is decided
+    ("pass_rate_low", pa.float64()),  # it lies in [low, high]: undecided samples counted wrong ...
+    ("pass_rate_high", pa.float64()),  # ... and right
+    ("pass_rate_origin", pa.string()),
+    ("samples", pa.int32()),
+    ("correct", pa.int32()),
+    ("incorrect", pa.int32()),
+    ("undecided", pa.int32()),
+    ("failed", pa.int32()),
+]
+
+
 class StudentRolloutsStep(ModelStep):
     """Per quality-filtered row: the student answers `num_samples` times (with the image);
     each sample's final answer is verified against the reference by the rules (then
-    math-verify); pass rate = correct / counted samples.
+    math-verify).
 
-    A sample counts as correct or incorrect when verified, and as incorrect when the student
-    committed to no final answer. Samples the verifier cannot decide, and requests given up on,
-    are recorded and not counted; a row with no counted sample has no pass rate, with the
-    reason. A dataset `pass_rate` is kept unless `recompute`.
+    Every sample is in the pass rate's denominator. A verified sample is correct or incorrect;
+    one that commits to no final answer is incorrect (the student did not answer). Samples the
+    verifier cannot decide, and requests given up on, are unknown: the pass rate is then only
+    known to lie in [correct/n, (correct + unknown)/n] (`pass_rate_low`/`_high`,
+    `pass_rate_origin` `bounds`), which `student_verdicts` narrows with the judge. A dataset
+    `pass_rate` is kept unless `recompute`.
     """
 
     asset = "student_rollouts"
@@ -218,31 +275,24 @@ class StudentRolloutsStep(ModelStep):
     prompt = "student_rollout"
     output_schema = pa.schema(
         [
-            ("pass_rate", pa.float64()),  # null: no pass rate (see pass_rate_origin, detail)
-            ("pass_rate_origin", pa.string()),  # dataset, rollouts, failed, no_reference, missing
-            ("samples", pa.int32()),
-            ("correct", pa.int32()),
-            ("incorrect", pa.int32()),
-            ("undecided", pa.int32()),
-            ("failed", pa.int32()),
-            ("sample_answers", pa.list_(pa.string())),
+            *PASS_RATE_SCHEMA,  # origin: dataset, rollouts, bounds, failed, no_reference, missing
+            ("sample_answers", pa.list_(pa.string())),  # "" where the sample gave none
+            ("sample_verdicts", pa.list_(pa.bool_())),  # null: undecided (or request failed)
+            ("sample_methods", pa.list_(pa.string())),  # who decided, or why undecided
+            ("reference", pa.string()),
             ("detail", pa.string()),
         ]
     )
     sends_image = True
     status_column = "pass_rate_origin"
 
-    def __init__(self, config: Any = None) -> None:
-        self.recompute = bool(_config(config, "recompute", False))
-        self.samples = int(_config(config, "num_samples", 4))
-        wanted = list(_config(config, "reference_columns", REFERENCE_COLUMNS))
-        self.reference_columns = [c for c in wanted if c in set(DISTILLED_SCHEMA.names)]
+    def __init__(self, config: StudentRolloutsConfig | None = None) -> None:
+        config = config or StudentRolloutsConfig()
+        self.recompute = config.recompute
+        self.samples = config.num_samples
+        self.reference_columns = _reference_columns(config)
         self.columns = tuple(dict.fromkeys(["question", *self.reference_columns, "pass_rate"]))
-        self._verifier = _LazyVerifier(
-            int(_config(config, "math_verify_workers", 2)),
-            float(_config(config, "math_verify_timeout_s", 5.0)),
-            bool(_config(config, "use_math_verify", True)),
-        )
+        self._verifier = _verifier(config)
 
     def close(self) -> None:
         self._verifier.close()
@@ -259,9 +309,11 @@ class StudentRolloutsStep(ModelStep):
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
         return prompt.render(question=row.get("question") or "")
 
-    def _columns(self, **values: Any) -> dict[str, Any]:
-        base = {"pass_rate": None, "samples": 0, "correct": 0, "incorrect": 0, "undecided": 0,
-                "failed": 0, "sample_answers": [], "detail": None}
+    def _columns(self, row: Mapping[str, Any], **values: Any) -> dict[str, Any]:
+        base = {"pass_rate": None, "pass_rate_low": None, "pass_rate_high": None, "samples": 0,
+                "correct": 0, "incorrect": 0, "undecided": 0, "failed": 0, "sample_answers": [],
+                "sample_verdicts": [], "sample_methods": [], "reference": row.get("reference"),
+                "detail": None}
         return {**base, **values}
 
     def parse(self, row: Mapping[str, Any], replies: Sequence[ChatResult], attempt: int) -> Parsed | Retry:
@@ -273,35 +325,163 @@ class StudentRolloutsStep(ModelStep):
             else:
                 answers.append(None)
                 errors.append(reply.error or "no choices")
-        ok = [a for a, r in zip(answers, replies) if r.ok and r.choices]
-        verdicts = self._verifier.verify_many(
-            [Item(a, row["reference"], row.get("question")) for a in ok if a is not None]
+        asked = [k for k, (a, r) in enumerate(zip(answers, replies)) if r.ok and r.choices and a is not None]
+        verdicts = dict(zip(asked, self._verifier.verify_many(
+            [Item(answers[k], row["reference"], row.get("question")) for k in asked])))
+        sample_verdicts: list[bool | None] = []
+        methods: list[str] = []
+        for k, reply in enumerate(replies):
+            if not (reply.ok and reply.choices):
+                sample_verdicts.append(None)
+                methods.append("failed")
+            elif answers[k] is None:  # committed to no final answer: the student did not answer
+                sample_verdicts.append(False)
+                methods.append("no_final_answer")
+            else:
+                sample_verdicts.append(verdicts[k].equivalent)
+                methods.append(verdicts[k].method if verdicts[k].equivalent is not None else verdicts[k].detail)
+        failed = len(replies) - sum(r.ok and bool(r.choices) for r in replies)
+        counts = _rate_columns(
+            len(replies), sum(v is True for v in sample_verdicts), sum(v is False for v in sample_verdicts),
+            sum(v is None for v in sample_verdicts) - failed, failed,
         )
-        correct = sum(v.equivalent is True for v in verdicts)
-        incorrect = sum(v.equivalent is False for v in verdicts) + sum(a is None for a in ok)
-        undecided = sum(v.equivalent is None for v in verdicts)
-        failed = len(replies) - len(ok)
-        counted = correct + incorrect
-        details = []
+        details = [_counts_text(counts)]
         if failed:
-            details.append(f"{failed} failed: {errors[0]}")
+            details.append(f"failed: {errors[0]}")
+        undecided = [methods[k] for k, v in enumerate(sample_verdicts) if v is None and methods[k] != "failed"]
         if undecided:
-            details.append(f"{undecided} undecided: {next(v.detail for v in verdicts if v.equivalent is None)}")
+            details.append(f"undecided: {undecided[0]}")
         columns = self._columns(
-            samples=len(replies), correct=correct, incorrect=incorrect, undecided=undecided,
-            failed=failed, sample_answers=[a if a is not None else "" for a in answers],
-            detail="; ".join(details) or None,
+            row, **counts, sample_answers=[a if a is not None else "" for a in answers],
+            sample_verdicts=sample_verdicts, sample_methods=methods, detail="; ".join(details),
         )
-        if counted == 0:
-            why = f"no sample of {len(replies)} could be counted" + (f" ({'; '.join(details)})" if details else "")
-            return Parsed({**columns, "pass_rate_origin": "failed", "detail": why},
-                          failure=why if failed == len(replies) else None)
-        return Parsed({**columns, "pass_rate": correct / counted, "pass_rate_origin": "rollouts"})
+        if failed == len(replies):
+            why = f"every sample's request failed ({len(replies)}): {errors[0]}"
+            return Parsed({**columns, "pass_rate_low": None, "pass_rate_high": None,
+                           "pass_rate_origin": "failed", "detail": why}, failure=why)
+        origin = "rollouts" if columns["pass_rate"] is not None else "bounds"
+        return Parsed({**columns, "pass_rate_origin": origin})
 
     def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
         rate = row.get("pass_rate")
         if rate is not None and rate == rate and not self.recompute:
-            return Parsed(self._columns(pass_rate=rate, pass_rate_origin="dataset"))
+            return Parsed(self._columns(row, pass_rate=rate, pass_rate_low=rate, pass_rate_high=rate,
+                                        pass_rate_origin="dataset"))
         if row.get("reference") is None:
-            return Parsed(self._columns(pass_rate_origin="no_reference", detail="no reference answer to verify samples against"))
-        return Parsed(self._columns(pass_rate_origin="missing", detail=reason))
+            return Parsed(self._columns(row, pass_rate_origin="no_reference",
+                                        detail="no reference answer to verify samples against"))
+        return Parsed(self._columns(row, pass_rate_origin="missing", detail=reason))
+
+
+#: `student_rollouts` columns `student_verdicts` reads beside the quality rows' text.
+_ROLLOUT_COLUMNS = (
+    "pass_rate", "pass_rate_low", "pass_rate_high", "pass_rate_origin", "samples", "correct",
+    "incorrect", "undecided", "failed", "sample_answers", "sample_verdicts", "sample_methods",
+    "reference", "detail",
+)
+
+
+class StudentVerdictsStep(ModelStep):
+    """Per quality row: the student's samples that the rules and math-verify could not settle
+    (undecided, and math-verify's weak "different") judged by `judge_llm`, then the pass rate
+    over all samples.
+
+    The distinct answers needing a judge go in one request (a student repeating an answer is
+    asked about once). Where the judge is not configured or fails, the pass rate stays the
+    bounds `student_rollouts` found, and the recipes keep a row only when every value in them
+    passes (`difficulty_undecided` otherwise): nothing is guessed.
+    """
+
+    asset = "student_verdicts"
+    role = "judge_llm"
+    upstream = "quality_filtered"
+    columns = ("question",)
+    joins = {"student_rollouts": {c: c if c != "detail" else "rollout_detail" for c in _ROLLOUT_COLUMNS}}
+    prompt = "sample_judge"
+    output_schema = pa.schema(
+        [
+            *PASS_RATE_SCHEMA,  # origin: dataset, rollouts, judged, bounds, failed, no_reference, missing
+            ("judged", pa.int32()),  # samples the judge settled
+            ("sample_verdicts", pa.list_(pa.bool_())),
+            ("detail", pa.string()),
+        ]
+    )
+    status_column = "pass_rate_origin"
+    max_attempts = 2
+
+    def __init__(self, config: StudentVerdictsConfig | None = None) -> None:
+        config = config or StudentVerdictsConfig()
+        self.judge_weak = config.judge_weak
+        self.samples_judged = 0
+        self.samples_unsettled = 0
+        self.rows_with_bounds = 0
+
+    def _to_judge(self, row: Mapping[str, Any]) -> list[str]:
+        """The distinct answers of the row's samples that need a judge, in sample order."""
+        if row.get("pass_rate_origin") not in ("rollouts", "bounds") or not row.get("reference"):
+            return []
+        wanted = []
+        for answer, verdict, method in zip(row.get("sample_answers") or [], row.get("sample_verdicts") or [],
+                                            row.get("sample_methods") or []):
+            weak = verdict is False and method in WEAK_METHODS
+            if answer and (verdict is None or (weak and self.judge_weak)):
+                wanted.append(answer)
+        return list(dict.fromkeys(wanted))
+
+    def needs(self, batch: pl.DataFrame) -> pl.Series:
+        return pl.Series("needs", [bool(self._to_judge(r)) for r in batch.iter_rows(named=True)], pl.Boolean)
+
+    def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
+        candidates = "\n".join(f"{k}. {answer}" for k, answer in enumerate(self._to_judge(row), 1))
+        return prompt.render(question=row.get("question") or "", reference=row["reference"], candidates=candidates)
+
+    def _outcome(self, row: Mapping[str, Any], settled: Mapping[str, bool], note: str | None) -> dict[str, Any]:
+        verdicts = list(row.get("sample_verdicts") or [])
+        judged = 0
+        for k, (answer, verdict, method) in enumerate(zip(row.get("sample_answers") or [], verdicts,
+                                                          row.get("sample_methods") or [])):
+            if answer in settled and (verdict is None or (verdict is False and method in WEAK_METHODS)):
+                verdicts[k] = settled[answer]
+                judged += 1
+        failed = int(row.get("failed") or 0)
+        counts = _rate_columns(int(row.get("samples") or 0), sum(v is True for v in verdicts),
+                               sum(v is False for v in verdicts), sum(v is None for v in verdicts) - failed, failed)
+        origin = ("judged" if judged else "rollouts") if counts["pass_rate"] is not None else "bounds"
+        detail = _counts_text(counts) + (f" ({judged} settled by the judge)" if judged else "")
+        if counts["pass_rate"] is None:
+            detail += f"; pass rate between {counts['pass_rate_low']:.2f} and {counts['pass_rate_high']:.2f}"
+        if note:
+            detail += f"; {note}"
+        return {**counts, "pass_rate_origin": origin, "judged": judged, "sample_verdicts": verdicts, "detail": detail}
+
+    def parse(self, row: Mapping[str, Any], replies: Sequence[ChatResult], attempt: int) -> Parsed | Retry:
+        answers = self._to_judge(row)
+        reply = replies[0]
+        if not reply.ok or not reply.choices:
+            why = f"judge request failed: {reply.error or 'no choices'}"
+            return Parsed(self._outcome(row, {}, why), failure=why)
+        read = parse_sample_judgments(reply.choices[0].think_text(), len(answers))
+        settled = {answers[n - 1]: v for n, v in read.verdicts.items()}
+        if read.unread:
+            first = next(iter(read.unread.items()))
+            why = f"judge reply unread for {len(read.unread)} of {len(answers)} answers (answer {first[0]}: {first[1]})"
+            fallback = Parsed(self._outcome(row, settled, why), failure=why if not settled else None)
+            return Retry(why, fallback)
+        return Parsed(self._outcome(row, settled, None))
+
+    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
+        origin = row.get("pass_rate_origin")
+        if origin in ("rollouts", "bounds"):
+            return Parsed(self._outcome(row, {}, reason))
+        columns = {name: row.get(name) for name, _ in PASS_RATE_SCHEMA}
+        return Parsed({**columns, "judged": 0, "sample_verdicts": row.get("sample_verdicts") or [],
+                       "detail": row.get("rollout_detail")})
+
+    def finished(self, out: Parsed) -> None:
+        self.samples_judged += out.columns.get("judged") or 0
+        self.samples_unsettled += out.columns.get("undecided") or 0
+        self.rows_with_bounds += out.columns.get("pass_rate_origin") == "bounds"
+
+    def extra_metadata(self) -> dict[str, Any]:
+        return {"samples_judged": self.samples_judged, "samples_still_undecided": self.samples_unsettled,
+                "rows_with_pass_rate_bounds": self.rows_with_bounds}
