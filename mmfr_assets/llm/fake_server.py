@@ -59,7 +59,7 @@ import sys
 import threading
 import time
 import urllib.request
-from typing import Any, Optional
+from typing import Callable, Any, Optional
 
 from aiohttp import web
 
@@ -247,6 +247,10 @@ class FakeOpenAIServer:
     """State (config + counters) and handlers of the fake server."""
 
     def __init__(self, config: Optional[dict[str, Any]] = None) -> None:
+        #: In-process servers only: ``responder(body)`` -> one content per choice, or None for
+        #: the usual reply; lets a test script answers that depend on the whole request
+        #: (its model name, its image), e.g. an endpoint answering as a published dataset did.
+        self.responder: Optional[Callable[[dict[str, Any]], Optional[list[str]]]] = None
         self.config = copy.deepcopy(DEFAULT_CONFIG)
         if config:
             self.config.update(copy.deepcopy(config))
@@ -428,9 +432,12 @@ class FakeOpenAIServer:
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         choices = []
         completion_tokens = 0
+        scripted = self.responder(body) if self.responder is not None and fault is None else None
         for i in range(n):
             reasoning = ""
-            if fault == "reply":
+            if scripted:
+                content = scripted[i % len(scripted)]
+            elif fault == "reply":
                 contents = rule_reply_contents(rule)
                 content = contents[i % len(contents)]
                 reasoning = str(rule.get("reasoning") or "")
