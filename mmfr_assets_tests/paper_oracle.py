@@ -44,12 +44,17 @@ def published_rows(real: Path) -> pl.DataFrame:
                 pl.lit(folder.name).alias("subset"),
                 pl.col("image").struct.field("bytes").alias("image_bytes"),
             ).drop("image"))
-    return pl.concat(frames, how="diagonal_relaxed")
+    rows = pl.concat(frames, how="diagonal_relaxed")
+    # The question a user's source holds: the raw source question where the paper published it
+    # (most subsets publish none: `original_question` is empty), else the published question.
+    raw = pl.col("original_question").fill_null("")
+    return rows.with_columns(
+        pl.when(raw.str.strip_chars() != "").then(raw).otherwise(pl.col("question")).alias("problem"))
 
 
 def write_unannotated(rows: pl.DataFrame, out: Path) -> Path:
-    """The rows as a user would bring them: `uid, problem, answer, solution, images`, the raw
-    source question, no cleaned question, trace, caption, label or pass rate."""
+    """The rows as a user would bring them: `uid, problem, answer, solution, images`, the
+    source's question (`problem`), no cleaned question, trace, caption, label or pass rate."""
     features = datasets.Features({
         "uid": datasets.Value("string"), "problem": datasets.Value("string"),
         "answer": datasets.Value("string"), "solution": datasets.Value("string"),
@@ -60,7 +65,7 @@ def write_unannotated(rows: pl.DataFrame, out: Path) -> Path:
         part = rows.filter(pl.col("subset") == subset)
         data = {
             "uid": part["id"].cast(pl.String).to_list(),
-            "problem": part["original_question"].to_list(),
+            "problem": part["problem"].to_list(),
             "answer": part["answer"].to_list(),
             "solution": part["original_answer"].to_list(),
             "images": [[{"bytes": b, "path": None}] if b else [] for b in part["image_bytes"].to_list()],
@@ -79,6 +84,15 @@ def _thumbnail(data: bytes) -> tuple[int, ...] | None:
             return tuple(image.convert("L").resize((8, 8)).getdata())
     except Exception:
         return None
+
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def _plain(text: str) -> str:
+    """Text as compared: no `<image>` tags, zero-width characters or runs of whitespace (the
+    pipeline's text cleaning removes or collapses all three)."""
+    return " ".join(text.translate(_INVISIBLE).replace("<image>", " ").split())
 
 
 def _distance(a: tuple[int, ...], b: tuple[int, ...]) -> int:
@@ -119,14 +133,26 @@ class PaperOracle:
         for row in self.rows:
             row["thumbnail"] = _thumbnail(row["image_bytes"]) if row["image_bytes"] else None
         self.calls: dict[str, int] = {}
+        self.errors: list[str] = []
 
     # -- finding the row -------------------------------------------------------------------
     def _by_text(self, text: str, column: str) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r[column] and r[column].strip() and r[column].strip() in text]
+        """Rows whose `column` the request quotes (whitespace and `<image>` tags aside: the
+        pipeline's text cleaning normalizes both)."""
+        text = _plain(text)
+        found = [r for r in self.rows if _plain(r[column] or "") and _plain(r[column]) in text]
+        if not found:
+            raise LookupError(f"no published {column} in the request: {text[:3000]!r}")
+        return found
 
-    def _one(self, candidates: list[dict[str, Any]], image: bytes | None) -> dict[str, Any]:
+    def _one(self, candidates: list[dict[str, Any]], image: bytes | None, column: str | None = None) -> dict[str, Any]:
+        """The row among the candidates: the one the request quotes the most of (a short text
+        such as "4" is quoted by many requests), then the nearest image."""
         if not candidates:
             raise LookupError("no published row matches the request")
+        if column is not None:
+            longest = max(len(_plain(r[column])) for r in candidates)
+            candidates = [r for r in candidates if len(_plain(r[column])) == longest]
         if len(candidates) == 1 or image is None:
             return candidates[0]
         thumb = _thumbnail(image)
@@ -143,41 +169,51 @@ class PaperOracle:
             return None
         self.calls[role] = self.calls.get(role, 0) + 1
         text, image = _texts(body)
-        return getattr(self, role)(text, image, int(body.get("n") or 1))
+        try:
+            return getattr(self, role)(text, image, int(body.get("n") or 1))
+        except Exception as error:  # noqa: BLE001 (any fault of the oracle's own)
+            # a reply the pipeline cannot parse, naming what went wrong: the step records it
+            self.errors.append(f"{role}: {error}")
+            return [f"(oracle) {error}"]
 
     def cleaner_llm(self, text: str, image: bytes | None, n: int) -> list[str]:
-        row = self._one(self._by_text(text, "original_question"), None)
-        if row["question"] == row["original_question"]:
+        row = self._one(self._by_text(text, "problem"), None, "problem")
+        if row["question"] == row["problem"]:
             return ["No Problem"]
         return [json.dumps({"error_type": ["translation"], "corrected_text": row["question"]}, ensure_ascii=False)]
 
     def answer_llm(self, text: str, image: bytes | None, n: int) -> list[str]:
-        row = self._one(self._by_text(text, "original_question"), None)
-        return [f"<answer>{row['answer']}</answer>"]
+        row = self._one(self._by_text(text, "original_answer"), None, "original_answer")
+        return [f"<answer>{row['answer'] or ''}</answer>"]
 
     def cot_teacher(self, text: str, image: bytes | None, n: int) -> list[str]:
-        return [self._one(self._by_text(text, "question"), image)["qwen3vl_235b_thinking_response"]]
+        return [self._one(self._by_text(text, "question"), image, "question")["qwen3vl_235b_thinking_response"]]
 
     def caption_teacher(self, text: str, image: bytes | None, n: int) -> list[str]:
         return [self._by_image(image)["qwen3vl_235b_instruct_caption"]]
 
     def student_llm(self, text: str, image: bytes | None, n: int) -> list[str]:
-        row = self._one(self._by_text(text, "question"), image)
+        row = self._one(self._by_text(text, "question"), image, "question")
         right = round(float(row["qwen3vl_4b_pass_rate"]) * SAMPLES)
-        answers = [row["answer"]] * right + [wrong_answer(row["answer"])] * (SAMPLES - right)
+        # a row published without a short answer (a description task) was checked against the
+        # source's solution: the right answer repeats it
+        reference = row["answer"] or row["original_answer"] or ""
+        answers = [reference] * right + [wrong_answer(reference)] * (SAMPLES - right)
         return [f"<think>My reasoning, sample {k}.</think>\n<answer>{a}</answer>" for k, a in enumerate(answers)]
 
     def judge_llm(self, text: str, image: bytes | None, n: int) -> list[str]:
-        reference = text.split("Reference answer:\n", 1)[1].split("\n\n", 1)[0].strip()
+        reference = re.search(r"Reference answer:\n(.*?)\n\n(?:Student's final answers|Candidate's final answer)",
+                              text, re.S).group(1).strip()
         if "Student's final answers:" in text:
             listed = text.split("Student's final answers:\n", 1)[1].strip().splitlines()
             lines = []
             for line in listed:
                 number, answer = line.split(". ", 1)
-                verdict = "EQUIVALENT" if answer.strip() == reference else "DIFFERENT"
+                verdict = "EQUIVALENT" if _plain(answer) == _plain(reference) else "DIFFERENT"
                 lines.append(f"JUDGMENT {number}: {verdict}")
             return ["\n".join(lines)]
-        candidates = [r for r in self._by_text(text, "question") if r["answer"].strip() == reference]
-        row = self._one(candidates, None)
+        candidates = self._by_text(text, "question")
+        same_reference = [r for r in candidates if (r["answer"] or "").strip() == reference]
+        row = self._one(same_reference or candidates, None, "question")
         verdict = "EQUIVALENT" if row["is_consistent"] else "DIFFERENT"
         return [f"Analysis: as the published consistency label.\nJUDGMENT: {verdict}"]

@@ -145,6 +145,16 @@ def test_student_pass_rate_from_mixed_samples():
     assert (c["pass_rate"], c["correct"], c["incorrect"], c["failed"], c["pass_rate_origin"]) == (
         0.5, 2, 2, 0, "rollouts"
     )
+    # an empty answer tag commits to nothing either: incorrect, not left undecided for a judge
+    replies[3] = _ok("<think>x</think><answer> </answer>")
+    parsed = step.parse(row, replies, 1)
+    assert parsed.columns["sample_methods"][3] == "no_final_answer"
+    replies = [replies[0], replies[3], replies[3], replies[3]]
+    parsed = step.parse(row, replies, 1)
+    c = parsed.columns
+    assert (c["pass_rate"], c["correct"], c["incorrect"], c["failed"], c["pass_rate_origin"]) == (
+        0.25, 1, 3, 0, "rollouts"
+    )
     assert parsed.failure is None
 
 

@@ -26,6 +26,7 @@ Faults come from ``rules`` (first matching rule wins).  A rule is a dict::
     {"fault": "500" | "503" | "429" | "400" | <any status> | "hang" | "malformed"
               | "empty" | "length" | "drop" | "delay" | "reply",
      "marker": "text the prompt must contain",       # optional selector
+     "model": "name",         # optional selector: only requests for this model
      "first": k,              # only the first k matching requests, or
      "first_per_prompt": k,   # only the first k attempts of each distinct prompt, or
      "fraction": 0.3,         # a seeded-random fraction; none of these = always
@@ -327,10 +328,12 @@ class FakeOpenAIServer:
         body = {"object": "error", "error": {"message": message, "type": "fake_error", "code": status}}
         return web.json_response(body, status=status, headers=headers)
 
-    def _match_rule(self, text: str, digest: str) -> Optional[dict[str, Any]]:
+    def _match_rule(self, text: str, digest: str, model: Any = None) -> Optional[dict[str, Any]]:
         for i, rule in enumerate(self.config.get("rules") or []):
             marker = rule.get("marker")
             if marker and marker not in text:
+                continue
+            if rule.get("model") is not None and rule["model"] != model:
                 continue
             if rule.get("first") is not None:
                 n = self._rule_hits.get(i, 0)
@@ -369,7 +372,7 @@ class FakeOpenAIServer:
             if cfg.get("api_key") and request.headers.get("Authorization") != f"Bearer {cfg['api_key']}":
                 return self._error(401, "invalid API key", request)
 
-            rule = self._match_rule(text, digest)
+            rule = self._match_rule(text, digest, body.get("model"))
             fault = str(rule["fault"]) if rule else None
             if fault:
                 self.faults[fault] = self.faults.get(fault, 0) + 1

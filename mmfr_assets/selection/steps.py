@@ -325,7 +325,7 @@ class StudentRolloutsStep(ModelStep):
             else:
                 answers.append(None)
                 errors.append(reply.error or "no choices")
-        asked = [k for k, (a, r) in enumerate(zip(answers, replies)) if r.ok and r.choices and a is not None]
+        asked = [k for k, (a, r) in enumerate(zip(answers, replies)) if r.ok and r.choices and (a or "").strip()]
         verdicts = dict(zip(asked, self._verifier.verify_many(
             [Item(answers[k], row["reference"], row.get("question")) for k in asked])))
         sample_verdicts: list[bool | None] = []
@@ -334,7 +334,7 @@ class StudentRolloutsStep(ModelStep):
             if not (reply.ok and reply.choices):
                 sample_verdicts.append(None)
                 methods.append("failed")
-            elif answers[k] is None:  # committed to no final answer: the student did not answer
+            elif not (answers[k] or "").strip():  # no final answer, or an empty one: the student did not answer
                 sample_verdicts.append(False)
                 methods.append("no_final_answer")
             else:
@@ -432,7 +432,8 @@ class StudentVerdictsStep(ModelStep):
         return pl.Series("needs", [bool(self._to_judge(r)) for r in batch.iter_rows(named=True)], pl.Boolean)
 
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
-        candidates = "\n".join(f"{k}. {answer}" for k, answer in enumerate(self._to_judge(row), 1))
+        # one line per candidate (a multi-line answer would read as several): whitespace collapsed
+        candidates = "\n".join(f"{k}. {' '.join(answer.split())}" for k, answer in enumerate(self._to_judge(row), 1))
         return prompt.render(question=row.get("question") or "", reference=row["reference"], candidates=candidates)
 
     def _outcome(self, row: Mapping[str, Any], settled: Mapping[str, bool], note: str | None) -> dict[str, Any]:
