@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata as metadata
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -79,3 +83,49 @@ def test_the_check_sees_an_undeclared_import(tmp_path):
     assert set(modules) == {"os", "pytest"}
     provided = {canonicalize_name(d) for d in metadata.packages_distributions()["pytest"]}
     assert not provided & dependency_closure("mmfr-assets")
+
+
+BUILT_WHEEL_RUN = """
+import sys
+import dagster as dg
+import mmfr_assets
+from mmfr_assets.definitions import build_definitions
+from mmfr_assets.prompts import prompts_folder
+
+target, source, lake = sys.argv[1:4]
+assert mmfr_assets.__file__.startswith(target), mmfr_assets.__file__  # the wheel, not the checkout
+assert str(prompts_folder()).startswith(target) and (prompts_folder() / "question_review.user.txt").is_file()
+job = build_definitions(source, lake, {}).resolve_implicit_global_asset_job_def()
+result = job.execute_in_process(
+    partition_key="BMMR", instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+    asset_selection=[dg.AssetKey("collected"), dg.AssetKey("question_reviews")],
+)
+assert result.success, [e.message for e in result.all_events if e.is_failure]
+print("materialized", sorted(e.asset_key.path[-1] for e in result.get_asset_materialization_events()))
+"""
+
+
+@pytest.mark.e2e
+def test_the_built_wheel_runs_a_model_step(tmp_path, real_sample):
+    """The package as a wheel installs it (the Docker image does `pip install .`), not the
+    checkout: its prompts must come with it, or every model step fails on its prompt file."""
+    # what deploy/Dockerfile copies, and nothing else (no egg-info or build/ of earlier builds,
+    # whose file lists setuptools would reuse)
+    root = tmp_path / "src"
+    shutil.copytree(PACKAGE, root / "mmfr_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(PACKAGE.parent / name, root / name)
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(root)],
+                   check=True, cwd=tmp_path, capture_output=True)
+    wheel = next(wheels.glob("mmfr_assets-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+                    str(wheel)], check=True, cwd=tmp_path, capture_output=True)
+    # the dependencies come from this environment; the package only from the wheel (PYTHONPATH
+    # is searched before the checkout's editable finder), run from outside the checkout
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMFR_")}
+    env.update(PYTHONPATH=str(target), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    done = subprocess.run([sys.executable, "-c", BUILT_WHEEL_RUN, str(target), str(real_sample), str(tmp_path / "lake")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "materialized ['collected', 'question_reviews']" in done.stdout

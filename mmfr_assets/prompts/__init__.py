@@ -1,5 +1,6 @@
-"""Prompts live as text files in `prompts/` (or `MMFR_PROMPTS`) so they can be read and changed
-without touching code. A prompt's version is a hash of its text: the response cache key already
+"""Prompts live as text files beside this module (`mmfr_assets/prompts/`, installed with the
+package as package data, so a wheel or the Docker image carries them; `MMFR_PROMPTS` names
+another folder) so they can be read and changed without touching code. A prompt's version is a hash of its text: the response cache key already
 contains the text (so an edited prompt is asked again), and the version recorded with each row
 says which prompt made it."""
 
@@ -10,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmfr_assets.settings import REPO_ROOT
+PACKAGED = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Prompt:
 
 
 def prompts_folder() -> Path:
-    return Path(os.environ.get("MMFR_PROMPTS") or REPO_ROOT / "prompts")
+    return Path(os.environ.get("MMFR_PROMPTS") or PACKAGED)
 
 
 def load_prompt(name: str) -> Prompt:
