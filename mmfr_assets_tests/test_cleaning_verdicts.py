@@ -7,7 +7,12 @@ from __future__ import annotations
 import polars as pl
 import pyarrow.parquet as pq
 
-from mmfr_assets.cleaning.answers import AnswerExtraction, parse_extracted_answer, rows_needing_extraction
+from mmfr_assets.cleaning.answers import (
+    AnswerExtraction,
+    AnswerExtractionConfig,
+    parse_extracted_answer,
+    rows_needing_extraction,
+)
 from mmfr_assets.cleaning.assets import CleanedConfig, clean_batch
 from mmfr_assets.llm.types import ChatResult, Choice
 from mmfr_assets.model_step.declaration import Parsed, Retry
@@ -109,7 +114,7 @@ def test_answer_parser_forms():
 
 
 def test_answer_step_branches():
-    step = AnswerExtraction(type("C", (), {"max_attempts": 2})())
+    step = AnswerExtraction(AnswerExtractionConfig(max_attempts=2))
     row = {"question": "Q", "answer": "", "original_answer": "... so the result is 7."}
     assert "... so the result is 7." in step.render(row, load_prompt("answer_extraction"))
     extracted = step.parse(row, [_ok("<answer>7</answer>", reasoning="<answer>8</answer>")], 1)

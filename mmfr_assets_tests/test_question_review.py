@@ -18,6 +18,7 @@ from mmfr_assets.cleaning.review import (
     REWRITTEN,
     SKIPPED,
     QuestionReview,
+    QuestionReviewConfig,
     Unparseable,
     parse_review,
 )
@@ -114,7 +115,7 @@ def _row(question: str) -> dict:
 
 
 def test_step_branches_for_every_reply():
-    step = QuestionReview(type("C", (), {"review": "flagged", "max_attempts": 2})())
+    step = QuestionReview(QuestionReviewConfig(review="flagged", max_attempts=2))
     row = _row("<image>求面积 (5分)")
     rewritten = step.parse(row, [_ok('{"error_type": ["translation", "irrelevant content"], '
                                      '"corrected_text": "Find the area."}')], 1)
@@ -148,12 +149,12 @@ def test_review_modes_route_rows():
                                        "<image>1. 求x的值 (5分)", None]})
     modes = {}
     for mode in ("flagged", "all", "none"):
-        step = QuestionReview(type("C", (), {"review": mode})())
+        step = QuestionReview(QuestionReviewConfig(review=mode))
         modes[mode] = step.needs(step.prepare(batch)).to_list()
     assert modes == {"flagged": [False, True, False], "all": [True, True, False],
                      "none": [False, False, False]}
     prompt = load_prompt("question_review")
-    step = QuestionReview(type("C", (), {"review": "flagged"})())
+    step = QuestionReview(QuestionReviewConfig(review="flagged"))
     text = step.render({"question": "<image>Find $\\frac{a}{b}$."}, prompt)
     assert "<image>Find $\\frac{a}{b}$." in text and "No Problem" in text and "error_type" in text
 

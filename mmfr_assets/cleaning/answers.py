@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+from pydantic import Field
 
 from mmfr_assets.cleaning.replies import strip_thinking, tag_contents
 from mmfr_assets.llm.types import ChatResult
@@ -68,7 +69,8 @@ def _columns(answer: str | None, origin: str, error: str | None) -> dict[str, An
 
 
 class AnswerExtractionConfig(ModelStepConfig):
-    max_attempts: int = 2  # a reply without <answer> tags is asked again (new seed)
+    max_attempts: int = Field(2, ge=1, description=(
+        "Asks per row: a reply without <answer> tags is asked again with a new seed up to this many times."))
 
 
 class AnswerExtraction(ModelStep):
@@ -82,8 +84,8 @@ class AnswerExtraction(ModelStep):
     output_schema = ANSWER_SCHEMA
     status_column = "answer_origin"
 
-    def __init__(self, config: AnswerExtractionConfig | Any) -> None:
-        self.max_attempts = max(1, int(getattr(config, "max_attempts", 2)))
+    def __init__(self, config: AnswerExtractionConfig | None = None) -> None:
+        self.max_attempts = (config or AnswerExtractionConfig()).max_attempts
 
     def needs(self, batch: pl.DataFrame) -> pl.Series:
         return rows_needing_extraction(batch)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
+from pydantic import Field
 
 from mmfr_assets.cleaning.replies import json_objects, strip_thinking, unfence
 from mmfr_assets.cleaning.routing import route_reasons
@@ -163,8 +164,11 @@ class QuestionReviewConfig(ModelStepConfig):
     """Which questions `cleaner_llm` reviews: `flagged` (those the routing rules flag),
     `all` (every non-empty question, as the paper did) or `none`."""
 
-    review: ReviewMode = "flagged"
-    max_attempts: int = 2  # an unparseable reply is asked again (new seed) up to this many times
+    review: ReviewMode = Field("flagged", description=(
+        "Which questions cleaner_llm reviews: 'flagged' (those the routing rules flag), 'all' "
+        "(every non-empty question, as the paper did) or 'none'."))
+    max_attempts: int = Field(2, ge=1, description=(
+        "Asks per row: an unparseable reply is asked again with a new seed up to this many times."))
 
 
 class QuestionReview(ModelStep):
@@ -178,9 +182,10 @@ class QuestionReview(ModelStep):
     output_schema = REVIEW_SCHEMA
     status_column = "review_status"
 
-    def __init__(self, config: QuestionReviewConfig | Any) -> None:
-        self.review: ReviewMode = getattr(config, "review", "flagged")
-        self.max_attempts = max(1, int(getattr(config, "max_attempts", 2)))
+    def __init__(self, config: QuestionReviewConfig | None = None) -> None:
+        config = config or QuestionReviewConfig()
+        self.review: ReviewMode = config.review
+        self.max_attempts = config.max_attempts
         # Figures for the materialization's metadata only (what parse returns stays a pure
         # function of its arguments): rows per routing rule, error types per final verdict.
         self._routed: Counter = Counter()
