@@ -138,7 +138,8 @@ def test_computed_selection_is_the_papers(from_scratch):
     assert verdicts.filter(pl.col("pass_rate_origin") == "bounds").height == 0
     judged = sum(m["student_verdicts"]["samples_judged"].value for m in metadata.values())
     assert judged > 0 and oracle.calls.get("judge_llm", 0) > 0
-    # a re-run pays only for what failed: the failing row's request (tried twice)
+    # a re-run of the failing row's subset pays only for what failed: that row's student
+    # request (tried twice); every other answer of every role comes from the cache
     before = server.stats()["requests"]
-    materialize_all(defs, subsets, oracle)
+    materialize_all(defs, [FAILING[0]], oracle)
     assert server.stats()["requests"] - before == 2
