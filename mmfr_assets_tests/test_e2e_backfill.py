@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -223,49 +222,6 @@ def test_ui_backfill_materializes_every_partition_on_sqlite(tmp_path, real_sampl
 # -- PostgreSQL instance storage --------------------------------------------------------------
 
 
-@pytest.fixture
-def postgres_database():
-    """A fresh database on the server of MMFR_TEST_POSTGRES_URL (a role with CREATEDB), as the
-    DAGSTER_PG_* variables deploy/dagster-postgres.yaml reads; dropped afterwards."""
-    url = os.environ.get("MMFR_TEST_POSTGRES_URL")
-    required = os.environ.get("MMFR_REQUIRE_POSTGRES") == "1"
-    how = (
-        "set MMFR_TEST_POSTGRES_URL=postgresql://USER:PASSWORD@127.0.0.1:5432/postgres (a role "
-        "with CREATEDB); as root, `eval \"$(bash deploy/local-postgres.sh)\"` starts one"
-    )
-    if not url:
-        if required:
-            pytest.fail(f"MMFR_REQUIRE_POSTGRES=1 but no PostgreSQL server is configured: {how}")
-        pytest.skip(f"no PostgreSQL server configured: {how}")
-    import psycopg2
-    from psycopg2.extensions import make_dsn, parse_dsn
-
-    try:
-        admin = psycopg2.connect(url, connect_timeout=10)
-    except psycopg2.OperationalError as error:
-        if required:
-            pytest.fail(f"MMFR_REQUIRE_POSTGRES=1 but PostgreSQL is unreachable: {error}")
-        pytest.skip(f"PostgreSQL at MMFR_TEST_POSTGRES_URL is unreachable: {error}")
-    admin.autocommit = True
-    name = f"mmfr_test_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    dsn = parse_dsn(url)
-    try:
-        yield {
-            "DAGSTER_PG_HOST": dsn.get("host", "127.0.0.1"),
-            "DAGSTER_PG_PORT": str(dsn.get("port", 5432)),
-            "DAGSTER_PG_USER": dsn["user"],
-            "DAGSTER_PG_PASSWORD": dsn.get("password", ""),
-            "DAGSTER_PG_DB": name,
-            "_dsn": make_dsn(url, dbname=name),
-        }
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
 def test_postgres_instance_yaml_is_the_repo_instance_on_postgres():
     """deploy/dagster-postgres.yaml = dagster.yaml (run queue, pools, telemetry) + storage
     whose every connection setting comes from the environment."""
@@ -288,6 +244,7 @@ def test_ui_backfill_materializes_every_partition_on_postgres(
     import psycopg2
 
     dsn = postgres_database.pop("_dsn")
+    postgres_database.pop("_url")
     _backfill_end_to_end(
         tmp_path, real_sample, ["WeMath2-Pro", "FineVision-ai2d_merged"], set_pools=True,
         instance_yaml=POSTGRES_YAML, **postgres_database,

@@ -10,8 +10,11 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from mmfr_assets.llm.cache import ResponseCache, cache_key
+import pytest
+
+from mmfr_assets.llm.cache import ResponseCache, cache_key, redacted
 from mmfr_assets.llm.client import LLMSession, build_body
 from mmfr_assets.llm.fake_server import prompt_digest
 from mmfr_assets.llm.images import user_message
@@ -19,6 +22,15 @@ from mmfr_assets.llm.types import ChatRequest
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server, llm_settings  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_cache(request, tmp_path) -> str:
+    """Where a cache shared by several processes lives: a SQLite file (one host), or a
+    PostgreSQL database (every host; skipped where no server is configured, required in CI)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "shared.sqlite")
+    return request.getfixturevalue("postgres_database")["_url"]
 
 
 def _png(color=(255, 0, 0)) -> bytes:
@@ -153,8 +165,8 @@ _WRITER = textwrap.dedent("""
 """)
 
 
-def test_several_processes_can_write_concurrently(tmp_path):
-    path = tmp_path / "shared.sqlite"
+def test_several_processes_can_write_concurrently(shared_cache):
+    path = shared_cache
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), f"p{j}"], cwd=REPO) for j in range(4)]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
     with ResponseCache(path) as c:
@@ -177,12 +189,12 @@ _KILLED_CLIENT = textwrap.dedent("""
 """)
 
 
-def test_resume_after_sigkill_rerequests_nothing_that_finished(fake_llm, llm_settings, tmp_path):
+def test_resume_after_sigkill_rerequests_nothing_that_finished(fake_llm, llm_settings, shared_cache):
     # Constant latency makes the 4 slots complete in waves 0.3 s apart, so the kill
     # (0.1 s after a wave) lands while exactly one wave is in flight on the server.
     n, c = 24, 4
     tag = f"kill-{time.time_ns()}"
-    cache_path = tmp_path / "resume.sqlite"
+    cache_path = shared_cache
     fake_llm.configure(latency_s=0.3)
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_CLIENT, fake_llm.url, str(cache_path), str(n), tag],
                             cwd=REPO, stdout=subprocess.PIPE, text=True)
@@ -220,3 +232,21 @@ def test_default_cache_path(monkeypatch):
     assert default_cache_path({}) == "data/llm_cache.sqlite"
     monkeypatch.setenv("MMFR_LLM_CACHE", "/tmp/elsewhere.sqlite")
     assert default_cache_path() == "/tmp/elsewhere.sqlite"
+
+
+def test_a_postgres_cache_is_shared_and_keeps_its_password_out_of_sight(postgres_database):
+    url = postgres_database["_url"]
+    secret = urlsplit(url).password
+    with ResponseCache(url) as one, ResponseCache(url) as other:
+        one.put("k", {"choices": [{"content": "first"}]})
+        other.put("k", {"choices": [{"content": "second"}]})  # a concurrent writer of the same key
+        assert one.flush(10) and other.flush(10)
+        # the first answer committed is the one everybody reads, from either instance
+        assert one.get("k") == other.get("k") and len(one) == 1
+        for shown in (repr(one), str(one.path)):
+            assert secret is None or secret not in shown
+
+
+def test_redacted_hides_url_passwords():
+    assert redacted("postgresql://mmfr:s3cret@db:5432/cache") == "postgresql://mmfr:***@db:5432/cache"
+    assert redacted("/data/llm_cache.sqlite") == "/data/llm_cache.sqlite"

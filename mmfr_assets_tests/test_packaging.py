@@ -62,6 +62,11 @@ def dependency_closure(distribution: str, extras: frozenset[str] = frozenset()) 
     return seen
 
 
+#: Modules imported only where a feature needs them (inside a function, with a message naming
+#: the extra when missing) -> the extra that declares them.
+OPTIONAL_IMPORTS = {"psycopg2": "postgres"}  # MMFR_LLM_CACHE on PostgreSQL (llm/cache.py)
+
+
 def test_every_import_of_the_package_is_a_declared_dependency():
     declared = dependency_closure("mmfr-assets")
     providers = metadata.packages_distributions()
@@ -70,6 +75,9 @@ def test_every_import_of_the_package_is_a_declared_dependency():
         if module in sys.stdlib_module_names or module in ("mmfr_assets", "__future__"):
             continue
         distributions = {canonicalize_name(d) for d in providers.get(module, [])}
+        extra = OPTIONAL_IMPORTS.get(module)
+        if extra and distributions & dependency_closure("mmfr-assets", frozenset({extra})):
+            continue
         if not distributions & declared:
             undeclared[module] = (where, sorted(distributions) or "not installed")
     assert not undeclared, f"imported but not declared in pyproject dependencies: {undeclared}"

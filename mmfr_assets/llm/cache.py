@@ -11,6 +11,12 @@ within 20 ms of a first reply in one transaction, so a finished response is on
 disk within tens of milliseconds, well inside the ~1 s budget, without blocking
 the client's event loop on SQLite.
 
+``MMFR_LLM_CACHE`` may instead be a PostgreSQL URL (``postgresql://user:password@host/db``):
+then every run on every machine shares one cache (SQLite's WAL needs every process on one host;
+on NFS or an object-store mount it corrupts or fails). The same writer thread commits to a
+``mmfr_llm_responses`` table with ``ON CONFLICT DO NOTHING``, so any number of concurrent
+writers is safe and the first answer stored for a key is the one every run reads.
+
 The key is the sha256 of the canonical JSON of everything that determines the
 response (model, messages with images replaced by their sha256, sampling
 parameters, seed, n, extra_body), and nothing that does not (base URL, API key),
@@ -24,6 +30,7 @@ import json
 import logging
 import os
 import queue
+import re
 import sqlite3
 import struct
 import threading
@@ -94,6 +101,127 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
+def is_postgres_url(location: Union[str, os.PathLike]) -> bool:
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+def redacted(location: Union[str, os.PathLike]) -> str:
+    """The location as it may be shown: a URL's password replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(location))
+
+
+class _SQLiteStore:
+    """The SQL of the one-file cache (WAL, busy timeout, `INSERT OR IGNORE`)."""
+
+    def __init__(self, path: Union[str, os.PathLike], busy_timeout_s: float) -> None:
+        self.path = Path(path)
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout_s = busy_timeout_s
+        self.name = self.path.name
+        self.errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s, check_same_thread=False,
+                               isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def create(self, conn: sqlite3.Connection) -> None:
+        with conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_SCHEMA)
+
+    def select(self, conn: sqlite3.Connection, keys: Sequence[str]) -> list[tuple[str, bytes]]:
+        return conn.execute(
+            f"SELECT key, payload FROM responses WHERE key IN ({','.join('?' * len(keys))})", list(keys)
+        ).fetchall()
+
+    def insert(self, conn: sqlite3.Connection, rows: list[tuple[str, str, float, bytes]]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR IGNORE INTO responses (key, model, created_at, payload) VALUES (?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+
+    def count(self, conn: sqlite3.Connection) -> int:
+        return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+
+class _PostgresStore:
+    """The same table on PostgreSQL, shared by every process on every host (psycopg2, which the
+    `postgres` extra installs with dagster-postgres)."""
+
+    TABLE = "mmfr_llm_responses"
+
+    def __init__(self, url: str, busy_timeout_s: float) -> None:
+        try:
+            import psycopg2
+        except ImportError as error:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "MMFR_LLM_CACHE is a PostgreSQL URL, which needs psycopg2: "
+                "pip install 'mmfr-assets[postgres]'") from error
+        self._psycopg2 = psycopg2
+        self.url = url
+        self.path = redacted(url)
+        self.name = "postgres"
+        self.timeout_s = busy_timeout_s
+        self.errors = (psycopg2.Error,)
+
+    def connect(self) -> Any:
+        try:
+            conn = self._psycopg2.connect(self.url, connect_timeout=int(max(1, self.timeout_s)))
+        except self._psycopg2.Error as error:  # the driver's message can quote the DSN
+            raise RuntimeError(f"llm cache: cannot connect to {self.path}: "
+                               f"{redacted(str(error).strip().splitlines()[0])}") from None
+        conn.autocommit = True  # readers never hold a transaction open; insert() opens its own
+        return conn
+
+    def create(self, conn: Any) -> None:
+        with conn.cursor() as cursor:
+            try:
+                cursor.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self.TABLE} (key TEXT PRIMARY KEY, model TEXT, "
+                    "created_at DOUBLE PRECISION NOT NULL, payload BYTEA NOT NULL)")
+            except self._psycopg2.IntegrityError:
+                pass  # two processes creating it at once: the other one won, the table exists
+
+    def select(self, conn: Any, keys: Sequence[str]) -> list[tuple[str, bytes]]:
+        with conn.cursor() as cursor:
+            cursor.execute(f"SELECT key, payload FROM {self.TABLE} WHERE key = ANY(%s)", (list(keys),))
+            return [(key, bytes(blob)) for key, blob in cursor.fetchall()]
+
+    def insert(self, conn: Any, rows: list[tuple[str, str, float, bytes]]) -> None:
+        from psycopg2.extras import execute_values
+
+        with conn.cursor() as cursor:
+            cursor.execute("BEGIN")
+            try:
+                execute_values(
+                    cursor, f"INSERT INTO {self.TABLE} (key, model, created_at, payload) VALUES %s "
+                    "ON CONFLICT (key) DO NOTHING",
+                    [(k, m, t, self._psycopg2.Binary(b)) for k, m, t, b in rows])
+                cursor.execute("COMMIT")
+            except BaseException:
+                try:
+                    cursor.execute("ROLLBACK")
+                except self._psycopg2.Error:
+                    pass
+                raise
+
+    def count(self, conn: Any) -> int:
+        with conn.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM {self.TABLE}")
+            return cursor.fetchone()[0]
+
+
 class ResponseCache:
     """SQLite-backed map ``cache_key -> response payload`` (a JSON-able dict).
 
@@ -106,9 +234,11 @@ class ResponseCache:
 
     def __init__(self, path: Union[str, os.PathLike], *, busy_timeout_s: float = 60.0,
                  max_batch: int = 512, max_delay_s: float = 0.02) -> None:
-        self.path = Path(path)
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._store: Union[_SQLiteStore, _PostgresStore] = (
+            _PostgresStore(str(path), busy_timeout_s) if is_postgres_url(path)
+            else _SQLiteStore(path, busy_timeout_s))
+        #: The file, or the URL with its password redacted (safe to log).
+        self.path = self._store.path
         self._busy_timeout_s = busy_timeout_s
         self._max_batch = max_batch
         self._max_delay_s = max_delay_s
@@ -120,25 +250,19 @@ class ResponseCache:
         self._queue: "queue.Queue[Optional[tuple[str, str, dict[str, Any]]]]" = queue.Queue()
         self._closed = False
         self.write_errors = 0
-        conn = self._connect()
-        with conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
-        self._writer = threading.Thread(target=self._write_loop, name=f"llm-cache-writer:{self.path.name}",
+        self._store.create(self._connect())
+        self._writer = threading.Thread(target=self._write_loop, name=f"llm-cache-writer:{self._store.name}",
                                         daemon=True)
         self._writer.start()
 
     # -- connections -------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.path), timeout=self._busy_timeout_s, check_same_thread=False,
-                               isolation_level=None)
-        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
-        conn.execute("PRAGMA synchronous=NORMAL")
+    def _connect(self) -> Any:
+        conn = self._store.connect()
         with self._conns_lock:
             self._conns.append(conn)
         return conn
 
-    def _reader(self) -> sqlite3.Connection:
+    def _reader(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
@@ -162,11 +286,7 @@ class ResponseCache:
         rest = [key for key in keys if key not in found]
         conn = self._reader()
         for start in range(0, len(rest), 500):
-            chunk = rest[start:start + 500]
-            rows = conn.execute(
-                f"SELECT key, payload FROM responses WHERE key IN ({','.join('?' * len(chunk))})", chunk
-            ).fetchall()
-            for key, blob in rows:
+            for key, blob in self._store.select(conn, rest[start:start + 500]):
                 try:
                     found[key] = json.loads(_decode(blob))
                 except Exception:  # a corrupt row is a miss; the fresh answer cannot replace it (INSERT OR IGNORE)
@@ -200,7 +320,7 @@ class ResponseCache:
             time.sleep(0.005)
 
     def __len__(self) -> int:
-        return self._reader().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        return self._store.count(self._reader())
 
     def close(self) -> None:
         """Flush pending writes, stop the writer and close connections (idempotent)."""
@@ -261,21 +381,14 @@ class ResponseCache:
                             if self._pending.get(key) is payload:
                                 del self._pending[key]
 
-    def _write_batch(self, conn: sqlite3.Connection, batch: list[tuple[str, str, dict[str, Any]]]) -> None:
+    def _write_batch(self, conn: Any, batch: list[tuple[str, str, dict[str, Any]]]) -> None:
         now = time.time()
         rows = [(key, model, now, _encode(payload)) for key, model, payload in batch]
         for attempt in range(5):
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "INSERT OR IGNORE INTO responses (key, model, created_at, payload) VALUES (?, ?, ?, ?)", rows)
-                conn.execute("COMMIT")
+                self._store.insert(conn, rows)
                 break
-            except sqlite3.Error as exc:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+            except self._store.errors as exc:
                 if attempt == 4:
                     self.write_errors += len(rows)
                     logger.error("llm cache: dropping %d responses after write errors: %s", len(rows), exc)
