@@ -7,7 +7,8 @@ Loaded by `dagster asset materialize -m mmfr_assets_tests.no_hang_defs`; the lak
 `MMFR_LAKE`, the partitions are `MMFR_TEST_SUBSETS` (comma-separated), the number of failing and
 succeeding steps `MMFR_TEST_FAILING` / `MMFR_TEST_SUCCEEDING`. Each step writes its pid into
 `MMFR_TEST_PID_DIR`, so that the test can tell which step processes are still alive.
-`waits` (job `waits_job`) is a run that stays busy, for the run-monitoring test.
+`waits` (job `waits_job`) is a run that stays busy, `breaks` (job `breaks_job`) one that fails
+at its step, for the run-monitoring and run-retry test.
 """
 
 import os
@@ -72,6 +73,12 @@ def waits(context: dg.AssetExecutionContext) -> None:
     time.sleep(3600)
 
 
+@dg.asset
+def breaks() -> None:
+    """A run that fails for a real reason (its step raises): run retries must leave it alone."""
+    raise InjectedFault("breaks: a real failure, not a lost worker")
+
+
 def build() -> dg.Definitions:
     subsets = os.environ.get("MMFR_TEST_SUBSETS", "A").split(",")
     partitions = dg.StaticPartitionsDefinition(subsets)
@@ -80,8 +87,9 @@ def build() -> dg.Definitions:
     assets = [_step(f"fails_{k:02d}", 2 + k % 3, partitions) for k in range(failing)]
     assets += [_step(f"reads_{k:02d}", None, partitions) for k in range(succeeding)]
     return dg.Definitions(
-        assets=[*assets, waits],
-        jobs=[dg.define_asset_job("waits_job", selection=["waits"])],
+        assets=[*assets, waits, breaks],
+        jobs=[dg.define_asset_job("waits_job", selection=["waits"]),
+              dg.define_asset_job("breaks_job", selection=["breaks"])],
         resources={"lake": LakeResource(uri=os.environ["MMFR_LAKE"])}
     )
 

@@ -5,7 +5,8 @@ A real `dagster-daemon` on a temporary DAGSTER_HOME whose dagster.yaml is the re
 the two time settings shortened (poll every second, 120 s maximum runtime instead of a day):
 - a run launched through the queue (daemon -> code server -> run worker subprocess, the default
   run launcher) whose worker is SIGKILLed: the code server that launched it sees the worker gone
-  and fails the run;
+  and fails the run, and run retries (on in the repo's instance) launch it again; a run that
+  fails at its step (a real failure) is not retried;
 - a run launched the same way whose worker hangs (SIGSTOP: alive, never answers): monitoring
   fails it once it exceeds the maximum runtime;
 - a run executing in-process, as `mmfr run` executes (`dagster asset materialize` here), SIGKILLed:
@@ -62,6 +63,7 @@ def _instance_home(tmp_path: Path) -> Path:
     home.mkdir()
     config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
     config["run_monitoring"].update(poll_interval_seconds=1, max_runtime_seconds=MAX_RUNTIME)
+    config["run_retries"].update(max_retries=1)  # one retry of the killed run, not of the retry
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     create_instance_storage(home)  # the daemon and `dagster job launch` start together
     return home
@@ -95,16 +97,43 @@ def _parent(pid: int) -> int:
 
 def _wait_for_end(home: Path, run_id: str, timeout: float) -> tuple[str, str]:
     """The run's final status and the messages of its events, once it is finished."""
+    return _finished(home, run_id, timeout)[:2]
+
+
+def _finished(home: Path, run_id: str, timeout: float) -> tuple[str, str, dict[str, str]]:
+    """The run's final status, the messages of its events and its tags, once it is finished
+    (and, with run retries on, once the retry daemon has said whether it will retry it)."""
     import dagster as dg
 
     deadline = time.monotonic() + timeout
     with dg.DagsterInstance.from_config(str(home)) as instance:
         while True:
             run = instance.get_run_by_id(run_id)
-            if run.is_finished:
+            if run.is_finished and (run.status.value != "FAILURE" or "dagster/will_retry" in run.tags):
                 messages = "\n".join(e.message or "" for e in instance.all_logs(run_id))
-                return run.status.value, messages
+                return run.status.value, messages, dict(run.tags)
             assert time.monotonic() < deadline, f"run {run_id} still {run.status} after {timeout}s"
+            time.sleep(1)
+
+
+def _latest_run_of(home: Path, job_name: str) -> str:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return instance.get_runs(filters=dg.RunsFilter(job_name=job_name), limit=1)[0].run_id
+
+
+def _retry_of(home: Path, run_id: str, timeout: float) -> str:
+    """The id of the run the retry daemon launched for `run_id`."""
+    import dagster as dg
+
+    deadline = time.monotonic() + timeout
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        while True:
+            retries = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))
+            if retries:
+                return retries[0].run_id
+            assert time.monotonic() < deadline, f"no retry of {run_id} after {timeout}s"
             time.sleep(1)
 
 
@@ -130,6 +159,22 @@ def test_dead_and_hung_run_workers_are_marked_failed(tmp_path):
             # The step runs in a subprocess of the run worker (multiprocess executor): kill the
             # run worker itself.
             os.kill(_parent(step_pid), signal.SIGKILL)
+            status, messages, tags = _finished(home, killed_run, MAX_RUNTIME + 120)
+            assert status == "FAILURE"
+            # Seen by the code server that launched the worker, before any runtime bound.
+            assert f"Run execution process for {killed_run} was terminated by signal 9" in messages
+            assert "maximum runtime" not in messages
+            # Run retries: a lost worker is launched again (it would resume from the cache) ...
+            assert tags["dagster/will_retry"] == "true"
+            retry = _retry_of(home, killed_run, 120)
+            retry_run, retry_pid = _wait_for_pid_file(pid_dir, 300)
+            leftovers.append(retry_pid)
+            assert retry_run == retry
+            # ... a run that failed for a real reason (its step raised) is not.
+            _launch([*launch[:-1], "breaks_job"], env)
+            status, messages, tags = _finished(home, _latest_run_of(home, "breaks_job"), 300)
+            assert status == "FAILURE" and "Steps failed: ['breaks']" in messages
+            assert tags["dagster/will_retry"] == "false"
             _launch(launch, env)
             hung_run, hung_pid = _wait_for_pid_file(pid_dir, 300)
             leftovers.append(hung_pid)
@@ -145,11 +190,6 @@ def test_dead_and_hung_run_workers_are_marked_failed(tmp_path):
             os.killpg(in_process.pid, signal.SIGKILL)
             assert in_process.wait(timeout=60) == -signal.SIGKILL
 
-            status, messages = _wait_for_end(home, killed_run, MAX_RUNTIME + 120)
-            assert status == "FAILURE"
-            # Seen by the code server that launched the worker, before any runtime bound.
-            assert f"Run execution process for {killed_run} was terminated by signal 9" in messages
-            assert "maximum runtime" not in messages
             for run_id in (hung_run, inline_run):
                 status, messages = _wait_for_end(home, run_id, MAX_RUNTIME + 120)
                 assert status == "FAILURE", run_id
