@@ -21,10 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
+from mmfr_assets.selection.verify import forms
+
 # --- normalization -------------------------------------------------------------------------
 
-_LATEX_WRAPPERS = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox|operatorname|textit)\s*\{([^{}]*)\}")
-_LATEX_DROP = re.compile(r"\\(?:left|right|displaystyle|!|,|;|:|quad|qquad)(?![a-zA-Z])|\\ ")
+_LATEX_WRAPPERS = re.compile(
+    r"\\(?:text|textbf|textnormal|mathrm|mathbf|mbox|operatorname|textit)\s*\{([^{}]*)\}"
+)
+# Spacing and sizing commands: words must not run on into a letter ("\\leftarrow"), spacing
+# symbols ("\\,cm") may.
+_LATEX_DROP = re.compile(r"\\(?:left|right|displaystyle|quad|qquad)(?![a-zA-Z])|\\[!,;: ]|~")
 _DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|º|\\degree")
 _PERCENT = re.compile(r"\\?%")
 _MATH_DELIMS = re.compile(r"^\s*(?:\$\$|\$|\\\(|\\\[)\s*(.*?)\s*(?:\$\$|\$|\\\)|\\\])\s*$", re.DOTALL)
@@ -33,7 +39,7 @@ _MATH_DELIMS = re.compile(r"^\s*(?:\$\$|\$|\\\(|\\\[)\s*(.*?)\s*(?:\$\$|\$|\\\)|
 def strip_delimiters(text: str) -> str:
     """Remove math delimiters ($…$, \\(…\\)), a wrapping `\\boxed{}`, trailing full stops and
     surrounding bold markers."""
-    text = unicodedata.normalize("NFKC", text).strip()
+    text = unicodedata.normalize("NFKC", text).strip().replace("\\$", "")
     for _ in range(3):
         before = text
         text = text.strip().strip("*").strip()
@@ -58,6 +64,7 @@ def normalize(text: str) -> str:
     text = _DEGREE.sub("°", text)
     text = text.replace("\\pi", "π").replace("\\cdot", "*").replace("\\times", "×")
     text = text.replace("\\le", "≤").replace("\\ge", "≥")
+    text = re.sub(r"(?<=\d)\s+(?=\d)", "␣", text)  # "1 1/2" is not "11/2"
     return re.sub(r"\s+", "", text).lower()
 
 
@@ -84,6 +91,34 @@ _NUMBER = re.compile(
 # What may follow a number and still leave it a plain quantity: a unit of a few words.
 _UNIT = re.compile(r"^[a-zA-Zµμ°Ω/^·*\s\d\-²³.]{0,30}$")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?=\D|$)")
+# "0,111", "1000,99", "1,22": a decimal comma (European notation); "1,000" stays thousands.
+_DECIMAL_COMMA = re.compile(r"^(-?\d+),(\d+)$")
+_THOUSANDS_SHAPED = re.compile(r"^-?[1-9]\d{0,2},\d{3}$")
+# "1 1/2", "2\\frac{1}{3}": a whole number and a proper fraction (prm800k's grader reads "7 3/4"
+# the same way).
+_MIXED = re.compile(
+    r"^(?P<sign>[-+−]?)\s*(?P<whole>\d+)(?:\s+(?P<n>\d+)\s*/\s*(?P<d>\d+)"
+    r"|\s*\\frac\s*\{\s*(?P<fn>\d+)\s*\}\s*\{\s*(?P<fd>\d+)\s*\})$"
+)
+# "e-3", "\\times 10^{23}" right after a number.
+_EXPONENT = re.compile(
+    r"^(?:[eE](?P<e>[-+]?\d+)|(?:\\times|×|\\cdot|\*)\s*10\s*\^\s*\{?\s*(?P<p>[-+−]?\d+)\s*\}?)"
+)
+_FRAC_SHORTHAND = (
+    (re.compile(r"\\[dtc]frac(?![a-zA-Z])"), r"\\frac"),
+    (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),  # \\frac13
+    (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),  # \\frac3{4}
+)
+_CURRENCY = "€£¥"
+# One lower-case letter after a number that names a variable or a constant rather than a unit
+# ("m", "g", "s", "h", "l", "j", "w", "v" stay units, when written apart: "5 m").
+_VARIABLE_LETTERS = frozenset("abcdefiknpqrtuxyz")
+
+
+def comma_pair(text: str) -> bool:
+    """"2,3" without a space: a decimal comma on its own, or a list of two when the other side
+    is one too (the list rule's call then, not the number rule's)."""
+    return bool(_DECIMAL_COMMA.match(strip_delimiters(text)))
 
 
 @dataclass(frozen=True)
@@ -103,10 +138,22 @@ def parse_number(text: str) -> Quantity | None:
     number words up to twenty and scale words ("1.9 million") are read."""
     text = strip_delimiters(text)
     text = _LATEX_WRAPPERS.sub(r"\1", text)
-    text = _LATEX_DROP.sub("", text).strip()
+    text = _LATEX_DROP.sub("", text).strip().strip(_CURRENCY).strip()
+    for pattern, replacement in _FRAC_SHORTHAND:
+        text = pattern.sub(replacement, text)
     lowered = text.lower()
     if lowered in _WORD_NUMBERS:
         return Quantity(float(_WORD_NUMBERS[lowered]), None, False, "")
+    comma = _DECIMAL_COMMA.match(text)
+    if comma and not _THOUSANDS_SHAPED.match(text):
+        text = f"{comma.group(1)}.{comma.group(2)}"
+    mixed = _MIXED.match(text)
+    if mixed:
+        num, den = (int(mixed["n"]), int(mixed["d"])) if mixed["n"] else (int(mixed["fn"]), int(mixed["fd"]))
+        if not 0 < num < den:
+            return None  # "3 5/4" or "2\\frac{4}{2}": not a mixed number as written
+        value = int(mixed["whole"]) + num / den
+        return Quantity(-value if mixed["sign"] in ("-", "−") else value, None, False, "")
     thousands = _THOUSANDS.match(text)
     if thousands:
         text = thousands.group(0).replace(",", "") + text[thousands.end() :]
@@ -128,6 +175,12 @@ def parse_number(text: str) -> Quantity | None:
     if match.group("sign") in ("-", "−"):
         value = -value
     rest = match.group("rest").strip()
+    exponent = _EXPONENT.match(rest)
+    if exponent:
+        power = int((exponent["e"] or exponent["p"]).replace("−", "-"))
+        value, decimals, rest = value * 10.0**power, None, rest[exponent.end() :].strip()
+    if rest[:1].isdigit():
+        return None  # "2 4" is two numbers, not 2 with a unit "4"
     percent = False
     if _PERCENT.match(rest):
         percent, rest = True, _PERCENT.sub("", rest, count=1).strip()
@@ -141,6 +194,8 @@ def parse_number(text: str) -> Quantity | None:
         return None
     if rest and re.search(r"[a-zA-Z]", rest) and len(rest.split()) > 3:
         return None
+    if len(rest) == 1 and rest.isalpha() and (rest in _VARIABLE_LETTERS or not match.group("rest")[:1].isspace()):
+        return None  # "2x", "3i", "2R": a product with a variable, not a unit ("5 N" is one)
     return Quantity(value, decimals, percent, rest.strip().strip(".").lower())
 
 
@@ -155,9 +210,14 @@ def numbers_equal(a: float, b: float, decimals: int | None) -> bool:
 def compare_numbers(x: Quantity, y: Quantity) -> bool | None:
     """Two quantities: equal values (percent read both ways, units ignored when only one side
     names one) are equivalent; different values are different; the same value in two
-    different named units is left undecided."""
+    different named units is compared in a common unit where both are in `forms.unit_scale`'s
+    table ("5 m" against "500 cm"), else left undecided."""
     if x.unit and y.unit and x.unit != y.unit and "°" not in (x.unit + y.unit):
-        return None
+        scales = forms.unit_scale(x.unit), forms.unit_scale(y.unit)
+        if None in scales or scales[0][0] != scales[1][0]:
+            return None  # units we cannot convert, or of different kinds: a reader's call
+        x = Quantity(x.value * scales[0][1], None, x.percent, "")
+        y = Quantity(y.value * scales[1][1], None, y.percent, "")
     decimals = min(
         (d for d in (x.decimals, y.decimals) if d is not None), default=None
     )
@@ -172,28 +232,14 @@ def compare_numbers(x: Quantity, y: Quantity) -> bool | None:
 
 # --- multiple choice ------------------------------------------------------------------------
 
-_OPTION_LINE = re.compile(r"^\s*\(?([A-J])\s*[\.．:：\)）、]\s*(.+?)\s*$", re.MULTILINE)
 _LETTER = re.compile(
     r"^(?:option|choice|answer)?\s*[:：]?\s*\(?([A-J])\)?(?:\s*[\.．:：\)）]\s*(.*))?$",
     re.IGNORECASE | re.DOTALL,
 )
 _LETTER_SET = re.compile(r"^\(?[A-J]\)?(?:\s*(?:,|，|、|;|and|和|\s)\s*\(?[A-J]\)?)+$")
 
-
-def options(question: str | None) -> dict[str, str]:
-    """Option letter -> option text, from lines like "A. 80J", "C: 55°", "(B) x"; empty when
-    the question lists fewer than two options or repeats a letter."""
-    if not question:
-        return {}
-    found: dict[str, str] = {}
-    for letter, text in _OPTION_LINE.findall(question):
-        if letter in found:
-            return {}
-        found[letter] = text
-    letters = sorted(found)
-    if len(letters) < 2 or letters != [chr(ord("A") + i) for i in range(len(letters))]:
-        return {}
-    return found
+#: Option letter -> option text of a question (`forms.options`: one a line or inline).
+options = forms.options
 
 
 def as_letter(text: str, choices: dict[str, str]) -> str | None:
@@ -255,21 +301,42 @@ _DATE = re.compile(
 )
 
 
-def split_items(text: str) -> tuple[list[str], bool] | None:
-    """(items, ordered) for a list or tuple: "2, 4", "2 4", "(8, 13)", "x=1; x=2". Bracketed
-    lists are ordered (points, vectors); bare lists are compared as multisets (roots). None for
-    a single item, or when commas could be inside LaTeX groups."""
+#: How a list is to be compared: in order (a tuple, a point), as a set, or unknown (bare).
+TUPLE, SET, BARE = "tuple", "set", "bare"
+_PLUS_MINUS = re.compile(r"^(?P<a>[^,;±]*?)\s*(?:\\pm|±)\s*(?P<b>[^,;±]+)$")
+
+
+def _wrapped(text: str) -> bool:
+    """The first bracket closes at the last character ("(1, 2)", not "{1,3}\\cup{2,4}")."""
+    if len(text) < 2 or text[0] not in _BRACKETS or text[-1] != _BRACKETS[text[0]]:
+        return False
+    depth = 0
+    for k, c in enumerate(text):
+        depth += c in "({["
+        depth -= c in ")}]"
+        if depth == 0 and k < len(text) - 1:
+            return False
+    return depth == 0
+
+
+def split_items(text: str) -> tuple[list[str], str] | None:
+    """(items, kind) for a list: "2, 4", "2 4", "x=1; x=2" (kind BARE), "(8, 13)", "[1, 2]"
+    (TUPLE: points, vectors), "\\{1, 2\\}" (SET), "1 \\pm \\sqrt{2}" (two roots, BARE). None for a
+    single item, an interval with a square bracket or an infinity (one answer), or when commas
+    could be inside LaTeX groups."""
     text = strip_delimiters(text)
     if _DATE.match(text):  # "September 24, 1968" is one answer
         return None
-    ordered = False
-    if len(text) >= 2 and text[0] in _BRACKETS and text[-1] == _BRACKETS[text[0]]:
-        inner = text[1:-1]
-        if inner.count("(") == inner.count(")") and inner.count("[") == inner.count("]"):
-            text, ordered = inner, True
+    text = _LATEX_DROP.sub("", text).replace("\\{", "{").replace("\\}", "}").strip()
+    if is_interval_text(text):
+        return None
+    kind = BARE
+    if _wrapped(text):
+        kind = SET if text[0] == "{" else TUPLE
+        text = text[1:-1]
     depth = 0
     for c in text:  # a comma inside braces/parentheses is not a separator
-        depth += c in "({[" 
+        depth += c in "({["
         depth -= c in ")}]"
         if depth < 0:
             return None
@@ -281,27 +348,52 @@ def split_items(text: str) -> tuple[list[str], bool] | None:
         items = [t.strip() for t in re.split(r"[,;，]|\band\b", text) if t.strip()]
     elif re.fullmatch(r"\s*-?\d+(?:\.\d+)?(?:\s+-?\d+(?:\.\d+)?)+\s*", text):
         items = text.split()
+    elif kind == BARE and (pm := _PLUS_MINUS.match(text)):
+        a, b = pm["a"].strip(), pm["b"].strip()
+        items = [f"{a}+{b}", f"{a}-{b}"] if a else [b, f"-{b}"]
+    elif kind == SET and text.strip():
+        items = [text.strip()]  # "\\{0\\}": a set of one
     else:
         return None
-    return (items, ordered) if len(items) >= 2 else None
+    return (items, kind) if len(items) >= 2 or kind == SET else None
 
 
-def compare_lists(candidate: str, reference: str, question: str | None) -> bool | None:
-    """Two lists of the same length, item by item (or as multisets when neither is
-    bracketed): every item equivalent, or some item different. Other lengths: undecided."""
-    a, b = split_items(candidate), split_items(reference)
-    if a is None and b is None:
-        return None
-    if a is None or b is None:
-        return None  # one item against several: only a reader can tell which part was asked
-    (xs, x_ordered), (ys, y_ordered) = a, b
+_ORDERED_QUESTION = re.compile(
+    r"ordered\s+(?:pair|triple|tuple|quadruple|list|sequence)|\bin\s+(?:that|this|the\s+same)\s+order"
+    r"|\bin\s+(?:increasing|decreasing|ascending|descending)?\s*order\b|from\s+(?:least|smallest|greatest|largest)"
+    r"|coordinates|(?<![A-Za-z\\])\(\s*[a-zA-Z]\s*(?:,\s*[a-zA-Z]\s*)+\)",
+    re.IGNORECASE,
+)
+_SET_QUESTION = re.compile(
+    r"\ball\b[^.?!]*\b(?:solutions?|roots?|values?|zeros|zeroes|numbers|integers|possible)\b"
+    r"|separated\s+by\s+commas|\bset\s+of\b",
+    re.IGNORECASE,
+)
+
+
+def list_kind(question: str | None) -> str:
+    """What the question asks a bare list to be: TUPLE ("the ordered triple (a, b, c)",
+    "coordinates", "in increasing order"), SET ("all solutions", "separated by commas"), or
+    BARE when it says neither. An order named wins over a set named."""
+    if not question:
+        return BARE
+    if _ORDERED_QUESTION.search(question):
+        return TUPLE
+    if _SET_QUESTION.search(question):
+        return SET
+    return BARE
+
+
+def _in_order(xs: list[str], ys: list[str], question: str | None) -> bool | None:
     if len(xs) != len(ys):
-        return None
-    if x_ordered or y_ordered:
-        verdicts = [scalar_equal(x, y, question) for x, y in zip(xs, ys)]
-        if all(v is True for v in verdicts):
-            return True
-        return False if any(v is False for v in verdicts) else None
+        return False  # tuples of different lengths
+    verdicts = [scalar_equal(x, y, question) for x, y in zip(xs, ys)]
+    if all(v is True for v in verdicts):
+        return True
+    return False if any(v is False for v in verdicts) else None
+
+
+def _as_multiset(xs: list[str], ys: list[str], question: str | None) -> bool | None:
     remaining = list(ys)
     for x in xs:
         match = next((k for k, y in enumerate(remaining) if scalar_equal(x, y, question) is True), None)
@@ -309,13 +401,146 @@ def compare_lists(candidate: str, reference: str, question: str | None) -> bool 
             decided = all(scalar_equal(x, y, question) is not None for y in remaining)
             return False if decided else None
         remaining.pop(match)
+    return True if not remaining else None
+
+
+def _as_set(xs: list[str], ys: list[str], question: str | None) -> bool | None:
+    """Every item of each side equals some item of the other; different as soon as one item
+    is decided different from every item of the other side."""
+    for a, b in ((xs, ys), (ys, xs)):
+        for x in a:
+            verdicts = [scalar_equal(x, y, question) for y in b]
+            if any(v is True for v in verdicts):
+                continue
+            return False if all(v is False for v in verdicts) else None
     return True
 
 
+def compare_lists(candidate: str, reference: str, question: str | None) -> bool | None:
+    """Two lists item by item. Tuples (bracketed, or bare where the question asks for an order)
+    in order; sets (braces, or bare where the question asks for all solutions) as sets; bare
+    lists the question says nothing about as multisets of the same length. A set against a
+    tuple, or lists of other lengths with nothing said: undecided."""
+    a, b = split_items(candidate), split_items(reference)
+    if a is None or b is None:
+        return None  # one item against several: only a reader can tell which part was asked
+    (xs, x_kind), (ys, y_kind) = a, b
+    kinds = {x_kind, y_kind}
+    if kinds == {TUPLE, SET}:
+        return None
+    kind = TUPLE if TUPLE in kinds else SET if SET in kinds else list_kind(question)
+    if kind == TUPLE:
+        return _in_order(xs, ys, question)
+    if kind == SET:
+        return _as_set(xs, ys, question)
+    if len(xs) != len(ys):
+        return None
+    return _as_multiset(xs, ys, question)
+
+
+_SET_OPERATION = re.compile(r"\\(?:cup|cap|setminus)(?![a-zA-Z])|[∪∩]")
+
+
 def parts_differ(candidate: str, reference: str) -> bool:
-    """One side lists more items than the other ("g/3" against "(3A-g)/4, (5A+g)/4, g/3")."""
+    """One side lists more items than the other ("g/3" against "(3A-g)/4, (5A+g)/4, g/3").
+    Not said of set operations ("\\{1,3\\} \\cup \\{2,4\\}"): those are math-verify's."""
+    if any(_SET_OPERATION.search(t) for t in (candidate, reference)):
+        return False
     a, b = split_items(candidate), split_items(reference)
     return (a is None) != (b is None) or (a is not None and b is not None and len(a[0]) != len(b[0]))
+
+
+# --- intervals ------------------------------------------------------------------------------
+
+def _intervals(text: str) -> list[forms.Interval] | None:
+    return forms.read_intervals(_LATEX_DROP.sub("", strip_delimiters(text)))
+
+
+def is_interval_text(text: str) -> bool:
+    """Certainly interval notation ("[0, 1)", "(2, \\infty)", a union), not a tuple."""
+    return forms.is_interval_notation(_intervals(text))
+
+
+def _endpoint_equal(a: str, b: str) -> bool | None:
+    ia, ib = forms.infinity(a), forms.infinity(b)
+    if ia or ib:
+        return ia == ib
+    return scalar_equal(a, b)
+
+
+def compare_intervals(candidate: str, reference: str, question: str | None) -> bool | None:
+    """Intervals and unions of intervals, piece by piece: the same endpoints with the same
+    brackets are equivalent; an open end against a closed one ("(0, 1)" against "[0, 1]") or
+    another endpoint is different. Two round "(a, b)" are left to the tuple rule; unions of
+    another number of pieces are undecided."""
+    xs, ys = _intervals(candidate), _intervals(reference)
+    if not xs or not ys:
+        return None
+    if not (forms.is_interval_notation(xs) or forms.is_interval_notation(ys)):
+        return None  # "(0, 1)" against "(0, 1)": a point as much as an interval
+    if len(xs) != len(ys):
+        return None
+    verdicts = []
+    for x, y in zip(xs, ys):
+        if (x.opening, x.closing) != (y.opening, y.closing):
+            return False
+        verdicts += [_endpoint_equal(x.low, y.low), _endpoint_equal(x.high, y.high)]
+    if any(v is False for v in verdicts):
+        return False
+    return True if all(v is True for v in verdicts) else None
+
+
+# --- times, words, equations ----------------------------------------------------------------
+
+def compare_times(candidate: str, reference: str, question: str | None) -> bool | None:
+    """Two clock times ("20:34" against "20:34:00", "8:30 PM" against "20:30")."""
+    x, y = forms.read_time(strip_delimiters(candidate)), forms.read_time(strip_delimiters(reference))
+    if x is None or y is None:
+        return None
+    return forms.times_equal(x, y)
+
+
+def compare_words(candidate: str, reference: str, question: str | None) -> bool | None:
+    """Two one-word answers of one closed vocabulary ("yes"/"no", colours, directions,
+    shapes): the same word (or a synonym, "grey"/"gray") or a different one."""
+    x = forms.closed_word(_LATEX_WRAPPERS.sub(r"\1", strip_delimiters(candidate)))
+    y = forms.closed_word(_LATEX_WRAPPERS.sub(r"\1", strip_delimiters(reference)))
+    if x is None or y is None or x[0] != y[0]:
+        return None
+    return x[1] == y[1]
+
+
+# "y = …", "f(x) = …", "g(t) = …": a name for the function, not part of the answer.
+_DEFINITION = re.compile(r"^\s*(?:y|[a-zA-Z]\s*\(\s*[a-zA-Z]\s*\))\s*=\s*(?P<rhs>[^=<>≤≥]+)$")
+
+
+def definition_body(text: str) -> str | None:
+    """The right-hand side of "y = 2x + 3" or "f(x) = 2x + 3"; None for other texts."""
+    match = _DEFINITION.match(_LATEX_DROP.sub("", strip_delimiters(text)))
+    return match["rhs"].strip() if match else None
+
+
+def equation_sides(candidate: str, reference: str) -> tuple[str, str]:
+    """The pair to compare once the function's name is set aside: "f(x) = 2x + 3" against
+    "y = 2x + 3" is 2x + 3 against 2x + 3, and so is "y = 2x + 3" against "2x + 3". Texts
+    without such a name, or an equation against a definition, are returned as they are."""
+    c, r = definition_body(candidate), definition_body(reference)
+    if c is not None and r is not None:
+        return c, r
+    if c is not None and "=" not in reference:
+        return c, reference
+    if r is not None and "=" not in candidate:
+        return candidate, r
+    return candidate, reference
+
+
+def compare_definitions(candidate: str, reference: str, question: str | None) -> bool | None:
+    """"f(x) = 2x + 3" against "y = 2x + 3": the right-hand sides, by the exact and number
+    rules (math-verify gets them too, `equation_sides`, when these cannot tell)."""
+    c, r = equation_sides(candidate, reference)
+    if (c, r) == (candidate, reference):
+        return None
+    return scalar_equal(c, r)
 
 
 _FUNCTION_WORDS = frozenset(
@@ -329,6 +554,7 @@ def is_prose(text: str) -> bool:
     function name ("a feline", "Product availability"). math-verify would read "cat" as
     c*a*t, so prose never goes to it."""
     text = re.sub(r"_\{[^{}]*\}", " ", strip_delimiters(text))  # subscripts name things
+    text = re.sub(r"\\(?:begin|end)\s*\{\w+\*?\}", " ", text)  # matrix environments
     text = re.sub(r"\\[a-zA-Z]+", " ", text)
     words = re.findall(r"[^\W\d_]{3,}", text)
     return any(w.lower() not in _FUNCTION_WORDS for w in words)
@@ -361,10 +587,19 @@ def compare_exact(candidate: str, reference: str) -> bool | None:
 
 
 def compare_number(candidate: str, reference: str) -> bool | None:
+    if comma_pair(candidate) and comma_pair(reference):
+        return None  # "2,3" against "3,2": two lists as much as two decimals
     x, y = parse_number(candidate), parse_number(reference)
     if x is None or y is None:
         return None
     return compare_numbers(x, y)
+
+
+def units_differ(candidate: str, reference: str) -> bool:
+    """Two numbers in different named units the rules could not convert ("5 N" against
+    "5 kg"): math-verify drops units and would call them equal, so they go to a reader."""
+    x, y = parse_number(candidate), parse_number(reference)
+    return x is not None and y is not None and bool(x.unit and y.unit) and x.unit != y.unit
 
 
 _HAS_MATH = re.compile(r"[\d\\^_=+*/<>≤≥πθα-ωΑ-Ω√∞]")
@@ -396,8 +631,12 @@ def scalar_equal(candidate: str, reference: str, question: str | None = None) ->
 _RULES: tuple[tuple[str, Callable[[str, str, str | None], bool | None]], ...] = (
     ("exact", lambda c, r, q: compare_exact(c, r)),
     ("choice", compare_choice),
+    ("time", compare_times),
     ("number", lambda c, r, q: compare_number(c, r)),
+    ("interval", compare_intervals),
+    ("definition", compare_definitions),
     ("list", compare_lists),
+    ("words", compare_words),
     ("number_vs_words", lambda c, r, q: compare_numeric_against_words(c, r)),
 )
 RULES = tuple(name for name, _ in _RULES)
