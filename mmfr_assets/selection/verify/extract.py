@@ -92,6 +92,9 @@ _SENTENCE_ANSWER = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _SHORT_ANSWER = 60
+# The sign-off of the Minerva prompt format ("Final Answer: The final answer is $12$. I hope it
+# is correct."), as lm-eval's minerva_math task strips it.
+_HOPE = re.compile(r"\s*I hope it is correct\.?\s*$", re.IGNORECASE)
 
 
 def answer_of(text: str) -> str:
@@ -102,7 +105,7 @@ def answer_of(text: str) -> str:
     boxed = last_boxed(text)
     if boxed is not None and boxed.strip():
         return boxed.strip()
-    match = _SENTENCE_ANSWER.match(text)
+    match = _SENTENCE_ANSWER.match(_HOPE.sub("", text))
     if match and len(match["answer"]) <= _SHORT_ANSWER and "\n" not in match["answer"]:
         return match["answer"].strip()
     return text

@@ -179,8 +179,8 @@ def parse_number(text: str) -> Quantity | None:
     if exponent:
         power = int((exponent["e"] or exponent["p"]).replace("−", "-"))
         value, decimals, rest = value * 10.0**power, None, rest[exponent.end() :].strip()
-    if rest[:1].isdigit():
-        return None  # "2 4" is two numbers, not 2 with a unit "4"
+    if rest[:1].isdigit() or rest[:1] == "^":
+        return None  # "2 4" is two numbers and "10^3" a power, not a number with a unit
     percent = False
     if _PERCENT.match(rest):
         percent, rest = True, _PERCENT.sub("", rest, count=1).strip()
@@ -438,6 +438,7 @@ def compare_lists(candidate: str, reference: str, question: str | None) -> bool 
     return _as_multiset(xs, ys, question)
 
 
+_INEQUALITY = re.compile(r"[<>≤≥]|\\(?:le|ge|leq|geq|lt|gt)(?![a-zA-Z])")
 _SET_OPERATION = re.compile(r"\\(?:cup|cap|setminus)(?![a-zA-Z])|[∪∩]")
 
 
@@ -447,6 +448,9 @@ def parts_differ(candidate: str, reference: str) -> bool:
     if any(_SET_OPERATION.search(t) for t in (candidate, reference)):
         return False
     a, b = split_items(candidate), split_items(reference)
+    for one, other, text in ((a, b, reference), (b, a, candidate)):
+        if one and one[1] == TUPLE and len(one[0]) == 2 and other is None and _INEQUALITY.search(text):
+            return False  # "(-3, 3)" against "-3 < x < 3": an open interval, math-verify's
     return (a is None) != (b is None) or (a is not None and b is not None and len(a[0]) != len(b[0]))
 
 
