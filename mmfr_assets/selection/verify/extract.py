@@ -98,13 +98,14 @@ _HOPE = re.compile(r"\s*I hope it is correct\.?\s*$", re.IGNORECASE)
 
 
 def answer_of(text: str) -> str:
-    """What an answer that is a sentence commits to: the last `\\boxed{}` in it, else what
+    """What an answer that is a sentence commits to: the `\\boxed{}` in it, else what
     follows its last "the answer is" / "Answer:" when that is short; the text itself
     otherwise ("5" stays "5"). Final answers sometimes hold a whole sentence
     (`<answer>The answer is $\\boxed{5}$</answer>`)."""
     boxed = last_boxed(text)
     if boxed is not None and boxed.strip():
-        return boxed.strip()
+        # one box: its content; several ("x = \\boxed{2} or \\boxed{3}") are several answers
+        return boxed.strip() if len(_BOXED.findall(text)) == 1 else text
     match = _SENTENCE_ANSWER.match(_HOPE.sub("", text))
     if match and len(match["answer"]) <= _SHORT_ANSWER and "\n" not in match["answer"]:
         return match["answer"].strip()

@@ -53,9 +53,14 @@ def read_time(text: str) -> ClockTime | None:
     return ClockTime(h, m, s, half)
 
 
-def times_equal(x: ClockTime, y: ClockTime) -> bool:
-    """The same time of day; a side without am/pm is read as the 24-hour clock."""
-    return x.seconds_of_day() == y.seconds_of_day()
+def times_equal(x: ClockTime, y: ClockTime) -> bool | None:
+    """The same time of day; a side without am/pm is read as the 24-hour clock. "2:30"
+    against "14:30" (neither saying am or pm) is undecided: the 12-hour clock writes both."""
+    if x.seconds_of_day() == y.seconds_of_day():
+        return True
+    if x.half is None and y.half is None and abs(x.seconds_of_day() - y.seconds_of_day()) == 12 * 3600:
+        return None
+    return False
 
 
 # --- intervals ------------------------------------------------------------------------------
@@ -101,6 +106,14 @@ def is_interval_notation(intervals: list[Interval] | None) -> bool:
         return True
     one = intervals[0]
     return not one.round or bool(infinity(one.low) or infinity(one.high))
+
+
+def half_open(interval: Interval) -> bool:
+    return (interval.opening == "(") != (interval.closing == ")")
+
+
+def infinite(interval: Interval) -> bool:
+    return bool(infinity(interval.low) or infinity(interval.high))
 
 
 def infinity(endpoint: str) -> str | None:

@@ -174,7 +174,7 @@ def parse_number(text: str) -> Quantity | None:
     value = num / den
     if match.group("sign") in ("-", "−"):
         value = -value
-    rest = match.group("rest").strip()
+    rest = _DEGREE.sub("°", match.group("rest")).strip()  # "^\\circ" is no power
     exponent = _EXPONENT.match(rest)
     if exponent:
         power = int((exponent["e"] or exponent["p"]).replace("−", "-"))
@@ -322,14 +322,15 @@ def _wrapped(text: str) -> bool:
 def split_items(text: str) -> tuple[list[str], str] | None:
     """(items, kind) for a list: "2, 4", "2 4", "x=1; x=2" (kind BARE), "(8, 13)", "[1, 2]"
     (TUPLE: points, vectors), "\\{1, 2\\}" (SET), "1 \\pm \\sqrt{2}" (two roots, BARE). None for a
-    single item, an interval with a square bracket or an infinity (one answer), or when commas
+    single item, a half-open or infinite interval or a union (one answer), or when commas
     could be inside LaTeX groups."""
     text = strip_delimiters(text)
     if _DATE.match(text):  # "September 24, 1968" is one answer
         return None
     text = _LATEX_DROP.sub("", text).replace("\\{", "{").replace("\\}", "}").strip()
-    if is_interval_text(text):
-        return None
+    intervals = forms.read_intervals(text)
+    if intervals and (len(intervals) > 1 or any(forms.half_open(i) or forms.infinite(i) for i in intervals)):
+        return None  # "[0, 1)", "(2, \\infty)": one answer ("[1, 2]" may be a vector: a tuple)
     kind = BARE
     if _wrapped(text):
         kind = SET if text[0] == "{" else TUPLE
@@ -359,9 +360,9 @@ def split_items(text: str) -> tuple[list[str], str] | None:
 
 
 _ORDERED_QUESTION = re.compile(
-    r"ordered\s+(?:pair|triple|tuple|quadruple|list|sequence)|\bin\s+(?:that|this|the\s+same)\s+order"
-    r"|\bin\s+(?:increasing|decreasing|ascending|descending)?\s*order\b|from\s+(?:least|smallest|greatest|largest)"
-    r"|coordinates|(?<![A-Za-z\\])\(\s*[a-zA-Z]\s*(?:,\s*[a-zA-Z]\s*)+\)",
+    r"ordered\s+(?:pair|triple|tuple|quadruple|list|sequence)|\bin\s+(?:that|this|the\s+same|the\s+given)\s+order"
+    r"|\bin\s+(?:increasing|decreasing|ascending|descending)\s+order|from\s+(?:least|smallest|greatest|largest)\s+to"
+    r"|(?<![A-Za-z\\])\(\s*[a-zA-Z]\s*(?:,\s*[a-zA-Z]\s*)+\)",
     re.IGNORECASE,
 )
 _SET_QUESTION = re.compile(
@@ -373,7 +374,7 @@ _SET_QUESTION = re.compile(
 
 def list_kind(question: str | None) -> str:
     """What the question asks a bare list to be: TUPLE ("the ordered triple (a, b, c)",
-    "coordinates", "in increasing order"), SET ("all solutions", "separated by commas"), or
+    "in increasing order"), SET ("all solutions", "separated by commas"), or
     BARE when it says neither. An order named wins over a set named."""
     if not question:
         return BARE
@@ -458,11 +459,6 @@ def parts_differ(candidate: str, reference: str) -> bool:
 
 def _intervals(text: str) -> list[forms.Interval] | None:
     return forms.read_intervals(_LATEX_DROP.sub("", strip_delimiters(text)))
-
-
-def is_interval_text(text: str) -> bool:
-    """Certainly interval notation ("[0, 1)", "(2, \\infty)", a union), not a tuple."""
-    return forms.is_interval_notation(_intervals(text))
 
 
 def _endpoint_equal(a: str, b: str) -> bool | None:
