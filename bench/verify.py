@@ -215,25 +215,37 @@ def pair_mistakes(pairs: list[dict], verdicts: list[Verdict]) -> list[str]:
 
 def pairs_run(workers: int = 2, log=print) -> list[str]:
     """The answer-pair section: the figures with math-verify (weak 'different' counted both
-    ways) and with the rules alone."""
+    ways) and with the rules alone, on the whole set and on its held-out part."""
     pairs = answer_pairs()
     full = pair_verdicts(pairs, workers=workers)
     alone = pair_verdicts(pairs, math=False)
-    strict, weak = pair_figures(pairs, full, weak_decided=False), pair_figures(pairs, full, weak_decided=True)
-    rules_only = pair_figures(pairs, alone, weak_decided=False)
     for line in pair_mistakes(pairs, full):
         log(line)
-    return [
+    lines = [
         PAIRS_HEADING,
         "",
-        f"`python -m bench.verify --pairs`: the {len(pairs)} labelled pairs of "
+        f"`python -m bench.verify --pairs`: the labelled pairs of "
         f"`mmfr_assets_tests/data/answer_pairs.jsonl` (each with its class and source), no model. "
         f"Measured {now_utc()}.",
-        "",
-        f"- rules + math-verify, weak 'different' left to the judge (undecided): {strict.text()}",
-        f"- rules + math-verify, weak 'different' counted as decided: {weak.text()}",
-        f"- rules alone: {rules_only.text()}",
     ]
+    for split, title in (
+        (None, "all"),
+        ("held_out", "held out (written after the rules were changed)"),
+        ("adversarial", "adversarial (written afterwards to make the new rules accept wrongly)"),
+    ):
+        keep = [k for k, p in enumerate(pairs) if split is None or p.get("split") == split]
+        sub = [pairs[k] for k in keep]
+        strict = pair_figures(sub, [full[k] for k in keep], weak_decided=False)
+        weak = pair_figures(sub, [full[k] for k in keep], weak_decided=True)
+        rules_only = pair_figures(sub, [alone[k] for k in keep], weak_decided=False)
+        lines += [
+            "",
+            f"{title}, {len(sub)} pairs:",
+            f"- rules + math-verify, weak 'different' left to the judge (undecided): {strict.text()}",
+            f"- rules + math-verify, weak 'different' counted as decided: {weak.text()}",
+            f"- rules alone: {rules_only.text()}",
+        ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

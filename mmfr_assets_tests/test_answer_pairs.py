@@ -1,7 +1,8 @@
 """The verifier on the answer-pair set (issue 17 cause 3): several hundred labelled pairs of
 the kinds public answer graders test, each with its source; the goals are asserted on the whole
-set and on its held-out part (pairs written after the rules were changed). Then one focused
-test per rule the set made us add."""
+set, on its held-out part (pairs written after the rules were changed) and, for accuracy, on its
+adversarial part (pairs written to make the new rules accept wrongly). Then one focused test
+per rule the set made us add."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def test_the_set_is_several_hundred_labelled_pairs_with_sources():
     for p in PAIRS:
         assert p["label"] in ("equivalent", "different"), p
         assert p["source"].strip() and p["class"].strip() and p["candidate"].strip() and p["reference"].strip(), p
-        assert p["split"] in ("tuned", "held_out"), p
+        assert p["split"] in ("tuned", "held_out", "adversarial"), p
     classes = Counter(p["class"] for p in PAIRS)
     for cls in ("short", "latex", "fraction", "interval", "tuple_ordered", "set_unordered", "units",
                 "decimal", "mixed_number", "time", "equation", "complex", "sentence", "option", "words"):
@@ -40,14 +41,18 @@ def verdicts() -> list[Verdict]:
     return bench_verify.pair_verdicts(PAIRS, workers=2)
 
 
-@pytest.mark.parametrize("split", [None, "held_out"])
+@pytest.mark.parametrize("split", [None, "held_out", "adversarial"])
 def test_the_verifier_meets_the_goals(verdicts, split):
+    """Decided >= 80% of the set (and of its held-out part), right on >= 97% of the decided, at
+    most one false accept. The adversarial part (pairs written to make the rules accept
+    wrongly: mostly "different", many a reader's call) is held to accuracy alone."""
     keep = [k for k, p in enumerate(PAIRS) if split is None or p["split"] == split]
     pairs, mine = [PAIRS[k] for k in keep], [verdicts[k] for k in keep]
     mistakes = bench_verify.pair_mistakes(pairs, mine)
     for weak_decided in (False, True):  # a weak 'different' left to the judge, or counted
         figures = bench_verify.pair_figures(pairs, mine, weak_decided=weak_decided)
-        assert figures.decided_share >= 0.80, (figures, mistakes)
+        if split != "adversarial":
+            assert figures.decided_share >= 0.80, (figures, mistakes)
         assert figures.right_share >= 0.97, (figures, mistakes)
         assert figures.false_accepts <= 1, (figures, mistakes)
 
@@ -173,7 +178,10 @@ def test_times_read():
         ("5 km", "5 m", (False, "number")),
         ("5 m", "5 s", (None, "units_differ")),  # other kinds: a reader's call, not math-verify's
         ("2x", "2", (None, "rules_undecided")),  # a variable is no unit
-        ("10^3", "1000", (None, "rules_undecided")),  # a power is no unit: math-verify's
+        ("10^3", "1000", (True, "number")),  # a power, not 10 with a unit "^3"
+        ("-2^2", "-4", (True, "number")),
+        ("2^{x}", "2", (None, "rules_undecided")),
+        ("3 or 4", "3", (None, "rules_undecided")),  # two numbers, not 3 with a unit "or 4"
     ],
 )
 def test_number_forms(candidate, reference, expected):
@@ -276,6 +284,7 @@ def test_answer_of_a_sentence(text, answer):
 
 def test_sentences_are_verified_by_what_they_conclude():
     assert rule("The answer is $\\boxed{7}$.", "8") == (False, "number")
+    assert rule("\\boxed{3} \\boxed{4}", "3") == (None, "parts_differ")  # several answers
     assert rule("The answer is C.", "C") == (True, "exact")
 
 

@@ -97,6 +97,11 @@ _SHORT_ANSWER = 60
 _HOPE = re.compile(r"\s*I hope it is correct\.?\s*$", re.IGNORECASE)
 
 
+def box_count(text: str) -> int:
+    """How many `\\boxed{}` (or `\\fbox{}`) a text holds."""
+    return len(_BOXED.findall(text))
+
+
 def answer_of(text: str) -> str:
     """What an answer that is a sentence commits to: the `\\boxed{}` in it, else what
     follows its last "the answer is" / "Answer:" when that is short; the text itself
@@ -105,7 +110,7 @@ def answer_of(text: str) -> str:
     boxed = last_boxed(text)
     if boxed is not None and boxed.strip():
         # one box: its content; several ("x = \\boxed{2} or \\boxed{3}") are several answers
-        return boxed.strip() if len(_BOXED.findall(text)) == 1 else text
+        return boxed.strip() if box_count(text) == 1 else text
     match = _SENTENCE_ANSWER.match(_HOPE.sub("", text))
     if match and len(match["answer"]) <= _SHORT_ANSWER and "\n" not in match["answer"]:
         return match["answer"].strip()

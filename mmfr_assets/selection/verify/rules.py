@@ -110,6 +110,9 @@ _FRAC_SHORTHAND = (
     (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),  # \\frac3{4}
 )
 _CURRENCY = "€£¥"
+_POWER_OF = re.compile(r"^\^\s*(?:\{\s*(?P<b>\d{1,3})\s*\}|(?P<p>\d))")
+# Words and digits that make what follows a number something other than its unit.
+_NOT_A_UNIT = re.compile(r"\b(?:or|and|to|not|vs|versus|plus|minus|times|of)\b|(?:^|\s)[-+]?\d", re.IGNORECASE)
 # One lower-case letter after a number that names a variable or a constant rather than a unit
 # ("m", "g", "s", "h", "l", "j", "w", "v" stay units, when written apart: "5 m").
 _VARIABLE_LETTERS = frozenset("abcdefiknpqrtuxyz")
@@ -172,15 +175,22 @@ def parse_number(text: str) -> Quantity | None:
     if den == 0:
         return None
     value = num / den
-    if match.group("sign") in ("-", "−"):
-        value = -value
     rest = _DEGREE.sub("°", match.group("rest")).strip()  # "^\\circ" is no power
+    power = _POWER_OF.match(rest)
+    if power and match.group("num") and not match.group("den") and "." not in match.group("num"):
+        value, rest = value ** int(power["b"] or power["p"]), rest[power.end() :].strip()  # "10^6", "2^{10}"
+        if abs(value) > 1e300:
+            return None
+    if match.group("sign") in ("-", "−"):
+        value = -value  # "-2^2" is -4
     exponent = _EXPONENT.match(rest)
     if exponent:
         power = int((exponent["e"] or exponent["p"]).replace("−", "-"))
         value, decimals, rest = value * 10.0**power, None, rest[exponent.end() :].strip()
     if rest[:1].isdigit() or rest[:1] == "^":
-        return None  # "2 4" is two numbers and "10^3" a power, not a number with a unit
+        return None  # "2 4" is two numbers and "2^{x}" a power, not a number with a unit
+    if _NOT_A_UNIT.search(rest):
+        return None  # "3 or 4", "5 not 6": more than one number
     percent = False
     if _PERCENT.match(rest):
         percent, rest = True, _PERCENT.sub("", rest, count=1).strip()

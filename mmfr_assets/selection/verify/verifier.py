@@ -57,6 +57,9 @@ def verify_rules(item: Item) -> Verdict:
     if item.reference is None or not item.reference.strip():
         return Verdict(None, UNDECIDED, "no_reference")
     item = answers_of(item)
+    if extract.box_count(item.candidate) > 1:
+        # "\\boxed{3} \\boxed{4}": several answers; math-verify would match any one of them
+        return Verdict(None, UNDECIDED, "parts_differ")
     verdict, rule = rules.decide(item.candidate, item.reference, item.question)
     if verdict is None:
         if rules.units_differ(item.candidate, item.reference):
