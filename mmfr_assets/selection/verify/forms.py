@@ -10,9 +10,12 @@ math-verify, pint for units) either misread them (math-verify reads "20:34" as a
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 # --- clock times ----------------------------------------------------------------------------
 
@@ -206,8 +209,9 @@ def _consecutive(letters: list[str]) -> bool:
     return letters == [chr(ord("A") + i) for i in range(len(letters))]
 
 
-def options(question: str | None) -> dict[str, str]:
-    """Option letter -> option text. One option a line ("A. 80J", "C: 55°", "(B) x"), else
+@functools.lru_cache(maxsize=4096)  # a question is checked once per sample and per rule
+def options(question: str | None) -> Mapping[str, str]:
+    """Option letter -> option text (read-only: the mapping is cached). One option a line ("A. 80J", "C: 55°", "(B) x"), else
     options inline ("A.256; B.512; C.944", "(A) 256 (B) 512"); full-width punctuation
     ("A．256", "（A）256", "A：256") is read as its ASCII form. Empty when the question lists
     fewer than two options, not from A on, or repeats a letter on its lines."""
@@ -221,8 +225,8 @@ def options(question: str | None) -> dict[str, str]:
             break
         found[letter] = option
     if len(found) >= 2 and _consecutive(sorted(found)):
-        return found
-    return _inline_options(text)
+        return MappingProxyType(found)
+    return MappingProxyType(_inline_options(text))
 
 
 def _inline_options(text: str) -> dict[str, str]:

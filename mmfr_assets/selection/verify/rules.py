@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from mmfr_assets.selection.verify import forms
 from mmfr_assets.selection.verify.reading import (  # noqa: F401  (re-exported: rules.parse_number & co.)
@@ -47,7 +47,7 @@ _LETTER_SET = re.compile(r"^\(?[A-J]\)?(?:\s*(?:,|，|、|;|and|和|\s)\s*\(?[A-
 options = forms.options
 
 
-def as_letter(text: str, choices: dict[str, str]) -> str | None:
+def as_letter(text: str, choices: Mapping[str, str]) -> str | None:
     """The option letter an answer names: "C", "(C)", "C.", "Option C", "C: 55°" (the text
     after the letter, if any, must be that option's text)."""
     text = strip_delimiters(text)
