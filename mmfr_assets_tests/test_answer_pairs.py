@@ -182,6 +182,10 @@ def test_times_read():
         ("-2^2", "-4", (True, "number")),
         ("2^{x}", "2", (None, "rules_undecided")),
         ("3 or 4", "3", (None, "rules_undecided")),  # two numbers, not 3 with a unit "or 4"
+        ("1", "1-i", (None, "rules_undecided")),  # a sum, not 1 with a unit "-i"
+        ("45 min", "45°", (None, "units_differ")),  # degrees only against degrees
+        ("28 percent", "28\\%", (True, "number")),
+        ("5\\%", "5 cm", (None, "units_differ")),
     ],
 )
 def test_number_forms(candidate, reference, expected):

@@ -102,12 +102,23 @@ _FRAC_SHORTHAND = (
     (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),  # \\frac3{4}
 )
 _CURRENCY = "€£¥"
+# Units that name degrees of angle ("45 degrees" is "45°"; "" for a bare number against "45°").
+_DEGREE_UNITS = frozenset({"°", "", "degrees", "degree", "deg"})
 _POWER_OF = re.compile(r"^\^\s*(?:\{\s*(?P<b>\d{1,3})\s*\}|(?P<p>\d))")
 # Words and digits that make what follows a number something other than its unit.
 _NOT_A_UNIT = re.compile(r"\b(?:or|and|to|not|vs|versus|plus|minus|times|of)\b|(?:^|\s)[-+]?\d", re.IGNORECASE)
 # One lower-case letter after a number that names a variable or a constant rather than a unit
 # ("m", "g", "s", "h", "l", "j", "w", "v" stay units, when written apart: "5 m").
 _VARIABLE_LETTERS = frozenset("abcdefiknpqrtuxyz")
+
+
+def _power(base: float, exponent: int) -> float | None:
+    """base ** exponent as a float, None where that overflows ("10^999", "1e999")."""
+    try:
+        value = base**exponent
+    except (OverflowError, ZeroDivisionError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def comma_pair(text: str) -> bool:
@@ -170,22 +181,26 @@ def parse_number(text: str) -> Quantity | None:
     rest = _DEGREE.sub("°", match.group("rest")).strip()  # "^\\circ" is no power
     power = _POWER_OF.match(rest)
     if power and match.group("num") and not match.group("den") and "." not in match.group("num"):
-        value, rest = value ** int(power["b"] or power["p"]), rest[power.end() :].strip()  # "10^6", "2^{10}"
-        if abs(value) > 1e300:
+        value, rest = _power(value, int(power["b"] or power["p"])), rest[power.end() :].strip()  # "10^6"
+        if value is None:
             return None
     if match.group("sign") in ("-", "−"):
         value = -value  # "-2^2" is -4
     exponent = _EXPONENT.match(rest)
     if exponent:
-        power = int((exponent["e"] or exponent["p"]).replace("−", "-"))
-        value, decimals, rest = value * 10.0**power, None, rest[exponent.end() :].strip()
-    if rest[:1].isdigit() or rest[:1] == "^":
-        return None  # "2 4" is two numbers and "2^{x}" a power, not a number with a unit
+        scale = _power(10.0, int((exponent["e"] or exponent["p"]).replace("−", "-")))
+        if scale is None:
+            return None
+        value, decimals, rest = value * scale, None, rest[exponent.end() :].strip()
+    if rest[:1].isdigit() or (rest and rest[0] in "^+-−±"):
+        return None  # "2 4" is two numbers, "2^{x}" a power, "1-i" a sum: no number with a unit
     if _NOT_A_UNIT.search(rest):
         return None  # "3 or 4", "5 not 6": more than one number
     percent = False
     if _PERCENT.match(rest):
         percent, rest = True, _PERCENT.sub("", rest, count=1).strip()
+    elif rest.lower() in ("percent", "pct", "per cent"):
+        percent, rest = True, ""
     rest = _DEGREE.sub("°", rest).strip()
     words = rest.lower().split()
     if words and words[0] in _SCALES:
@@ -214,6 +229,10 @@ def compare_numbers(x: Quantity, y: Quantity) -> bool | None:
     names one) are equivalent; different values are different; the same value in two
     different named units is compared in a common unit where both are in `forms.unit_scale`'s
     table ("5 m" against "500 cm"), else left undecided."""
+    if x.percent != y.percent and (x.unit or y.unit):
+        return None  # "5%" against "5 cm"
+    if {x.unit, y.unit} & {"°"} and not {x.unit, y.unit} <= _DEGREE_UNITS:
+        return None  # "45°" against "45 min" or "60 km/h"
     if x.unit and y.unit and x.unit != y.unit and "°" not in (x.unit + y.unit):
         scales = forms.unit_scale(x.unit), forms.unit_scale(y.unit)
         if None in scales or scales[0][0] != scales[1][0]:

@@ -404,7 +404,11 @@ def units_differ(candidate: str, reference: str) -> bool:
     """Two numbers in different named units the rules could not convert ("5 N" against
     "5 kg"): math-verify drops units and would call them equal, so they go to a reader."""
     x, y = parse_number(candidate), parse_number(reference)
-    return x is not None and y is not None and bool(x.unit and y.unit) and x.unit != y.unit
+    if x is None or y is None:
+        return False
+    if x.percent != y.percent and bool(x.unit or y.unit):
+        return True  # "5%" against "5 cm"
+    return bool(x.unit and y.unit) and x.unit != y.unit
 
 
 _HAS_MATH = re.compile(r"[\d\\^_=+*/<>≤≥πθα-ωΑ-Ω√∞]")
