@@ -2,8 +2,9 @@
 
 Each rule returns True (equivalent), False (different) or None (cannot tell); `decide` tries
 them cheapest first and the first decision wins. A rule says "different" only where it
-understands both sides completely (two numbers, two option letters, two lists of decided
-items): everything else is left to `math-verify` and then the judge. The published rule
+understands both sides completely (two numbers, two option letters, two clock times, two
+intervals with their brackets, two words of one closed vocabulary, two lists of decided items):
+everything else is left to `math-verify` and then the judge. The published rule
 (strip punctuation, then substring) is deliberately not here: it accepts "2" for "12", "-2"
 for "2" and "$" for anything.
 
