@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 
 import polars as pl
 
 from bench.machine import load_text, now_utc
-from mmfr_assets.selection.verify import AnswerVerifier
+from mmfr_assets.selection.verify import AnswerVerifier, Item, Verdict
 from mmfr_assets.selection.verify.batch import verdicts_of_batch
 
 REAL_SAMPLE = os.environ.get("MMFR_REAL_SAMPLE", "/work/shared/real_sample")
@@ -134,12 +136,128 @@ def run(rows: int = 20_000, baseline_rows: int = 2_000, workers: int = 2, log=pr
     ]
 
 
+# --- the answer-pair set (issue 17 cause 3) ------------------------------------------------
+
+ANSWER_PAIRS = os.path.join(os.path.dirname(__file__), "..", "mmfr_assets_tests", "data", "answer_pairs.jsonl")
+PAIRS_HEADING = "## Answer-pair set (issue 17 cause 3)"
+
+
+def answer_pairs(path: str = ANSWER_PAIRS) -> list[dict]:
+    """The labelled answer pairs: one JSON object a line with `candidate`, `reference`, `label`
+    (`equivalent` / `different`), `class`, `source` and, where the question matters (options,
+    ordered tuple or set), `question`."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@dataclass(frozen=True)
+class PairFigures:
+    """How a verifier did on labelled pairs. `weak_decided` says whether a weak "different"
+    (math-verify's, which a judge may overrule) counts as decided-different or as undecided."""
+
+    pairs: int
+    decided: int
+    right: int
+    false_accepts: int
+    false_rejects: int
+    weak_decided: bool
+
+    @property
+    def decided_share(self) -> float:
+        return self.decided / self.pairs if self.pairs else 0.0
+
+    @property
+    def right_share(self) -> float:
+        return self.right / self.decided if self.decided else 0.0
+
+    def text(self) -> str:
+        return (f"{self.decided_share:.1%} decided ({self.decided}/{self.pairs}), right on "
+                f"{self.right_share:.1%} of those, {self.false_accepts} false accepts, "
+                f"{self.false_rejects} false rejects")
+
+
+def pair_figures(pairs: list[dict], verdicts: list[Verdict], *, weak_decided: bool) -> PairFigures:
+    """Decided share, right share among the decided, false accepts (a different pair said
+    equivalent) and false rejects (an equivalent pair said different)."""
+    decided = right = accepts = rejects = 0
+    for pair, verdict in zip(pairs, verdicts, strict=True):
+        if verdict.equivalent is None or (verdict.weak and not weak_decided):
+            continue
+        decided += 1
+        want = pair["label"] == "equivalent"
+        if verdict.equivalent == want:
+            right += 1
+        elif verdict.equivalent:
+            accepts += 1
+        else:
+            rejects += 1
+    return PairFigures(len(pairs), decided, right, accepts, rejects, weak_decided)
+
+
+def pair_verdicts(pairs: list[dict], *, math: bool = True, workers: int = 2) -> list[Verdict]:
+    """The verifier's verdicts on the pairs, as `answer_verdicts` and `student_rollouts` call
+    it (`math` False: the rules alone)."""
+    items = [Item(p["candidate"], p["reference"], p.get("question")) for p in pairs]
+    with AnswerVerifier(workers=workers, timeout_s=10, use_math_verify=math) as verifier:
+        return verifier.verify_many(items)
+
+
+def pair_mistakes(pairs: list[dict], verdicts: list[Verdict]) -> list[str]:
+    """One line per decided pair the verifier got wrong (weak ones marked)."""
+    out = []
+    for pair, v in zip(pairs, verdicts, strict=True):
+        if v.equivalent is not None and v.equivalent != (pair["label"] == "equivalent"):
+            weak = " (weak)" if v.weak else ""
+            out.append(f"{pair['id']}: {pair['candidate']!r} vs {pair['reference']!r}: "
+                       f"{v.method} said {v.equivalent}{weak}, label {pair['label']}")
+    return out
+
+
+def pairs_run(workers: int = 2, log=print) -> list[str]:
+    """The answer-pair section: the figures with math-verify (weak 'different' counted both
+    ways) and with the rules alone, on the whole set and on its held-out part."""
+    pairs = answer_pairs()
+    full = pair_verdicts(pairs, workers=workers)
+    alone = pair_verdicts(pairs, math=False)
+    for line in pair_mistakes(pairs, full):
+        log(line)
+    lines = [
+        PAIRS_HEADING,
+        "",
+        f"`python -m bench.verify --pairs`: the labelled pairs of "
+        f"`mmfr_assets_tests/data/answer_pairs.jsonl` (each with its class and source), no model. "
+        f"Measured {now_utc()}.",
+    ]
+    for split, title in (
+        (None, "all"),
+        ("held_out", "held out (written after the rules were changed)"),
+        ("adversarial", "adversarial (written afterwards to make the new rules accept wrongly)"),
+    ):
+        keep = [k for k, p in enumerate(pairs) if split is None or p.get("split") == split]
+        sub = [pairs[k] for k in keep]
+        strict = pair_figures(sub, [full[k] for k in keep], weak_decided=False)
+        weak = pair_figures(sub, [full[k] for k in keep], weak_decided=True)
+        rules_only = pair_figures(sub, [alone[k] for k in keep], weak_decided=False)
+        lines += [
+            "",
+            f"{title}, {len(sub)} pairs:",
+            f"- rules + math-verify, weak 'different' left to the judge (undecided): {strict.text()}",
+            f"- rules + math-verify, weak 'different' counted as decided: {weak.text()}",
+            f"- rules alone: {rules_only.text()}",
+        ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.verify", description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=20_000)
     ap.add_argument("--baseline-rows", type=int, default=2_000)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--pairs", action="store_true", help="the answer-pair set's figures instead of the speed run")
     a = ap.parse_args(argv)
+    if a.pairs:
+        print("\n".join(pairs_run(a.workers)))
+        return 0
     print("\n".join(run(a.rows, a.baseline_rows, a.workers)))
     return 0
 

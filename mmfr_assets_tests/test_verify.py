@@ -75,6 +75,8 @@ def test_reference_falls_back_through_columns():
         ("five", "5", True, "number"),
         ("2.0000001", "2", True, "number"),
         ("1913.85 million euros", "1913.85", False, "number"),
+        ("5 m", "5 cm", False, "number"),  # converted: 5 m is 500 cm
+        ("5 m", "500 cm", True, "number"),
         ("12", "2", False, "number"),  # the published substring rule accepts this
         ("-2", "2", False, "number"),  # ... and this
         ("27", "16", False, "number"),
@@ -107,7 +109,8 @@ def test_rules(candidate, reference, expected, rule):
     "candidate, reference, why",
     [
         ("$", "12", "rules_undecided"),  # the published rule accepts "$" for anything
-        ("5 m", "5 cm", "rules_undecided"),  # the same number in two named units: not ours to say
+        ("5 N", "5 kg", "units_differ"),  # two named units the rules cannot convert: a reader's
+        ("5 m", "5 N", "units_differ"),  # ... also of two kinds (math-verify drops units)
         ("2, 4, 6", "2, 4", "parts_differ"),  # lists of different lengths ...
         ("g/3", "(3A - g)/4, (5A + g)/4, g/3", "parts_differ"),  # ... one item against several
         ("\\sqrt{2}", "1.41421356", "rules_undecided"),  # mathematics: math-verify's job

@@ -85,6 +85,38 @@ def conclusion(text: str) -> str:
     return text.strip()
 
 
+# "The answer is 5.", "Therefore, the final answer is 12", "**Final Answer:** 42": the last
+# such phrase; what follows it must be short to be the answer itself.
+_SENTENCE_ANSWER = re.compile(
+    r"^.*\b(?:the\s+)?(?:final\s+)?answer(?:\*\*)?\s*(?:is\b\s*:?|:)\s*(?:\*\*)?\s*(?P<answer>.+?)\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_SHORT_ANSWER = 60
+# The sign-off of the Minerva prompt format ("Final Answer: The final answer is $12$. I hope it
+# is correct."), as lm-eval's minerva_math task strips it.
+_HOPE = re.compile(r"\s*I hope it is correct\.?\s*$", re.IGNORECASE)
+
+
+def box_count(text: str) -> int:
+    """How many `\\boxed{}` (or `\\fbox{}`) a text holds."""
+    return len(_BOXED.findall(text))
+
+
+def answer_of(text: str) -> str:
+    """What an answer that is a sentence commits to: the `\\boxed{}` in it, else what
+    follows its last "the answer is" / "Answer:" when that is short; the text itself
+    otherwise ("5" stays "5"). Final answers sometimes hold a whole sentence
+    (`<answer>The answer is $\\boxed{5}$</answer>`)."""
+    boxed = last_boxed(text)
+    if boxed is not None and boxed.strip():
+        # one box: its content; several ("x = \\boxed{2} or \\boxed{3}") are several answers
+        return boxed.strip() if box_count(text) == 1 else text
+    match = _SENTENCE_ANSWER.match(_HOPE.sub("", text))
+    if match and len(match["answer"]) <= _SHORT_ANSWER and "\n" not in match["answer"]:
+        return match["answer"].strip()
+    return text
+
+
 def reference_answer(
     row: Mapping[str, Any], columns: Sequence[str] = REFERENCE_COLUMNS
 ) -> tuple[str | None, str | None]:

@@ -2,201 +2,53 @@
 
 Each rule returns True (equivalent), False (different) or None (cannot tell); `decide` tries
 them cheapest first and the first decision wins. A rule says "different" only where it
-understands both sides completely (two numbers, two option letters, two lists of decided
-items): everything else is left to `math-verify` and then the judge. The published rule
+understands both sides completely (two numbers, two option letters, two clock times, two
+intervals with their brackets, two words of one closed vocabulary, two lists of decided items):
+everything else is left to `math-verify` and then the judge. The published rule
 (strip punctuation, then substring) is deliberately not here: it accepts "2" for "12", "-2"
 for "2" and "$" for anything.
 
 Written by hand rather than with a library: math-verify (used after these rules) parses
 LaTeX into sympy, which costs milliseconds per answer; these rules cost microseconds and
-decide most rows of real data (letters, integers, decimals with units).
+decide most rows of real data (letters, integers, decimals with units). Reading one answer
+(delimiters, normal form, numbers and units) is in `reading`; special forms (times,
+intervals, closed vocabularies, unit scales, option lists) in `forms`.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
-from fractions import Fraction
+from collections.abc import Callable, Mapping
 
-# --- normalization -------------------------------------------------------------------------
-
-_LATEX_WRAPPERS = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox|operatorname|textit)\s*\{([^{}]*)\}")
-_LATEX_DROP = re.compile(r"\\(?:left|right|displaystyle|!|,|;|:|quad|qquad)(?![a-zA-Z])|\\ ")
-_DEGREE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|º|\\degree")
-_PERCENT = re.compile(r"\\?%")
-_MATH_DELIMS = re.compile(r"^\s*(?:\$\$|\$|\\\(|\\\[)\s*(.*?)\s*(?:\$\$|\$|\\\)|\\\])\s*$", re.DOTALL)
-
-
-def strip_delimiters(text: str) -> str:
-    """Remove math delimiters ($…$, \\(…\\)), a wrapping `\\boxed{}`, trailing full stops and
-    surrounding bold markers."""
-    text = unicodedata.normalize("NFKC", text).strip()
-    for _ in range(3):
-        before = text
-        text = text.strip().strip("*").strip()
-        match = _MATH_DELIMS.match(text)
-        if match:
-            text = match.group(1)
-        if text.startswith("\\boxed{") and text.endswith("}"):
-            text = text[len("\\boxed{") : -1]
-        text = text.rstrip(" .。")
-        if text == before:
-            break
-    return text.replace("$", "").strip()
-
-
-def normalize(text: str) -> str:
-    """A canonical form for exact comparison: delimiters, LaTeX spacing and wrappers, case and
-    whitespace removed; `\\dfrac`/`\\tfrac` as `\\frac`; degrees as `°`."""
-    text = strip_delimiters(text)
-    text = _LATEX_WRAPPERS.sub(r"\1", text)
-    text = _LATEX_DROP.sub("", text)
-    text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    text = _DEGREE.sub("°", text)
-    text = text.replace("\\pi", "π").replace("\\cdot", "*").replace("\\times", "×")
-    text = text.replace("\\le", "≤").replace("\\ge", "≥")
-    return re.sub(r"\s+", "", text).lower()
-
-
-# --- numbers --------------------------------------------------------------------------------
-
-_WORD_NUMBERS = {
-    w: i
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen twenty".split()
-    )
-}
-_SCALES = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
-_NUMBER = re.compile(
-    r"""^(?P<lhs>[a-zA-Z_][\w']*\s*=\s*)?            # "x = " before the value
-    (?P<sign>[-+−]?)\s*
-    (?:
-      \\frac\s*\{\s*(?P<fn>-?\d+(?:\.\d+)?)\s*\}\s*\{\s*(?P<fd>-?\d+(?:\.\d+)?)\s*\}   # \frac{a}{b}
-     |(?P<num>\d+(?:\.\d+)?|\.\d+)(?:\s*/\s*(?P<den>\d+(?:\.\d+)?))?                  # a, a.b, a/b
-    )
-    (?P<rest>.*)$""",
-    re.VERBOSE | re.DOTALL,
+from mmfr_assets.selection.verify import forms
+from mmfr_assets.selection.verify.reading import (  # noqa: F401  (re-exported: rules.parse_number & co.)
+    LATEX_DROP,
+    LATEX_WRAPPERS,
+    THOUSANDS,
+    WORD_NUMBERS,
+    Quantity,
+    comma_pair,
+    compare_numbers,
+    normalize,
+    numbers_equal,
+    parse_number,
+    strip_delimiters,
 )
-# What may follow a number and still leave it a plain quantity: a unit of a few words.
-_UNIT = re.compile(r"^[a-zA-Zµμ°Ω/^·*\s\d\-²³.]{0,30}$")
-_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?=\D|$)")
-
-
-@dataclass(frozen=True)
-class Quantity:
-    """A number as written: value, decimal places written (None for exact forms), and whether
-    it was a percentage, degrees or carried a unit."""
-
-    value: float
-    decimals: int | None
-    percent: bool
-    unit: str
-
-
-def parse_number(text: str) -> Quantity | None:
-    """A single number with an optional unit, percent or degree sign (None if the text is
-    anything else). Thousands separators ("1,913.85"), fractions, `\\frac{a}{b}`, "x = 5",
-    number words up to twenty and scale words ("1.9 million") are read."""
-    text = strip_delimiters(text)
-    text = _LATEX_WRAPPERS.sub(r"\1", text)
-    text = _LATEX_DROP.sub("", text).strip()
-    lowered = text.lower()
-    if lowered in _WORD_NUMBERS:
-        return Quantity(float(_WORD_NUMBERS[lowered]), None, False, "")
-    thousands = _THOUSANDS.match(text)
-    if thousands:
-        text = thousands.group(0).replace(",", "") + text[thousands.end() :]
-    match = _NUMBER.match(text)
-    if not match:
-        return None
-    decimals: int | None = None
-    if match.group("fn") is not None:
-        num, den = float(match.group("fn")), float(match.group("fd"))
-    else:
-        raw = match.group("num")
-        num = float(raw)
-        den = float(match.group("den")) if match.group("den") else 1.0
-        if not match.group("den") and "." in raw:
-            decimals = len(raw.split(".")[1])
-    if den == 0:
-        return None
-    value = num / den
-    if match.group("sign") in ("-", "−"):
-        value = -value
-    rest = match.group("rest").strip()
-    percent = False
-    if _PERCENT.match(rest):
-        percent, rest = True, _PERCENT.sub("", rest, count=1).strip()
-    rest = _DEGREE.sub("°", rest).strip()
-    words = rest.lower().split()
-    if words and words[0] in _SCALES:
-        value *= _SCALES[words[0]]
-        decimals = None
-        rest = " ".join(rest.split()[1:])
-    if rest and not _UNIT.match(rest):
-        return None
-    if rest and re.search(r"[a-zA-Z]", rest) and len(rest.split()) > 3:
-        return None
-    return Quantity(value, decimals, percent, rest.strip().strip(".").lower())
-
-
-def numbers_equal(a: float, b: float, decimals: int | None) -> bool:
-    """Equal up to float noise, or up to the rounding the less precise side was written with
-    (0.33 for 1/3, when written with at least two decimals)."""
-    if math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9):
-        return True
-    return decimals is not None and decimals >= 2 and round(b, decimals) == round(a, decimals)
-
-
-def compare_numbers(x: Quantity, y: Quantity) -> bool | None:
-    """Two quantities: equal values (percent read both ways, units ignored when only one side
-    names one) are equivalent; different values are different; the same value in two
-    different named units is left undecided."""
-    if x.unit and y.unit and x.unit != y.unit and "°" not in (x.unit + y.unit):
-        return None
-    decimals = min(
-        (d for d in (x.decimals, y.decimals) if d is not None), default=None
-    )
-    candidates = [(x.value, y.value)]
-    if x.percent != y.percent:  # "35%" against "0.35" or "35"
-        pct, plain = (x, y) if x.percent else (y, x)
-        candidates.append((pct.value / 100, plain.value))
-    if any(numbers_equal(a, b, decimals) for a, b in candidates):
-        return True
-    return False
-
 
 # --- multiple choice ------------------------------------------------------------------------
 
-_OPTION_LINE = re.compile(r"^\s*\(?([A-J])\s*[\.．:：\)）、]\s*(.+?)\s*$", re.MULTILINE)
 _LETTER = re.compile(
     r"^(?:option|choice|answer)?\s*[:：]?\s*\(?([A-J])\)?(?:\s*[\.．:：\)）]\s*(.*))?$",
     re.IGNORECASE | re.DOTALL,
 )
 _LETTER_SET = re.compile(r"^\(?[A-J]\)?(?:\s*(?:,|，|、|;|and|和|\s)\s*\(?[A-J]\)?)+$")
 
-
-def options(question: str | None) -> dict[str, str]:
-    """Option letter -> option text, from lines like "A. 80J", "C: 55°", "(B) x"; empty when
-    the question lists fewer than two options or repeats a letter."""
-    if not question:
-        return {}
-    found: dict[str, str] = {}
-    for letter, text in _OPTION_LINE.findall(question):
-        if letter in found:
-            return {}
-        found[letter] = text
-    letters = sorted(found)
-    if len(letters) < 2 or letters != [chr(ord("A") + i) for i in range(len(letters))]:
-        return {}
-    return found
+#: Option letter -> option text of a question (`forms.options`: one a line or inline).
+options = forms.options
 
 
-def as_letter(text: str, choices: dict[str, str]) -> str | None:
+def as_letter(text: str, choices: Mapping[str, str]) -> str | None:
     """The option letter an answer names: "C", "(C)", "C.", "Option C", "C: 55°" (the text
     after the letter, if any, must be that option's text)."""
     text = strip_delimiters(text)
@@ -255,53 +107,100 @@ _DATE = re.compile(
 )
 
 
-def split_items(text: str) -> tuple[list[str], bool] | None:
-    """(items, ordered) for a list or tuple: "2, 4", "2 4", "(8, 13)", "x=1; x=2". Bracketed
-    lists are ordered (points, vectors); bare lists are compared as multisets (roots). None for
-    a single item, or when commas could be inside LaTeX groups."""
+#: How a list is to be compared: in order (a tuple, a point), as a set, or unknown (bare).
+TUPLE, SET, BARE = "tuple", "set", "bare"
+_PLUS_MINUS = re.compile(r"^(?P<a>[^,;±]*?)\s*(?:\\pm|±)\s*(?P<b>[^,;±]+)$")
+
+
+def _wrapped(text: str) -> bool:
+    """The first bracket closes at the last character ("(1, 2)", not "{1,3}\\cup{2,4}")."""
+    if len(text) < 2 or text[0] not in _BRACKETS or text[-1] != _BRACKETS[text[0]]:
+        return False
+    depth = 0
+    for k, c in enumerate(text):
+        depth += c in "({["
+        depth -= c in ")}]"
+        if depth == 0 and k < len(text) - 1:
+            return False
+    return depth == 0
+
+
+def split_items(text: str) -> tuple[list[str], str] | None:
+    """(items, kind) for a list: "2, 4", "2 4", "x=1; x=2" (kind BARE), "(8, 13)", "[1, 2]"
+    (TUPLE: points, vectors), "\\{1, 2\\}" (SET), "1 \\pm \\sqrt{2}" (two roots, BARE). None for a
+    single item, a half-open or infinite interval or a union (one answer), or when commas
+    could be inside LaTeX groups."""
     text = strip_delimiters(text)
     if _DATE.match(text):  # "September 24, 1968" is one answer
         return None
-    ordered = False
-    if len(text) >= 2 and text[0] in _BRACKETS and text[-1] == _BRACKETS[text[0]]:
-        inner = text[1:-1]
-        if inner.count("(") == inner.count(")") and inner.count("[") == inner.count("]"):
-            text, ordered = inner, True
+    text = LATEX_DROP.sub("", text).replace("\\{", "{").replace("\\}", "}").strip()
+    intervals = forms.read_intervals(text)
+    if intervals and (len(intervals) > 1 or any(forms.half_open(i) or forms.infinite(i) for i in intervals)):
+        return None  # "[0, 1)", "(2, \\infty)": one answer ("[1, 2]" may be a vector: a tuple)
+    kind = BARE
+    if _wrapped(text):
+        kind = SET if text[0] == "{" else TUPLE
+        text = text[1:-1]
     depth = 0
     for c in text:  # a comma inside braces/parentheses is not a separator
-        depth += c in "({[" 
+        depth += c in "({["
         depth -= c in ")}]"
         if depth < 0:
             return None
         if c in ",;，" and depth > 0:
             return None
     if re.search(r"[,;，]", text):
-        if _THOUSANDS.fullmatch(text.strip()):
+        if THOUSANDS.fullmatch(text.strip()):
             return None
         items = [t.strip() for t in re.split(r"[,;，]|\band\b", text) if t.strip()]
     elif re.fullmatch(r"\s*-?\d+(?:\.\d+)?(?:\s+-?\d+(?:\.\d+)?)+\s*", text):
         items = text.split()
+    elif kind == BARE and (pm := _PLUS_MINUS.match(text)):
+        a, b = pm["a"].strip(), pm["b"].strip()
+        items = [f"{a}+{b}", f"{a}-{b}"] if a else [b, f"-{b}"]
+    elif kind == SET and text.strip():
+        items = [text.strip()]  # "\\{0\\}": a set of one
     else:
         return None
-    return (items, ordered) if len(items) >= 2 else None
+    return (items, kind) if len(items) >= 2 or kind == SET else None
 
 
-def compare_lists(candidate: str, reference: str, question: str | None) -> bool | None:
-    """Two lists of the same length, item by item (or as multisets when neither is
-    bracketed): every item equivalent, or some item different. Other lengths: undecided."""
-    a, b = split_items(candidate), split_items(reference)
-    if a is None and b is None:
-        return None
-    if a is None or b is None:
-        return None  # one item against several: only a reader can tell which part was asked
-    (xs, x_ordered), (ys, y_ordered) = a, b
+_ORDERED_QUESTION = re.compile(
+    r"ordered\s+(?:pair|triple|tuple|quadruple|list|sequence)|\bin\s+(?:that|this|the\s+same|the\s+given)\s+order"
+    r"|\bin\s+(?:increasing|decreasing|ascending|descending)\s+order|from\s+(?:least|smallest|greatest|largest)\s+to"
+    r"|(?<![A-Za-z\\])\(\s*[a-zA-Z]\s*(?:,\s*[a-zA-Z]\s*)+\)",
+    re.IGNORECASE,
+)
+_SET_QUESTION = re.compile(
+    r"\ball\b[^.?!]*\b(?:solutions?|roots?|values?|zeros|zeroes|numbers|integers|possible)\b"
+    r"|separated\s+by\s+commas|\bset\s+of\b",
+    re.IGNORECASE,
+)
+
+
+def list_kind(question: str | None) -> str:
+    """What the question asks a bare list to be: TUPLE ("the ordered triple (a, b, c)",
+    "in increasing order"), SET ("all solutions", "separated by commas"), or
+    BARE when it says neither. An order named wins over a set named."""
+    if not question:
+        return BARE
+    if _ORDERED_QUESTION.search(question):
+        return TUPLE
+    if _SET_QUESTION.search(question):
+        return SET
+    return BARE
+
+
+def _in_order(xs: list[str], ys: list[str], question: str | None) -> bool | None:
     if len(xs) != len(ys):
-        return None
-    if x_ordered or y_ordered:
-        verdicts = [scalar_equal(x, y, question) for x, y in zip(xs, ys)]
-        if all(v is True for v in verdicts):
-            return True
-        return False if any(v is False for v in verdicts) else None
+        return False  # tuples of different lengths
+    verdicts = [scalar_equal(x, y, question) for x, y in zip(xs, ys)]
+    if all(v is True for v in verdicts):
+        return True
+    return False if any(v is False for v in verdicts) else None
+
+
+def _as_multiset(xs: list[str], ys: list[str], question: str | None) -> bool | None:
     remaining = list(ys)
     for x in xs:
         match = next((k for k, y in enumerate(remaining) if scalar_equal(x, y, question) is True), None)
@@ -309,13 +208,145 @@ def compare_lists(candidate: str, reference: str, question: str | None) -> bool 
             decided = all(scalar_equal(x, y, question) is not None for y in remaining)
             return False if decided else None
         remaining.pop(match)
+    return True if not remaining else None
+
+
+def _as_set(xs: list[str], ys: list[str], question: str | None) -> bool | None:
+    """Every item of each side equals some item of the other; different as soon as one item
+    is decided different from every item of the other side."""
+    for a, b in ((xs, ys), (ys, xs)):
+        for x in a:
+            verdicts = [scalar_equal(x, y, question) for y in b]
+            if any(v is True for v in verdicts):
+                continue
+            return False if all(v is False for v in verdicts) else None
     return True
 
 
-def parts_differ(candidate: str, reference: str) -> bool:
-    """One side lists more items than the other ("g/3" against "(3A-g)/4, (5A+g)/4, g/3")."""
+def compare_lists(candidate: str, reference: str, question: str | None) -> bool | None:
+    """Two lists item by item. Tuples (bracketed, or bare where the question asks for an order)
+    in order; sets (braces, or bare where the question asks for all solutions) as sets; bare
+    lists the question says nothing about as multisets of the same length. A set against a
+    tuple, or lists of other lengths with nothing said: undecided."""
     a, b = split_items(candidate), split_items(reference)
+    if a is None or b is None:
+        return None  # one item against several: only a reader can tell which part was asked
+    (xs, x_kind), (ys, y_kind) = a, b
+    kinds = {x_kind, y_kind}
+    if kinds == {TUPLE, SET}:
+        return None
+    kind = TUPLE if TUPLE in kinds else SET if SET in kinds else list_kind(question)
+    if kind == TUPLE:
+        return _in_order(xs, ys, question)
+    if kind == SET:
+        return _as_set(xs, ys, question)
+    if len(xs) != len(ys):
+        return None
+    return _as_multiset(xs, ys, question)
+
+
+_INEQUALITY = re.compile(r"[<>≤≥]|\\(?:le|ge|leq|geq|lt|gt)(?![a-zA-Z])")
+_SET_OPERATION = re.compile(r"\\(?:cup|cap|setminus)(?![a-zA-Z])|[∪∩]")
+
+
+def parts_differ(candidate: str, reference: str) -> bool:
+    """One side lists more items than the other ("g/3" against "(3A-g)/4, (5A+g)/4, g/3").
+    Not said of set operations ("\\{1,3\\} \\cup \\{2,4\\}"): those are math-verify's."""
+    if any(_SET_OPERATION.search(t) for t in (candidate, reference)):
+        return False
+    a, b = split_items(candidate), split_items(reference)
+    for one, other, text in ((a, b, reference), (b, a, candidate)):
+        if one and one[1] == TUPLE and len(one[0]) == 2 and other is None and _INEQUALITY.search(text):
+            return False  # "(-3, 3)" against "-3 < x < 3": an open interval, math-verify's
     return (a is None) != (b is None) or (a is not None and b is not None and len(a[0]) != len(b[0]))
+
+
+# --- intervals ------------------------------------------------------------------------------
+
+def _intervals(text: str) -> list[forms.Interval] | None:
+    return forms.read_intervals(LATEX_DROP.sub("", strip_delimiters(text)))
+
+
+def _endpoint_equal(a: str, b: str) -> bool | None:
+    ia, ib = forms.infinity(a), forms.infinity(b)
+    if ia or ib:
+        return ia == ib
+    return scalar_equal(a, b)
+
+
+def compare_intervals(candidate: str, reference: str, question: str | None) -> bool | None:
+    """Intervals and unions of intervals, piece by piece: the same endpoints with the same
+    brackets are equivalent; an open end against a closed one ("(0, 1)" against "[0, 1]") or
+    another endpoint is different. Two round "(a, b)" are left to the tuple rule; unions of
+    another number of pieces are undecided."""
+    xs, ys = _intervals(candidate), _intervals(reference)
+    if not xs or not ys:
+        return None
+    if not (forms.is_interval_notation(xs) or forms.is_interval_notation(ys)):
+        return None  # "(0, 1)" against "(0, 1)": a point as much as an interval
+    if len(xs) != len(ys):
+        return None
+    verdicts = []
+    for x, y in zip(xs, ys):
+        if (x.opening, x.closing) != (y.opening, y.closing):
+            return False
+        verdicts += [_endpoint_equal(x.low, y.low), _endpoint_equal(x.high, y.high)]
+    if any(v is False for v in verdicts):
+        return False
+    return True if all(v is True for v in verdicts) else None
+
+
+# --- times, words, equations ----------------------------------------------------------------
+
+def compare_times(candidate: str, reference: str, question: str | None) -> bool | None:
+    """Two clock times ("20:34" against "20:34:00", "8:30 PM" against "20:30")."""
+    x, y = forms.read_time(strip_delimiters(candidate)), forms.read_time(strip_delimiters(reference))
+    if x is None or y is None:
+        return None
+    return forms.times_equal(x, y)
+
+
+def compare_words(candidate: str, reference: str, question: str | None) -> bool | None:
+    """Two one-word answers of one closed vocabulary ("yes"/"no", colours, directions,
+    shapes): the same word (or a synonym, "grey"/"gray") or a different one."""
+    x = forms.closed_word(LATEX_WRAPPERS.sub(r"\1", strip_delimiters(candidate)))
+    y = forms.closed_word(LATEX_WRAPPERS.sub(r"\1", strip_delimiters(reference)))
+    if x is None or y is None or x[0] != y[0]:
+        return None
+    return x[1] == y[1]
+
+
+# "y = …", "f(x) = …", "g(t) = …": a name for the function, not part of the answer.
+_DEFINITION = re.compile(r"^\s*(?:y|[a-zA-Z]\s*\(\s*[a-zA-Z]\s*\))\s*=\s*(?P<rhs>[^=<>≤≥]+)$")
+
+
+def definition_body(text: str) -> str | None:
+    """The right-hand side of "y = 2x + 3" or "f(x) = 2x + 3"; None for other texts."""
+    match = _DEFINITION.match(LATEX_DROP.sub("", strip_delimiters(text)))
+    return match["rhs"].strip() if match else None
+
+
+def equation_sides(candidate: str, reference: str) -> tuple[str, str]:
+    """The pair to compare once the function's name is set aside: "f(x) = 2x + 3" against
+    "y = 2x + 3" is 2x + 3 against 2x + 3, and so is "y = 2x + 3" against "2x + 3". Texts
+    without such a name, or an equation against a definition, are returned as they are."""
+    c, r = definition_body(candidate), definition_body(reference)
+    if c is not None and r is not None:
+        return c, r
+    if c is not None and "=" not in reference:
+        return c, reference
+    if r is not None and "=" not in candidate:
+        return candidate, r
+    return candidate, reference
+
+
+def compare_definitions(candidate: str, reference: str, question: str | None) -> bool | None:
+    """"f(x) = 2x + 3" against "y = 2x + 3": the right-hand sides, by the exact and number
+    rules (math-verify gets them too, `equation_sides`, when these cannot tell)."""
+    c, r = equation_sides(candidate, reference)
+    if (c, r) == (candidate, reference):
+        return None
+    return scalar_equal(c, r)
 
 
 _FUNCTION_WORDS = frozenset(
@@ -329,6 +360,7 @@ def is_prose(text: str) -> bool:
     function name ("a feline", "Product availability"). math-verify would read "cat" as
     c*a*t, so prose never goes to it."""
     text = re.sub(r"_\{[^{}]*\}", " ", strip_delimiters(text))  # subscripts name things
+    text = re.sub(r"\\(?:begin|end)\s*\{\w+\*?\}", " ", text)  # matrix environments
     text = re.sub(r"\\[a-zA-Z]+", " ", text)
     words = re.findall(r"[^\W\d_]{3,}", text)
     return any(w.lower() not in _FUNCTION_WORDS for w in words)
@@ -348,7 +380,7 @@ def is_plain_text_math(text: str) -> bool:
     with a combining accent ("x̂ + 1", read as 1). Such pairs go to the judge, not math-verify,
     whose "different" on them would mean nothing."""
     text = strip_delimiters(text)
-    text = _LATEX_WRAPPERS.sub(" ", text)  # \\text{max} and \\operatorname{lcm} are LaTeX
+    text = LATEX_WRAPPERS.sub(" ", text)  # \\text{max} and \\operatorname{lcm} are LaTeX
     if _BARE_FUNCTION.search(text):
         return True
     return any(unicodedata.combining(c) for c in text)  # NFKC already: only marks left apart
@@ -361,10 +393,23 @@ def compare_exact(candidate: str, reference: str) -> bool | None:
 
 
 def compare_number(candidate: str, reference: str) -> bool | None:
+    if comma_pair(candidate) and comma_pair(reference):
+        return None  # "2,3" against "3,2": two lists as much as two decimals
     x, y = parse_number(candidate), parse_number(reference)
     if x is None or y is None:
         return None
     return compare_numbers(x, y)
+
+
+def units_differ(candidate: str, reference: str) -> bool:
+    """Two numbers in different named units the rules could not convert ("5 N" against
+    "5 kg"): math-verify drops units and would call them equal, so they go to a reader."""
+    x, y = parse_number(candidate), parse_number(reference)
+    if x is None or y is None:
+        return False
+    if x.percent != y.percent and bool(x.unit or y.unit):
+        return True  # "5%" against "5 cm"
+    return bool(x.unit and y.unit) and x.unit != y.unit
 
 
 _HAS_MATH = re.compile(r"[\d\\^_=+*/<>≤≥πθα-ωΑ-Ω√∞]")
@@ -378,7 +423,7 @@ def compare_numeric_against_words(candidate: str, reference: str) -> bool | None
     text = strip_delimiters(candidate)
     if _HAS_MATH.search(text) or not re.search(r"[^\W\d_]{2,}", text):
         return None
-    if text.lower() in _WORD_NUMBERS or len(text) < 2:
+    if text.lower() in WORD_NUMBERS or len(text) < 2:
         return None
     return False
 
@@ -396,8 +441,12 @@ def scalar_equal(candidate: str, reference: str, question: str | None = None) ->
 _RULES: tuple[tuple[str, Callable[[str, str, str | None], bool | None]], ...] = (
     ("exact", lambda c, r, q: compare_exact(c, r)),
     ("choice", compare_choice),
+    ("time", compare_times),
     ("number", lambda c, r, q: compare_number(c, r)),
+    ("interval", compare_intervals),
+    ("definition", compare_definitions),
     ("list", compare_lists),
+    ("words", compare_words),
     ("number_vs_words", lambda c, r, q: compare_numeric_against_words(c, r)),
 )
 RULES = tuple(name for name, _ in _RULES)

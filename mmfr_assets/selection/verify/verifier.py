@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mmfr_assets.selection.verify import rules
+from mmfr_assets.selection.verify import extract, rules
 from mmfr_assets.selection.verify.workers import MathVerifyPool
 
 
@@ -42,14 +42,30 @@ UNDECIDED = "undecided"
 WEAK_METHODS = frozenset({"math_verify"})
 
 
+def answers_of(item: Item) -> Item:
+    """The item with each answer reduced to what it commits to (`extract.answer_of`: a
+    sentence around a `\\boxed{}` or after "the answer is")."""
+    candidate = extract.answer_of(item.candidate) if item.candidate else item.candidate
+    reference = extract.answer_of(item.reference) if item.reference else item.reference
+    return Item(candidate, reference, item.question)
+
+
 def verify_rules(item: Item) -> Verdict:
     """The rules alone (no math-verify): a decided verdict, or undecided with the reason."""
     if item.candidate is None or not item.candidate.strip():
         return Verdict(None, UNDECIDED, "no_final_answer")
     if item.reference is None or not item.reference.strip():
         return Verdict(None, UNDECIDED, "no_reference")
+    item = answers_of(item)
+    if extract.box_count(item.candidate) > 1:
+        # "\\boxed{3} \\boxed{4}": several answers; math-verify would match any one of them
+        return Verdict(None, UNDECIDED, "parts_differ")
     verdict, rule = rules.decide(item.candidate, item.reference, item.question)
     if verdict is None:
+        if rules.units_differ(item.candidate, item.reference):
+            # the same or another number in units the rules cannot convert: math-verify
+            # drops units ("5 m" = "5 cm" to it), so a reader decides
+            return Verdict(None, UNDECIDED, "units_differ")
         if rules.parts_differ(item.candidate, item.reference):
             # several answers against one (or another count): which part was asked is a
             # reader's call, not math-verify's (it would match any one part)
@@ -69,6 +85,15 @@ def _math_verify_verdict(outcome: tuple[bool | None, str]) -> Verdict:
     if status == "ok":
         return Verdict(equivalent, "math_verify")
     return Verdict(None, UNDECIDED, f"math_verify_{status}")
+
+
+def math_verify_pair(item: Item) -> tuple[str, str]:
+    """(reference, candidate) as math-verify gets them: answers reduced, delimiters stripped,
+    a function's name set aside ("f(x) = 2x + 3" against "y = 2x + 3" is compared as
+    2x + 3 against 2x + 3; math-verify would compare the names too)."""
+    item = answers_of(item)
+    candidate, reference = rules.equation_sides(item.candidate, item.reference)
+    return rules.strip_delimiters(reference), rules.strip_delimiters(candidate)
 
 
 class AnswerVerifier:
@@ -109,7 +134,7 @@ class AnswerVerifier:
         if self._pool is None:
             return verdicts
         pending = [k for k, v in enumerate(verdicts) if v.detail == "rules_undecided"]
-        pairs = [(rules.strip_delimiters(items[k].reference), rules.strip_delimiters(items[k].candidate)) for k in pending]
+        pairs = [math_verify_pair(items[k]) for k in pending]
         unique = list(dict.fromkeys(pairs))  # e.g. a student's samples repeating one answer
         outcomes = dict(zip(unique, self._pool.run(unique)))
         for k, pair in zip(pending, pairs):

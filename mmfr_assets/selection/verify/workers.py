@@ -52,9 +52,36 @@ def math_verify_pair(reference: str, candidate: str) -> Outcome:
         answer = parse(wrapped(candidate), parsing_timeout=None)
         if not has_expression(gold) or not has_expression(answer):
             return None, "unparsed"
-        return bool(verify(gold, answer, timeout_seconds=None)), "ok"
+        if verify(gold, answer, timeout_seconds=None):
+            return True, "ok"
+        other = other_reading(gold[0], answer[0])
+        return bool(other is not None and verify(*other, timeout_seconds=None)), "ok"
     except Exception as error:  # sympy raises nearly anything on odd input
         return None, f"error: {type(error).__name__}: {str(error)[:200]}"
+
+
+def other_reading(gold: object, answer: object) -> tuple[object, object] | None:
+    """The two parsed answers read once more where math-verify's reading loses what was
+    meant: `i` as the imaginary unit when it is the only symbol on either side ("1+2i" against
+    "i(2-i)": math-verify takes `i` for a real variable), and an inequality in one variable as
+    the set it describes when the other side is an interval ("x > 1" against "(1, \\infty)").
+    None when neither applies."""
+    import sympy
+
+    exprs = (gold, answer)
+    if not all(isinstance(e, sympy.Basic) for e in exprs):
+        return None
+    symbols = set().union(*(e.free_symbols for e in exprs))
+    if symbols and all(s.name == "i" for s in symbols):
+        return tuple(e.subs({s: sympy.I for s in e.free_symbols}) for e in exprs)
+    sets = [isinstance(e, sympy.Set) for e in exprs]
+    relations = [isinstance(e, (sympy.core.relational.Relational, sympy.And, sympy.Or)) for e in exprs]
+    if any(sets) and any(relations) and len(symbols) == 1:
+        try:
+            return tuple(e.as_set() if rel else e for e, rel in zip(exprs, relations))
+        except Exception:  # as_set raises NotImplementedError and others on what it cannot solve
+            return None
+    return None
 
 
 def _resolve(reference: str) -> Callable[[str, str], Outcome]:
