@@ -438,3 +438,20 @@ def test_sharegpt_record_options():
 ])
 def test_question_without_images(question, plain):
     assert question_without_images(question) == plain
+
+
+def test_image_files_are_named_by_content_and_written_once(tmp_path):
+    from mmfr_assets.exports.files import ParallelFiles, content_name
+
+    files = ParallelFiles(workers=2, max_pending=1)
+    try:
+        for data in (b"a", b"b", b"a"):
+            files.write(tmp_path / content_name(data, "png"), data)
+        files.flush()
+        assert files.written == 2
+        assert sorted(p.read_bytes() for p in tmp_path.iterdir()) == [b"a", b"b"]
+        files.write(tmp_path / "missing" / "x.png", b"c")
+        with pytest.raises(FileNotFoundError):
+            files.flush()
+    finally:
+        files.close()

@@ -6,9 +6,9 @@
                                       "mmfr_difficulty_filtered": {...the same...}}
     <root>/mmfr_123k/train-00000.jsonl  {"messages": [{"role": "user", "content": "<image>question"},
                                                       {"role": "assistant", "content": trace}],
-                                         "images": ["images/<subset>/<id>.png"],
+                                         "images": ["images/<subset>/<sha256>.png"],
                                          "system": "...", "subset", "id", "answer"}  one per line
-    <root>/images/<subset>/<id>.<ext>
+    <root>/images/<subset>/<sha256 of the bytes>.<ext>
 
 `file_name` names a folder: LLaMA-Factory's loader reads every file in it (all must share one
 extension; `.jsonl` is its `json` type) with `datasets`' JSON builder, which reads JSON Lines
@@ -20,7 +20,8 @@ placeholders against `images`: each user turn gets exactly one (`turns.user_turn
 
 Exporting into a folder that already holds an export adds this export's datasets to the
 `dataset_info.json` there (`previous_info`): entries of the same name are replaced, others kept;
-images of the same row share one file.
+images are named by their content, so the same image is one file however many rows and
+exports show it (`files.py`, which also writes them from a few threads).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from collections import Counter
 from pathlib import Path
 
 from mmfr_assets.exports.dataset_names import ExportName
+from mmfr_assets.exports.files import ParallelFiles, content_name
 from mmfr_assets.exports.jsonl import DEFAULT_SHARD_BYTES, ShardedJsonLines
-from mmfr_assets.exports.names import file_stem, subset_folder
+from mmfr_assets.exports.names import subset_folder
 from mmfr_assets.exports.turns import (
     IMAGE_TOKEN,
     TrainingFormat,
@@ -115,6 +117,7 @@ class LlamaFactoryWriter:
         self.datasets = (name.dataset, *name.aliases)
         self.previous_info = dict(previous_info or {})
         self.lines = ShardedJsonLines(root / name.dataset, shard_bytes)
+        self.files = ParallelFiles()
         self.notes: Counter = Counter()
         self.configs: dict[str, str] = {}
 
@@ -124,23 +127,23 @@ class LlamaFactoryWriter:
 
     def write_subset(self, subset: str, rows) -> int:
         folder = self.root / "images" / subset_folder(subset)
+        folder_made = False
         written = 0
         for batch, images in rows:
             for row, data in zip(batch.to_pylist(), images):
                 path = None
                 if data is not None:
-                    folder.mkdir(parents=True, exist_ok=True)
-                    name = f"{file_stem(row['id'])}.{image_extension(data)}"
-                    target = folder / name
-                    # The file may be a hard link to a previous export's (export.py links the
-                    # folder it adds to): replace the link, never write through it.
-                    target.unlink(missing_ok=True)
-                    target.write_bytes(data)
+                    if not folder_made:
+                        folder.mkdir(parents=True, exist_ok=True)
+                        folder_made = True
+                    name = content_name(data, image_extension(data))
+                    self.files.write(folder / name, data)
                     path = f"images/{folder.name}/{name}"
                 record, notes = sharegpt_record(row, path, self.fmt)
                 self.notes.update(notes)
                 self.lines.write(record)
                 written += 1
+        self.files.flush()
         return written
 
     def finish(self) -> None:
@@ -154,4 +157,5 @@ class LlamaFactoryWriter:
         self.dataset_info = info
 
     def close(self) -> None:
+        self.files.close()
         self.lines.close()
