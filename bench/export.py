@@ -119,7 +119,16 @@ def _child(argv: list[str]) -> dict:
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+    """This process's peak RSS: `VmHWM` (its own address space's high-water mark). Not
+    `ru_maxrss`, which on Linux keeps the parent's peak across fork and exec: a child started
+    from a big parent would report the parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def child(args: argparse.Namespace) -> None:
@@ -188,8 +197,8 @@ def run(root: Path, rows: int, trace_words: int, images: int, log=print) -> list
         f"a small PNG each ({images:,} distinct images at {rows:,} rows, which the rows share in "
         "turn: the LLaMA-Factory export writes one file per distinct image); the lake written "
         f"directly ({big['lake_seconds']:.0f} s at {rows:,} rows). Each step runs in its own "
-        "process; seconds exclude imports; peak RSS is `ru_maxrss`, the last column what the "
-        "imports alone reached.",
+        "process; seconds exclude imports; peak RSS is the process's `VmHWM`, the last column "
+        "what the imports alone reached.",
         "",
         f"| step | seconds at {sizes[0]:,} | seconds at {rows:,} | peak RSS at {sizes[0]:,} | "
         f"peak RSS at {rows:,} | after imports |",

@@ -455,3 +455,20 @@ def test_image_files_are_named_by_content_and_written_once(tmp_path):
             files.flush()
     finally:
         files.close()
+
+
+def test_recipe_names_and_rules():
+    from mmfr_assets.exports.dataset_names import export_name
+
+    records = {"difficulty_filtered": {"A": {"max_pass_rate": "0.5", "inclusive": "False"}},
+               "student_rollouts": {"A": {"num_samples": "8"}}}
+    name = export_name("difficulty_filtered", records)
+    assert (name.dataset, name.aliases, name.recorded) == ("mmfr_123k", ("mmfr_difficulty_filtered",), True)
+    assert name.rule == "pass rate < 0.5 over 8 student samples"
+    assert name.paper_rule == "pass rate = 0"
+    default = export_name("difficulty_filtered_586k", {})
+    assert (default.rule, default.recorded, default.paper_rule) == (
+        "pass rate < 1 over 4 student samples", False, None)
+    assert default.bound == "max_pass_rate 1.0, exclusive"
+    other = export_name("quality_filtered", {})
+    assert (other.dataset, other.aliases, other.rule) == ("mmfr_quality_filtered", (), None)

@@ -1,5 +1,6 @@
-"""The dataset card (README.md) of an export: the hub `configs` front matter `load_dataset`
-reads, and the recipe a trained model can be traced back to: the tables and their Delta
+"""The dataset card (README.md) of an export: the hub YAML `load_dataset` reads (configs,
+`dataset_info`, license, categories), usage for `datasets` and LLaMA-Factory, the training
+format (thinking markers, system prompt, caption as context), and the recipe a trained model can be traced back to: the tables and their Delta
 versions, thresholds, models and prompt versions recorded by each materialization, where each
 row's caption and trace came from, and the funnel."""
 
@@ -8,8 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-
-import yaml
 
 
 def _cell(value: object) -> str:
@@ -109,10 +108,11 @@ def _usage(fmt: str, out: str, name, datasets_named: Sequence[str], configs: Seq
     from mmfr_assets.exports.thinking import TEMPLATES
 
     templates = TEMPLATES[think_format]
-    template = (f"template: {templates[0]}  # thinking markers `{think_format}`: also "
-                + ", ".join(templates[1:]) if len(templates) > 1 else
-                f"template: {templates[0]}" if templates else
-                "template: qwen2_vl  # traces as stored (--think-format raw): a template without thinking markers")
+    if not templates:
+        template = "template: qwen2_vl  # traces as stored (--think-format raw): a template without thinking markers"
+    else:
+        others = f"  # thinking markers `{think_format}`; also {', '.join(templates[1:])}" if templates[1:] else ""
+        template = f"template: {templates[0]}{others}"
     subset = configs[0] if configs else "<subset>"
     if fmt == "hub":
         return [
@@ -146,8 +146,9 @@ def _training_format(fmt: str, training, notes: Mapping[str, int]) -> list[str]:
     marks = ("as the trace was written" if markers is None
              else f"`{markers[0]!r}` … `{markers[1]!r}`".replace("`'", "`").replace("'`", "`"))
     lines = [
-        "Every target is a reasoning trace that ends in `<answer>…</answer>` (most questions do "
-        "not ask for that format).",
+        "The targets are reasoning traces that end in `<answer>…</answer>` (most questions do "
+        "not ask for that format; subsets whose published answers carry no tags are counted "
+        "below).",
         f"- thinking markers: `{training.think_format}` ({marks}); "
         + ("the assistant turn is written with them" if fmt == "llamafactory"
            else "`response_normalized` holds the trace with them, `response` the trace as stored"),
@@ -203,7 +204,9 @@ def dataset_card(
         source = ("as the materializations recorded" if name.recorded
                   else "the asset's config default: no materialization record was available")
         lines += [f"**Recipe {name.short.upper()}: keep the rows with {name.rule}** "
-                  f"({name.bound}; {source}).", ""]
+                  f"({name.bound}; {source})."
+                  + (f" This differs from the paper's {name.short.upper()} rule ({name.paper_rule}): "
+                     "the asset was configured otherwise." if name.paper_rule else ""), ""]
     lines += [
         f"{sum(counts.values())} rows in {len(counts)} subsets with their images, exported "
         f"{now} ({fmt} layout) from `{lake_uri}`.",

@@ -18,6 +18,8 @@ RECIPE_TABLES = {
     "difficulty_filtered": ("123k", "MMFineReason-123K"),
     "difficulty_filtered_586k": ("586k", "MMFineReason-586K"),
 }
+# The paper's rule of each recipe: (max_pass_rate, inclusive).
+PAPER_RULES = {"difficulty_filtered": (0.0, True), "difficulty_filtered_586k": (1.0, False)}
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,13 @@ class ExportName:
         """Earlier dataset names kept working: `mmfr_<table>`."""
         legacy = f"mmfr_{self.table}"
         return () if legacy == self.dataset else (legacy,)
+
+    @property
+    def paper_rule(self) -> str | None:
+        """The paper's rule when this export's differs from it (a reconfigured recipe), else None."""
+        if self.table not in PAPER_RULES or (self.max_pass_rate, self.inclusive) == PAPER_RULES[self.table]:
+            return None
+        return rule_text(*PAPER_RULES[self.table], None)
 
     @property
     def bound(self) -> str | None:

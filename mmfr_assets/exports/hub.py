@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from mmfr_assets.exports.dataset_names import ExportName
 from mmfr_assets.exports.names import subset_folder
-from mmfr_assets.exports.turns import TrainingFormat, assistant_turn, question_without_images
+from mmfr_assets.exports.turns import TrainingFormat, assistant_turn, question_without_images, trace_notes
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 DERIVED = ("question_plain", "response_normalized")
@@ -46,10 +46,11 @@ def derived_columns(batch: pa.RecordBatch, fmt: TrainingFormat) -> tuple[list[pa
     """`question_plain` and `response_normalized` of a batch, and the traces without a think block."""
     questions = batch.column("question").to_pylist()
     responses = batch.column("response").to_pylist()
-    normalized = [assistant_turn(r, fmt) for r in responses]
-    notes = Counter({"traces without a think block (left as they are)": sum(not ok for _, ok in normalized)})
+    notes: Counter = Counter()
+    for response in responses:
+        notes.update(trace_notes(response))
     return [pa.array([question_without_images(q) for q in questions], pa.string()),
-            pa.array([text for text, _ in normalized], pa.string())], notes
+            pa.array([assistant_turn(r, fmt)[0] for r in responses], pa.string())], notes
 
 
 class HubWriter:

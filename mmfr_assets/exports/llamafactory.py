@@ -38,6 +38,7 @@ from mmfr_assets.exports.turns import (
     IMAGE_TOKEN,
     TrainingFormat,
     assistant_turn,
+    trace_notes,
     user_turn,
     with_caption,
 )
@@ -60,8 +61,8 @@ def sharegpt_record(row: dict, image_path: str | None, fmt: TrainingFormat = Tra
         notes["rows without a caption to add"] += not had_caption
     user, rewritten = user_turn(question, image_path is not None)
     notes["extra <image> placeholders rewritten to [image]"] += rewritten
-    assistant, had_think = assistant_turn(row.get("response"), fmt)
-    notes["traces without a think block (left as they are)"] += not had_think
+    assistant, _ = assistant_turn(row.get("response"), fmt)
+    notes.update(trace_notes(row.get("response")))
     record = {
         "messages": [
             {"role": "user", "content": user},

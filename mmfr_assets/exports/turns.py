@@ -10,9 +10,10 @@ so caption-as-context is off by default. Both are recorded in the card.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
-from mmfr_assets.exports.thinking import DEFAULT_THINK_FORMAT, THINK_FORMATS, normalize_thinking
+from mmfr_assets.exports.thinking import DEFAULT_THINK_FORMAT, THINK_FORMATS, normalize_thinking, split_think
 
 IMAGE_TOKEN = "<image>"
 DEFAULT_SYSTEM_PROMPT = (
@@ -77,3 +78,16 @@ def with_caption(question: str, caption: str | None) -> tuple[str, bool]:
 def assistant_turn(response: str | None, fmt: TrainingFormat) -> tuple[str, bool]:
     """The trace in the chosen thinking markers, and whether it had a think block."""
     return normalize_thinking(response or "", fmt.think_format)
+
+
+NO_THINK_BLOCK = "traces without a think block (left as they are)"
+NO_ANSWER_TAGS = "traces without <answer>…</answer> after the think block"
+
+
+def trace_notes(response: str | None) -> Counter:
+    """What the card counts about a trace's format."""
+    text = response or ""
+    closed = text.rfind("</think>")
+    after = text[closed:] if closed >= 0 else text
+    return Counter({NO_THINK_BLOCK: int(split_think(text) is None),
+                    NO_ANSWER_TAGS: int(not ("<answer>" in after and "</answer>" in after))})
