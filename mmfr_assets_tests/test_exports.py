@@ -335,6 +335,10 @@ def test_mmfr_export_command(lake_and_instance, real_sample, tmp_path, monkeypat
     assert "system" not in entry["columns"]
     assert "dataset=mmfr_123k" in capsys.readouterr().out
     assert "`raw`" in (out / "cards" / "mmfr_123k.md").read_text()
+    monkeypatch.chdir(tmp_path)  # the default folder names the recipe and the layout
+    assert main(["export", "--asset", "difficulty_filtered_586k", "--subsets", EXPORTED[0]]) == 0
+    assert datasets.load_dataset(str(tmp_path / "exports" / "mmfr_586k-hub"), split="train",
+                                 cache_dir=str(tmp_path / "c")).num_rows > 0
     assert main(["export", str(out), "--shard-mb", "0"]) == 2
     assert "--shard-mb" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "x"), "--subsets", "WeMath2-Pro"]) == 2
