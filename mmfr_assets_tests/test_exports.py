@@ -476,3 +476,19 @@ def test_recipe_names_and_rules():
     assert default.bound == "max_pass_rate 1.0, exclusive"
     other = export_name("quality_filtered", {})
     assert (other.dataset, other.aliases, other.rule) == ("mmfr_quality_filtered", (), None)
+
+
+def test_llamafactory_reads_the_export_with_its_own_code(lake_and_instance, tmp_path):
+    """LLaMA-Factory's parser, converter, <image> check and thought regex over the export
+    (`llamafactory_check.py`); only where LLaMA-Factory is installed (it pulls torch)."""
+    pytest.importorskip("llamafactory", reason="LLaMA-Factory is not installed: make check-llamafactory")
+    from mmfr_assets_tests.llamafactory_check import check
+
+    lake, _ = lake_and_instance
+    out = tmp_path / "lf"
+    result = export(lake, "quality_filtered", list(EXPORTED), out, fmt="llamafactory")
+    assert check(str(out), "mmfr_quality_filtered", "qwen3_vl") == (sum(result.counts.values()), [])
+    raw = tmp_path / "raw"
+    export(lake, "quality_filtered", list(EXPORTED), raw, fmt="llamafactory",
+           training=TrainingFormat(think_format="raw"))
+    assert "does not recognise the think block" in check(str(raw), "mmfr_quality_filtered", "qwen3_vl")[1][0]
