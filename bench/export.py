@@ -213,8 +213,9 @@ def run(root: Path, rows: int, trace_words: int, images: int, log=print) -> list
         "batch by batch (parquet). What peak RSS gains with the rows is the lake's reader: "
         "pyarrow's parquet `pre_buffer` (on by default) buffers up to one whole data file of the "
         "scanned partition, and files are cut at 512 MB in memory (`lake/delta.py`), so it stops "
-        "growing there; with `pre_buffer` off the export's RSS, sampled every 10,240 rows, stayed "
-        "within 610-740 MB over 100,000 rows (probe of 2026-12-03, not re-run here). The JSON "
+        "growing there; with `pre_buffer` off the hub export's RSS, sampled every 10,240 rows, "
+        "stayed within 610-740 MB over 100,000 rows and the LLaMA-Factory export peaked at 727 MB "
+        "(probe of 2026-12-03, not re-run here). The JSON "
         "array the LLaMA-Factory export wrote before could not be read by pyarrow's JSON reader, "
         "so `datasets` loaded it whole through pandas (the issue measured 771 MB at 40K rows, "
         "1.34 GB at 80K).",
