@@ -33,12 +33,13 @@ class ShardedJsonLines:
     def write(self, record: dict) -> None:
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
         if self._out is None or (self._size and self._size + len(line) > self.max_bytes):
-            self._next_shard()
+            self.next_shard()
         self._out.write(line)
         self._size += len(line)
         self.records += 1
 
-    def _next_shard(self) -> None:
+    def next_shard(self) -> None:
+        """Close the current shard and start the next (also: an empty export's one shard)."""
         self.close()
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"train-{len(self.shards):05d}.jsonl"

@@ -120,7 +120,6 @@ class LlamaFactoryWriter:
         self.lines = ShardedJsonLines(root / name.dataset, shard_bytes)
         self.files = ParallelFiles()
         self.notes: Counter = Counter()
-        self.configs: dict[str, str] = {}
 
     @property
     def placeholders_rewritten(self) -> int:
@@ -149,7 +148,7 @@ class LlamaFactoryWriter:
 
     def finish(self) -> None:
         if not self.lines.shards:
-            self.lines._next_shard()  # an empty export still has its (empty) data folder
+            self.lines.next_shard()  # an empty export still has its (empty) data folder
         self.lines.close()
         entry = dataset_entry(self.dataset, self.fmt)
         info = {k: v for k, v in self.previous_info.items() if k not in self.datasets}
