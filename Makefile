@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install sample demo run ui test bench clean
+.PHONY: install sample demo run ui test bench check-llamafactory clean
 
 $(BIN)/mmfr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# An `mmfr export --format llamafactory` folder read by LLaMA-Factory's own parser, converter,
+# <image> check and thought regex, where llamafactory is installed (it pulls torch; CI runs
+# the lighter contract tests): make check-llamafactory OUT=... [DATASET=...] [TEMPLATE=qwen3_vl]
+OUT ?= exports/mmfr_123k-llamafactory
+TEMPLATE ?= qwen3_vl
+check-llamafactory: install
+	$(BIN)/python -m mmfr_assets_tests.llamafactory_check $(OUT) --template $(TEMPLATE) $(if $(DATASET),--dataset $(DATASET))
 
 clean:
 	rm -rf data .dagster

@@ -5,18 +5,22 @@ with the lake. Also: atomicity, stale subsets, refused subsets, sanitized file n
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import dagster as dg
 import datasets
 import polars as pl
+import pyarrow.json as pa_json
 import pytest
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
 from mmfr_assets.errors import InputError
-from mmfr_assets.export import export
+from mmfr_assets.export import TrainingFormat, export
 from mmfr_assets.exports.names import file_stem, subset_folder
+from mmfr_assets.exports.thinking import normalize_thinking
+from mmfr_assets.exports.turns import DEFAULT_SYSTEM_PROMPT, question_without_images
 from mmfr_assets.lake.delta import PartitionWriter, read_partition
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets_tests.lake_fixture import SUBSETS, materialize_subsets
@@ -64,6 +68,43 @@ def test_hub_export_round_trips_rows_and_image_bytes(lake_and_instance, tmp_path
             for column in ("question", "answer", "response", "caption", "pass_rate", "is_consistent"):
                 assert row[column] == want[column], column
             assert row["image"]["bytes"] == want["image"] and want["image"]
+            # The derived columns: the question without placeholders, the trace in qwen3 markers.
+            assert "<image>" not in row["question_plain"]
+            assert row["question_plain"] == question_without_images(want["question"])
+            assert row["response_normalized"] == normalize_thinking(want["response"], "qwen3")[0]
+            assert row["response_normalized"].startswith("<think>\n")
+            assert "\n</think>\n\n" in row["response_normalized"]
+    assert any("<image>" in q for s in EXPORTED
+               for q in expected_rows(lake, "difficulty_filtered", s)["question"])  # a real case
+
+
+def test_hub_card_has_a_default_config_and_dataset_info(lake_and_instance, tmp_path):
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+
+    lake, instance = lake_and_instance
+    out = tmp_path / "hub"
+    result = export(lake, "difficulty_filtered", list(EXPORTED), out, instance=instance)
+    total = sum(result.counts.values())
+    cache = str(tmp_path / "c")
+    everything = datasets.load_dataset(str(out), split="train", cache_dir=cache)
+    assert everything.num_rows == total
+    assert isinstance(everything.features["image"], datasets.Image)
+    assert datasets.load_dataset(str(out), "all", split="train", cache_dir=cache).num_rows == total
+    assert sorted(set(everything["subset"])) == sorted(s for s, n in result.counts.items() if n)
+    card = DatasetCard.load(out / "README.md")
+    data = card.data
+    assert data.license == "other" and data["license_name"] == "research-only"
+    assert data.pretty_name == "MMFineReason-123K (mmfr-assets)"
+    assert data.task_categories and data.size_categories == ["n<1K"]
+    infos = DatasetInfosDict.from_dataset_card_data(data)
+    assert infos["all"].splits["train"].num_examples == total
+    for subset, rows in result.counts.items():
+        if rows:
+            split = infos[subset].splits["train"]
+            assert split.num_examples == rows and split.num_bytes > 0
+            assert isinstance(infos[subset].features["image"], datasets.Image)
+    assert "from datasets import load_dataset" in card.text and "dataset: mmfr_123k" in card.text
 
 
 def test_dataset_card_lists_the_recipe(lake_and_instance, tmp_path):
@@ -89,17 +130,36 @@ def test_dataset_card_lists_the_recipe(lake_and_instance, tmp_path):
     assert f"| {reason} | {n} |" in card
 
 
+def lf_records(out: Path, entry: dict) -> list[dict]:
+    """The records of a dataset_info entry, read the way LLaMA-Factory's loader reads them:
+    every file of the `file_name` folder, one type (`.jsonl`: json), with `datasets`' JSON
+    builder; each shard is also read by pyarrow's JSON reader (JSON Lines, not an array)."""
+    folder = out / entry["file_name"]
+    assert folder.is_dir()
+    files = sorted(str(folder / name) for name in os.listdir(folder))
+    assert files and all(f.endswith(".jsonl") for f in files)
+    for file in files:
+        pa_json.read_json(file)
+    loaded = datasets.load_dataset("json", data_files=files, split="train",
+                                   cache_dir=str(out.parent / "json-cache"))
+    return loaded.to_list()
+
+
 def test_llamafactory_export_matches_its_documented_schema(lake_and_instance, tmp_path):
     lake, _ = lake_and_instance
     out = tmp_path / "lf"
     result = export(lake, "difficulty_filtered", list(EXPORTED), out, fmt="llamafactory")
     info = json.loads((out / "dataset_info.json").read_text())
-    entry = info["mmfr_difficulty_filtered"]
+    # The recipe's name, and the earlier table name kept for the same files.
+    assert set(info) == {"mmfr_123k", "mmfr_difficulty_filtered"} and result.datasets[0] == "mmfr_123k"
+    entry = info["mmfr_123k"]
+    assert info["mmfr_difficulty_filtered"] == entry
+    assert entry["file_name"] == "mmfr_123k"
     assert entry["formatting"] == "sharegpt"
-    assert entry["columns"] == {"messages": "messages", "images": "images"}
+    assert entry["columns"] == {"messages": "messages", "images": "images", "system": "system"}
     assert entry["tags"] == {"role_tag": "role", "content_tag": "content",
                              "user_tag": "user", "assistant_tag": "assistant"}
-    records = json.loads((out / entry["file_name"]).read_text())
+    records = lf_records(out, entry)
     assert len(records) == sum(result.counts.values()) > 0
     expected = {}
     for subset in EXPORTED:
@@ -111,11 +171,62 @@ def test_llamafactory_export_matches_its_documented_schema(lake_and_instance, tm
         assert (user["role"], assistant["role"]) == ("user", "assistant")
         assert user["content"].count("<image>") == len(record["images"]) == 1
         assert user["content"].replace("<image>", "") == want["question"].replace("<image>", "")
-        assert assistant["content"] == want["response"]
+        # qwen3 thinking markers (LLaMA-Factory's ReasoningTemplate thought_words), answer kept.
+        thought = want["response"].split("<think>", 1)[1].split("</think>", 1)[0].strip()
+        assert assistant["content"].startswith("<think>\n" + thought + "\n</think>\n\n")
+        assert assistant["content"].rstrip(". \n").endswith("</answer>") == \
+            want["response"].rstrip(". \n").endswith("</answer>")
+        assert record["system"] == DEFAULT_SYSTEM_PROMPT
         image = out / record["images"][0]
         assert image.resolve().is_relative_to(out.resolve())
         assert image.read_bytes() == want["image"]
     assert not expected
+    readme = (out / "README.md").read_text()
+    assert "dataset: mmfr_123k" in readme and "pass rate = 0 over 4 student samples" in readme
+
+
+def test_llamafactory_json_lines_are_sharded(lake_and_instance, tmp_path):
+    lake, _ = lake_and_instance
+    out = tmp_path / "lf"
+    result = export(lake, "quality_filtered", list(EXPORTED), out, fmt="llamafactory",
+                    shard_bytes=4_000, training=TrainingFormat(think_format="raw", system_prompt=""))
+    entry = json.loads((out / "dataset_info.json").read_text())["mmfr_quality_filtered"]
+    assert "system" not in entry["columns"]
+    shards = sorted((out / entry["file_name"]).iterdir())
+    assert len(shards) > 1
+    assert all(p.stat().st_size <= 4_000 or len(p.read_text().splitlines()) == 1 for p in shards)
+    records = lf_records(out, entry)
+    assert len(records) == sum(result.counts.values())
+    assert len({(r["subset"], r["id"]) for r in records}) == len(records)
+    by_id = {(s, r["id"]): r for s in EXPORTED
+             for r in expected_rows(lake, "quality_filtered", s).iter_rows(named=True)}
+    assert all(r["messages"][1]["content"] == by_id[(r["subset"], r["id"])]["response"] for r in records)
+
+
+def test_llamafactory_exports_combine_in_one_folder(lake_and_instance, tmp_path):
+    lake, instance = lake_and_instance
+    out = tmp_path / "lf"
+    small = export(lake, "difficulty_filtered", list(EXPORTED), out, fmt="llamafactory", instance=instance)
+    images_before = sorted((out / "images").rglob("*"))
+    large = export(lake, "difficulty_filtered_586k", list(EXPORTED), out, fmt="llamafactory",
+                   instance=instance)
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert set(info) == {"mmfr_123k", "mmfr_difficulty_filtered", "mmfr_586k",
+                         "mmfr_difficulty_filtered_586k"}
+    assert len(lf_records(out, info["mmfr_123k"])) == sum(small.counts.values())
+    records = lf_records(out, info["mmfr_586k"])
+    assert len(records) == sum(large.counts.values()) > sum(small.counts.values())
+    assert all((out / r["images"][0]).is_file() for r in records)
+    assert set(images_before) <= set((out / "images").rglob("*"))  # shared, none lost
+    readme = (out / "README.md").read_text()
+    assert "pass rate = 0 over 4 student samples" in readme and "pass rate < 1 over 4" in readme
+    # Re-exporting one dataset replaces only its own files.
+    export(lake, "difficulty_filtered", [EXPORTED[0]], out, fmt="llamafactory")
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert len(info) == 4
+    assert {r["subset"] for r in lf_records(out, info["mmfr_123k"])} <= {EXPORTED[0]}
+    assert len(lf_records(out, info["mmfr_586k"])) == sum(large.counts.values())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_a_failed_export_leaves_no_folder_and_keeps_the_previous_one(lake_and_instance, tmp_path, monkeypatch):
@@ -218,9 +329,18 @@ def test_mmfr_export_command(lake_and_instance, real_sample, tmp_path, monkeypat
     monkeypatch.setenv("MMFR_LAKE", lake.uri)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     out = tmp_path / "lf"
-    assert main(["export", str(out), "--format", "llamafactory",
-                 "--subsets", ",".join(EXPORTED)]) == 0
-    assert (out / "dataset_info.json").exists()
+    assert main(["export", str(out), "--format", "llamafactory", "--think-format", "raw",
+                 "--no-system-prompt", "--subsets", ",".join(EXPORTED)]) == 0
+    entry = json.loads((out / "dataset_info.json").read_text())["mmfr_123k"]
+    assert "system" not in entry["columns"]
+    assert "dataset=mmfr_123k" in capsys.readouterr().out
+    assert "`raw`" in (out / "cards" / "mmfr_123k.md").read_text()
+    monkeypatch.chdir(tmp_path)  # the default folder names the recipe and the layout
+    assert main(["export", "--asset", "difficulty_filtered_586k", "--subsets", EXPORTED[0]]) == 0
+    assert datasets.load_dataset(str(tmp_path / "exports" / "mmfr_586k-hub"), split="train",
+                                 cache_dir=str(tmp_path / "c")).num_rows > 0
+    assert main(["export", str(out), "--shard-mb", "0"]) == 2
+    assert "--shard-mb" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "x"), "--subsets", "WeMath2-Pro"]) == 2
     err = capsys.readouterr().err
     assert "WeMath2-Pro" in err and len(err.strip().splitlines()) == 1
@@ -251,3 +371,124 @@ def test_the_586k_recipe_is_exported_side_by_side_with_the_123k(real_sample, tmp
     card = (tmp_path / "586k" / "README.md").read_text()
     assert "| difficulty_filtered_586k | difficulty | difficulty_too_easy |" in card
     assert "| difficulty_filtered |" not in card  # the 123K table is not part of this lineage
+
+
+def test_the_586k_card_shows_its_real_rule(lake_and_instance, tmp_path):
+    lake, instance = lake_and_instance
+    out = tmp_path / "hub"
+    result = export(lake, "difficulty_filtered_586k", list(EXPORTED), out, instance=instance)
+    assert result.name.dataset == "mmfr_586k" and result.name.recorded
+    card = (out / "README.md").read_text()
+    assert "# MMFineReason-586K (mmfr-assets)" in card
+    assert "keep the rows with pass rate < 1 over 4 student samples** (max_pass_rate 1.0, exclusive" in card
+    assert "| difficulty_filtered_586k | inclusive | False | all |" in card
+    assert "| difficulty_filtered_586k | recipe | pass rate < 1 | all |" in card
+    # Without the instance the rule is the config default, and the card says so.
+    export(lake, "difficulty_filtered", [EXPORTED[0]], out)
+    card = (out / "README.md").read_text()
+    assert "pass rate = 0 over 4 student samples** (max_pass_rate 0.0, inclusive; the asset's config default" in card
+
+
+TRACE = "<think>First, the angle.\nThen the side.</think>\n\nSo the answer is <answer>C</answer>."
+
+
+@pytest.mark.parametrize(("think_format", "expected"), [
+    ("qwen3", "<think>\nFirst, the angle.\nThen the side.\n</think>\n\nSo the answer is <answer>C</answer>."),
+    ("plain", "<think>First, the angle.\nThen the side.</think>So the answer is <answer>C</answer>."),
+    ("kimi", "◁think▷First, the angle.\nThen the side.◁/think▷So the answer is <answer>C</answer>."),
+    ("gemma4", "<|channel>thought\nFirst, the angle.\nThen the side.<channel|>So the answer is <answer>C</answer>."),
+    ("raw", TRACE),
+])
+def test_think_markers_follow_the_template(think_format, expected):
+    """The markers are LLaMA-Factory's `thought_words` of the templates named in thinking.py:
+    its `remove_thought` regex (open + .*? + close) must find the whole thought."""
+    from mmfr_assets.exports.thinking import THINK_FORMATS
+
+    text, had_block = normalize_thinking(TRACE, think_format)
+    assert (text, had_block) == (expected, True)
+    markers = THINK_FORMATS[think_format]
+    if markers is not None:
+        pattern = re.compile(f"{re.escape(markers[0])}(.*?){re.escape(markers[1])}", re.DOTALL)
+        assert re.sub(pattern, "", text).lstrip("\n") == "So the answer is <answer>C</answer>."
+    # Already normalized traces stay as they are; traces without a closed block are untouched.
+    assert normalize_thinking(text, think_format)[0] == text or think_format == "raw"
+    assert normalize_thinking("no block <answer>1</answer>", think_format) == ("no block <answer>1</answer>", False)
+
+
+def test_sharegpt_record_options():
+    from mmfr_assets.exports.llamafactory import sharegpt_record
+
+    row = {"subset": "S", "id": "1", "question": "What is x?", "answer": None,
+           "caption": "A triangle with sides 3, 4, 5.", "response": TRACE}
+    record, notes = sharegpt_record(row, "images/S/1.png")
+    assert record["system"] == DEFAULT_SYSTEM_PROMPT and "<answer>" in DEFAULT_SYSTEM_PROMPT
+    assert record["messages"][0]["content"] == "<image>What is x?"
+    assert record["answer"] == "" and not any(notes.values())
+    fmt = TrainingFormat(system_prompt="", caption_context=True, think_format="raw")
+    record, notes = sharegpt_record(row, "images/S/1.png", fmt)
+    assert "system" not in record
+    assert record["messages"][0]["content"] == (
+        "<image>Image description:\nA triangle with sides 3, 4, 5.\n\nWhat is x?")
+    assert record["messages"][1]["content"] == TRACE
+    record, notes = sharegpt_record({**row, "caption": None}, None, fmt)
+    assert notes["rows without a caption to add"] == 1 and record["images"] == []
+
+
+@pytest.mark.parametrize(("question", "plain"), [
+    ("<image>What is x?", "What is x?"),
+    ("Look: <image> What is x?", "Look: What is x?"),
+    ("Figure:\n<image>\nFind y.", "Figure:\nFind y."),
+    ("No image here.", "No image here."),
+])
+def test_question_without_images(question, plain):
+    assert question_without_images(question) == plain
+
+
+def test_image_files_are_named_by_content_and_written_once(tmp_path):
+    from mmfr_assets.exports.files import ParallelFiles, content_name
+
+    files = ParallelFiles(workers=2, max_pending=1)
+    try:
+        for data in (b"a", b"b", b"a"):
+            files.write(tmp_path / content_name(data, "png"), data)
+        files.flush()
+        assert files.written == 2
+        assert sorted(p.read_bytes() for p in tmp_path.iterdir()) == [b"a", b"b"]
+        files.write(tmp_path / "missing" / "x.png", b"c")
+        with pytest.raises(FileNotFoundError):
+            files.flush()
+    finally:
+        files.close()
+
+
+def test_recipe_names_and_rules():
+    from mmfr_assets.exports.dataset_names import export_name
+
+    records = {"difficulty_filtered": {"A": {"max_pass_rate": "0.5", "inclusive": "False"}},
+               "student_rollouts": {"A": {"num_samples": "8"}}}
+    name = export_name("difficulty_filtered", records)
+    assert (name.dataset, name.aliases, name.recorded) == ("mmfr_123k", ("mmfr_difficulty_filtered",), True)
+    assert name.rule == "pass rate < 0.5 over 8 student samples"
+    assert name.paper_rule == "pass rate = 0"
+    default = export_name("difficulty_filtered_586k", {})
+    assert (default.rule, default.recorded, default.paper_rule) == (
+        "pass rate < 1 over 4 student samples", False, None)
+    assert default.bound == "max_pass_rate 1.0, exclusive"
+    other = export_name("quality_filtered", {})
+    assert (other.dataset, other.aliases, other.rule) == ("mmfr_quality_filtered", (), None)
+
+
+def test_llamafactory_reads_the_export_with_its_own_code(lake_and_instance, tmp_path):
+    """LLaMA-Factory's parser, converter, <image> check and thought regex over the export
+    (`llamafactory_check.py`); only where LLaMA-Factory is installed (it pulls torch)."""
+    pytest.importorskip("llamafactory", reason="LLaMA-Factory is not installed: make check-llamafactory")
+    from mmfr_assets_tests.llamafactory_check import check
+
+    lake, _ = lake_and_instance
+    out = tmp_path / "lf"
+    result = export(lake, "quality_filtered", list(EXPORTED), out, fmt="llamafactory")
+    assert check(str(out), "mmfr_quality_filtered", "qwen3_vl") == (sum(result.counts.values()), [])
+    raw = tmp_path / "raw"
+    export(lake, "quality_filtered", list(EXPORTED), raw, fmt="llamafactory",
+           training=TrainingFormat(think_format="raw"))
+    assert "does not recognise the think block" in check(str(raw), "mmfr_quality_filtered", "qwen3_vl")[1][0]

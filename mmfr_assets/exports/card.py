@@ -1,5 +1,6 @@
-"""The dataset card (README.md) of an export: the hub `configs` front matter `load_dataset`
-reads, and the recipe a trained model can be traced back to: the tables and their Delta
+"""The dataset card (README.md) of an export: the hub YAML `load_dataset` reads (configs,
+`dataset_info`, license, categories), usage for `datasets` and LLaMA-Factory, the training
+format (thinking markers, system prompt, caption as context), and the recipe a trained model can be traced back to: the tables and their Delta
 versions, thresholds, models and prompt versions recorded by each materialization, where each
 row's caption and trace came from, and the funnel."""
 
@@ -8,8 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-
-import yaml
 
 
 def _cell(value: object) -> str:
@@ -22,16 +21,156 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     return lines
 
 
-def front_matter(configs: Mapping[str, str]) -> str:
-    """configs: config name (the subset) -> its folder."""
-    data = {
-        "configs": [
-            {"config_name": name, "data_files": [{"split": "train", "path": f"{folder}/train-*.parquet"}]}
-            for name, folder in configs.items()
-        ],
-        "tags": ["mmfr-assets", "multimodal", "reasoning"],
-    }
-    return "---\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True) + "---\n"
+DEFAULT_LICENSE = "other"
+DEFAULT_LICENSE_NAME = "research-only"
+LICENSE_WORDING = (
+    "Research use only. Rows, images and answers come from public datasets under their own "
+    "terms (see each source dataset); captions and traces were written by models whose terms "
+    "may restrict use. Check every source's license before any other use."
+)
+TASK_CATEGORIES = ["image-text-to-text", "visual-question-answering"]
+ALL_CONFIG = "all"
+
+
+def size_category(rows: int) -> str:
+    """The hub's `size_categories` bucket of a row count."""
+    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                         (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+        if rows < bound:
+            return label
+    return "n>10M"
+
+
+def _split_info(features, num_examples: int, num_bytes: int, download_size: int):
+    import datasets
+
+    return datasets.DatasetInfo(
+        features=features,
+        splits=datasets.SplitDict({"train": datasets.SplitInfo("train", num_bytes, num_examples)}),
+        download_size=download_size,
+        dataset_size=num_bytes,
+    )
+
+
+def front_matter(
+    configs: Mapping[str, str],
+    sizes: Mapping | None = None,
+    *,
+    pretty_name: str | None = None,
+    license: str = DEFAULT_LICENSE,
+) -> str:
+    """The card's YAML: `configs` (one per subset, plus `all`, the default, over every subset:
+    `load_dataset(folder)` reads it), `dataset_info` (features, splits, num_examples, num_bytes
+    per config, written by `datasets`' own `DatasetInfosDict`, which `load_dataset` reads back),
+    license, task categories, size category, pretty name, tags.
+
+    configs: config name (the subset) -> its folder; sizes: config name -> `hub.SplitSize`."""
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    sizes = dict(sizes or {})
+    entries = [
+        {"config_name": name, "data_files": [{"split": "train", "path": f"{folder}/train-*.parquet"}]}
+        for name, folder in configs.items()
+    ]
+    if configs and ALL_CONFIG not in configs:
+        entries.insert(0, {
+            "config_name": ALL_CONFIG,
+            "default": True,
+            "data_files": [{"split": "train",
+                            "path": [f"{folder}/train-*.parquet" for folder in configs.values()]}],
+        })
+    total = sum(size.num_examples for size in sizes.values())
+    extra = {"license_name": DEFAULT_LICENSE_NAME} if license == DEFAULT_LICENSE else {}
+    data = DatasetCardData(
+        license=license,
+        pretty_name=pretty_name,
+        task_categories=TASK_CATEGORIES,
+        size_categories=[size_category(total)],
+        tags=["mmfr-assets", "multimodal", "reasoning"],
+        configs=entries,
+        **extra,
+    )
+    infos = {name: _split_info(size.features, size.num_examples, size.num_bytes, size.download_size)
+             for name, size in sizes.items()}
+    if sizes and ALL_CONFIG not in configs:
+        first = next(iter(sizes.values()))
+        infos[ALL_CONFIG] = _split_info(
+            first.features, total, sum(s.num_bytes for s in sizes.values()),
+            sum(s.download_size for s in sizes.values()))
+    DatasetInfosDict(infos).to_dataset_card_data(data)
+    return "---\n" + data.to_yaml() + "\n---\n"
+
+
+def _usage(fmt: str, out: str, name, datasets_named: Sequence[str], configs: Sequence[str],
+           think_format: str) -> list[str]:
+    """How to load the export with `datasets` and with LLaMA-Factory."""
+    from mmfr_assets.exports.thinking import TEMPLATES
+
+    templates = TEMPLATES[think_format]
+    if not templates:
+        template = "template: qwen2_vl  # traces as stored (--think-format raw): a template without thinking markers"
+    else:
+        others = f"  # thinking markers `{think_format}`; also {', '.join(templates[1:])}" if templates[1:] else ""
+        template = f"template: {templates[0]}{others}"
+    subset = configs[0] if configs else "<subset>"
+    if fmt == "hub":
+        return [
+            "```python",
+            "from datasets import load_dataset",
+            f'rows = load_dataset("{out}", split="train")  # every subset (config "all", the default)',
+            f'one = load_dataset("{out}", "{subset}", split="train")  # one subset',
+            "```",
+            "For LLaMA-Factory, export the same table with `mmfr export OUT --format llamafactory "
+            f"--asset {name.table}` and train with `dataset_dir: OUT` and `dataset: {name.dataset}`.",
+        ]
+    return [
+        "LLaMA-Factory (training YAML):",
+        "```yaml",
+        f"dataset_dir: {out}",
+        f"dataset: {datasets_named[0]}",
+        template,
+        "```",
+        "`datasets` (the same JSON Lines LLaMA-Factory reads):",
+        "```python",
+        "from datasets import load_dataset",
+        f'rows = load_dataset("json", data_files="{out}/{name.dataset}/*.jsonl", split="train")',
+        "```",
+    ]
+
+
+def _training_format(fmt: str, training, notes: Mapping[str, int]) -> list[str]:
+    from mmfr_assets.exports.thinking import THINK_FORMATS
+
+    markers = THINK_FORMATS[training.think_format]
+    marks = ("as the trace was written" if markers is None
+             else f"`{markers[0]!r}` … `{markers[1]!r}`".replace("`'", "`").replace("'`", "`"))
+    lines = [
+        "The targets are reasoning traces that end in `<answer>…</answer>` (most questions do "
+        "not ask for that format; subsets whose published answers carry no tags are counted "
+        "below).",
+        f"- thinking markers: `{training.think_format}` ({marks}); "
+        + ("the assistant turn is written with them" if fmt == "llamafactory"
+           else "`response_normalized` holds the trace with them, `response` the trace as stored"),
+    ]
+    if fmt == "llamafactory":
+        system = f"`{training.system_prompt}`" if training.system_prompt else "none"
+        lines += [
+            f"- system prompt (the `system` column): {system}",
+            "- caption as context: " + ("on: the user turn starts with the image's caption"
+                                        if training.caption_context else "off (as the paper trains)"),
+            "- `<image>`: exactly one placeholder per image in the user turn.",
+        ]
+    else:
+        lines += [
+            f"- recommended system prompt: `{training.system_prompt}`" if training.system_prompt
+            else "- system prompt: none",
+            "- `question` keeps the dataset's `<image>` placeholders; `question_plain` is the "
+            "question without them, for chat templates that place the image themselves.",
+        ]
+    if any(notes.values()):
+        lines += ["", *_table(["adapted", "rows"], [(k, v) for k, v in sorted(notes.items()) if v])]
+    return lines
 
 
 def dataset_card(
@@ -44,13 +183,43 @@ def dataset_card(
     recipe: Mapping[str, Mapping[str, Mapping[str, str]]],
     origins: Mapping[str, Counter],
     funnel: Sequence[Mapping],
+    name=None,
+    training=None,
+    notes: Mapping[str, int] | None = None,
+    out: str = "OUT",
+    datasets_named: Sequence[str] = (),
+    license: str = DEFAULT_LICENSE,
 ) -> str:
+    from mmfr_assets.exports.dataset_names import export_name
+    from mmfr_assets.exports.turns import TrainingFormat
+
+    name = name or export_name(asset, recipe)
+    training = training or TrainingFormat()
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"# `{asset}` from the mmfr-assets lake",
+        f"# {name.pretty}: `{asset}` from the mmfr-assets lake",
         "",
+    ]
+    if name.rule is not None:
+        source = ("as the materializations recorded" if name.recorded
+                  else "the asset's config default: no materialization record was available")
+        lines += [f"**Recipe {name.short.upper()}: keep the rows with {name.rule}** "
+                  f"({name.bound}; {source})."
+                  + (f" This differs from the paper's {name.short.upper()} rule ({name.paper_rule}): "
+                     "the asset was configured otherwise." if name.paper_rule else ""), ""]
+    lines += [
         f"{sum(counts.values())} rows in {len(counts)} subsets with their images, exported "
         f"{now} ({fmt} layout) from `{lake_uri}`.",
+        "",
+        "## Usage",
+        *_usage(fmt, out, name, list(datasets_named) or [name.dataset], sorted(counts),
+               training.think_format),
+        "",
+        "## Training format",
+        *_training_format(fmt, training, notes or {}),
+        "",
+        "## License",
+        f"`{license}`" + (f" ({DEFAULT_LICENSE_NAME}): {LICENSE_WORDING}" if license == DEFAULT_LICENSE else ""),
         "",
         "## Rows per subset",
         *_table(["subset", "rows"], sorted(counts.items())),

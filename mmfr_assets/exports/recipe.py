@@ -19,7 +19,7 @@ import dagster as dg
 # (Row counts, usage such as llm_prompt_tokens, and per-partition delta_version are not recipe:
 # the card lists the Delta version of each table as read.)
 RECIPE_KEY = re.compile(
-    r"^(thresholds|max_pass_rate|max_failure_rate|min_\w+|model\w*|prompt\w*|generation"
+    r"^(thresholds|max_pass_rate|inclusive|recipe|max_failure_rate|min_\w+|model\w*|prompt\w*|generation"
     r"|recompute|num_samples|samples)$"
 )
 # Steps whose settings shape the exported rows, besides the exported lineage itself.
