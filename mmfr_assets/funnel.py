@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.reporting.paths import report_dir, viewer_page
+from mmfr_assets.reporting.paths import STEP_SHOWN_IN, report_dir, viewer_page
 from mmfr_assets.stage import StageRun
 
 ACCOUNTING_CHECK = "rows_accounted_for"
@@ -81,6 +81,10 @@ def stage_metadata(run: StageRun, extra: Mapping[str, Any] | None = None) -> dic
                 run.subset, run.stage, report_dir(lake_uri=run.table_uri.rsplit("/", 1)[0])))),
         }
     )
+    if run.stage in STEP_SHOWN_IN:
+        metadata["row_viewer_shows"] = dg.MetadataValue.text(
+            f"{run.stage} has no pages of its own: its columns are on the cards of "
+            f"{STEP_SHOWN_IN[run.stage]}'s page, linked as row_viewer")
     if extra:
         metadata.update(extra)
     return metadata

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from collections import Counter
 from html import escape
 
 import dagster as dg
@@ -198,3 +199,60 @@ def test_viewer_pages_are_bounded_and_linked(reported):
     assert "<td>all rows</td>" not in (stage_dir / "index.html").read_text()  # a link, with counts
     assert re.search(r'all rows</a></td><td class="n">10</td><td class="n">6</td>',
                      (stage_dir / "index.html").read_text())
+
+
+def _cards(html: str) -> dict[str, str]:
+    """Row id -> its card's HTML, for every card of a viewer page."""
+    from html import unescape
+
+    return {unescape(m.group(1)): m.group(0) for m in
+            re.finditer(r'<article class="(?:kept|dropped)" id="([^"]+)".*?</article>', html, re.S)}
+
+
+def test_every_stage_shows_the_image_collected_shows(reported):
+    """Images are stored once (collected's originals, cleaned's changed bytes): every stage's
+    cards join them back, so a row whose image collected shows has it at every stage (the
+    viewer used to lose it after the first row an upstream stage dropped)."""
+    from mmfr_assets.image_files import image_extension
+    from mmfr_assets.viewer.build import STAGE_INPUT
+
+    lake, out, _ = reported
+    collected = pl.read_delta(f"{lake.uri}/collected").select("subset", "id", "image_bytes")
+    checked = Counter()
+    for subset in SUBSETS[:2]:
+        showable = set()
+        for row_id, data in collected.filter(pl.col("subset") == subset).select("id", "image_bytes").iter_rows():
+            try:
+                image_extension(data)
+                showable.add(row_id)
+            except Exception:
+                pass
+        for stage in STAGE_INPUT:
+            stage_dir = out / "viewer" / subset_folder(subset) / stage
+            assert (stage_dir / "index.html").exists(), (subset, stage)
+            for page_file in stage_dir.glob("*-*.html"):
+                for row_id, card in _cards(page_file.read_text()).items():
+                    if row_id in showable:
+                        src = re.search(r'<img class="row"[^>]* src="\.\./images/([^"]+)"', card)
+                        assert src, (subset, stage, page_file.name, row_id)
+                        assert (stage_dir.parent / "images" / src.group(1)).exists()
+                        checked[stage] += 1
+                    else:
+                        assert '<p class="noimage">' in card
+    # Past the stages that drop rows, too (the rows after a drop were the ones losing images).
+    assert all(checked[stage] > 0 for stage in STAGE_INPUT if stage != "difficulty_filtered")
+
+
+def test_model_steps_link_the_page_that_shows_their_columns(reported):
+    """A model step's materialization links `row_viewer` to a page that exists and shows the
+    step's columns on its cards."""
+    from mmfr_assets.reporting.paths import STEP_SHOWN_IN, viewer_page
+
+    lake, out, _ = reported
+    subset = SUBSETS[0]
+    for step, stage in STEP_SHOWN_IN.items():
+        page_file = viewer_page(subset, step, out)
+        assert page_file.exists(), step
+        assert page_file.parent.name == stage
+        cards = _cards((page_file.parent / "all-1.html").read_text())
+        assert cards and all(f"<dt>{step}." in card for card in cards.values()), step

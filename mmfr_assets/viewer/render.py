@@ -44,7 +44,7 @@ def _words(value: Any) -> int:
 
 
 def row_card(row: Mapping[str, Any], *, image_src: str | None, drop: Mapping[str, Any] | None,
-             stage: str, verdicts: Mapping[str, Any]) -> str:
+             stage: str, verdicts: Mapping[str, Any], image_note: str = "") -> str:
     """One row. `row` holds the viewer fields (question, answer, trace, caption, pass_rate,
     is_consistent, consistency_analysis, origins); `drop` the rejection (filter, reason, detail)."""
     status = "dropped" if drop else "kept"
@@ -62,7 +62,8 @@ def row_card(row: Mapping[str, Any], *, image_src: str | None, drop: Mapping[str
     if image_src:
         parts.append(f'<img class="row" loading="lazy" alt="row image" src="{escape(image_src, quote=True)}">')
     else:
-        parts.append("<p><em>no image (missing or not decodable)</em></p>")
+        note = image_note or "no image"
+        parts.append(f'<p class="noimage"><em>{escape(note)}</em></p>')
     parts.append(f"<h4>Question</h4><pre>{escape(_text(row.get('question')))}</pre>")
     parts.append(f"<h4>Reference answer</h4><pre>{escape(_text(row.get('answer')))}</pre>")
     trace = row.get("trace")
