@@ -65,16 +65,19 @@ def _with_verdicts(lake: LakeResource, batches, subset: str):
     `consistency_analysis` its judge analysis, where the judge decided)."""
     joined_batches = joined(
         lake, batches, "answer_verdicts", subset,
-        {"is_consistent": "is_consistent", "analysis": "_verdict_analysis", "method": "_verdict_method"},
+        {"is_consistent": "is_consistent", "analysis": "_verdict_analysis", "method": "_verdict_method",
+         "final_answer": "_verdict_final_answer", "reference": "_verdict_reference"},
     )
     try:
         for batch in joined_batches:
+            # The `_verdict_*` columns say who decided in drop details (quality.VERDICT_COLUMNS);
+            # select_quality leaves them out of the kept rows.
             yield batch.with_columns(
                 pl.when(pl.col("_verdict_method") == "judge")
                 .then(pl.col("_verdict_analysis"))
                 .otherwise(pl.col("consistency_analysis"))
                 .alias("consistency_analysis")
-            ).drop("_verdict_analysis", "_verdict_method")
+            )
     finally:
         joined_batches.close()
 
