@@ -53,9 +53,14 @@ def funnel_markdown(run: StageRun) -> str:
     return "\n".join(lines)
 
 
-def stage_metadata(run: StageRun, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The metadata of a stage's materialization; numbers only where a plot means something."""
-    metadata: dict[str, Any] = {
+def stage_metadata(
+    run: StageRun, extra: Mapping[str, Any] | None = None, lead: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The metadata of a stage's materialization; numbers only where a plot means something.
+    The `lead` keys of `extra` come first: the UI lists entries in order, and Dagster 1.13's
+    `MaterializeResult` has no description, so what a reader must see first goes on top."""
+    metadata: dict[str, Any] = {k: extra[k] for k in lead if extra and k in extra}
+    metadata |= {
         "partition": dg.MetadataValue.text(run.subset),
         "dagster/row_count": run.rows_out,
         "rows_in": run.rows_in,
@@ -132,10 +137,11 @@ def stage_result(
     upstream: str,
     extra: Mapping[str, Any] | None = None,
     checks: tuple[dg.AssetCheckResult, ...] = (),
+    lead: tuple[str, ...] = (),
 ) -> dg.MaterializeResult:
     """The materialization of a stage fed by the `upstream` table: metadata and checks."""
     rows_in = count_rows(lake.location(upstream), {"subset": run.subset})
     return dg.MaterializeResult(
-        metadata=stage_metadata(run, extra),
+        metadata=stage_metadata(run, extra, lead),
         check_results=[accounting_check(lake, run, rows_in=rows_in, input_label=upstream), *checks],
     )
