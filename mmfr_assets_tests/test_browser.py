@@ -226,6 +226,7 @@ def test_report_plots_in_the_ui_and_the_row_viewer(tmp_path, real_sample, sync_p
             try:
                 _open_plots(page, url, screenshots)
                 _open_viewer(page, viewer, screenshots)
+                _every_stage_shows_its_images(page, viewer, lake, screenshots)
             except Exception:
                 page.screenshot(path=str(screenshots / "failure.png"))
                 raise
@@ -274,3 +275,37 @@ def _open_viewer(page, viewer: Path, screenshots: Path) -> None:
     assert "<think>" in trace.inner_text()  # shown as text, not parsed as markup
     time.sleep(0.5)
     page.screenshot(path=str(screenshots / "viewer-3-dropped-row.png"))
+
+
+def _every_stage_shows_its_images(page, viewer: Path, lake: Path, screenshots: Path) -> None:
+    """A page of every stage: every row whose image collected holds shows it, decoded by the
+    browser (the viewer once lost them after the first row an upstream stage dropped), and the
+    page says which page of how many it is."""
+    from html import unescape
+
+    import polars as pl
+
+    from mmfr_assets.image_files import image_extension
+    from mmfr_assets.viewer.build import STAGE_INPUT
+
+    def showable(data) -> bool:
+        try:
+            image_extension(data)
+            return True
+        except Exception:
+            return False
+
+    collected = pl.read_delta(str(lake / "collected")).filter(pl.col("subset") == "BMMR")
+    with_image = {i for i, data in collected.select("id", "image_bytes").iter_rows() if showable(data)}
+    assert with_image
+    for stage in STAGE_INPUT:
+        page.goto((viewer.parent / "BMMR" / stage / "all-1.html").as_uri())
+        page.get_by_text("page 1 of").first.wait_for()
+        for article in page.locator("article").all():
+            row_id = unescape(article.get_attribute("id"))
+            if row_id in with_image:
+                image = article.locator("img.row")
+                image.scroll_into_view_if_needed()
+                # decode() waits for the (lazy) image to load; it rejects if it cannot be decoded
+                assert image.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0, (stage, row_id)
+        page.screenshot(path=str(screenshots / f"viewer-stage-{stage}.png"))

@@ -256,3 +256,24 @@ def test_model_steps_link_the_page_that_shows_their_columns(reported):
         assert page_file.parent.name == stage
         cards = _cards((page_file.parent / "all-1.html").read_text())
         assert cards and all(f"<dt>{step}." in card for card in cards.values()), step
+
+
+def test_pages_say_where_they_are_and_cards_lead_with_the_answer(reported):
+    """Each page says "page n of N" and links every page by number; a card shows the trace's
+    final answer against the reference before anything else, and the end of the trace open
+    (the whole trace collapsed)."""
+    from mmfr_assets.selection.verify.extract import final_answer
+
+    lake, out, _ = reported
+    stage_dir = out / "viewer" / subset_folder(SUBSETS[0]) / "quality_filtered"
+    first, second = (stage_dir / "all-1.html").read_text(), (stage_dir / "all-2.html").read_text()
+    assert "page 1 of 2" in first and "page 2 of 2" in second
+    assert 'href="all-2.html">2</a>' in first and 'href="all-1.html">1</a>' in second
+    assert "rows 1–4 of 6 shown (of 10 in this view)" in first
+    distilled = pl.read_delta(f"{lake.uri}/distilled").filter(pl.col("subset") == SUBSETS[0])
+    traces = dict(distilled.select("id", "response").iter_rows())
+    for row_id, card in _cards(first).items():
+        order = [card.index(s) for s in ("Final answer (trace)", "<h4>Question", "End of the trace",
+                                         "<summary>Whole trace")]
+        assert order == sorted(order), row_id
+        assert escape(final_answer(traces[row_id])) in card.split("<dt>Reference answer")[0]

@@ -23,7 +23,7 @@ from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.reporting.lookup import SubsequenceLookup, SupersequenceLookup
 from mmfr_assets.reporting.stats import closing_iter, table_columns
-from mmfr_assets.viewer.render import counts_table, link, page, row_card
+from mmfr_assets.viewer.render import counts_table, link, page, page_nav, row_card
 
 # The table whose rows each stage decided on (its input), as the viewer shows them.
 STAGE_INPUT = {
@@ -87,7 +87,13 @@ def _slug(text: str) -> str:
 
 
 class _View:
-    """One filter of a stage's rows, written as pages of `page_size` rows."""
+    """One filter of a stage's rows, written as pages of `page_size` rows.
+
+    Pages are written as the partition streams, before the number of pages is known; each
+    carries a placeholder where its navigation goes, filled in by `close` ("page 2 of 7" and
+    every page by number). A view holds at most `rows_per_view` rows, so that is a few files."""
+
+    NAV = "<!--mmfr:nav-->"
 
     def __init__(self, folder: Path, slug: str, title: str, *, page_size: int, limit: int) -> None:
         self.folder, self.slug, self.title = folder, slug, title
@@ -96,7 +102,6 @@ class _View:
         self.shown = 0
         self._cards: list[str] = []
         self._pages = 0
-        self._dangling = False
 
     def wants(self) -> bool:
         return self.shown < self.limit
@@ -107,30 +112,34 @@ class _View:
             self._cards.append(card)
             self.shown += 1
             if len(self._cards) == self.page_size:
-                self._flush(last=False)
+                self._flush()
 
     def file(self, number: int) -> str:
         return f"{self.slug}-{number}.html"
 
-    def _flush(self, *, last: bool) -> None:
+    @property
+    def pages(self) -> int:
+        return self._pages
+
+    def _flush(self) -> None:
         if not self._cards and self._pages:
             return
         self._pages += 1
         n = self._pages
-        nav = link("index.html", "↑ views") + (link(self.file(n - 1), "← previous") if n > 1 else "")
-        nav += link(self.file(n + 1), "next →") if not last else ""
-        self._dangling = not last
-        body = "\n".join(self._cards) or "<p>No rows.</p>"
-        (self.folder / self.file(n)).write_text(page(f"{self.title} · page {n}", body, nav=nav), "utf-8")
+        first = (n - 1) * self.page_size + 1
+        body = (f"<p>rows {first}–{first + len(self._cards) - 1} of {{shown}}</p>"
+                + "\n".join(self._cards)) if self._cards else "<p>No rows.</p>"
+        (self.folder / self.file(n)).write_text(page(f"{self.title} · page {n}", body, nav=self.NAV), "utf-8")
         self._cards = []
 
     def close(self) -> None:
-        self._flush(last=True)
-        # A page written before we knew it was the last one links to a next page that may not
-        # exist: write it as an empty page saying so, rather than leave a dead link.
-        if self._dangling:
-            (self.folder / self.file(self._pages + 1)).write_text(page(f"{self.title} · end", f"<p>End: {self.shown} rows shown.</p>",
-                                nav=link("index.html", "↑ views")), "utf-8")
+        self._flush()
+        more = f" (of {self.total} in this view)" if self.total > self.shown else ""
+        for n in range(1, self._pages + 1):
+            path = self.folder / self.file(n)
+            nav = page_nav(link("index.html", "↑ views"), n, self._pages, self.file)
+            path.write_text(path.read_text("utf-8").replace(self.NAV, nav, 1)
+                            .replace("{shown}", f"{self.shown} shown{more}", 1), "utf-8")
 
 
 @dataclass
@@ -270,14 +279,14 @@ def write_stage_pages(
             lookup.close()
     for v in views.values():
         v.close()
-    table = [[link(v.file(1), v.title.split(" · ")[-1]), v.total, v.shown] for v in views.values()]
+    table = [[link(v.file(1), v.title.split(" · ")[-1]), v.total, v.shown, v.pages] for v in views.values()]
     stale = (f"<p class=\"drop\">{not_found} rows of {escape_text(stream)} are not in collected "
              "(an out-of-date table: re-materialize the subset); they are shown without images.</p>"
              if not_found else "")
     body = (f"<p>{rows} rows entered {stage} from {STAGE_INPUT[stage]}; "
             f"{views['kept'].total} kept, {sum(reasons.values())} dropped. Pick a view "
             "(each drop reason is its own filter):</p>" + stale
-            + counts_table(["view", "rows", "shown"], table))
+            + counts_table(["view", "rows", "shown", "pages"], table))
     index = folder / "index.html"
     index.write_text(page(f"{subset} · {stage}", body, nav=link("../../index.html", "↑ all subsets")), "utf-8")
     return StagePages(subset, stage, index, rows, reasons)
