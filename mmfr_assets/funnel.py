@@ -7,9 +7,11 @@ How it reads in the UI: Dagster plots every Int/Float metadata entry of an asset
 materializations (by partition or by time) and nothing else. With one partition per source
 subset, a per-reason count plotted across partitions joins unrelated subsets into a
 meaningless line, so only the row counts (`rows_in`, `rows_dropped`, `dagster/row_count`) stay
-numeric; drops per reason and per filter are one JSON entry each (and the Markdown funnel), and
-identifiers (`delta_version`, `partition`) are text. Check results carry their partition in
-metadata and description, since the check history does not show it.
+numeric: every other number a stage records is text (`readable`, floats rounded); drops are one
+funnel, in filter order (the Markdown `funnel`, and `dropped` per reason as JSON for code), and
+identifiers (`delta_version`, `partition`) are text. Columns carry their descriptions
+(`columns.py`). Check results carry their partition in metadata and description, and the checks
+are partitioned where the asset is (the check history shows the partition).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
+from mmfr_assets.columns import describe
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.reporting.paths import STEP_SHOWN_IN, report_dir, viewer_page
@@ -28,9 +31,11 @@ from mmfr_assets.stage import StageRun
 ACCOUNTING_CHECK = "rows_accounted_for"
 
 
-def column_schema(schema: pa.Schema) -> dg.TableSchema:
+def column_schema(schema: pa.Schema, table: str | None = None) -> dg.TableSchema:
+    """The table's columns with their types and what they mean (`columns.describe`)."""
     return dg.TableSchema(
-        columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in schema]
+        columns=[dg.TableColumn(name=f.name, type=str(f.type), description=describe(f.name, table))
+                 for f in schema]
     )
 
 
@@ -67,16 +72,14 @@ def stage_metadata(
         "rows_dropped": run.rows_dropped,
     }
     if run.filters:
-        metadata["dropped_by"] = dg.MetadataValue.json(
-            {f.name: sum(run.dropped.get((f.name, r), 0) for r in f.reasons) for f in run.filters}
-        )
+        # Per reason, in filter order (for code; the per-filter sums are the Markdown funnel's).
         metadata["dropped"] = dg.MetadataValue.json(
             {r: run.dropped.get((f.name, r), 0) for f in run.filters for r in f.reasons}
         )
     metadata.update(
         {
             "funnel": dg.MetadataValue.md(funnel_markdown(run)),
-            "dagster/column_schema": column_schema(run.schema),
+            "dagster/column_schema": column_schema(run.schema, run.stage),
             "dagster/uri": dg.MetadataValue.path(run.table_uri),
             "dagster/table_name": run.stage,
             "delta_version": dg.MetadataValue.text(str(run.version)),
@@ -91,8 +94,19 @@ def stage_metadata(
             f"{run.stage} has no pages of its own: its columns are on the cards of "
             f"{STEP_SHOWN_IN[run.stage]}'s page, linked as row_viewer")
     if extra:
-        metadata.update(extra)
+        metadata.update({key: readable(value) for key, value in extra.items()})
     return metadata
+
+
+def readable(value: Any) -> Any:
+    """A number a stage records besides its row counts, as text: the UI plots every Int/Float
+    entry across partitions, and a count of one subset beside another's is no series (the
+    `cleaned` page drew ten lines flat at zero). Floats are rounded to 4 significant digits
+    (`0.9118`, not `0.9117647058823529`). Everything else is kept as given."""
+    raw = value.value if isinstance(value, (dg.IntMetadataValue, dg.FloatMetadataValue)) else value
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return value
+    return dg.MetadataValue.text(f"{raw:.4g}" if isinstance(raw, float) else str(raw))
 
 
 def accounting_check_spec(asset: str) -> dg.AssetCheckSpec:

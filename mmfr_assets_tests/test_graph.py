@@ -81,8 +81,8 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
     }
     # the sample carries labels: the rules' agreement with them is in the metadata
     verdict_meta = metadata["answer_verdicts"]
-    assert verdict_meta["label_rows"].value == verdicts["dataset_label"].is_not_null().sum() > 0
-    assert verdict_meta["label_agreement"].value >= 0.95
+    assert int(verdict_meta["label_rows"].value) == verdicts["dataset_label"].is_not_null().sum() > 0
+    assert float(verdict_meta["label_agreement"].value) >= 0.95
     assert "| True |" in verdict_meta["label_confusion"].value
     expected = Counter(reason for reason in plan.values() if reason)
     for stage, filters in STAGES:
@@ -132,6 +132,15 @@ def test_every_accounting_check_passes_and_metadata_is_complete(bundled):
             assert metadata["dagster/uri"].value.endswith(f"/{name}")
             columns = [c.name for c in metadata["dagster/column_schema"].schema.columns]
             assert columns[:2] == ["subset", "id"]
+            # every column says what it means (the sample's columns are all known ones)
+            from mmfr_assets.columns import SOURCE_COLUMN
+
+            described = {c.name: c.description for c in metadata["dagster/column_schema"].schema.columns}
+            assert all(d and d != SOURCE_COLUMN for d in described.values()), (name, described)
+            # counts besides the row counts are text: the UI plots only the three row counts
+            plotted = {k for k, v in metadata.items()
+                       if isinstance(v, (dg.IntMetadataValue, dg.FloatMetadataValue))}
+            assert plotted <= {"dagster/row_count", "rows_in", "rows_dropped"}, (name, plotted)
 
 
 def test_images_are_stored_once_and_repaired_ones_replace_them(bundled):

@@ -61,7 +61,14 @@ def test_funnel_is_the_lakes_counts(reported):
         dropped = per.filter(pl.col("filter").is_not_null() & (pl.col("filter") != "")
                              & (pl.col("stage") != "difficulty_filtered_586k"))["rows"].sum()
         assert collected == selected + dropped
-    assert "| BMMR | collected |  | (kept) | 10 |" in metadata["funnel"].value
+    # The pivot first (rows kept, subset x stage, in lineage order), the drops by reason below.
+    markdown = metadata["funnel"].value
+    assert markdown.index("Rows kept, per subset and stage") < markdown.index("Rows dropped, per reason")
+    assert "| subset | collected | cleaned | distilled |" in markdown
+    bmmr = next(line for line in markdown.splitlines() if line.startswith("| BMMR | 10 |"))
+    kept_rows = kept.filter(pl.col("subset") == "BMMR")["rows"].to_list()
+    assert bmmr == "| BMMR | " + " | ".join(str(n) for n in kept_rows) + " |"
+    assert "| BMMR | quality_filtered | correctness | correctness_inconsistent |" in markdown
 
 
 def test_plots_are_embedded_pngs_and_files(reported):
@@ -151,7 +158,7 @@ def test_report_on_an_empty_lake_draws_what_it_can_and_says_what_is_missing(tmp_
 
 def test_not_materialized_subsets_are_listed_not_drawn(reported):
     _, _, metadata = reported
-    assert metadata["subsets"].value == 2
+    assert metadata["subsets"].value == "2"
     assert "Zebra-CoT-Physics" in metadata["subsets_not_materialized"].value
     assert "Zebra-CoT-Physics" not in metadata["funnel"].value
 

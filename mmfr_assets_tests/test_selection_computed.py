@@ -104,7 +104,7 @@ def test_new_dataset_selected_through_both_recipes(selected):
     assert judged.select("id", "is_consistent", "analysis").rows() == [
         ("3", False, "the candidate names no company.")
     ]
-    assert metadata[llava]["answer_verdicts"]["rows_sent"].value == 1
+    assert int(metadata[llava]["answer_verdicts"]["rows_sent"].value) == 1
     assert "label_agreement" not in metadata[llava]["answer_verdicts"]  # no labels: no agreement
     # quality keeps the verified rows
     assert ids(table(lake, "quality_filtered", raven)) == ["2", "6", "7", "8"]
