@@ -16,6 +16,7 @@ are partitioned where the asset is (the check history shows the partition).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,10 +110,24 @@ def readable(value: Any) -> Any:
     return dg.MetadataValue.text(f"{raw:.4g}" if isinstance(raw, float) else str(raw))
 
 
-def accounting_check_spec(asset: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
+def check_spec(
+    name: str, *, asset: str, partitions: dg.PartitionsDefinition | None = None, **kwargs: Any
+) -> dg.AssetCheckSpec:
+    """An asset check partitioned like its asset: each evaluation is recorded for the subset it
+    checked, so the UI's check history has a partition column and a check's status is per
+    subset (not whichever subset ran last). Partitioned checks are a preview feature of Dagster
+    1.13 (its warning is silenced here, once per spec); results also name their subset in the
+    description and `partition` metadata, which older UIs show."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(name, asset=asset, partitions_def=partitions, **kwargs)
+
+
+def accounting_check_spec(asset: str, partitions: dg.PartitionsDefinition | None = None) -> dg.AssetCheckSpec:
+    return check_spec(
         ACCOUNTING_CHECK,
         asset=asset,
+        partitions=partitions,
         blocking=True,
         description="Re-counts the committed tables: rows in = rows kept + rows in rejections.",
     )

@@ -113,9 +113,11 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
 
 def test_every_accounting_check_passes_and_metadata_is_complete(bundled):
     _, _, _, results = bundled
-    for result in results.values():
+    for subset, result in results.items():
         checks = check_results(result)
         assert {c.asset_check_key.asset_key.path[-1] for c in checks} >= set(ASSET_NAMES)
+        # partitioned checks: each evaluation is recorded for the subset it checked
+        assert {c.partition for c in checks} == {subset}
         # + ids_unique on collected, accounting and failure rate on the four model-step assets of
         # cleaning and distillation (question_reviews, extracted_answers, two teachers), failure
         # rate on answer_verdicts and student_rollouts, accounting on the 586K recipe, and

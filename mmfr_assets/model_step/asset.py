@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.funnel import accounting_check_spec, check_spec, stage_result
 from mmfr_assets.lake.joins import join_in_order
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
 from mmfr_assets.lake.resource import LakeResource
@@ -80,14 +80,14 @@ def model_step_asset(
         # The endpoint's resource key depends on the step, so resources are declared here.
         required_resource_keys={role, "lake"},
         check_specs=[
-            accounting_check_spec(name),
-            dg.AssetCheckSpec(
-                FAILURE_CHECK, asset=name, blocking=True,
+            accounting_check_spec(name, partitions),
+            check_spec(
+                FAILURE_CHECK, asset=name, partitions=partitions, blocking=True,
                 description="Share of rows sent to the endpoint whose output is unusable (given up "
                 "after retries, or unparseable); above max_failure_rate downstream assets do not run.",
             ),
-            dg.AssetCheckSpec(
-                MODEL_RAN_CHECK, asset=name, blocking=False,
+            check_spec(
+                MODEL_RAN_CHECK, asset=name, partitions=partitions, blocking=False,
                 description=f"Warns when rows needed the {role} endpoint and none is configured: "
                 "those rows were written without the model's output.",
             ),

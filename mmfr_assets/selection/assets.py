@@ -110,7 +110,7 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         partitions_def=partitions,
         deps=["distilled", "answer_verdicts"],
         kinds={"deltalake", "polars"},
-        check_specs=[accounting_check_spec("quality_filtered")],
+        check_specs=[accounting_check_spec("quality_filtered", partitions)],
         description="Distilled rows passing the published quality rules: content, structure, "
         "repetition and answer consistency (the verdict of `answer_verdicts`), in that order.",
     )
@@ -160,7 +160,7 @@ def _difficulty_asset(
         partitions_def=partitions,
         deps=["quality_filtered", StudentVerdictsStep.asset],
         kinds={"deltalake", "polars"},
-        check_specs=[accounting_check_spec(name)],
+        check_specs=[accounting_check_spec(name, partitions)],
         description=description,
     )
     def recipe(
