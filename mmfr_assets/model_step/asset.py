@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from mmfr_assets.funnel import accounting_check_spec, check_spec, stage_result
+from mmfr_assets.funnel import accounting_check_spec, check_spec, readable, stage_result
 from mmfr_assets.lake.joins import join_in_order
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
 from mmfr_assets.lake.resource import LakeResource
@@ -168,8 +168,9 @@ def model_step_asset(
                     passed=rate <= config.max_failure_rate,
                     severity=dg.AssetCheckSeverity.ERROR,
                     metadata={"partition": dg.MetadataValue.text(subset),
-                              "sent": stats.sent, "failed": stats.failed, "failure_rate": rate,
-                              "max_failure_rate": config.max_failure_rate,
+                              **{k: readable(v) for k, v in {
+                                  "sent": stats.sent, "failed": stats.failed, "failure_rate": rate,
+                                  "max_failure_rate": config.max_failure_rate}.items()},
                               "top_failures": dg.MetadataValue.text(
                                   json.dumps(dict(stats.failures.most_common(3))))},
                     description=f"subset {subset}: {stats.failed} of {stats.sent} rows failed "
