@@ -186,6 +186,14 @@ def _drive_ui(page, url: str, screenshots: Path) -> None:
     page.get_by_text(SUBSET, exact=True).first.click()
     page.get_by_text("dagster/row_count").first.wait_for()
     shot("7-partition-materialized")
+
+    # 6. The asset's checks: partitioned like the asset, each execution shows its subset.
+    page.goto(f"{url}/assets/collected?view=checks", wait_until="networkidle")
+    page.get_by_text("rows_accounted_for").first.click()
+    page.get_by_text(f"subset {SUBSET}:").first.wait_for()  # the result names its subset
+    page.get_by_text("Partition", exact=True).first.wait_for()  # and records it: a partitioned check
+    page.get_by_role("tab", name="Partitions").first.wait_for()
+    shot("8-checks")
     # Telemetry is off and the UI is self-contained: it asked nothing of any other host.
     assert not elsewhere, f"the UI requested other hosts: {elsewhere}"
 
