@@ -95,6 +95,10 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
                         and reason not in NEED_A_MODEL_OR_OTHER_LAYOUT:
                     assert expected[reason] > 0, f"the sample never trips {reason}"
     dropped = rejections(lake, subset).filter(pl.col("stage") != "difficulty_filtered_586k")
+    # Every quality and image drop says what failed, in words (no exception text, no addresses).
+    said = dropped.filter((pl.col("stage") == "quality_filtered") | (pl.col("filter") == "image"))
+    assert said.height > 0 and said["detail"].is_not_null().all(), said
+    assert not said["detail"].str.contains(r"0x[0-9a-f]{6}|Error:").any(), said["detail"].to_list()
     assert dict(zip(dropped["id"], dropped["reason"])) == {
         i: r for i, r in plan.items() if r
     }
