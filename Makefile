@@ -34,8 +34,10 @@ run: install sample $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mmfr run --subsets all
 	$(BIN)/dagster asset materialize -m mmfr_assets.definitions --select report
 
+# Served from DAGSTER_HOME: `dagster dev` warns that "./dagster.yaml will not be used" whenever
+# the current folder holds a dagster.yaml other than DAGSTER_HOME's (ours is linked in there).
 ui: install sample $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	cd $(DAGSTER_HOME) && $(abspath $(BIN))/dagster dev -w $(CURDIR)/workspace.yaml -h $(HOST) -p $(PORT)
 
 demo: run ui
 

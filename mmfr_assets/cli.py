@@ -150,22 +150,42 @@ def _refusal(result: dg.ExecuteInProcessResult) -> str | None:
 
 def _stage_status(result: dg.ExecuteInProcessResult) -> dict[str, str]:
     """Per funnel stage, how this run left it: `ok`, `failed`, `refused`, `not run` (not
-    selected, or stopped upstream), or `ok, check failed: <checks>`."""
+    selected, or stopped upstream), `ok, check failed: <checks>`, or for a model step whose
+    rows needed an endpoint that is not configured `skipped: no endpoint (N rows needed
+    <role>)`; model steps off the funnel's line appear only when skipped or failed."""
     done = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     failed = {e.step_key for e in result.get_step_failure_events()}
+    from mmfr_assets.model_step.asset import MODEL_RAN_CHECK
+    from mmfr_assets.reporting.paths import STEP_SHOWN_IN
+
     checks: dict[str, list[str]] = {}
+    skipped: dict[str, str] = {}
     for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
-            checks.setdefault(evaluation.asset_key.path[-1], []).append(evaluation.check_name)
+        name = evaluation.asset_key.path[-1]
+        if evaluation.check_name == MODEL_RAN_CHECK:
+            if not evaluation.passed:  # rows needed the model, no endpoint: said instead of a count
+                meta = {k: v.value for k, v in evaluation.metadata.items()}
+                needed = meta.get("rows_needing_model", "?")
+                skipped[name] = (f"skipped: no endpoint ({needed} row{'' if needed == '1' else 's'} "
+                                 f"needed {meta.get('role', 'the model')})")
+        elif not evaluation.passed:
+            checks.setdefault(name, []).append(evaluation.check_name)
     refused = _refusal(result) is not None
     status = {}
     for stage in (*(name for name, _ in STAGES), *(name for name, _, _ in BRANCHES)):
-        if stage in done:
+        if stage in skipped:
+            status[stage] = skipped[stage]
+        elif stage in done:
             status[stage] = f"ok, check failed: {', '.join(checks[stage])}" if stage in checks else "ok"
         elif stage in failed:
             status[stage] = "refused" if refused else "failed"
         else:
             status[stage] = "not run"
+    # Model steps off the funnel's line (the reviews, the teachers): noted under the stage that
+    # applies them when they did not run or failed.
+    for step in STEP_SHOWN_IN:
+        if step not in status and (step in skipped or step in failed):
+            status[step] = skipped.get(step) or ("refused" if refused else "failed")
     return status
 
 

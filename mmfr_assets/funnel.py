@@ -7,30 +7,36 @@ How it reads in the UI: Dagster plots every Int/Float metadata entry of an asset
 materializations (by partition or by time) and nothing else. With one partition per source
 subset, a per-reason count plotted across partitions joins unrelated subsets into a
 meaningless line, so only the row counts (`rows_in`, `rows_dropped`, `dagster/row_count`) stay
-numeric; drops per reason and per filter are one JSON entry each (and the Markdown funnel), and
-identifiers (`delta_version`, `partition`) are text. Check results carry their partition in
-metadata and description, since the check history does not show it.
+numeric: every other number a stage records is text (`readable`, floats rounded); drops are one
+funnel, in filter order (the Markdown `funnel`, and `dropped` per reason as JSON for code), and
+identifiers (`delta_version`, `partition`) are text. Columns carry their descriptions
+(`columns.py`). Check results carry their partition in metadata and description, and the checks
+are partitioned where the asset is (the check history shows the partition).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 
+from mmfr_assets.columns import describe
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.reporting.paths import report_dir, viewer_page
+from mmfr_assets.reporting.paths import STEP_SHOWN_IN, report_dir, viewer_page
 from mmfr_assets.stage import StageRun
 
 ACCOUNTING_CHECK = "rows_accounted_for"
 
 
-def column_schema(schema: pa.Schema) -> dg.TableSchema:
+def column_schema(schema: pa.Schema, table: str | None = None) -> dg.TableSchema:
+    """The table's columns with their types and what they mean (`columns.describe`)."""
     return dg.TableSchema(
-        columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in schema]
+        columns=[dg.TableColumn(name=f.name, type=str(f.type), description=describe(f.name, table))
+                 for f in schema]
     )
 
 
@@ -53,25 +59,28 @@ def funnel_markdown(run: StageRun) -> str:
     return "\n".join(lines)
 
 
-def stage_metadata(run: StageRun, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The metadata of a stage's materialization; numbers only where a plot means something."""
-    metadata: dict[str, Any] = {
+def stage_metadata(
+    run: StageRun, extra: Mapping[str, Any] | None = None, lead: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The metadata of a stage's materialization; numbers only where a plot means something.
+    The `lead` keys of `extra` come first: the UI lists entries in order, and Dagster 1.13's
+    `MaterializeResult` has no description, so what a reader must see first goes on top."""
+    metadata: dict[str, Any] = {k: extra[k] for k in lead if extra and k in extra}
+    metadata |= {
         "partition": dg.MetadataValue.text(run.subset),
         "dagster/row_count": run.rows_out,
         "rows_in": run.rows_in,
         "rows_dropped": run.rows_dropped,
     }
     if run.filters:
-        metadata["dropped_by"] = dg.MetadataValue.json(
-            {f.name: sum(run.dropped.get((f.name, r), 0) for r in f.reasons) for f in run.filters}
-        )
+        # Per reason, in filter order (for code; the per-filter sums are the Markdown funnel's).
         metadata["dropped"] = dg.MetadataValue.json(
             {r: run.dropped.get((f.name, r), 0) for f in run.filters for r in f.reasons}
         )
     metadata.update(
         {
             "funnel": dg.MetadataValue.md(funnel_markdown(run)),
-            "dagster/column_schema": column_schema(run.schema),
+            "dagster/column_schema": column_schema(run.schema, run.stage),
             "dagster/uri": dg.MetadataValue.path(run.table_uri),
             "dagster/table_name": run.stage,
             "delta_version": dg.MetadataValue.text(str(run.version)),
@@ -81,15 +90,44 @@ def stage_metadata(run: StageRun, extra: Mapping[str, Any] | None = None) -> dic
                 run.subset, run.stage, report_dir(lake_uri=run.table_uri.rsplit("/", 1)[0])))),
         }
     )
+    if run.stage in STEP_SHOWN_IN:
+        metadata["row_viewer_shows"] = dg.MetadataValue.text(
+            f"{run.stage} has no pages of its own: its columns are on the cards of "
+            f"{STEP_SHOWN_IN[run.stage]}'s page, linked as row_viewer")
     if extra:
-        metadata.update(extra)
+        metadata.update({key: readable(value) for key, value in extra.items()})
     return metadata
 
 
-def accounting_check_spec(asset: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
+def readable(value: Any) -> Any:
+    """A number a stage records besides its row counts, as text: the UI plots every Int/Float
+    entry across partitions, and a count of one subset beside another's is no series (the
+    `cleaned` page drew ten lines flat at zero). Floats are rounded to 4 significant digits
+    (`0.9118`, not `0.9117647058823529`). Everything else is kept as given."""
+    raw = value.value if isinstance(value, (dg.IntMetadataValue, dg.FloatMetadataValue)) else value
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return value
+    return dg.MetadataValue.text(f"{raw:.4g}" if isinstance(raw, float) else str(raw))
+
+
+def check_spec(
+    name: str, *, asset: str, partitions: dg.PartitionsDefinition | None = None, **kwargs: Any
+) -> dg.AssetCheckSpec:
+    """An asset check partitioned like its asset: each evaluation is recorded for the subset it
+    checked, so the UI's check history has a partition column and a check's status is per
+    subset (not whichever subset ran last). Partitioned checks are a preview feature of Dagster
+    1.13 (its warning is silenced here, once per spec); results also name their subset in the
+    description and `partition` metadata, which older UIs show."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(name, asset=asset, partitions_def=partitions, **kwargs)
+
+
+def accounting_check_spec(asset: str, partitions: dg.PartitionsDefinition | None = None) -> dg.AssetCheckSpec:
+    return check_spec(
         ACCOUNTING_CHECK,
         asset=asset,
+        partitions=partitions,
         blocking=True,
         description="Re-counts the committed tables: rows in = rows kept + rows in rejections.",
     )
@@ -108,13 +146,13 @@ def accounting_check(
     return dg.AssetCheckResult(
         check_name=ACCOUNTING_CHECK,
         passed=passed,
+        # Text, not numbers: the check page would plot them over time (one point per subset,
+        # every label the same minute).
         metadata={
             "partition": dg.MetadataValue.text(run.subset),
-            "input": rows_in,
+            **{key: readable(value) for key, value in {
+                "input": rows_in, "rows_read": run.rows_in, "kept": kept, "dropped": dropped}.items()},
             "input_source": input_label,
-            "rows_read": run.rows_in,
-            "kept": kept,
-            "dropped": dropped,
         },
         description=f"subset {run.subset}: {rows_in} in {relation} {kept} kept + {dropped} dropped"
         + ("" if rows_in == run.rows_in else f" ({run.rows_in} read)"),
@@ -128,10 +166,11 @@ def stage_result(
     upstream: str,
     extra: Mapping[str, Any] | None = None,
     checks: tuple[dg.AssetCheckResult, ...] = (),
+    lead: tuple[str, ...] = (),
 ) -> dg.MaterializeResult:
     """The materialization of a stage fed by the `upstream` table: metadata and checks."""
     rows_in = count_rows(lake.location(upstream), {"subset": run.subset})
     return dg.MaterializeResult(
-        metadata=stage_metadata(run, extra),
+        metadata=stage_metadata(run, extra, lead),
         check_results=[accounting_check(lake, run, rows_in=rows_in, input_label=upstream), *checks],
     )

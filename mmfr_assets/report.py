@@ -4,7 +4,9 @@ Read from the committed tables (row counts) and the rejections table (drops by r
 shows what the lake holds, whichever runs produced it. After `mmfr run`, a stage the run did not
 materialize (stopped by `--until`, a failed step, a failed blocking check, refused input) says
 `not run`, `failed` or `refused` instead of its counts: an old partition or an empty one would
-read as that run's result.
+read as that run's result; a model step whose rows needed an endpoint that is not configured says
+`skipped: no endpoint (N rows needed <role>)` (the reviews and teachers, off the line, under the
+stage that applies them).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import polars as pl
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.pipeline import BRANCHES, STAGES
+from mmfr_assets.reporting.paths import STEP_SHOWN_IN
 
 
 def drops_by_reason(lake: LakeResource, subsets: Sequence[str]) -> dict[tuple[str, str, str], int]:
@@ -43,6 +46,7 @@ def funnel_lines(
     `ok, check failed: ...`, `failed`, `refused`, `not run`); without it (`mmfr funnel`) a
     stage whose table does not exist is `not run`."""
     drops = drops_by_reason(lake, subsets)
+    on_line = {name for name, _ in STAGES}
     lines = []
     for subset in subsets:
         lines.append(f"== {subset}")
@@ -52,12 +56,19 @@ def funnel_lines(
             state = (status or {}).get(subset, {}).get(stage)
             if state is None and location.table() is None:
                 state = "not run"
-            if state in ("not run", "failed", "refused"):
+            steps = [  # model steps off the line that this stage applies, noted when they did not run
+                f"   {'':<20} {step}: {(status or {}).get(subset, {})[step]}"
+                for step, shown_in in STEP_SHOWN_IN.items()
+                if shown_in == stage and step not in on_line and step in (status or {}).get(subset, {})
+            ]
+            if state in ("not run", "failed", "refused") or (state or "").startswith("skipped"):
                 lines.append(f"   {stage:<20} {'':<12} {'':<32} {'':>8} {state:>8}")
+                lines.extend(steps)
                 continue
             rows = count_rows(location, {"subset": subset})
             note = f"  ({state})" if state and state != "ok" else ""
             lines.append(f"   {stage:<20} {'':<12} {'':<32} {'':>8} {rows:>8}{note}")
+            lines.extend(steps)
             for f in filters:
                 for reason in f.reasons:
                     dropped = drops.get((subset, stage, reason), 0)

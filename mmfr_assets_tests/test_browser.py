@@ -134,11 +134,11 @@ def _drive_ui(page, url: str, screenshots: Path) -> None:
     # 1. The asset graph: the stage groups of the code location, then every asset upstream of
     #    the last one (the lineage view expands the groups).
     page.goto(f"{url}/asset-groups", wait_until="networkidle")
-    skip = page.get_by_role("button", name="Skip")  # first-visit newsletter prompt
-    skip.wait_for()
-    skip.click()
     for group in ("collection", "cleaning", "distillation", "selection"):
         page.get_by_role("button", name=group).last.wait_for()
+    # dagster.yaml turns the first-visit community sign-up modal off (nux: enabled: false)
+    assert page.get_by_role("button", name="Skip").count() == 0
+    assert page.get_by_role("dialog").count() == 0
     shot("1-asset-graph")
     page.goto(f"{url}/assets/difficulty_filtered?view=lineage&lineageScope=upstream"
               "&lineageDepth=20", wait_until="networkidle")
@@ -154,6 +154,7 @@ def _drive_ui(page, url: str, screenshots: Path) -> None:
     page.get_by_text(SUBSET, exact=True).first.wait_for()
     page.get_by_text("Zebra-CoT-Physics", exact=True).first.wait_for()
     shot("3-asset-partitions")
+    assert page.get_by_role("button", name="Skip").count() == 0  # nor later: nux is off
 
     # 3. Materialize… > partition picker (Custom) > the one subset > Launch 1 run.
     page.get_by_role("button", name="Materialize…").click()
@@ -185,6 +186,14 @@ def _drive_ui(page, url: str, screenshots: Path) -> None:
     page.get_by_text(SUBSET, exact=True).first.click()
     page.get_by_text("dagster/row_count").first.wait_for()
     shot("7-partition-materialized")
+
+    # 6. The asset's checks: partitioned like the asset, each execution shows its subset.
+    page.goto(f"{url}/assets/collected?view=checks", wait_until="networkidle")
+    page.get_by_text("rows_accounted_for").first.click()
+    page.get_by_text(f"subset {SUBSET}:").first.wait_for()  # the result names its subset
+    page.get_by_text("Partition", exact=True).first.wait_for()  # and records it: a partitioned check
+    page.get_by_role("tab", name="Partitions").first.wait_for()
+    shot("8-checks")
     # Telemetry is off and the UI is self-contained: it asked nothing of any other host.
     assert not elsewhere, f"the UI requested other hosts: {elsewhere}"
 
@@ -226,6 +235,7 @@ def test_report_plots_in_the_ui_and_the_row_viewer(tmp_path, real_sample, sync_p
             try:
                 _open_plots(page, url, screenshots)
                 _open_viewer(page, viewer, screenshots)
+                _every_stage_shows_its_images(page, viewer, lake, screenshots)
             except Exception:
                 page.screenshot(path=str(screenshots / "failure.png"))
                 raise
@@ -236,9 +246,8 @@ def test_report_plots_in_the_ui_and_the_row_viewer(tmp_path, real_sample, sync_p
 def _open_plots(page, url: str, screenshots: Path) -> None:
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(f"{url}/assets/report", wait_until="networkidle")
-    skip = page.get_by_role("button", name="Skip")  # first-visit newsletter prompt
-    skip.wait_for()
-    skip.click()
+    page.get_by_text("plot/pass_rate_distribution").first.wait_for()
+    assert page.get_by_role("button", name="Skip").count() == 0  # no sign-up modal (nux off)
     for name in PLOTS:
         row = page.get_by_role("row").filter(has_text=f"plot/{name}")
         row.get_by_text("[Show Markdown]").click()
@@ -274,3 +283,37 @@ def _open_viewer(page, viewer: Path, screenshots: Path) -> None:
     assert "<think>" in trace.inner_text()  # shown as text, not parsed as markup
     time.sleep(0.5)
     page.screenshot(path=str(screenshots / "viewer-3-dropped-row.png"))
+
+
+def _every_stage_shows_its_images(page, viewer: Path, lake: Path, screenshots: Path) -> None:
+    """A page of every stage: every row whose image collected holds shows it, decoded by the
+    browser (the viewer once lost them after the first row an upstream stage dropped), and the
+    page says which page of how many it is."""
+    from html import unescape
+
+    import polars as pl
+
+    from mmfr_assets.image_files import image_extension
+    from mmfr_assets.viewer.build import STAGE_INPUT
+
+    def showable(data) -> bool:
+        try:
+            image_extension(data)
+            return True
+        except Exception:
+            return False
+
+    collected = pl.read_delta(str(lake / "collected")).filter(pl.col("subset") == "BMMR")
+    with_image = {i for i, data in collected.select("id", "image_bytes").iter_rows() if showable(data)}
+    assert with_image
+    for stage in STAGE_INPUT:
+        page.goto((viewer.parent / "BMMR" / stage / "all-1.html").as_uri())
+        page.get_by_text("page 1 of").first.wait_for()
+        for article in page.locator("article").all():
+            row_id = unescape(article.get_attribute("id"))
+            if row_id in with_image:
+                image = article.locator("img.row")
+                image.scroll_into_view_if_needed()
+                # decode() waits for the (lazy) image to load; it rejects if it cannot be decoded
+                assert image.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0, (stage, row_id)
+        page.screenshot(path=str(screenshots / f"viewer-stage-{stage}.png"))

@@ -82,7 +82,17 @@ def _run(defs, instance, *, config=None):
 def _metadata(result, asset):
     [m] = [e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
            if e.event_specific_data.materialization.asset_key.path[-1] == asset]
-    return {k: getattr(v, "value", v) for k, v in m.items()}
+    # counts besides the row counts are text (the UI plots numbers): read back as numbers here
+    return {k: _number(getattr(v, "value", v)) for k, v in m.items()}
+
+
+def _number(value):
+    if isinstance(value, str):
+        try:
+            return float(value) if "." in value else int(value)
+        except ValueError:
+            return value
+    return value
 
 
 @pytest.fixture

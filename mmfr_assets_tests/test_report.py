@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from collections import Counter
 from html import escape
 
 import dagster as dg
@@ -60,7 +61,14 @@ def test_funnel_is_the_lakes_counts(reported):
         dropped = per.filter(pl.col("filter").is_not_null() & (pl.col("filter") != "")
                              & (pl.col("stage") != "difficulty_filtered_586k"))["rows"].sum()
         assert collected == selected + dropped
-    assert "| BMMR | collected |  | (kept) | 10 |" in metadata["funnel"].value
+    # The pivot first (rows kept, subset x stage, in lineage order), the drops by reason below.
+    markdown = metadata["funnel"].value
+    assert markdown.index("Rows kept, per subset and stage") < markdown.index("Rows dropped, per reason")
+    assert "| subset | collected | cleaned | distilled |" in markdown
+    bmmr = next(line for line in markdown.splitlines() if line.startswith("| BMMR | 10 |"))
+    kept_rows = kept.filter(pl.col("subset") == "BMMR")["rows"].to_list()
+    assert bmmr == "| BMMR | " + " | ".join(str(n) for n in kept_rows) + " |"
+    assert "| BMMR | quality_filtered | correctness | correctness_inconsistent |" in markdown
 
 
 def test_plots_are_embedded_pngs_and_files(reported):
@@ -150,7 +158,7 @@ def test_report_on_an_empty_lake_draws_what_it_can_and_says_what_is_missing(tmp_
 
 def test_not_materialized_subsets_are_listed_not_drawn(reported):
     _, _, metadata = reported
-    assert metadata["subsets"].value == 2
+    assert metadata["subsets"].value == "2"
     assert "Zebra-CoT-Physics" in metadata["subsets_not_materialized"].value
     assert "Zebra-CoT-Physics" not in metadata["funnel"].value
 
@@ -198,3 +206,81 @@ def test_viewer_pages_are_bounded_and_linked(reported):
     assert "<td>all rows</td>" not in (stage_dir / "index.html").read_text()  # a link, with counts
     assert re.search(r'all rows</a></td><td class="n">10</td><td class="n">6</td>',
                      (stage_dir / "index.html").read_text())
+
+
+def _cards(html: str) -> dict[str, str]:
+    """Row id -> its card's HTML, for every card of a viewer page."""
+    from html import unescape
+
+    return {unescape(m.group(1)): m.group(0) for m in
+            re.finditer(r'<article class="(?:kept|dropped)" id="([^"]+)".*?</article>', html, re.S)}
+
+
+def test_every_stage_shows_the_image_collected_shows(reported):
+    """Images are stored once (collected's originals, cleaned's changed bytes): every stage's
+    cards join them back, so a row whose image collected shows has it at every stage (the
+    viewer used to lose it after the first row an upstream stage dropped)."""
+    from mmfr_assets.image_files import image_extension
+    from mmfr_assets.viewer.build import STAGE_INPUT
+
+    lake, out, _ = reported
+    collected = pl.read_delta(f"{lake.uri}/collected").select("subset", "id", "image_bytes")
+    checked = Counter()
+    for subset in SUBSETS[:2]:
+        showable = set()
+        for row_id, data in collected.filter(pl.col("subset") == subset).select("id", "image_bytes").iter_rows():
+            try:
+                image_extension(data)
+                showable.add(row_id)
+            except Exception:
+                pass
+        for stage in STAGE_INPUT:
+            stage_dir = out / "viewer" / subset_folder(subset) / stage
+            assert (stage_dir / "index.html").exists(), (subset, stage)
+            for page_file in stage_dir.glob("*-*.html"):
+                for row_id, card in _cards(page_file.read_text()).items():
+                    if row_id in showable:
+                        src = re.search(r'<img class="row"[^>]* src="\.\./images/([^"]+)"', card)
+                        assert src, (subset, stage, page_file.name, row_id)
+                        assert (stage_dir.parent / "images" / src.group(1)).exists()
+                        checked[stage] += 1
+                    else:
+                        assert '<p class="noimage">' in card
+    # Past the stages that drop rows, too (the rows after a drop were the ones losing images).
+    assert all(checked[stage] > 0 for stage in STAGE_INPUT if stage != "difficulty_filtered")
+
+
+def test_model_steps_link_the_page_that_shows_their_columns(reported):
+    """A model step's materialization links `row_viewer` to a page that exists and shows the
+    step's columns on its cards."""
+    from mmfr_assets.reporting.paths import STEP_SHOWN_IN, viewer_page
+
+    lake, out, _ = reported
+    subset = SUBSETS[0]
+    for step, stage in STEP_SHOWN_IN.items():
+        page_file = viewer_page(subset, step, out)
+        assert page_file.exists(), step
+        assert page_file.parent.name == stage
+        cards = _cards((page_file.parent / "all-1.html").read_text())
+        assert cards and all(f"<dt>{step}." in card for card in cards.values()), step
+
+
+def test_pages_say_where_they_are_and_cards_lead_with_the_answer(reported):
+    """Each page says "page n of N" and links every page by number; a card shows the trace's
+    final answer against the reference before anything else, and the end of the trace open
+    (the whole trace collapsed)."""
+    from mmfr_assets.selection.verify.extract import final_answer
+
+    lake, out, _ = reported
+    stage_dir = out / "viewer" / subset_folder(SUBSETS[0]) / "quality_filtered"
+    first, second = (stage_dir / "all-1.html").read_text(), (stage_dir / "all-2.html").read_text()
+    assert "page 1 of 2" in first and "page 2 of 2" in second
+    assert 'href="all-2.html">2</a>' in first and 'href="all-1.html">1</a>' in second
+    assert "rows 1–4 of 6 shown (of 10 in this view)" in first
+    distilled = pl.read_delta(f"{lake.uri}/distilled").filter(pl.col("subset") == SUBSETS[0])
+    traces = dict(distilled.select("id", "response").iter_rows())
+    for row_id, card in _cards(first).items():
+        order = [card.index(s) for s in ("Final answer (trace)", "<h4>Question", "End of the trace",
+                                         "<summary>Whole trace")]
+        assert order == sorted(order), row_id
+        assert escape(final_answer(traces[row_id])) in card.split("<dt>Reference answer")[0]

@@ -202,7 +202,37 @@ def test_randomized_structures_match_the_reference():
 def test_select_quality_keeps_columns_and_records_drops():
     verdicts = select_quality(frame([row(GOOD, id="a"), row(None, id="b")]), QualityRules())
     assert verdicts.kept.columns == ["subset", "id", "response", "caption", "is_consistent"]
-    assert verdicts.dropped.rows() == [("b", "content", "content_missing_response", None)]
+    assert verdicts.dropped.rows() == [("b", "content", "content_missing_response", "no response")]
+
+
+def test_every_quality_drop_says_what_failed():
+    """The detail of a drop names what the rule measured: the word count against its threshold,
+    the tag counts, the repeated n-gram and its count, the verdict and who decided it."""
+    looped = " ".join(f"w{i}" for i in range(50))
+    rows = [
+        row("<think>" + " ".join(["x"] * 30) + "</think><answer>1</answer>", id="short"),
+        row(GOOD.replace("</think>", ""), id="think"),
+        row(GOOD.replace("</answer>", ""), id="unbalanced"),
+        row(f"<think>{' '.join([looped] * 3)} {' '.join(['y'] * 60)}</think><answer>1</answer>", id="loop"),
+        row(GOOD, id="wrong", ok=False),
+        row(GOOD, id="unknown", ok=None),
+    ]
+    batch = frame(rows).with_columns(
+        _verdict_method=pl.Series(["dataset_label"] * 4 + ["math_verify", "unverified"]),
+        _verdict_analysis=pl.Series([None] * 5 + ["no judge configured"]),
+        _verdict_final_answer=pl.Series(["1"] * 6),
+        _verdict_reference=pl.Series(["2"] * 6),
+    )
+    verdicts = select_quality(batch, QualityRules())
+    assert verdicts.kept.height == 0
+    detail = dict(verdicts.dropped.select("id", "detail").iter_rows())
+    assert detail["short"] == "response has 30 words < 200 (min_response_words)"
+    assert detail["think"] == "<think> occurs 1 times and </think> 0 times (exactly one of each needed)"
+    assert detail["unbalanced"] == "<answer> occurs 1 times and </answer> 0 times (equal counts needed)"
+    assert detail["loop"].startswith("a 50-word sequence occurs 3 times in the think block (limit 2): «w0 w1")
+    assert detail["wrong"] == "inconsistent (decided by math_verify): final answer «1» vs reference «2»"
+    assert detail["unknown"] == "no verdict (unverified: no judge configured): final answer «1» vs reference «2»"
+    assert not any(c.startswith("_verdict") for c in verdicts.kept.columns)
 
 
 @pytest.mark.parametrize(

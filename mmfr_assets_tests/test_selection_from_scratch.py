@@ -136,7 +136,7 @@ def test_computed_selection_is_the_papers(from_scratch):
     # every student sample is in the pass rate: the words the rules cannot compare were judged
     verdicts = pl.read_delta(str(lake / "student_verdicts"))
     assert verdicts.filter(pl.col("pass_rate_origin") == "bounds").height == 0
-    judged = sum(m["student_verdicts"]["samples_judged"].value for m in metadata.values())
+    judged = sum(int(m["student_verdicts"]["samples_judged"].value) for m in metadata.values())
     assert judged > 0 and oracle.calls.get("judge_llm", 0) > 0
     # a re-run of the failing row's subset pays only for what failed: that row's student
     # request (tried twice); every other answer of every role comes from the cache

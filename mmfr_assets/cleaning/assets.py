@@ -169,7 +169,7 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         partitions_def=partitions,
         deps=["collected", QuestionReview.asset, AnswerExtraction.asset],
         kinds={"deltalake", "pillow"},
-        check_specs=[accounting_check_spec("cleaned")],
+        check_specs=[accounting_check_spec("cleaned", partitions)],
         description="Rows whose image decodes and whose question and answer are non-empty; "
         "images EXIF-rotated, RGB, longest edge <= max_long_edge. Unchanged images are not "
         "copied: `image_bytes` is set only where cleaning changed the image. Questions as "

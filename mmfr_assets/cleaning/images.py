@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mmfr_assets.image_files import unreadable_image
+
 ORIENTATION_TAG = 0x0112
 # Modes whose pixels carry transparency: flattened onto white rather than onto black.
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -92,7 +94,9 @@ def clean_image(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageRejected("image_decompression_bomb", str(error)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageRejected("image_corrupt", f"{type(error).__name__}: {error}") from None
+        # A sentence for the reader of the rejections (not "UnidentifiedImageError: cannot
+        # identify image file <_io.BytesIO object at 0x…>").
+        raise ImageRejected("image_corrupt", unreadable_image(data, error)) from None
 
     fixes = []
     if orientation not in (None, 1):

@@ -12,7 +12,7 @@ from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS, DuplicateIds
 from mmfr_assets.collection.mapping import ColumnMap
 from mmfr_assets.collection.source import CARD_COLUMNS, HFSourceResource, mapped_tables
 from mmfr_assets.errors import InputError
-from mmfr_assets.funnel import accounting_check, accounting_check_spec, stage_metadata
+from mmfr_assets.funnel import accounting_check, accounting_check_spec, check_spec, stage_metadata
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.stage import run_stage
@@ -67,9 +67,9 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         partitions_def=partitions,
         kinds={"deltalake", "huggingface"},
         check_specs=[
-            accounting_check_spec("collected"),
-            dg.AssetCheckSpec(
-                "ids_unique", asset="collected", blocking=True,
+            accounting_check_spec("collected", partitions),
+            check_spec(
+                "ids_unique", asset="collected", partitions=partitions, blocking=True,
                 description="(subset, id) must identify a row: later tables join on it.",
             ),
         ],

@@ -55,7 +55,7 @@ def build_distilled(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         partitions_def=partitions,
         deps=["cleaned", CaptionTeacher.asset, CotTeacher.asset],
         kinds={"deltalake"},
-        check_specs=[accounting_check_spec("distilled")],
+        check_specs=[accounting_check_spec("distilled", partitions)],
         description="Cleaned rows with their caption and <think> reasoning response and where "
         "each came from (`dataset`, `generated`, `rejected`, `failed`, `missing`).",
     )

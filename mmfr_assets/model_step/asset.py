@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.funnel import accounting_check_spec, check_spec, readable, stage_result
 from mmfr_assets.lake.joins import join_in_order
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
 from mmfr_assets.lake.resource import LakeResource
@@ -27,6 +27,9 @@ from mmfr_assets.prompts import load_prompt
 from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
 
 FAILURE_CHECK = "generation_failure_rate"
+# Fails (WARN) when rows needed the model and no endpoint was configured: a step that did not
+# run must not look green on the graph.
+MODEL_RAN_CHECK = "model_ran"
 
 
 class ModelStepConfig(dg.Config):
@@ -77,11 +80,16 @@ def model_step_asset(
         # The endpoint's resource key depends on the step, so resources are declared here.
         required_resource_keys={role, "lake"},
         check_specs=[
-            accounting_check_spec(name),
-            dg.AssetCheckSpec(
-                FAILURE_CHECK, asset=name, blocking=True,
+            accounting_check_spec(name, partitions),
+            check_spec(
+                FAILURE_CHECK, asset=name, partitions=partitions, blocking=True,
                 description="Share of rows sent to the endpoint whose output is unusable (given up "
                 "after retries, or unparseable); above max_failure_rate downstream assets do not run.",
+            ),
+            check_spec(
+                MODEL_RAN_CHECK, asset=name, partitions=partitions, blocking=False,
+                description=f"Warns when rows needed the {role} endpoint and none is configured: "
+                "those rows were written without the model's output.",
             ),
         ],
         description=description,
@@ -134,10 +142,11 @@ def model_step_asset(
         rate = stats.failed / stats.sent if stats.sent else 0.0
         metadata = {
             "model_calls": dg.MetadataValue.text(summary),
-            "model": dg.MetadataValue.text(endpoint.model or "") if session is not None else "none",
+            "model": dg.MetadataValue.text(endpoint.model or "(the endpoint's default)" if session is not None
+                                           else f"none: no {role} endpoint configured"),
             "prompt_version": dg.MetadataValue.text(prompt.version),
             "rows_sent": stats.sent,
-            "rows_without_model": stats.rows - stats.sent,
+            "rows_needing_model_not_sent": stats.not_sent,
             "rows_failed": stats.failed,
             "rows_asked_again": stats.retried_rows,
             **{f"rows/{status}": n for status, n in sorted(stats.statuses.items(), key=str)},
@@ -151,22 +160,51 @@ def model_step_asset(
             metadata.update(usage.to_metadata(prefix="llm_"))
         metadata.update(step.extra_metadata())
         return stage_result(
-            lake, run, upstream=step.upstream, extra=metadata,
+            lake, run, upstream=step.upstream, extra=metadata, lead=("model_calls",),
             checks=(
+                model_ran_check(role, subset, enabled=session is not None, stats=stats),
                 dg.AssetCheckResult(
                     check_name=FAILURE_CHECK,
                     passed=rate <= config.max_failure_rate,
                     severity=dg.AssetCheckSeverity.ERROR,
                     metadata={"partition": dg.MetadataValue.text(subset),
-                              "sent": stats.sent, "failed": stats.failed, "failure_rate": rate,
-                              "max_failure_rate": config.max_failure_rate,
+                              **{k: readable(v) for k, v in {
+                                  "sent": stats.sent, "failed": stats.failed, "failure_rate": rate,
+                                  "max_failure_rate": config.max_failure_rate}.items()},
                               "top_failures": dg.MetadataValue.text(
                                   json.dumps(dict(stats.failures.most_common(3))))},
                     description=f"subset {subset}: {stats.failed} of {stats.sent} rows failed "
                     f"({rate:.1%} {'<=' if rate <= config.max_failure_rate else '>'} "
-                    f"{config.max_failure_rate:.1%})",
+                    f"{config.max_failure_rate:.1%})" if session is not None else
+                    f"subset {subset}: nothing sent (no {role} endpoint configured); see {MODEL_RAN_CHECK}",
                 ),
             ),
         )
 
     return step_asset
+
+
+def model_ran_check(role: str, subset: str, *, enabled: bool, stats: StepStats) -> dg.AssetCheckResult:
+    """`model_ran`: fails with WARN severity when rows needed the model and no endpoint was
+    configured, so the graph shows the step did not run (its table holds those rows without
+    the model's output, origin `missing` or `skipped`)."""
+    needed = stats.sent + stats.not_sent
+    rows = f"{needed} row{'s' if needed != 1 else ''}"
+    if enabled:
+        text = f"{stats.sent} of {stats.rows} rows sent to {role}"
+    elif stats.not_sent:
+        text = (f"{rows} needed {role}; no endpoint configured (MMFR_{role.upper()}_BASE_URL unset): "
+                f"written without the model's output")
+    else:
+        text = f"no row needed {role} (no endpoint configured)"
+    return dg.AssetCheckResult(
+        check_name=MODEL_RAN_CHECK,
+        passed=enabled or stats.not_sent == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"partition": dg.MetadataValue.text(subset),
+                  "role": dg.MetadataValue.text(role),
+                  "endpoint": dg.MetadataValue.text("configured" if enabled else "not configured"),
+                  "rows_needing_model": dg.MetadataValue.text(str(needed)),
+                  "rows_sent": dg.MetadataValue.text(str(stats.sent))},
+        description=f"subset {subset}: {text}",
+    )

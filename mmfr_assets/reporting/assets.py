@@ -41,14 +41,36 @@ class ReportConfig(dg.Config):
     batch_size: int = 1024
 
 
-def funnel_markdown(funnel) -> str:
-    lines = ["| subset | stage | filter | reason | rows |", "| --- | --- | --- | --- | ---: |"]
-    for subset, stage, filt, reason, rows in funnel.iter_rows():
-        lines.append(f"| {subset} | {stage} | {filt} | {reason} | {rows} |")
+def funnel_pivot(funnel, stages: Sequence[str]) -> tuple[list[str], list[list]]:
+    """Rows kept per subset (rows) and stage (columns, in lineage order): the cross-subset
+    funnel a reader scans first."""
+    kept = {(subset, stage): rows for subset, stage, filt, reason, rows in funnel.iter_rows()
+            if reason == "(kept)"}
+    subsets = list(dict.fromkeys(subset for subset, _ in kept))
+    header = ["subset", *stages]
+    return header, [[subset, *[kept.get((subset, stage), 0) for stage in stages]] for subset in subsets]
+
+
+def _drop_rows(funnel) -> list[tuple]:
+    return [row for row in funnel.iter_rows() if row[2] and row[4]]
+
+
+def funnel_markdown(funnel, stages: Sequence[str] = ()) -> str:
+    """The pivot (subset x stage, rows kept) first, then the drops by reason below."""
+    stages = list(stages) or list(dict.fromkeys(funnel["stage"].to_list()))
+    header, rows = funnel_pivot(funnel, stages)
+    lines = ["**Rows kept, per subset and stage**", "",
+             "| " + " | ".join(header) + " |", "| --- |" + " ---: |" * len(stages)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    lines += ["", "**Rows dropped, per reason**", "",
+              "| subset | stage | filter | reason | rows |", "| --- | --- | --- | --- | ---: |"]
+    lines += [f"| {subset} | {stage} | {filt} | {reason} | {n} |"
+              for subset, stage, filt, reason, n in _drop_rows(funnel)]
     return "\n".join(lines)
 
 
-def _report_page(pngs: dict, funnel, absent: Sequence[str], sources: dict[str, str]) -> str:
+def _report_page(pngs: dict, funnel, absent: Sequence[str], sources: dict[str, str],
+                 stages: Sequence[str] = ()) -> str:
     figures = "".join(
         f"<h2>{escape(TITLES[name])}</h2><img src=\"plots/{name}.png\" alt=\"{escape(TITLES[name])}\">"
         for name in pngs
@@ -56,9 +78,13 @@ def _report_page(pngs: dict, funnel, absent: Sequence[str], sources: dict[str, s
     notes = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in sources.items())
     if absent:
         notes += f"<li>tables not materialized (not in this report): {escape(', '.join(absent))}</li>"
-    rows = [[escape(str(v)) if not isinstance(v, int) else v for v in row] for row in funnel.iter_rows()]
-    body = (f"<p>{link('viewer/index.html', 'Open the row viewer')}</p><ul>{notes}</ul>{figures}"
-            "<h2>Funnel</h2>" + counts_table(["subset", "stage", "filter", "reason", "rows"], rows))
+    header, pivot = funnel_pivot(funnel, list(stages) or list(dict.fromkeys(funnel["stage"].to_list())))
+    pivot = [[escape(str(v)) if not isinstance(v, int) else v for v in row] for row in pivot]
+    drops = [[escape(str(v)) if not isinstance(v, int) else v for v in row] for row in _drop_rows(funnel)]
+    body = (f"<p>{link('viewer/index.html', 'Open the row viewer')}</p>"
+            "<h2>Rows kept, per subset and stage</h2>" + counts_table(header, pivot)
+            + f"<ul>{notes}</ul>{figures}"
+            "<h2>Rows dropped, per reason</h2>" + counts_table(["subset", "stage", "filter", "reason", "rows"], drops))
     return page("mmfr report", body)
 
 
@@ -89,10 +115,11 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             stats.funnel.write_csv(staging / "funnel.csv")
             pages = write_viewer(lake, stats.subsets, [s for s in stage_names(lake) if s in STAGE_INPUT], staging / "viewer",
                                  page_size=config.page_size, rows_per_view=config.rows_per_view)
-            (staging / "index.html").write_text(_report_page(pngs, stats.funnel, absent, sources), "utf-8")
+            (staging / "index.html").write_text(
+                _report_page(pngs, stats.funnel, absent, sources, stage_names(lake)), "utf-8")
         context.log.info(f"report: {len(pngs)} plots, {len(pages)} viewer stages in {out}")
         metadata = {
-            "funnel": dg.MetadataValue.md(funnel_markdown(stats.funnel)),
+            "funnel": dg.MetadataValue.md(funnel_markdown(stats.funnel, stage_names(lake))),
             **{
                 f"plot/{name}": dg.MetadataValue.md(
                     f"**{TITLES[name]}**\n\n![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
@@ -102,12 +129,15 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             "report_page": dg.MetadataValue.path(str(out / "index.html")),
             "row_viewer": dg.MetadataValue.path(str(out / "viewer" / "index.html")),
             "row_viewer_url": dg.MetadataValue.url((out / "viewer" / "index.html").as_uri()),
+            # Browsers do not follow file:// links from a web page (the UI): serve the folder.
+            "row_viewer_open": dg.MetadataValue.text(
+                f"python -m http.server 8000 -d {out}  then open http://127.0.0.1:8000/viewer/index.html"),
             "tables_absent": ", ".join(absent) or "none",
             "pass_rate_source": stats.pass_rate_source,
             "verifier_method_source": stats.method_source,
-            "subsets": len(stats.subsets),
+            "subsets": dg.MetadataValue.text(str(len(stats.subsets))),
             "subsets_not_materialized": ", ".join(stats.not_materialized) or "none",
-            "viewer_pages": len(pages),
+            "viewer_pages": dg.MetadataValue.text(str(len(pages))),
         }
         return dg.MaterializeResult(metadata=metadata)
 

@@ -68,3 +68,33 @@ class SubsequenceLookup:
             else:
                 found.append(None)
         return found
+
+
+class SupersequenceLookup(SubsequenceLookup):
+    """`get(ids)` for a table that holds every id of the stream and more (an upstream table:
+    `collected` under the rows of `distilled`): table rows the stream skips are passed over.
+
+    `SubsequenceLookup` on such a table stops matching at the first row the stream does not
+    have (every later id reads as absent: the viewer showed "no image" for every row after the
+    first row cleaning dropped). An id the table lacks (an out-of-date table) is None, and so
+    is every later one; `missing` counts them.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.missing = 0
+
+    def get(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        found: list[dict[str, Any] | None] = []
+        for row_id in ids:
+            row = self._peek()
+            while row is not None and row["id"] != row_id:
+                self._next += 1
+                row = self._peek()
+            if row is None:
+                self.missing += 1
+                found.append(None)
+            else:
+                self._next += 1
+                found.append(row)
+        return found

@@ -19,6 +19,21 @@ def report_dir(configured: str = "", lake_uri: str | None = None, environ=os.env
     return (DATA_DIR / "report").absolute()
 
 
+# The model steps have no viewer pages of their own: their columns are shown on the cards of
+# the stage that applies them (`viewer.build.STEP_TABLES`), whose page their
+# materializations link.
+STEP_SHOWN_IN = {
+    "question_reviews": "cleaned",
+    "extracted_answers": "cleaned",
+    "teacher_captions": "distilled",
+    "teacher_responses": "distilled",
+    "answer_verdicts": "quality_filtered",
+    "student_rollouts": "difficulty_filtered",
+    "student_verdicts": "difficulty_filtered",
+}
+
+
 def viewer_page(subset: str, stage: str, root: Path) -> Path:
-    """The viewer's index page of one subset and stage (written by the `report` asset)."""
-    return root / "viewer" / subset_folder(subset) / stage / "index.html"
+    """The viewer's index page of one subset and stage (written by the `report` asset); for a
+    model step, the page of the stage that shows its columns (`STEP_SHOWN_IN`)."""
+    return root / "viewer" / subset_folder(subset) / STEP_SHOWN_IN.get(stage, stage) / "index.html"

@@ -13,7 +13,9 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: no display on servers, and no GUI toolkit imported
 
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import PercentFormatter  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, PercentFormatter,
+)
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
@@ -76,7 +78,9 @@ def length_distributions(stats: ReportStats) -> bytes:
             counts = stats.lengths[(kind, group)]
             if counts.sum():
                 missing = stats.missing_lengths[(kind, group)]
-                label = f"{group} ({counts.sum()} rows" + (f", {missing} missing)" if missing else ")")
+                total = int(counts.sum())
+                label = f"{group} ({total} row{'s' if total != 1 else ''}" + (
+                    f", {missing} without one)" if missing else ")")
                 ax.stairs(counts, edges, fill=True, alpha=0.45, color=color, label=label)
                 drew = True
         if not drew:
@@ -85,16 +89,25 @@ def length_distributions(stats: ReportStats) -> bytes:
             continue
         ax.set_xscale("log")
         used = np.flatnonzero(sum(stats.lengths[(kind, g)] for g in ("kept", "dropped")))
-        ax.set_xlim(edges[max(used[0] - 2, 0)], edges[min(used[-1] + 3, len(edges) - 1)])
-        ax.set_xlabel(f"{kind} length (words)")
-        ax.set_ylabel("rows")
-        ax.set_title(f"{kind.capitalize()} length, kept vs dropped by {stats.kept_asset}", fontsize=10)
+        low, high = edges[max(used[0] - 2, 0)], edges[min(used[-1] + 3, len(edges) - 1)]
+        ax.set_xlim(low, high)
+        # Plain word counts on a 1-2-5 grid, no minor labels: matplotlib's default log labels
+        # (2×10², 3×10², 4×10² side by side) overlapped on a narrow range.
+        ticks = [t for t in (m * 10 ** e for e in range(6) for m in (1, 2, 5)) if low <= t <= high]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(f"{kind} length (words, log scale)")
+        ax.set_ylabel("distilled rows")
+        ax.set_title(f"{kind.capitalize()} length: distilled rows per word count,\n"
+                     f"kept vs dropped by {stats.kept_asset}", fontsize=10)
         ax.legend(fontsize=8)
     return _png(fig)
 
 
 def drops_by_reason(stats: ReportStats) -> bytes:
-    """Rows dropped per subset, stacked by reason (all stages)."""
+    """Rows dropped per subset, stacked by reason (every stage on the line to difficulty_filtered)."""
     drops = stats.drops()
     subsets = stats.subsets
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(subsets) + 2.2))
@@ -116,7 +129,8 @@ def drops_by_reason(stats: ReportStats) -> bytes:
     ax.set_yticks(range(len(subsets)), subsets, fontsize=9)
     ax.invert_yaxis()
     ax.set_xlabel("rows dropped")
-    ax.set_title("Drops by reason per subset", fontsize=10)
+    ax.set_title("Rows dropped per subset, by reason (collected → difficulty_filtered; "
+                 "the 586K recipe's drops are in the funnel)", fontsize=10)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _png(fig)
 

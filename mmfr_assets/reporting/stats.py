@@ -16,7 +16,7 @@ import polars as pl
 
 from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.pipeline import STAGES
+from mmfr_assets.pipeline import BRANCHES, STAGES
 from mmfr_assets.reporting.lookup import SubsequenceLookup
 
 # Tables other engineers add downstream; the report uses each one that exists and says which
@@ -49,7 +49,11 @@ class ReportStats:
     not_materialized: list[str] = field(default_factory=list)  # subsets without collected rows
 
     def drops(self) -> pl.DataFrame:
-        return self.funnel.filter(pl.col("filter") != "").select("subset", "stage", "reason", "rows")
+        """Drops along the line collected -> difficulty_filtered: the 586K recipe beside it
+        drops the same quality rows again by its own rule, so counting both counts rows twice."""
+        return self.funnel.filter(
+            (pl.col("filter") != "") & ~pl.col("stage").is_in([name for name, _, _ in BRANCHES])
+        ).select("subset", "stage", "reason", "rows")
 
 
 def drop_counts(location, subsets: Sequence[str], stages: Sequence[str]) -> Counter:

@@ -65,16 +65,19 @@ def _with_verdicts(lake: LakeResource, batches, subset: str):
     `consistency_analysis` its judge analysis, where the judge decided)."""
     joined_batches = joined(
         lake, batches, "answer_verdicts", subset,
-        {"is_consistent": "is_consistent", "analysis": "_verdict_analysis", "method": "_verdict_method"},
+        {"is_consistent": "is_consistent", "analysis": "_verdict_analysis", "method": "_verdict_method",
+         "final_answer": "_verdict_final_answer", "reference": "_verdict_reference"},
     )
     try:
         for batch in joined_batches:
+            # The `_verdict_*` columns say who decided in drop details (quality.VERDICT_COLUMNS);
+            # select_quality leaves them out of the kept rows.
             yield batch.with_columns(
                 pl.when(pl.col("_verdict_method") == "judge")
                 .then(pl.col("_verdict_analysis"))
                 .otherwise(pl.col("consistency_analysis"))
                 .alias("consistency_analysis")
-            ).drop("_verdict_analysis", "_verdict_method")
+            )
     finally:
         joined_batches.close()
 
@@ -107,7 +110,7 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         partitions_def=partitions,
         deps=["distilled", "answer_verdicts"],
         kinds={"deltalake", "polars"},
-        check_specs=[accounting_check_spec("quality_filtered")],
+        check_specs=[accounting_check_spec("quality_filtered", partitions)],
         description="Distilled rows passing the published quality rules: content, structure, "
         "repetition and answer consistency (the verdict of `answer_verdicts`), in that order.",
     )
@@ -157,7 +160,7 @@ def _difficulty_asset(
         partitions_def=partitions,
         deps=["quality_filtered", StudentVerdictsStep.asset],
         kinds={"deltalake", "polars"},
-        check_specs=[accounting_check_spec(name)],
+        check_specs=[accounting_check_spec(name, partitions)],
         description=description,
     )
     def recipe(

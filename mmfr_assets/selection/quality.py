@@ -7,6 +7,7 @@ reason that fails, so per-filter counts form a funnel. Thresholds come from `Qua
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,7 +79,26 @@ class QualityRules:
 
 
 def quality_reason(frame: pl.DataFrame, rules: QualityRules) -> pl.Series:
-    """The first failing reason per row of a distilled batch (null = keep).
+    """The first failing reason per row of a distilled batch (null = keep)."""
+    return _decide(frame, rules).reasons()
+
+
+@dataclass
+class _Decision:
+    """What `_decide` found in a batch: the reason code per row and what the details of the
+    dropped rows are made from."""
+
+    code: np.ndarray
+    scan: np.ndarray
+    caption_words: np.ndarray
+    repeated: dict[int, tuple[list[str], int]]  # row -> (the repeated n-gram, its occurrences)
+
+    def reasons(self) -> pl.Series:
+        return pl.Series("reason", _REASONS, pl.String).gather(self.code)
+
+
+def _decide(frame: pl.DataFrame, rules: QualityRules) -> _Decision:
+    """The reason code of every row of a distilled batch (0 = keep).
 
     One compiled pass over each response's UTF-8 bytes (`scan_responses`, both cores) gives
     what the content and structure rules test: `str.split()` word counts, blankness as
@@ -121,19 +141,100 @@ def quality_reason(frame: pl.DataFrame, rules: QualityRules) -> pl.Series:
     ]
     code = np.select(conditions, np.arange(1, len(conditions) + 1), 0)
     # Repetition: rows that passed content and structure, flagged by the hash, confirmed exactly.
+    repeated: dict[int, tuple[list[str], int]] = {}
     for row in np.flatnonzero((code == 0) & ((scan[:, REPEATED] == 1) | (n < 1))):
         begin = int(scan[row, THINK_OPEN_AT]) + len("<think>")
-        think = response.text(row, begin, int(scan[row, THINK_CLOSE_AT]))
-        if confirm_repeated(think.split(), int(scan[row, REPEATED_AT]), n, min_count):
+        think = response.text(row, begin, int(scan[row, THINK_CLOSE_AT])).split()
+        if confirm_repeated(think, int(scan[row, REPEATED_AT]), n, min_count):
             code[row] = _REASONS.index("repetition_ngram")
+            repeated[int(row)] = most_repeated_ngram(think, int(scan[row, REPEATED_AT]), n)
     correctness = np.select(
         [unverified, inconsistent],
         [_REASONS.index("correctness_unverified"), _REASONS.index("correctness_inconsistent")],
         0,
     )
     code = np.where(code == 0, correctness, code)
-    return pl.Series("reason", _REASONS, pl.String).gather(code)
+    return _Decision(code, scan, caption_words, repeated)
+
+
+def most_repeated_ngram(words: list[str], at: int, n: int) -> tuple[list[str], int]:
+    """The n-gram the repetition rule found and how often it occurs (for the drop's detail):
+    the window the hash flagged at word `at` if it is repeated, else (a hash collision) the most
+    frequent window, counted the published way. Only dropped rows get here."""
+    if n >= 1 and 0 <= at <= len(words) - n:
+        target = words[at : at + n]
+        count = sum(words[i : i + n] == target for i in range(len(words) - n + 1))
+        if count > 1:
+            return target, count
+    counts = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    gram, count = counts.most_common(1)[0] if counts else ((), 0)
+    return list(gram), count
+
+
+def _quoted(text, limit: int = 80) -> str:
+    text = " ".join(str(text).split()) if text is not None else ""
+    return f"«{text[:limit]}{'…' if len(text) > limit else ''}»" if text else "(none)"
+
+
+# The columns `quality_filtered` joins from `answer_verdicts` to say who decided a verdict
+# (dropped from the kept rows).
+VERDICT_COLUMNS = ("_verdict_method", "_verdict_analysis", "_verdict_final_answer", "_verdict_reference")
+
+
+def _detail(reason: str, frame: pl.DataFrame, row: int, d: _Decision, rules: QualityRules) -> str:
+    """What failed, for a person reading the drop: the measured value against its threshold,
+    the tag counts, the repeated n-gram, the verdict and who decided it."""
+    scan = d.scan[row]
+    values = frame.row(row, named=True)
+    if reason == "content_error_marker":
+        return f"the response contains the error marker {rules.error_marker!r}"
+    if reason == "content_missing_response":
+        return "no response" if values.get("response") is None else "the response is blank"
+    if reason == "content_short_response":
+        return f"response has {int(scan[WORDS])} words < {rules.min_response_words} (min_response_words)"
+    if reason == "content_missing_caption":
+        return "no caption" if values.get("caption") is None else "the caption is blank"
+    if reason == "content_short_caption":
+        return f"caption has {int(d.caption_words[row])} words < {rules.min_caption_words} (min_caption_words)"
+    if reason == "structure_think_tags":
+        opens, closes = int(scan[THINK_OPEN]), int(scan[THINK_CLOSE])
+        if opens == closes == 1:
+            return "</think> comes before <think>"
+        return f"<think> occurs {opens} times and </think> {closes} times (exactly one of each needed)"
+    if reason == "structure_answer_unbalanced":
+        opens, closes = int(scan[ANSWER_OPEN]), int(scan[ANSWER_CLOSE])
+        if opens == closes == 0:
+            return "no <answer>…</answer> pair"
+        return f"<answer> occurs {opens} times and </answer> {closes} times (equal counts needed)"
+    if reason == "structure_answer_malformed":
+        return "<answer> and </answer> do not alternate (a tag opened twice, or closed before it opened)"
+    if reason == "structure_answer_inside_think":
+        return "every <answer>…</answer> pair is inside the think block (one outside it is needed)"
+    if reason == "repetition_ngram":
+        gram, count = d.repeated.get(row, ([], 0))
+        shown = " ".join(gram[:12]) + (" …" if len(gram) > 12 else "")
+        return (f"a {rules.ngram_size}-word sequence occurs {count} times in the think block "
+                f"(limit {rules.max_ngram_occurrences}): «{shown}»")
+    method = values.get("_verdict_method")
+    who = f"decided by {method}" if method else "verdict from the dataset's is_consistent"
+    answers = (f"final answer {_quoted(values.get('_verdict_final_answer'))} vs reference "
+               f"{_quoted(values.get('_verdict_reference', values.get('answer')))}")
+    if reason == "correctness_inconsistent":
+        return f"inconsistent ({who}): {answers}"
+    if reason == "correctness_unverified":
+        why = values.get("_verdict_analysis")
+        return f"no verdict ({method or 'none'}{': ' + ' '.join(str(why).split())[:200] if why else ''}): {answers}"
+    return ""
 
 
 def select_quality(batch: pl.DataFrame, rules: QualityRules) -> Verdicts:
-    return split_by_reason(batch, quality_reason(batch, rules), FILTER_OF)
+    """Kept rows and drops, each drop with its detail (`_detail`); the `answer_verdicts`
+    columns the batch may carry (`VERDICT_COLUMNS`) are used for details, not kept."""
+    decision = _decide(batch, rules)
+    reasons = decision.reasons()
+    details = [None] * batch.height
+    for row in np.flatnonzero(decision.code):
+        details[row] = _detail(_REASONS[decision.code[row]], batch, int(row), decision, rules)
+    verdicts = split_by_reason(batch, reasons, FILTER_OF, detail=pl.Series(details, dtype=pl.String))
+    extra = [c for c in VERDICT_COLUMNS if c in batch.columns]
+    return Verdicts(verdicts.kept.drop(extra), verdicts.dropped) if extra else verdicts

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmfr_assets.image_files import image_extension
+from mmfr_assets.image_files import image_extension, unreadable_image
 
 from mmfr_assets.exports.names import file_stem, subset_folder
 from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.reporting.lookup import SubsequenceLookup
+from mmfr_assets.reporting.lookup import SubsequenceLookup, SupersequenceLookup
 from mmfr_assets.reporting.stats import closing_iter, table_columns
-from mmfr_assets.viewer.render import counts_table, link, page, row_card
+from mmfr_assets.viewer.render import counts_table, link, page, page_nav, row_card
 
 # The table whose rows each stage decided on (its input), as the viewer shows them.
 STAGE_INPUT = {
@@ -47,8 +47,39 @@ FIELDS = {
     "is_consistent": ("is_consistent",),
     "consistency_analysis": ("consistency_analysis",),
 }
-# Per-row verdict tables other steps add; every column is shown when the table exists.
-VERDICT_TABLES = ("answer_verdicts", "student_rollouts")
+# The model steps' tables whose columns each stage's cards show (when the table exists): a
+# model step has no pages of its own; its materialization links the page of the stage that
+# shows its rows (`reporting.paths.STEP_SHOWN_IN`).
+STEP_TABLES = {
+    "collected": (),
+    "cleaned": ("question_reviews", "extracted_answers"),
+    "distilled": ("teacher_captions", "teacher_responses"),
+    "quality_filtered": ("answer_verdicts",),
+    "difficulty_filtered": ("answer_verdicts", "student_rollouts", "student_verdicts"),
+    "difficulty_filtered_586k": ("answer_verdicts", "student_rollouts", "student_verdicts"),
+}
+# Columns of those tables not repeated on a card: the row's own fields, shown above.
+STEP_COLUMNS_SHOWN_ELSEWHERE = {"subset", "id", "caption", "response"}
+# How far down the lineage a table's rows are: every table holds a subsequence of the rows of
+# any table at a lower level, in the same order (each stage writes its rows in its input's
+# order; a model step holds one row per row of its upstream). A table at or above the level of
+# a stage's input holds every row of it (and maybe more); a table below holds some of them.
+ROW_LEVEL = {
+    "collected": 0, "question_reviews": 0, "extracted_answers": 0,
+    "cleaned": 1, "teacher_captions": 1, "teacher_responses": 1, "distilled": 1,
+    "answer_verdicts": 1,
+    "quality_filtered": 2, "student_rollouts": 2, "student_verdicts": 2,
+    "difficulty_filtered": 3, "difficulty_filtered_586k": 3,
+}
+
+
+def rows_lookup(lake: LakeResource, table: str, stream: str, partition: dict[str, str],
+                columns: Sequence[str] = (), *, batch_size: int = 256) -> SubsequenceLookup:
+    """The lookup of `table`'s rows by the ids of `stream` (read in order): a
+    `SupersequenceLookup` when `table` holds every row of `stream` (it is upstream of it or
+    beside it), else a `SubsequenceLookup`."""
+    kind = SupersequenceLookup if ROW_LEVEL[table] <= ROW_LEVEL[stream] else SubsequenceLookup
+    return kind(lake.location(table), partition, columns, batch_size=batch_size)
 
 
 def _slug(text: str) -> str:
@@ -56,7 +87,13 @@ def _slug(text: str) -> str:
 
 
 class _View:
-    """One filter of a stage's rows, written as pages of `page_size` rows."""
+    """One filter of a stage's rows, written as pages of `page_size` rows.
+
+    Pages are written as the partition streams, before the number of pages is known; each
+    carries a placeholder where its navigation goes, filled in by `close` ("page 2 of 7" and
+    every page by number). A view holds at most `rows_per_view` rows, so that is a few files."""
+
+    NAV = "<!--mmfr:nav-->"
 
     def __init__(self, folder: Path, slug: str, title: str, *, page_size: int, limit: int) -> None:
         self.folder, self.slug, self.title = folder, slug, title
@@ -65,7 +102,6 @@ class _View:
         self.shown = 0
         self._cards: list[str] = []
         self._pages = 0
-        self._dangling = False
 
     def wants(self) -> bool:
         return self.shown < self.limit
@@ -76,30 +112,34 @@ class _View:
             self._cards.append(card)
             self.shown += 1
             if len(self._cards) == self.page_size:
-                self._flush(last=False)
+                self._flush()
 
     def file(self, number: int) -> str:
         return f"{self.slug}-{number}.html"
 
-    def _flush(self, *, last: bool) -> None:
+    @property
+    def pages(self) -> int:
+        return self._pages
+
+    def _flush(self) -> None:
         if not self._cards and self._pages:
             return
         self._pages += 1
         n = self._pages
-        nav = link("index.html", "↑ views") + (link(self.file(n - 1), "← previous") if n > 1 else "")
-        nav += link(self.file(n + 1), "next →") if not last else ""
-        self._dangling = not last
-        body = "\n".join(self._cards) or "<p>No rows.</p>"
-        (self.folder / self.file(n)).write_text(page(f"{self.title} · page {n}", body, nav=nav), "utf-8")
+        first = (n - 1) * self.page_size + 1
+        body = (f"<p>rows {first}–{first + len(self._cards) - 1} of {{shown}}</p>"
+                + "\n".join(self._cards)) if self._cards else "<p>No rows.</p>"
+        (self.folder / self.file(n)).write_text(page(f"{self.title} · page {n}", body, nav=self.NAV), "utf-8")
         self._cards = []
 
     def close(self) -> None:
-        self._flush(last=True)
-        # A page written before we knew it was the last one links to a next page that may not
-        # exist: write it as an empty page saying so, rather than leave a dead link.
-        if self._dangling:
-            (self.folder / self.file(self._pages + 1)).write_text(page(f"{self.title} · end", f"<p>End: {self.shown} rows shown.</p>",
-                                nav=link("index.html", "↑ views")), "utf-8")
+        self._flush()
+        more = f" (of {self.total} in this view)" if self.total > self.shown else ""
+        for n in range(1, self._pages + 1):
+            path = self.folder / self.file(n)
+            nav = page_nav(link("index.html", "↑ views"), n, self._pages, self.file)
+            path.write_text(path.read_text("utf-8").replace(self.NAV, nav, 1)
+                            .replace("{shown}", f"{self.shown} shown{more}", 1), "utf-8")
 
 
 @dataclass
@@ -118,19 +158,45 @@ def _pick(row: dict[str, Any], columns: Sequence[str]) -> Any:
     return None
 
 
-def _write_image(folder: Path, row_id: str, data: bytes | None) -> str | None:
-    """Write the row's image once per subset; returns its path relative to a stage folder."""
+def _write_image(folder: Path, row_id: str, data: bytes | None) -> tuple[str | None, str]:
+    """Write the row's image once per subset: (its path relative to a stage folder, "") or
+    (None, what a reader is told instead)."""
     if data is None:
-        return None
+        return None, "no image: the source row has none"
     try:
         ext = image_extension(data)
-    except Exception:  # corrupt bytes (rows cleaning dropped): shown as "not decodable"
-        return None
+    except Exception:  # corrupt bytes (rows cleaning dropped): the reader is told what is wrong
+        return None, f"image not shown: {unreadable_image(data)}"
     name = f"{file_stem(row_id)}.{ext}"
     target = folder / name
     if not target.exists():
         target.write_bytes(data)
-    return f"../images/{name}"
+    return f"../images/{name}", ""
+
+
+class _StageImages:
+    """The image each row of a stage's input is trained on: cleaning's bytes where it changed
+    the image, else the original in `collected` (the rule of `lake.ordered.PartitionImages`,
+    which `mmfr export` and the model steps use). `PartitionImages` needs every id in `cleaned`;
+    the viewer also shows rows cleaning dropped, so both tables are read with `rows_lookup`."""
+
+    def __init__(self, lake: LakeResource, stream: str, partition: dict[str, str]) -> None:
+        self._cleaned = rows_lookup(lake, "cleaned", stream, partition, ["image_bytes"], batch_size=64)
+        self._collected = rows_lookup(lake, "collected", stream, partition, ["image_bytes"], batch_size=64)
+
+    def get(self, ids: Sequence[str]) -> list[bytes | None]:
+        changed, original = self._cleaned.get(ids), self._collected.get(ids)
+        return [(c or {}).get("image_bytes") or (o or {}).get("image_bytes")
+                for c, o in zip(changed, original)]
+
+    @property
+    def missing(self) -> int:
+        """Rows `collected` does not hold (an out-of-date table): shown without an image."""
+        return getattr(self._collected, "missing", 0)
+
+    def close(self) -> None:
+        self._cleaned.close()
+        self._collected.close()
 
 
 def write_stage_pages(
@@ -161,19 +227,20 @@ def write_stage_pages(
     view("all", "all rows")
     view("kept", "kept")
     names = [c for c in table_columns(lake, STAGE_INPUT[stage]) if c not in ("image_bytes", "image_path")]
-    verdict_tables = [t for t in VERDICT_TABLES if lake.location(t).table() is not None] \
-        if STAGE_INPUT[stage] != "collected" else []
+    stream = STAGE_INPUT[stage]
+    verdict_tables = [t for t in STEP_TABLES[stage] if lake.location(t).table() is not None]
     reasons: Counter = Counter()
     lookups = [
         SubsequenceLookup(lake.location(stage), partition, batch_size=batch_size),
         SubsequenceLookup(lake.location(REJECTIONS_TABLE), {"stage": stage, **partition},
                           ["filter", "reason", "detail"], batch_size=batch_size),
-        SubsequenceLookup(lake.location("cleaned"), partition, ["image_bytes"], batch_size=64),
-        SubsequenceLookup(lake.location("collected"), partition, ["image_bytes"], batch_size=64),
-        *[SubsequenceLookup(lake.location(t), partition, [c for c in table_columns(lake, t) if c not in ("subset", "id")], batch_size=batch_size)
+        _StageImages(lake, stream, partition),
+        *[rows_lookup(lake, t, stream, partition,
+                      [c for c in table_columns(lake, t) if c not in STEP_COLUMNS_SHOWN_ELSEWHERE],
+                      batch_size=batch_size)
           for t in verdict_tables],
     ]
-    kept, drops, cleaned, collected, *verdicts = lookups
+    kept, drops, row_images, *verdicts = lookups
     rows = 0
     try:
         for batch in closing_iter(read_partition(source, partition, columns=names, batch_size=batch_size)):
@@ -181,8 +248,7 @@ def write_stage_pages(
             ids = [r["id"] for r in records]
             is_kept = kept.get(ids)
             dropped = drops.get(ids)
-            changed = cleaned.get(ids)
-            original = collected.get(ids)
+            images_of = row_images.get(ids)
             extra = [lookup.get(ids) for lookup in verdicts]
             for k, record in enumerate(records):
                 rows += 1
@@ -195,7 +261,7 @@ def write_stage_pages(
                     targets.append(views["kept"])
                 card = None
                 if any(v.wants() for v in targets):
-                    data = (changed[k] or {}).get("image_bytes") or (original[k] or {}).get("image_bytes")
+                    image_src, image_note = _write_image(images, record["id"], images_of[k])
                     fields = {name: _pick(record, cols) for name, cols in FIELDS.items()}
                     fields["id"] = record["id"]
                     verdict_fields = {
@@ -203,20 +269,24 @@ def write_stage_pages(
                         for table, found in zip(verdict_tables, extra) if found[k] is not None
                         for key, value in found[k].items() if key != "id"
                     }
-                    card = row_card(fields, image_src=_write_image(images, record["id"], data),
+                    card = row_card(fields, image_src=image_src, image_note=image_note,
                                     drop=drop, stage=stage, verdicts=verdict_fields)
                 for v in targets:
                     v.add(card)
+        not_found = row_images.missing
     finally:
         for lookup in lookups:
             lookup.close()
     for v in views.values():
         v.close()
-    table = [[link(v.file(1), v.title.split(" · ")[-1]), v.total, v.shown] for v in views.values()]
+    table = [[link(v.file(1), v.title.split(" · ")[-1]), v.total, v.shown, v.pages] for v in views.values()]
+    stale = (f"<p class=\"drop\">{not_found} rows of {escape_text(stream)} are not in collected "
+             "(an out-of-date table: re-materialize the subset); they are shown without images.</p>"
+             if not_found else "")
     body = (f"<p>{rows} rows entered {stage} from {STAGE_INPUT[stage]}; "
             f"{views['kept'].total} kept, {sum(reasons.values())} dropped. Pick a view "
-            "(each drop reason is its own filter):</p>"
-            + counts_table(["view", "rows", "shown"], table))
+            "(each drop reason is its own filter):</p>" + stale
+            + counts_table(["view", "rows", "shown", "pages"], table))
     index = folder / "index.html"
     index.write_text(page(f"{subset} · {stage}", body, nav=link("../../index.html", "↑ all subsets")), "utf-8")
     return StagePages(subset, stage, index, rows, reasons)
