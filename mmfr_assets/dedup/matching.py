@@ -134,6 +134,10 @@ class Candidates:
             rows = keys["row"].unique().sort()
             self.parts.append(batch[rows.to_list()].select(CANDIDATE_COLUMNS))
 
+    @property
+    def candidate_rows(self) -> int:
+        return sum(p.height for p in self.parts)
+
     def frame(self) -> pl.DataFrame:
         if not self.parts:
             return pl.DataFrame(schema=dict(zip(CANDIDATE_COLUMNS, CANDIDATE_TYPES)))
