@@ -2,7 +2,7 @@
 
     python -m bench            # full run: 20K and 200K-row partitions (~20 min on 2 cores)
     python -m bench --quick    # smoke run: 300 and 1,200 rows (~2 min)
-    python -m bench --only model_step [--quick]   # one section (model_step or verify), spliced into the results file
+    python -m bench --only model_step [--quick]   # one section (model_step, verify or dedup), spliced into the results file
 
 Everything generated goes under `--out` (default `bench/out/`, git-ignored) and is deleted at
 the end unless `--keep`; the figures are written to `--results` (default `bench/RESULTS.md` for
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import images, llm_client, machine, model_step, quality, verify
+from bench import dedup, images, llm_client, machine, model_step, quality, verify
 from bench.data import SourceSpec, write_source
 from bench.lake import Lake
 
@@ -77,7 +77,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--results", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep the generated data and lake")
-    ap.add_argument("--only", choices=["model_step", "verify"],
+    ap.add_argument("--only", choices=["model_step", "verify", "dedup"],
                     help="run one section and replace it in the results file (the rest is kept)")
     ap.add_argument("--repeats", type=int, help="model_step: runs per case (default 2, 1 with --quick)")
     a = ap.parse_args(argv)
@@ -106,7 +106,13 @@ def verify_section(args, log) -> list[str]:
     return verify.run(300 if args.quick else 20_000, 110 if args.quick else 2_000, log=log)
 
 
-SECTIONS = {"model_step": model_step_section, "verify": verify_section}
+def dedup_section(args, log) -> list[str]:
+    """The near-duplicate benchmark (generated signature tables under `--out`), rendered."""
+    real = Path(os.environ.get("MMFR_REAL_SAMPLE", HERE.parent.parent / "shared" / "real_sample"))
+    return dedup.run(args.out, quick=args.quick, real_sample=real, log=log)
+
+
+SECTIONS = {"model_step": model_step_section, "verify": verify_section, "dedup": dedup_section}
 
 
 def splice(text: str, section: list[str]) -> str:
@@ -192,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         report += "\n".join(client) + "\n"
         report += "\n" + "\n".join(verify_section(args, log)) + "\n"
         report += "\n" + "\n".join(steps) + "\n"
+        report += "\n" + "\n".join(dedup_section(args, log)) + "\n"
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(report)
         print(report)
