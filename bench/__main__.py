@@ -157,13 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         generation = time.perf_counter() - t
         lake = Lake(args.out, source)
         shutil.rmtree(lake.lake, ignore_errors=True)
-        distillation = lake.between("cleaned", "distilled")
+        dedup = lake.between("cleaned", "deduplicated")  # signatures + the cross-subset step
+        distillation = lake.between("deduplicated", "distilled")
         runs: dict[tuple[str, str], object] = {}
         for partition in (small, large):
-            for step, measure in (("collected", False), ("cleaned", True),
-                                  (distillation, False), ("quality_filtered", True)):
+            for name, step, measure in (("collected", "collected", False), ("cleaned", "cleaned", True),
+                                        ("dedup", dedup, True), ("distillation", distillation, False),
+                                        ("quality_filtered", "quality_filtered", True)):
                 run = lake.materialize(step, partition, measure=measure)
-                name = step if isinstance(step, str) else "distillation"
                 runs[(name, partition)] = run
                 rss = f", peak RSS {run.max_rss_mb:,.0f} MB" if run.max_rss_mb else ""
                 log(f"materialized {name} / {partition}: {run.seconds:.1f} s{rss}")
@@ -314,11 +315,12 @@ def render(args, info, command, spec, generation, runs, ours_small, ours_large, 
         "| asset | partition rows | wall time | rows/s | peak RSS |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for name in ("collected", "cleaned", "distillation", "quality_filtered"):
+    for name in ("collected", "cleaned", "dedup", "distillation", "quality_filtered"):
         for p in (small, large):
             run = runs[(name, p)]
             rss = f"{run.max_rss_mb:,.0f} MB" if run.max_rss_mb else "(not measured)"
-            label = name if name != "distillation" else "teachers + distilled"
+            label = {"distillation": "teachers + distilled",
+                     "dedup": "dedup_signatures + deduplicated"}.get(name, name)
             lines.append(
                 f"| {label} | {spec.subsets[p]:,} | {run.seconds:.1f} s | "
                 f"{_fmt_rate(spec.subsets[p] / run.seconds)} | {rss} |"

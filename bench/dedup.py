@@ -122,7 +122,7 @@ def measure(lake: str, subset: str) -> dict:
     resource_lake = LakeResource(uri=lake)
     before = _current_rss_mb()
     t = time.perf_counter()
-    own = _own_signatures(resource_lake, subset, NUM_PERM)
+    own, _ = _own_signatures(resource_lake, subset)
     duplicates, gathered = find_duplicates(own, lake_signatures(resource_lake, NUM_PERM), MatchRules())
     seconds = time.perf_counter() - t
     return {"seconds": seconds, "rows_scanned": gathered.rows_scanned,

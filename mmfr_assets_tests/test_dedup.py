@@ -154,3 +154,40 @@ def test_ties_inside_a_subset_keep_the_smallest_id(real):
 
 def test_subset_ranks_put_listed_subsets_first():
     assert subset_ranks({"b", "a", "c"}, ["c"]) == {"c": 0, "a": 1, "b": 2}
+
+
+def test_signatures_say_which_teacher_asks_a_drop_saves(real):
+    row = real[0]
+    frame = signature_batch(["a", "b", "c"], [row.question] * 3, [row.image, None, b"junk"],
+                            [None] * 3, num_perm=16, captions=[None, "  ", "a caption"],
+                            traces=["<think>x</think>", "", None])
+    assert frame["needs_caption"].to_list() == [True, True, False]
+    assert frame["needs_trace"].to_list() == [False, True, True]
+    assert frame["phash"].is_null().to_list() == [False, True, True]  # no image, undecodable
+
+
+def test_the_card_names_the_benchmarks_checked():
+    from mmfr_assets.exports.card import decontamination_lines
+
+    recipe = {"deduplicated": {
+        "A": {"decontamination/benchmarks": '{"MathVista": {"items": 1000, "rows_removed": 3}}'},
+        "B": {"decontamination/benchmarks": '{"MathVista": {"items": 1000, "rows_removed": 2}}'}}}
+    funnel = [{"subset": "A", "stage": "deduplicated", "filter": "dedup", "reason": "duplicate_of", "rows": 4},
+              {"subset": "A", "stage": "deduplicated", "filter": "benchmark", "reason": "contaminated", "rows": 3},
+              {"subset": "B", "stage": "deduplicated", "filter": "benchmark", "reason": "contaminated", "rows": 2}]
+    text = "\n".join(decontamination_lines(recipe, funnel))
+    assert "removed 4 near-duplicates" in text and "5 rows leaked" in text
+    assert "| MathVista | 1000 | 5 |" in text
+    none = "\n".join(decontamination_lines({"deduplicated": {"A": {}}}, funnel[:1]))
+    assert "No benchmark was configured" in none
+
+
+def test_a_leaked_duplicate_is_dropped_as_contaminated():
+    from mmfr_assets.dedup.assets import dedup_verdicts
+
+    batch = pl.DataFrame({"id": ["a", "b", "c"], "question": ["q1", "q2", "q3"]})
+    verdicts = dedup_verdicts(batch, {"b": "benchmark X item 1: image"},
+                              {"b": "(S, z)", "c": "(S, a)"})
+    assert verdicts.kept["id"].to_list() == ["a"]
+    assert verdicts.dropped.rows() == [("b", "benchmark", "contaminated", "benchmark X item 1: image"),
+                                       ("c", "dedup", "duplicate_of", "(S, a)")]

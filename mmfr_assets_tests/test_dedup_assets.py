@@ -92,6 +92,16 @@ def test_copies_in_another_subset_never_reach_the_teachers(source, tmp_path):
     signatures = rows(lake, "dedup_signatures", "B-mixed")
     assert signatures.height == 10 and signatures["phash"].null_count() == 0
     assert "image_bytes" not in pl.read_delta(f"{lake}/deduplicated").columns
+    # the printed funnel and the report's table show what was removed and the asks it saved
+    from mmfr_assets.dedup.savings import savings
+    from mmfr_assets.lake.resource import LakeResource
+    from mmfr_assets.report import funnel_lines
+
+    printed = "\n".join(funnel_lines(LakeResource(uri=lake), ["B-mixed"]))
+    assert any(line.split()[-2:] == ["duplicate_of", "6"] for line in printed.splitlines())
+    assert "asks saved (caption + trace)" in printed
+    [saved] = savings(LakeResource(uri=lake), ["B-mixed"])
+    assert (saved.duplicates, saved.contaminated, saved.asks) == (6, 0, 0)  # published annotations
     # listing B first keeps B's copies and drops A's originals instead
     swapped = run(defs, "A-geo", instance, {"subset_order": ["B-mixed"]})
     assert swapped["deduplicated"]["rows_dropped"].value == 6

@@ -29,7 +29,11 @@ def test_webserver_serves_the_asset_graph_with_subset_partitions(tmp_path, real_
     }
     assert edges == {
         ("collected", "cleaned"),
-        ("cleaned", "distilled"),
+        # near-duplicates and benchmark leaks removed before the teachers (issue 21)
+        ("cleaned", "dedup_signatures"),
+        ("cleaned", "deduplicated"),
+        ("dedup_signatures", "deduplicated"),
+        ("deduplicated", "distilled"),
         ("distilled", "quality_filtered"),
         ("quality_filtered", "difficulty_filtered"),
         # answer verdicts and student rollouts, and the 586K recipe beside the 123K one
@@ -50,9 +54,9 @@ def test_webserver_serves_the_asset_graph_with_subset_partitions(tmp_path, real_
         ("student_rollouts", "report"),
         ("difficulty_filtered", "report"),
         ("difficulty_filtered_586k", "report"),
-        # one asset per teacher endpoint, between cleaning and distilled
-        ("cleaned", "teacher_captions"),
-        ("cleaned", "teacher_responses"),
+        # one asset per teacher endpoint, between deduplicated and distilled
+        ("deduplicated", "teacher_captions"),
+        ("deduplicated", "teacher_responses"),
         ("teacher_captions", "distilled"),
         ("teacher_responses", "distilled"),
     }

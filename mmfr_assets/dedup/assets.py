@@ -39,7 +39,7 @@ from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upst
 SIGNATURES = "dedup_signatures"
 DEDUPLICATED = "deduplicated"
 # A row both contaminated and a duplicate is dropped as contaminated (the stronger reason).
-FILTERS = (Filter("decontamination", ("contaminated",)), Filter("dedup", ("duplicate_of",)))
+FILTERS = (Filter("benchmark", ("contaminated",)), Filter("dedup", ("duplicate_of",)))
 FILTER_OF = {r: f.name for f in FILTERS for r in f.reasons}
 # `cleaned` without the image bytes: readers take them from `cleaned` (by id, in row order).
 DEDUPLICATED_SCHEMA = pa.schema([f for f in CLEANED_SCHEMA if f.name != "image_bytes"])
@@ -74,7 +74,6 @@ class DeduplicatedConfig(dg.Config):
                                     "perceptual hashes (imagehash.phash) of two matching images.")
     subset_order: list[str] = Field(default=[], description="Subsets whose rows are kept first, "
         "in this order; the others follow by name; inside a subset the smallest id is kept.")
-    num_perm: int = Field(default=128, description="As dedup_signatures' num_perm.")
     benchmarks: list[str] = Field(default=[], description="Benchmarks to decontaminate against: "
         "folders (or files) of parquet / JSON Lines with a question column and optionally an "
         "image and an id; the benchmark's name is the folder's (or file's stem). Rows sharing a "
@@ -86,12 +85,26 @@ class DeduplicatedConfig(dg.Config):
         "of the partition than this is a shared template (an instruction), not a leak: ignored.")
     batch_size: int = Field(default=1024, description="Cleaned rows read at a time.")
 
-    def rules(self) -> MatchRules:
+    def rules(self, num_perm: int) -> MatchRules:
+        """The thresholds as matching reads them (`num_perm`: the signatures'); refuses values
+        outside their range with one line."""
+        problems = [
+            f"{name} must be {rule}, got {value!r}"
+            for name, value, ok, rule in (
+                ("jaccard_threshold", self.jaccard_threshold, 0 < self.jaccard_threshold <= 1, "in (0, 1]"),
+                ("max_image_distance", self.max_image_distance, 0 <= self.max_image_distance <= 64, "in [0, 64]"),
+                ("max_shingle_difference", self.max_shingle_difference,
+                 self.max_shingle_difference is None or self.max_shingle_difference >= 0, ">= 0 or null"),
+                ("ngram_words", self.ngram_words, self.ngram_words >= 1, ">= 1"),
+                ("max_ngram_rows", self.max_ngram_rows, self.max_ngram_rows >= 1, ">= 1"),
+            ) if not ok]
+        if problems:
+            raise InputError(f"deduplicated: {'; '.join(problems)}")
         return MatchRules(
             jaccard_threshold=self.jaccard_threshold,
             max_shingle_difference=self.max_shingle_difference,
             same_numbers=self.same_numbers, max_image_distance=self.max_image_distance,
-            require_image=self.match == "question_and_image", num_perm=self.num_perm,
+            require_image=self.match == "question_and_image", num_perm=num_perm,
             subset_order=tuple(self.subset_order),
         )
 
@@ -99,7 +112,7 @@ class DeduplicatedConfig(dg.Config):
 def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         name=SIGNATURES,
-        group_name="dedup",
+        group_name="cleaning",
         partitions_def=partitions,
         deps=["cleaned"],
         kinds={"deltalake"},
@@ -121,13 +134,15 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
                 data = images.take(ids, batch["image_bytes"].to_list())
                 frame = signature_batch(
                     ids, batch["question"].to_list(), data, batch["image_sha256"].to_list(),
-                    num_perm=config.num_perm, map_images=pool_map(pool))
+                    num_perm=config.num_perm, map_images=pool_map(pool),
+                    captions=batch[CAPTION].to_list(), traces=batch[RESPONSE].to_list())
                 return Verdicts.no_drops(frame.with_columns(subset=pl.lit(subset)))
 
             run = run_stage(
                 lake, stage=SIGNATURES, subset=subset,
                 batches=upstream_batches(lake, "cleaned", subset, batch_size=config.batch_size,
-                                         columns=["id", "question", "image_sha256", "image_bytes"]),
+                                         columns=["id", "question", "image_sha256", "image_bytes",
+                                                  CAPTION, RESPONSE]),
                 decide=decide, schema=SIGNATURE_SCHEMA,
             )
         return stage_result(lake, run, upstream="cleaned")
@@ -162,10 +177,24 @@ def teacher_asks(rows: pl.DataFrame) -> dict[str, int]:
     return {"caption_teacher": missing(CAPTION), "cot_teacher": missing(RESPONSE)}
 
 
+def dedup_verdicts(batch: pl.DataFrame, leaks: dict[str, str], duplicates: dict[str, str]) -> Verdicts:
+    """A batch of cleaned rows split: `contaminated` where `leaks` has the row (id -> detail),
+    else `duplicate_of` where `duplicates` has it (id -> the kept row), else kept."""
+    ids = batch["id"].to_list()
+    reasons = ["contaminated" if i in leaks else "duplicate_of" if i in duplicates else None
+               for i in ids]
+    details = [leaks.get(i) or duplicates.get(i) for i in ids]
+    tagged = batch.with_columns(_dedup_reason=pl.Series(reasons, dtype=pl.String),
+                                _dedup_detail=pl.Series(details, dtype=pl.String))
+    verdicts = split_by_reason(tagged, pl.col("_dedup_reason"), FILTER_OF,
+                               detail=pl.col("_dedup_detail"))
+    return Verdicts(verdicts.kept.drop("_dedup_reason", "_dedup_detail"), verdicts.dropped)
+
+
 def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         name=DEDUPLICATED,
-        group_name="dedup",
+        group_name="cleaning",
         partitions_def=partitions,
         deps=["cleaned", SIGNATURES],
         kinds={"deltalake"},
@@ -179,8 +208,8 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         context: dg.AssetExecutionContext, config: DeduplicatedConfig, lake: LakeResource
     ) -> dg.MaterializeResult:
         subset = context.partition_key
-        rules = config.rules()
-        own = _own_signatures(lake, subset, rules.num_perm)
+        own, num_perm = _own_signatures(lake, subset)
+        rules = config.rules(num_perm)
         duplicates, gathered = find_duplicates(own, lake_signatures(lake, rules.num_perm), rules)
         duplicate_detail = {i: f"({s}, {k})" for i, s, k in
                             duplicates.select("id", "kept_subset", "kept_id").iter_rows()}
@@ -201,27 +230,15 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         saved = {"caption_teacher": 0, "cot_teacher": 0}
 
         def decide(batch: pl.DataFrame) -> Verdicts:
-            ids = batch["id"].to_list()
-            unsigned.extend(i for i in ids if i not in signed)
-            reasons, details = [], []
-            for row_id in ids:
-                leak = leaks.get(row_id)
-                if leak is not None:
-                    benchmarks.count(leak)
-                    reasons.append("contaminated")
-                    details.append(leak)
-                else:
-                    kept = duplicate_detail.get(row_id)
-                    reasons.append("duplicate_of" if kept else None)
-                    details.append(kept)
-            tagged = batch.with_columns(
-                _dedup_reason=pl.Series(reasons, dtype=pl.String),
-                _dedup_detail=pl.Series(details, dtype=pl.String))
-            for teacher, n in teacher_asks(tagged.filter(pl.col("_dedup_reason").is_not_null())).items():
+            unsigned.extend(i for i in batch["id"].to_list() if i not in signed)
+            verdicts = dedup_verdicts(batch, leaks, duplicate_detail)
+            dropped = batch.join(verdicts.dropped.select("id", "detail"), on="id", how="inner")
+            for teacher, n in teacher_asks(dropped).items():
                 saved[teacher] += n
-            verdicts = split_by_reason(tagged, pl.col("_dedup_reason"), FILTER_OF,
-                                       detail=pl.col("_dedup_detail"))
-            return Verdicts(verdicts.kept.drop("_dedup_reason", "_dedup_detail"), verdicts.dropped)
+            if benchmarks is not None:
+                for detail in verdicts.dropped.filter(pl.col("reason") == "contaminated")["detail"]:
+                    benchmarks.count(detail)
+            return verdicts
 
         run = run_stage(
             lake, stage=DEDUPLICATED, subset=subset,
@@ -257,8 +274,9 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
     return deduplicated
 
 
-def _own_signatures(lake: LakeResource, subset: str, num_perm: int) -> pl.DataFrame:
-    """The subset's own signatures, whole (one subset's signatures: ~0.6 KB a row)."""
+def _own_signatures(lake: LakeResource, subset: str) -> tuple[pl.DataFrame, int]:
+    """The subset's own signatures, whole (one subset's signatures: ~0.6 KB a row), and the
+    MinHash size they were computed with (every other subset must have the same)."""
     parts = []
     with read_partition(lake.location(SIGNATURES), {"subset": subset},
                         columns=[*CANDIDATE_COLUMNS, "num_perm"], batch_size=SCAN_BATCH) as reader:
@@ -266,9 +284,10 @@ def _own_signatures(lake: LakeResource, subset: str, num_perm: int) -> pl.DataFr
             parts.append(pl.from_arrow(batch))
     if not parts:  # no signatures: an empty subset, or dedup_signatures not materialized
         return pl.from_arrow(pa.table(
-            {c: pa.array([], SIGNATURE_SCHEMA.field(c).type) for c in CANDIDATE_COLUMNS}))
+            {c: pa.array([], SIGNATURE_SCHEMA.field(c).type) for c in CANDIDATE_COLUMNS})), 128
     own = pl.concat(parts)
-    if own.filter(pl.col("num_perm") != num_perm).height:
-        raise InputError(f"deduplicated: dedup_signatures of {subset} were computed with another "
-                         f"num_perm than {num_perm}: re-materialize them with the same num_perm")
-    return own.drop("num_perm")
+    sizes = own["num_perm"].unique().to_list()
+    if len(sizes) != 1:
+        raise InputError(f"deduplicated: dedup_signatures of {subset} mix num_perm {sizes}: "
+                         "re-materialize them")
+    return own.drop("num_perm"), int(sizes[0])

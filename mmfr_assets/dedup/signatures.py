@@ -29,6 +29,10 @@ SIGNATURE_SCHEMA = pa.schema([
     ("phash", pa.int64()),  # 64-bit perceptual hashes (null: no image)
     ("dhash", pa.int64()),
     ("ahash", pa.int64()),
+    # No usable dataset caption / trace: a teacher would be asked for it (`regenerate: false`),
+    # so dropping the row saves that ask (the funnel and the report count it).
+    ("needs_caption", pa.bool_()),
+    ("needs_trace", pa.bool_()),
 ])
 SIGNATURE_COLUMNS = SIGNATURE_SCHEMA.names[2:]
 
@@ -41,6 +45,8 @@ def signature_batch(
     *,
     num_perm: int,
     map_images: Callable = map,
+    captions: Sequence[str | None] | None = None,
+    traces: Sequence[str | None] | None = None,
 ) -> pl.DataFrame:
     """Signatures of one batch (without `subset`); `map_images` may be a pool's `map`."""
     hashes: list[ImageHashes | None] = list(map_images(image_hashes, images))
@@ -57,12 +63,22 @@ def signature_batch(
             "phash": [h.phash if h else None for h in hashes],
             "dhash": [h.dhash if h else None for h in hashes],
             "ahash": [h.ahash if h else None for h in hashes],
+            "needs_caption": _missing(captions, len(ids)),
+            "needs_trace": _missing(traces, len(ids)),
         },
         schema={"id": pl.String, "text_key": pl.Int64, "minhash": pl.Binary,
                 "num_perm": pl.Int32, "shingle_count": pl.Int32, "numbers_key": pl.Int64,
                 "image_sha256": pl.String, "phash": pl.Int64,
-                "dhash": pl.Int64, "ahash": pl.Int64},
+                "dhash": pl.Int64, "ahash": pl.Int64, "needs_caption": pl.Boolean,
+                "needs_trace": pl.Boolean},
     )
+
+
+def _missing(texts: Sequence[str | None] | None, n: int) -> list[bool]:
+    """Per row: no usable annotation (absent or blank, as the teachers' `usable` reads it)."""
+    if texts is None:
+        return [True] * n
+    return [not (t and t.strip()) for t in texts]
 
 
 def pool_map(pool: Executor | None) -> Callable:
