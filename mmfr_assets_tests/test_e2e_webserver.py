@@ -40,9 +40,12 @@ def test_webserver_serves_the_asset_graph_with_subset_partitions(tmp_path, real_
         ("distilled", "answer_verdicts"),
         ("answer_verdicts", "quality_filtered"),
         ("quality_filtered", "student_rollouts"),
-        ("student_rollouts", "difficulty_filtered"),
+        # student_verdicts judges the undecided samples: the pass rate both recipes read
+        ("quality_filtered", "student_verdicts"),
+        ("student_rollouts", "student_verdicts"),
+        ("student_verdicts", "difficulty_filtered"),
         ("quality_filtered", "difficulty_filtered_586k"),
-        ("student_rollouts", "difficulty_filtered_586k"),
+        ("student_verdicts", "difficulty_filtered_586k"),
         # the cleaning model steps (question review, answer extraction), between collected and cleaned
         ("collected", "question_reviews"),
         ("collected", "extracted_answers"),
