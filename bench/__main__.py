@@ -2,7 +2,7 @@
 
     python -m bench            # full run: 20K and 200K-row partitions (~20 min on 2 cores)
     python -m bench --quick    # smoke run: 300 and 1,200 rows (~2 min)
-    python -m bench --only model_step [--quick]   # one section (model_step, verify or export), spliced into the results file
+    python -m bench --only model_step [--quick]   # one section (model_step, verify, export or dedup), spliced into the results file
 
 Everything generated goes under `--out` (default `bench/out/`, git-ignored) and is deleted at
 the end unless `--keep`; the figures are written to `--results` (default `bench/RESULTS.md` for
@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench import dedup, images, llm_client, machine, model_step, quality, verify
 from bench import export as export_bench
-from bench import images, llm_client, machine, model_step, quality, verify
 from bench.data import SourceSpec, write_source
 from bench.lake import Lake
 
@@ -78,7 +78,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--results", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep the generated data and lake")
-    ap.add_argument("--only", choices=["model_step", "verify", "export"],
+    ap.add_argument("--only", choices=["model_step", "verify", "export", "dedup"],
                     help="run one section and replace it in the results file (the rest is kept)")
     ap.add_argument("--repeats", type=int, help="model_step: runs per case (default 2, 1 with --quick)")
     a = ap.parse_args(argv)
@@ -116,7 +116,14 @@ def export_section(args, log) -> list[str]:
         shutil.rmtree(args.out / "export", ignore_errors=True)
 
 
-SECTIONS = {"model_step": model_step_section, "verify": verify_section, "export": export_section}
+def dedup_section(args, log) -> list[str]:
+    """The near-duplicate benchmark (generated signature tables under `--out`), rendered."""
+    real = Path(os.environ.get("MMFR_REAL_SAMPLE", HERE.parent.parent / "shared" / "real_sample"))
+    return dedup.run(args.out, quick=args.quick, real_sample=real, log=log)
+
+
+SECTIONS = {"model_step": model_step_section, "verify": verify_section, "export": export_section,
+            "dedup": dedup_section}
 
 
 def splice(text: str, section: list[str]) -> str:
@@ -161,13 +168,14 @@ def main(argv: list[str] | None = None) -> int:
         generation = time.perf_counter() - t
         lake = Lake(args.out, source)
         shutil.rmtree(lake.lake, ignore_errors=True)
-        distillation = lake.between("cleaned", "distilled")
+        dedup = lake.between("cleaned", "deduplicated")  # signatures + the cross-subset step
+        distillation = lake.between("deduplicated", "distilled")
         runs: dict[tuple[str, str], object] = {}
         for partition in (small, large):
-            for step, measure in (("collected", False), ("cleaned", True),
-                                  (distillation, False), ("quality_filtered", True)):
+            for name, step, measure in (("collected", "collected", False), ("cleaned", "cleaned", True),
+                                        ("dedup", dedup, True), ("distillation", distillation, False),
+                                        ("quality_filtered", "quality_filtered", True)):
                 run = lake.materialize(step, partition, measure=measure)
-                name = step if isinstance(step, str) else "distillation"
                 runs[(name, partition)] = run
                 rss = f", peak RSS {run.max_rss_mb:,.0f} MB" if run.max_rss_mb else ""
                 log(f"materialized {name} / {partition}: {run.seconds:.1f} s{rss}")
@@ -203,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         report += "\n" + "\n".join(verify_section(args, log)) + "\n"
         report += "\n" + "\n".join(steps) + "\n"
         report += "\n" + "\n".join(export_section(args, log)) + "\n"
+        report += "\n" + "\n".join(dedup_section(args, log)) + "\n"
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(report)
         print(report)
@@ -318,11 +327,12 @@ def render(args, info, command, spec, generation, runs, ours_small, ours_large, 
         "| asset | partition rows | wall time | rows/s | peak RSS |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for name in ("collected", "cleaned", "distillation", "quality_filtered"):
+    for name in ("collected", "cleaned", "dedup", "distillation", "quality_filtered"):
         for p in (small, large):
             run = runs[(name, p)]
             rss = f"{run.max_rss_mb:,.0f} MB" if run.max_rss_mb else "(not measured)"
-            label = name if name != "distillation" else "teachers + distilled"
+            label = {"distillation": "teachers + distilled",
+                     "dedup": "dedup_signatures + deduplicated"}.get(name, name)
             lines.append(
                 f"| {label} | {spec.subsets[p]:,} | {run.seconds:.1f} s | "
                 f"{_fmt_rate(spec.subsets[p] / run.seconds)} | {rss} |"

@@ -42,6 +42,7 @@ from bench.lake import Lake, Run
 from bench.machine import load_text, now_utc
 from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
 from mmfr_assets.collection.assets import COLLECTED_SCHEMA
+from mmfr_assets.dedup.assets import DEDUPLICATED_SCHEMA
 from mmfr_assets.distillation.teachers import CotTeacher, CotTeacherConfig
 from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter
 from mmfr_assets.llm.client import build_body
@@ -177,11 +178,13 @@ def _rows(schema: pa.Schema, subset: str, start: int, stop: int) -> pa.Table:
 
 def build_lake(root: Path, sizes: Sequence[int]) -> Lake:
     """A source whose subsets are the partitions (one row each: only their names matter), and
-    `collected` + `cleaned` partitions of `sizes` rows written straight into the lake."""
+    `collected`, `cleaned` and `deduplicated` partitions of `sizes` rows written straight into
+    the lake (the teacher reads `deduplicated`)."""
     subsets = [partition_name(n) for n in sizes]
     source = write_sample(root / "source", subsets=subsets, rows_per_subset=1, image_size=32)
     lake = Lake(root, source)
-    for table, schema in (("collected", COLLECTED_SCHEMA), ("cleaned", CLEANED_SCHEMA)):
+    for table, schema in (("collected", COLLECTED_SCHEMA), ("cleaned", CLEANED_SCHEMA),
+                          ("deduplicated", DEDUPLICATED_SCHEMA)):  # no duplicates: all rows
         location = DeltaLocation(f"{lake.lake}/{table}")
         for n, subset in zip(sizes, subsets):
             with PartitionWriter(location, schema, {"subset": subset}) as writer:

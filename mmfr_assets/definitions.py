@@ -13,6 +13,7 @@ from mmfr_assets.cleaning.assets import build_cleaned
 from mmfr_assets.cleaning.steps import build_cleaning_steps
 from mmfr_assets.collection.assets import build_collected
 from mmfr_assets.collection.source import HFSourceResource, dataset_subsets
+from mmfr_assets.dedup.assets import build_dedup_signatures, build_deduplicated
 from mmfr_assets.distillation.assets import build_distilled
 from mmfr_assets.errors import InputError
 from mmfr_assets.lake.resource import LakeResource
@@ -34,6 +35,8 @@ def build_definitions(
             build_collected(partitions),
             *build_cleaning_steps(partitions),
             build_cleaned(partitions),
+            build_dedup_signatures(partitions),
+            build_deduplicated(partitions),
             *build_distilled(partitions),
             *build_selection(partitions),
         ]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mmfr_assets.cleaning.assets import FILTERS as CLEANING_FILTERS
 from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS
+from mmfr_assets.dedup.assets import FILTERS as DEDUP_FILTERS
 from mmfr_assets.selection.difficulty import FILTERS as DIFFICULTY_FILTERS
 from mmfr_assets.selection.quality import FILTERS as QUALITY_FILTERS
 from mmfr_assets.stage import Filter
@@ -11,6 +12,8 @@ from mmfr_assets.stage import Filter
 STAGES: tuple[tuple[str, tuple[Filter, ...]], ...] = (
     ("collected", DUPLICATE_FILTERS),  # drops only with duplicate_ids: keep_first
     ("cleaned", CLEANING_FILTERS),  # applies question_reviews and extracted_answers (no drops)
+    # cleaned minus near-duplicates (fed by dedup_signatures of every subset): the teachers' input
+    ("deduplicated", DEDUP_FILTERS),
     ("distilled", ()),  # fed by teacher_captions and teacher_responses (one row per cleaned row)
     ("answer_verdicts", ()),  # one verdict per distilled row
     ("quality_filtered", QUALITY_FILTERS),

@@ -45,8 +45,11 @@ def funnel_lines(
     """The funnel of `subsets`. `status[subset][stage]` is how a run left the stage (`ok`,
     `ok, check failed: ...`, `failed`, `refused`, `not run`); without it (`mmfr funnel`) a
     stage whose table does not exist is `not run`."""
+    from mmfr_assets.dedup.savings import savings
+
     drops = drops_by_reason(lake, subsets)
     on_line = {name for name, _ in STAGES}
+    saved = {s.subset: s for s in savings(lake, subsets)}
     lines = []
     for subset in subsets:
         lines.append(f"== {subset}")
@@ -73,4 +76,8 @@ def funnel_lines(
                 for reason in f.reasons:
                     dropped = drops.get((subset, stage, reason), 0)
                     lines.append(f"   {'':<20} {f.name:<12} {reason:<32} {dropped:>8}")
+            if stage == "deduplicated" and subset in saved:  # what a teacher will not be asked
+                s = saved[subset]
+                lines.append(f"   {'':<20} {'teachers':<12} {'asks saved (caption + trace)':<32} "
+                             f"{s.asks:>8}")
     return lines

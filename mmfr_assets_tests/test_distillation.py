@@ -13,7 +13,8 @@ from mmfr_assets.distillation.teachers import (
 from mmfr_assets.llm import ChatResult, Choice
 from mmfr_assets.model_step import Parsed, Retry
 
-TEACHER_ASSETS = ["collected", "cleaned", "teacher_captions", "teacher_responses", "distilled"]
+TEACHER_ASSETS = ["collected", "cleaned", "dedup_signatures", "deduplicated", "teacher_captions",
+                  "teacher_responses", "distilled"]
 
 
 def test_the_thinking_teacher_never_sees_the_caption_and_the_captioner_no_question():
@@ -320,7 +321,8 @@ def test_the_two_teachers_run_at_once_on_their_two_endpoints(monkeypatch, sample
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         upstream = dg.execute_job(
             _asset_job(), instance, tags={"dagster/partition": "BMMR"},
-            asset_selection=[dg.AssetKey("collected"), dg.AssetKey("cleaned")],
+            asset_selection=[dg.AssetKey(a) for a in ("collected", "cleaned", "dedup_signatures",
+                                                       "deduplicated")],
         )
         assert upstream.success
         result = dg.execute_job(

@@ -29,16 +29,23 @@ def test_webserver_serves_the_asset_graph_with_subset_partitions(tmp_path, real_
     }
     assert edges == {
         ("collected", "cleaned"),
-        ("cleaned", "distilled"),
+        # near-duplicates and benchmark leaks removed before the teachers (issue 21)
+        ("cleaned", "dedup_signatures"),
+        ("cleaned", "deduplicated"),
+        ("dedup_signatures", "deduplicated"),
+        ("deduplicated", "distilled"),
         ("distilled", "quality_filtered"),
         ("quality_filtered", "difficulty_filtered"),
         # answer verdicts and student rollouts, and the 586K recipe beside the 123K one
         ("distilled", "answer_verdicts"),
         ("answer_verdicts", "quality_filtered"),
         ("quality_filtered", "student_rollouts"),
-        ("student_rollouts", "difficulty_filtered"),
+        # student_verdicts judges the undecided samples: the pass rate both recipes read
+        ("quality_filtered", "student_verdicts"),
+        ("student_rollouts", "student_verdicts"),
+        ("student_verdicts", "difficulty_filtered"),
         ("quality_filtered", "difficulty_filtered_586k"),
-        ("student_rollouts", "difficulty_filtered_586k"),
+        ("student_verdicts", "difficulty_filtered_586k"),
         # the cleaning model steps (question review, answer extraction), between collected and cleaned
         ("collected", "question_reviews"),
         ("collected", "extracted_answers"),
@@ -50,9 +57,9 @@ def test_webserver_serves_the_asset_graph_with_subset_partitions(tmp_path, real_
         ("student_rollouts", "report"),
         ("difficulty_filtered", "report"),
         ("difficulty_filtered_586k", "report"),
-        # one asset per teacher endpoint, between cleaning and distilled
-        ("cleaned", "teacher_captions"),
-        ("cleaned", "teacher_responses"),
+        # one asset per teacher endpoint, between deduplicated and distilled
+        ("deduplicated", "teacher_captions"),
+        ("deduplicated", "teacher_responses"),
         ("teacher_captions", "distilled"),
         ("teacher_responses", "distilled"),
     }

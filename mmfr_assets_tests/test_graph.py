@@ -15,12 +15,18 @@ from mmfr_assets.pipeline import ASSET_NAMES, STAGES
 # Reasons the bundled sample does not plant (duplicate ids are refused by default; the text
 # limits are generous): tested on their own in test_bad_input.py.
 NOT_PLANTED_IN_THE_SAMPLE = {
-    "duplicate_id", "text_long_question", "text_long_answer", "text_long_response"
+    "duplicate_id", "text_long_question", "text_long_answer", "text_long_response",
+    # no near-duplicates and no benchmark configured: test_dedup.py, test_dedup_assets.py
+    "duplicate_of", "contaminated",
 }
 # Reasons the bundled sample cannot trip without an endpoint or a multi-image source: tested
 # in test_cleaning_steps.py (scripted cleaner replies, a problem/solution/images source).
 NEED_A_MODEL_OR_OTHER_LAYOUT = {"image_multiple", "text_non_answer_question", "text_review_failed",
                                 "difficulty_undecided"}  # student samples: test_selection_computed.py
+# The generator drew one problem twice (FineVision-geo170k(qa): right triangle ABC with AC = 9,
+# BC = 40, find AB; once in cm, options shuffled, the figure within phash distance 2):
+# `deduplicated` keeps the smaller id, 88235, and drops the other before the teachers.
+SAMPLE_DUPLICATES = {"FineVision-geo170k(qa)": {"88257": "duplicate_of"}}
 STAGE_OF = {reason: stage for stage, filters in STAGES for f in filters for reason in f.reasons}
 
 
@@ -65,6 +71,7 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
 
     _, lake, _, results = bundled
     plan = {str(k): v for k, v in expected_reasons(subset).items()}
+    plan.update(SAMPLE_DUPLICATES.get(subset, {}))
     # The row planted without `is_consistent` answers correctly: `answer_verdicts` verifies it
     # by rule now, so it is kept (its pass rate is 0) instead of dropped as unverified.
     unlabelled = [i for i, r in plan.items() if r == "correctness_unverified"]
@@ -77,7 +84,7 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
     metadata = materializations(results[subset])
     assert set(metadata) == set(ASSET_NAMES) | {
         "teacher_captions", "teacher_responses", "difficulty_filtered_586k",
-        "question_reviews", "extracted_answers", "student_verdicts",
+        "question_reviews", "extracted_answers", "student_verdicts", "dedup_signatures",
     }
     # the sample carries labels: the rules' agreement with them is in the metadata
     verdict_meta = metadata["answer_verdicts"]
@@ -124,9 +131,9 @@ def test_every_accounting_check_passes_and_metadata_is_complete(bundled):
         assert {c.partition for c in checks} == {subset}
         # + ids_unique on collected, accounting and failure rate on the four model-step assets of
         # cleaning and distillation (question_reviews, extracted_answers, two teachers), failure
-        # rate on answer_verdicts and student_rollouts, accounting on the 586K recipe, and
-        # model_ran on the seven model steps
-        assert len(checks) == len(ASSET_NAMES) + 13 + 7
+        # rate on answer_verdicts and student_rollouts, accounting on the 586K recipe and on
+        # dedup_signatures, and model_ran on the seven model steps
+        assert len(checks) == len(ASSET_NAMES) + 14 + 7
         # Without endpoints, model_ran warns where rows needed a model; everything else passes.
         assert all(c.passed for c in checks if c.check_name != "model_ran")
         assert all(c.severity == dg.AssetCheckSeverity.WARN for c in checks if c.check_name == "model_ran")

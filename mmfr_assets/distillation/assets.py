@@ -1,4 +1,5 @@
-"""Distillation: the teacher caption and reasoning trace of every cleaned row.
+"""Distillation: the teacher caption and reasoning trace of every deduplicated row (`cleaned`
+minus near-duplicates and benchmark leaks: `mmfr_assets/dedup/`).
 
 One asset per teacher endpoint (`teacher_captions`, `teacher_responses`), each a declared model
 step (`teachers.py`) in the Dagster pool named after its endpoint, so parallel backfills of many
@@ -53,7 +54,7 @@ def build_distilled(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         name="distilled",
         group_name="distillation",
         partitions_def=partitions,
-        deps=["cleaned", CaptionTeacher.asset, CotTeacher.asset],
+        deps=["deduplicated", CaptionTeacher.asset, CotTeacher.asset],
         kinds={"deltalake"},
         check_specs=[accounting_check_spec("distilled", partitions)],
         description="Cleaned rows with their caption and <think> reasoning response and where "
@@ -93,11 +94,11 @@ def _distil(context: dg.AssetExecutionContext, lake: LakeResource, subset: str,
 
     run = run_stage(
         lake, stage="distilled", subset=subset,
-        batches=upstream_batches(lake, "cleaned", subset, columns=CLEANED_TEXT_COLUMNS, batch_size=batch_size),
+        batches=upstream_batches(lake, "deduplicated", subset, columns=CLEANED_TEXT_COLUMNS, batch_size=batch_size),
         decide=decide, schema=DISTILLED_SCHEMA,
     )
     context.log.info(f"distilled {subset}: {run.rows_out} rows")
     return stage_result(
-        lake, run, upstream="cleaned",
+        lake, run, upstream="deduplicated",
         extra={f"rows/{k}": v for k, v in sorted(origins.items())},
     )

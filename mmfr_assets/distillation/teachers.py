@@ -107,7 +107,7 @@ class _Teacher(ModelStep):
     """What both teachers share: keep usable dataset annotations (unless `regenerate`), draw
     `samples_per_question` per ask, keep the first valid one, record provenance."""
 
-    upstream = "cleaned"
+    upstream = "deduplicated"  # cleaned minus near-duplicates: a duplicate costs no call
     sends_image = True
     column: str  # the annotation's column in `distilled`
     dataset_column: str  # the source column holding the published annotation

@@ -6,6 +6,7 @@ row's caption and trace came from, and the funnel."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -257,9 +258,38 @@ def dataset_card(
         ["subset", "origin", "rows"],
         [(s, o, n) for s, c in sorted(origins.items()) for o, n in sorted(c.items())],
     )
+    lines += ["", *decontamination_lines(recipe, funnel)]
     lines += ["", "## Funnel", "Rows kept by each stage, and rows dropped by filter and reason:"]
     lines += _table(
         ["subset", "stage", "filter", "reason", "rows"],
         [(r["subset"], r["stage"], r["filter"], r["reason"], r["rows"]) for r in funnel],
     )
     return "\n".join(lines) + "\n"
+
+
+def decontamination_lines(recipe: Mapping[str, Mapping[str, Mapping[str, str]]],
+                          funnel: Sequence[Mapping]) -> list[str]:
+    """Which benchmarks `deduplicated` checked and how many rows each removed (summed over the
+    exported subsets, from the materializations' `decontamination/benchmarks`), and the
+    near-duplicates removed (from the funnel)."""
+    checked: dict[str, list[int]] = {}  # benchmark -> [items, rows removed]
+    for entries in recipe.get("deduplicated", {}).values():
+        for name, figures in json.loads(entries.get("decontamination/benchmarks", "{}")).items():
+            seen = checked.setdefault(name, [figures["items"], 0])
+            seen[1] += figures["rows_removed"]
+    removed = {r: sum(int(x["rows"]) for x in funnel
+                      if x["stage"] == "deduplicated" and x["reason"] == r)
+               for r in ("duplicate_of", "contaminated")}
+    lines = ["## Near-duplicates and benchmark decontamination",
+             f"`deduplicated` removed {removed['duplicate_of']} near-duplicates of rows kept "
+             f"elsewhere and {removed['contaminated']} rows leaked from benchmarks."]
+    if checked:
+        lines += ["Benchmarks checked (13-word n-grams of the questions, perceptual hashes of "
+                  "the images):"]
+        lines += _table(["benchmark", "items", "rows removed"],
+                        [(n, v[0], v[1]) for n, v in sorted(checked.items())])
+    elif recipe.get("deduplicated"):
+        lines.append("No benchmark was configured: the rows were not checked against any.")
+    else:
+        lines.append("Which benchmarks were checked is unknown (no materialization records).")
+    return lines

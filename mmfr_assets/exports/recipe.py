@@ -20,7 +20,7 @@ import dagster as dg
 # the card lists the Delta version of each table as read.)
 RECIPE_KEY = re.compile(
     r"^(thresholds|max_pass_rate|inclusive|recipe|max_failure_rate|min_\w+|model\w*|prompt\w*|generation"
-    r"|recompute|num_samples|samples)$"
+    r"|recompute|num_samples|samples|dedup/rules|decontamination/benchmarks)$"
 )
 # Steps whose settings shape the exported rows, besides the exported lineage itself.
 MODEL_STEPS = ("teacher_captions", "teacher_responses", "answer_verdicts", "student_rollouts")

@@ -27,7 +27,8 @@ from mmfr_assets.reporting.stats import drop_counts
 # `rejections` under its own name, so upstream rows = kept + dropped holds for every stage.
 UPSTREAM = {
     "cleaned": "collected",
-    "distilled": "cleaned",
+    "deduplicated": "cleaned",
+    "distilled": "deduplicated",
     "quality_filtered": "distilled",
     "difficulty_filtered": "quality_filtered",
     "difficulty_filtered_586k": "quality_filtered",

@@ -14,6 +14,7 @@ from html import escape
 
 import dagster as dg
 
+from mmfr_assets.dedup.savings import savings, savings_markdown
 from mmfr_assets.exports.atomic import atomic_folder
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.reporting.paths import report_dir
@@ -138,6 +139,8 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             "subsets": dg.MetadataValue.text(str(len(stats.subsets))),
             "subsets_not_materialized": ", ".join(stats.not_materialized) or "none",
             "viewer_pages": dg.MetadataValue.text(str(len(pages))),
+            # near-duplicates and benchmark leaks removed before the teachers, and the asks saved
+            "dedup_savings": dg.MetadataValue.md(savings_markdown(savings(lake, stats.subsets))),
         }
         return dg.MaterializeResult(metadata=metadata)
 

@@ -29,6 +29,7 @@ from mmfr_assets.viewer.render import counts_table, link, page, page_nav, row_ca
 STAGE_INPUT = {
     "collected": "collected",
     "cleaned": "collected",
+    "deduplicated": "cleaned",
     "distilled": "distilled",
     "quality_filtered": "distilled",
     "difficulty_filtered": "quality_filtered",

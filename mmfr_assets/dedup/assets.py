@@ -1,0 +1,293 @@
+"""`dedup_signatures` and `deduplicated`: per subset, between `cleaned` and the teachers.
+
+The Dagster shape. Both assets are partitioned by subset like the rest of the line, so one
+subset's run (`mmfr run --subsets X`, a backfill's run of X) holds the whole chain and the
+teachers of X never wait for other subsets. `deduplicated[X]` declares the identity dependency
+on `dedup_signatures[X]` and also reads the signatures of every other subset materialized so
+far: a dependency on all partitions (`AllPartitionMapping`) would make a backfill wait for every
+subset's signatures before any teacher starts and split each subset's run in two. What each
+materialization compared with is in its metadata (`dedup/compared_subsets`, with the signature
+table's version), and the kept-row rule (matching.py) makes the order subsets run in matter only
+for cost: a row is dropped only for a row ranked before it, so running subsets in rank order
+(`subset_order`, then by name) drops every duplicate before its teachers run, and a subset run
+before a better-ranked duplicate of it keeps its row until it is run again.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the config class from the annotation.
+
+import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import dagster as dg
+import polars as pl
+import pyarrow as pa
+from pydantic import Field
+
+from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
+from mmfr_assets.dedup.benchmarks import BenchmarkIndex
+from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, MatchRules, find_duplicates
+from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA, pool_map, signature_batch
+from mmfr_assets.errors import InputError
+from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.lake.delta import read_partition
+from mmfr_assets.lake.ordered import PartitionImages
+from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upstream_batches
+
+SIGNATURES = "dedup_signatures"
+DEDUPLICATED = "deduplicated"
+# A row both contaminated and a duplicate is dropped as contaminated (the stronger reason).
+FILTERS = (Filter("benchmark", ("contaminated",)), Filter("dedup", ("duplicate_of",)))
+FILTER_OF = {r: f.name for f in FILTERS for r in f.reasons}
+# `cleaned` without the image bytes: readers take them from `cleaned` (by id, in row order).
+DEDUPLICATED_SCHEMA = pa.schema([f for f in CLEANED_SCHEMA if f.name != "image_bytes"])
+CAPTION, RESPONSE = "qwen3vl_235b_instruct_caption", "qwen3vl_235b_thinking_response"
+SCAN_BATCH = 65_536  # signature rows read at a time from the whole table
+
+
+class DedupSignaturesConfig(dg.Config):
+    """How signatures are computed (must be the same for every subset compared)."""
+
+    num_perm: int = Field(default=128, description="MinHash permutations per question "
+                          "(datasketch). Subsets signed with another value are not comparable.")
+    batch_size: int = Field(default=256, description="Cleaned rows read at a time.")
+    image_workers: int = Field(default=0, description="Threads hashing images; 0 = one per core.")
+
+
+class DeduplicatedConfig(dg.Config):
+    """What counts as a duplicate and which copy is kept (defaults: measured on planted copies
+    of the real sample, bench/RESULTS.md)."""
+
+    match: Literal["question_and_image", "question"] = Field(
+        default="question_and_image", description="question_and_image: a duplicate needs the "
+        "same question and the same figure (the same figure with another question, or the same "
+        "question over another figure, are different problems); question: the text alone.")
+    jaccard_threshold: float = Field(default=0.5, description="Least estimated Jaccard "
+                                     "similarity of the questions' character 4-grams.")
+    max_shingle_difference: int | None = Field(default=60, description="Most 4-grams in one "
+        "question and not the other (~3 words replaced); null: Jaccard alone.")
+    same_numbers: bool = Field(default=True, description="Near-duplicate questions must hold the "
+                               "same numbers (a template filled with other numbers differs).")
+    max_image_distance: int = Field(default=4, description="Most differing bits of the 64-bit "
+                                    "perceptual hashes (imagehash.phash) of two matching images.")
+    subset_order: list[str] = Field(default=[], description="Subsets whose rows are kept first, "
+        "in this order; the others follow by name; inside a subset the smallest id is kept.")
+    benchmarks: list[str] = Field(default=[], description="Benchmarks to decontaminate against: "
+        "folders (or files) of parquet / JSON Lines with a question column and optionally an "
+        "image and an id; the benchmark's name is the folder's (or file's stem). Rows sharing a "
+        "`ngram_words`-gram with a benchmark question, or whose image matches a benchmark "
+        "image (max_image_distance), are dropped as `contaminated`.")
+    ngram_words: int = Field(default=13, description="Words of the n-grams compared with "
+                             "benchmark questions (13: the usual decontamination setting).")
+    max_ngram_rows: int = Field(default=5, description="A benchmark n-gram held by more rows "
+        "of the partition than this is a shared template (an instruction), not a leak: ignored.")
+    batch_size: int = Field(default=1024, description="Cleaned rows read at a time.")
+
+    def rules(self, num_perm: int) -> MatchRules:
+        """The thresholds as matching reads them (`num_perm`: the signatures'); refuses values
+        outside their range with one line."""
+        problems = [
+            f"{name} must be {rule}, got {value!r}"
+            for name, value, ok, rule in (
+                ("jaccard_threshold", self.jaccard_threshold, 0 < self.jaccard_threshold <= 1, "in (0, 1]"),
+                ("max_image_distance", self.max_image_distance, 0 <= self.max_image_distance <= 64, "in [0, 64]"),
+                ("max_shingle_difference", self.max_shingle_difference,
+                 self.max_shingle_difference is None or self.max_shingle_difference >= 0, ">= 0 or null"),
+                ("ngram_words", self.ngram_words, self.ngram_words >= 1, ">= 1"),
+                ("max_ngram_rows", self.max_ngram_rows, self.max_ngram_rows >= 1, ">= 1"),
+            ) if not ok]
+        if problems:
+            raise InputError(f"deduplicated: {'; '.join(problems)}")
+        return MatchRules(
+            jaccard_threshold=self.jaccard_threshold,
+            max_shingle_difference=self.max_shingle_difference,
+            same_numbers=self.same_numbers, max_image_distance=self.max_image_distance,
+            require_image=self.match == "question_and_image", num_perm=num_perm,
+            subset_order=tuple(self.subset_order),
+        )
+
+
+def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=SIGNATURES,
+        group_name="cleaning",
+        partitions_def=partitions,
+        deps=["cleaned"],
+        kinds={"deltalake"},
+        check_specs=[accounting_check_spec(SIGNATURES, partitions)],
+        description="What comparing a cleaned row needs, and no image or text: a key of its "
+        "normalized question, a MinHash of its character 4-grams (datasketch), its numbers, its "
+        "image's perceptual hashes (imagehash) and SHA-256. One row per cleaned row.",
+    )
+    def dedup_signatures(
+        context: dg.AssetExecutionContext, config: DedupSignaturesConfig, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        subset = context.partition_key
+        workers = config.image_workers or os.cpu_count() or 1
+        with ThreadPoolExecutor(max_workers=workers) as pool, contextlib.ExitStack() as stack:
+            images = stack.enter_context(PartitionImages(lake, subset))
+
+            def decide(batch: pl.DataFrame) -> Verdicts:
+                ids = batch["id"].to_list()
+                data = images.take(ids, batch["image_bytes"].to_list())
+                frame = signature_batch(
+                    ids, batch["question"].to_list(), data, batch["image_sha256"].to_list(),
+                    num_perm=config.num_perm, map_images=pool_map(pool),
+                    captions=batch[CAPTION].to_list(), traces=batch[RESPONSE].to_list())
+                return Verdicts.no_drops(frame.with_columns(subset=pl.lit(subset)))
+
+            run = run_stage(
+                lake, stage=SIGNATURES, subset=subset,
+                batches=upstream_batches(lake, "cleaned", subset, batch_size=config.batch_size,
+                                         columns=["id", "question", "image_sha256", "image_bytes",
+                                                  CAPTION, RESPONSE]),
+                decide=decide, schema=SIGNATURE_SCHEMA,
+            )
+        return stage_result(lake, run, upstream="cleaned")
+
+    return dedup_signatures
+
+
+def lake_signatures(lake: LakeResource, num_perm: int):
+    """Every subset's signatures, streamed (the columns matching reads); refuses rows signed
+    with another `num_perm`, which cannot be compared."""
+    with read_partition(lake.location(SIGNATURES), {}, columns=[*CANDIDATE_COLUMNS, "num_perm"],
+                        batch_size=SCAN_BATCH) as reader:
+        for batch in reader:
+            frame = pl.from_arrow(batch)
+            other = frame.filter(pl.col("num_perm") != num_perm)
+            if other.height:
+                raise InputError(
+                    f"deduplicated: dedup_signatures of {', '.join(sorted(set(other['subset'])))} "
+                    f"were computed with num_perm {other['num_perm'][0]}, not {num_perm}: "
+                    "re-materialize them with the same num_perm")
+            yield frame.drop("num_perm")
+
+
+def teacher_asks(rows: pl.DataFrame) -> dict[str, int]:
+    """Rows the two teachers would have had to write (no usable dataset annotation), by
+    teacher: what dropping `rows` saves with the teachers' default `regenerate: false`."""
+    def missing(column: str) -> int:
+        if column not in rows.columns:
+            return rows.height
+        value = pl.col(column)
+        return rows.select((value.is_null() | (value.str.strip_chars() == "")).sum()).item()
+    return {"caption_teacher": missing(CAPTION), "cot_teacher": missing(RESPONSE)}
+
+
+def dedup_verdicts(batch: pl.DataFrame, leaks: dict[str, str], duplicates: dict[str, str]) -> Verdicts:
+    """A batch of cleaned rows split: `contaminated` where `leaks` has the row (id -> detail),
+    else `duplicate_of` where `duplicates` has it (id -> the kept row), else kept."""
+    ids = batch["id"].to_list()
+    reasons = ["contaminated" if i in leaks else "duplicate_of" if i in duplicates else None
+               for i in ids]
+    details = [leaks.get(i) or duplicates.get(i) for i in ids]
+    tagged = batch.with_columns(_dedup_reason=pl.Series(reasons, dtype=pl.String),
+                                _dedup_detail=pl.Series(details, dtype=pl.String))
+    verdicts = split_by_reason(tagged, pl.col("_dedup_reason"), FILTER_OF,
+                               detail=pl.col("_dedup_detail"))
+    return Verdicts(verdicts.kept.drop("_dedup_reason", "_dedup_detail"), verdicts.dropped)
+
+
+def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=DEDUPLICATED,
+        group_name="cleaning",
+        partitions_def=partitions,
+        deps=["cleaned", SIGNATURES],
+        kinds={"deltalake"},
+        check_specs=[accounting_check_spec(DEDUPLICATED, partitions)],
+        description="Cleaned rows minus near-duplicates of rows ranked before them in any "
+        "subset materialized so far (`duplicate_of`, the kept row's (subset, id) in the detail) "
+        "and minus rows leaked from the configured benchmarks (`contaminated`). "
+        "What the teachers read: a duplicate costs no teacher call. Images stay in `cleaned`.",
+    )
+    def deduplicated(
+        context: dg.AssetExecutionContext, config: DeduplicatedConfig, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        subset = context.partition_key
+        own, num_perm = _own_signatures(lake, subset)
+        rules = config.rules(num_perm)
+        duplicates, gathered = find_duplicates(own, lake_signatures(lake, rules.num_perm), rules)
+        duplicate_detail = {i: f"({s}, {k})" for i, s, k in
+                            duplicates.select("id", "kept_subset", "kept_id").iter_rows()}
+        benchmarks = (BenchmarkIndex.build(config.benchmarks, config.ngram_words, rules)
+                      if config.benchmarks else None)
+        leaks, templates = {}, {}
+        if benchmarks is not None:
+            leaks.update(benchmarks.image_matches(own))
+            with contextlib.closing(upstream_batches(
+                    lake, "cleaned", subset, batch_size=config.batch_size,
+                    columns=["id", "question"])) as questions:
+                text, templates = benchmarks.text_leaks(
+                    (row for batch in questions for row in batch.iter_rows()),
+                    config.max_ngram_rows)
+            leaks.update(text)  # a text leak's detail wins over an image match's
+        signed = set(own["id"].to_list())
+        unsigned: list[str] = []
+        saved = {"caption_teacher": 0, "cot_teacher": 0}
+
+        def decide(batch: pl.DataFrame) -> Verdicts:
+            unsigned.extend(i for i in batch["id"].to_list() if i not in signed)
+            verdicts = dedup_verdicts(batch, leaks, duplicate_detail)
+            dropped = batch.join(verdicts.dropped.select("id", "detail"), on="id", how="inner")
+            for teacher, n in teacher_asks(dropped).items():
+                saved[teacher] += n
+            if benchmarks is not None:
+                for detail in verdicts.dropped.filter(pl.col("reason") == "contaminated")["detail"]:
+                    benchmarks.count(detail)
+            return verdicts
+
+        run = run_stage(
+            lake, stage=DEDUPLICATED, subset=subset,
+            batches=upstream_batches(lake, "cleaned", subset, batch_size=config.batch_size,
+                                     columns=DEDUPLICATED_SCHEMA.names),
+            decide=decide, schema=DEDUPLICATED_SCHEMA, filters=FILTERS,
+        )
+        if unsigned:
+            context.log.warning(
+                f"deduplicated {subset}: {len(unsigned)} cleaned rows have no signature (e.g. "
+                f"{unsigned[0]!r}): dedup_signatures is older than cleaned; they were kept")
+        table = lake.location(SIGNATURES).table()
+        return stage_result(lake, run, upstream="cleaned", extra={
+            "dedup/compared_subsets": dg.MetadataValue.json(dict(sorted(gathered.subsets_seen.items()))),
+            "dedup/signatures_version": dg.MetadataValue.text(str(table.version() if table else None)),
+            "dedup/candidate_rows": dg.MetadataValue.text(str(gathered.candidate_rows)),
+            "dedup/signature_rows_scanned": dg.MetadataValue.text(str(gathered.rows_scanned)),
+            "dedup/duplicates": dg.MetadataValue.json({
+                "exact": int(duplicates["exact"].sum()), "near": int((~duplicates["exact"]).sum()),
+                "within_subset": int((duplicates["kept_subset"] == subset).sum()),
+                "other_subsets": int((duplicates["kept_subset"] != subset).sum())}),
+            "dedup/teacher_calls_saved": dg.MetadataValue.json(saved),
+            "dedup/rules": dg.MetadataValue.json(config.model_dump()),
+            "dedup/rows_without_signature": dg.MetadataValue.text(str(len(unsigned))),
+            # benchmark -> items checked and rows this partition dropped for it
+            "decontamination/benchmarks": dg.MetadataValue.json(
+                {name: {"items": benchmarks.items[name], "rows_removed": benchmarks.removed[name]}
+                 for name in sorted(benchmarks.items)} if benchmarks is not None else {}),
+            "decontamination/template_ngrams_ignored": dg.MetadataValue.json(
+                dict(sorted(templates.items())[:20])),
+        })
+
+    return deduplicated
+
+
+def _own_signatures(lake: LakeResource, subset: str) -> tuple[pl.DataFrame, int]:
+    """The subset's own signatures, whole (one subset's signatures: ~0.6 KB a row), and the
+    MinHash size they were computed with (every other subset must have the same)."""
+    parts = []
+    with read_partition(lake.location(SIGNATURES), {"subset": subset},
+                        columns=[*CANDIDATE_COLUMNS, "num_perm"], batch_size=SCAN_BATCH) as reader:
+        for batch in reader:
+            parts.append(pl.from_arrow(batch))
+    if not parts:  # no signatures: an empty subset, or dedup_signatures not materialized
+        return pl.from_arrow(pa.table(
+            {c: pa.array([], SIGNATURE_SCHEMA.field(c).type) for c in CANDIDATE_COLUMNS})), 128
+    own = pl.concat(parts)
+    sizes = own["num_perm"].unique().to_list()
+    if len(sizes) != 1:
+        raise InputError(f"deduplicated: dedup_signatures of {subset} mix num_perm {sizes}: "
+                         "re-materialize them")
+    return own.drop("num_perm"), int(sizes[0])
