@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         for partition in (small, large):
             for name, step, measure in (("collected", "collected", False), ("cleaned", "cleaned", True),
                                         ("dedup", dedup, True), ("distillation", distillation, False),
+                                        # the verdicts quality_filtered joins (the published labels
+                                        # kept, rules for the agreement figures): not timed here
+                                        ("answer_verdicts", "answer_verdicts", False),
                                         ("quality_filtered", "quality_filtered", True)):
                 run = lake.materialize(step, partition, measure=measure)
                 runs[(name, partition)] = run

@@ -6,7 +6,7 @@ file, growing with it).
     python -m bench.export [--rows 100000] [--trace-words 800] [--images 10000] [--out bench/out/export]
 
 The lake is written directly (not materialized through the graph, which the rest of the bench
-measures): `collected` with one small PNG per row, `cleaned`, `distilled` and
+measures): `collected` with one small PNG per row, `cleaned`, `deduplicated`, `distilled` and
 `quality_filtered` with the ids only (the export reads their counts, `cleaned`'s image bytes),
 `--images` distinct PNGs the rows share in turn,
 and `difficulty_filtered` with real-shaped rows: a question with its `<image>` placeholder, a
@@ -58,9 +58,10 @@ def _batch(schema: pa.Schema, columns: dict[str, list]) -> pa.RecordBatch:
 
 
 def write_lake(lake_uri: str, rows: int, trace_words: int, images: int, log=print) -> float:
-    """The five tables of a `difficulty_filtered` export for one `rows`-row partition; seconds."""
+    """The six tables of a `difficulty_filtered` export for one `rows`-row partition; seconds."""
     from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
     from mmfr_assets.collection.assets import COLLECTED_SCHEMA
+    from mmfr_assets.dedup.assets import DEDUPLICATED_SCHEMA
     from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
     from mmfr_assets.lake.delta import PartitionWriter
     from mmfr_assets.lake.resource import LakeResource
@@ -70,7 +71,8 @@ def write_lake(lake_uri: str, rows: int, trace_words: int, images: int, log=prin
     rng = random.Random(0)
     pngs = [_png(k) for k in range(min(images, rows))]
     bodies = [" ".join(rng.choices(WORDS, k=trace_words)) for _ in range(128)]
-    tables = {"collected": COLLECTED_SCHEMA, "cleaned": CLEANED_SCHEMA, "distilled": DISTILLED_SCHEMA,
+    tables = {"collected": COLLECTED_SCHEMA, "cleaned": CLEANED_SCHEMA, "deduplicated": DEDUPLICATED_SCHEMA,
+              "distilled": DISTILLED_SCHEMA,
               "quality_filtered": DISTILLED_SCHEMA, "difficulty_filtered": DISTILLED_SCHEMA}
     with contextlib.ExitStack() as stack:
         writers = {name: stack.enter_context(PartitionWriter(lake.location(name), schema, {"subset": SUBSET}))
@@ -82,6 +84,7 @@ def write_lake(lake_uri: str, rows: int, trace_words: int, images: int, log=prin
             writers["collected"].write(_batch(COLLECTED_SCHEMA, {
                 **base, "image_bytes": [pngs[i % len(pngs)] for i in range(offset, offset + len(ids))]}))
             writers["cleaned"].write(_batch(CLEANED_SCHEMA, base))
+            writers["deduplicated"].write(_batch(DEDUPLICATED_SCHEMA, base))
             writers["distilled"].write(_batch(DISTILLED_SCHEMA, base))
             writers["quality_filtered"].write(_batch(DISTILLED_SCHEMA, base))
             answers = [rng.choice("ABCD") for _ in ids]

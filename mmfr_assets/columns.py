@@ -51,6 +51,19 @@ COLUMNS: dict[str, str] = {
     "review_error": "Why the review failed (unparseable reply, request error).",
     "extracted_answer": "The final result answer_llm extracted from the solution.",
     "answer_error": "Why the extraction failed.",
+    # dedup (dedup_signatures: what comparing a row needs, no text or image)
+    "text_key": "64-bit hash (blake2b) of the normalized question: equal for exact duplicates.",
+    "minhash": "datasketch MinHash of the question's character 4-grams (num_perm little-endian "
+    "uint32): estimates the Jaccard similarity of two questions.",
+    "num_perm": "MinHash permutations the signature was computed with (only equal ones compare).",
+    "shingle_count": "Distinct character 4-grams of the normalized question.",
+    "numbers_key": "64-bit hash of the sorted numbers in the question (a template with other "
+    "numbers is another problem).",
+    "phash": "64-bit perceptual hash of the image (imagehash.phash; null: no image).",
+    "dhash": "64-bit difference hash of the image (imagehash.dhash).",
+    "ahash": "64-bit average hash of the image (imagehash.average_hash).",
+    "needs_caption": "No usable dataset caption: the caption teacher would be asked for one.",
+    "needs_trace": "No usable dataset trace: the CoT teacher would be asked for one.",
     # distillation
     "caption": "The dense caption the row is trained on (the dataset's or the caption teacher's).",
     "caption_origin": "Where the caption came from: dataset, generated, rejected, failed, missing "

@@ -64,7 +64,7 @@ def test_funnel_is_the_lakes_counts(reported):
     # The pivot first (rows kept, subset x stage, in lineage order), the drops by reason below.
     markdown = metadata["funnel"].value
     assert markdown.index("Rows kept, per subset and stage") < markdown.index("Rows dropped, per reason")
-    assert "| subset | collected | cleaned | distilled |" in markdown
+    assert "| subset | collected | cleaned | deduplicated | distilled |" in markdown
     bmmr = next(line for line in markdown.splitlines() if line.startswith("| BMMR | 10 |"))
     kept_rows = kept.filter(pl.col("subset") == "BMMR")["rows"].to_list()
     assert bmmr == "| BMMR | " + " | ".join(str(n) for n in kept_rows) + " |"

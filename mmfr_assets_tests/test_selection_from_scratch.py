@@ -31,9 +31,12 @@ FAILING = ("BMMR", "72367")  # a 123K row, its question unique in the set
 #: paper's label (not the pipeline) is wrong. Keyed by (table, subset, id).
 _JUDGE_SOLVED = ("the trace answers B and the reference is B; the paper's judge solved the problem "
                  "itself (it got C) and labelled the pair DIFFERENT: the rule's exact match is right")
+_DUPLICATE = ("the same prism problem as WeMath2-Pro 4 (the same figure, the question reworded): "
+              "`deduplicated` drops it before the teachers are asked; the paper does not deduplicate")
 KNOWN_DIFFERENCES: dict[tuple[str, str, str], str] = {
-    (table, "Euclid30K", "23546"): _JUDGE_SOLVED
-    for table in ("quality_filtered", "difficulty_filtered", "difficulty_filtered_586k")
+    **{(table, "Euclid30K", "23546"): _JUDGE_SOLVED
+       for table in ("quality_filtered", "difficulty_filtered", "difficulty_filtered_586k")},
+    **{("quality_filtered", "WeMath2-Pro", row): _DUPLICATE for row in ("5", "7")},
 }
 
 

@@ -54,6 +54,7 @@ FIELDS = {
 STEP_TABLES = {
     "collected": (),
     "cleaned": ("question_reviews", "extracted_answers"),
+    "deduplicated": (),  # its signatures are hashes, nothing a reader reads; the drop says why
     "distilled": ("teacher_captions", "teacher_responses"),
     "quality_filtered": ("answer_verdicts",),
     "difficulty_filtered": ("answer_verdicts", "student_rollouts", "student_verdicts"),
@@ -67,10 +68,11 @@ STEP_COLUMNS_SHOWN_ELSEWHERE = {"subset", "id", "caption", "response"}
 # a stage's input holds every row of it (and maybe more); a table below holds some of them.
 ROW_LEVEL = {
     "collected": 0, "question_reviews": 0, "extracted_answers": 0,
-    "cleaned": 1, "teacher_captions": 1, "teacher_responses": 1, "distilled": 1,
-    "answer_verdicts": 1,
-    "quality_filtered": 2, "student_rollouts": 2, "student_verdicts": 2,
-    "difficulty_filtered": 3, "difficulty_filtered_586k": 3,
+    "cleaned": 1, "dedup_signatures": 1,
+    "deduplicated": 2, "teacher_captions": 2, "teacher_responses": 2, "distilled": 2,
+    "answer_verdicts": 2,
+    "quality_filtered": 3, "student_rollouts": 3, "student_verdicts": 3,
+    "difficulty_filtered": 4, "difficulty_filtered_586k": 4,
 }
 
 
