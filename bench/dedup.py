@@ -100,6 +100,8 @@ def generate(lake: Path, rows: int, seed: int = 0) -> dict:
             "numbers_key": numbers,
             "image_sha256": [hashlib.sha256(int(p).to_bytes(8, "little", signed=True)).hexdigest() for p in phash],
             "phash": phash, "dhash": dhash, "ahash": ahash,
+            # every generated row would need both teachers (what the savings count)
+            "needs_caption": np.ones(n, dtype=bool), "needs_trace": np.ones(n, dtype=bool),
         }, schema=SIGNATURE_SCHEMA)
         with PartitionWriter(location, SIGNATURE_SCHEMA, {"subset": subset}) as writer:
             for start in range(0, n, 8192):
