@@ -120,7 +120,7 @@ def test_dataset_card_lists_the_recipe(lake_and_instance, tmp_path):
     assert "min_response_words" in card and "max_pass_rate" in card
     # The teachers' prompt versions and models (none configured here: the card says so).
     assert re.search(r"\| teacher_responses \| prompt_version \| cot_teacher@[0-9a-f]+ \| all \|", card), card
-    assert "| teacher_captions | model | none | all |" in card
+    assert "| teacher_captions | model | none: no caption_teacher endpoint configured | all |" in card
     assert "llm_prompt_tokens" not in card
     assert "response: dataset" in card
     # The funnel, with a drop reason the real rows trip.
