@@ -17,11 +17,13 @@ MAX_CONCURRENCY = 3
 
 
 def _source_without_traces(real_sample: Path, out: Path, subsets: list[str]) -> Path:
-    """Two real subsets whose published traces were dropped: every row needs the teacher."""
+    """Two real subsets whose published traces were dropped: every row needs the teacher.
+    Each holds other real rows (BMMR's, Euclid30K's): copies of one subset's rows would be
+    near-duplicates across subsets, which `deduplicated` drops before the teacher."""
     lines = ["---", "configs:"]
-    for subset in subsets:
+    for subset, real in zip(subsets, ("BMMR", "Euclid30K"), strict=True):
         (out / subset).mkdir(parents=True)
-        rows = pl.read_parquet(real_sample / "BMMR" / "train-00000-of-00001.parquet")
+        rows = pl.read_parquet(real_sample / real / "train-00000-of-00001.parquet")
         rows = rows.with_columns(
             pl.lit(None, pl.String).alias("qwen3vl_235b_thinking_response"),
             pl.col("question") + f" (subset {subset})",  # distinct requests, no shared cache hits
