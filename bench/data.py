@@ -1,6 +1,6 @@
 """Large realistic sources in hub layout, written in parallel.
 
-Rows are exactly those of `mmfr_assets.sample.write_sample(out, subsets=[s], rows_per_subset=N,
+Rows are exactly those of `mmfr_devkit.sample.write_sample(out, subsets=[s], rows_per_subset=N,
 seed, trace_words, fault_rate, image_size)`: the same plan (`plan_rows`) and the same per-row
 builder (`build_row`, seeded per row), so a row does not depend on which process built it.
 `write_sample` builds one subset's rows one after the other (~4 ms a row with 2,000-word traces
@@ -49,9 +49,9 @@ class SourceSpec:
 
 def _write_shard(job: tuple) -> tuple[str, int, int]:
     """Build rows [first, first + count) of one subset into one parquet shard."""
-    from mmfr_assets.sample.generate import SCHEMA
-    from mmfr_assets.sample.plan import plan_rows
-    from mmfr_assets.sample.rows import build_row
+    from mmfr_devkit.sample.generate import SCHEMA
+    from mmfr_devkit.sample.plan import plan_rows
+    from mmfr_devkit.sample.rows import build_row
 
     path, subset, first, count, spec = job
     spec = SourceSpec(**spec)
@@ -71,7 +71,7 @@ def _write_shard(job: tuple) -> tuple[str, int, int]:
 
 def write_source(out: Path, spec: SourceSpec, *, workers: int | None = None, log=print) -> Path:
     """Write (or reuse, if `out` holds this very spec) a hub-layout source of `spec`."""
-    from mmfr_assets.sample.generate import readme_text
+    from mmfr_devkit.sample.generate import readme_text
 
     out = Path(out)
     stamp = out / ".bench-spec.json"

@@ -15,7 +15,7 @@ import time
 from openai import OpenAI
 
 from mmfr_assets.llm import ChatRequest, LLMEndpoint
-from mmfr_assets.llm.fake_server import start_fake_server
+from mmfr_devkit.fake_server import start_fake_server
 
 CONCURRENCY = (1, 8, 32, 64)
 GOAL_SHARE = 0.90  # of the ideal C/L (issue: LLM endpoints)

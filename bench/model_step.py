@@ -46,10 +46,10 @@ from mmfr_assets.dedup.assets import DEDUPLICATED_SCHEMA
 from mmfr_assets.distillation.teachers import CotTeacher, CotTeacherConfig
 from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter
 from mmfr_assets.llm.client import build_body
-from mmfr_assets.llm.fake_server import prompt_digest, start_fake_server
+from mmfr_devkit.fake_server import prompt_digest, start_fake_server
 from mmfr_assets.llm.resource import endpoint_class_for_role
 from mmfr_assets.prompts import load_prompt
-from mmfr_assets.sample import write_sample
+from mmfr_devkit.sample import write_sample
 
 ASSET = CotTeacher.asset
 ROLE = CotTeacher.role

@@ -119,7 +119,7 @@ def baseline(parquet: Path, cache_dir: Path, *, num_proc: int | None = None) -> 
 def plan_mismatches(ours_pass: Pass, subset: str, plan_kwargs: dict) -> list[tuple[str, str | None, str | None]]:
     """(id, planned, got) where ours disagrees with the generator's plan: a row planned to be
     dropped by a quality rule must get that reason; every other row must be kept."""
-    from mmfr_assets.sample import REASON_STAGE, expected_reasons
+    from mmfr_devkit.sample import REASON_STAGE, expected_reasons
 
     planned = {str(k): v for k, v in expected_reasons(subset, **plan_kwargs).items()}
     seen = ours_pass.kept | set(ours_pass.reasons or {})

@@ -324,9 +324,9 @@ def export(args: argparse.Namespace) -> int:
 
 
 def sample(args: argparse.Namespace) -> int:
-    from mmfr_assets.sample.generate import write_sample
+    from mmfr_assets.settings import sample_writer
 
-    print(write_sample(args.out))
+    print(sample_writer("mmfr sample")(args.out))
     return 0
 
 
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     export_parser.set_defaults(handler=export)
 
-    sample_parser = commands.add_parser("sample", help="write the bundled sample dataset")
+    sample_parser = commands.add_parser("sample", help="write the bundled sample dataset (from a checkout: mmfr_devkit)")
     sample_parser.add_argument("out", help="output folder (hub layout)")
     sample_parser.set_defaults(handler=sample)
 

@@ -10,6 +10,9 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Callable
+
+from mmfr_assets.errors import InputError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
@@ -25,11 +28,24 @@ def source_location(environ: os._Environ | dict = os.environ) -> str:
     if configured:
         return configured
     if not (DEFAULT_SOURCE / "README.md").exists():
-        from mmfr_assets.sample.generate import write_sample
-
+        write_sample = sample_writer("MMFR_SOURCE is not set and the bundled sample",
+                                     ": set MMFR_SOURCE to a hub-layout folder or a hub id")
         log.warning("MMFR_SOURCE is not set: generating the bundled sample in %s", DEFAULT_SOURCE)
         write_sample(DEFAULT_SOURCE)
     return str(DEFAULT_SOURCE)
+
+
+def sample_writer(what: str, hint: str = "") -> Callable[..., Path]:
+    """`write_sample` of `mmfr_devkit`, the scaffolding beside this package in a checkout and not
+    in the wheel; without it, one line (`InputError`) saying so rather than a traceback."""
+    try:
+        from mmfr_devkit.sample import write_sample
+    except ModuleNotFoundError as missing:
+        if missing.name != "mmfr_devkit":
+            raise
+        raise InputError(f"{what} needs mmfr_devkit, which a checkout of mmfr-assets has (pip install -e .) "
+                         f"and the installed wheel does not{hint}") from None
+    return write_sample
 
 
 def lake_location(environ: os._Environ | dict = os.environ) -> str:

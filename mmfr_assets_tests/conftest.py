@@ -28,7 +28,7 @@ REAL_SAMPLE = Path(
 
 @pytest.fixture(scope="session")
 def sample_source(tmp_path_factory) -> Path:
-    from mmfr_assets.sample.generate import write_sample
+    from mmfr_devkit.sample.generate import write_sample
 
     return write_sample(tmp_path_factory.mktemp("sample") / "sample")
 

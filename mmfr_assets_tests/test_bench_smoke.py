@@ -11,7 +11,7 @@ import polars as pl
 from bench import images, quality
 from bench.data import SourceSpec, write_source
 from mmfr_assets.definitions import build_definitions
-from mmfr_assets.sample import write_sample
+from mmfr_devkit.sample import write_sample
 
 SUBSET = "bmmr-smoke"
 

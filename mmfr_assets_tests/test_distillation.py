@@ -164,7 +164,7 @@ def _metadata(result, asset):
 
 
 def test_teachers_fill_the_gaps_and_a_rerun_pays_nothing(monkeypatch, sample_source, tmp_path, fake_llm):
-    from mmfr_assets.sample import expected_reasons
+    from mmfr_devkit.sample import expected_reasons
 
     defs = _defs(monkeypatch, sample_source, tmp_path, fake_llm.url)
     instance = dg.DagsterInstance.ephemeral()

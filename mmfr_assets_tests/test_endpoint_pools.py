@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from mmfr_assets.llm.fake_server import start_fake_server
+from mmfr_devkit.fake_server import start_fake_server
 from mmfr_assets_tests.dagster_process import dagster_env
 
 pytestmark = pytest.mark.e2e

@@ -67,7 +67,7 @@ def bundled(sample_source, tmp_path_factory):
 
 @pytest.mark.parametrize("subset", ["BMMR", "FineVision-geo170k(qa)"])
 def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
-    from mmfr_assets.sample import expected_reasons
+    from mmfr_devkit.sample import expected_reasons
 
     _, lake, _, results = bundled
     plan = {str(k): v for k, v in expected_reasons(subset).items()}

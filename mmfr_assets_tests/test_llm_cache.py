@@ -16,7 +16,7 @@ import pytest
 
 from mmfr_assets.llm.cache import ResponseCache, cache_key, redacted
 from mmfr_assets.llm.client import LLMSession, build_body
-from mmfr_assets.llm.fake_server import prompt_digest
+from mmfr_devkit.fake_server import prompt_digest
 from mmfr_assets.llm.images import user_message
 from mmfr_assets.llm.types import ChatRequest
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server, llm_settings  # noqa: F401

@@ -8,7 +8,7 @@ import pytest
 
 from mmfr_assets.llm.client import (LLMSession, backoff_delay, build_body, normalize_base_url,
                                     parse_completion, parse_retry_after)
-from mmfr_assets.llm.fake_server import prompt_digest
+from mmfr_devkit.fake_server import prompt_digest
 from mmfr_assets.llm.types import ChatRequest, LLMStallError
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server, free_port, llm_settings  # noqa: F401
 

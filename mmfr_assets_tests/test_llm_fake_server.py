@@ -6,7 +6,7 @@ import re
 
 import openai
 
-from mmfr_assets.llm.fake_server import caption_reply, reasoning_reply, start_fake_server
+from mmfr_devkit.fake_server import caption_reply, reasoning_reply, start_fake_server
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401
 
 

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mmfr_assets"
+DEVKIT = PACKAGE.parent / "mmfr_devkit"  # tests' and demo's scaffolding: in a checkout, not the wheel
 
 
 def imported_top_level_modules(root: Path) -> dict[str, str]:
@@ -67,12 +69,16 @@ def dependency_closure(distribution: str, extras: frozenset[str] = frozenset()) 
 OPTIONAL_IMPORTS = {"psycopg2": "postgres"}  # MMFR_LLM_CACHE on PostgreSQL (llm/cache.py)
 
 
-def test_every_import_of_the_package_is_a_declared_dependency():
-    declared = dependency_closure("mmfr-assets")
+@pytest.mark.parametrize("root, extras", [(PACKAGE, frozenset()), (DEVKIT, frozenset({"test"}))],
+                         ids=["package", "devkit"])
+def test_every_import_of_the_package_is_a_declared_dependency(root, extras):
+    """The devkit may use the test extra too (it runs in a checkout, installed with it)."""
+    declared = dependency_closure("mmfr-assets", extras)
     providers = metadata.packages_distributions()
     undeclared = {}
-    for module, where in imported_top_level_modules(PACKAGE).items():
-        if module in sys.stdlib_module_names or module in ("mmfr_assets", "__future__"):
+    for module, where in imported_top_level_modules(root).items():
+        # mmfr_devkit: imported by the package only where a checkout has it (settings.sample_writer)
+        if module in sys.stdlib_module_names or module in ("mmfr_assets", "mmfr_devkit", "__future__"):
             continue
         distributions = {canonicalize_name(d) for d in providers.get(module, [])}
         extra = OPTIONAL_IMPORTS.get(module)
@@ -94,14 +100,24 @@ def test_the_check_sees_an_undeclared_import(tmp_path):
 
 
 BUILT_WHEEL_RUN = """
+import importlib.util
 import sys
+target, source, lake, checkout = sys.argv[1:5]
+# only the wheel: without the path entry of the checkout's editable install
+sys.path[:] = [p for p in sys.path if not p.startswith(checkout)]
 import dagster as dg
 import mmfr_assets
+from mmfr_assets.cli import main
 from mmfr_assets.definitions import build_definitions
 from mmfr_assets.prompts import prompts_folder
 
-target, source, lake = sys.argv[1:4]
 assert mmfr_assets.__file__.startswith(target), mmfr_assets.__file__  # the wheel, not the checkout
+assert importlib.util.find_spec("mmfr_devkit") is None
+assert main(["sample", lake + "-sample"]) == 2  # its one line on stderr
+try:
+    build_definitions()  # no MMFR_SOURCE: the default source is the checkout's sample
+except Exception as error:
+    print(f"no source: {type(error).__name__}: {error}", file=sys.stderr)
 assert str(prompts_folder()).startswith(target) and (prompts_folder() / "question_review.user.txt").is_file()
 job = build_definitions(source, lake, {}).resolve_implicit_global_asset_job_def()
 result = job.execute_in_process(
@@ -116,24 +132,36 @@ print("materialized", sorted(e.asset_key.path[-1] for e in result.get_asset_mate
 @pytest.mark.e2e
 def test_the_built_wheel_runs_a_model_step(tmp_path, real_sample):
     """The package as a wheel installs it (the Docker image does `pip install .`), not the
-    checkout: its prompts must come with it, or every model step fails on its prompt file."""
+    checkout: its prompts must come with it, or every model step fails on its prompt file. The
+    devkit (fake server, sample) must not, and what would use it says so in one line."""
     # what deploy/Dockerfile copies, and nothing else (no egg-info or build/ of earlier builds,
-    # whose file lists setuptools would reuse)
+    # whose file lists setuptools would reuse), but the devkit: pyproject's package list is what
+    # keeps it out of the wheel
     root = tmp_path / "src"
-    shutil.copytree(PACKAGE, root / "mmfr_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in (PACKAGE, DEVKIT):
+        shutil.copytree(package, root / package.name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(PACKAGE.parent / name, root / name)
     wheels, target = tmp_path / "wheels", tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(root)],
                    check=True, cwd=tmp_path, capture_output=True)
     wheel = next(wheels.glob("mmfr_assets-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        packages = {name.split("/")[0] for name in archive.namelist() if not name.split("/")[0].endswith(".dist-info")}
+        assert packages == {"mmfr_assets"}, packages
+        assert not [n for n in archive.namelist() if "fake_server" in n or n.startswith("mmfr_assets/sample/")]
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
                     str(wheel)], check=True, cwd=tmp_path, capture_output=True)
     # the dependencies come from this environment; the package only from the wheel (PYTHONPATH
     # is searched before the checkout's editable finder), run from outside the checkout
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMFR_")}
     env.update(PYTHONPATH=str(target), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    done = subprocess.run([sys.executable, "-c", BUILT_WHEEL_RUN, str(target), str(real_sample), str(tmp_path / "lake")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", BUILT_WHEEL_RUN, str(target), str(real_sample), str(tmp_path / "lake"),
+                           str(PACKAGE.parent)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    # without the devkit, the sample's two users say so in one line each
+    needs = "needs mmfr_devkit, which a checkout of mmfr-assets has (pip install -e .) and the installed wheel does not"
+    assert f"mmfr: mmfr sample {needs}\n" in done.stderr, done.stderr[-3000:]
+    assert (f"no source: InputError: MMFR_SOURCE is not set and the bundled sample {needs}: set MMFR_SOURCE to "
+            "a hub-layout folder or a hub id\n") in done.stderr, done.stderr[-3000:]
     assert "materialized ['collected', 'question_reviews']" in done.stdout

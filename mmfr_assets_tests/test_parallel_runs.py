@@ -113,7 +113,7 @@ def _on_disk(lake: Path, table: str, subset: str) -> set[str]:
 
 @pytest.mark.e2e
 def test_parallel_runs_land_and_a_run_killed_mid_write_leaves_its_previous_version(tmp_path):
-    from mmfr_assets.sample.generate import write_sample
+    from mmfr_devkit.sample.generate import write_sample
 
     source = write_sample(tmp_path / "source", subsets=SUBSETS, rows_per_subset=ROWS, image_size=32)
     lake = tmp_path / "lake"

@@ -1,4 +1,4 @@
-"""Tests for the synthetic hub-layout sample (mmfr_assets.sample).
+"""Tests for the synthetic hub-layout sample (mmfr_devkit.sample).
 
 The central check re-implements every drop rule of the pipeline here, in the
 most literal way, and verifies that it assigns exactly the planned reason to
@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from mmfr_assets.sample import (
+from mmfr_devkit.sample import (
     ANSWER_TAG_EXEMPT_SUBSETS,
     REASONS,
     REPAIRS,
@@ -34,9 +34,9 @@ from mmfr_assets.sample import (
     plan_rows,
     write_sample,
 )
-from mmfr_assets.sample import generate as gen_mod
-from mmfr_assets.sample import rows as rows_mod
-from mmfr_assets.sample.__main__ import main as cli_main
+from mmfr_devkit.sample import generate as gen_mod
+from mmfr_devkit.sample import rows as rows_mod
+from mmfr_devkit.sample.__main__ import main as cli_main
 
 MAX_PIXELS = 89_478_485
 ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))

@@ -38,7 +38,7 @@ Faults come from ``rules`` (first matching rule wins).  A rule is a dict::
 A 4xx/5xx fault's error message is the rule's "message" when given ("injected fault N"
 otherwise), so tests can reproduce a real server's words.
 
-Run standalone: ``python -m mmfr_assets.llm.fake_server --port 0 --latency 0.05``
+Run standalone: ``python -m mmfr_devkit.fake_server --port 0 --latency 0.05``
 prints the base URL (``http://127.0.0.1:PORT/v1``) on its first stdout line.
 """
 
@@ -544,11 +544,11 @@ class FakeServerHandle(_AdminMixin):
 
 
 class FakeServerProcess(_AdminMixin):
-    """A fake server running in a child process (``python -m mmfr_assets.llm.fake_server``)."""
+    """A fake server running in a child process (``python -m mmfr_devkit.fake_server``)."""
 
     def __init__(self, config: Optional[dict[str, Any]] = None, *, host: str = "127.0.0.1",
                  port: int = 0) -> None:
-        cmd = [sys.executable, "-m", "mmfr_assets.llm.fake_server", "--host", host, "--port", str(port)]
+        cmd = [sys.executable, "-m", "mmfr_devkit.fake_server", "--host", host, "--port", str(port)]
         if config:
             cmd += ["--config", json.dumps(config)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

@@ -10,7 +10,7 @@ Typical use inside an asset::
     context.add_output_metadata(session.usage.to_metadata(prefix="cot_teacher_"))
 
 Names are imported lazily so that client-only processes (benchmarks, the
-fake server) do not pay for importing Dagster.
+fake server of mmfr_devkit) do not pay for importing Dagster.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ _EXPORTS = {
     "UsageStats": "usage",
     "LLMEndpoint": "resource", "ROLES": "resource", "ROLE_DEFAULTS": "resource",
     "endpoint_class_for_role": "resource", "endpoint_resources_from_env": "resource",
-    "start_fake_server": "fake_server",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""CLI: ``python -m mmfr_assets.sample OUT_DIR [--rows N] [--subsets A,B] ...``.
+"""CLI: ``python -m mmfr_devkit.sample OUT_DIR [--rows N] [--subsets A,B] ...``.
 
 Writes the sample (the bundled demo one by default) and prints every file
 with its row count and size, so a run is easy to eyeball in CI logs.
@@ -14,7 +14,7 @@ from .generate import describe, write_sample
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mmfr_assets.sample", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m mmfr_devkit.sample", description=__doc__.splitlines()[0])
     ap.add_argument("out_dir", help="directory to (re)create; replaced atomically")
     ap.add_argument("--rows", type=int, default=None, help="rows per subset (default: the 40-row demo plan)")
     ap.add_argument("--subsets", default=None, help="comma-separated subset names (default: the demo subsets)")
