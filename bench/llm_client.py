@@ -14,6 +14,7 @@ import time
 
 from openai import OpenAI
 
+from mmfr_devkit.drive import run_requests
 from mmfr_assets.llm import ChatRequest, LLMEndpoint
 from mmfr_devkit.fake_server import start_fake_server
 
@@ -28,10 +29,10 @@ def ours(url: str, concurrency: int, requests: int, tag: str) -> float:
     with tempfile.TemporaryDirectory() as cache:
         with endpoint.open_session(cache=f"{cache}/cache.sqlite") as session:
             warm_up = ((i, ChatRequest.from_text(f"{tag} warm-up {i}")) for i in range(concurrency))
-            assert all(r.ok for _, r in session.map(warm_up))
+            assert all(r.ok for _, r in run_requests(session, warm_up))
             batch = ((i, ChatRequest.from_text(f"{tag} question {i}")) for i in range(requests))
             start = time.perf_counter()
-            results = [r for _, r in session.map(batch)]
+            results = [r for _, r in run_requests(session, batch)]
             elapsed = time.perf_counter() - start
     assert all(r.ok for r in results)
     return requests / elapsed

@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from mmfr_devkit.drive import complete, run_requests
 from mmfr_assets.llm.cache import ResponseCache, cache_key, redacted
-from mmfr_assets.llm.client import LLMSession, build_body
+from mmfr_assets.llm.client import LLMSession
+from mmfr_assets.llm.wire import build_body
 from mmfr_devkit.fake_server import prompt_digest
 from mmfr_assets.llm.images import user_message
 from mmfr_assets.llm.types import ChatRequest
@@ -117,10 +119,10 @@ def test_entries_written_as_zlib_by_earlier_versions_still_read(tmp_path):
 def test_second_run_is_served_from_cache(fake_llm, llm_settings, tmp_path):
     pairs = [(i, ChatRequest.from_text(f"Solve step by step: cache {i}")) for i in range(12)]
     with LLMSession(llm_settings(), cache=tmp_path / "c.sqlite") as s:
-        first = dict(s.map(pairs))
+        first = dict(run_requests(s, pairs))
     assert fake_llm.stats()["requests"] == 12
     with LLMSession(llm_settings(), cache=tmp_path / "c.sqlite") as s:
-        second = dict(s.map(pairs))
+        second = dict(run_requests(s, pairs))
     assert fake_llm.stats()["requests"] == 12
     assert all(r.cached for r in second.values())
     assert {k: (r.content, r.reasoning) for k, r in first.items()} == \
@@ -133,10 +135,10 @@ def test_failures_are_not_cached(fake_llm, llm_settings, tmp_path):
     cache = ResponseCache(tmp_path / "c.sqlite")
     fake_llm.configure(rules=[{"fault": "500"}])
     with LLMSession(llm_settings(max_retries=1), cache=cache) as s:
-        assert not s.complete(ChatRequest.from_text("flaky")).ok
+        assert not complete(s, ChatRequest.from_text("flaky")).ok
     fake_llm.configure(rules=[])
     with LLMSession(llm_settings(), cache=cache) as s:
-        r = s.complete(ChatRequest.from_text("flaky"))
+        r = complete(s, ChatRequest.from_text("flaky"))
     assert r.ok and not r.cached
     assert fake_llm.stats()["requests"] == 3
     cache.close()
@@ -146,10 +148,10 @@ def test_cached_length_answer_is_re_asked_under_stricter_policy(fake_llm, llm_se
     fake_llm.configure(rules=[{"fault": "length", "first": 1}])
     req = ChatRequest.from_text("Solve step by step: long one")
     with LLMSession(llm_settings(retry_on_length=False), cache=tmp_path / "c.sqlite") as s:
-        r1 = s.complete(req)
+        r1 = complete(s, req)
     assert r1.ok and r1.finish_reason == "length"
     with LLMSession(llm_settings(retry_on_length=True), cache=tmp_path / "c.sqlite") as s:
-        r2 = s.complete(req)
+        r2 = complete(s, req)
     assert r2.ok and not r2.cached and r2.finish_reason == "stop"
 
 
@@ -180,11 +182,12 @@ _KILLED_CLIENT = textwrap.dedent("""
     import sys
     from mmfr_assets.llm.client import EndpointSettings, LLMSession
     from mmfr_assets.llm.types import ChatRequest
+    from mmfr_devkit.drive import run_requests
     url, cache, n, tag = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     s = EndpointSettings(base_url=url, model="fake-model", max_concurrency=4, timeout_s=10, max_retries=1)
     with LLMSession(s, cache=cache) as session:
         pairs = ((i, ChatRequest.from_text(f"{tag} item {i}")) for i in range(n))
-        for key, res in session.map(pairs):
+        for key, res in run_requests(session, pairs):
             print("DONE", key, res.ok, flush=True)
 """)
 
@@ -214,7 +217,7 @@ def test_resume_after_sigkill_rerequests_nothing_that_finished(fake_llm, llm_set
     assert proc.returncode == -signal.SIGKILL
 
     with LLMSession(llm_settings(max_concurrency=c), cache=cache_path) as s:
-        rerun = dict(s.map((i, ChatRequest.from_text(f"{tag} item {i}")) for i in range(n)))
+        rerun = dict(run_requests(s, ((i, ChatRequest.from_text(f"{tag} item {i}")) for i in range(n))))
     assert len(rerun) == n and all(r.ok for r in rerun.values())
 
     by_prompt = fake_llm.stats(detail=True)["by_prompt"]

@@ -6,8 +6,11 @@ import time
 
 import pytest
 
-from mmfr_assets.llm.client import (LLMSession, backoff_delay, build_body, normalize_base_url,
-                                    parse_completion, parse_retry_after)
+from mmfr_devkit.drive import run_requests
+from mmfr_assets.llm.client import LLMSession
+from mmfr_assets.llm.endpoint import normalize_base_url
+from mmfr_assets.llm.retries import backoff_delay, parse_retry_after
+from mmfr_assets.llm.wire import build_body, parse_completion
 from mmfr_devkit.fake_server import prompt_digest
 from mmfr_assets.llm.types import ChatRequest, LLMStallError
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server, free_port, llm_settings  # noqa: F401
@@ -19,7 +22,7 @@ def _req(text: str, **kw) -> ChatRequest:
 
 def _run(settings, pairs, **session_kw):
     with LLMSession(settings, **session_kw) as s:
-        out = dict(s.map(pairs))
+        out = dict(run_requests(s, pairs))
     return out, s.usage
 
 
@@ -125,7 +128,7 @@ def test_watchdog_raises_instead_of_hanging(fake_llm, llm_settings):
     t0 = time.monotonic()
     with pytest.raises(LLMStallError):
         with LLMSession(llm_settings(timeout_s=20), watchdog_s=1.0) as s:
-            list(s.map([(0, _req("stuck"))]))
+            list(run_requests(s, [(0, _req("stuck"))]))
     assert time.monotonic() - t0 < 8
 
 
@@ -149,7 +152,7 @@ def test_sliding_window_no_batch_barrier(fake_llm, llm_settings):
     pairs = [("slow", _req("SLOW request"))] + [(i, _req(f"quick {i}")) for i in range(40)]
     t0 = time.monotonic()
     with LLMSession(llm_settings(max_concurrency=4)) as s:
-        order = [k for k, _ in s.map(pairs)]
+        order = [k for k, _ in run_requests(s, pairs)]
     elapsed = time.monotonic() - t0
     assert order[-1] == "slow"
     assert elapsed < 2.2, elapsed  # batch-by-batch would need >= 1.5 + 10 * 0.05 ... plus barriers
@@ -168,7 +171,7 @@ def test_input_is_consumed_lazily_with_bounded_buffer(fake_llm, llm_settings):
     c = 4
     with LLMSession(llm_settings(max_concurrency=c)) as s:
         got = 0
-        for _ in s.map(source()):
+        for _ in run_requests(s, source()):
             got += 1
             assert pulled - got <= 2 * c + 1, (pulled, got)
     assert got == 200
@@ -186,7 +189,7 @@ def test_breaking_out_cancels_in_flight(fake_llm, llm_settings):
     fake_llm.configure(latency_s=0.3)
     t0 = time.monotonic()
     with LLMSession(llm_settings(max_concurrency=4)) as s:
-        for _ in s.map((i, _req(f"brk {i}")) for i in range(100)):
+        for _ in run_requests(s, ((i, _req(f"brk {i}")) for i in range(100))):
             break
     assert time.monotonic() - t0 < 3
     assert fake_llm.stats()["requests"] <= 12
@@ -247,12 +250,12 @@ def test_keyboard_interrupt_in_consumer_shuts_down_cleanly(fake_llm, llm_setting
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         with LLMSession(llm_settings(max_concurrency=4)) as s:
-            for _ in s.map((i, _req(f"kbi {i}")) for i in range(50)):
+            for _ in run_requests(s, ((i, _req(f"kbi {i}")) for i in range(50))):
                 raise KeyboardInterrupt
     assert time.monotonic() - t0 < 3
     assert not s._thread.is_alive()
     with pytest.raises(RuntimeError, match="closed"):
-        next(iter(s.map([(0, _req("late"))])))
+        next(iter(run_requests(s, [(0, _req("late"))])))
 
 
 def test_submit_many_sends_each_distinct_request_once_and_returns_cache_hits(fake_llm, llm_settings, tmp_path):

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from mmfr_devkit.drive import complete, run_requests
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
 from mmfr_assets.llm.cache import ResponseCache
 from mmfr_assets.llm.client import EndpointSettings, LLMSession
@@ -74,7 +75,7 @@ def test_a_text_role_completes_rows_end_to_end(llamacpp_server, real_sample, tmp
                                             system="You answer math questions."))
                 for row_id, question in rows)
     with answer_llm.open_session(cache=tmp_path / "cache.sqlite") as session:
-        results = dict(session.map(requests))
+        results = dict(run_requests(session, requests))
     assert set(results) == {row_id for row_id, _ in rows}
     for row_id, result in results.items():
         assert result.ok, (row_id, result.error)
@@ -88,7 +89,7 @@ def test_a_text_role_completes_rows_end_to_end(llamacpp_server, real_sample, tmp
 
 def test_n_returns_several_choices_in_one_request(llamacpp_server):
     with LLMSession(settings(llamacpp_server, temperature=1.0, max_tokens=8)) as session:
-        result = session.complete(ChatRequest.from_text("Name a colour.", n=3, seed=11))
+        result = complete(session, ChatRequest.from_text("Name a colour.", n=3, seed=11))
     assert result.ok, result.error
     assert len(result.choices) == 3
     assert all(c.content.strip() and c.finish_reason in ("stop", "length") for c in result.choices)
@@ -101,7 +102,7 @@ def test_same_seed_same_text_different_seeds_differ(llamacpp_server):
     prompts = ["Name a colour.", "Say something about cats.", "Invent a word."]
     with LLMSession(settings(llamacpp_server, temperature=1.0, max_tokens=10)) as session:
         def text(prompt: str, seed: int) -> str:
-            result = session.complete(ChatRequest.from_text(prompt, seed=seed))
+            result = complete(session, ChatRequest.from_text(prompt, seed=seed))
             assert result.ok and not result.cached, result.error
             return result.content
 
@@ -120,7 +121,7 @@ LONG_ANSWER = ChatRequest.from_text("Count from 1 to 100, separated by commas.",
 def test_length_cut_is_retried_then_recorded_failed(llamacpp_server, tmp_path):
     with LLMSession(settings(llamacpp_server, retry_on_length=True, max_retries=2),
                     cache=tmp_path / "cache.sqlite") as session:
-        result = session.complete(LONG_ANSWER)
+        result = complete(session, LONG_ANSWER)
     assert not result.ok and result.attempts == 3
     assert "finish_reason=length" in result.error
     assert result.finish_reason == "length"  # the last attempt's choices are kept for diagnosis
@@ -129,7 +130,7 @@ def test_length_cut_is_retried_then_recorded_failed(llamacpp_server, tmp_path):
 
 def test_length_cut_is_accepted_when_retry_on_length_is_off(llamacpp_server):
     with LLMSession(settings(llamacpp_server, retry_on_length=False)) as session:
-        result = session.complete(LONG_ANSWER)
+        result = complete(session, LONG_ANSWER)
     assert result.ok and result.attempts == 1, result.error
     assert result.finish_reason == "length" and result.content.strip()
     assert result.completion_tokens == 3
@@ -141,7 +142,7 @@ def test_usage_is_reported_per_result_and_summed_in_the_session(llamacpp_server)
     before = server_metrics(llamacpp_server)["llamacpp:tokens_predicted_total"]
     prompts = [f"Write the number {i} in words." for i in range(4)]
     with LLMSession(settings(llamacpp_server, max_tokens=6, temperature=0.0)) as session:
-        results = dict(session.map((p, ChatRequest.from_text(p)) for p in prompts))
+        results = dict(run_requests(session, ((p, ChatRequest.from_text(p)) for p in prompts)))
     assert all(r.ok for r in results.values())
     assert all(r.prompt_tokens > 0 and 0 < r.completion_tokens <= 6 for r in results.values())
     usage = session.usage
@@ -160,12 +161,12 @@ def test_a_second_session_on_the_same_cache_sends_no_request(llamacpp_server, tm
     pairs = [(i, ChatRequest.from_text(f"Say the word {w}.", seed=i))
              for i, w in enumerate(["apple", "river", "stone", "cloud"])]
     with LLMSession(settings(llamacpp_server, temperature=0.8), cache=cache) as first:
-        first_results = dict(first.map(pairs))
+        first_results = dict(run_requests(first, pairs))
     assert first.usage.requests_sent == 4 and all(r.ok for r in first_results.values())
 
     work_before = server_metrics(llamacpp_server)
     with LLMSession(settings(llamacpp_server, temperature=0.8), cache=cache) as second:
-        second_results = dict(second.map(pairs))
+        second_results = dict(run_requests(second, pairs))
     work_after = server_metrics(llamacpp_server)
     assert second.usage.requests_sent == 0 and second.usage.cache_hits == 4
     assert all(r.cached for r in second_results.values())
@@ -186,7 +187,7 @@ def test_an_image_request_is_a_recorded_failure_with_the_servers_text(llamacpp_s
     pairs = [("image", teacher.request("Describe the image.", image=png_bytes())),
              ("text", teacher.request("Say hello."))]
     with teacher.open_session() as session:
-        results = dict(session.map(iter(pairs)))
+        results = dict(run_requests(session, iter(pairs)))
     assert set(results) == {"image", "text"}
     failed = results["image"]
     assert not failed.ok and IMAGE_UNSUPPORTED in failed.error and "HTTP 500" in failed.error
@@ -207,7 +208,7 @@ def test_an_endpoint_that_can_never_answer_stops_the_session_and_keeps_what_fini
     got = {}
     with teacher.open_session(cache=cache) as session:
         with pytest.raises(LLMEndpointError, match=IMAGE_UNSUPPORTED) as stopped:
-            for key, result in session.map(texts + images):
+            for key, result in run_requests(session, texts + images):
                 got[key] = result
     assert "stopped: 3 requests in a row" in str(stopped.value)
     assert all(got[key].ok for key, _ in texts)
@@ -220,7 +221,7 @@ def test_an_endpoint_that_can_never_answer_stops_the_session_and_keeps_what_fini
     assert 3 <= refused <= image_requests
 
     with teacher.open_session(cache=cache) as again:
-        answers = dict(again.map(iter(texts)))
+        answers = dict(run_requests(again, iter(texts)))
     assert again.usage.requests_sent == 0 and again.usage.cache_hits == len(texts)
     assert {k: r.content for k, r in answers.items()} == {k: got[k].content for k, _ in texts}
 
@@ -236,7 +237,7 @@ def test_an_endpoint_that_can_never_answer_stops_the_session_and_keeps_what_fini
 def test_usage_of_an_n_request_counts_every_choice(llamacpp_server):
     before = server_metrics(llamacpp_server)["llamacpp:tokens_predicted_total"]
     with LLMSession(settings(llamacpp_server, temperature=1.0, max_tokens=6)) as session:
-        result = session.complete(ChatRequest.from_text("Name a fruit.", n=3, seed=3))
+        result = complete(session, ChatRequest.from_text("Name a fruit.", n=3, seed=3))
     generated = server_metrics(llamacpp_server)["llamacpp:tokens_predicted_total"] - before
     assert result.ok and len(result.choices) == 3
     assert session.usage.completion_tokens == generated

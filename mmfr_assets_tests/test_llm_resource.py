@@ -6,9 +6,10 @@ import logging
 import dagster as dg
 import pytest
 
+from mmfr_devkit.drive import complete, run_requests
 from mmfr_assets.llm import (ROLES, ChatRequest, LLMDisabledError, LLMEndpoint, LLMSession, ResponseCache,
                              endpoint_resources_from_env)
-from mmfr_assets.llm.client import Redactor
+from mmfr_assets.llm.endpoint import Redactor
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server, llm_settings  # noqa: F401
 
 SECRET = "sk-live-Zq8W1xSECRETvalue42"
@@ -98,12 +99,12 @@ def test_api_key_never_in_errors_logs_or_metadata(fake_llm, llm_settings, caplog
     pairs = [("fail", ChatRequest.from_text("FAIL me")), ("reject", ChatRequest.from_text("REJECT me")),
              ("ok", ChatRequest.from_text("fine"))]
     with LLMSession(llm_settings(api_key=SECRET, max_retries=1), cache=tmp_path / "c.sqlite", log=log) as s:
-        out = dict(s.map(pairs))
+        out = dict(run_requests(s, pairs))
     assert out["ok"].ok and not out["fail"].ok and not out["reject"].ok
     assert "HTTP 500" in out["fail"].error and "Bearer ***" in out["fail"].error   # the server did echo it
     # wrong key: 401 echoing the key we sent
     with LLMSession(llm_settings(api_key=SECRET + "-wrong", max_retries=0), log=log) as s2:
-        unauthorized = s2.complete(ChatRequest.from_text("who am i"))
+        unauthorized = complete(s2, ChatRequest.from_text("who am i"))
     assert not unauthorized.ok and "HTTP 401" in unauthorized.error
     texts = [r.error or "" for r in out.values()] + [unauthorized.error, caplog.text,
                                                      str(s.usage.to_metadata()), repr(s), repr(s.settings),
@@ -125,7 +126,8 @@ def test_dagster_asset_end_to_end_without_leaking_the_key(monkeypatch, fake_llm,
         rows = {i: f"Describe the figure of row {i}." for i in range(5)}
         ok, failed = {}, {}
         with caption_teacher.open_session(cache=ResponseCache(cache_path), log=context.log) as session:
-            for row_id, res in session.map((i, caption_teacher.request(text)) for i, text in rows.items()):
+            for row_id, res in run_requests(session, ((i, caption_teacher.request(text))
+                                                     for i, text in rows.items())):
                 if res.ok:
                     ok[row_id] = res.content
                 else:

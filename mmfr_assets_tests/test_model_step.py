@@ -144,7 +144,7 @@ def test_transient_errors_never_trip_fail_fast(fake_llm, llm_settings, tmp_path)
 
 
 def test_classify_status():
-    from mmfr_assets.llm.client import classify_status
+    from mmfr_assets.llm.retries import classify_status
 
     assert classify_status(500, "image input is not supported") == (False, True)
     assert classify_status(404, "The model `x` does not exist.") == (False, True)

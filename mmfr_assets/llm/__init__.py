@@ -1,13 +1,23 @@
 """One client layer for every model-driven stage (cleaning, answer extraction,
 CoT distillation, captioning, verification, difficulty rollouts).
 
-Typical use inside an asset::
+Where things are: `resource.py` the Dagster resource per role (`LLMEndpoint`), `endpoint.py`
+its settings snapshot and the key redactor, `client.py` the session and its request window,
+`wire.py` the request body and the reply's parsing, `retries.py` retry, backoff and fail-fast,
+`transport.py` the HTTP POST, `cache.py` the response cache, `usage.py` the counters.
 
-    with cot_teacher.open_session(cache=default_cache_path(), log=context.log) as session:
-        for row_id, result in session.map((r.id, cot_teacher.request(r.question, image=r.image))
-                                          for r in rows):
+How a model step uses it (`model_step/runner.py`, the only caller in the pipeline)::
+
+    with endpoint.open_session(cache=default_cache_path(), log=context.log) as session:
+        window = session.window_of_requests()
+        for key, result in window.submit_many(pairs):   # cache hits come back at once
             ...
+        while window.outstanding:                       # the rest as they complete
+            for key, result in window.completed(block=True):
+                ...
     context.add_output_metadata(session.usage.to_metadata(prefix="cot_teacher_"))
+
+(topping the window up as results come back, to keep ``session.window`` outstanding).
 
 Names are imported lazily so that client-only processes (benchmarks, the
 fake server of mmfr_devkit) do not pay for importing Dagster.
@@ -22,7 +32,7 @@ _EXPORTS = {
     "ChatRequest": "types", "ChatResult": "types", "Choice": "types", "LLMDisabledError": "types",
     "LLMError": "types", "LLMStallError": "types", "LLMEndpointError": "types",
     "ResponseCache": "cache", "cache_key": "cache", "canonical_request": "cache", "default_cache_path": "cache",
-    "EndpointSettings": "client", "LLMSession": "client", "Redactor": "client",
+    "EndpointSettings": "endpoint", "Redactor": "endpoint", "LLMSession": "client", "RequestWindow": "client",
     "image_data_url": "images", "prepare_image": "images", "user_message": "images",
     "UsageStats": "usage",
     "LLMEndpoint": "resource", "ROLES": "resource", "ROLE_DEFAULTS": "resource",

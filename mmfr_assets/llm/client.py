@@ -1,27 +1,30 @@
-"""The shared chat client: fast, bounded, fault tolerant, never paying twice.
+"""The session that sends an endpoint's requests: fast, bounded, fault tolerant, never paying
+twice.
+
+How the pipeline uses it: a model step (`model_step/runner.py`) opens one :class:`LLMSession`
+per partition (through `LLMEndpoint.open_session`) and holds one :class:`RequestWindow` on it,
+which it tops up with :meth:`RequestWindow.submit_many` whenever a request finishes (keeping
+``session.window`` requests outstanding) and empties with :meth:`RequestWindow.completed`.
 
 Why it is shaped this way:
 
-* Dagster assets are synchronous and process a partition as a stream of rows,
-  while throughput needs hundreds of requests in flight.  So an
-  :class:`LLMSession` runs its own asyncio loop in a background thread and
-  exposes a synchronous :meth:`LLMSession.map` that keeps up to
-  ``max_concurrency`` requests in flight continuously (a sliding window, no
-  batch barriers), reads the input lazily and buffers at most
-  ``max_concurrency + buffer`` rows, so memory does not grow with input size.
-* The caller's thread does the CPU work that belongs to it (iterating the
-  input, canonicalising and hashing requests, cache look-ups) and the loop
-  thread does only network I/O; completed responses are handed to the cache's
-  writer thread, so they are on disk within milliseconds even if the consumer
-  is slow or the process is SIGKILLed right after.
-* Requests are plain POSTs (``transport.py``), not the openai SDK's: retries,
-  backoff, Retry-After and the treatment of 200-responses that are useless
-  (malformed JSON, empty content, ``finish_reason == "length"``) are decided here,
-  in one place, with one error text per failed row.
-* Every error text and log line goes through :class:`Redactor` so the API key
+* Dagster assets are synchronous and process a partition as a stream of rows, while
+  throughput needs hundreds of requests in flight. So a session runs its own asyncio loop in
+  a background thread, at most ``max_concurrency`` requests on the wire (a semaphore, no batch
+  barriers), and the window hands requests to it and results back through thread-safe queues.
+* The caller's thread does the CPU work that belongs to it (building, canonicalising and
+  hashing requests, cache look-ups) and the loop thread does the network I/O and the parsing
+  of each reply (to decide whether it must be asked again);
+  completed responses are handed to the cache's writer thread, so they are on disk within
+  milliseconds even if the consumer is slow or the process is SIGKILLed right after.
+* Requests are plain POSTs (``transport.py``), not the openai SDK's; the body and the reply's
+  parsing are ``wire.py``'s; retries, backoff, Retry-After and giving up on an endpoint that
+  can never answer are ``retries.py``'s, applied here in one place, with one error text per
+  failed row.
+* Every error text and log line goes through :class:`~.endpoint.Redactor` so the API key
   cannot leak into Dagster metadata, logs or exceptions.
 
-This module does not import Dagster: :class:`EndpointSettings` is the plain
+This module does not import Dagster: :class:`~.endpoint.EndpointSettings` is the plain
 snapshot the Dagster resource hands over.
 """
 
@@ -29,26 +32,29 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import email.utils
-import json
 import logging
 import queue
 import random
-import re
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
-from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Sequence, Union
 
 from .cache import ResponseCache, cache_key
-from .types import ChatRequest, ChatResult, Choice, LLMDisabledError, LLMEndpointError, LLMStallError
+from .endpoint import EndpointSettings, Redactor, normalize_base_url
+from .retries import FailFast, backoff_delay, classify_status, parse_retry_after
 from .transport import NoReply, error_message, open_transport
+from .types import ChatRequest, ChatResult, Choice, LLMDisabledError, LLMStallError
 from .usage import UsageStats
+from .wire import (MalformedResponse, build_body, parse_completion, payload_from_result, result_from_payload,
+                   unusable_reason)
+
+__all__ = [  # the session's own names, and those of its seams that were imported from here before the split
+    "EndpointSettings", "FailFast", "LLMSession", "Redactor", "RequestWindow", "backoff_delay", "build_body",
+    "classify_status", "normalize_base_url", "parse_completion", "parse_retry_after",
+]
 
 logger = logging.getLogger("mmfr_assets.llm")
-
-K = TypeVar("K")
 
 #: Added to ``timeout_s`` for the hard per-attempt deadline (asyncio.wait_for),
 #: which catches servers that trickle bytes and never trip the transport's read timeout.
@@ -56,226 +62,6 @@ HARD_DEADLINE_SLACK_S = 5.0
 #: How many retry / failure lines a session logs before it only counts them.
 LOG_RETRY_LINES = 20
 LOG_FAILURE_LINES = 50
-
-
-@dataclass(frozen=True)
-class EndpointSettings:
-    """Everything the client needs about one endpoint (a snapshot of the resource)."""
-
-    base_url: str
-    model: str
-    api_key: Optional[str] = field(default=None, repr=False)
-    name: str = ""
-    timeout_s: float = 600.0
-    max_concurrency: int = 32
-    max_retries: int = 5
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
-    max_retry_after_s: float = 300.0
-    retry_on_length: bool = True
-    transport: str = "aiohttp"
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    max_tokens: Optional[int] = None
-    seed: Optional[int] = None
-    n: int = 1
-    extra_body: Mapping[str, Any] = field(default_factory=dict)
-    fail_fast_after: int = 10
-
-    @property
-    def label(self) -> str:
-        return self.name or self.model
-
-
-# ---------------------------------------------------------------------------
-# pure helpers
-
-
-def normalize_base_url(url: str) -> str:
-    """Append ``/v1`` when the URL has no path (every OpenAI-compatible server serves there)."""
-    url = url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.path in ("", "/"):
-        parts = parts._replace(path="/v1")
-    return urlunsplit(parts)
-
-
-def build_body(settings: EndpointSettings, request: ChatRequest) -> dict[str, Any]:
-    """The JSON body sent for ``request``; also what the cache key is computed from."""
-    body: dict[str, Any] = {"model": settings.model, "messages": [dict(m) for m in request.messages]}
-    params = {
-        "temperature": _pick(request.temperature, settings.temperature),
-        "top_p": _pick(request.top_p, settings.top_p),
-        "max_tokens": _pick(request.max_tokens, settings.max_tokens),
-        "seed": _pick(request.seed, settings.seed),
-        "n": _pick(request.n, settings.n),
-    }
-    body.update({k: v for k, v in params.items() if v is not None})
-    extra = dict(settings.extra_body or {})
-    extra.update(request.extra_body or {})
-    for k, v in extra.items():
-        if k not in ("model", "messages"):
-            body[k] = v
-    return body
-
-
-def _pick(a: Any, b: Any) -> Any:
-    return a if a is not None else b
-
-
-class Redactor:
-    """Removes secrets (and any bearer token) from text that will be logged or stored."""
-
-    _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
-
-    def __init__(self, *secrets: Optional[str]) -> None:
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: Any, limit: int = 1000) -> str:
-        out = str(text)
-        for secret in self._secrets:
-            out = out.replace(secret, "***")
-        out = self._BEARER.sub(r"\1***", out)
-        out = " ".join(out.split())
-        return out if len(out) <= limit else out[: limit - 3] + "..."
-
-    def __repr__(self) -> str:
-        return f"Redactor({len(self._secrets)} secrets)"
-
-
-class MalformedResponse(ValueError):
-    """A 200 response whose body is not a usable chat completion."""
-
-
-def parse_completion(text: str) -> tuple[tuple[Choice, ...], int, int, str]:
-    """``(choices, prompt_tokens, completion_tokens, model)`` from a response body.
-
-    Reasoning comes from ``reasoning_content`` (vLLM) or ``reasoning`` (newer
-    vLLM / other servers); when absent but the content holds ``…</think>`` (a
-    reasoning model served without a reasoning parser), it is split out.
-    """
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise MalformedResponse(f"malformed JSON body ({len(text)} chars): {exc}") from None
-    if not isinstance(data, dict):
-        raise MalformedResponse(f"response body is {type(data).__name__}, not an object")
-    raw_choices = data.get("choices")
-    if not isinstance(raw_choices, list) or not raw_choices:
-        raise MalformedResponse("response has no choices")
-    choices = []
-    for raw in sorted(raw_choices, key=lambda c: c.get("index", 0) if isinstance(c, dict) else 0):
-        if not isinstance(raw, dict):
-            raise MalformedResponse("choice is not an object")
-        msg = raw.get("message")
-        if not isinstance(msg, dict):
-            raise MalformedResponse("choice has no message")
-        content = _text(msg.get("content"))
-        reasoning = _text(msg.get("reasoning_content")) or _text(msg.get("reasoning"))
-        if not reasoning and "</think>" in content:
-            head, _, tail = content.partition("</think>")
-            reasoning, content = head.replace("<think>", "", 1).strip(), tail.strip()
-        choices.append(Choice(content=content, reasoning=reasoning, finish_reason=raw.get("finish_reason")))
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    return (tuple(choices), _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")),
-            str(data.get("model") or ""))
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):  # content parts
-        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
-    return str(value)
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def unusable_reason(choices: Iterable[Choice], retry_on_length: bool) -> Optional[str]:
-    """Why a well-formed response must be retried anyway, or None if it is usable."""
-    for c in choices:
-        if not c.content.strip() and not c.reasoning.strip():
-            return "empty content"
-        if retry_on_length and c.finish_reason == "length":
-            return "finish_reason=length (output truncated at max_tokens)"
-    return None
-
-
-def parse_retry_after(headers: Mapping[str, str], now: Optional[float] = None) -> Optional[float]:
-    """Seconds to wait from ``retry-after-ms`` / ``retry-after`` (seconds or HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
-    """Exponential backoff with equal jitter: ``d/2 + U(0, d/2)``, ``d = min(max, base*2**(attempt-1))``."""
-    d = min(max_s, base_s * (2 ** max(0, attempt - 1)))
-    return d / 2 + rng.uniform(0, d / 2)
-
-
-def result_from_payload(payload: Mapping[str, Any], *, cache_key: str, cached: bool, **extra: Any) -> ChatResult:
-    """Rebuild a :class:`ChatResult` from a cache payload."""
-    choices = tuple(Choice(content=c.get("content", ""), reasoning=c.get("reasoning", ""),
-                           finish_reason=c.get("finish_reason")) for c in payload.get("choices", ()))
-    return ChatResult(ok=True, choices=choices, cached=cached, model=payload.get("model", ""),
-                      prompt_tokens=payload.get("prompt_tokens", 0),
-                      completion_tokens=payload.get("completion_tokens", 0), cache_key=cache_key, **extra)
-
-
-def payload_from_result(result: ChatResult) -> dict[str, Any]:
-    return {
-        # spelled out: dataclasses.asdict deep-copies through generic machinery, per reply
-        "choices": [{"content": c.content, "reasoning": c.reasoning, "finish_reason": c.finish_reason}
-                    for c in result.choices],
-        "model": result.model,
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-    }
-
-
-#: Words of an error body that say the request can never succeed, whatever the status code:
-#: llama.cpp answers an image sent to a text-only model with HTTP 500 "image input is not
-#: supported", vLLM an unknown model with 404 "does not exist".
-_PERMANENT_WORDS = re.compile(
-    r"not supported|unsupported|does not support|not found|does not exist|no such model|unknown model",
-    re.I)
-
-
-def classify_status(status: int, message: str) -> tuple[bool, bool]:
-    """``(retryable, permanent)`` for an HTTP error: 408/409/429 and 5xx are transient unless
-    the body says the request can never succeed; any other 4xx fails the same way again."""
-    if status in (408, 409, 429):
-        return True, False
-    if _PERMANENT_WORDS.search(message or ""):
-        return False, True
-    if status >= 500:
-        return True, False
-    return False, True
 
 
 @dataclass(frozen=True)
@@ -291,17 +77,15 @@ class _Outcome:
     retry_after: Optional[float] = None
 
 
-# ---------------------------------------------------------------------------
-# the session
-
-
 class LLMSession:
     """A live connection pool to one endpoint plus its cache and usage counters.
 
     Open it with ``LLMEndpoint.open_session(...)`` (or directly from
-    :class:`EndpointSettings`), use it as a context manager, and feed it rows
-    through :meth:`map`.  Closing cancels whatever is still in flight, stops
-    the loop thread and flushes the cache.
+    :class:`EndpointSettings`), use it as a context manager, and send requests
+    through a :meth:`window_of_requests`.  ``window`` is how many requests a caller
+    keeps outstanding (``max_concurrency`` on the wire plus ``buffer`` waiting for a
+    slot, so a slot that frees never waits for the caller).  Closing cancels whatever
+    is still in flight, stops the loop thread and flushes the cache.
     """
 
     def __init__(self, settings: EndpointSettings, *, cache: Union[ResponseCache, str, Any, None] = None,
@@ -408,54 +192,10 @@ class LLMSession:
     def __repr__(self) -> str:
         return f"LLMSession({self.settings.label!r}, max_concurrency={self.settings.max_concurrency})"
 
-    # -- public API --------------------------------------------------------
-    def complete(self, request: ChatRequest) -> ChatResult:
-        """Run a single request (cache, retries and all) and return its result."""
-        results = self.map([(0, request)])
-        try:
-            return next(results)[1]
-        finally:
-            results.close()
-
-    def map(self, requests: Iterable[tuple[K, ChatRequest]]) -> Iterator[tuple[K, ChatResult]]:
-        """Run ``(key, request)`` pairs; yield ``(key, result)`` as results complete.
-
-        The input is read lazily: at most ``window`` (``max_concurrency`` +
-        buffer) requests are outstanding at once, and a new one is sent as soon
-        as one finishes, so the endpoint sees ``max_concurrency`` in flight for
-        the whole iterable.  Results come in completion order.  Every input
-        pair yields exactly one result; failed rows come back with
-        ``ok=False`` and an error text, they do not raise.  Raises
-        :class:`LLMStallError` if nothing at all happens for ``watchdog_s``,
-        and :class:`LLMEndpointError` when the endpoint keeps refusing requests
-        for a reason retrying cannot fix.  Breaking out of the loop cancels what
-        is still in flight.
-        """
-        window = self.window_of_requests()
-        it = iter(requests)
-        exhausted = False
-        try:
-            while True:
-                yield from window.completed(block=False)
-                if exhausted and window.outstanding == 0:
-                    return
-                if not exhausted and window.outstanding < self.window:
-                    try:
-                        key, request = next(it)
-                    except StopIteration:
-                        exhausted = True
-                        continue
-                    hit = window.submit(key, request)
-                    if hit is not None:
-                        yield key, hit
-                    continue
-                yield from window.completed(block=True)
-        finally:
-            window.cancel()
-
+    # -- the request window -------------------------------------------------
     def window_of_requests(self) -> "RequestWindow":
-        """A :class:`RequestWindow` on this session: submit requests one by one and collect
-        results as they complete (what :meth:`map` and the model-step runner are built on)."""
+        """A :class:`RequestWindow` on this session: submit requests as there is room (up to
+        :attr:`window` outstanding) and collect results as they complete."""
         if self._closed:
             raise RuntimeError("session is closed")
         return RequestWindow(self)
@@ -623,11 +363,6 @@ class RequestWindow:
         self._tasks: set[asyncio.Task[Any]] = set()  # touched on the loop thread only
         self.outstanding = 0
 
-    def submit(self, key: Any, request: ChatRequest) -> Optional[ChatResult]:
-        """One request (see :meth:`submit_many`): its cached result, or None."""
-        hits = self.submit_many([(key, request)])
-        return hits[0][1] if hits else None
-
     def submit_many(self, pairs: Sequence[tuple[Any, ChatRequest]]) -> list[tuple[Any, ChatResult]]:
         """Start ``(key, request)`` pairs; each result comes from :meth:`completed` under its
         key, except cached results, which are returned here (and never from :meth:`completed`).
@@ -699,35 +434,3 @@ class RequestWindow:
         for task in list(self._tasks):
             task.cancel()
 
-
-class FailFast:
-    """Stops a session whose endpoint can never answer (a wrong model name, an input the
-    model does not support, a bad key): after ``limit`` consecutive results that failed with
-    the same non-retryable error on distinct requests, :meth:`check` raises
-    :class:`LLMEndpointError` with that error. Any success resets it. Finished results are in
-    the cache already, so a fixed endpoint resumes where this stopped."""
-
-    _NUMBERS = re.compile(r"\d+")
-
-    def __init__(self, label: str, limit: int) -> None:
-        self._label = label
-        self._limit = limit
-        self._signature: Optional[str] = None
-        self._error = ""
-        self._count = 0
-
-    def record(self, result: ChatResult) -> None:
-        if result.ok or not result.permanent:
-            self._signature, self._count = None, 0
-            return
-        signature = self._NUMBERS.sub("#", result.error or "")
-        if signature == self._signature:
-            self._count += 1
-        else:
-            self._signature, self._error, self._count = signature, result.error or "", 1
-
-    def check(self) -> None:
-        if self._limit > 0 and self._count >= self._limit:
-            raise LLMEndpointError(
-                f"[llm {self._label}] stopped: {self._count} requests in a row failed with the same "
-                f"error that retrying cannot fix: {self._error}")

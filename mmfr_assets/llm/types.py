@@ -128,7 +128,7 @@ class LLMDisabledError(LLMError):
 
 class LLMEndpointError(LLMError):
     """Raised when an endpoint keeps failing requests for a reason retrying cannot fix
-    (see ``client.FailFast``): the step stops instead of failing every row for days."""
+    (see ``retries.FailFast``): the step stops instead of failing every row for days."""
 
 
 class LLMStallError(LLMError):
