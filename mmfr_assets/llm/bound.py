@@ -97,7 +97,8 @@ def pool_slots(instance: Any, pool: str) -> PoolSlots:
     if info.limit is None:
         return PoolSlots(pool, None, f"pool {pool!r} has no limit")
     where = "the instance's pools.default_limit" if info.using_default_limit else "its limit"
-    return PoolSlots(pool, int(info.limit), f"pool {pool!r}: {info.limit} slots ({where})")
+    plural = "s" if info.limit != 1 else ""
+    return PoolSlots(pool, int(info.limit), f"pool {pool!r}: {info.limit} slot{plural} ({where})")
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,9 @@ class EndpointBound:
             return (f"{self.per_step} requests in flight ({url}max_concurrency {self.total}; "
                     f"{self.slots.source}: not bounded across runs, each step keeps "
                     f"{self.total})")
-        share = (f"{self.slots.slots} slots over {self.urls} URLs = {self.steps_sharing} steps per URL"
-                 if self.urls > 1 else f"{self.steps_sharing} steps at once")
+        steps = f"{self.steps_sharing} step{'s' if self.steps_sharing != 1 else ''}"
+        share = (f"{self.slots.slots} slots over {self.urls} URLs = {steps} per URL"
+                 if self.urls > 1 else f"{steps} at once")
         text = (f"{self.per_step} requests in flight ({url}max_concurrency {self.total} per endpoint "
                 f"// {share}; {self.slots.source})")
         if self.steps_sharing > self.total:
