@@ -2,7 +2,7 @@
 
     python -m bench            # full run: 20K and 200K-row partitions (~20 min on 2 cores)
     python -m bench --quick    # smoke run: 300 and 1,200 rows (~2 min)
-    python -m bench --only model_step [--quick]   # one section (model_step, verify, export or dedup), spliced into the results file
+    python -m bench --only model_step [--quick]   # one section (model_step, shards, verify, export or dedup), spliced into the results file
 
 Everything generated goes under `--out` (default `bench/out/`, git-ignored) and is deleted at
 the end unless `--keep`; the figures are written to `--results` (default `bench/RESULTS.md` for
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import dedup, images, llm_client, machine, model_step, quality, verify
+from bench import dedup, images, llm_client, machine, model_step, quality, shards, verify
 from bench import export as export_bench
 from bench.data import SourceSpec, write_source
 from bench.lake import Lake
@@ -78,7 +78,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--results", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep the generated data and lake")
-    ap.add_argument("--only", choices=["model_step", "verify", "export", "dedup"],
+    ap.add_argument("--only", choices=["model_step", "shards", "verify", "export", "dedup"],
                     help="run one section and replace it in the results file (the rest is kept)")
     ap.add_argument("--repeats", type=int, help="model_step: runs per case (default 2, 1 with --quick)")
     a = ap.parse_args(argv)
@@ -102,6 +102,18 @@ def model_step_section(args, log) -> list[str]:
     return model_step.render(result, repeats=args.repeats or (1 if args.quick else 2))
 
 
+def shards_section(args, log) -> list[str]:
+    """One subset over 1 and 4 step processes, 1 and 4 endpoints (its own small lake), rendered."""
+    root = args.out / "shards"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    try:
+        return shards.render(shards.run(root, quick=args.quick, log=log))
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def verify_section(args, log) -> list[str]:
     """The answer-verification benchmark, rendered."""
     return verify.run(300 if args.quick else 20_000, 110 if args.quick else 2_000, log=log)
@@ -122,7 +134,7 @@ def dedup_section(args, log) -> list[str]:
     return dedup.run(args.out, quick=args.quick, real_sample=real, log=log)
 
 
-SECTIONS = {"model_step": model_step_section, "verify": verify_section, "export": export_section,
+SECTIONS = {"model_step": model_step_section, "shards": shards_section, "verify": verify_section, "export": export_section,
             "dedup": dedup_section}
 
 
@@ -213,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         report += "\n".join(client) + "\n"
         report += "\n" + "\n".join(verify_section(args, log)) + "\n"
         report += "\n" + "\n".join(steps) + "\n"
+        report += "\n" + "\n".join(shards_section(args, log)) + "\n"
         report += "\n" + "\n".join(export_section(args, log)) + "\n"
         report += "\n" + "\n".join(dedup_section(args, log)) + "\n"
         args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -176,11 +176,11 @@ def _rows(schema: pa.Schema, subset: str, start: int, stop: int) -> pa.Table:
     return pa.table({f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in schema}, schema=schema)
 
 
-def build_lake(root: Path, sizes: Sequence[int]) -> Lake:
+def build_lake(root: Path, sizes: Sequence[int], names: Sequence[str] | None = None) -> Lake:
     """A source whose subsets are the partitions (one row each: only their names matter), and
     `collected`, `cleaned` and `deduplicated` partitions of `sizes` rows written straight into
-    the lake (the teacher reads `deduplicated`)."""
-    subsets = [partition_name(n) for n in sizes]
+    the lake (the teacher reads `deduplicated`); named `names` (default `step-<rows>`)."""
+    subsets = list(names) if names is not None else [partition_name(n) for n in sizes]
     source = write_sample(root / "source", subsets=subsets, rows_per_subset=1, image_size=32)
     lake = Lake(root, source)
     for table, schema in (("collected", COLLECTED_SCHEMA), ("cleaned", CLEANED_SCHEMA),

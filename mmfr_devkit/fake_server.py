@@ -69,6 +69,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "latency_s": 0.0,            # added to every completion
     "latency_jitter_s": 0.0,     # + a deterministic per-request share of this
     "latency_sigma": 0.0,        # > 0: latency_s is the mean of a lognormal with this sigma
+    "capacity": 0,               # > 0: requests served at once; the rest queue (FIFO), as in vLLM
     "reasoning": "separate",     # separate | inline (<think>…</think> in content) | none
     "reasoning_field": "reasoning_content",   # or "reasoning"
     "answer": None,              # force the <answer> of step-by-step replies
@@ -264,6 +265,8 @@ class FakeOpenAIServer:
         self.in_flight_seconds = 0.0
         self._in_flight_since: Optional[float] = None
         self.completed = 0
+        self.served_seconds = 0.0  # latency slept holding a capacity slot: busy slot-seconds
+        self._slots: Optional[tuple[int, asyncio.Semaphore]] = None
         self.first_request_at: Optional[float] = None  # time.time() of the first request received
         self.last_completion_at: Optional[float] = None  # ... and of the last completion sent
         self.faults: dict[str, int] = {}
@@ -289,7 +292,8 @@ class FakeOpenAIServer:
                                "max_in_flight": self.max_in_flight, "completed": self.completed,
                                "faults": dict(self.faults), "first_request_at": self.first_request_at,
                                "last_completion_at": self.last_completion_at,
-                               "in_flight_seconds": self.in_flight_seconds}
+                               "in_flight_seconds": self.in_flight_seconds,
+                               "served_seconds": self.served_seconds}
         if detail:
             out["by_prompt"] = dict(self.by_prompt)
             out["completed_by_prompt"] = dict(self.completed_by_prompt)
@@ -389,7 +393,7 @@ class FakeOpenAIServer:
             if fault == "hang":
                 latency = float(rule.get("hang_s", cfg.get("hang_s", 3600.0)))
             if latency > 0:
-                await asyncio.sleep(latency)
+                await self._serve(latency)
 
             if fault and fault.isdigit():
                 status = int(fault)
@@ -417,6 +421,19 @@ class FakeOpenAIServer:
             return web.json_response(response)
         finally:
             self._count_in_flight(-1)
+
+    async def _serve(self, latency: float) -> None:
+        """Generate for ``latency`` seconds in one of ``capacity`` slots: beyond it requests wait
+        their turn (a server's waiting queue), so ``capacity / latency_s`` is its throughput."""
+        capacity = int(self.config.get("capacity") or 0)
+        if capacity <= 0:
+            await asyncio.sleep(latency)
+        else:
+            if self._slots is None or self._slots[0] != capacity:
+                self._slots = (capacity, asyncio.Semaphore(capacity))
+            async with self._slots[1]:
+                await asyncio.sleep(latency)
+        self.served_seconds += latency
 
     def _count_in_flight(self, change: int) -> None:
         """Integrate requests in flight over time: ``in_flight_seconds`` / the busy window is

@@ -20,6 +20,7 @@ import dagster as dg
 import pydantic
 from pydantic import Field
 
+from .bound import EndpointBound, PoolSlots, endpoint_bound, split_base_urls
 from .cache import ResponseCache
 from .client import EndpointSettings, LLMSession
 from .images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_EDGE, ImageInput, user_message
@@ -37,12 +38,16 @@ class LLMEndpoint(dg.ConfigurableResource):
 
     name: str = Field(default="", description="Role name, used in logs and metadata.")
     base_url: Optional[str] = Field(
-        default=None, description="OpenAI-compatible base URL, e.g. http://vllm:8000/v1; empty = disabled.")
+        default=None, description="OpenAI-compatible base URL, e.g. http://vllm:8000/v1; empty = disabled. "
+                                  "Several replicas: comma-separated URLs, each run uses one (chosen by its "
+                                  "partition key), each with its own max_concurrency total.")
     model: Optional[str] = Field(default=None, description="Served model name sent in each request.")
     api_key: Optional[str] = Field(
         default=None, description="Bearer token; supply with EnvVar so it is resolved at run time.")
     timeout_s: float = Field(default=600.0, description="Per-request timeout (seconds) for one attempt.")
-    max_concurrency: int = Field(default=32, description="Requests in flight at once against this endpoint.")
+    max_concurrency: int = Field(
+        default=32, description="Requests in flight at once against this endpoint (each URL), in total over "
+                                "every run: a step keeps total // (its pool's slots per URL) in flight.")
     max_retries: int = Field(default=5, description="Retries after the first attempt before a row fails.")
     backoff_base_s: float = Field(default=1.0, description="First backoff delay; doubles per retry (jittered).")
     backoff_max_s: float = Field(default=60.0, description="Cap on one backoff delay.")
@@ -68,16 +73,29 @@ class LLMEndpoint(dg.ConfigurableResource):
 
     @property
     def enabled(self) -> bool:
-        return bool(self.base_url and self.base_url.strip())
+        return bool(self.base_urls)
 
-    def settings(self) -> EndpointSettings:
-        """Plain snapshot handed to the client (no Dagster types)."""
+    @property
+    def base_urls(self) -> list[str]:
+        """The role's URLs (``base_url`` split at commas; usually one)."""
+        return split_base_urls(self.base_url)
+
+    def bound(self, slots: PoolSlots, partition_key: Any) -> EndpointBound:
+        """The URL and the requests in flight of one step holding a slot of ``slots``' pool, so
+        that ``max_concurrency`` holds per URL across every run (see :mod:`.bound`)."""
+        return endpoint_bound(self.base_urls, self.max_concurrency, slots, partition_key)
+
+    def settings(self, *, base_url: Optional[str] = None, max_concurrency: Optional[int] = None) -> EndpointSettings:
+        """Plain snapshot handed to the client (no Dagster types); ``base_url`` and
+        ``max_concurrency`` override the resource's (one step's share, see :meth:`bound`); the
+        first URL when the role has several and none is given."""
         api_key = self.api_key
         if isinstance(api_key, dg.EnvVar):  # used outside a Dagster run: resolve it ourselves
             api_key = api_key.get_value()
         return EndpointSettings(
-            base_url=(self.base_url or "").strip(), model=self.model or "", api_key=api_key or None,
-            name=self.name, timeout_s=self.timeout_s, max_concurrency=self.max_concurrency,
+            base_url=base_url or next(iter(self.base_urls), ""), model=self.model or "", api_key=api_key or None,
+            name=self.name, timeout_s=self.timeout_s,
+            max_concurrency=max_concurrency if max_concurrency is not None else self.max_concurrency,
             max_retries=self.max_retries, backoff_base_s=self.backoff_base_s, backoff_max_s=self.backoff_max_s,
             max_retry_after_s=self.max_retry_after_s, retry_on_length=self.retry_on_length,
             transport=self.transport,
@@ -85,18 +103,23 @@ class LLMEndpoint(dg.ConfigurableResource):
             n=self.n, extra_body=dict(self.extra_body or {}), fail_fast_after=self.fail_fast_after)
 
     def open_session(self, cache: Union[ResponseCache, str, os.PathLike, None] = None, log: Any = None, *,
-                     watchdog_s: Optional[float] = None, buffer: Optional[int] = None) -> LLMSession:
+                     watchdog_s: Optional[float] = None, buffer: Optional[int] = None,
+                     bound: Optional[EndpointBound] = None) -> LLMSession:
         """Start a client session (a context manager); see :class:`LLMSession`.
 
         ``cache`` is a :class:`ResponseCache` (shared, not closed by the
         session) or a path (opened and closed by the session) or None.  ``log``
-        is ``context.log`` or any ``logging.Logger``-like object.
+        is ``context.log`` or any ``logging.Logger``-like object.  ``bound``
+        (from :meth:`bound`) picks the URL and the requests in flight; without
+        it, the first URL and ``max_concurrency``.
         """
         if not self.enabled:
             raise LLMDisabledError(
                 f"LLM endpoint {self.name or self.model!r} is disabled: set its base_url "
                 f"(env MMFR_{(self.name or 'ROLE').upper()}_BASE_URL or run config)")
-        return LLMSession(self.settings(), cache=cache, log=log, watchdog_s=watchdog_s, buffer=buffer)
+        settings = (self.settings(base_url=bound.url, max_concurrency=bound.per_step) if bound is not None
+                    else self.settings())
+        return LLMSession(settings, cache=cache, log=log, watchdog_s=watchdog_s, buffer=buffer)
 
     def user_message(self, text: str, image: Union[None, ImageInput, Iterable[ImageInput]] = None) -> dict:
         """User message with images bounded by this endpoint's ``max_image_edge`` / ``max_image_bytes``."""

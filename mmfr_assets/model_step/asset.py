@@ -1,7 +1,8 @@
 """A declared `ModelStep` as a Dagster asset: one table per step, in the pool of its endpoint.
 
 Every model-driven asset is built here, so they all read their upstream the same way, run
-`max_concurrency` requests in flight across the whole partition, write their rows in the
+their share of the endpoint's `max_concurrency` (the total over every run: divided by the slots
+of the endpoint's pool, `mmfr_assets/llm/bound.py`) in flight across the whole partition, write their rows in the
 upstream's order, record the same metadata, and stop downstream work through the same
 blocking checks.
 """
@@ -20,6 +21,7 @@ from mmfr_assets.lake.joins import join_in_order
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.llm import LLMEndpoint, default_cache_path
+from mmfr_assets.llm.bound import pool_slots
 from mmfr_assets.llm.types import ChatRequest
 from mmfr_assets.model_step.declaration import ModelStep
 from mmfr_assets.model_step.runner import StepStats, run_model_step, table_schema
@@ -103,10 +105,13 @@ def model_step_asset(
         stats = StepStats()
         with contextlib.ExitStack() as stack:
             stack.callback(step.close)
-            session = images = None
+            session = images = bound = None
             if endpoint.enabled:
+                # max_concurrency is the endpoint's total over every run: this step's share
+                bound = endpoint.bound(pool_slots(context.instance, role), context.partition_key)
+                context.log.info(f"{name} {subset}: {role} {bound.explain()}")
                 session = stack.enter_context(
-                    endpoint.open_session(cache=default_cache_path(), log=context.log))
+                    endpoint.open_session(cache=default_cache_path(), log=context.log, bound=bound))
                 if step.sends_image:
                     images = RowImages(lake, subset)
                     stack.callback(images.close)
@@ -151,6 +156,9 @@ def model_step_asset(
             "rows_asked_again": stats.retried_rows,
             **{f"rows/{status}": n for status, n in sorted(stats.statuses.items(), key=str)},
         }
+        if bound is not None:
+            metadata["endpoint_concurrency"] = dg.MetadataValue.text(str(bound.per_step))
+            metadata["endpoint_concurrency_derivation"] = dg.MetadataValue.text(bound.explain())
         if stats.attempts:
             metadata["attempts_histogram"] = dg.MetadataValue.json(
                 {str(k): v for k, v in sorted(stats.attempts.items())})
