@@ -330,6 +330,14 @@ def sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_report(args: argparse.Namespace) -> int:
+    from mmfr_assets.reporting.serve import serve
+    from mmfr_assets.settings import lake_location, lake_storage_options
+
+    serve(lake_location(), lake_storage_options(), args.host, args.port, args.report_dir or "")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mmfr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -389,6 +397,19 @@ def main(argv: list[str] | None = None) -> int:
     sample_parser = commands.add_parser("sample", help="write the bundled sample dataset (from a checkout: mmfr_devkit)")
     sample_parser.add_argument("out", help="output folder (hub layout)")
     sample_parser.set_defaults(handler=sample)
+
+    serve_parser = commands.add_parser(
+        "serve-report",
+        help="serve the report and row viewer over HTTP from where the lake keeps them "
+        "(<lake>/_report/ on an object store, else the local report folder)",
+    )
+    serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument(
+        "--report-dir", help="serve this local report folder instead (default: MMFR_REPORT_DIR, "
+        "else where the report asset writes for MMFR_LAKE)",
+    )
+    serve_parser.set_defaults(handler=serve_report)
 
     args = parser.parse_args(argv)
     try:

@@ -26,7 +26,7 @@ import pyarrow as pa
 from mmfr_assets.columns import describe
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.reporting.paths import STEP_SHOWN_IN, report_dir, viewer_page
+from mmfr_assets.reporting.paths import STEP_SHOWN_IN
 from mmfr_assets.stage import StageRun
 
 ACCOUNTING_CHECK = "rows_accounted_for"
@@ -86,8 +86,7 @@ def stage_metadata(
             "delta_version": dg.MetadataValue.text(str(run.version)),
             "rejections_uri": dg.MetadataValue.path(run.rejections_uri),
             # This stage's rows in the row viewer (written by the `report` asset).
-            "row_viewer": dg.MetadataValue.path(str(viewer_page(
-                run.subset, run.stage, report_dir(lake_uri=run.table_uri.rsplit("/", 1)[0])))),
+            "row_viewer": _viewer_link(run.subset, run.stage, run.table_uri.rsplit("/", 1)[0]),
         }
     )
     if run.stage in STEP_SHOWN_IN:
@@ -97,6 +96,13 @@ def stage_metadata(
     if extra:
         metadata.update({key: readable(value) for key, value in extra.items()})
     return metadata
+
+
+def _viewer_link(subset: str, stage: str, lake_uri: str) -> dg.MetadataValue:
+    from mmfr_assets.reporting.publish import viewer_link
+
+    kind, value = viewer_link(subset, stage, lake_uri)
+    return dg.MetadataValue.url(value) if kind == "url" else dg.MetadataValue.path(value)
 
 
 def readable(value: Any) -> Any:

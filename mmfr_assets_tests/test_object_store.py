@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -132,7 +133,7 @@ def _objects(endpoint: str, bucket: str) -> list[str]:
 
 @pytest.mark.e2e
 def test_whole_graph_on_s3_lands_the_same_tables_as_on_local_disk(
-    tmp_path, real_sample, s3_endpoint, bucket
+    tmp_path, real_sample, s3_endpoint, bucket, monkeypatch
 ):
     uri = f"s3://{bucket}/lake"
     options = _options(s3_endpoint)
@@ -168,6 +169,91 @@ def test_whole_graph_on_s3_lands_the_same_tables_as_on_local_disk(
     secrets = CREDENTIALS["AWS_SECRET_ACCESS_KEY"].encode()
     leaked = [p for p in (tmp_path / "home-s3").rglob("*") if p.is_file() and secrets in p.read_bytes()]
     assert not leaked, f"the secret key was written to {leaked}"
+
+    monkeypatch.delenv("MMFR_REPORT_URL", raising=False)
+    _assert_report_published(tmp_path, real_sample, s3_endpoint, bucket, uri, options)
+
+
+def _materialize_report(source, uri, options, out, **config) -> dict:
+    import dagster as dg
+
+    from mmfr_assets.definitions import build_definitions
+
+    job = build_definitions(str(source), uri, options).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), asset_selection=[dg.AssetKey("report")],
+        run_config={"ops": {"report": {"config": {"out_dir": str(out), "rows_per_view": 4, **config}}}},
+    )
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    return event.event_specific_data.materialization.metadata
+
+
+def _get(url: str):
+    """(status, headers, body) of a GET that does not follow redirects."""
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    try:
+        with urllib.request.build_opener(NoRedirect).open(url, timeout=30) as response:
+            return response.status, response.headers, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, ""
+
+
+def _assert_report_published(tmp_path, source, endpoint, bucket, uri, options):
+    """On an S3 lake the report folder lands in <lake>/_report/, and the link the metadata
+    gives opens the viewer: `mmfr serve-report`'s server without a public endpoint, the object
+    store's own HTTP endpoint with one (MMFR_REPORT_URL / public_url)."""
+    import re
+    import threading
+
+    import boto3
+
+    from mmfr_assets.exports.names import subset_folder
+    from mmfr_assets.reporting.serve import report_server, report_source
+
+    metadata = _materialize_report(source, uri, options, tmp_path / "report-local")
+    assert metadata["report_page"].value == f"{uri}/_report/index.html"
+    assert "mmfr serve-report" in metadata["row_viewer_open"].value
+    assert "row_viewer_url" not in metadata  # no link that would not open
+    keys = set(_objects(endpoint, bucket))
+    pages = {"lake/_report/index.html", "lake/_report/viewer/index.html", "lake/_report/funnel.csv"}
+    pages |= {f"lake/_report/viewer/{subset_folder(s)}/collected/index.html" for s in SUBSETS}
+    assert pages <= keys
+    assert int(metadata["report_store_files"].value) == len([k for k in keys if k.startswith("lake/_report/")])
+    head = boto3.client("s3", endpoint_url=endpoint).head_object(Bucket=bucket, Key="lake/_report/index.html")
+    assert head["ContentType"].startswith("text/html")  # a browser shows it, does not download it
+
+    server = report_server(*report_source(uri, options)[:2], port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        served = f"http://127.0.0.1:{server.server_address[1]}"
+        status, headers, body = _get(f"{served}/viewer/index.html")
+        assert status == 200 and "<title>mmfr row viewer</title>" in body
+        assert headers["Content-Type"].startswith("text/html")
+        first = re.search(r'<a href="([^"]+/index\.html)"', body).group(1)
+        status, _, stage_page = _get(f"{served}/viewer/{first}")
+        assert status == 200 and re.search(r"<title>[^<]+ · [^<]+</title>", stage_page)  # subset · stage
+        assert _get(f"{served}/viewer")[:1] == (301,)
+        assert _get(f"{served}/viewer")[1]["Location"] == "/viewer/"
+        assert _get(f"{served}/no-such-page.html")[0] == 404
+        assert _get(f"{served}/../../etc/passwd")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # With the store's HTTP endpoint configured, the metadata links straight into it; files of
+    # the previous report the new one does not have are removed.
+    boto3.client("s3", endpoint_url=endpoint).put_object(Bucket=bucket, Key="lake/_report/stale.html", Body=b"x")
+    public = f"{endpoint}/{bucket}/lake/_report"
+    metadata = _materialize_report(source, uri, options, tmp_path / "report-local", public_url=public)
+    assert metadata["row_viewer_url"].value == f"{public}/viewer/index.html"
+    status, _, body = _get(metadata["row_viewer_url"].value)
+    assert status == 200 and "<title>mmfr row viewer</title>" in body
+    assert "lake/_report/stale.html" not in set(_objects(endpoint, bucket))
 
 
 WRITER = textwrap.dedent(

@@ -5,6 +5,7 @@ import contextlib
 from typing import Literal
 
 import dagster as dg
+from pydantic import Field
 import polars as pl
 import pyarrow as pa
 
@@ -27,8 +28,12 @@ COLLECTED_SCHEMA = pa.schema(
 class CollectedConfig(dg.Config):
     """How much of the source subset to collect."""
 
-    max_samples: int | None = None  # first N rows only (the seed pipeline's --max-samples)
-    batch_size: int = 256  # rows per batch; images make rows large, so batches stay small
+    max_samples: int | None = Field(
+        default=None, description="Collect the first N rows of the subset only (as "
+        "`mmfr run --max-samples`); null: every row.")
+    batch_size: int = Field(
+        default=256, description="Source rows read and written per batch; images make rows "
+        "large, so batches stay small.")
     # Which source column holds what; unset names are detected (problem/solution/images, ...).
     column_map: ColumnMap = ColumnMap()
 
@@ -36,7 +41,10 @@ class CollectedConfig(dg.Config):
     # `reject`: a partition whose source repeats an id is refused (nothing committed), the
     # error names the ids; `keep_first`: later rows of an id go to `rejections` as
     # collection/duplicate_id.
-    duplicate_ids: Literal["reject", "keep_first"] = "reject"
+    duplicate_ids: Literal["reject", "keep_first"] = Field(
+        default="reject", description="A source that repeats an id: `reject` refuses the "
+        "partition (nothing committed; the error names the ids); `keep_first` keeps the first "
+        "row of each id and sends the others to `rejections` as collection/duplicate_id.")
     # --- end duplicate ids ---
 
 

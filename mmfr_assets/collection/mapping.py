@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import dagster as dg
+from pydantic import Field
 
 from mmfr_assets.errors import InputError
 
@@ -38,23 +39,36 @@ AUTO_NAMES: dict[str, tuple[str, ...]] = {
 CONTENT_TARGETS = ("question", "image", "answer", "original_question", "original_answer")
 
 
+def _source_column(target: str, note: str = "") -> str:
+    """The launchpad's description of one mapping key: what it holds and what is tried."""
+    tried = ", ".join(AUTO_NAMES[target])
+    return (f"Source column holding `{target}`" + (f" ({note})" if note else "") + ". Unset: the "
+            f"first of {tried} the source has; \"\": read as null.")
+
+
 class ColumnMap(dg.Config):
     """Source column names per `collected` column; unset = auto-detected from the usual names
     (`problem`, `solution`, `images`, ...). Set a name to override detection; set it to "" to
     read that column as null even if a usually named column exists."""
 
-    id: str | None = None
-    question: str | None = None
-    answer: str | None = None
-    image: str | None = None  # a single image or a list of images; bytes, Image feature or path
-    original_question: str | None = None
-    original_answer: str | None = None
-    source: str | None = None
-    qwen3vl_235b_instruct_caption: str | None = None
-    qwen3vl_235b_thinking_response: str | None = None
-    qwen3vl_4b_pass_rate: str | None = None
-    is_consistent: str | None = None
-    consistency_analysis: str | None = None
+    id: str | None = Field(default=None, description=_source_column("id"))
+    question: str | None = Field(default=None, description=_source_column("question"))
+    answer: str | None = Field(default=None, description=_source_column("answer"))
+    image: str | None = Field(default=None, description=_source_column(
+        "image", "a single image or a list of images: bytes, an Image feature or a path"))
+    original_question: str | None = Field(default=None, description=_source_column("original_question"))
+    original_answer: str | None = Field(default=None, description=_source_column(
+        "original_answer", "a worked solution counts: answer_llm extracts its final result"))
+    source: str | None = Field(default=None, description=_source_column("source"))
+    qwen3vl_235b_instruct_caption: str | None = Field(
+        default=None, description=_source_column("qwen3vl_235b_instruct_caption"))
+    qwen3vl_235b_thinking_response: str | None = Field(
+        default=None, description=_source_column("qwen3vl_235b_thinking_response"))
+    qwen3vl_4b_pass_rate: str | None = Field(
+        default=None, description=_source_column("qwen3vl_4b_pass_rate"))
+    is_consistent: str | None = Field(default=None, description=_source_column("is_consistent"))
+    consistency_analysis: str | None = Field(
+        default=None, description=_source_column("consistency_analysis"))
 
 
 def resolve_mapping(

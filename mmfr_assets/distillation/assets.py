@@ -10,6 +10,7 @@ import contextlib
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from mmfr_assets.distillation.annotations import CLEANED_TEXT_COLUMNS, DISTILLED_SCHEMA, assemble
 from mmfr_assets.distillation.teachers import (
@@ -23,7 +24,7 @@ from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
 
 
 class DistilledConfig(dg.Config):
-    batch_size: int = 1024
+    batch_size: int = Field(default=1024, description="Rows joined and written per batch (bounds memory).")
 
 
 def origin_counts(frame: pl.DataFrame, column: str) -> dict[str, int]:

@@ -43,9 +43,15 @@ ORIGINS = (ORIGIN_DATASET, ORIGIN_GENERATED, ORIGIN_REJECTED, ORIGIN_FAILED, ORI
 
 
 class TeacherConfig(ModelStepConfig):
-    regenerate: bool = False  # also replace the dataset's own annotations (distil again)
-    max_attempts: int = 3  # asks per row until a generated text passes validation
-    samples_per_question: int = 1  # drawn per ask; the first that passes is kept
+    regenerate: bool = Field(
+        default=False, description="Ask the teacher for every row, replacing the dataset's own "
+        "annotations too (distil again); off: only rows whose annotation is missing or unusable.")
+    max_attempts: int = Field(
+        default=3, description="Asks per row (each with a new seed) until a generated text "
+        "passes validation; the row keeps its failure after the last.")
+    samples_per_question: int = Field(
+        default=1, description="Texts drawn per ask (the request's n); the first that passes "
+        "validation is kept.")
 
 
 _SAME_AS_SELECTION = ("null (default): quality_filtered's threshold in this run (its run config, "

@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 
 import dagster as dg
+from pydantic import Field
 
 from mmfr_assets.funnel import accounting_check_spec, check_spec, readable, stage_result
 from mmfr_assets.lake.joins import join_in_order
@@ -37,9 +38,15 @@ MODEL_RAN_CHECK = "model_ran"
 class ModelStepConfig(dg.Config):
     """What every model step can be told from the launchpad; steps subclass it."""
 
-    batch_size: int = 1024  # upstream rows read at a time (not a request barrier)
-    max_failure_rate: float = 0.02  # the blocking check fails above this share of sent rows
-    reorder_limit: int = 8192  # finished rows held back at most while an earlier row runs
+    batch_size: int = Field(
+        default=1024, description="Upstream rows read at a time. Not a request barrier: "
+        "requests of the next batch start while earlier ones are still running.")
+    max_failure_rate: float = Field(
+        default=0.02, description="The blocking generation_failure_rate check fails when more "
+        "than this share of the rows sent to the endpoint got no usable answer.")
+    reorder_limit: int = Field(
+        default=8192, description="At most this many finished rows are held back while an "
+        "earlier row is still running (rows are written in the partition's order).")
 
 
 class RowImages:

@@ -13,17 +13,20 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 import dagster as dg
+from pydantic import Field
 
 from mmfr_assets.dedup.savings import savings, savings_markdown
 from mmfr_assets.exports.atomic import atomic_folder
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.reporting.paths import report_dir
 from mmfr_assets.reporting.plots import PLOTS
+from mmfr_assets.reporting.publish import REPORT_URL_ENV, public_report_url, report_links
 from mmfr_assets.reporting.stats import OPTIONAL_TABLES, collect_stats, stage_names
 from mmfr_assets.viewer.build import STAGE_INPUT, write_viewer
 from mmfr_assets.viewer.render import counts_table, link, page
 
 SELECTION = ("quality_filtered", "difficulty_filtered")
+METADATA_KINDS = {"path": dg.MetadataValue.path, "url": dg.MetadataValue.url, "text": dg.MetadataValue.text}
 TITLES = {
     "pass_rate_distribution": "Pass-rate distribution per subset",
     "length_kept_vs_dropped": "Trace and caption length, kept vs dropped",
@@ -35,11 +38,27 @@ TITLES = {
 class ReportConfig(dg.Config):
     """Where the report goes and how much of each stage the row viewer shows."""
 
-    out_dir: str = ""  # empty: MMFR_REPORT_DIR, else `report` beside a local lake, else data/report
-    kept_asset: str = "difficulty_filtered"  # the selection "kept vs dropped" refers to
-    rows_per_view: int = 100  # rows shown per subset, stage and view (all, kept, each reason)
-    page_size: int = 25
-    batch_size: int = 1024
+    out_dir: str = Field(
+        default="",
+        description="Local folder the report is written to. Empty: MMFR_REPORT_DIR, else `report` "
+        "beside a local lake, else data/report. On an object-store lake the folder is also "
+        "written to <lake>/_report/.")
+    public_url: str = Field(
+        default="",
+        description=f"HTTP address at which the object store serves <lake>/_report/ (a public "
+        f"bucket, bucket website, CDN or proxy), for clickable links in the metadata. Empty: "
+        f"{REPORT_URL_ENV}, else the metadata names the command that serves it (mmfr serve-report).")
+    kept_asset: str = Field(
+        default="difficulty_filtered",
+        description="The selection table whose kept rows the 'kept vs dropped' length plot compares "
+        "with its dropped rows (difficulty_filtered, or difficulty_filtered_586k).")
+    rows_per_view: int = Field(
+        default=100,
+        description="Rows the row viewer writes per subset, stage and view (all rows, kept rows, one "
+        "view per drop reason); the rest are counted, not shown.")
+    page_size: int = Field(default=25, description="Row cards per viewer page.")
+    batch_size: int = Field(
+        default=1024, description="Rows read per batch while streaming a partition (bounds memory).")
 
 
 def funnel_pivot(funnel, stages: Sequence[str]) -> tuple[list[str], list[list]]:
@@ -127,12 +146,9 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
                 )
                 for name, png in pngs.items()
             },
-            "report_page": dg.MetadataValue.path(str(out / "index.html")),
-            "row_viewer": dg.MetadataValue.path(str(out / "viewer" / "index.html")),
-            "row_viewer_url": dg.MetadataValue.url((out / "viewer" / "index.html").as_uri()),
-            # Browsers do not follow file:// links from a web page (the UI): serve the folder.
-            "row_viewer_open": dg.MetadataValue.text(
-                f"python -m http.server 8000 -d {out}  then open http://127.0.0.1:8000/viewer/index.html"),
+            # On an object-store lake the folder is also written to <lake>/_report/ (publish.py)
+            **{key: METADATA_KINDS[kind](value) for key, (kind, value) in report_links(
+                out, lake.uri, lake.storage_options, public_report_url(config.public_url)).items()},
             "tables_absent": ", ".join(absent) or "none",
             "pass_rate_source": stats.pass_rate_source,
             "verifier_method_source": stats.method_source,
