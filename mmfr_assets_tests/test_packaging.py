@@ -103,8 +103,9 @@ BUILT_WHEEL_RUN = """
 import importlib.util
 import sys
 target, source, lake, checkout = sys.argv[1:5]
-# only the wheel: without the path entry of the checkout's editable install
-sys.path[:] = [p for p in sys.path if not p.startswith(checkout)]
+# only the wheel: without the path entry of the checkout's editable install (the entry itself:
+# the virtualenv's site-packages may live inside the checkout, as `make install` puts it)
+sys.path[:] = [p for p in sys.path if p.rstrip("/") != checkout.rstrip("/")]
 import dagster as dg
 import mmfr_assets
 from mmfr_assets.cli import main
