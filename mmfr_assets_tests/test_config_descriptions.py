@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from mmfr_assets.definitions import build_definitions
 
-# `cleaned`'s config (cleaning/routing) is being reworked on another branch, which adds its
-# descriptions; remove it from here when that lands.
-PENDING = {"cleaned"}
+# Assets whose config may still lack descriptions: none.
+PENDING: set[str] = set()
 
 
 def _fields(prefix: str, config_type, out: list[tuple[str, str | None]]) -> None:

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import dagster as dg
+from pydantic import Field
 import polars as pl
 import pyarrow as pa
 
@@ -59,21 +60,28 @@ CLEANED_SCHEMA = pa.schema(
 class CleanedConfig(dg.Config):
     """Image and text cleaning thresholds (defaults: the paper's)."""
 
-    max_long_edge: int = 2048  # longer images are downsized, keeping the aspect ratio
-    max_image_pixels: int = 89_478_485  # Pillow's decompression-bomb bound
-    jpeg_quality: int = 95  # for JPEGs that had to be re-encoded
-    require_image: bool = True  # the paper drops rows without a usable image
-    batch_size: int = 256
-    image_workers: int = 0  # threads decoding images (Pillow releases the GIL); 0 = one per core
-    # A row with several images: "reject" (image_multiple) or "keep_first" (train on the first).
-    multiple_images: Literal["reject", "keep_first"] = "reject"
-    # A routed question whose review failed: "keep" its text (flagged in question_review) or
-    # "drop" it (text_review_failed).
-    review_failed: Literal["keep", "drop"] = "keep"
-    # Over-long texts are dropped (text_long_*); generous defaults, None switches a limit off.
-    max_question_chars: int | None = 20_000
-    max_answer_chars: int | None = 20_000
-    max_response_chars: int | None = 400_000  # the published trace (qwen3vl_235b_thinking_response)
+    max_long_edge: int = Field(
+        default=2048, description="Longer images are downsized to this edge (pixels), keeping the aspect ratio (paper: 2048).")
+    max_image_pixels: int = Field(
+        default=89_478_485, description="Images with more pixels are refused as decompression bombs (Pillow's bound).")
+    jpeg_quality: int = Field(default=95, description="JPEG quality for images that had to be re-encoded.")
+    require_image: bool = Field(
+        default=True, description="Drop rows without a usable image (image_missing, image_corrupt), as the paper does.")
+    batch_size: int = Field(default=256, description="Rows cleaned per batch (bounds memory).")
+    image_workers: int = Field(
+        default=0, description="Threads decoding images (Pillow releases the GIL); 0 = one per core.")
+    multiple_images: Literal["reject", "keep_first"] = Field(
+        default="reject", description='A row with several images: "reject" (image_multiple) or "keep_first" (train on the first).')
+    review_failed: Literal["keep", "drop"] = Field(
+        default="keep", description='A routed question whose review failed: "keep" its text (flagged in question_review) '
+                                    'or "drop" it (text_review_failed).')
+    max_question_chars: int | None = Field(
+        default=20_000, description="Longer questions are dropped (text_long_question); null switches the limit off.")
+    max_answer_chars: int | None = Field(
+        default=20_000, description="Longer reference answers are dropped (text_long_answer); null switches the limit off.")
+    max_response_chars: int | None = Field(
+        default=400_000, description="Longer published traces (qwen3vl_235b_thinking_response) are dropped "
+                                     "(text_long_response); null switches the limit off.")
 
 
 def _clean_one(data: bytes | None, config: CleanedConfig) -> CleanImage | ImageRejected:
