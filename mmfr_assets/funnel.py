@@ -99,10 +99,9 @@ def stage_metadata(
 
 
 def _viewer_link(subset: str, stage: str, lake_uri: str) -> dg.MetadataValue:
-    from mmfr_assets.reporting.publish import viewer_link
+    from mmfr_assets.reporting.publish import metadata_value, viewer_link
 
-    kind, value = viewer_link(subset, stage, lake_uri)
-    return dg.MetadataValue.url(value) if kind == "url" else dg.MetadataValue.path(value)
+    return metadata_value(viewer_link(subset, stage, lake_uri))
 
 
 def readable(value: Any) -> Any:

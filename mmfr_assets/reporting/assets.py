@@ -20,13 +20,12 @@ from mmfr_assets.exports.atomic import atomic_folder
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.reporting.paths import report_dir
 from mmfr_assets.reporting.plots import PLOTS
-from mmfr_assets.reporting.publish import REPORT_URL_ENV, public_report_url, report_links
+from mmfr_assets.reporting.publish import REPORT_URL_ENV, metadata_value, public_report_url, report_links
 from mmfr_assets.reporting.stats import OPTIONAL_TABLES, collect_stats, stage_names
 from mmfr_assets.viewer.build import STAGE_INPUT, write_viewer
 from mmfr_assets.viewer.render import counts_table, link, page
 
 SELECTION = ("quality_filtered", "difficulty_filtered")
-METADATA_KINDS = {"path": dg.MetadataValue.path, "url": dg.MetadataValue.url, "text": dg.MetadataValue.text}
 TITLES = {
     "pass_rate_distribution": "Pass-rate distribution per subset",
     "length_kept_vs_dropped": "Trace and caption length, kept vs dropped",
@@ -147,7 +146,7 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
                 for name, png in pngs.items()
             },
             # On an object-store lake the folder is also written to <lake>/_report/ (publish.py)
-            **{key: METADATA_KINDS[kind](value) for key, (kind, value) in report_links(
+            **{key: metadata_value(link) for key, link in report_links(
                 out, lake.uri, lake.storage_options, public_report_url(config.public_url)).items()},
             "tables_absent": ", ".join(absent) or "none",
             "pass_rate_source": stats.pass_rate_source,

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote
 
+import dagster as dg
 import pyarrow.fs as pafs
 
 from mmfr_assets.lake.delta import filesystem_for
@@ -34,6 +35,8 @@ REPORT_PREFIX = "_report"
 REPORT_URL_ENV = "MMFR_REPORT_URL"
 SERVE_COMMAND = "mmfr serve-report"
 SERVE_PORT = 8000
+# How a link's kind (the first item of what `report_links` and `viewer_link` give) is shown.
+_METADATA_KINDS = {"path": dg.MetadataValue.path, "url": dg.MetadataValue.url, "text": dg.MetadataValue.text}
 
 
 def on_object_store(lake_uri: str) -> bool:
@@ -132,6 +135,12 @@ def report_links(local: Path, lake_uri: str, storage_options: Mapping[str, str],
             "row_viewer_open": ("text", serve_instructions(local)),
         }
     return entries
+
+
+def metadata_value(link: tuple[str, str]) -> dg.MetadataValue:
+    """A `(kind, value)` link as the metadata value the UI shows (a URL is clickable)."""
+    kind, value = link
+    return _METADATA_KINDS[kind](value)
 
 
 def viewer_link(subset: str, stage: str, lake_uri: str,
