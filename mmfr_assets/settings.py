@@ -57,3 +57,13 @@ def lake_storage_options(environ: os._Environ | dict = os.environ) -> dict[str, 
     belong in the standard AWS_* variables, which deltalake and pyarrow read themselves)."""
     raw = environ.get("MMFR_LAKE_STORAGE_OPTIONS")
     return {str(k): str(v) for k, v in json.loads(raw).items()} if raw else {}
+
+
+def shard_count(environ: os._Environ | dict = os.environ) -> int:
+    """`MMFR_SHARDS`: how many shards each subset is split into after `collected` (default 1:
+    partitions are the subset names, as before shards). Set once per lake: a lake written with
+    another count is refused (mmfr_assets/partitions.py)."""
+    raw = (environ.get("MMFR_SHARDS") or "1").strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise InputError(f"MMFR_SHARDS must be a whole number of shards >= 1, got {raw!r}")
+    return int(raw)

@@ -11,6 +11,7 @@ from pydantic import Field
 import polars as pl
 import pyarrow as pa
 
+from mmfr_assets.partitions import deps
 from mmfr_assets.cleaning.images import CleanImage, ImageRejected, clean_image
 from mmfr_assets.cleaning.answers import AnswerExtraction
 from mmfr_assets.cleaning.review import QuestionReview
@@ -175,7 +176,7 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         name="cleaned",
         group_name="cleaning",
         partitions_def=partitions,
-        deps=["collected", QuestionReview.asset, AnswerExtraction.asset],
+        deps=deps(["collected", QuestionReview.asset, AnswerExtraction.asset], partitions),
         kinds={"deltalake", "pillow"},
         check_specs=[accounting_check_spec("cleaned", partitions)],
         description="Rows whose image decodes and whose question and answer are non-empty; "

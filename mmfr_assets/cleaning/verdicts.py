@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from mmfr_assets.partitions import lake_partition
 from mmfr_assets.cleaning.answers import AnswerExtraction
 from mmfr_assets.cleaning.review import (
     FAILED, NON_ANSWER_STATUS, NOT_ROUTED, REWRITTEN, SKIPPED, QuestionReview,
@@ -143,7 +144,7 @@ def with_step_verdicts(
     """
     readers = {}
     for asset, columns in JOINED.items():
-        if count_rows(lake.location(asset), {"subset": subset}) == 0:
+        if count_rows(lake.location(asset), lake_partition(subset)) == 0:
             not_joined.append(asset)
             continue
         rows = OrderedRows(lake.location(asset), subset, list(columns), batch_size=batch_size)

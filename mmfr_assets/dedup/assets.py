@@ -25,6 +25,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
+from mmfr_assets.partitions import deps, lake_partition, subset_of
 from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
 from mmfr_assets.dedup.benchmarks import BenchmarkIndex
 from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, MatchRules, find_duplicates
@@ -114,7 +115,7 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
         name=SIGNATURES,
         group_name="cleaning",
         partitions_def=partitions,
-        deps=["cleaned"],
+        deps=deps(["cleaned"], partitions),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec(SIGNATURES, partitions)],
         description="What comparing a cleaned row needs, and no image or text: a key of its "
@@ -136,7 +137,7 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
                     ids, batch["question"].to_list(), data, batch["image_sha256"].to_list(),
                     num_perm=config.num_perm, map_images=pool_map(pool),
                     captions=batch[CAPTION].to_list(), traces=batch[RESPONSE].to_list())
-                return Verdicts.no_drops(frame.with_columns(subset=pl.lit(subset)))
+                return Verdicts.no_drops(frame.with_columns(subset=pl.lit(subset_of(subset))))
 
             run = run_stage(
                 lake, stage=SIGNATURES, subset=subset,
@@ -196,7 +197,7 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         name=DEDUPLICATED,
         group_name="cleaning",
         partitions_def=partitions,
-        deps=["cleaned", SIGNATURES],
+        deps=deps(["cleaned", SIGNATURES], partitions, all_shards=[SIGNATURES]),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec(DEDUPLICATED, partitions)],
         description="Cleaned rows minus near-duplicates of rows ranked before them in any "
@@ -258,8 +259,8 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             "dedup/signature_rows_scanned": dg.MetadataValue.text(str(gathered.rows_scanned)),
             "dedup/duplicates": dg.MetadataValue.json({
                 "exact": int(duplicates["exact"].sum()), "near": int((~duplicates["exact"]).sum()),
-                "within_subset": int((duplicates["kept_subset"] == subset).sum()),
-                "other_subsets": int((duplicates["kept_subset"] != subset).sum())}),
+                "within_subset": int((duplicates["kept_subset"] == subset_of(subset)).sum()),
+                "other_subsets": int((duplicates["kept_subset"] != subset_of(subset)).sum())}),
             "dedup/teacher_calls_saved": dg.MetadataValue.json(saved),
             "dedup/rules": dg.MetadataValue.json(config.model_dump()),
             "dedup/rows_without_signature": dg.MetadataValue.text(str(len(unsigned))),
@@ -278,7 +279,7 @@ def _own_signatures(lake: LakeResource, subset: str) -> tuple[pl.DataFrame, int]
     """The subset's own signatures, whole (one subset's signatures: ~0.6 KB a row), and the
     MinHash size they were computed with (every other subset must have the same)."""
     parts = []
-    with read_partition(lake.location(SIGNATURES), {"subset": subset},
+    with read_partition(lake.location(SIGNATURES), lake_partition(subset),
                         columns=[*CANDIDATE_COLUMNS, "num_perm"], batch_size=SCAN_BATCH) as reader:
         for batch in reader:
             parts.append(pl.from_arrow(batch))

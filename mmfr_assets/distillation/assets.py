@@ -12,6 +12,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from mmfr_assets.partitions import deps
 from mmfr_assets.distillation.annotations import CLEANED_TEXT_COLUMNS, DISTILLED_SCHEMA, assemble
 from mmfr_assets.distillation.teachers import (
     ORIGINS, CaptionTeacher, CaptionTeacherConfig, CotTeacher, CotTeacherConfig,
@@ -55,7 +56,7 @@ def build_distilled(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         name="distilled",
         group_name="distillation",
         partitions_def=partitions,
-        deps=["deduplicated", CaptionTeacher.asset, CotTeacher.asset],
+        deps=deps(["deduplicated", CaptionTeacher.asset, CotTeacher.asset], partitions),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec("distilled", partitions)],
         description="Cleaned rows with their caption and <think> reasoning response and where "

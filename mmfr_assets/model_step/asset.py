@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import dagster as dg
 from pydantic import Field
 
+from mmfr_assets.partitions import deps as asset_deps
 from mmfr_assets.funnel import accounting_check_spec, check_spec, readable, stage_result
 from mmfr_assets.lake.joins import join_in_order
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
@@ -83,7 +84,8 @@ def model_step_asset(
         name=name,
         group_name=group,
         partitions_def=partitions,
-        deps=list(deps) if deps is not None else [step_type.upstream, *step_type.joins],
+        deps=asset_deps(list(deps) if deps is not None else [step_type.upstream, *step_type.joins],
+                        partitions),
         pool=role,
         kinds={"deltalake", "openai"},
         # The endpoint's resource key depends on the step, so resources are declared here.

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
+from mmfr_assets.partitions import deps
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
 from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.joins import join_in_order
@@ -108,7 +109,7 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         name="quality_filtered",
         group_name="selection",
         partitions_def=partitions,
-        deps=["distilled", "answer_verdicts"],
+        deps=deps(["distilled", "answer_verdicts"], partitions),
         kinds={"deltalake", "polars"},
         check_specs=[accounting_check_spec("quality_filtered", partitions)],
         description="Distilled rows passing the published quality rules: content, structure, "
@@ -158,7 +159,7 @@ def _difficulty_asset(
         name=name,
         group_name="selection",
         partitions_def=partitions,
-        deps=["quality_filtered", StudentVerdictsStep.asset],
+        deps=deps(["quality_filtered", StudentVerdictsStep.asset], partitions),
         kinds={"deltalake", "polars"},
         check_specs=[accounting_check_spec(name, partitions)],
         description=description,
