@@ -118,6 +118,14 @@ def split_key(key: str) -> tuple[str, str | None]:
     return (subset, shard) if sep else (str(key), None)
 
 
+def keys_of_subset(subset: str, shards: int | None = None) -> list[str]:
+    """Every partition key a subset's materializations are recorded under: the subset
+    (`collected`, and every asset with one shard) and, with K shards, `k|subset`."""
+    shards = shard_count() if shards is None else shards
+    return [subset] + ([str(dg.MultiPartitionKey({SUBSET: subset, SHARD: str(k)}))
+                        for k in range(shards)] if shards > 1 else [])
+
+
 def subset_of(key: str) -> str:
     """The subset a partition key belongs to (the `subset` column of its rows)."""
     return split_key(key)[0]
@@ -212,6 +220,6 @@ def check_lake(location: DeltaLocation, shards: int | None = None) -> None:
     if found is not None and found != shards:
         raise InputError(
             f"{location.uri} was written with MMFR_SHARDS={found}, and MMFR_SHARDS is {shards}: "
-            f"set MMFR_SHARDS={found}, or re-materialize from `collected` into a new lake "
-            f"(MMFR_LAKE) with {shards} shards"
+            f"set MMFR_SHARDS={found} to use this lake, or point MMFR_LAKE at a new lake and "
+            f"materialize it from `collected`"
         )

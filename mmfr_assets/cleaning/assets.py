@@ -11,7 +11,6 @@ from pydantic import Field
 import polars as pl
 import pyarrow as pa
 
-from mmfr_assets.partitions import deps
 from mmfr_assets.cleaning.images import CleanImage, ImageRejected, clean_image
 from mmfr_assets.cleaning.answers import AnswerExtraction
 from mmfr_assets.cleaning.review import QuestionReview
@@ -22,6 +21,7 @@ from mmfr_assets.cleaning.text import length_detail, longer_than
 from mmfr_assets.collection.source import CARD_COLUMNS
 from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.partitions import deps
 from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upstream_batches
 
 FILTERS = (

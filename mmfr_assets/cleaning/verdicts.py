@@ -19,7 +19,6 @@ from typing import Any
 
 import polars as pl
 
-from mmfr_assets.partitions import lake_partition
 from mmfr_assets.cleaning.answers import AnswerExtraction
 from mmfr_assets.cleaning.review import (
     FAILED, NON_ANSWER_STATUS, NOT_ROUTED, REWRITTEN, SKIPPED, QuestionReview,
@@ -28,6 +27,7 @@ from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.ordered import OrderedRows
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.cleaning.text import is_blank, normalize_text
+from mmfr_assets.partitions import lake_partition
 
 #: Verdict columns joined from the model steps, and their value when a batch lacks them.
 VERDICT_DEFAULTS: dict[str, pl.Expr] = {

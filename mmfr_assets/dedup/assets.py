@@ -25,7 +25,6 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.partitions import deps, lake_partition, subset_of
 from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
 from mmfr_assets.dedup.benchmarks import BenchmarkIndex
 from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, MatchRules, find_duplicates
@@ -35,6 +34,7 @@ from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.ordered import PartitionImages
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.partitions import deps, lake_partition, subset_of
 from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upstream_batches
 
 SIGNATURES = "dedup_signatures"

@@ -12,7 +12,6 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from mmfr_assets.partitions import deps
 from mmfr_assets.distillation.annotations import CLEANED_TEXT_COLUMNS, DISTILLED_SCHEMA, assemble
 from mmfr_assets.distillation.teachers import (
     ORIGINS, CaptionTeacher, CaptionTeacherConfig, CotTeacher, CotTeacherConfig,
@@ -21,6 +20,7 @@ from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.ordered import OrderedRows
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.asset import model_step_asset
+from mmfr_assets.partitions import deps
 from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mmfr_assets.partitions import lake_partition
 from mmfr_assets.lake.delta import DeltaLocation, read_partition
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.partitions import lake_partition
 
 
 class OrderedRows:

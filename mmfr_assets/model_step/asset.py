@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import dagster as dg
 from pydantic import Field
 
-from mmfr_assets.partitions import deps as asset_deps
 from mmfr_assets.funnel import accounting_check_spec, check_spec, readable, stage_result
 from mmfr_assets.lake.joins import join_in_order
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
@@ -27,6 +26,7 @@ from mmfr_assets.llm.bound import pool_slots
 from mmfr_assets.llm.types import ChatRequest
 from mmfr_assets.model_step.declaration import ModelStep
 from mmfr_assets.model_step.runner import StepStats, run_model_step, table_schema
+from mmfr_assets.partitions import deps as asset_deps
 from mmfr_assets.prompts import load_prompt
 from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
 

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from mmfr_assets.partitions import deps
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
 from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.joins import join_in_order
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.asset import model_step_asset
+from mmfr_assets.partitions import deps
 from mmfr_assets.selection import difficulty, quality
 from mmfr_assets.selection.configs import (  # noqa: F401  (re-exported: the asset configs' home)
     AnswerVerdictsConfig,
