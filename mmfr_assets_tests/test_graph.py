@@ -258,7 +258,7 @@ def test_duplicate_ids_block_the_graph(tmp_path, real_sample):
 def test_export_joins_images_back_for_training(bundled, tmp_path):
     import datasets
 
-    from mmfr_assets.export import export_table
+    from mmfr_assets.exports.export import export_table
     from mmfr_assets.lake.resource import LakeResource
 
     _, lake, _, _ = bundled
@@ -284,7 +284,7 @@ def test_a_step_that_did_not_run_does_not_look_green(bundled):
     a row count."""
     from mmfr_assets.cli import _stage_status
     from mmfr_assets.lake.resource import LakeResource
-    from mmfr_assets.report import funnel_lines
+    from mmfr_assets.reporting.funnel import funnel_lines
 
     defs, lake, _, results = bundled
     result = results["BMMR"]

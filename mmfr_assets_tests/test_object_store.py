@@ -211,7 +211,7 @@ def _assert_report_published(tmp_path, source, endpoint, bucket, uri, options):
 
     import boto3
 
-    from mmfr_assets.exports.names import subset_folder
+    from mmfr_assets.files import subset_folder
     from mmfr_assets.reporting.serve import report_server, report_source
 
     metadata = _materialize_report(source, uri, options, tmp_path / "report-local")

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from mmfr_assets.exports.names import subset_folder
+from mmfr_assets.files import subset_folder
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.reporting.lookup import SubsequenceLookup
 from mmfr_assets.reporting.stats import LENGTH_BINS, collect_stats
@@ -220,7 +220,7 @@ def test_every_stage_shows_the_image_collected_shows(reported):
     """Images are stored once (collected's originals, cleaned's changed bytes): every stage's
     cards join them back, so a row whose image collected shows has it at every stage (the
     viewer used to lose it after the first row an upstream stage dropped)."""
-    from mmfr_assets.image_files import image_extension
+    from mmfr_assets.files import image_extension
     from mmfr_assets.viewer.build import STAGE_INPUT
 
     lake, out, _ = reported

@@ -19,7 +19,7 @@ from mmfr_assets.cleaning.verdicts import (
 )
 from mmfr_assets.cleaning.text import length_detail, longer_than
 from mmfr_assets.collection.source import CARD_COLUMNS
-from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upstream_batches
 

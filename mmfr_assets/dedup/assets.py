@@ -30,7 +30,7 @@ from mmfr_assets.dedup.benchmarks import BenchmarkIndex
 from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, MatchRules, find_duplicates
 from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA, pool_map, signature_batch
 from mmfr_assets.errors import InputError
-from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.ordered import PartitionImages
 from mmfr_assets.lake.resource import LakeResource

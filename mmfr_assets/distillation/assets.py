@@ -16,7 +16,7 @@ from mmfr_assets.distillation.annotations import CLEANED_TEXT_COLUMNS, DISTILLED
 from mmfr_assets.distillation.teachers import (
     ORIGINS, CaptionTeacher, CaptionTeacherConfig, CotTeacher, CotTeacherConfig,
 )
-from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.ordered import OrderedRows
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.asset import model_step_asset

@@ -16,7 +16,7 @@ import dagster as dg
 from pydantic import Field
 
 from mmfr_assets.dedup.savings import savings, savings_markdown
-from mmfr_assets.exports.atomic import atomic_folder
+from mmfr_assets.files import atomic_folder
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.reporting.paths import report_dir
 from mmfr_assets.reporting.plots import PLOTS

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mmfr_assets.exports.names import subset_folder
+from mmfr_assets.files import subset_folder
 from mmfr_assets.settings import DATA_DIR
 
 

@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
-from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.joins import join_in_order
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.asset import model_step_asset

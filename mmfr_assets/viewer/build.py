@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmfr_assets.image_files import image_extension, unreadable_image
+from mmfr_assets.files import image_extension, unreadable_image
 
-from mmfr_assets.exports.names import file_stem, subset_folder
+from mmfr_assets.files import file_stem, subset_folder
 from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.reporting.lookup import SubsequenceLookup, SupersequenceLookup

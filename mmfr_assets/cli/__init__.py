@@ -23,7 +23,7 @@ import yaml
 from mmfr_assets.errors import InputError
 from mmfr_assets.exports.thinking import DEFAULT_THINK_FORMAT, THINK_FORMATS
 from mmfr_assets.exports.turns import DEFAULT_SYSTEM_PROMPT
-from mmfr_assets.orphan_runs import fail_orphaned_runs, run_tags
+from mmfr_assets.cli.orphan_runs import fail_orphaned_runs, run_tags
 from mmfr_assets.pipeline import ASSET_NAMES, BRANCHES, STAGES
 
 # Exit codes (README "Headless: mmfr").
@@ -191,7 +191,7 @@ def _stage_status(result: dg.ExecuteInProcessResult) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
-    from mmfr_assets.report import funnel_lines
+    from mmfr_assets.reporting.funnel import funnel_lines
 
     # Everything the user gave is checked before anything runs.
     if args.max_samples is not None and args.max_samples <= 0:
@@ -262,7 +262,7 @@ def _lake(defs: dg.Definitions):
 
 def funnel(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
-    from mmfr_assets.report import funnel_lines
+    from mmfr_assets.reporting.funnel import funnel_lines
 
     defs = build_definitions()
     subsets = _parse_subsets(args.subsets, build_partition_keys(defs))
@@ -281,8 +281,8 @@ def _default_export_folder(asset: str, fmt: str) -> str:
 def export(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
     from mmfr_assets.errors import InputError
-    from mmfr_assets.export import TrainingFormat
-    from mmfr_assets.export import export as export_rows
+    from mmfr_assets.exports.export import TrainingFormat
+    from mmfr_assets.exports.export import export as export_rows
 
     defs = build_definitions()
     subsets = _parse_subsets(args.subsets, build_partition_keys(defs))
