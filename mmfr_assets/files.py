@@ -9,6 +9,8 @@ and the report all write files; this is the one home of how (they import it, nev
 - Image bytes (`image_extension`, `unreadable_image`): the extension comes from the format
   Pillow reads in the header, without decoding the pixels (the row viewer, the LLaMA-Factory
   export); bytes Pillow cannot use are described in words (the rejections' detail).
+- `viewer_page`: where the row viewer writes a subset's page of a stage (the report writes
+  it, every stage's materialization links it).
 - `atomic_folder`: an export (or the report) folder appears whole or not at all.
 - `content_name`, `write_once`, `ParallelFiles`: the image files of a LLaMA-Factory export.
 """
@@ -29,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image
+
+from mmfr_assets.lineage import STEP_SHOWN_IN
 
 # --- names from row ids and subset names ---
 
@@ -54,6 +58,12 @@ def subset_folder(subset: str) -> str:
     if _SAFE_SUBSET.match(subset) and subset not in {".", ".."}:
         return subset
     return file_stem(subset)
+
+
+def viewer_page(subset: str, stage: str, root: Path) -> Path:
+    """The viewer's index page of one subset and stage under the report folder `root`; for a
+    model step, the page of the stage that shows its columns (`lineage.STEP_SHOWN_IN`)."""
+    return root / "viewer" / subset_folder(subset) / STEP_SHOWN_IN.get(stage, stage) / "index.html"
 
 
 # --- image bytes written out as files ---

@@ -22,7 +22,7 @@ import pytest
 from mmfr_assets import cli
 from mmfr_assets.errors import InputError
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
-from mmfr_assets.pipeline import BRANCHES, STAGES
+from mmfr_assets.lineage import BRANCHES, STAGES
 from mmfr_assets_tests.dagster_process import dagster_env, free_port
 
 MMFR = str(Path(sys.executable).parent / "mmfr")

@@ -10,7 +10,7 @@ import pytest
 
 from mmfr_assets.definitions import build_definitions
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
-from mmfr_assets.pipeline import ASSET_NAMES, STAGES
+from mmfr_assets.lineage import ASSET_NAMES, NODES, STAGES
 
 # Reasons the bundled sample does not plant (duplicate ids are refused by default; the text
 # limits are generous): tested on their own in test_bad_input.py.
@@ -82,10 +82,7 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
     assert "unverified" not in verified["method"].to_list()
     plan = {i: (None if r == "correctness_unverified" else r) for i, r in plan.items()}
     metadata = materializations(results[subset])
-    assert set(metadata) == set(ASSET_NAMES) | {
-        "teacher_captions", "teacher_responses", "difficulty_filtered_586k",
-        "question_reviews", "extracted_answers", "student_verdicts", "dedup_signatures",
-    }
+    assert set(metadata) == set(NODES)  # every asset of the lineage (test_lineage.py)
     # the sample carries labels: the rules' agreement with them is in the metadata
     verdict_meta = metadata["answer_verdicts"]
     assert int(verdict_meta["label_rows"].value) == verdicts["dataset_label"].is_not_null().sum() > 0

@@ -19,7 +19,7 @@ import pytest
 
 from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter, count_rows, read_partition
 from mmfr_assets.lake.object_store import s3_filesystem
-from mmfr_assets.pipeline import ASSET_NAMES
+from mmfr_assets.lineage import ASSET_NAMES
 from mmfr_assets_tests.dagster_process import (
     BIN, assert_accounted, dagster_env, free_port, lake_snapshot, stop,
 )

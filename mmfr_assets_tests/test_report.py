@@ -253,7 +253,8 @@ def test_every_stage_shows_the_image_collected_shows(reported):
 def test_model_steps_link_the_page_that_shows_their_columns(reported):
     """A model step's materialization links `row_viewer` to a page that exists and shows the
     step's columns on its cards."""
-    from mmfr_assets.reporting.paths import STEP_SHOWN_IN, viewer_page
+    from mmfr_assets.files import viewer_page
+    from mmfr_assets.lineage import STEP_SHOWN_IN
 
     lake, out, _ = reported
     subset = SUBSETS[0]

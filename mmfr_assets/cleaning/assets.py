@@ -12,13 +12,12 @@ import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.cleaning.images import CleanImage, ImageRejected, clean_image
-from mmfr_assets.cleaning.answers import AnswerExtraction
-from mmfr_assets.cleaning.review import QuestionReview
 from mmfr_assets.cleaning.verdicts import (
     ReviewTally, apply_text_verdicts, text_drop_reason, with_step_verdicts,
 )
 from mmfr_assets.cleaning.text import length_detail, longer_than
 from mmfr_assets.collection.source import CARD_COLUMNS
+from mmfr_assets.lineage import reads
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upstream_batches
@@ -175,7 +174,7 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         name="cleaned",
         group_name="cleaning",
         partitions_def=partitions,
-        deps=["collected", QuestionReview.asset, AnswerExtraction.asset],
+        deps=reads("cleaned"),
         kinds={"deltalake", "pillow"},
         check_specs=[accounting_check_spec("cleaned", partitions)],
         description="Rows whose image decodes and whose question and answer are non-empty; "

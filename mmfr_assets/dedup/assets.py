@@ -30,6 +30,7 @@ from mmfr_assets.dedup.benchmarks import BenchmarkIndex
 from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, MatchRules, find_duplicates
 from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA, pool_map, signature_batch
 from mmfr_assets.errors import InputError
+from mmfr_assets.lineage import reads
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.ordered import PartitionImages
@@ -114,7 +115,7 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
         name=SIGNATURES,
         group_name="cleaning",
         partitions_def=partitions,
-        deps=["cleaned"],
+        deps=reads(SIGNATURES),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec(SIGNATURES, partitions)],
         description="What comparing a cleaned row needs, and no image or text: a key of its "
@@ -196,7 +197,7 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         name=DEDUPLICATED,
         group_name="cleaning",
         partitions_def=partitions,
-        deps=["cleaned", SIGNATURES],
+        deps=reads(DEDUPLICATED),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec(DEDUPLICATED, partitions)],
         description="Cleaned rows minus near-duplicates of rows ranked before them in any "

@@ -16,6 +16,7 @@ from mmfr_assets.distillation.annotations import CLEANED_TEXT_COLUMNS, DISTILLED
 from mmfr_assets.distillation.teachers import (
     ORIGINS, CaptionTeacher, CaptionTeacherConfig, CotTeacher, CotTeacherConfig,
 )
+from mmfr_assets.lineage import reads
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.ordered import OrderedRows
 from mmfr_assets.lake.resource import LakeResource
@@ -55,7 +56,7 @@ def build_distilled(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         name="distilled",
         group_name="distillation",
         partitions_def=partitions,
-        deps=["deduplicated", CaptionTeacher.asset, CotTeacher.asset],
+        deps=reads("distilled"),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec("distilled", partitions)],
         description="Cleaned rows with their caption and <think> reasoning response and where "

@@ -28,8 +28,9 @@ from urllib.parse import unquote
 import dagster as dg
 import pyarrow.fs as pafs
 
+from mmfr_assets.files import viewer_page
 from mmfr_assets.lake.delta import filesystem_for
-from mmfr_assets.reporting.paths import report_dir, viewer_page
+from mmfr_assets.reporting.paths import report_dir
 
 REPORT_PREFIX = "_report"
 REPORT_URL_ENV = "MMFR_REPORT_URL"
