@@ -17,7 +17,7 @@ from PIL import Image
 
 from mmfr_assets.files import subset_folder
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.reporting.lookup import SubsequenceLookup
+from mmfr_assets.lake.lookup import SubsequenceLookup
 from mmfr_assets.reporting.stats import LENGTH_BINS, collect_stats
 from mmfr_assets_tests.lake_fixture import SUBSETS, materialize_subsets
 

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from mmfr_assets.lake.delta import count_rows, read_partition
+from mmfr_assets.lake.lookup import SubsequenceLookup, closing_iter, table_columns
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.lineage import BRANCH_NAMES, LINE
 from mmfr_assets.reporting.funnel import funnel_table
-from mmfr_assets.reporting.lookup import SubsequenceLookup
 
 # Tables other engineers add downstream; the report uses each one that exists and says which
 # are absent.
@@ -52,13 +51,6 @@ class ReportStats:
         return self.funnel.filter(
             (pl.col("filter") != "") & ~pl.col("stage").is_in(list(BRANCH_NAMES))
         ).select("subset", "stage", "reason", "rows")
-
-
-def closing_iter(batches):
-    """Iterate a partition scan and close it on every path (a half-read pyarrow scan left to
-    the garbage collector can hang the process at exit)."""
-    with closing(batches):
-        yield from batches
 
 
 def _words(column: str) -> pl.Expr:
@@ -100,12 +92,6 @@ def collect_stats(
     for subset in subsets:
         _subset_stats(lake, subset, stats, rollouts=rollouts, verdicts=verdicts, batch_size=batch_size)
     return stats
-
-
-def table_columns(lake: LakeResource, table: str) -> list[str]:
-    """Column names of a table's current version ([] when it does not exist)."""
-    found = lake.location(table).table()
-    return found.to_pyarrow_dataset().schema.names if found is not None else []
 
 
 def _counts(series: pl.Series) -> Counter:

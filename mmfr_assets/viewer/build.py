@@ -2,7 +2,7 @@
 kept rows, and the rows of each drop reason: the reason filter) and paginated pages of rows.
 
 One streaming pass per (subset, stage) over the stage's input table, joined in step with the
-rejections, the kept ids and the image bytes (`reporting.lookup.SubsequenceLookup`); each view
+rejections, the kept ids and the image bytes (`lake.lookup.SubsequenceLookup`); each view
 shows its first `rows_per_view` rows (the index counts them all), written a page at a time, so
 memory holds one batch and one page, and the disk holds at most that many images per view.
 """
@@ -18,10 +18,9 @@ from typing import Any
 
 from mmfr_assets.files import file_stem, image_extension, subset_folder, unreadable_image
 from mmfr_assets.lake.delta import count_rows, read_partition
+from mmfr_assets.lake.lookup import SubsequenceLookup, SupersequenceLookup, closing_iter, table_columns
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.lineage import NODES, STAGE_NAMES, row_level, viewer_input
-from mmfr_assets.reporting.lookup import SubsequenceLookup, SupersequenceLookup
-from mmfr_assets.reporting.stats import closing_iter, table_columns
 from mmfr_assets.viewer.render import counts_table, link, page, page_nav, row_card
 
 # The table whose rows each stage decided on (its input), as the viewer shows them.
