@@ -9,7 +9,7 @@ and checks (`chain`, `EXPORTABLE`), the row viewer's input tables and row levels
 `test_lineage.py` holds one independent literal of the expected graph and checks this table and
 Dagster's own asset graph against it, so a stage added to one and not the other fails there.
 
-Adding a stage: its folder, and one `Node` line below (its filters in `_filters`).
+Adding a stage: its folder, and one `Node` line below.
 
 Kinds:
 - a *stage* (`run_stage`) writes the rows it keeps of its `upstream` and the drops to the
@@ -26,11 +26,14 @@ the same rows again by its own rule, so its drops are not added to the line's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:
-    from mmfr_assets.stage import Filter
+from mmfr_assets.cleaning.filters import FILTERS as CLEANING_FILTERS
+from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS
+from mmfr_assets.dedup.filters import FILTERS as DEDUP_FILTERS
+from mmfr_assets.selection.difficulty import FILTERS as DIFFICULTY_FILTERS
+from mmfr_assets.selection.quality import FILTERS as QUALITY_FILTERS
+from mmfr_assets.stage import Filter
 
 
 @dataclass(frozen=True)
@@ -44,67 +47,43 @@ class Node:
     place: Literal["line", "branch", "off"] = "line"  # on the funnel, beside it, or off it
     shows: tuple[str, ...] = ()  # a stage: the step tables whose columns its viewer cards show
     exportable: bool = False  # a table of training rows (question, answer, trace, ...)
+    filters: tuple[Filter, ...] = ()  # a stage: the filters it drops rows by, in test order
 
     @property
     def deps(self) -> tuple[str, ...]:
         """Every table it reads: its Dagster deps."""
         return (*([self.upstream] if self.upstream else []), *self.joins)
 
-    @property
-    def filters(self) -> tuple[Filter, ...]:
-        """The filters it drops rows by, in the order they are tested (none for a step)."""
-        return _filters().get(self.name, ())
-
 
 # The graph, in lineage order (each node after everything it reads).
 LINEAGE: tuple[Node, ...] = (
-    Node("collected", "stage", None),  # drops only with duplicate_ids: keep_first
+    Node("collected", "stage", None, filters=DUPLICATE_FILTERS),  # drops only with duplicate_ids: keep_first
     Node("question_reviews", "step", "collected", place="off"),
     Node("extracted_answers", "step", "collected", place="off"),
-    Node("cleaned", "stage", "collected", ("question_reviews", "extracted_answers"),
-         shows=("question_reviews", "extracted_answers")),  # applies both steps (no drops by them)
+    Node("cleaned", "stage", "collected", ("question_reviews", "extracted_answers"),  # applies both
+         filters=CLEANING_FILTERS, shows=("question_reviews", "extracted_answers")),
     Node("dedup_signatures", "step", "cleaned", place="off"),  # of every subset: near-duplicates
     # cleaned minus near-duplicates: the teachers' input; its signatures are hashes, nothing a
     # reader reads (the drop says why)
-    Node("deduplicated", "stage", "cleaned", ("dedup_signatures",)),
+    Node("deduplicated", "stage", "cleaned", ("dedup_signatures",), filters=DEDUP_FILTERS),
     Node("teacher_captions", "step", "deduplicated", place="off"),
     Node("teacher_responses", "step", "deduplicated", place="off"),
     # one row per deduplicated row, the teachers' caption and trace joined
     Node("distilled", "stage", "deduplicated", ("teacher_captions", "teacher_responses"),
          shows=("teacher_captions", "teacher_responses"), exportable=True),
     Node("answer_verdicts", "step", "distilled"),  # one verdict per distilled row
-    Node("quality_filtered", "stage", "distilled", ("answer_verdicts",),
+    Node("quality_filtered", "stage", "distilled", ("answer_verdicts",), filters=QUALITY_FILTERS,
          shows=("answer_verdicts",), exportable=True),
     Node("student_rollouts", "step", "quality_filtered"),  # the student's samples, verified by the rules
     # undecided samples judged: the pass rate (or its bounds) per row
     Node("student_verdicts", "step", "quality_filtered", ("student_rollouts",)),
     Node("difficulty_filtered", "stage", "quality_filtered", ("student_verdicts",),  # the 123K recipe
-         shows=("answer_verdicts", "student_rollouts", "student_verdicts"), exportable=True),
+         filters=DIFFICULTY_FILTERS, shows=("answer_verdicts", "student_rollouts", "student_verdicts"), exportable=True),
     # the 586K recipe (pass rate < 1), beside the 123K one: reads what difficulty_filtered reads
     Node("difficulty_filtered_586k", "stage", "quality_filtered", ("student_verdicts",), place="branch",
-         shows=("answer_verdicts", "student_rollouts", "student_verdicts"), exportable=True),
+         filters=DIFFICULTY_FILTERS, shows=("answer_verdicts", "student_rollouts", "student_verdicts"), exportable=True),
 )
 NODES: dict[str, Node] = {node.name: node for node in LINEAGE}
-
-
-@cache
-def _filters() -> dict[str, tuple[Filter, ...]]:
-    """Each stage's filters, imported when first asked: the stages' modules import this one (for
-    their upstream), so it cannot import theirs when it loads."""
-    from mmfr_assets.cleaning.assets import FILTERS as CLEANING_FILTERS
-    from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS
-    from mmfr_assets.dedup.assets import FILTERS as DEDUP_FILTERS
-    from mmfr_assets.selection.difficulty import FILTERS as DIFFICULTY_FILTERS
-    from mmfr_assets.selection.quality import FILTERS as QUALITY_FILTERS
-
-    return {
-        "collected": DUPLICATE_FILTERS,
-        "cleaned": CLEANING_FILTERS,
-        "deduplicated": DEDUP_FILTERS,
-        "quality_filtered": QUALITY_FILTERS,
-        "difficulty_filtered": DIFFICULTY_FILTERS,
-        "difficulty_filtered_586k": DIFFICULTY_FILTERS,
-    }
 
 
 def node(name: str) -> Node:
@@ -177,14 +156,9 @@ def row_level(name: str) -> int:
     return row_level(n.upstream) + (1 if n.kind == "stage" and n.filters else 0)
 
 
-def __getattr__(name: str):
-    """The shapes `pipeline.py` had, for the tests and callers written against them:
-    `STAGES` = ((name, filters), ...) along the line, `BRANCHES` = ((name, filters, upstream),
-    ...), `ASSET_NAMES` = the line's names. Computed on first use (filters are imported then)."""
-    if name == "STAGES":
-        return tuple((n, NODES[n].filters) for n in LINE)
-    if name == "BRANCHES":
-        return tuple((n, NODES[n].filters, upstream_of(n)) for n in BRANCH_NAMES)
-    if name == "ASSET_NAMES":
-        return LINE
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The shapes `pipeline.py` had, for the tests and callers written against them: the line's
+# stages with their filters, the branches with their filters and upstream, the line's names.
+STAGES: tuple[tuple[str, tuple[Filter, ...]], ...] = tuple((n, NODES[n].filters) for n in LINE)
+BRANCHES: tuple[tuple[str, tuple[Filter, ...], str], ...] = tuple(
+    (n, NODES[n].filters, upstream_of(n)) for n in BRANCH_NAMES)
+ASSET_NAMES = LINE
