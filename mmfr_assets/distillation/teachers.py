@@ -24,9 +24,9 @@ from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step import ModelStep, Parsed, Retry
 from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.prompts import Prompt
-from mmfr_assets.selection import quality
+from mmfr_assets.rules import quality
 from mmfr_assets.selection.configs import quality_rules_of_run
-from mmfr_assets.selection.verify import AnswerVerifier, Item, final_answer, reference_answer
+from mmfr_assets.rules.verify import AnswerVerifier, Item, final_answer, reference_answer
 
 #: The cleaned columns a trace's answer is checked against, in order (cleaning puts an
 #: extracted answer in `answer`; a solution in `original_answer` is the last resort).

@@ -12,8 +12,8 @@ import dagster as dg
 from pydantic import Field
 
 from mmfr_assets.model_step.asset import ModelStepConfig
-from mmfr_assets.selection import quality
-from mmfr_assets.selection.verify import REFERENCE_COLUMNS
+from mmfr_assets.rules import quality
+from mmfr_assets.rules.verify import REFERENCE_COLUMNS
 
 
 class _VerifierConfig(ModelStepConfig):

@@ -23,7 +23,7 @@ from mmfr_assets.prompts import Prompt
 from mmfr_assets.selection.configs import (
     AnswerVerdictsConfig, StudentRolloutsConfig, StudentVerdictsConfig,
 )
-from mmfr_assets.selection.verify import (
+from mmfr_assets.rules.verify import (
     REFERENCE_COLUMNS,
     AnswerVerifier,
     Item,
@@ -31,11 +31,11 @@ from mmfr_assets.selection.verify import (
     reference_answer,
     verify_rules,
 )
-from mmfr_assets.selection.verify.agreement import Agreement
-from mmfr_assets.selection.verify.batch import items_of_batch, verdict_frame
-from mmfr_assets.selection.verify.judge import parse_judgment, visible_text
-from mmfr_assets.selection.verify.sample_judge import parse_sample_judgments
-from mmfr_assets.selection.verify.verifier import WEAK_METHODS
+from mmfr_assets.rules.verify.agreement import Agreement
+from mmfr_assets.rules.verify.batch import items_of_batch, verdict_frame
+from mmfr_assets.rules.verify.judge import parse_judgment, visible_text
+from mmfr_assets.rules.verify.sample_judge import parse_sample_judgments
+from mmfr_assets.rules.verify.verifier import WEAK_METHODS
 
 # `method` values besides the rule names (rules.RULES) and "math_verify".
 DATASET_LABEL = "dataset_label"

@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection, wait
 # Result of one item: (equivalent or None, status), status "ok", "timeout", "error: …",
 # "unparsed" (math-verify found no expression on one side).
 Outcome = tuple[bool | None, str]
-DEFAULT_CHECK = "mmfr_assets.selection.verify.workers:math_verify_pair"
+DEFAULT_CHECK = "mmfr_assets.rules.verify.workers:math_verify_pair"
 
 
 def has_expression(parsed: Sequence[object]) -> bool:
@@ -95,7 +95,7 @@ def _serve(fd: int, check_reference: str) -> None:
 
     import math_verify  # noqa: F401  (import sympy and the grammar once, before any item)
 
-    from mmfr_assets.selection.verify import fast_math_verify
+    from mmfr_assets.rules.verify import fast_math_verify
 
     # "timeout disabled" warnings: the deadline is the parent's
     logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -153,7 +153,7 @@ class MathVerifyPool:
         parent, child = socket.socketpair()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         process = subprocess.Popen(
-            [sys.executable, "-m", "mmfr_assets.selection.verify._worker_main", str(child.fileno()), self.check],
+            [sys.executable, "-m", "mmfr_assets.rules.verify._worker_main", str(child.fileno()), self.check],
             pass_fds=[child.fileno()],
             stdin=subprocess.DEVNULL,
             env=env,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mmfr_assets.selection.verify import extract, rules
-from mmfr_assets.selection.verify.workers import MathVerifyPool
+from mmfr_assets.rules.verify import extract, rules
+from mmfr_assets.rules.verify.workers import MathVerifyPool
 
 
 @dataclass(frozen=True)

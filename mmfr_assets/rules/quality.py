@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from mmfr_assets.selection.repetition import confirm_repeated
-from mmfr_assets.selection.words import (
+from mmfr_assets.rules.repetition import confirm_repeated
+from mmfr_assets.rules.words import (
     ANSWER_ALTERNATE,
     ANSWER_CLOSE,
     ANSWER_OPEN,
