@@ -73,8 +73,8 @@ class QualityRules:
     min_response_words: int | None = 200
     min_caption_words: int | None = 100
     error_marker: str = "[ERROR]"
-    ngram_size: int = 50
-    max_ngram_occurrences: int = 2  # a think-block n-gram seen 3 times drops the row
+    ngram_size: int = 50  # the repetition rule: an n-gram of this many think-block words ...
+    ngram_min_count: int = 3  # ... occurring this many times drops the row
     answer_tag_exempt_subsets: tuple[str, ...] = field(default=ANSWER_TAG_EXEMPT_SUBSETS)
 
 
@@ -108,7 +108,7 @@ def _decide(frame: pl.DataFrame, rules: QualityRules) -> _Decision:
     and only if it passed content and structure.
     """
     height = frame.height
-    n, min_count = rules.ngram_size, rules.max_ngram_occurrences + 1
+    n, min_count = rules.ngram_size, rules.ngram_min_count
     response = utf8_segments(frame["response"])
     scan = scan_responses(response, n, min_count)
     caption = utf8_segments(frame["caption"])
@@ -214,7 +214,7 @@ def _detail(reason: str, frame: pl.DataFrame, row: int, d: _Decision, rules: Qua
         gram, count = d.repeated.get(row, ([], 0))
         shown = " ".join(gram[:12]) + (" …" if len(gram) > 12 else "")
         return (f"a {rules.ngram_size}-word sequence occurs {count} times in the think block "
-                f"(limit {rules.max_ngram_occurrences}): «{shown}»")
+                f"(limit {rules.ngram_min_count - 1}): «{shown}»")
     method = values.get("_verdict_method")
     who = f"decided by {method}" if method else "verdict from the dataset's is_consistent"
     answers = (f"final answer {_quoted(values.get('_verdict_final_answer'))} vs reference "

@@ -1,18 +1,16 @@
 """The launchpad config of every selection asset, in one place: each threshold once, with its
 paper value and what it does in the description the launchpad shows. The model steps
-(`steps.py`) are built from these typed configs; the teachers read `QualityFilteredConfig`
-through `quality_rules_of_run`, so they validate with the thresholds selection applies."""
+(`steps.py`) are built from these typed configs. The quality thresholds themselves are
+`rules.config.QualityRulesConfig`, which the teachers read too (`quality_rules_of_run`), so
+they validate with the thresholds selection applies."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from mmfr_assets.model_step.asset import ModelStepConfig
-from mmfr_assets.rules import quality
+from mmfr_assets.rules.config import QualityRulesConfig, quality_rules_of_run  # noqa: F401
 from mmfr_assets.rules.verify import REFERENCE_COLUMNS
 
 
@@ -55,46 +53,11 @@ class StudentVerdictsConfig(ModelStepConfig):
         "verdict: it says so where it fails to parse) to the judge.")
 
 
-class QualityFilteredConfig(dg.Config):
-    """The published quality thresholds, used by `quality_filtered` and by the teachers'
-    validation of what they write; null switches a length rule off."""
+class QualityFilteredConfig(QualityRulesConfig):
+    """The published quality thresholds (`QualityRulesConfig`, which the teachers' validation
+    reads from this asset's config in the same run) and the batch size."""
 
-    min_response_words: int | None = Field(
-        default=200, description="content_short_response below this many whitespace-split "
-        "words of the whole response (paper: 200).")
-    min_caption_words: int | None = Field(
-        default=100, description="content_short_caption below this many words (paper: 100).")
-    error_marker: str = Field(
-        default="[ERROR]", description="content_error_marker: a response containing it.")
-    ngram_size: int = Field(
-        default=50, description="repetition_ngram: n-grams of this many think-block words "
-        "(paper: 50) ...")
-    max_ngram_occurrences: int = Field(
-        default=2, description="... seen more than this many times drop the row (paper: a "
-        "50-gram occurring 3 times).")
-    answer_tag_exempt_subsets: list[str] = Field(
-        default=list(quality.ANSWER_TAG_EXEMPT_SUBSETS),
-        description="Subsets whose traces need no <answer> pair (the published exemptions).")
     batch_size: int = Field(default=1024, description="Rows read at a time.")
-
-    def rules(self) -> quality.QualityRules:
-        return quality.QualityRules(
-            min_response_words=self.min_response_words,
-            min_caption_words=self.min_caption_words,
-            error_marker=self.error_marker,
-            ngram_size=self.ngram_size,
-            max_ngram_occurrences=self.max_ngram_occurrences,
-            answer_tag_exempt_subsets=tuple(self.answer_tag_exempt_subsets),
-        )
-
-
-def quality_rules_of_run(run_config: Mapping[str, Any] | None) -> quality.QualityRules:
-    """The thresholds `quality_filtered` applies in this run: its run config where the run
-    sets one, else the defaults. The teachers validate with these, so a trace they keep is one
-    selection keeps (and a threshold changed for the run changes both)."""
-    ops = (run_config or {}).get("ops") or {}
-    given = (ops.get("quality_filtered") or {}).get("config") or {}
-    return QualityFilteredConfig(**given).rules()
 
 
 class DifficultyFilteredConfig(dg.Config):

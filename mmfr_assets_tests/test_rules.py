@@ -1,0 +1,70 @@
+"""The quality rules' one home (`mmfr_assets/rules/`): both stages import it, neither imports
+the other's way round, and the thresholds `quality_filtered` takes are the ones the teachers read."""
+
+import ast
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+import mmfr_assets
+from mmfr_assets.distillation.teachers import CaptionTeacher, CaptionTeacherConfig, CotTeacher, CotTeacherConfig
+from mmfr_assets.rules.config import QualityRulesConfig, quality_rules_of_run
+from mmfr_assets.rules.quality import QualityRules
+from mmfr_assets.selection.configs import QualityFilteredConfig
+
+PACKAGE = Path(mmfr_assets.__file__).parent
+
+
+def _imported_packages(folder: str) -> set[str]:
+    """The `mmfr_assets.<name>` packages/modules imported anywhere under `folder` (top-level or
+    inside functions)."""
+    found = set()
+    for path in (PACKAGE / folder).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found |= {n.split(".")[1] for n in names if n.startswith("mmfr_assets.")}
+    return found
+
+
+def test_no_import_cycle_between_distillation_and_selection():
+    assert "distillation" in _imported_packages("selection")  # selection reads distilled rows
+    assert "selection" not in _imported_packages("distillation")
+    assert not {"selection", "distillation"} & _imported_packages("rules")
+
+
+def test_the_thresholds_are_written_once():
+    assert QualityFilteredConfig().rules() == QualityRules() == QualityRulesConfig().rules()
+    # every threshold key quality_filtered takes is one the teachers read from the run
+    assert set(QualityFilteredConfig.model_fields) - {"batch_size"} == set(QualityRulesConfig.model_fields)
+
+
+def test_the_old_repetition_key_still_works_and_reaches_the_teachers():
+    assert QualityFilteredConfig(max_ngram_occurrences=4).rules().ngram_min_count == 5
+    assert QualityFilteredConfig(ngram_min_count=4).rules().ngram_min_count == 4
+    run = {"ops": {"quality_filtered": {"config": {"max_ngram_occurrences": 1, "batch_size": 8}}}}
+    assert quality_rules_of_run(run).ngram_min_count == 2
+    assert CotTeacher.for_run(CotTeacherConfig(), run).rules.ngram_min_count == 2
+    assert CotTeacher.for_run(CotTeacherConfig(max_ngram_occurrences=5), run).rules.ngram_min_count == 6
+    assert CotTeacher.for_run(CotTeacherConfig(ngram_min_count=7), run).rules.ngram_min_count == 7
+
+
+@pytest.mark.parametrize("given, expected", [({}, 200), ({"min_response_words": 300}, 300),
+                                             ({"min_response_words": None}, None)])
+def test_a_run_config_reaches_both_assets_through_dagster(given, expected):
+    """The run config as Dagster resolves it (defaults filled in) gives `quality_filtered` and
+    the teacher the same thresholds."""
+    seen = {}
+
+    @dg.asset(name="quality_filtered")
+    def quality_filtered(context: dg.AssetExecutionContext, config: QualityFilteredConfig) -> None:
+        seen["selection"] = config.rules()
+        seen["teacher"] = CotTeacher.for_run(CotTeacherConfig(), context.run_config).rules
+        seen["caption"] = CaptionTeacher.for_run(CaptionTeacherConfig(), context.run_config).rules
+
+    run_config = {"ops": {"quality_filtered": {"config": given}}}
+    assert dg.materialize([quality_filtered], run_config=run_config).success
+    assert seen["selection"].min_response_words == expected
+    assert seen["teacher"] == seen["selection"]
+    assert seen["caption"].min_caption_words == seen["selection"].min_caption_words
