@@ -57,8 +57,13 @@ FILTERS = (
     Filter("correctness", ("correctness_inconsistent", "correctness_unverified")),
 )
 FILTER_OF = {r: f.name for f in FILTERS for r in f.reasons}
-# Reason codes of `quality_reason`: 0 keeps the row, then every reason in the order tested.
+# Reason codes inside `_decide` (never stored: the lake records the reason's name): 0 keeps the
+# row, then every reason in the order tested. A condition is written beside its reason's name,
+# so inserting a reason in FILTERS moves no other rule.
 _REASONS = [None, *(r for f in FILTERS for r in f.reasons)]
+_CODE = {r: code for code, r in enumerate(_REASONS) if r is not None}
+# The rules `_decide` tests in one vectorized pass; repetition and correctness come after.
+_SCANNED = tuple(r for f in FILTERS if f.name in ("content", "structure") for r in f.reasons)
 
 # Subsets whose published answers carry no <answer> tags; only the think tags are checked.
 ANSWER_TAG_EXEMPT_SUBSETS = (
@@ -125,32 +130,37 @@ def _decide(frame: pl.DataFrame, rules: QualityRules) -> _Decision:
     words = scan[:, WORDS]
     no_rule = np.zeros(height, np.bool_)
     opens, closes = scan[:, ANSWER_OPEN], scan[:, ANSWER_CLOSE]
-    conditions = [  # in the order of _REASONS[1:10]
-        error,
+    conditions = {
+        "content_error_marker": error,
         # `strip_chars()` leaves nothing exactly when there is no word and no whitespace it keeps
-        ~response.valid | ((words == 0) & (scan[:, KEPT_WHITESPACE] == 0)),
-        no_rule if rules.min_response_words is None else words < rules.min_response_words,
-        ~caption.valid | ((caption_words == 0) & (caption_kept == 0)),
-        no_rule if rules.min_caption_words is None else caption_words < rules.min_caption_words,
-        (scan[:, THINK_OPEN] != 1)
+        "content_missing_response": ~response.valid | ((words == 0) & (scan[:, KEPT_WHITESPACE] == 0)),
+        "content_short_response":
+            no_rule if rules.min_response_words is None else words < rules.min_response_words,
+        "content_missing_caption": ~caption.valid | ((caption_words == 0) & (caption_kept == 0)),
+        "content_short_caption":
+            no_rule if rules.min_caption_words is None else caption_words < rules.min_caption_words,
+        "structure_think_tags": (scan[:, THINK_OPEN] != 1)
         | (scan[:, THINK_CLOSE] != 1)
         | (scan[:, THINK_OPEN_AT] > scan[:, THINK_CLOSE_AT]),
-        checked & ((opens != closes) | (opens == 0)),
-        checked & (scan[:, ANSWER_ALTERNATE] == 0),
-        checked & (scan[:, ANSWER_PAIR_OUTSIDE] == 0),
-    ]
-    code = np.select(conditions, np.arange(1, len(conditions) + 1), 0)
+        "structure_answer_unbalanced": checked & ((opens != closes) | (opens == 0)),
+        "structure_answer_malformed": checked & (scan[:, ANSWER_ALTERNATE] == 0),
+        "structure_answer_inside_think": checked & (scan[:, ANSWER_PAIR_OUTSIDE] == 0),
+    }
+    if set(conditions) != set(_SCANNED):
+        raise RuntimeError(f"content/structure reasons without a condition, or the reverse: "
+                           f"{sorted(set(conditions) ^ set(_SCANNED))}")
+    code = np.select([conditions[r] for r in _SCANNED], [_CODE[r] for r in _SCANNED], 0)
     # Repetition: rows that passed content and structure, flagged by the hash, confirmed exactly.
     repeated: dict[int, tuple[list[str], int]] = {}
     for row in np.flatnonzero((code == 0) & ((scan[:, REPEATED] == 1) | (n < 1))):
         begin = int(scan[row, THINK_OPEN_AT]) + len("<think>")
         think = response.text(row, begin, int(scan[row, THINK_CLOSE_AT])).split()
         if confirm_repeated(think, int(scan[row, REPEATED_AT]), n, min_count):
-            code[row] = _REASONS.index("repetition_ngram")
+            code[row] = _CODE["repetition_ngram"]
             repeated[int(row)] = most_repeated_ngram(think, int(scan[row, REPEATED_AT]), n)
     correctness = np.select(
         [unverified, inconsistent],
-        [_REASONS.index("correctness_unverified"), _REASONS.index("correctness_inconsistent")],
+        [_CODE["correctness_unverified"], _CODE["correctness_inconsistent"]],
         0,
     )
     code = np.where(code == 0, correctness, code)
