@@ -68,3 +68,47 @@ def test_a_run_config_reaches_both_assets_through_dagster(given, expected):
     assert seen["selection"].min_response_words == expected
     assert seen["teacher"] == seen["selection"]
     assert seen["caption"].min_caption_words == seen["selection"].min_caption_words
+
+
+# Knobs that were module globals are config now, with their old values as defaults.
+
+def test_routing_counts_are_question_reviews_config():
+    import polars as pl
+
+    from mmfr_assets.cleaning.review import QuestionReview, QuestionReviewConfig
+
+    batch = pl.DataFrame({"subset": ["S"] * 2, "id": ["a", "b"],
+                          "question": ["Find x now", "Find the value: das ist here"]})
+
+    def routed(**config):
+        return QuestionReview(QuestionReviewConfig(**config)).prepare(batch)["route_reasons"].to_list()
+
+    assert routed() == [["too_short"], []]  # 3 words < 4; two German words < 3
+    assert routed(route_min_words=3, route_min_foreign_words=2) == [[], ["foreign_words"]]
+
+
+def test_the_judge_sees_the_configured_tail_of_a_trace_without_an_answer():
+    from mmfr_assets.selection.configs import AnswerVerdictsConfig
+    from mmfr_assets.selection.steps import AnswerVerdictsStep
+
+    class Echo:
+        def render(self, **values):
+            return values["candidate"]
+
+    row = {"question": "q", "reference": "1", "final_answer": None, "response": "<think>t</think>" + "w" * 3000}
+    for tail in (1500, 10):
+        step = AnswerVerdictsStep(AnswerVerdictsConfig(judge_trace_tail_chars=tail, use_math_verify=False))
+        assert step.render(row, Echo()).splitlines()[-1] == "w" * tail
+    assert AnswerVerdictsConfig().judge_trace_tail_chars == 1500
+
+
+def test_image_limits_are_written_once():
+    import inspect
+
+    from mmfr_assets.cleaning.assets import CleanedConfig
+    from mmfr_assets.cleaning.images import clean_image
+
+    defaults = {k: p.default for k, p in inspect.signature(clean_image).parameters.items()}
+    config = CleanedConfig()
+    assert (defaults["max_edge"], defaults["max_pixels"], defaults["jpeg_quality"]) == (
+        config.max_long_edge, config.max_image_pixels, config.jpeg_quality) == (2048, 89_478_485, 95)

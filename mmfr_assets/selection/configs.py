@@ -12,6 +12,7 @@ from pydantic import Field
 from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.rules.config import QualityRulesConfig, quality_rules_of_run  # noqa: F401
 from mmfr_assets.rules.verify import REFERENCE_COLUMNS
+from mmfr_assets.rules.verify.workers import MATH_VERIFY_TIMEOUT_S
 
 
 class _VerifierConfig(ModelStepConfig):
@@ -22,8 +23,8 @@ class _VerifierConfig(ModelStepConfig):
         default=True, description="Try math-verify on pairs the rules leave undecided.")
     math_verify_workers: int = Field(default=2, description="math-verify worker processes.")
     math_verify_timeout_s: float = Field(
-        default=5.0, description="Seconds per item; a worker past it is killed and the pair "
-        "stays undecided.")
+        default=MATH_VERIFY_TIMEOUT_S, description="Seconds per item; a worker past it is "
+        "killed and the pair stays undecided.")
 
 
 class AnswerVerdictsConfig(_VerifierConfig):
@@ -32,6 +33,9 @@ class AnswerVerdictsConfig(_VerifierConfig):
     recompute: bool = Field(
         default=False, description="Verify every row, even those whose dataset carries "
         "is_consistent (by default they keep it, reproducing the published selection).")
+    judge_trace_tail_chars: int = Field(
+        default=1500, ge=0, description="Characters of the end of a trace shown to the judge "
+        "when the trace commits to no final answer.")
 
 
 class StudentRolloutsConfig(_VerifierConfig):

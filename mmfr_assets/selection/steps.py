@@ -42,8 +42,6 @@ DATASET_LABEL = "dataset_label"
 JUDGE = "judge"
 UNVERIFIED = "unverified"
 
-_TRACE_TAIL = 1500  # characters of a trace shown to the judge when it commits to no answer
-
 
 class _LazyVerifier:
     """One `AnswerVerifier` per step instance, started on first use and closed when the step
@@ -121,6 +119,7 @@ class AnswerVerdictsStep(ModelStep):
         self.recompute = config.recompute
         self.reference_columns = _reference_columns(config)
         self.columns = tuple(dict.fromkeys(["question", *self.reference_columns, "response", "is_consistent"]))
+        self.trace_tail = config.judge_trace_tail_chars
         self._verifier = _verifier(config)
         self.agreement = Agreement()
 
@@ -167,7 +166,7 @@ class AnswerVerdictsStep(ModelStep):
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
         candidate = row.get("final_answer")
         if not candidate:
-            tail = visible_text(row.get("response") or "")[-_TRACE_TAIL:]
+            tail = visible_text(row.get("response") or "")[-self.trace_tail:] if self.trace_tail else ""
             candidate = f"(no marked final answer; the end of the solution follows)\n{tail}"
         return prompt.render(question=row.get("question") or "", reference=row["reference"], candidate=candidate)
 

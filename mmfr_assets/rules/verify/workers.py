@@ -31,6 +31,9 @@ from multiprocessing.connection import Connection, wait
 # "unparsed" (math-verify found no expression on one side).
 Outcome = tuple[bool | None, str]
 DEFAULT_CHECK = "mmfr_assets.rules.verify.workers:math_verify_pair"
+#: Seconds math-verify may spend on one pair before its worker is killed and the pair stays
+#: undecided: the default of `MathVerifyPool`, `AnswerVerifier` and the selection configs.
+MATH_VERIFY_TIMEOUT_S = 5.0
 
 
 def has_expression(parsed: Sequence[object]) -> bool:
@@ -134,7 +137,7 @@ class MathVerifyPool:
     """
 
     def __init__(
-        self, workers: int | None = None, timeout_s: float = 5.0, check: str = DEFAULT_CHECK
+        self, workers: int | None = None, timeout_s: float = MATH_VERIFY_TIMEOUT_S, check: str = DEFAULT_CHECK
     ) -> None:
         self.size = max(1, workers or (os.cpu_count() or 1))
         self.timeout_s = timeout_s
