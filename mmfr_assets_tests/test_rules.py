@@ -112,3 +112,37 @@ def test_image_limits_are_written_once():
     config = CleanedConfig()
     assert (defaults["max_edge"], defaults["max_pixels"], defaults["jpeg_quality"]) == (
         config.max_long_edge, config.max_image_pixels, config.jpeg_quality) == (2048, 89_478_485, 95)
+
+
+@pytest.mark.parametrize("config_type, given, expected", [
+    ("123k", {}, (0.0, True)),
+    ("586k", {}, (1.0, False)),
+    ("586k", {"pass_rate_below": 1.0}, (1.0, False)),
+    ("123k", {"pass_rate_at_most": 0.0}, (0.0, True)),
+    ("123k", {"pass_rate_below": 0.5}, (0.5, False)),
+    ("586k", {"pass_rate_at_most": 0.25}, (0.25, True)),
+    # the older pair, as existing run configs write it
+    ("123k", {"max_pass_rate": 0.75}, (0.75, True)),
+    ("586k", {"max_pass_rate": 1.0, "inclusive": False}, (1.0, False)),
+    ("586k", {"max_pass_rate": 0.5, "inclusive": True}, (0.5, True)),
+])
+def test_the_recipe_bound_in_words_or_as_the_recorded_pair(config_type, given, expected):
+    """Through Dagster's run config, as a run gives it."""
+    from mmfr_assets.selection.configs import DifficultyFiltered586kConfig, DifficultyFilteredConfig
+
+    seen = {}
+    cls = DifficultyFilteredConfig if config_type == "123k" else DifficultyFiltered586kConfig
+
+    @dg.asset(name="recipe")
+    def recipe(config: cls) -> None:
+        seen["bound"] = (config.max_pass_rate, config.inclusive)
+
+    assert dg.materialize([recipe], run_config={"ops": {"recipe": {"config": given}}}).success
+    assert seen["bound"] == expected
+
+
+def test_the_recipe_bound_is_given_once():
+    from mmfr_assets.selection.configs import DifficultyFilteredConfig
+
+    with pytest.raises(ValueError, match="not both"):
+        DifficultyFilteredConfig(pass_rate_below=1.0, pass_rate_at_most=0.0)

@@ -6,8 +6,11 @@ they validate with the thresholds selection applies."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.rules.config import QualityRulesConfig, quality_rules_of_run  # noqa: F401
@@ -64,21 +67,51 @@ class QualityFilteredConfig(QualityRulesConfig):
     batch_size: int = Field(default=1024, description="Rows read at a time.")
 
 
+_CLEARER = ("Set, it replaces max_pass_rate and inclusive (the older pair, still accepted and "
+            "what the materialization records); set at most one of pass_rate_below and "
+            "pass_rate_at_most.")
+
+
 class DifficultyFilteredConfig(dg.Config):
-    """The 123K recipe by default: keep what the student never solves (pass rate <= 0)."""
+    """The 123K recipe by default: keep what the student never solves (pass rate <= 0).
+
+    The bound is written either as `max_pass_rate` with `inclusive` (the recorded pair) or, in
+    words, as `pass_rate_at_most` (keep <=) or `pass_rate_below` (keep <)."""
 
     max_pass_rate: float = Field(
-        default=0.0, description="Highest pass rate kept (paper's 123K recipe: 0).")
+        default=0.0, description="The pass-rate bound (paper's 123K recipe: 0, inclusive): see "
+        "inclusive for which side is kept.")
     inclusive: bool = Field(
         default=True, description="true: keep pass rate <= max_pass_rate; false: keep pass "
-        "rate < max_pass_rate.")
+        "rate < max_pass_rate (strictly below).")
+    pass_rate_at_most: float | None = Field(
+        default=None, description="Keep rows whose pass rate is at most this (<=). " + _CLEARER)
+    pass_rate_below: float | None = Field(
+        default=None, description="Keep rows whose pass rate is strictly below this (<); the "
+        "586K recipe is pass_rate_below: 1. " + _CLEARER)
     batch_size: int = Field(default=1024, description="Rows read at a time.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bound_in_words(cls, values: Any) -> Any:
+        """`pass_rate_at_most` / `pass_rate_below`, where set, become `max_pass_rate` and
+        `inclusive` (which the asset reads and records)."""
+        if not isinstance(values, Mapping):
+            return values
+        at_most, below = values.get("pass_rate_at_most"), values.get("pass_rate_below")
+        if at_most is not None and below is not None:
+            raise ValueError("set pass_rate_at_most or pass_rate_below, not both")
+        if at_most is None and below is None:
+            return values
+        return {**values, "max_pass_rate": at_most if below is None else below, "inclusive": below is None}
 
 
 class DifficultyFiltered586kConfig(DifficultyFilteredConfig):
     """The 586K recipe by default: keep what the student does not always solve (pass rate < 1)."""
 
     max_pass_rate: float = Field(
-        default=1.0, description="Pass-rate bound (paper's 586K recipe: < 1).")
+        default=1.0, description="The pass-rate bound (paper's 586K recipe: 1, not inclusive, "
+        "i.e. keep pass rate < 1): see inclusive for which side is kept.")
     inclusive: bool = Field(
-        default=False, description="false (default): keep pass rate < max_pass_rate; true: <=.")
+        default=False, description="false (default): keep pass rate < max_pass_rate (strictly "
+        "below); true: keep pass rate <= max_pass_rate.")
