@@ -31,8 +31,8 @@ from typing import Literal
 from mmfr_assets.cleaning.filters import FILTERS as CLEANING_FILTERS
 from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS
 from mmfr_assets.dedup.filters import FILTERS as DEDUP_FILTERS
+from mmfr_assets.rules.quality import FILTERS as QUALITY_FILTERS
 from mmfr_assets.selection.difficulty import FILTERS as DIFFICULTY_FILTERS
-from mmfr_assets.selection.quality import FILTERS as QUALITY_FILTERS
 from mmfr_assets.stage import Filter
 
 

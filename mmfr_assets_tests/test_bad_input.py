@@ -345,7 +345,7 @@ def test_a_failed_step_reads_failed_and_exits_1(env, capsys, monkeypatch):
 
 
 def _stage_run():
-    from mmfr_assets.selection.quality import FILTERS
+    from mmfr_assets.rules.quality import FILTERS
     from mmfr_assets.stage import StageRun
 
     run = StageRun(stage="quality_filtered", subset="FineVision-geo170k(qa)", filters=FILTERS,
@@ -367,7 +367,7 @@ def test_only_row_counts_are_plotted_and_identifiers_are_text():
     assert plotted == {"dagster/row_count", "rows_in", "rows_dropped"}
     assert metadata["delta_version"] == dg.MetadataValue.text("12")
     assert metadata["partition"] == dg.MetadataValue.text("FineVision-geo170k(qa)")
-    from mmfr_assets.selection.quality import FILTERS
+    from mmfr_assets.rules.quality import FILTERS
 
     assert metadata["dropped"].value[FILTERS[0].reasons[0]] == 3
     assert "dropped_by" not in metadata  # one funnel: `dropped` per reason and the Markdown funnel

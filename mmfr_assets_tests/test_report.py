@@ -270,7 +270,7 @@ def test_pages_say_where_they_are_and_cards_lead_with_the_answer(reported):
     """Each page says "page n of N" and links every page by number; a card shows the trace's
     final answer against the reference before anything else, and the end of the trace open
     (the whole trace collapsed)."""
-    from mmfr_assets.selection.verify.extract import final_answer
+    from mmfr_assets.rules.verify.extract import final_answer
 
     lake, out, _ = reported
     stage_dir = out / "viewer" / subset_folder(SUBSETS[0]) / "quality_filtered"

@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from mmfr_assets.selection.difficulty import select_difficulty
-from mmfr_assets.selection.quality import QualityRules, quality_reason, select_quality
-from mmfr_assets.selection.repetition import has_repeated_ngram, repeated_ngram_mask
-from mmfr_assets.selection.words import PY_WHITESPACE, WORD_PATTERN
+from mmfr_assets.rules.quality import QualityRules, quality_reason, select_quality
+from mmfr_assets.rules.repetition import has_repeated_ngram, repeated_ngram_mask
+from mmfr_assets.rules.words import PY_WHITESPACE, WORD_PATTERN
 
 EXEMPT = {"FineVision-visualwebinstruct(filtered)", "LLaVA-CoT", "FineVision-ai2d_merged"}
 FILLER = " ".join(f"w{i}" for i in range(260))

@@ -12,7 +12,7 @@ from mmfr_assets.prompts import load_prompt
 from mmfr_assets.selection.configs import AnswerVerdictsConfig, StudentRolloutsConfig
 from mmfr_assets.selection.difficulty import select_difficulty
 from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep, StudentVerdictsStep
-from mmfr_assets.selection.verify.judge import parse_judgment
+from mmfr_assets.rules.verify.judge import parse_judgment
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401
 
 

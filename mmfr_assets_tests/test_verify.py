@@ -9,15 +9,15 @@ import os
 import polars as pl
 import pytest
 
-from mmfr_assets.selection.verify import (
+from mmfr_assets.rules.verify import (
     AnswerVerifier,
     Item,
     final_answer,
     reference_answer,
     verify_rules,
 )
-from mmfr_assets.selection.verify import rules
-from mmfr_assets.selection.verify.workers import MathVerifyPool, has_expression, math_verify_pair
+from mmfr_assets.rules.verify import rules
+from mmfr_assets.rules.verify.workers import MathVerifyPool, has_expression, math_verify_pair
 
 REAL_SAMPLE = os.environ.get("MMFR_REAL_SAMPLE", "/work/shared/real_sample")
 
@@ -273,7 +273,7 @@ def test_rules_agree_with_published_labels():
 
 
 def test_agreement_metadata_only_with_labels():
-    from mmfr_assets.selection.verify.agreement import Agreement
+    from mmfr_assets.rules.verify.agreement import Agreement
 
     agreement = Agreement()
     agreement.add(pl.Series([True, True, False, None, False]), pl.Series([True, None, True, False, False]))

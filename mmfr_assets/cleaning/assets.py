@@ -12,7 +12,9 @@ import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.cleaning.filters import FILTERS
-from mmfr_assets.cleaning.images import CleanImage, ImageRejected, clean_image
+from mmfr_assets.cleaning.images import (
+    JPEG_QUALITY, MAX_IMAGE_PIXELS, MAX_LONG_EDGE, CleanImage, ImageRejected, clean_image,
+)
 from mmfr_assets.cleaning.verdicts import (
     ReviewTally, apply_text_verdicts, text_drop_reason, with_step_verdicts,
 )
@@ -54,10 +56,10 @@ class CleanedConfig(dg.Config):
     """Image and text cleaning thresholds (defaults: the paper's)."""
 
     max_long_edge: int = Field(
-        default=2048, description="Longer images are downsized to this edge (pixels), keeping the aspect ratio (paper: 2048).")
+        default=MAX_LONG_EDGE, description="Longer images are downsized to this edge (pixels), keeping the aspect ratio (paper: 2048).")
     max_image_pixels: int = Field(
-        default=89_478_485, description="Images with more pixels are refused as decompression bombs (Pillow's bound).")
-    jpeg_quality: int = Field(default=95, description="JPEG quality for images that had to be re-encoded.")
+        default=MAX_IMAGE_PIXELS, description="Images with more pixels are refused as decompression bombs (Pillow's bound).")
+    jpeg_quality: int = Field(default=JPEG_QUALITY, description="JPEG quality for images that had to be re-encoded.")
     require_image: bool = Field(
         default=True, description="Drop rows without a usable image (image_missing, image_corrupt), as the paper does.")
     batch_size: int = Field(default=256, description="Rows cleaned per batch (bounds memory).")

@@ -23,7 +23,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from mmfr_assets.cleaning.replies import json_objects, strip_thinking, unfence
-from mmfr_assets.cleaning.routing import route_reasons
+from mmfr_assets.cleaning.routing import RoutingRules, route_reasons
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
@@ -169,6 +169,15 @@ class QuestionReviewConfig(ModelStepConfig):
         "(every non-empty question, as the paper did) or 'none'."))
     max_attempts: int = Field(2, ge=1, description=(
         "Asks per row: an unparseable reply is asked again with a new seed up to this many times."))
+    route_min_words: int = Field(RoutingRules.min_words, ge=0, description=(
+        "Routing rule too_short: a question with fewer words than this (besides <image> tags; a "
+        "CJK character counts as a word) is flagged as probably incomplete."))
+    route_min_foreign_words: int = Field(RoutingRules.min_foreign_words, ge=1, description=(
+        "Routing rule foreign_words: a question with this many common words of Latin-script "
+        "languages other than English is flagged."))
+
+    def routing(self) -> RoutingRules:
+        return RoutingRules(min_words=self.route_min_words, min_foreign_words=self.route_min_foreign_words)
 
 
 class QuestionReview(ModelStep):
@@ -186,6 +195,7 @@ class QuestionReview(ModelStep):
         config = config or QuestionReviewConfig()
         self.review: ReviewMode = config.review
         self.max_attempts = config.max_attempts
+        self.routing = config.routing()
         # Figures for the materialization's metadata only (what parse returns stays a pure
         # function of its arguments): rows per routing rule, error types per final verdict.
         self._routed: Counter = Counter()
@@ -193,7 +203,7 @@ class QuestionReview(ModelStep):
         self._rows = 0
 
     def prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
-        prepared = batch.with_columns(route_reasons(batch, "question"))
+        prepared = batch.with_columns(route_reasons(batch, "question", self.routing))
         self._rows += prepared.height
         self._routed.update(prepared["route_reasons"].explode().drop_nulls().to_list())
         self._routed.update({"(any rule)": int((prepared["route_reasons"].list.len() > 0).sum())})

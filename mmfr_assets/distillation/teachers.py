@@ -24,9 +24,9 @@ from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step import ModelStep, Parsed, Retry
 from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.prompts import Prompt
-from mmfr_assets.selection import quality
-from mmfr_assets.selection.configs import quality_rules_of_run
-from mmfr_assets.selection.verify import AnswerVerifier, Item, final_answer, reference_answer
+from mmfr_assets.rules import quality
+from mmfr_assets.rules.config import quality_rules_of_run
+from mmfr_assets.rules.verify import AnswerVerifier, Item, final_answer, reference_answer
 
 #: The cleaned columns a trace's answer is checked against, in order (cleaning puts an
 #: extracted answer in `answer`; a solution in `original_answer` is the last resort).
@@ -53,6 +53,10 @@ class TeacherConfig(ModelStepConfig):
         default=1, description="Texts drawn per ask (the request's n); the first that passes "
         "validation is kept.")
 
+    def rule_overrides(self) -> dict[str, Any]:
+        """The `QualityRules` fields this config sets for the teacher alone (none here)."""
+        return {}
+
 
 _SAME_AS_SELECTION = ("null (default): quality_filtered's threshold in this run (its run config, "
                       "else its default), so the teacher keeps exactly what selection keeps; a "
@@ -62,24 +66,35 @@ _SAME_AS_SELECTION = ("null (default): quality_filtered's threshold in this run 
 class CaptionTeacherConfig(TeacherConfig):
     min_caption_words: int | None = Field(default=None, description=_SAME_AS_SELECTION)
 
+    def rule_overrides(self) -> dict[str, Any]:
+        return _set(min_caption_words=self.min_caption_words)
+
 
 class CotTeacherConfig(TeacherConfig):
     min_response_words: int | None = Field(default=None, description=_SAME_AS_SELECTION)
     ngram_size: int | None = Field(default=None, description=_SAME_AS_SELECTION)
-    max_ngram_occurrences: int | None = Field(default=None, description=_SAME_AS_SELECTION)
+    ngram_min_count: int | None = Field(default=None, description=_SAME_AS_SELECTION)
+    max_ngram_occurrences: int | None = Field(
+        default=None, description="The older name of the same bound (ngram_min_count - 1), kept "
+        "for run configs that use it; set, it wins over ngram_min_count. " + _SAME_AS_SELECTION)
     check_answer: bool = Field(
         default=True, description="Where the row has a reference, ask again (new seed) when the "
         "trace's final answer is decidedly different: a rule that understands both sides says "
         "so. math-verify's 'different' is weak (it says so where it fails to parse) and never "
         "costs another trace: answer_verdicts' judge settles it.")
 
+    def rule_overrides(self) -> dict[str, Any]:
+        count = self.max_ngram_occurrences + 1 if self.max_ngram_occurrences is not None else self.ngram_min_count
+        return _set(min_response_words=self.min_response_words, ngram_size=self.ngram_size, ngram_min_count=count)
+
+
+def _set(**values: Any) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
 
 def teacher_rules(selection: quality.QualityRules, config: TeacherConfig) -> quality.QualityRules:
     """The selection's thresholds, with the teacher config's explicit overrides."""
-    overrides = {name: getattr(config, name) for name in
-                 ("min_response_words", "min_caption_words", "ngram_size", "max_ngram_occurrences")
-                 if getattr(config, name, None) is not None}
-    return dataclasses.replace(selection, **overrides)
+    return dataclasses.replace(selection, **config.rule_overrides())
 
 
 def usable(column: str) -> pl.Expr:

@@ -16,7 +16,8 @@ from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.joins import join_in_order
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.asset import model_step_asset
-from mmfr_assets.selection import difficulty, quality
+from mmfr_assets.rules import quality
+from mmfr_assets.selection import difficulty
 from mmfr_assets.selection.configs import (  # noqa: F401  (re-exported: the asset configs' home)
     AnswerVerdictsConfig,
     DifficultyFiltered586kConfig,

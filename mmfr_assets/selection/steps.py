@@ -23,7 +23,7 @@ from mmfr_assets.prompts import Prompt
 from mmfr_assets.selection.configs import (
     AnswerVerdictsConfig, StudentRolloutsConfig, StudentVerdictsConfig,
 )
-from mmfr_assets.selection.verify import (
+from mmfr_assets.rules.verify import (
     REFERENCE_COLUMNS,
     AnswerVerifier,
     Item,
@@ -31,18 +31,16 @@ from mmfr_assets.selection.verify import (
     reference_answer,
     verify_rules,
 )
-from mmfr_assets.selection.verify.agreement import Agreement
-from mmfr_assets.selection.verify.batch import items_of_batch, verdict_frame
-from mmfr_assets.selection.verify.judge import parse_judgment, visible_text
-from mmfr_assets.selection.verify.sample_judge import parse_sample_judgments
-from mmfr_assets.selection.verify.verifier import WEAK_METHODS
+from mmfr_assets.rules.verify.agreement import Agreement
+from mmfr_assets.rules.verify.batch import items_of_batch, verdict_frame
+from mmfr_assets.rules.verify.judge import parse_judgment, visible_text
+from mmfr_assets.rules.verify.sample_judge import parse_sample_judgments
+from mmfr_assets.rules.verify.verifier import WEAK_METHODS
 
 # `method` values besides the rule names (rules.RULES) and "math_verify".
 DATASET_LABEL = "dataset_label"
 JUDGE = "judge"
 UNVERIFIED = "unverified"
-
-_TRACE_TAIL = 1500  # characters of a trace shown to the judge when it commits to no answer
 
 
 class _LazyVerifier:
@@ -121,6 +119,7 @@ class AnswerVerdictsStep(ModelStep):
         self.recompute = config.recompute
         self.reference_columns = _reference_columns(config)
         self.columns = tuple(dict.fromkeys(["question", *self.reference_columns, "response", "is_consistent"]))
+        self.trace_tail = config.judge_trace_tail_chars
         self._verifier = _verifier(config)
         self.agreement = Agreement()
 
@@ -167,7 +166,7 @@ class AnswerVerdictsStep(ModelStep):
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
         candidate = row.get("final_answer")
         if not candidate:
-            tail = visible_text(row.get("response") or "")[-_TRACE_TAIL:]
+            tail = visible_text(row.get("response") or "")[-self.trace_tail:] if self.trace_tail else ""
             candidate = f"(no marked final answer; the end of the solution follows)\n{tail}"
         return prompt.render(question=row.get("question") or "", reference=row["reference"], candidate=candidate)
 

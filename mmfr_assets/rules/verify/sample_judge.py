@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mmfr_assets.selection.verify.judge import visible_text
+from mmfr_assets.rules.verify.judge import visible_text
 
 _LINE = re.compile(
     r"^[\s>*_#`-]*judg(?:e)?ment[\s*_`]*(?:(?:answer|candidate|no\.?)\s*)?#?\s*(\d+)[\s*_`)]*[:：]"
