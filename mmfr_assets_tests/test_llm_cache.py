@@ -232,7 +232,8 @@ def test_resume_after_sigkill_rerequests_nothing_that_finished(fake_llm, llm_set
 
 def test_default_cache_path(monkeypatch):
     from mmfr_assets.llm.cache import default_cache_path
-    assert default_cache_path({}) == "data/llm_cache.sqlite"
+    # in the checkout's data/ folder (beside the lake), not under the current directory
+    assert default_cache_path({}) == str(Path(__file__).resolve().parent.parent / "data" / "llm_cache.sqlite")
     monkeypatch.setenv("MMFR_LLM_CACHE", "/tmp/elsewhere.sqlite")
     assert default_cache_path() == "/tmp/elsewhere.sqlite"
 
