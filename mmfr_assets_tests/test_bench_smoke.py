@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from bench import images, quality
 from bench.data import SourceSpec, write_source
@@ -49,6 +50,7 @@ def test_quick_bench_functions(tmp_path):
     assert scenario.sizes_equal and scenario.min_psnr >= 30
 
 
+@pytest.mark.process
 def test_model_step_bench_on_tiny_partitions(tmp_path):
     """`bench/model_step.py` end to end on tiny partitions: the bare client and the asset (a
     `dagster asset materialize` subprocess) send the same prompts, every row gets a generated

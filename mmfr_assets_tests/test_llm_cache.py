@@ -167,6 +167,7 @@ _WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.process
 def test_several_processes_can_write_concurrently(shared_cache):
     path = shared_cache
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), f"p{j}"], cwd=REPO) for j in range(4)]
