@@ -16,12 +16,13 @@ import pytest
 
 from mmfr_devkit.drive import complete, run_requests
 from mmfr_assets.llm.cache import ResponseCache, cache_key, redacted
-from mmfr_assets.llm.client import LLMSession
+from mmfr_assets.llm.client import EndpointSettings, LLMSession
 from mmfr_assets.llm.wire import build_body
 from mmfr_devkit.fake_server import prompt_digest
 from mmfr_assets.llm.images import user_message
 from mmfr_assets.llm.types import ChatRequest
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server, llm_settings  # noqa: F401
+from mmfr_assets_tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -211,7 +212,12 @@ def test_resume_after_sigkill_rerequests_nothing_that_finished(fake_llm, llm_set
         if line.startswith("DONE"):
             done.append(int(line.split()[1]))
     assert len(done) >= 8, "client subprocess did not make progress"
-    time.sleep(0.1)          # responses are committed within milliseconds; 100 ms is plenty
+    # Killed once the finished responses are in the cache (committed within milliseconds):
+    # the keys the child's session gives them, read from the cache as another process would.
+    child = EndpointSettings(base_url=fake_llm.url, model="fake-model", max_concurrency=4, timeout_s=10, max_retries=1)
+    keys = [cache_key(build_body(child, ChatRequest.from_text(f"{tag} item {i}"))) for i in done]
+    with ResponseCache(cache_path) as cache:
+        wait_until(lambda: len(cache.get_many(keys)) == len(keys), "the finished responses to reach the cache")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     proc.stdout.close()
