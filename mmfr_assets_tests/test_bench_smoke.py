@@ -21,6 +21,7 @@ def _rows(folder) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(p) for p in sorted(folder.glob("*.parquet"))])
 
 
+@pytest.mark.process
 def test_quick_bench_functions(tmp_path):
     spec = SourceSpec(subsets={SUBSET: 90}, trace_words=400, image_size=128, shard_rows=40)
     source = write_source(tmp_path / "source", spec, workers=2, log=lambda *_: None)
