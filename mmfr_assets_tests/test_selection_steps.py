@@ -75,6 +75,7 @@ def distilled_batch() -> pl.DataFrame:
     )
 
 
+@pytest.mark.process
 def test_answer_verdicts_routes_only_undecided_rows_to_the_judge():
     step = AnswerVerdictsStep(AnswerVerdictsConfig(recompute=False, math_verify_workers=1))
     try:

@@ -20,6 +20,8 @@ import dagster as dg
 import pydantic
 from pydantic import Field
 
+from mmfr_assets.settings import endpoint_environment, role_env_prefix
+
 from .bound import EndpointBound, PoolSlots, endpoint_bound, split_base_urls
 from .cache import ResponseCache
 from .client import EndpointSettings, LLMSession
@@ -188,32 +190,21 @@ ROLE_DEFAULTS: dict[str, RoleDefaults] = {
 ROLES: tuple[str, ...] = tuple(ROLE_DEFAULTS)
 
 
-def role_env_prefix(role: str) -> str:
-    """``cot_teacher`` -> ``MMFR_COT_TEACHER_``."""
-    return f"MMFR_{role.upper()}_"
-
-
 def endpoint_class_for_role(role: str, environ: Optional[Mapping[str, str]] = None) -> type[LLMEndpoint]:
     """A subclass of :class:`LLMEndpoint` whose field defaults are ``role``'s values.
 
-    Read from the environment: ``MMFR_<ROLE>_BASE_URL`` (unset/empty = disabled),
-    ``MMFR_<ROLE>_MODEL``, ``MMFR_<ROLE>_MAX_CONCURRENCY`` and
-    ``MMFR_<ROLE>_API_KEY`` (only its *presence*: the default becomes
-    ``EnvVar("MMFR_<ROLE>_API_KEY")``, resolved by Dagster at run time).
+    Read from the environment (through :func:`mmfr_assets.settings.endpoint_environment`):
+    ``MMFR_<ROLE>_BASE_URL`` (unset/empty = disabled), ``MMFR_<ROLE>_MODEL``,
+    ``MMFR_<ROLE>_MAX_CONCURRENCY`` and ``MMFR_<ROLE>_API_KEY`` (only its *presence*: the
+    default becomes ``EnvVar("MMFR_<ROLE>_API_KEY")``, resolved by Dagster at run time).
     """
-    environ = os.environ if environ is None else environ
     d = ROLE_DEFAULTS[role]
     prefix = role_env_prefix(role)
-    base_url = (environ.get(prefix + "BASE_URL") or "").strip() or None
-    model = (environ.get(prefix + "MODEL") or "").strip() or d.model
-    concurrency_text = (environ.get(prefix + "MAX_CONCURRENCY") or "").strip()
-    try:
-        concurrency = int(concurrency_text) if concurrency_text else d.max_concurrency
-    except ValueError:
-        raise ValueError(f"{prefix}MAX_CONCURRENCY must be an integer, got {concurrency_text!r}") from None
-    if concurrency < 1:
-        raise ValueError(f"{prefix}MAX_CONCURRENCY must be >= 1, got {concurrency}")
-    api_key: Optional[str] = dg.EnvVar(prefix + "API_KEY") if environ.get(prefix + "API_KEY") else None
+    env = endpoint_environment(role, environ)
+    base_url = env.base_url
+    model = env.model or d.model
+    concurrency = env.max_concurrency or d.max_concurrency
+    api_key: Optional[str] = dg.EnvVar(env.api_key_var) if env.api_key_var else None
     class_name = "".join(part.capitalize() for part in role.split("_")) + "Endpoint"
     overrides: dict[str, Any] = {
         "name": role, "base_url": base_url, "model": model, "api_key": api_key,
