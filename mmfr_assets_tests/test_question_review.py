@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from mmfr_assets.cleaning.replies import json_objects, latex_safe_json, strip_thinking
+from mmfr_assets.llm.replies import json_objects, latex_safe_json, strip_thinking
 from mmfr_assets.cleaning.review import (
     FAILED,
     NO_PROBLEM,

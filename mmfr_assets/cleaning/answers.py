@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.cleaning.replies import strip_thinking, tag_contents
+from mmfr_assets.llm.replies import snippet, strip_thinking, tag_contents
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
@@ -50,8 +50,7 @@ def parse_extracted_answer(content: str) -> str:
     text = strip_thinking(content)
     answers = tag_contents(text, "answer")
     if not answers:
-        snippet = " ".join(text.split())[:160] or "(empty content)"
-        raise NoAnswerTag(f"no <answer>...</answer> in the reply: {snippet!r}")
+        raise NoAnswerTag(f"no <answer>...</answer> in the reply: {snippet(text)!r}")
     return answers[-1].strip()
 
 

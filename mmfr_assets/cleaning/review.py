@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.cleaning.replies import json_objects, strip_thinking, unfence
+from mmfr_assets.llm.replies import json_objects, snippet, strip_thinking, unfence
 from mmfr_assets.cleaning.routing import route_reasons
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.asset import ModelStepConfig
@@ -117,8 +117,7 @@ def parse_review(content: str) -> Review:
     lines = [line for line in body.splitlines() if line.strip()]
     if lines and (_NO_PROBLEM_LINE.match(body) or _NO_PROBLEM_LINE.match(lines[-1])):
         return Review((), None)
-    snippet = " ".join(body.split())[:160] or "(empty content)"
-    raise Unparseable(f"neither No Problem nor a verdict object: {snippet!r}")
+    raise Unparseable(f"neither No Problem nor a verdict object: {snippet(body)!r}")
 
 
 def keep_image_tag(original: str, corrected: str) -> str:

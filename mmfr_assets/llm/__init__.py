@@ -3,7 +3,7 @@ CoT distillation, captioning, verification, difficulty rollouts).
 
 Where things are: `resource.py` the Dagster resource per role (`LLMEndpoint`), `endpoint.py`
 its settings snapshot and the key redactor, `client.py` the session and its request window,
-`wire.py` the request body and the reply's parsing, `retries.py` retry, backoff and fail-fast,
+`wire.py` the request body and the reply's parsing, `replies.py` what a reply says (thinking, blank, JSON), `retries.py` retry, backoff and fail-fast,
 `transport.py` the HTTP POST, `cache.py` the response cache, `usage.py` the counters.
 
 How a model step uses it (`model_step/runner.py`, the only caller in the pipeline)::

@@ -17,6 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
+from mmfr_assets.llm.replies import visible_text
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
 from mmfr_assets.prompts import Prompt
@@ -33,7 +34,7 @@ from mmfr_assets.selection.verify import (
 )
 from mmfr_assets.selection.verify.agreement import Agreement
 from mmfr_assets.selection.verify.batch import items_of_batch, verdict_frame
-from mmfr_assets.selection.verify.judge import parse_judgment, visible_text
+from mmfr_assets.selection.verify.judge import parse_judgment
 from mmfr_assets.selection.verify.sample_judge import parse_sample_judgments
 from mmfr_assets.selection.verify.verifier import WEAK_METHODS
 
