@@ -17,7 +17,7 @@ from mmfr_assets.dedup.assets import build_dedup_signatures, build_deduplicated
 from mmfr_assets.distillation.assets import build_distilled
 from mmfr_assets.errors import InputError
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.llm import endpoint_resources_from_env
+from mmfr_assets.llm import CACHE_RESOURCE_KEY, endpoint_resources_from_env, llm_cache_from_env
 from mmfr_assets.reporting.assets import with_report
 from mmfr_assets.selection.assets import build_selection
 from mmfr_assets.settings import lake_location, lake_storage_options, source_location
@@ -42,6 +42,7 @@ def build_definitions(
         ]),
         resources={
             **endpoint_resources_from_env(),
+            CACHE_RESOURCE_KEY: llm_cache_from_env(),
             "source": HFSourceResource(path=source),
             "lake": LakeResource(
                 uri=lake_uri or lake_location(),

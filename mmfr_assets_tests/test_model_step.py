@@ -10,7 +10,7 @@ import pytest
 from mmfr_assets.llm import LLMEndpointError, LLMSession, ResponseCache
 from mmfr_assets.llm.types import ChatRequest
 from mmfr_assets.model_step import ModelStep, Parsed, Retry
-from mmfr_assets.model_step.runner import StepStats, run_model_step
+from mmfr_assets.model_step.runner import StepStats, check_declaration, run_model_step, skipped
 from mmfr_assets.prompts import Prompt
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server, llm_settings  # noqa: F401
 
@@ -27,8 +27,10 @@ class EchoStep(ModelStep):
     columns = ("question",)
     prompt = "echo"
     output_schema = pa.schema([("text", pa.string()), ("texts", pa.list_(pa.string())),
-                               ("status", pa.string())])
+                               ("status", pa.string()), ("why", pa.string())])
     status_column = "status"
+    reason_column = "why"
+    skipped_status = "no_model"
 
     def __init__(self, samples=1, max_attempts=1, want=None):
         self.samples, self.max_attempts, self.want = samples, max_attempts, want
@@ -49,8 +51,8 @@ class EchoStep(ModelStep):
             return Retry("unwanted", Parsed({**out.columns, "status": "gave_up"}))
         return out
 
-    def without_model(self, row, reason):
-        return Parsed({"status": "skipped" if reason is None else f"no model: {reason}"})
+    def without_model(self, row):
+        return Parsed({"status": "not_needed"})
 
 
 def _batches(n, every=1, size=100):
@@ -73,17 +75,50 @@ def test_rows_come_back_in_input_order_under_heavy_tailed_latency(fake_llm, llm_
         out = _run(EchoStep(), s, _batches(400, every=3), reorder_limit=40, write_rows=64, stats=stats)
     assert out["id"].to_list() == [f"r{i:05d}" for i in range(400)]
     sent = [i % 3 == 0 for i in range(400)]
-    assert out["status"].to_list() == ["attempt1" if s else "skipped" for s in sent]
+    assert out["status"].to_list() == ["attempt1" if s else "not_needed" for s in sent]
     assert all(t == f"Echo: Please answer: q{i}" for i, t in zip(range(0, 400, 3), out["text"].drop_nulls()))
-    assert stats.sent == sum(sent) and stats.rows == 400 and stats.statuses["skipped"] == 400 - sum(sent)
+    assert stats.sent == sum(sent) and stats.rows == 400 and stats.statuses["not_needed"] == 400 - sum(sent)
     assert out["prompt_version"].null_count() == 400 - sum(sent)
     assert fake_llm.stats()["max_in_flight"] == 8  # the window stayed full across batches
 
 
 def test_no_endpoint_says_why_for_every_row_that_needed_one():
-    out = _run(EchoStep(), None, _batches(10, every=2), skip_reason="no answer_llm endpoint configured")
-    assert out["status"].to_list() == ["no model: no answer_llm endpoint configured", "skipped"] * 5
-    assert set(out["attempts"]) == {0}
+    stats = StepStats()
+    out = _run(EchoStep(), None, _batches(10, every=2), stats=stats)
+    assert out["status"].to_list() == ["no_model", "not_needed"] * 5
+    assert out["why"].to_list() == ["no answer_llm endpoint configured (MMFR_ANSWER_LLM_BASE_URL unset)", None] * 5
+    assert set(out["attempts"]) == {0} and set(out["prompt_version"]) == {None}
+    assert (stats.rows, stats.sent, stats.not_sent, stats.statuses) == (10, 0, 5, {"no_model": 5, "not_needed": 5})
+
+
+class _Noted(EchoStep):
+    """A step whose rows carry a note without the model, and no skipped status of its own."""
+
+    skipped_status = None
+
+    def without_model(self, row):
+        return Parsed({"status": "bounds", "why": "2 of 4 undecided"})
+
+
+def test_the_runner_appends_the_reason_and_keeps_a_status_the_step_does_not_override():
+    row = {"subset": "S", "id": "1", "question": "q"}
+    assert skipped(_Noted(), row, "no endpoint").columns == {"status": "bounds", "why": "2 of 4 undecided; no endpoint"}
+    assert skipped(EchoStep(), row, "no endpoint").columns == {"status": "no_model", "why": "no endpoint"}
+
+
+def test_a_declaration_that_does_not_hold_together_fails_at_definition_time():
+    check_declaration(EchoStep)
+
+    class NoSuchColumn(EchoStep):
+        reason_column = "nope"
+
+    class NoStatus(EchoStep):
+        status_column = None
+
+    with pytest.raises(TypeError, match="echo: reason_column 'nope'"):
+        check_declaration(NoSuchColumn)
+    with pytest.raises(TypeError, match="skipped_status needs a status_column"):
+        check_declaration(NoStatus)
 
 
 def test_samples_in_one_request_with_n_or_one_request_per_seed(fake_llm, llm_settings, tmp_path):

@@ -82,6 +82,8 @@ class AnswerExtraction(ModelStep):
     prompt = "answer_extraction"
     output_schema = ANSWER_SCHEMA
     status_column = "answer_origin"
+    reason_column = "answer_error"
+    skipped_status = MISSING
 
     def __init__(self, config: AnswerExtractionConfig | None = None) -> None:
         self.max_attempts = (config or AnswerExtractionConfig()).max_attempts
@@ -107,8 +109,6 @@ class AnswerExtraction(ModelStep):
             return Parsed(_columns(None, FAILED, "the solution reaches no final answer"))
         return Parsed(_columns(answer, EXTRACTED, None))
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
         has_answer = bool((row.get("answer") or "").strip())
-        if reason is None:
-            return Parsed(_columns(None, DATASET if has_answer else ABSENT, None))
-        return Parsed(_columns(None, MISSING, reason))
+        return Parsed(_columns(None, DATASET if has_answer else ABSENT, None))

@@ -180,6 +180,8 @@ class QuestionReview(ModelStep):
     prompt = "question_review"
     output_schema = REVIEW_SCHEMA
     status_column = "review_status"
+    reason_column = "review_error"
+    skipped_status = SKIPPED
 
     def __init__(self, config: QuestionReviewConfig | None = None) -> None:
         config = config or QuestionReviewConfig()
@@ -232,8 +234,6 @@ class QuestionReview(ModelStep):
         out.update({f"review/error_type/{t}": n for t, n in sorted(self._error_types.items())})
         return out
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
-        if reason is None:
-            columns = failed_columns(row, None)  # type: ignore[arg-type]
-            return Parsed({**columns, "review_status": NOT_ROUTED})
-        return Parsed({**failed_columns(row, reason), "review_status": SKIPPED})
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
+        columns = failed_columns(row, None)  # type: ignore[arg-type]
+        return Parsed({**columns, "review_status": NOT_ROUTED})

@@ -76,6 +76,14 @@ class ModelStep(abc.ABC):
     sends_image: ClassVar[bool] = False
     #: Column whose value counts go to the materialization's metadata (e.g. an origin).
     status_column: ClassVar[str | None] = None
+    #: A row that needed the model but had no endpoint is written by the runner (`runner.skipped`):
+    #: `without_model`'s columns, with the reason in `reason_column` (after any text already
+    #: there) and, where set, `skipped_status` in `status_column`; so every step's table says
+    #: plainly which rows were skipped and why, the same way.
+    reason_column: ClassVar[str]
+    skipped_status: ClassVar[str | None] = None
+    #: What the asset is, for the UI (the asset's description).
+    description: ClassVar[str] = ""
 
     #: Samples per row (one request with `n` where the endpoint supports it, else one
     #: request per sample with distinct seeds); attempts per row when `parse` says Retry.
@@ -117,9 +125,10 @@ class ModelStep(abc.ABC):
         return [self.parse(row, replies, attempt) for row, replies, attempt in jobs]
 
     @abc.abstractmethod
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
-        """Columns of a row sent to no model: `reason` None when it needed no request, else
-        why it was not sent (no endpoint configured)."""
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
+        """Columns of a row without the model's output: final for a row that needed no
+        request; for one that needed it and had no endpoint, the runner marks them skipped
+        (`reason_column`, `skipped_status`)."""
 
     def finished(self, out: Parsed) -> None:
         """Called once per row with its final columns (after any retries), e.g. to count what

@@ -115,6 +115,7 @@ class AnswerVerdictsStep(ModelStep):
         ]
     )
     status_column = "method"
+    reason_column = "analysis"
     max_attempts = 2
 
     def __init__(self, config: AnswerVerdictsConfig | None = None) -> None:
@@ -206,18 +207,17 @@ class AnswerVerdictsStep(ModelStep):
             {**self._base(row), "is_consistent": judgment.equivalent, "method": JUDGE, "analysis": judgment.analysis}
         )
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
         label = row.get("is_consistent")
         if label is not None and not self.recompute:
             return Parsed({**self._base(row), "is_consistent": label, "method": DATASET_LABEL, "analysis": None})
         if row.get("rule_verdict") is not None:
             weak = bool(row.get("rule_weak"))
-            analysis = f"math-verify says different (weak: not confirmed; {reason})" if weak and reason else None
+            analysis = "math-verify says different (weak: not confirmed)" if weak else None
             return Parsed({**self._base(row), "is_consistent": row["rule_verdict"], "method": row["rule_method"],
                            "analysis": analysis, "weak": weak})
-        if reason is None:  # needed no request: nothing to compare against
-            return Parsed(self._unverified(row, row.get("rule_detail") or "no_reference"))
-        return Parsed(self._unverified(row, f"{row.get('rule_detail') or 'rules_undecided'}; {reason}"))
+        undecided = "rules_undecided" if row.get("reference") is not None else "no_reference"
+        return Parsed(self._unverified(row, row.get("rule_detail") or undecided))
 
 
 def pass_rate_bounds(samples: int, correct: int, unknown: int) -> tuple[float | None, float | None]:
@@ -286,6 +286,8 @@ class StudentRolloutsStep(ModelStep):
     )
     sends_image = True
     status_column = "pass_rate_origin"
+    reason_column = "detail"
+    skipped_status = "missing"
 
     def __init__(self, config: StudentRolloutsConfig | None = None) -> None:
         config = config or StudentRolloutsConfig()
@@ -363,7 +365,7 @@ class StudentRolloutsStep(ModelStep):
         origin = "rollouts" if columns["pass_rate"] is not None else "bounds"
         return Parsed({**columns, "pass_rate_origin": origin})
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
         rate = row.get("pass_rate")
         if rate is not None and rate == rate and not self.recompute:
             return Parsed(self._columns(row, pass_rate=rate, pass_rate_low=rate, pass_rate_high=rate,
@@ -371,7 +373,7 @@ class StudentRolloutsStep(ModelStep):
         if row.get("reference") is None:
             return Parsed(self._columns(row, pass_rate_origin="no_reference",
                                         detail="no reference answer to verify samples against"))
-        return Parsed(self._columns(row, pass_rate_origin="missing", detail=reason))
+        return Parsed(self._columns(row, pass_rate_origin="missing"))
 
 
 #: `student_rollouts` columns `student_verdicts` reads beside the quality rows' text.
@@ -408,6 +410,7 @@ class StudentVerdictsStep(ModelStep):
         ]
     )
     status_column = "pass_rate_origin"
+    reason_column = "detail"
     max_attempts = 2
 
     def __init__(self, config: StudentVerdictsConfig | None = None) -> None:
@@ -471,10 +474,10 @@ class StudentVerdictsStep(ModelStep):
             return Retry(why, fallback)
         return Parsed(self._outcome(row, settled, None))
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
         origin = row.get("pass_rate_origin")
         if origin in ("rollouts", "bounds"):
-            return Parsed(self._outcome(row, {}, reason))
+            return Parsed(self._outcome(row, {}, None))
         columns = {name: row.get(name) for name, _ in PASS_RATE_SCHEMA}
         return Parsed({**columns, "judged": 0, "sample_verdicts": row.get("sample_verdicts") or [],
                        "detail": row.get("rollout_detail")})
