@@ -19,13 +19,13 @@ import dagster as dg
 from pydantic import Field
 
 from mmfr_assets.funnel import accounting_check_spec, check_spec, readable, stage_result
-from mmfr_assets.lake.joins import join_in_order
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.llm.resource import CACHE_RESOURCE_KEY, LLMCache, LLMEndpoint
 from mmfr_assets.llm.bound import pool_slots
 from mmfr_assets.llm.types import ChatRequest
 from mmfr_assets.model_step.declaration import ModelStep
+from mmfr_assets.model_step.join import join_step
 from mmfr_assets.model_step.runner import (
     StepStats, check_declaration, no_endpoint_reason, run_model_step, table_schema,
 )
@@ -93,7 +93,7 @@ def model_step_asset(
         name=name,
         group_name=group,
         partitions_def=partitions,
-        deps=list(deps) if deps is not None else [step_type.upstream, *step_type.joins],
+        deps=list(deps) if deps is not None else [step_type.upstream, *(j.table for j in step_type.joins)],
         pool=role,
         kinds={"deltalake", "openai"},
         check_specs=[
@@ -163,8 +163,8 @@ def _run_step(context: dg.AssetExecutionContext, step_type: type[ModelStep], con
         columns = ["subset", "id", *[c for c in step.columns if c not in ("subset", "id")]]
         upstream = upstream_batches(lake, step.upstream, subset, columns=columns,
                                     batch_size=config.batch_size)
-        for table, taken in step.joins.items():
-            upstream = join_in_order(lake, upstream, table, subset, taken)
+        if step.joins:
+            upstream = join_step(lake, upstream, subset, step.joins, batch_size=config.batch_size)
         stack.callback(upstream.close)
         rows = run_model_step(
             step, upstream,

@@ -16,13 +16,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.prompts import Prompt
+
+if TYPE_CHECKING:
+    from mmfr_assets.model_step.join import StepJoin
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,9 @@ class ModelStep(abc.ABC):
     prompt: ClassVar[str]
     #: Columns the step writes besides `subset` and `id`.
     output_schema: ClassVar[pa.Schema]
-    #: Columns taken from other tables of the partition in the upstream's row order (table ->
-    #: {its column: the row's key}), e.g. a previous step's verdicts beside the upstream's text.
-    joins: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+    #: Columns of earlier steps' tables beside the upstream's (`join.take(step, ...)`, the join
+    #: every consumer of a step uses), e.g. the student's samples beside the question.
+    joins: ClassVar[Sequence[StepJoin]] = ()
     #: Send the row's image (cleaned bytes where cleaning changed it, else the original).
     sends_image: ClassVar[bool] = False
     #: Column whose value counts go to the materialization's metadata (e.g. an origin).

@@ -20,6 +20,7 @@ from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
 from mmfr_assets.llm.replies import visible_text
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
+from mmfr_assets.model_step.join import take
 from mmfr_assets.prompts import Prompt
 from mmfr_assets.selection.configs import (
     AnswerVerdictsConfig, StudentRolloutsConfig, StudentVerdictsConfig,
@@ -399,7 +400,7 @@ class StudentVerdictsStep(ModelStep):
     role = "judge_llm"
     upstream = "quality_filtered"
     columns = ("question",)
-    joins = {"student_rollouts": {c: c if c != "detail" else "rollout_detail" for c in _ROLLOUT_COLUMNS}}
+    joins = (take(StudentRolloutsStep, *(c for c in _ROLLOUT_COLUMNS if c != "detail"), detail="rollout_detail"),)
     prompt = "sample_judge"
     output_schema = pa.schema(
         [
