@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from mmfr_assets.llm import LLMEndpointError, LLMSession, ResponseCache
+from mmfr_assets.llm.resource import LLMCache
 from mmfr_assets.llm.types import ChatRequest
 from mmfr_assets.model_step import ModelStep, Parsed, Retry
 from mmfr_assets.model_step.runner import StepStats, check_declaration, run_model_step, skipped
@@ -186,3 +187,90 @@ def test_classify_status():
     assert classify_status(401, "invalid API key") == (False, True)
     assert classify_status(503, "overloaded") == (True, False)
     assert classify_status(429, "slow down") == (True, False)
+
+
+# -- the one join, the registry, the cache resource ----------------------------------------
+
+def _write(lake, table, frame, schema):
+    from mmfr_assets.stage import Verdicts, run_stage
+
+    run_stage(lake, stage=table, subset="S", batches=[frame], decide=Verdicts.no_drops, schema=schema)
+
+
+def test_join_step_takes_the_step_columns_typed_by_its_schema(tmp_path):
+    from mmfr_assets.lake.resource import LakeResource
+    from mmfr_assets.model_step.join import join_step, take
+    from mmfr_assets.model_step.runner import table_schema
+
+    lake = LakeResource(uri=str(tmp_path / "lake"))
+    ids = [f"r{i}" for i in range(5)]
+    _write(lake, "echo", pl.DataFrame({"subset": ["S"] * 5, "id": ids, "text": ["a", None, "c", None, "e"],
+                                       "texts": [[]] * 5, "status": ["s"] * 5, "why": [None] * 5,
+                                       "prompt_version": [None] * 5, "attempts": [0] * 5,
+                                       "prompt_tokens": [0] * 5, "completion_tokens": [0] * 5}),
+           table_schema(EchoStep))
+    consumer = [pl.DataFrame({"id": ids[:3], "text": ["x", "y", "z"]}), pl.DataFrame({"id": ids[3:], "text": ["u", "v"]})]
+    out = pl.concat(join_step(lake, iter(consumer), "S", take(EchoStep, "text", why="echo_why", status="echo_status")))
+    assert out["id"].to_list() == ids
+    assert out["text"].to_list() == ["a", None, "c", None, "e"]  # replaced by the step's
+    assert out["echo_status"].to_list() == ["s"] * 5
+    assert out.schema["echo_why"] == pl.String  # a column of nulls keeps the step's type
+    with pytest.raises(ValueError, match="echo writes no column 'nope'"):
+        take(EchoStep, "nope")
+    # a step never materialized for the partition: an error, or named where the caller asks
+    missing = take(_Noted, "text")
+    object.__setattr__(missing, "step", type("Other", (EchoStep,), {"asset": "other"}))
+    with pytest.raises(Exception):
+        list(join_step(lake, iter(consumer), "S", missing))
+    not_joined: list[str] = []
+    kept = pl.concat(join_step(lake, iter(consumer), "S", [missing, take(EchoStep, "status")], not_joined=not_joined))
+    assert not_joined == ["other"] and kept.columns == ["id", "text", "status"]
+
+
+def test_every_registered_step_is_an_asset_of_the_definitions():
+    import dagster as dg
+
+    from mmfr_assets.definitions import build_definitions
+    from mmfr_assets.model_step.registry import MODEL_STEPS, Registered, build_model_steps
+
+    partitions = dg.StaticPartitionsDefinition(["S"])
+    built = {a.key.path[-1]: a for a in build_model_steps(partitions)}
+    assert set(built) == {r.step.asset for r in MODEL_STEPS}
+    for r in MODEL_STEPS:
+        asset = built[r.step.asset]
+        assert asset.required_resource_keys >= {r.step.role, "lake", "llm_cache"}
+        assert asset.descriptions_by_key[asset.key] == r.step.description != ""
+        assert {k.path[-1] for k in asset.dependency_keys} == {r.step.upstream, *(j.table for j in r.step.joins)}
+    with pytest.raises(ValueError, match="registered twice: question_reviews"):
+        build_model_steps(partitions, (MODEL_STEPS[0], MODEL_STEPS[0]))
+    stray = type("Stray", (EchoStep,), {"role": "oracle_llm"})
+    with pytest.raises(ValueError, match="role 'oracle_llm' is not an endpoint role"):
+        build_model_steps(partitions, (Registered(stray, MODEL_STEPS[0].config, "x"),))
+    defs = build_definitions(None, "/tmp/unused-lake", {})
+    assert {r.step.asset for r in MODEL_STEPS} <= {k.path[-1] for k in defs.resolve_asset_graph().get_all_asset_keys()}
+
+
+def test_the_cache_is_a_resource_built_from_mmfr_llm_cache(monkeypatch):
+    import dagster as dg
+
+    from mmfr_assets.llm import llm_cache_from_env
+    from mmfr_assets.llm.cache import DEFAULT_CACHE_PATH
+
+    assert llm_cache_from_env({}).path() == DEFAULT_CACHE_PATH
+    url = "postgresql://mmfr:hunter2@db:5432/cache"
+    monkeypatch.setenv("MMFR_LLM_CACHE", url)
+    cache = llm_cache_from_env()
+    assert isinstance(cache.location, dg.EnvVar) and cache.path() == url
+    assert "hunter2" not in repr(cache) and "hunter2" not in repr(LLMCache(location=url))
+
+    seen = {}
+
+    @dg.asset
+    def probe(llm_cache: LLMCache) -> None:
+        seen["path"] = llm_cache.path()
+
+    assert dg.materialize([probe], resources={"llm_cache": cache}).success
+    assert seen["path"] == url  # resolved by Dagster at run time
+    run_config = {"resources": {"llm_cache": {"config": {"location": "/tmp/other.sqlite"}}}}
+    assert dg.materialize([probe], resources={"llm_cache": cache}, run_config=run_config).success
+    assert seen["path"] == "/tmp/other.sqlite"

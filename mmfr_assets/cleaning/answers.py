@@ -82,6 +82,11 @@ class AnswerExtraction(ModelStep):
     prompt = "answer_extraction"
     output_schema = ANSWER_SCHEMA
     status_column = "answer_origin"
+    description = (
+        "A short final answer for every collected row whose `answer` is empty but whose "
+        "`original_answer` holds a solution, extracted by `answer_llm` (`<answer>...</answer>`, "
+        "LaTeX kept); `answer_origin` says dataset, extracted, failed, missing (no endpoint) or "
+        "absent (no solution either).")
     reason_column = "answer_error"
     skipped_status = MISSING
 

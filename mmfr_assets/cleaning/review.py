@@ -180,6 +180,12 @@ class QuestionReview(ModelStep):
     prompt = "question_review"
     output_schema = REVIEW_SCHEMA
     status_column = "review_status"
+    description = (
+        "The cleaner's verdict on every collected question: rule-based routing first "
+        "(`route_reasons`: foreign script, URLs, numbering, score annotations, markup, shallow "
+        "instructions, non-answer tasks, fragments), then `cleaner_llm` for the rows `review` "
+        "selects: `No Problem`, a rewrite (`corrected_question`, `error_types`), a non-answer "
+        "question (cleaned drops it) or a recorded failure (`review_error`).")
     reason_column = "review_error"
     skipped_status = SKIPPED
 

@@ -2,8 +2,9 @@
 minus near-duplicates and benchmark leaks: `mmfr_assets/dedup/`).
 
 One asset per teacher endpoint (`teacher_captions`, `teacher_responses`), each a declared model
-step (`teachers.py`) in the Dagster pool named after its endpoint, so parallel backfills of many
-subsets stay within each endpoint's limit across runs; `distilled` joins them to the cleaned rows.
+step (`teachers.py`, built from `model_step/registry.py`) in the Dagster pool named after its
+endpoint, so parallel backfills of many subsets stay within each endpoint's limit across runs;
+`distilled` (here) joins them to the cleaned rows.
 """
 
 import dagster as dg
@@ -11,12 +12,9 @@ import polars as pl
 from pydantic import Field
 
 from mmfr_assets.distillation.annotations import CLEANED_TEXT_COLUMNS, DISTILLED_SCHEMA, assemble
-from mmfr_assets.distillation.teachers import (
-    ORIGINS, CaptionTeacher, CaptionTeacherConfig, CotTeacher, CotTeacherConfig,
-)
+from mmfr_assets.distillation.teachers import ORIGINS, CaptionTeacher, CotTeacher
 from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.model_step.asset import model_step_asset
 from mmfr_assets.model_step.join import join_step, take
 from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
 
@@ -38,24 +36,6 @@ def origin_counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
     return {origin: counts.get(origin, 0) for origin in ORIGINS}
 
 
-def build_teachers(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    return [
-        model_step_asset(
-            CaptionTeacher, partitions, config_type=CaptionTeacherConfig, group="distillation",
-            description="The dense caption of every cleaned row: the dataset's where usable, else "
-            "written by the `caption_teacher` endpoint from the image alone, checked for length "
-            "and asked again when too short (cached: a re-run never pays twice).",
-        ),
-        model_step_asset(
-            CotTeacher, partitions, config_type=CotTeacherConfig, group="distillation",
-            description="The <think> reasoning trace of every cleaned row: the dataset's where "
-            "usable, else written by the `cot_teacher` endpoint from the image and question "
-            "(never the caption), validated by the selection's rules and asked again with a new "
-            "seed when invalid (cached: a re-run never pays twice).",
-        ),
-    ]
-
-
 def build_distilled(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="distilled",
@@ -72,7 +52,7 @@ def build_distilled(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
     ) -> dg.MaterializeResult:
         return _distil(context, lake, context.partition_key, config.batch_size)
 
-    return [*build_teachers(partitions), distilled]
+    return [distilled]
 
 
 def _distil(context: dg.AssetExecutionContext, lake: LakeResource, subset: str,

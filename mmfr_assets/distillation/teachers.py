@@ -215,6 +215,11 @@ class CotTeacher(_Teacher):
     columns = ("question", dataset_column, *REFERENCE_COLUMNS)
     status_column = "response_origin"
     reason_column = "response_error"
+    description = (
+        "The <think> reasoning trace of every cleaned row: the dataset's where usable, else "
+        "written by the `cot_teacher` endpoint from the image and question (never the caption), "
+        "validated by the selection's rules and asked again with a new seed when invalid "
+        "(cached: a re-run never pays twice).")
     output_schema = teacher_schema("response")
 
     def __init__(self, config: CotTeacherConfig, selection: quality.QualityRules | None = None) -> None:
@@ -277,6 +282,10 @@ class CaptionTeacher(_Teacher):
     columns = (dataset_column,)
     status_column = "caption_origin"
     reason_column = "caption_error"
+    description = (
+        "The dense caption of every cleaned row: the dataset's where usable, else written by "
+        "the `caption_teacher` endpoint from the image alone, checked for length and asked again "
+        "when too short (cached: a re-run never pays twice).")
     output_schema = teacher_schema("caption")
 
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:

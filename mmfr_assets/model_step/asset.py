@@ -240,7 +240,8 @@ def model_ran_check(role: str, subset: str, *, enabled: bool, stats: StepStats) 
     if enabled:
         text = f"{stats.sent} of {stats.rows} rows sent to {role}"
     elif stats.not_sent:
-        text = f"{rows} needed {role}; {no_endpoint_reason(role)}: written without the model's output"
+        text = (f"{rows} needed {role}; no endpoint configured (MMFR_{role.upper()}_BASE_URL unset): "
+                f"written without the model's output")
     else:
         text = f"no row needed {role} (no endpoint configured)"
     return dg.AssetCheckResult(

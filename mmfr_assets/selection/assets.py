@@ -2,7 +2,8 @@
 `quality_filtered`; `student_rollouts` (the student's samples) and `student_verdicts` (the
 judge on the samples the rules left, then the pass rate or its bounds) feed both published
 recipes side by side, `difficulty_filtered` (pass rate = 0, the 123K recipe) and
-`difficulty_filtered_586k` (pass rate != 1)."""
+`difficulty_filtered_586k` (pass rate != 1). The three model steps are declared in `steps.py`
+and built from `model_step/registry.py`; this module holds the filters that consume them."""
 
 
 from collections.abc import Iterator
@@ -13,7 +14,6 @@ import polars as pl
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
 from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.model_step.asset import model_step_asset
 from mmfr_assets.model_step.join import join_step, take
 from mmfr_assets.selection import difficulty, quality
 from mmfr_assets.selection.configs import (  # noqa: F401  (re-exported: the asset configs' home)
@@ -79,27 +79,6 @@ def _with_verdicts(lake: LakeResource, batches, subset: str, batch_size: int):
 
 
 def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    answer_verdicts = model_step_asset(
-        AnswerVerdictsStep, partitions, config_type=AnswerVerdictsConfig, group="selection",
-        description="Per distilled row: does the trace's final answer match the reference, and "
-        "who decided (dataset label, a rule, math-verify, or the `judge_llm` endpoint for what the "
-        "rules leave undecided; `unverified` without a judge). Metadata compares the rules with "
-        "the dataset's labels where it has them.",
-    )
-    student_rollouts = model_step_asset(
-        StudentRolloutsStep, partitions, config_type=StudentRolloutsConfig, group="selection",
-        description="Per quality row: the `student_llm` endpoint answers the question with its "
-        "image `num_samples` times; each answer verified by the rules and math-verify; the pass "
-        "rate over all samples, or its bounds where some are undecided (the dataset's pass rate "
-        "is kept unless recompute).",
-    )
-    student_verdicts = model_step_asset(
-        StudentVerdictsStep, partitions, config_type=StudentVerdictsConfig, group="selection",
-        description="Per quality row: the student samples the rules and math-verify left "
-        "undecided (or called different on math-verify's weak word) judged by the `judge_llm` "
-        "endpoint; the pass rate over all samples, or the bounds that remain without a judge.",
-    )
-
     @dg.asset(
         name="quality_filtered",
         group_name="selection",
@@ -130,10 +109,7 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         )
 
     return [
-        answer_verdicts,
         quality_filtered,
-        student_rollouts,
-        student_verdicts,
         _difficulty_asset(
             "difficulty_filtered", DifficultyFilteredConfig, partitions,
             "Quality rows the 4B student never solves (pass rate = 0 over 4 student samples: "

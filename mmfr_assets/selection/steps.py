@@ -117,6 +117,11 @@ class AnswerVerdictsStep(ModelStep):
     )
     status_column = "method"
     reason_column = "analysis"
+    description = (
+        "Per distilled row: does the trace's final answer match the reference, and who decided "
+        "(dataset label, a rule, math-verify, or the `judge_llm` endpoint for what the rules "
+        "leave undecided; `unverified` without a judge). Metadata compares the rules with the "
+        "dataset's labels where it has them.")
     max_attempts = 2
 
     def __init__(self, config: AnswerVerdictsConfig | None = None) -> None:
@@ -289,6 +294,11 @@ class StudentRolloutsStep(ModelStep):
     status_column = "pass_rate_origin"
     reason_column = "detail"
     skipped_status = "missing"
+    description = (
+        "Per quality row: the `student_llm` endpoint answers the question with its image "
+        "`num_samples` times; each answer verified by the rules and math-verify; the pass rate "
+        "over all samples, or its bounds where some are undecided (the dataset's pass rate is "
+        "kept unless recompute).")
 
     def __init__(self, config: StudentRolloutsConfig | None = None) -> None:
         config = config or StudentRolloutsConfig()
@@ -413,6 +423,10 @@ class StudentVerdictsStep(ModelStep):
     status_column = "pass_rate_origin"
     reason_column = "detail"
     max_attempts = 2
+    description = (
+        "Per quality row: the student samples the rules and math-verify left undecided (or "
+        "called different on math-verify's weak word) judged by the `judge_llm` endpoint; the "
+        "pass rate over all samples, or the bounds that remain without a judge.")
 
     def __init__(self, config: StudentVerdictsConfig | None = None) -> None:
         config = config or StudentVerdictsConfig()
