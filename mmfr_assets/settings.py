@@ -102,6 +102,12 @@ def llm_cache_location(environ: Optional[Mapping[str, str]] = None) -> str:
     return _env(environ).get(LLM_CACHE_ENV) or str(DEFAULT_LLM_CACHE)
 
 
+def llm_cache_is_set(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether `MMFR_LLM_CACHE` is given: the cache resource then passes it on as a
+    `dagster.EnvVar` (read at run time, never shown) rather than as its value."""
+    return bool(_env(environ).get(LLM_CACHE_ENV))
+
+
 def prompts_location(environ: Optional[Mapping[str, str]] = None) -> Path:
     """The folder of prompt files: `MMFR_PROMPTS`, else the ones installed with the package."""
     return Path(_env(environ).get(PROMPTS_ENV) or DEFAULT_PROMPTS)

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from mmfr_assets.model_step.runner import skipped
 from mmfr_assets.definitions import build_definitions
 from mmfr_assets.prompts import load_prompt
 from mmfr_assets.distillation.teachers import (
@@ -126,10 +127,15 @@ def test_dataset_annotations_are_kept_unless_regenerate():
     assert CotTeacher(CotTeacherConfig()).needs(batch).to_list() == [False, True, True]
     assert CotTeacher(CotTeacherConfig(regenerate=True)).needs(batch).to_list() == [True] * 3
     cot = CotTeacher(CotTeacherConfig())
-    kept = cot.without_model({"qwen3vl_235b_thinking_response": "<think>x</think>"}, None)
+    kept = cot.without_model({"qwen3vl_235b_thinking_response": "<think>x</think>"})
     assert kept.columns["response_origin"] == "dataset" and kept.columns["response"] == "<think>x</think>"
-    missing = cot.without_model({"qwen3vl_235b_thinking_response": None}, "no cot_teacher endpoint")
+    missing = skipped(cot, {"qwen3vl_235b_thinking_response": None}, "no cot_teacher endpoint")
     assert missing.columns["response_origin"] == "missing" and missing.failure is None
+    assert (missing.columns["response"], missing.columns["response_error"]) == (None, "no cot_teacher endpoint")
+    # regenerate: every row needs the teacher; without one, the stale dataset trace is not kept
+    again = skipped(CotTeacher(CotTeacherConfig(regenerate=True)),
+                    {"qwen3vl_235b_thinking_response": "<think>x</think>"}, "no cot_teacher endpoint")
+    assert (again.columns["response"], again.columns["response_origin"]) == (None, "missing")
 
 
 def _defs(monkeypatch, sample_source, tmp_path, url):

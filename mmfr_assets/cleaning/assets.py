@@ -14,15 +14,12 @@ import pyarrow as pa
 from mmfr_assets.cleaning.images import (
     JPEG_QUALITY, MAX_IMAGE_PIXELS, MAX_LONG_EDGE, CleanImage, ImageRejected, clean_image,
 )
-from mmfr_assets.cleaning.answers import AnswerExtraction
-from mmfr_assets.cleaning.review import QuestionReview
-from mmfr_assets.cleaning.verdicts import (
-    ReviewTally, apply_text_verdicts, text_drop_reason, with_step_verdicts,
-)
+from mmfr_assets.cleaning.verdicts import STEP_JOINS, ReviewTally, apply_text_verdicts, text_drop_reason
 from mmfr_assets.cleaning.text import length_detail, longer_than
 from mmfr_assets.collection.source import CARD_COLUMNS
 from mmfr_assets.funnel import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.model_step.join import join_step
 from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upstream_batches
 
 FILTERS = (
@@ -177,7 +174,7 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         name="cleaned",
         group_name="cleaning",
         partitions_def=partitions,
-        deps=["collected", QuestionReview.asset, AnswerExtraction.asset],
+        deps=["collected", *(join.table for join in STEP_JOINS)],
         kinds={"deltalake", "pillow"},
         check_specs=[accounting_check_spec("cleaned", partitions)],
         description="Rows whose image decodes and whose question and answer are non-empty; "
@@ -202,8 +199,9 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         with ThreadPoolExecutor(max_workers=workers) as pool, contextlib.ExitStack() as stack:
             collected = upstream_batches(lake, "collected", subset, batch_size=config.batch_size)
             stack.callback(collected.close)
-            batches = with_step_verdicts(lake, subset, collected, stack, config.batch_size,
-                                         not_joined)
+            batches = join_step(lake, collected, subset, STEP_JOINS, batch_size=config.batch_size,
+                                not_joined=not_joined)
+            stack.callback(batches.close)
 
             def decide(batch: pl.DataFrame) -> Verdicts:
                 reviews.add(batch)

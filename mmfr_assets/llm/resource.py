@@ -20,10 +20,11 @@ import dagster as dg
 import pydantic
 from pydantic import Field
 
+from mmfr_assets import settings
 from mmfr_assets.settings import endpoint_environment, role_env_prefix
 
 from .bound import EndpointBound, PoolSlots, endpoint_bound, split_base_urls
-from .cache import ResponseCache
+from .cache import DEFAULT_CACHE_ENV, DEFAULT_CACHE_PATH, ResponseCache
 from .client import EndpointSettings, LLMSession
 from .images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_EDGE, ImageInput, user_message
 from .types import ChatRequest, LLMDisabledError
@@ -237,3 +238,48 @@ def endpoint_resources_from_env(environ: Optional[Mapping[str, str]] = None) -> 
     print the environment, keys included).
     """
     return {role: endpoint_class_for_role(role, environ)() for role in ROLES}
+
+
+# ---------------------------------------------------------------------------
+# the response cache
+
+
+#: The cache's resource key: every model step's asset takes it beside its endpoint.
+CACHE_RESOURCE_KEY = "llm_cache"
+
+
+class LLMCache(dg.ConfigurableResource):
+    """Where every model step's replies are kept (`cache.ResponseCache`): a SQLite file, or a
+    PostgreSQL URL shared by every run on every machine.
+
+    A resource rather than an environment variable read inside the asset, so the launchpad
+    shows it and a run can point elsewhere (``resources: {llm_cache: {config: {location: …}}}``).
+    :func:`llm_cache_from_env` builds it from ``MMFR_LLM_CACHE``.
+    """
+
+    location: str = Field(
+        default=DEFAULT_CACHE_PATH,
+        description="SQLite file (relative to the working directory) or postgresql:// URL of the response "
+                    f"cache; default from {DEFAULT_CACHE_ENV}, else {DEFAULT_CACHE_PATH}.")
+
+    def path(self) -> str:
+        """The location, resolved (outside a Dagster run an ``EnvVar`` is read here)."""
+        location = self.location
+        return (location.get_value() or DEFAULT_CACHE_PATH) if isinstance(location, dg.EnvVar) else location
+
+    def __repr_args__(self):  # a PostgreSQL URL may carry a password
+        for key, value in super().__repr_args__():
+            if key == "location" and isinstance(value, dg.EnvVar):
+                value = f"EnvVar({value.env_var_name!r})"
+            elif key == "location" and "://" in str(value):
+                value = "***"
+            yield key, value
+
+
+def llm_cache_from_env(environ: Optional[Mapping[str, str]] = None) -> LLMCache:
+    """The cache resource: ``MMFR_LLM_CACHE`` when set, passed as ``EnvVar`` (Dagster reads it
+    at run time; the launchpad shows ``{"env": "MMFR_LLM_CACHE"}``, never a URL's password),
+    else the default file. The one place the pipeline reads that variable."""
+    if settings.llm_cache_is_set(environ):
+        return LLMCache(location=dg.EnvVar(DEFAULT_CACHE_ENV))
+    return LLMCache()
