@@ -41,6 +41,7 @@ def verdicts() -> list[Verdict]:
     return bench_verify.pair_verdicts(PAIRS, workers=2)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("split", [None, "held_out", "adversarial"])
 def test_the_verifier_meets_the_goals(verdicts, split):
     """Decided >= 80% of the set (and of its held-out part), right on >= 97% of the decided, at

@@ -206,6 +206,7 @@ def test_a_corrupt_page_names_the_subset_and_the_file(env, capsys, monkeypatch, 
     assert not (env / "lake" / "collected").exists()  # nothing committed
 
 
+@pytest.mark.process
 def test_duplicate_ids_reject_or_keep_first_and_a_refusal_leaves_the_lake_as_it_was(
     tmp_path, duplicated_source
 ):
@@ -412,6 +413,7 @@ CONSOLE_CASES = {
 }
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("case", sorted(CONSOLE_CASES))
 def test_the_console_script_answers_bad_input_with_one_line_and_exit_2(case, tmp_path, real_sample):
     """The same refusals through the installed `mmfr` (its own process, `os._exit` included):

@@ -116,6 +116,7 @@ PAIRS = [
 ]
 
 
+@pytest.mark.process
 def test_installed_speed_ups_keep_math_verify_answers():
     done = subprocess.run(
         [sys.executable, "-c", _SAME_ANSWERS], input=json.dumps(PAIRS), capture_output=True, text=True,

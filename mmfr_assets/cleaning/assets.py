@@ -15,14 +15,13 @@ from mmfr_assets.cleaning.filters import FILTERS
 from mmfr_assets.cleaning.images import (
     JPEG_QUALITY, MAX_IMAGE_PIXELS, MAX_LONG_EDGE, CleanImage, ImageRejected, clean_image,
 )
-from mmfr_assets.cleaning.verdicts import (
-    ReviewTally, apply_text_verdicts, text_drop_reason, with_step_verdicts,
-)
+from mmfr_assets.cleaning.verdicts import STEP_JOINS, ReviewTally, apply_text_verdicts, text_drop_reason
 from mmfr_assets.cleaning.text import length_detail, longer_than
 from mmfr_assets.collection.source import CARD_COLUMNS
 from mmfr_assets.lineage import reads
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.model_step.join import join_step
 from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, upstream_batches
 
 IMAGE_COLUMNS: dict[str, pa.DataType] = {
@@ -195,8 +194,9 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         with ThreadPoolExecutor(max_workers=workers) as pool, contextlib.ExitStack() as stack:
             collected = upstream_batches(lake, "collected", subset, batch_size=config.batch_size)
             stack.callback(collected.close)
-            batches = with_step_verdicts(lake, subset, collected, stack, config.batch_size,
-                                         not_joined)
+            batches = join_step(lake, collected, subset, STEP_JOINS, batch_size=config.batch_size,
+                                not_joined=not_joined)
+            stack.callback(batches.close)
 
             def decide(batch: pl.DataFrame) -> Verdicts:
                 reviews.add(batch)

@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.cleaning.replies import json_objects, strip_thinking, unfence
+from mmfr_assets.llm.replies import json_objects, snippet, strip_thinking, unfence
 from mmfr_assets.cleaning.routing import RoutingRules, route_reasons
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.asset import ModelStepConfig
@@ -117,8 +117,7 @@ def parse_review(content: str) -> Review:
     lines = [line for line in body.splitlines() if line.strip()]
     if lines and (_NO_PROBLEM_LINE.match(body) or _NO_PROBLEM_LINE.match(lines[-1])):
         return Review((), None)
-    snippet = " ".join(body.split())[:160] or "(empty content)"
-    raise Unparseable(f"neither No Problem nor a verdict object: {snippet!r}")
+    raise Unparseable(f"neither No Problem nor a verdict object: {snippet(body)!r}")
 
 
 def keep_image_tag(original: str, corrected: str) -> str:
@@ -190,6 +189,14 @@ class QuestionReview(ModelStep):
     prompt = "question_review"
     output_schema = REVIEW_SCHEMA
     status_column = "review_status"
+    description = (
+        "The cleaner's verdict on every collected question: rule-based routing first "
+        "(`route_reasons`: foreign script, URLs, numbering, score annotations, markup, shallow "
+        "instructions, non-answer tasks, fragments), then `cleaner_llm` for the rows `review` "
+        "selects: `No Problem`, a rewrite (`corrected_question`, `error_types`), a non-answer "
+        "question (cleaned drops it) or a recorded failure (`review_error`).")
+    reason_column = "review_error"
+    skipped_status = SKIPPED
 
     def __init__(self, config: QuestionReviewConfig | None = None) -> None:
         config = config or QuestionReviewConfig()
@@ -243,8 +250,6 @@ class QuestionReview(ModelStep):
         out.update({f"review/error_type/{t}": n for t, n in sorted(self._error_types.items())})
         return out
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
-        if reason is None:
-            columns = failed_columns(row, None)  # type: ignore[arg-type]
-            return Parsed({**columns, "review_status": NOT_ROUTED})
-        return Parsed({**failed_columns(row, reason), "review_status": SKIPPED})
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
+        columns = failed_columns(row, None)  # type: ignore[arg-type]
+        return Parsed({**columns, "review_status": NOT_ROUTED})

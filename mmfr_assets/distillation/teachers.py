@@ -20,6 +20,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
+from mmfr_assets.llm.replies import is_blank
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step import ModelStep, Parsed, Retry
 from mmfr_assets.model_step.asset import ModelStepConfig
@@ -130,6 +131,7 @@ class _Teacher(ModelStep):
 
     upstream = "deduplicated"  # cleaned minus near-duplicates: a duplicate costs no call
     sends_image = True
+    skipped_status = ORIGIN_MISSING
     column: str  # the annotation's column in `distilled`
     dataset_column: str  # the source column holding the published annotation
 
@@ -206,10 +208,12 @@ class _Teacher(ModelStep):
             self.reask_tokens[cause] += sum(r.completion_tokens for r in replies if r.ok and not r.cached)
         return Retry(problem, Parsed(self._columns(text, ORIGIN_REJECTED, problem, model, drawn, 0)))
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
-        if reason is None:
-            return Parsed(self._columns(row[self.dataset_column], ORIGIN_DATASET, None, None, 0, 0))
-        return Parsed(self._columns(None, ORIGIN_MISSING, reason, None, 0, 0))
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
+        """The dataset's annotation; none where it is unusable or being replaced (`regenerate`):
+        a row skipped for want of an endpoint then says `missing`, not the stale text."""
+        text = row[self.dataset_column]
+        keep = not self.config.regenerate and not is_blank(text)
+        return Parsed(self._columns(text if keep else None, ORIGIN_DATASET, None, None, 0, 0))
 
     def _columns(self, text, origin, error, model, drawn, passed) -> dict[str, Any]:
         c = self.column
@@ -225,6 +229,12 @@ class CotTeacher(_Teacher):
     dataset_column = "qwen3vl_235b_thinking_response"
     columns = ("question", dataset_column, *REFERENCE_COLUMNS)
     status_column = "response_origin"
+    reason_column = "response_error"
+    description = (
+        "The <think> reasoning trace of every cleaned row: the dataset's where usable, else "
+        "written by the `cot_teacher` endpoint from the image and question (never the caption), "
+        "validated by the selection's rules and asked again with a new seed when invalid "
+        "(cached: a re-run never pays twice).")
     output_schema = teacher_schema("response")
 
     def __init__(self, config: CotTeacherConfig, selection: quality.QualityRules | None = None) -> None:
@@ -286,6 +296,11 @@ class CaptionTeacher(_Teacher):
     dataset_column = "qwen3vl_235b_instruct_caption"
     columns = (dataset_column,)
     status_column = "caption_origin"
+    reason_column = "caption_error"
+    description = (
+        "The dense caption of every cleaned row: the dataset's where usable, else written by "
+        "the `caption_teacher` endpoint from the image alone, checked for length and asked again "
+        "when too short (cached: a re-run never pays twice).")
     output_schema = teacher_schema("caption")
 
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:

@@ -4,15 +4,13 @@ Stage materializations link their viewer page from here (`files.viewer_page`).""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Mapping, Optional
 
-from mmfr_assets.settings import DATA_DIR
+from mmfr_assets.settings import report_location
 
 
-def report_dir(configured: str = "", lake_uri: str | None = None, environ=os.environ) -> Path:
-    if configured or environ.get("MMFR_REPORT_DIR"):
-        return Path(configured or environ["MMFR_REPORT_DIR"]).absolute()
-    if lake_uri and "://" not in lake_uri:
-        return (Path(lake_uri).absolute().parent / "report").absolute()
-    return (DATA_DIR / "report").absolute()
+def report_dir(configured: str = "", lake_uri: str | None = None,
+               environ: Optional[Mapping[str, str]] = None) -> Path:
+    """The report folder, absolute (`mmfr_assets.settings.report_location`)."""
+    return report_location(configured, lake_uri, environ)
