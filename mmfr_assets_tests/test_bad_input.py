@@ -22,7 +22,7 @@ import pytest
 from mmfr_assets import cli
 from mmfr_assets.errors import InputError
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
-from mmfr_assets.pipeline import BRANCHES, STAGES
+from mmfr_assets.lineage import BRANCHES, STAGES
 from mmfr_assets_tests.dagster_process import dagster_env, free_port
 
 MMFR = str(Path(sys.executable).parent / "mmfr")
@@ -317,7 +317,7 @@ def test_cleaning_drops_over_long_questions_answers_and_traces(real_sample):
 
 
 def test_the_funnel_says_not_run_failed_or_refused_distinct_from_zero(lake):
-    from mmfr_assets.report import funnel_lines
+    from mmfr_assets.reporting.funnel import funnel_lines
 
     status = {"S": _all_not_run(collected="ok", cleaned="ok, check failed: rows_accounted_for",
                                  distilled="failed", difficulty_filtered="refused")}
@@ -358,7 +358,7 @@ def _stage_run():
 
 def test_only_row_counts_are_plotted_and_identifiers_are_text():
     """Dagster plots Int and Float metadata entries (and nothing else) across partitions."""
-    from mmfr_assets.funnel import stage_metadata
+    from mmfr_assets.reporting.metadata import stage_metadata
 
     metadata = stage_metadata(_stage_run())
     normalized = {k: dg.MetadataValue.int(v) if isinstance(v, int) else v
@@ -376,7 +376,7 @@ def test_only_row_counts_are_plotted_and_identifiers_are_text():
 
 
 def test_check_results_name_their_partition(lake):
-    from mmfr_assets.funnel import accounting_check
+    from mmfr_assets.reporting.metadata import accounting_check
 
     run = _stage_run()
     check = accounting_check(lake, run, rows_in=10, input_label="distilled")

@@ -304,7 +304,7 @@ def _every_stage_shows_its_images(page, viewer: Path, lake: Path, screenshots: P
 
     import polars as pl
 
-    from mmfr_assets.image_files import image_extension
+    from mmfr_assets.files import image_extension
     from mmfr_assets.viewer.build import STAGE_INPUT
 
     def showable(data) -> bool:

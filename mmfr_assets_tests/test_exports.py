@@ -17,8 +17,8 @@ import pytest
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
 from mmfr_assets.errors import InputError
-from mmfr_assets.export import TrainingFormat, export
-from mmfr_assets.exports.names import file_stem, subset_folder
+from mmfr_assets.exports.export import TrainingFormat, export
+from mmfr_assets.files import file_stem, subset_folder
 from mmfr_assets.exports.thinking import normalize_thinking
 from mmfr_assets.exports.turns import DEFAULT_SYSTEM_PROMPT, question_without_images
 from mmfr_assets.lake.delta import PartitionWriter, read_partition
@@ -480,7 +480,7 @@ def test_question_without_images(question, plain):
 
 
 def test_image_files_are_named_by_content_and_written_once(tmp_path):
-    from mmfr_assets.exports.files import ParallelFiles, content_name
+    from mmfr_assets.files import ParallelFiles, content_name
 
     files = ParallelFiles(workers=2, max_pending=1)
     try:

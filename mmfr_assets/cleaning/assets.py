@@ -11,24 +11,19 @@ from pydantic import Field
 import polars as pl
 import pyarrow as pa
 
+from mmfr_assets.cleaning.filters import FILTERS
 from mmfr_assets.cleaning.images import (
     JPEG_QUALITY, MAX_IMAGE_PIXELS, MAX_LONG_EDGE, CleanImage, ImageRejected, clean_image,
 )
 from mmfr_assets.cleaning.verdicts import STEP_JOINS, ReviewTally, apply_text_verdicts, text_drop_reason
 from mmfr_assets.cleaning.text import length_detail, longer_than
 from mmfr_assets.collection.source import CARD_COLUMNS
-from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.lineage import reads
+from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step
-from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upstream_batches
+from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, upstream_batches
 
-FILTERS = (
-    Filter("image", ("image_missing", "image_corrupt", "image_decompression_bomb",
-                     "image_multiple")),
-    Filter("text", ("text_empty_question", "text_empty_answer",
-                    "text_non_answer_question", "text_review_failed",
-                    "text_long_question", "text_long_answer", "text_long_response")),
-)
 IMAGE_COLUMNS: dict[str, pa.DataType] = {
     "image_width": pa.int32(),
     "image_height": pa.int32(),
@@ -174,7 +169,7 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         name="cleaned",
         group_name="cleaning",
         partitions_def=partitions,
-        deps=["collected", *(join.table for join in STEP_JOINS)],
+        deps=reads("cleaned"),
         kinds={"deltalake", "pillow"},
         check_specs=[accounting_check_spec("cleaned", partitions)],
         description="Rows whose image decodes and whose question and answer are non-empty; "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mmfr_assets.image_files import unreadable_image
+from mmfr_assets.files import unreadable_image
 
 ORIENTATION_TAG = 0x0112
 # The paper's limits, the defaults of `clean_image` and of `cleaned`'s config.

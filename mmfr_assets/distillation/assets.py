@@ -13,7 +13,8 @@ from pydantic import Field
 
 from mmfr_assets.distillation.annotations import CLEANED_TEXT_COLUMNS, DISTILLED_SCHEMA, assemble
 from mmfr_assets.distillation.teachers import ORIGINS, CaptionTeacher, CotTeacher
-from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.lineage import reads
+from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step, take
 from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
@@ -41,7 +42,7 @@ def build_distilled(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         name="distilled",
         group_name="distillation",
         partitions_def=partitions,
-        deps=["deduplicated", *(join.table for join in TEACHER_JOINS)],
+        deps=reads("distilled"),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec("distilled", partitions)],
         description="Cleaned rows with their caption and <think> reasoning response and where "

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import dagster as dg
 from pydantic import Field
 
-from mmfr_assets.funnel import accounting_check_spec, check_spec, readable, stage_result
+from mmfr_assets.reporting.metadata import accounting_check_spec, check_spec, readable, stage_result
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.llm.resource import CACHE_RESOURCE_KEY, LLMCache, LLMEndpoint

@@ -28,8 +28,9 @@ from urllib.parse import unquote
 import dagster as dg
 import pyarrow.fs as pafs
 
+from mmfr_assets.files import viewer_page
 from mmfr_assets.lake.delta import filesystem_for
-from mmfr_assets.reporting.paths import report_dir, viewer_page
+from mmfr_assets.reporting.paths import report_dir
 from mmfr_assets.settings import REPORT_URL_ENV, report_url  # noqa: F401  (REPORT_URL_ENV: imported from here)
 
 REPORT_PREFIX = "_report"

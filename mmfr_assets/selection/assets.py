@@ -12,7 +12,8 @@ import dagster as dg
 import polars as pl
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
-from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.lineage import reads, upstream_of
+from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step, take
 from mmfr_assets.rules import quality
@@ -84,7 +85,7 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         name="quality_filtered",
         group_name="selection",
         partitions_def=partitions,
-        deps=["distilled", VERDICTS_JOIN.table],
+        deps=reads("quality_filtered"),
         kinds={"deltalake", "polars"},
         check_specs=[accounting_check_spec("quality_filtered", partitions)],
         description="Distilled rows passing the published quality rules: content, structure, "
@@ -95,13 +96,14 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
     ) -> dg.MaterializeResult:
         rules = config.rules()
         subset = context.partition_key
+        upstream = upstream_of("quality_filtered")
         return _select(
             context,
             lake,
             stage="quality_filtered",
-            upstream="distilled",
+            upstream=upstream,
             batches=_with_verdicts(
-                lake, upstream_batches(lake, "distilled", subset, batch_size=config.batch_size), subset,
+                lake, upstream_batches(lake, upstream, subset, batch_size=config.batch_size), subset,
                 config.batch_size,
             ),
             decide=lambda batch: quality.select_quality(batch, rules),
@@ -132,7 +134,7 @@ def _difficulty_asset(
         name=name,
         group_name="selection",
         partitions_def=partitions,
-        deps=["quality_filtered", PASS_RATES_JOIN.table],
+        deps=reads(name),
         kinds={"deltalake", "polars"},
         check_specs=[accounting_check_spec(name, partitions)],
         description=description,
@@ -141,6 +143,7 @@ def _difficulty_asset(
         context: dg.AssetExecutionContext, config: config_type, lake: LakeResource
     ) -> dg.MaterializeResult:
         subset = context.partition_key
+        upstream = upstream_of(name)
         by_bounds = 0
 
         def decide(batch: pl.DataFrame):
@@ -151,14 +154,14 @@ def _difficulty_asset(
         run = run_stage(
             lake, stage=name, subset=subset,
             batches=join_step(
-                lake, upstream_batches(lake, "quality_filtered", subset, batch_size=config.batch_size),
+                lake, upstream_batches(lake, upstream, subset, batch_size=config.batch_size),
                 subset, PASS_RATES_JOIN, batch_size=config.batch_size,
             ),
             decide=decide, schema=DISTILLED_SCHEMA, filters=difficulty.FILTERS,
         )
         context.log.info(f"{name} {subset}: kept {run.rows_out} of {run.rows_in}")
         # Settings, not metrics: text, so the UI does not plot them across partitions.
-        return stage_result(lake, run, upstream="quality_filtered", extra={
+        return stage_result(lake, run, upstream=upstream, extra={
             "max_pass_rate": dg.MetadataValue.text(str(config.max_pass_rate)),
             "inclusive": dg.MetadataValue.text(str(config.inclusive)),
             "recipe": dg.MetadataValue.text(difficulty.recipe_rule(config.max_pass_rate, config.inclusive)),
