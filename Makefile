@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install sample demo run ui test bench check-llamafactory clean
+.PHONY: install sample demo run ui test test-fast bench check-llamafactory clean
 
 $(BIN)/mmfr: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ demo: run ui
 
 test: install
 	$(BIN)/python -m pytest -n 2 --durations=15 mmfr_assets_tests
+
+# The edit-test loop: every test that starts no process and no server (`process` marker).
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -m "not process" mmfr_assets_tests
 
 bench: install
 	$(BIN)/python -m bench

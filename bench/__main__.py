@@ -30,7 +30,7 @@ NOTES = """## Where the time goes (how ours was made fast)
 Profiling `quality_reason` on 1,024 rows of 2,000-word traces (~10 MB of text) before this
 work: 1.27 s per batch (~970 rows/s, slower than the baseline on two processes): 0.78 s in the
 repetition rule (`str.extract_all` of every word, `explode`, a `group_by` over ~2M
-(row, window) pairs) and 0.07 s in each regex word count. Now (`mmfr_assets/selection/words.py`):
+(row, window) pairs) and 0.07 s in each regex word count. Now (`mmfr_assets/rules/words.py`):
 
 - one compiled pass (numba, `nogil`, split over the cores by a thread pool) reads each
   response's UTF-8 bytes straight from the Arrow buffers Polars holds (string views: no copy)

@@ -2,7 +2,7 @@
 
 `datasets.Dataset.filter(keep, num_proc=...)` over whole examples; each rule reads the example
 dict; the repetition rule counts 50-word tuples of the think block with a `Counter`. The rules
-and their order are those of README.md / `mmfr_assets.selection.quality` (first failing reason
+and their order are those of README.md / `mmfr_assets.rules.quality` (first failing reason
 wins); words are `str.split()` words. Nothing here is vectorized on purpose: this is what ours
 is measured against.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from mmfr_assets.selection.quality import ANSWER_TAG_EXEMPT_SUBSETS
+from mmfr_assets.rules.quality import ANSWER_TAG_EXEMPT_SUBSETS
 
 MIN_RESPONSE_WORDS = 200
 MIN_CAPTION_WORDS = 100

@@ -147,7 +147,7 @@ def child(args: argparse.Namespace) -> None:
         rows = loaded.num_rows
         info = {"shards": len(files), "bytes": sum(Path(f).stat().st_size for f in files)}
     else:
-        from mmfr_assets.export import export
+        from mmfr_assets.exports.export import export
         from mmfr_assets.lake.resource import LakeResource
 
         floor, started = _peak_mb(), time.perf_counter()

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from mmfr_assets.lake.delta import DeltaLocation, read_partition
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.selection.quality import QualityRules, select_quality
+from mmfr_assets.rules.quality import QualityRules, select_quality
 from mmfr_assets.stage import upstream_batches
 
 BATCH_SIZE = 1024  # the asset's default batch_size

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from bench.machine import load_text, now_utc
-from mmfr_assets.selection.verify import AnswerVerifier, Item, Verdict
-from mmfr_assets.selection.verify.batch import verdicts_of_batch
+from mmfr_assets.rules.verify import AnswerVerifier, Item, Verdict
+from mmfr_assets.rules.verify.batch import verdicts_of_batch
 
 REAL_SAMPLE = os.environ.get("MMFR_REAL_SAMPLE", "/work/shared/real_sample")
 COLUMNS = ["question", "answer", "original_answer", "qwen3vl_235b_thinking_response", "is_consistent"]
@@ -82,7 +82,7 @@ def baseline(frame: pl.DataFrame) -> float:
     reference and the whole trace's answer region, then verify (one process)."""
     from math_verify import parse, verify
 
-    from mmfr_assets.selection.verify import final_answer, reference_answer
+    from mmfr_assets.rules.verify import final_answer, reference_answer
 
     started = time.perf_counter()
     for r in frame.iter_rows(named=True):

@@ -11,14 +11,14 @@ from __future__ import annotations
 import dagster as dg
 
 from mmfr_assets.cleaning.assets import build_cleaned
-from mmfr_assets.cleaning.steps import build_cleaning_steps
 from mmfr_assets.collection.assets import build_collected
 from mmfr_assets.collection.source import HFSourceResource, dataset_subsets
 from mmfr_assets.dedup.assets import build_dedup_signatures, build_deduplicated
 from mmfr_assets.distillation.assets import build_distilled
 from mmfr_assets.errors import InputError
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.llm import endpoint_resources_from_env
+from mmfr_assets.llm import CACHE_RESOURCE_KEY, endpoint_resources_from_env, llm_cache_from_env
+from mmfr_assets.model_step.registry import build_model_steps
 from mmfr_assets.partitions import build_partitions
 from mmfr_assets.reporting.assets import with_report
 from mmfr_assets.selection.assets import build_selection
@@ -36,7 +36,7 @@ def build_definitions(
     return dg.Definitions(
         assets=with_report(parts.subsets, [
             build_collected(parts.subsets),
-            *build_cleaning_steps(partitions),
+            *build_model_steps(partitions),
             build_cleaned(partitions),
             build_dedup_signatures(partitions),
             build_deduplicated(partitions),
@@ -45,6 +45,7 @@ def build_definitions(
         ]),
         resources={
             **endpoint_resources_from_env(),
+            CACHE_RESOURCE_KEY: llm_cache_from_env(),
             "source": HFSourceResource(path=source),
             "lake": LakeResource(
                 uri=lake_uri or lake_location(),

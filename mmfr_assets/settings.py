@@ -1,7 +1,28 @@
-"""Where things live, from the environment: the source (`MMFR_SOURCE`) and the lake (`MMFR_LAKE`).
+"""Every `MMFR_*` variable the package reads, read here and nowhere else, so a variable's name,
+its default and its meaning have one home (the README's Configuration table lists the same).
 
-Defaults keep a fresh checkout self-contained: the bundled sample is generated into the
-git-ignored `data/` folder of the repo on first use, and the lake lives beside it.
+| variable | function |
+| --- | --- |
+| `MMFR_SOURCE` | `source_location` |
+| `MMFR_LAKE` | `lake_location` |
+| `MMFR_LAKE_STORAGE_OPTIONS` | `lake_storage_options` |
+| `MMFR_SHARDS` | `shard_count` |
+| `MMFR_LLM_CACHE` | `llm_cache_location` |
+| `MMFR_PROMPTS` | `prompts_location` |
+| `MMFR_REPORT_DIR` | `report_location` |
+| `MMFR_REPORT_URL` | `report_url` |
+| `MMFR_<ROLE>_BASE_URL`, `_MODEL`, `_MAX_CONCURRENCY`, `_API_KEY` | `endpoint_environment` |
+
+One convention: each function takes an optional `environ` mapping; `None` (the default) means
+`os.environ` read at call time (rather than `os.environ` as the default value itself, so
+`help()` and signature dumps never print the environment, API keys included). Tests pass a dict.
+
+One base for relative paths: a relative path *given* in a variable is relative to the current
+directory of the process that reads it (the lake URI and the cache file are handed on as
+given, the report folder is made absolute at once). The *defaults* all live in one folder,
+`DATA_DIR` (the git-ignored `data/` of the checkout), whatever the current directory: `dagster
+dev` started from `.dagster` (as `make ui` does) uses the same sample, lake, report and response
+cache as `mmfr run` started from the repo.
 """
 
 from __future__ import annotations
@@ -9,22 +30,37 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Optional
 
 from mmfr_assets.errors import InputError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
 DATA_DIR = REPO_ROOT / "data"
 DEFAULT_SOURCE = DATA_DIR / "sample"
 DEFAULT_LAKE = DATA_DIR / "lake"
+DEFAULT_REPORT_DIR = DATA_DIR / "report"
+DEFAULT_LLM_CACHE = DATA_DIR / "llm_cache.sqlite"
+#: The prompt files installed with the package (package data, so a wheel carries them).
+DEFAULT_PROMPTS = PACKAGE_DIR / "prompts"
+
+LLM_CACHE_ENV = "MMFR_LLM_CACHE"
+PROMPTS_ENV = "MMFR_PROMPTS"
+REPORT_DIR_ENV = "MMFR_REPORT_DIR"
+REPORT_URL_ENV = "MMFR_REPORT_URL"
 
 log = logging.getLogger(__name__)
 
 
-def source_location(environ: os._Environ | dict = os.environ) -> str:
+def _env(environ: Optional[Mapping[str, str]]) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def source_location(environ: Optional[Mapping[str, str]] = None) -> str:
     """The configured source; the bundled sample is written first if it is the default."""
-    configured = environ.get("MMFR_SOURCE")
+    configured = _env(environ).get("MMFR_SOURCE")
     if configured:
         return configured
     if not (DEFAULT_SOURCE / "README.md").exists():
@@ -48,22 +84,97 @@ def sample_writer(what: str, hint: str = "") -> Callable[..., Path]:
     return write_sample
 
 
-def lake_location(environ: os._Environ | dict = os.environ) -> str:
-    return environ.get("MMFR_LAKE") or str(DEFAULT_LAKE)
+def lake_location(environ: Optional[Mapping[str, str]] = None) -> str:
+    """The Delta root URI (`MMFR_LAKE`: a local folder or `s3://bucket/prefix`), else `data/lake`."""
+    return _env(environ).get("MMFR_LAKE") or str(DEFAULT_LAKE)
 
 
-def lake_storage_options(environ: os._Environ | dict = os.environ) -> dict[str, str]:
+def lake_storage_options(environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     """deltalake storage options as JSON in `MMFR_LAKE_STORAGE_OPTIONS` (no secrets: those
     belong in the standard AWS_* variables, which deltalake and pyarrow read themselves)."""
-    raw = environ.get("MMFR_LAKE_STORAGE_OPTIONS")
+    raw = _env(environ).get("MMFR_LAKE_STORAGE_OPTIONS")
     return {str(k): str(v) for k, v in json.loads(raw).items()} if raw else {}
 
 
-def shard_count(environ: os._Environ | dict = os.environ) -> int:
+def shard_count(environ: Optional[Mapping[str, str]] = None) -> int:
     """`MMFR_SHARDS`: how many shards each subset is split into after `collected` (default 1:
     partitions are the subset names, as before shards). Set once per lake: a lake written with
     another count is refused (mmfr_assets/partitions.py)."""
-    raw = (environ.get("MMFR_SHARDS") or "1").strip()
+    raw = (_env(environ).get("MMFR_SHARDS") or "1").strip()
     if not raw.isdigit() or int(raw) < 1:
         raise InputError(f"MMFR_SHARDS must be a whole number of shards >= 1, got {raw!r}")
     return int(raw)
+
+
+def llm_cache_location(environ: Optional[Mapping[str, str]] = None) -> str:
+    """The response cache (`MMFR_LLM_CACHE`): a SQLite file or a `postgresql://` URL; else
+    `data/llm_cache.sqlite` (`data/` is git-ignored). The URL may hold a password: callers
+    show it through `llm.cache.redacted`, never as read."""
+    return _env(environ).get(LLM_CACHE_ENV) or str(DEFAULT_LLM_CACHE)
+
+
+def llm_cache_is_set(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether `MMFR_LLM_CACHE` is given: the cache resource then passes it on as a
+    `dagster.EnvVar` (read at run time, never shown) rather than as its value."""
+    return bool(_env(environ).get(LLM_CACHE_ENV))
+
+
+def prompts_location(environ: Optional[Mapping[str, str]] = None) -> Path:
+    """The folder of prompt files: `MMFR_PROMPTS`, else the ones installed with the package."""
+    return Path(_env(environ).get(PROMPTS_ENV) or DEFAULT_PROMPTS)
+
+
+def report_location(configured: str = "", lake_uri: Optional[str] = None,
+                    environ: Optional[Mapping[str, str]] = None) -> Path:
+    """Where the report and the row viewer are written, absolute: the asset's config, else
+    `MMFR_REPORT_DIR`, else a `report` folder beside a local lake (`data/report` for the
+    default `data/lake`), else `data/report` (a lake on an object store)."""
+    given = configured or _env(environ).get(REPORT_DIR_ENV)
+    if given:
+        return Path(given).absolute()
+    if lake_uri and "://" not in lake_uri:
+        return Path(lake_uri).absolute().parent / "report"
+    return DEFAULT_REPORT_DIR.absolute()
+
+
+def report_url(configured: str = "", environ: Optional[Mapping[str, str]] = None) -> str:
+    """The HTTP address serving `<lake>/_report/` (config, else `MMFR_REPORT_URL`), or ''."""
+    return (configured or _env(environ).get(REPORT_URL_ENV, "")).strip().rstrip("/")
+
+
+def role_env_prefix(role: str) -> str:
+    """``cot_teacher`` -> ``MMFR_COT_TEACHER_``."""
+    return f"MMFR_{role.upper()}_"
+
+
+@dataclass(frozen=True)
+class EndpointEnvironment:
+    """What the environment says about one role's endpoint; `None` = not set (the role's
+    default applies). The API key is only named, never read: `api_key_var` is the variable
+    that holds it (set and non-empty), for `dagster.EnvVar` to resolve at run time."""
+
+    base_url: Optional[str]
+    model: Optional[str]
+    max_concurrency: Optional[int]
+    api_key_var: Optional[str]
+
+
+def endpoint_environment(role: str, environ: Optional[Mapping[str, str]] = None) -> EndpointEnvironment:
+    """``MMFR_<ROLE>_BASE_URL`` (unset/empty = the endpoint is disabled; several URLs
+    comma-separated), ``_MODEL``, ``_MAX_CONCURRENCY`` (an integer >= 1, else `ValueError`
+    naming the variable) and the presence of ``_API_KEY``."""
+    env = _env(environ)
+    prefix = role_env_prefix(role)
+    concurrency_text = (env.get(prefix + "MAX_CONCURRENCY") or "").strip()
+    try:
+        concurrency = int(concurrency_text) if concurrency_text else None
+    except ValueError:
+        raise ValueError(f"{prefix}MAX_CONCURRENCY must be an integer, got {concurrency_text!r}") from None
+    if concurrency is not None and concurrency < 1:
+        raise ValueError(f"{prefix}MAX_CONCURRENCY must be >= 1, got {concurrency}")
+    return EndpointEnvironment(
+        base_url=(env.get(prefix + "BASE_URL") or "").strip() or None,
+        model=(env.get(prefix + "MODEL") or "").strip() or None,
+        max_concurrency=concurrency,
+        api_key_var=prefix + "API_KEY" if env.get(prefix + "API_KEY") else None,
+    )

@@ -17,8 +17,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="mmfr-hf-cache-")
 os.environ.setdefault("DAGSTER_HOME", "")  # tests pass instances explicitly
 
-# The fake OpenAI-compatible server (one per test process) and its fixtures.
-pytest_plugins = ["mmfr_assets_tests.conftest_llm"]
+# The fake OpenAI-compatible server (one per test process) and its fixtures; the `process`
+# marker's enforcement (`make test-fast` runs the tests without it).
+pytest_plugins = ["mmfr_assets_tests.conftest_llm", "mmfr_assets_tests.process_guard"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REAL_SAMPLE = Path(

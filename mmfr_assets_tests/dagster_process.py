@@ -282,7 +282,7 @@ def lake_snapshot(
     """What the committed tables hold for `subsets`: the ids of every (table, subset) partition
     and the drops of every (stage, subset, filter, reason), as comparable plain values."""
     from mmfr_assets.lake.delta import DeltaLocation, read_partition
-    from mmfr_assets.pipeline import ASSET_NAMES
+    from mmfr_assets.lineage import ASSET_NAMES
 
     options = storage_options or {}
     ids: dict[tuple[str, str], list[str]] = {}
@@ -312,7 +312,7 @@ def lake_snapshot(
 def assert_accounted(snapshot: dict, subsets: Sequence[str]) -> None:
     """No partition lost, duplicated or half-written: ids are unique in every partition, and each
     stage's input (the upstream partition) is exactly its kept rows plus its rejections."""
-    from mmfr_assets.pipeline import ASSET_NAMES
+    from mmfr_assets.lineage import ASSET_NAMES
 
     ids, rejected = snapshot["ids"], snapshot["rejected"]
     for (table, subset), values in ids.items():

@@ -11,11 +11,11 @@ from collections import Counter
 import pytest
 
 from bench import verify as bench_verify
-from mmfr_assets.selection.verify import Item, Verdict, rules, verify_rules
-from mmfr_assets.selection.verify.extract import answer_of
-from mmfr_assets.selection.verify.forms import closed_word, options, read_intervals, read_time, unit_scale
-from mmfr_assets.selection.verify.verifier import math_verify_pair as math_verify_input
-from mmfr_assets.selection.verify.workers import math_verify_pair
+from mmfr_assets.rules.verify import Item, Verdict, rules, verify_rules
+from mmfr_assets.rules.verify.extract import answer_of
+from mmfr_assets.rules.verify.forms import closed_word, options, read_intervals, read_time, unit_scale
+from mmfr_assets.rules.verify.verifier import math_verify_pair as math_verify_input
+from mmfr_assets.rules.verify.workers import math_verify_pair
 
 PAIRS = bench_verify.answer_pairs()
 
@@ -41,6 +41,7 @@ def verdicts() -> list[Verdict]:
     return bench_verify.pair_verdicts(PAIRS, workers=2)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("split", [None, "held_out", "adversarial"])
 def test_the_verifier_meets_the_goals(verdicts, split):
     """Decided >= 80% of the set (and of its held-out part), right on >= 97% of the decided, at

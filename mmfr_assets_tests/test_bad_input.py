@@ -22,7 +22,7 @@ import pytest
 from mmfr_assets import cli
 from mmfr_assets.errors import InputError
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
-from mmfr_assets.pipeline import BRANCHES, STAGES
+from mmfr_assets.lineage import BRANCHES, STAGES
 from mmfr_assets_tests.dagster_process import dagster_env, free_port
 
 MMFR = str(Path(sys.executable).parent / "mmfr")
@@ -206,6 +206,7 @@ def test_a_corrupt_page_names_the_subset_and_the_file(env, capsys, monkeypatch, 
     assert not (env / "lake" / "collected").exists()  # nothing committed
 
 
+@pytest.mark.process
 def test_duplicate_ids_reject_or_keep_first_and_a_refusal_leaves_the_lake_as_it_was(
     tmp_path, duplicated_source
 ):
@@ -316,7 +317,7 @@ def test_cleaning_drops_over_long_questions_answers_and_traces(real_sample):
 
 
 def test_the_funnel_says_not_run_failed_or_refused_distinct_from_zero(lake):
-    from mmfr_assets.report import funnel_lines
+    from mmfr_assets.reporting.funnel import funnel_lines
 
     status = {"S": _all_not_run(collected="ok", cleaned="ok, check failed: rows_accounted_for",
                                  distilled="failed", difficulty_filtered="refused")}
@@ -345,7 +346,7 @@ def test_a_failed_step_reads_failed_and_exits_1(env, capsys, monkeypatch):
 
 
 def _stage_run():
-    from mmfr_assets.selection.quality import FILTERS
+    from mmfr_assets.rules.quality import FILTERS
     from mmfr_assets.stage import StageRun
 
     run = StageRun(stage="quality_filtered", subset="FineVision-geo170k(qa)", filters=FILTERS,
@@ -357,7 +358,7 @@ def _stage_run():
 
 def test_only_row_counts_are_plotted_and_identifiers_are_text():
     """Dagster plots Int and Float metadata entries (and nothing else) across partitions."""
-    from mmfr_assets.funnel import stage_metadata
+    from mmfr_assets.reporting.metadata import stage_metadata
 
     metadata = stage_metadata(_stage_run())
     normalized = {k: dg.MetadataValue.int(v) if isinstance(v, int) else v
@@ -367,7 +368,7 @@ def test_only_row_counts_are_plotted_and_identifiers_are_text():
     assert plotted == {"dagster/row_count", "rows_in", "rows_dropped"}
     assert metadata["delta_version"] == dg.MetadataValue.text("12")
     assert metadata["partition"] == dg.MetadataValue.text("FineVision-geo170k(qa)")
-    from mmfr_assets.selection.quality import FILTERS
+    from mmfr_assets.rules.quality import FILTERS
 
     assert metadata["dropped"].value[FILTERS[0].reasons[0]] == 3
     assert "dropped_by" not in metadata  # one funnel: `dropped` per reason and the Markdown funnel
@@ -375,7 +376,7 @@ def test_only_row_counts_are_plotted_and_identifiers_are_text():
 
 
 def test_check_results_name_their_partition(lake):
-    from mmfr_assets.funnel import accounting_check
+    from mmfr_assets.reporting.metadata import accounting_check
 
     run = _stage_run()
     check = accounting_check(lake, run, rows_in=10, input_label="distilled")
@@ -412,6 +413,7 @@ CONSOLE_CASES = {
 }
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("case", sorted(CONSOLE_CASES))
 def test_the_console_script_answers_bad_input_with_one_line_and_exit_2(case, tmp_path, real_sample):
     """The same refusals through the installed `mmfr` (its own process, `os._exit` included):

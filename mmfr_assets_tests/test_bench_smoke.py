@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from bench import images, quality
 from bench.data import SourceSpec, write_source
@@ -20,6 +21,7 @@ def _rows(folder) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(p) for p in sorted(folder.glob("*.parquet"))])
 
 
+@pytest.mark.process
 def test_quick_bench_functions(tmp_path):
     spec = SourceSpec(subsets={SUBSET: 90}, trace_words=400, image_size=128, shard_rows=40)
     source = write_source(tmp_path / "source", spec, workers=2, log=lambda *_: None)
@@ -49,6 +51,7 @@ def test_quick_bench_functions(tmp_path):
     assert scenario.sizes_equal and scenario.min_psnr >= 30
 
 
+@pytest.mark.process
 def test_model_step_bench_on_tiny_partitions(tmp_path):
     """`bench/model_step.py` end to end on tiny partitions: the bare client and the asset (a
     `dagster asset materialize` subprocess) send the same prompts, every row gets a generated

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -113,6 +112,18 @@ def test_materialize_a_partition_from_the_ui(tmp_path, real_sample, sync_playwri
     assert count_rows(DeltaLocation(str(lake / "collected")), {"subset": SUBSET}) == 10
 
 
+#: True once no finite animation or CSS transition is running (spinners, which never end, do
+#: not count): what a screenshot waits for instead of a fixed sleep.
+_SETTLED = """() => document.getAnimations().every(
+    a => a.playState !== "running" || a.effect === null || a.effect.getComputedTiming().endTime === Infinity)"""
+
+
+def settle(page) -> None:
+    """Wait until the page's transitions have ended and two frames have been painted."""
+    page.wait_for_function(_SETTLED)
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
 def _drive_ui(page, url: str, screenshots: Path) -> None:
     page.set_default_timeout(TIMEOUT_MS)
     elsewhere: list[str] = []
@@ -128,7 +139,7 @@ def _drive_ui(page, url: str, screenshots: Path) -> None:
     page.route("**/*", loopback_only)
 
     def shot(name: str) -> None:
-        time.sleep(0.5)  # let transitions settle
+        settle(page)
         page.screenshot(path=str(screenshots / f"{name}.png"))
 
     # 1. The asset graph: the stage groups of the code location, then every asset upstream of
@@ -256,7 +267,7 @@ def _open_plots(page, url: str, screenshots: Path) -> None:
         image.wait_for()
         # The embedded PNG decoded and laid out: a real picture, not a broken-image icon.
         assert image.evaluate("img => img.complete && img.naturalWidth") > 600
-        time.sleep(0.5)
+        settle(page)
         dialog.screenshot(path=str(screenshots / f"report-plot-{name}.png"))
         page.keyboard.press("Escape")
         dialog.wait_for(state="hidden")
@@ -281,7 +292,7 @@ def _open_viewer(page, viewer: Path, screenshots: Path) -> None:
     article.locator("summary", has_text="Trace").click()
     trace = article.locator("details pre").first
     assert "<think>" in trace.inner_text()  # shown as text, not parsed as markup
-    time.sleep(0.5)
+    settle(page)
     page.screenshot(path=str(screenshots / "viewer-3-dropped-row.png"))
 
 
@@ -293,7 +304,7 @@ def _every_stage_shows_its_images(page, viewer: Path, lake: Path, screenshots: P
 
     import polars as pl
 
-    from mmfr_assets.image_files import image_extension
+    from mmfr_assets.files import image_extension
     from mmfr_assets.viewer.build import STAGE_INPUT
 
     def showable(data) -> bool:

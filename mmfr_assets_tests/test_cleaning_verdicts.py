@@ -7,6 +7,7 @@ from __future__ import annotations
 import polars as pl
 import pyarrow.parquet as pq
 
+from mmfr_assets.model_step.runner import skipped
 from mmfr_assets.cleaning.answers import (
     AnswerExtraction,
     AnswerExtractionConfig,
@@ -127,7 +128,8 @@ def test_answer_step_branches():
     assert isinstance(given_up, Parsed) and given_up.columns["answer_origin"] == "failed" and given_up.failure
     http = step.parse(row, [ChatResult(ok=False, error="HTTP 503")], 1)
     assert http.columns["answer_origin"] == "failed" and "HTTP 503" in http.columns["answer_error"]
-    assert step.without_model({"answer": "3"}, None).columns["answer_origin"] == "dataset"
-    assert step.without_model({"answer": ""}, None).columns["answer_origin"] == "absent"
-    missing = step.without_model(row, "answer_llm is not configured")
+    assert step.without_model({"answer": "3"}).columns["answer_origin"] == "dataset"
+    assert step.without_model({"answer": ""}).columns["answer_origin"] == "absent"
+    missing = skipped(step, row, "answer_llm is not configured")
     assert missing.columns["answer_origin"] == "missing" and missing.failure is None
+    assert missing.columns["answer_error"] == "answer_llm is not configured"

@@ -95,7 +95,7 @@ def test_copies_in_another_subset_never_reach_the_teachers(source, tmp_path):
     # the printed funnel and the report's table show what was removed and the asks it saved
     from mmfr_assets.dedup.savings import savings
     from mmfr_assets.lake.resource import LakeResource
-    from mmfr_assets.report import funnel_lines
+    from mmfr_assets.reporting.funnel import funnel_lines
 
     printed = "\n".join(funnel_lines(LakeResource(uri=lake), ["B-mixed"]))
     assert any(line.split()[-2:] == ["duplicate_of", "6"] for line in printed.splitlines())

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 import polars as pl
+import pytest
 
+from mmfr_assets.model_step.runner import skipped
 from mmfr_assets.definitions import build_definitions
 from mmfr_assets.prompts import load_prompt
 from mmfr_assets.distillation.teachers import (
@@ -85,6 +87,7 @@ def test_a_trace_whose_answer_is_not_the_reference_is_asked_again():
     assert isinstance(off.parse(row, [_reply("so <answer>7</answer>", GOOD_THINK)], 1), Parsed)
 
 
+@pytest.mark.process  # the teachers' answer check starts math-verify workers
 def test_math_verify_different_is_weak_and_costs_no_second_trace():
     cot = CotTeacher(CotTeacherConfig(max_attempts=3))
     try:
@@ -124,10 +127,15 @@ def test_dataset_annotations_are_kept_unless_regenerate():
     assert CotTeacher(CotTeacherConfig()).needs(batch).to_list() == [False, True, True]
     assert CotTeacher(CotTeacherConfig(regenerate=True)).needs(batch).to_list() == [True] * 3
     cot = CotTeacher(CotTeacherConfig())
-    kept = cot.without_model({"qwen3vl_235b_thinking_response": "<think>x</think>"}, None)
+    kept = cot.without_model({"qwen3vl_235b_thinking_response": "<think>x</think>"})
     assert kept.columns["response_origin"] == "dataset" and kept.columns["response"] == "<think>x</think>"
-    missing = cot.without_model({"qwen3vl_235b_thinking_response": None}, "no cot_teacher endpoint")
+    missing = skipped(cot, {"qwen3vl_235b_thinking_response": None}, "no cot_teacher endpoint")
     assert missing.columns["response_origin"] == "missing" and missing.failure is None
+    assert (missing.columns["response"], missing.columns["response_error"]) == (None, "no cot_teacher endpoint")
+    # regenerate: every row needs the teacher; without one, the stale dataset trace is not kept
+    again = skipped(CotTeacher(CotTeacherConfig(regenerate=True)),
+                    {"qwen3vl_235b_thinking_response": "<think>x</think>"}, "no cot_teacher endpoint")
+    assert (again.columns["response"], again.columns["response_origin"]) == (None, "missing")
 
 
 def _defs(monkeypatch, sample_source, tmp_path, url):
@@ -230,10 +238,10 @@ def test_a_rerun_after_a_kill_repeats_no_finished_request(sample_source, tmp_pat
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     from mmfr_assets_tests.dagster_process import dagster_env
+    from mmfr_assets_tests.waiting import wait_until
 
     concurrency = 4
     fake_llm.configure(latency_s=0.25)
@@ -248,14 +256,13 @@ def test_a_rerun_after_a_kill_repeats_no_finished_request(sample_source, tmp_pat
     first = subprocess.Popen(mmfr, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
     try:
-        deadline = time.monotonic() + 300
-        while fake_llm.stats()["completed"] < 12:
-            assert first.poll() is None and time.monotonic() < deadline, "the first run never got going"
-            time.sleep(0.05)
+        wait_until(lambda: first.poll() is not None or fake_llm.stats()["completed"] >= 12,
+                   "the first run to get going", timeout_s=300)
+        assert first.poll() is None, "the first run ended before it was killed"
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-    time.sleep(0.5)  # let the server finish what was in flight
+    wait_until(lambda: fake_llm.stats()["in_flight"] == 0, "the server to finish what was in flight")
     finished_before = fake_llm.stats()["completed"]
     assert finished_before < 35  # killed mid-partition (BMMR has 35 cleaned rows)
     again = subprocess.run(mmfr, env=env, capture_output=True, text=True, timeout=600)

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
-from mmfr_assets.pipeline import ASSET_NAMES, STAGES
+from mmfr_assets.lineage import ASSET_NAMES, STAGES
 from mmfr_assets_tests.dagster_process import (
     REPO_ROOT,
     assert_accounted,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mmfr_assets.pipeline import ASSET_NAMES
+from mmfr_assets.lineage import ASSET_NAMES
 from mmfr_assets_tests.dagster_process import dagster_env, graphql, webserver
+from mmfr_assets_tests.test_lineage import EXPECTED_EDGES
 
 pytestmark = pytest.mark.e2e
 
@@ -27,42 +28,7 @@ def test_webserver_serves_the_asset_graph_with_subset_partitions(tmp_path, real_
         for name, node in by_name.items()
         for dep in node["dependencyKeys"]
     }
-    assert edges == {
-        ("collected", "cleaned"),
-        # near-duplicates and benchmark leaks removed before the teachers (issue 21)
-        ("cleaned", "dedup_signatures"),
-        ("cleaned", "deduplicated"),
-        ("dedup_signatures", "deduplicated"),
-        ("deduplicated", "distilled"),
-        ("distilled", "quality_filtered"),
-        ("quality_filtered", "difficulty_filtered"),
-        # answer verdicts and student rollouts, and the 586K recipe beside the 123K one
-        ("distilled", "answer_verdicts"),
-        ("answer_verdicts", "quality_filtered"),
-        ("quality_filtered", "student_rollouts"),
-        # student_verdicts judges the undecided samples: the pass rate both recipes read
-        ("quality_filtered", "student_verdicts"),
-        ("student_rollouts", "student_verdicts"),
-        ("student_verdicts", "difficulty_filtered"),
-        ("quality_filtered", "difficulty_filtered_586k"),
-        ("student_verdicts", "difficulty_filtered_586k"),
-        # the cleaning model steps (question review, answer extraction), between collected and cleaned
-        ("collected", "question_reviews"),
-        ("collected", "extracted_answers"),
-        ("question_reviews", "cleaned"),
-        ("extracted_answers", "cleaned"),
-        # the report over all subsets, from the selection and verification tables
-        ("answer_verdicts", "report"),
-        ("quality_filtered", "report"),
-        ("student_rollouts", "report"),
-        ("difficulty_filtered", "report"),
-        ("difficulty_filtered_586k", "report"),
-        # one asset per teacher endpoint, between deduplicated and distilled
-        ("deduplicated", "teacher_captions"),
-        ("deduplicated", "teacher_responses"),
-        ("teacher_captions", "distilled"),
-        ("teacher_responses", "distilled"),
-    }
+    assert edges == EXPECTED_EDGES  # the one literal of the graph (test_lineage.py)
     assert {by_name[n]["groupName"] for n in ASSET_NAMES} == {
         "collection", "cleaning", "distillation", "selection"
     }

@@ -39,6 +39,7 @@ def test_base_urls_split_at_commas():
     assert split_base_urls(None) == split_base_urls("  ") == []
 
 
+@pytest.mark.process
 def test_url_choice_is_stable_and_spreads_keys():
     assert url_index("BMMR", 1) == 0
     keys = [f"subset-{i}" for i in range(400)]
@@ -112,6 +113,7 @@ def test_resource_with_several_urls_keeps_one_url_working():
     assert not endpoint_class_for_role("cot_teacher", {"MMFR_COT_TEACHER_BASE_URL": " , "})().enabled
 
 
+@pytest.mark.process
 def test_a_step_keeps_its_pools_share_on_its_partitions_url(monkeypatch, sample_source, tmp_path, fake_llm):
     """`teacher_responses` for one subset with two URLs, max_concurrency 6, on an instance whose
     `cot_teacher` pool has 4 slots (2 per URL): the step sends to the URL its partition key

@@ -17,8 +17,8 @@ import pytest
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
 from mmfr_assets.errors import InputError
-from mmfr_assets.export import TrainingFormat, export
-from mmfr_assets.exports.names import file_stem, subset_folder
+from mmfr_assets.exports.export import TrainingFormat, export
+from mmfr_assets.files import file_stem, subset_folder
 from mmfr_assets.exports.thinking import normalize_thinking
 from mmfr_assets.exports.turns import DEFAULT_SYSTEM_PROMPT, question_without_images
 from mmfr_assets.lake.delta import PartitionWriter, read_partition
@@ -107,27 +107,62 @@ def test_hub_card_has_a_default_config_and_dataset_info(lake_and_instance, tmp_p
     assert "from datasets import load_dataset" in card.text and "dataset: mmfr_123k" in card.text
 
 
+#: The 123K recipe's lineage, source first: the tables its card reads and counts.
+LINEAGE_123K = ("collected", "cleaned", "deduplicated", "distilled", "quality_filtered", "difficulty_filtered")
+
+
+def card_tables(card: str, header: str) -> list[tuple[str, ...]]:
+    """The rows of the card's markdown table whose header row is `header` (cells stripped)."""
+    lines = card.splitlines()
+    start = lines.index(header)
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(tuple(cell.strip() for cell in line.strip().strip("|").split("|")))
+    return rows
+
+
 def test_dataset_card_lists_the_recipe(lake_and_instance, tmp_path):
+    """The card's versions, row counts, origins and funnel equal what the lake's tables hold,
+    read here with deltalake and polars (not from the export's own result)."""
+    from deltalake import DeltaTable
+
     lake, instance = lake_and_instance
     out = tmp_path / "hub"
-    result = export(lake, "difficulty_filtered", list(EXPORTED), out, instance=instance)
+    export(lake, "difficulty_filtered", list(EXPORTED), out, instance=instance)
     card = (out / "README.md").read_text()
-    # Delta versions of every table it was read from, as committed.
-    for table in ("difficulty_filtered", "quality_filtered", "distilled", "cleaned", "collected", "rejections"):
-        version = result.versions[table]
-        assert version is not None and f"| {table} | {version} |" in card
-    # Thresholds recorded by the materializations, and where captions and traces came from.
+    table = {name: pl.read_delta(f"{lake.uri}/{name}") for name in (*LINEAGE_123K, "rejections")}
+
+    # Delta versions of every table it was read from: the tables' latest commits.
+    versions = {name: str(DeltaTable(f"{lake.uri}/{name}").version()) for name in (*LINEAGE_123K, "rejections")}
+    assert dict(card_tables(card, "| table | Delta version |")) == versions
+
+    final = table["difficulty_filtered"]
+    assert dict(card_tables(card, "| subset | rows |")) == {
+        s: str(final.filter(pl.col("subset") == s).height) for s in EXPORTED}
+
+    # Where each exported row's caption and trace came from, counted from the table's columns.
+    origins = {(s, f"{kind}: {value}", str(n))
+               for kind in ("caption", "response")
+               for s, value, n in final.group_by("subset", f"{kind}_origin").len().iter_rows()}
+    assert set(card_tables(card, "| subset | origin | rows |")) == origins
+
+    # The funnel: rows each stage's table holds, and rows dropped per filter and reason.
+    kept = {(s, stage, "", "(rows kept)", str(table[stage].filter(pl.col("subset") == s).height))
+            for s in EXPORTED for stage in LINEAGE_123K}
+    dropped = {(s, stage, f, reason, str(n)) for stage, s, f, reason, n in table["rejections"]
+               .filter(pl.col("subset").is_in(EXPORTED) & pl.col("stage").is_in(LINEAGE_123K))
+               .group_by("stage", "subset", "filter", "reason").len().iter_rows()}
+    assert dropped, "the real rows trip at least one filter"
+    assert set(card_tables(card, "| subset | stage | filter | reason | rows |")) == kept | dropped
+
+    # Thresholds recorded by the materializations, and the teachers' prompts and models (none
+    # configured here: the card says so).
     assert "min_response_words" in card and "max_pass_rate" in card
-    # The teachers' prompt versions and models (none configured here: the card says so).
     assert re.search(r"\| teacher_responses \| prompt_version \| cot_teacher@[0-9a-f]+ \| all \|", card), card
     assert "| teacher_captions | model | none: no caption_teacher endpoint configured | all |" in card
     assert "llm_prompt_tokens" not in card
-    assert "response: dataset" in card
-    # The funnel, with a drop reason the real rows trip.
-    dropped = pl.read_delta(f"{lake.uri}/rejections").filter(
-        (pl.col("subset") == EXPORTED[0]) & (pl.col("stage") != "difficulty_filtered_586k"))
-    reason, n = dropped.group_by("reason").len().sort("len", descending=True).row(0)
-    assert f"| {reason} | {n} |" in card
 
 
 def lf_records(out: Path, entry: dict) -> list[dict]:
@@ -445,7 +480,7 @@ def test_question_without_images(question, plain):
 
 
 def test_image_files_are_named_by_content_and_written_once(tmp_path):
-    from mmfr_assets.exports.files import ParallelFiles, content_name
+    from mmfr_assets.files import ParallelFiles, content_name
 
     files = ParallelFiles(workers=2, max_pending=1)
     try:

@@ -11,7 +11,7 @@ import sys
 import pytest
 import sympy
 
-from mmfr_assets.selection.verify.fast_math_verify import (
+from mmfr_assets.rules.verify.fast_math_verify import (
     clearly_different_constants,
     skip_simplify_for_constants,
     sll_first,
@@ -84,7 +84,7 @@ _SAME_ANSWERS = r"""
 import json, logging, sys
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 from math_verify import parse, verify, parser
-from mmfr_assets.selection.verify import fast_math_verify
+from mmfr_assets.rules.verify import fast_math_verify
 pairs = json.loads(sys.stdin.read())
 def run():
     out = []
@@ -116,6 +116,7 @@ PAIRS = [
 ]
 
 
+@pytest.mark.process
 def test_installed_speed_ups_keep_math_verify_answers():
     done = subprocess.run(
         [sys.executable, "-c", _SAME_ANSWERS], input=json.dumps(PAIRS), capture_output=True, text=True,

@@ -10,7 +10,7 @@ import pytest
 
 from mmfr_assets.definitions import build_definitions
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
-from mmfr_assets.pipeline import ASSET_NAMES, STAGES
+from mmfr_assets.lineage import ASSET_NAMES, NODES, STAGES
 
 # Reasons the bundled sample does not plant (duplicate ids are refused by default; the text
 # limits are generous): tested on their own in test_bad_input.py.
@@ -82,10 +82,7 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
     assert "unverified" not in verified["method"].to_list()
     plan = {i: (None if r == "correctness_unverified" else r) for i, r in plan.items()}
     metadata = materializations(results[subset])
-    assert set(metadata) == set(ASSET_NAMES) | {
-        "teacher_captions", "teacher_responses", "difficulty_filtered_586k",
-        "question_reviews", "extracted_answers", "student_verdicts", "dedup_signatures",
-    }
+    assert set(metadata) == set(NODES)  # every asset of the lineage (test_lineage.py)
     # the sample carries labels: the rules' agreement with them is in the metadata
     verdict_meta = metadata["answer_verdicts"]
     assert int(verdict_meta["label_rows"].value) == verdicts["dataset_label"].is_not_null().sum() > 0
@@ -258,7 +255,7 @@ def test_duplicate_ids_block_the_graph(tmp_path, real_sample):
 def test_export_joins_images_back_for_training(bundled, tmp_path):
     import datasets
 
-    from mmfr_assets.export import export_table
+    from mmfr_assets.exports.export import export_table
     from mmfr_assets.lake.resource import LakeResource
 
     _, lake, _, _ = bundled
@@ -284,7 +281,7 @@ def test_a_step_that_did_not_run_does_not_look_green(bundled):
     a row count."""
     from mmfr_assets.cli import _stage_status
     from mmfr_assets.lake.resource import LakeResource
-    from mmfr_assets.report import funnel_lines
+    from mmfr_assets.reporting.funnel import funnel_lines
 
     defs, lake, _, results = bundled
     result = results["BMMR"]

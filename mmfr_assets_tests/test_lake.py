@@ -78,6 +78,7 @@ def test_reading_a_missing_table_says_what_to_do(tmp_path):
     assert count_rows(DeltaLocation(str(tmp_path / "nope")), {"subset": "A"}) == 0
 
 
+@pytest.mark.process
 def test_concurrent_writers_on_different_partitions_all_land(tmp_path):
     uri = str(tmp_path / "t")
     script = textwrap.dedent(

@@ -16,12 +16,13 @@ import pytest
 
 from mmfr_devkit.drive import complete, run_requests
 from mmfr_assets.llm.cache import ResponseCache, cache_key, redacted
-from mmfr_assets.llm.client import LLMSession
+from mmfr_assets.llm.client import EndpointSettings, LLMSession
 from mmfr_assets.llm.wire import build_body
 from mmfr_devkit.fake_server import prompt_digest
 from mmfr_assets.llm.images import user_message
 from mmfr_assets.llm.types import ChatRequest
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server, llm_settings  # noqa: F401
+from mmfr_assets_tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -167,6 +168,7 @@ _WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.process
 def test_several_processes_can_write_concurrently(shared_cache):
     path = shared_cache
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), f"p{j}"], cwd=REPO) for j in range(4)]
@@ -210,7 +212,12 @@ def test_resume_after_sigkill_rerequests_nothing_that_finished(fake_llm, llm_set
         if line.startswith("DONE"):
             done.append(int(line.split()[1]))
     assert len(done) >= 8, "client subprocess did not make progress"
-    time.sleep(0.1)          # responses are committed within milliseconds; 100 ms is plenty
+    # Killed once the finished responses are in the cache (committed within milliseconds):
+    # the keys the child's session gives them, read from the cache as another process would.
+    child = EndpointSettings(base_url=fake_llm.url, model="fake-model", max_concurrency=4, timeout_s=10, max_retries=1)
+    keys = [cache_key(build_body(child, ChatRequest.from_text(f"{tag} item {i}"))) for i in done]
+    with ResponseCache(cache_path) as cache:
+        wait_until(lambda: len(cache.get_many(keys)) == len(keys), "the finished responses to reach the cache")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     proc.stdout.close()
@@ -232,7 +239,8 @@ def test_resume_after_sigkill_rerequests_nothing_that_finished(fake_llm, llm_set
 
 def test_default_cache_path(monkeypatch):
     from mmfr_assets.llm.cache import default_cache_path
-    assert default_cache_path({}) == "data/llm_cache.sqlite"
+    # in the checkout's data/ folder (beside the lake), not under the current directory
+    assert default_cache_path({}) == str(Path(__file__).resolve().parent.parent / "data" / "llm_cache.sqlite")
     monkeypatch.setenv("MMFR_LLM_CACHE", "/tmp/elsewhere.sqlite")
     assert default_cache_path() == "/tmp/elsewhere.sqlite"
 

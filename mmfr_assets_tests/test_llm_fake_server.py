@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import openai
+import pytest
 
 from mmfr_devkit.fake_server import caption_reply, reasoning_reply, start_fake_server
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401
@@ -30,6 +31,7 @@ def test_canned_reasoning_is_long_varied_and_deterministic():
     assert len(caption_reply("Describe it", 0, 0).split()) >= 120
 
 
+@pytest.mark.process
 def test_subprocess_server_counts_resets_and_reconfigures():
     srv = start_fake_server({"latency_s": 0.0}, in_process=False)
     try:

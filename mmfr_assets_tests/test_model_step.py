@@ -8,9 +8,10 @@ import pyarrow as pa
 import pytest
 
 from mmfr_assets.llm import LLMEndpointError, LLMSession, ResponseCache
+from mmfr_assets.llm.resource import LLMCache
 from mmfr_assets.llm.types import ChatRequest
 from mmfr_assets.model_step import ModelStep, Parsed, Retry
-from mmfr_assets.model_step.runner import StepStats, run_model_step
+from mmfr_assets.model_step.runner import StepStats, check_declaration, run_model_step, skipped
 from mmfr_assets.prompts import Prompt
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server, llm_settings  # noqa: F401
 
@@ -27,8 +28,10 @@ class EchoStep(ModelStep):
     columns = ("question",)
     prompt = "echo"
     output_schema = pa.schema([("text", pa.string()), ("texts", pa.list_(pa.string())),
-                               ("status", pa.string())])
+                               ("status", pa.string()), ("why", pa.string())])
     status_column = "status"
+    reason_column = "why"
+    skipped_status = "no_model"
 
     def __init__(self, samples=1, max_attempts=1, want=None):
         self.samples, self.max_attempts, self.want = samples, max_attempts, want
@@ -49,8 +52,8 @@ class EchoStep(ModelStep):
             return Retry("unwanted", Parsed({**out.columns, "status": "gave_up"}))
         return out
 
-    def without_model(self, row, reason):
-        return Parsed({"status": "skipped" if reason is None else f"no model: {reason}"})
+    def without_model(self, row):
+        return Parsed({"status": "not_needed"})
 
 
 def _batches(n, every=1, size=100):
@@ -73,17 +76,50 @@ def test_rows_come_back_in_input_order_under_heavy_tailed_latency(fake_llm, llm_
         out = _run(EchoStep(), s, _batches(400, every=3), reorder_limit=40, write_rows=64, stats=stats)
     assert out["id"].to_list() == [f"r{i:05d}" for i in range(400)]
     sent = [i % 3 == 0 for i in range(400)]
-    assert out["status"].to_list() == ["attempt1" if s else "skipped" for s in sent]
+    assert out["status"].to_list() == ["attempt1" if s else "not_needed" for s in sent]
     assert all(t == f"Echo: Please answer: q{i}" for i, t in zip(range(0, 400, 3), out["text"].drop_nulls()))
-    assert stats.sent == sum(sent) and stats.rows == 400 and stats.statuses["skipped"] == 400 - sum(sent)
+    assert stats.sent == sum(sent) and stats.rows == 400 and stats.statuses["not_needed"] == 400 - sum(sent)
     assert out["prompt_version"].null_count() == 400 - sum(sent)
     assert fake_llm.stats()["max_in_flight"] == 8  # the window stayed full across batches
 
 
 def test_no_endpoint_says_why_for_every_row_that_needed_one():
-    out = _run(EchoStep(), None, _batches(10, every=2), skip_reason="no answer_llm endpoint configured")
-    assert out["status"].to_list() == ["no model: no answer_llm endpoint configured", "skipped"] * 5
-    assert set(out["attempts"]) == {0}
+    stats = StepStats()
+    out = _run(EchoStep(), None, _batches(10, every=2), stats=stats)
+    assert out["status"].to_list() == ["no_model", "not_needed"] * 5
+    assert out["why"].to_list() == ["no answer_llm endpoint configured (MMFR_ANSWER_LLM_BASE_URL unset)", None] * 5
+    assert set(out["attempts"]) == {0} and set(out["prompt_version"]) == {None}
+    assert (stats.rows, stats.sent, stats.not_sent, stats.statuses) == (10, 0, 5, {"no_model": 5, "not_needed": 5})
+
+
+class _Noted(EchoStep):
+    """A step whose rows carry a note without the model, and no skipped status of its own."""
+
+    skipped_status = None
+
+    def without_model(self, row):
+        return Parsed({"status": "bounds", "why": "2 of 4 undecided"})
+
+
+def test_the_runner_appends_the_reason_and_keeps_a_status_the_step_does_not_override():
+    row = {"subset": "S", "id": "1", "question": "q"}
+    assert skipped(_Noted(), row, "no endpoint").columns == {"status": "bounds", "why": "2 of 4 undecided; no endpoint"}
+    assert skipped(EchoStep(), row, "no endpoint").columns == {"status": "no_model", "why": "no endpoint"}
+
+
+def test_a_declaration_that_does_not_hold_together_fails_at_definition_time():
+    check_declaration(EchoStep)
+
+    class NoSuchColumn(EchoStep):
+        reason_column = "nope"
+
+    class NoStatus(EchoStep):
+        status_column = None
+
+    with pytest.raises(TypeError, match="echo: reason_column 'nope'"):
+        check_declaration(NoSuchColumn)
+    with pytest.raises(TypeError, match="skipped_status needs a status_column"):
+        check_declaration(NoStatus)
 
 
 def test_samples_in_one_request_with_n_or_one_request_per_seed(fake_llm, llm_settings, tmp_path):
@@ -151,3 +187,90 @@ def test_classify_status():
     assert classify_status(401, "invalid API key") == (False, True)
     assert classify_status(503, "overloaded") == (True, False)
     assert classify_status(429, "slow down") == (True, False)
+
+
+# -- the one join, the registry, the cache resource ----------------------------------------
+
+def _write(lake, table, frame, schema):
+    from mmfr_assets.stage import Verdicts, run_stage
+
+    run_stage(lake, stage=table, subset="S", batches=[frame], decide=Verdicts.no_drops, schema=schema)
+
+
+def test_join_step_takes_the_step_columns_typed_by_its_schema(tmp_path):
+    from mmfr_assets.lake.resource import LakeResource
+    from mmfr_assets.model_step.join import join_step, take
+    from mmfr_assets.model_step.runner import table_schema
+
+    lake = LakeResource(uri=str(tmp_path / "lake"))
+    ids = [f"r{i}" for i in range(5)]
+    _write(lake, "echo", pl.DataFrame({"subset": ["S"] * 5, "id": ids, "text": ["a", None, "c", None, "e"],
+                                       "texts": [[]] * 5, "status": ["s"] * 5, "why": [None] * 5,
+                                       "prompt_version": [None] * 5, "attempts": [0] * 5,
+                                       "prompt_tokens": [0] * 5, "completion_tokens": [0] * 5}),
+           table_schema(EchoStep))
+    consumer = [pl.DataFrame({"id": ids[:3], "text": ["x", "y", "z"]}), pl.DataFrame({"id": ids[3:], "text": ["u", "v"]})]
+    out = pl.concat(join_step(lake, iter(consumer), "S", take(EchoStep, "text", why="echo_why", status="echo_status")))
+    assert out["id"].to_list() == ids
+    assert out["text"].to_list() == ["a", None, "c", None, "e"]  # replaced by the step's
+    assert out["echo_status"].to_list() == ["s"] * 5
+    assert out.schema["echo_why"] == pl.String  # a column of nulls keeps the step's type
+    with pytest.raises(ValueError, match="echo writes no column 'nope'"):
+        take(EchoStep, "nope")
+    # a step never materialized for the partition: an error, or named where the caller asks
+    missing = take(_Noted, "text")
+    object.__setattr__(missing, "step", type("Other", (EchoStep,), {"asset": "other"}))
+    with pytest.raises(Exception):
+        list(join_step(lake, iter(consumer), "S", missing))
+    not_joined: list[str] = []
+    kept = pl.concat(join_step(lake, iter(consumer), "S", [missing, take(EchoStep, "status")], not_joined=not_joined))
+    assert not_joined == ["other"] and kept.columns == ["id", "text", "status"]
+
+
+def test_every_registered_step_is_an_asset_of_the_definitions():
+    import dagster as dg
+
+    from mmfr_assets.definitions import build_definitions
+    from mmfr_assets.model_step.registry import MODEL_STEPS, Registered, build_model_steps
+
+    partitions = dg.StaticPartitionsDefinition(["S"])
+    built = {a.key.path[-1]: a for a in build_model_steps(partitions)}
+    assert set(built) == {r.step.asset for r in MODEL_STEPS}
+    for r in MODEL_STEPS:
+        asset = built[r.step.asset]
+        assert asset.required_resource_keys >= {r.step.role, "lake", "llm_cache"}
+        assert asset.descriptions_by_key[asset.key] == r.step.description != ""
+        assert {k.path[-1] for k in asset.dependency_keys} == {r.step.upstream, *(j.table for j in r.step.joins)}
+    with pytest.raises(ValueError, match="registered twice: question_reviews"):
+        build_model_steps(partitions, (MODEL_STEPS[0], MODEL_STEPS[0]))
+    stray = type("Stray", (EchoStep,), {"role": "oracle_llm"})
+    with pytest.raises(ValueError, match="role 'oracle_llm' is not an endpoint role"):
+        build_model_steps(partitions, (Registered(stray, MODEL_STEPS[0].config, "x"),))
+    defs = build_definitions(None, "/tmp/unused-lake", {})
+    assert {r.step.asset for r in MODEL_STEPS} <= {k.path[-1] for k in defs.resolve_asset_graph().get_all_asset_keys()}
+
+
+def test_the_cache_is_a_resource_built_from_mmfr_llm_cache(monkeypatch):
+    import dagster as dg
+
+    from mmfr_assets.llm import llm_cache_from_env
+    from mmfr_assets.llm.cache import DEFAULT_CACHE_PATH
+
+    assert llm_cache_from_env({}).path() == DEFAULT_CACHE_PATH
+    url = "postgresql://mmfr:hunter2@db:5432/cache"
+    monkeypatch.setenv("MMFR_LLM_CACHE", url)
+    cache = llm_cache_from_env()
+    assert isinstance(cache.location, dg.EnvVar) and cache.path() == url
+    assert "hunter2" not in repr(cache) and "hunter2" not in repr(LLMCache(location=url))
+
+    seen = {}
+
+    @dg.asset
+    def probe(llm_cache: LLMCache) -> None:
+        seen["path"] = llm_cache.path()
+
+    assert dg.materialize([probe], resources={"llm_cache": cache}).success
+    assert seen["path"] == url  # resolved by Dagster at run time
+    run_config = {"resources": {"llm_cache": {"config": {"location": "/tmp/other.sqlite"}}}}
+    assert dg.materialize([probe], resources={"llm_cache": cache}, run_config=run_config).success
+    assert seen["path"] == "/tmp/other.sqlite"

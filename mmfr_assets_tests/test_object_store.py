@@ -19,7 +19,7 @@ import pytest
 
 from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter, count_rows, read_partition
 from mmfr_assets.lake.object_store import s3_filesystem
-from mmfr_assets.pipeline import ASSET_NAMES
+from mmfr_assets.lineage import ASSET_NAMES
 from mmfr_assets_tests.dagster_process import (
     BIN, assert_accounted, dagster_env, free_port, lake_snapshot, stop,
 )
@@ -211,7 +211,7 @@ def _assert_report_published(tmp_path, source, endpoint, bucket, uri, options):
 
     import boto3
 
-    from mmfr_assets.exports.names import subset_folder
+    from mmfr_assets.files import subset_folder
     from mmfr_assets.reporting.serve import report_server, report_source
 
     metadata = _materialize_report(source, uri, options, tmp_path / "report-local")

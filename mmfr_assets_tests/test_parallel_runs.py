@@ -23,7 +23,7 @@ import pytest
 from deltalake import DeltaTable
 
 from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter, count_rows
-from mmfr_assets.pipeline import ASSET_NAMES
+from mmfr_assets.lineage import ASSET_NAMES
 from mmfr_assets_tests.dagster_process import BIN, assert_accounted, dagster_env, lake_snapshot
 
 MMFR = str(BIN / "mmfr")

@@ -9,7 +9,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from mmfr_assets.cleaning.replies import json_objects, latex_safe_json, strip_thinking
+from mmfr_assets.model_step.runner import skipped
+from mmfr_assets.llm.replies import json_objects, latex_safe_json, strip_thinking
 from mmfr_assets.cleaning.review import (
     FAILED,
     NO_PROBLEM,
@@ -138,9 +139,11 @@ def test_step_branches_for_every_reply():
     same = step.parse(_row("<image>Find x."), [_ok('{"error_type": "irrelevant content", '
                                                    '"corrected_text": "<image>Find x."}')], 1)
     assert same.columns["review_status"] == NO_PROBLEM  # a "rewrite" that changes nothing
-    assert step.without_model(row, None).columns["review_status"] == NOT_ROUTED
-    skipped = step.without_model(row, "cleaner_llm is not configured")
-    assert skipped.columns["review_status"] == SKIPPED and skipped.failure is None
+    assert step.without_model(row).columns["review_status"] == NOT_ROUTED
+    off = skipped(step, row, "cleaner_llm is not configured")
+    assert off.columns["review_status"] == SKIPPED and off.failure is None
+    assert off.columns["review_error"] == "cleaner_llm is not configured"
+    assert off.columns["route_reasons"] == step.without_model(row).columns["route_reasons"]
 
 
 def test_review_modes_route_rows():

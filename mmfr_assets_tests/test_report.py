@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from mmfr_assets.exports.names import subset_folder
+from mmfr_assets.files import subset_folder
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.reporting.lookup import SubsequenceLookup
+from mmfr_assets.lake.lookup import SubsequenceLookup
 from mmfr_assets.reporting.stats import LENGTH_BINS, collect_stats
 from mmfr_assets_tests.lake_fixture import SUBSETS, materialize_subsets
 
@@ -220,7 +220,7 @@ def test_every_stage_shows_the_image_collected_shows(reported):
     """Images are stored once (collected's originals, cleaned's changed bytes): every stage's
     cards join them back, so a row whose image collected shows has it at every stage (the
     viewer used to lose it after the first row an upstream stage dropped)."""
-    from mmfr_assets.image_files import image_extension
+    from mmfr_assets.files import image_extension
     from mmfr_assets.viewer.build import STAGE_INPUT
 
     lake, out, _ = reported
@@ -253,7 +253,8 @@ def test_every_stage_shows_the_image_collected_shows(reported):
 def test_model_steps_link_the_page_that_shows_their_columns(reported):
     """A model step's materialization links `row_viewer` to a page that exists and shows the
     step's columns on its cards."""
-    from mmfr_assets.reporting.paths import STEP_SHOWN_IN, viewer_page
+    from mmfr_assets.files import viewer_page
+    from mmfr_assets.lineage import STEP_SHOWN_IN
 
     lake, out, _ = reported
     subset = SUBSETS[0]
@@ -269,7 +270,7 @@ def test_pages_say_where_they_are_and_cards_lead_with_the_answer(reported):
     """Each page says "page n of N" and links every page by number; a card shows the trace's
     final answer against the reference before anything else, and the end of the trace open
     (the whole trace collapsed)."""
-    from mmfr_assets.selection.verify.extract import final_answer
+    from mmfr_assets.rules.verify.extract import final_answer
 
     lake, out, _ = reported
     stage_dir = out / "viewer" / subset_folder(SUBSETS[0]) / "quality_filtered"

@@ -73,6 +73,7 @@ def served(tmp_path):
     server.server_close()
 
 
+@pytest.mark.process
 def test_server_serves_the_report_folder_and_nothing_else(served):
     status, headers, body = _get(f"{served}/")
     assert (status, body) == (200, b"<title>mmfr report</title>")

@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from mmfr_assets.selection.difficulty import select_difficulty
-from mmfr_assets.selection.quality import QualityRules, quality_reason, select_quality
-from mmfr_assets.selection.repetition import has_repeated_ngram, repeated_ngram_mask
-from mmfr_assets.selection.words import PY_WHITESPACE, WORD_PATTERN
+from mmfr_assets.rules.quality import QualityRules, quality_reason, select_quality
+from mmfr_assets.rules.repetition import repeated_ngram_mask
+from mmfr_assets.rules.words import PY_WHITESPACE, WORD_PATTERN
 
 EXEMPT = {"FineVision-visualwebinstruct(filtered)", "LLaVA-CoT", "FineVision-ai2d_merged"}
 FILLER = " ".join(f"w{i}" for i in range(260))
@@ -142,21 +142,59 @@ def test_words_are_exactly_python_str_split():
     assert "\x1c" in PY_WHITESPACE and "\u200b" not in PY_WHITESPACE
 
 
-def test_hashed_repetition_agrees_with_the_published_counter():
-    rng = random.Random(4)
-    texts = []
-    for _ in range(300):
-        vocabulary = [f"t{i}" for i in range(rng.choice([2, 5, 50, 1000]))]
-        words = [rng.choice(vocabulary) for _ in range(rng.randint(0, 400))]
-        if rng.random() < 0.3:
-            start = rng.randint(0, max(0, len(words) - 60))
-            chunk = words[start : start + rng.randint(45, 70)]
-            words += chunk * rng.randint(1, 3)
-        texts.append(" ".join(words))
-    texts.append(None)
-    got = repeated_ngram_mask(pl.Series(texts), 50, 3).to_list()
-    expected = [has_repeated_ngram((t or "").split(), 50, 3) for t in texts]
-    assert got == expected and any(expected) and not all(expected)
+def _planted_texts(rng: random.Random) -> list[tuple[str | None, bool]]:
+    """Texts whose answer (some 50-gram of words occurs >= 3 times?) is known by construction,
+    not by counting: every word is unique except what is planted.
+
+    - a chunk of L words written k times, each copy between unique words: its windows occur
+      exactly k times, so True iff L >= 50 and k >= 3;
+    - three copies of a chunk with one word changed in one copy, at a position every window of
+      the chunk covers (L - 50 <= c <= 49): each window occurs twice, so False;
+    - a cycle of p words repeated to m words: the window at offset 0 occurs
+      floor((m - 50) / p) + 1 times, so True iff m >= 50 + 2p.
+    Words are joined by assorted `str.split()` whitespace (tabs, newlines, U+3000, U+001C)."""
+    fresh = (f"u{i}" for i in range(10**9))
+    spaces = [" ", "  ", "\t", "\n", "\u3000", "\x1c", " \n "]
+
+    def text(words: list[str]) -> str:
+        return "".join(w + rng.choice(spaces) for w in words).rstrip()
+
+    def unique(n: int) -> list[str]:
+        return [next(fresh) for _ in range(n)]
+
+    out: list[tuple[str | None, bool]] = []
+    for _ in range(120):
+        length, copies = rng.randint(44, 70), rng.randint(1, 4)
+        chunk = [f"c{next(fresh)}" for _ in range(length)]
+        words = unique(rng.randint(0, 80))
+        for _ in range(copies):
+            words += chunk + unique(rng.randint(1, 30))
+        out.append((text(words), length >= 50 and copies >= 3))
+    for _ in range(40):
+        length = rng.randint(50, 99)
+        chunk = [f"c{next(fresh)}" for _ in range(length)]
+        changed = list(chunk)
+        changed[rng.randint(length - 50, 49)] = "changed"
+        copies = [chunk, chunk, changed]
+        rng.shuffle(copies)
+        words = unique(rng.randint(0, 40))
+        for copy in copies:
+            words += copy + unique(rng.randint(1, 20))
+        out.append((text(words), False))
+    for _ in range(80):
+        period, length = rng.randint(1, 5), rng.randint(40, 70)
+        cycle = [f"p{next(fresh)}" for _ in range(period)]
+        words = unique(rng.randint(0, 30)) + [cycle[i % period] for i in range(length)] + unique(rng.randint(0, 30))
+        out.append((text(words), length >= 50 + 2 * period))
+    out += [(None, False), ("", False), (text(unique(400)), False)]
+    return out
+
+
+def test_hashed_repetition_finds_exactly_the_planted_repeats():
+    planted = _planted_texts(random.Random(4))
+    texts, expected = [t for t, _ in planted], [e for _, e in planted]
+    assert sum(expected) > 40 and len(expected) - sum(expected) > 40
+    assert repeated_ngram_mask(pl.Series(texts), 50, 3).to_list() == expected
 
 
 def test_vectorized_rules_match_the_reference_on_real_rows(real_sample):

@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 
 from mmfr_assets.definitions import build_definitions
-from mmfr_assets.selection.quality import QualityRules, quality_reason
+from mmfr_assets.rules.quality import QualityRules, quality_reason
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401
 from mmfr_assets_tests.paper_oracle import ROLES, PaperOracle, published_rows, write_unannotated
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from mmfr_assets.model_step.runner import skipped
 from mmfr_assets.llm.types import ChatResult, Choice
 from mmfr_assets.model_step.declaration import Parsed, Retry
 from mmfr_assets.prompts import load_prompt
 from mmfr_assets.selection.configs import AnswerVerdictsConfig, StudentRolloutsConfig
 from mmfr_assets.selection.difficulty import select_difficulty
 from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep, StudentVerdictsStep
-from mmfr_assets.selection.verify.judge import parse_judgment
+from mmfr_assets.rules.verify.judge import parse_judgment
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401
 
 
@@ -75,6 +76,7 @@ def distilled_batch() -> pl.DataFrame:
     )
 
 
+@pytest.mark.process
 def test_answer_verdicts_routes_only_undecided_rows_to_the_judge():
     step = AnswerVerdictsStep(AnswerVerdictsConfig(recompute=False, math_verify_workers=1))
     try:
@@ -83,14 +85,14 @@ def test_answer_verdicts_routes_only_undecided_rows_to_the_judge():
         # labelled row keeps its label; decided rows and the row without reference stay home
         assert step.needs(prepared).to_list() == [False, False, True, False, False]
         rows = prepared.to_dicts()
-        kept = step.without_model(rows[0], None).columns
+        kept = step.without_model(rows[0]).columns
         assert (kept["is_consistent"], kept["method"], kept["rule_verdict"]) == (False, "dataset_label", True)
-        assert step.without_model(rows[1], None).columns["method"] == "math_verify"
-        assert step.without_model(rows[3], None).columns["method"] == "choice"
-        no_ref = step.without_model(rows[4], None).columns
+        assert step.without_model(rows[1]).columns["method"] == "math_verify"
+        assert step.without_model(rows[3]).columns["method"] == "choice"
+        no_ref = step.without_model(rows[4]).columns
         assert (no_ref["is_consistent"], no_ref["method"], no_ref["analysis"]) == (None, "unverified", "no_reference")
         # no judge configured: unverified, with the reason
-        off = step.without_model(rows[2], "endpoint judge_llm disabled").columns
+        off = skipped(step, rows[2], "endpoint judge_llm disabled").columns
         assert off["is_consistent"] is None and "judge_llm disabled" in off["analysis"]
         text = step.render(rows[2], load_prompt("answer_judge"))
         assert "a cat" in text and "a feline" in text and "Q3" in text
@@ -102,7 +104,7 @@ def test_answer_verdicts_recompute_verifies_labelled_rows():
     step = AnswerVerdictsStep(AnswerVerdictsConfig(recompute=True, use_math_verify=False))
     prepared = step.prepare(distilled_batch())
     assert step.needs(prepared).to_list() == [False, True, True, False, False]
-    first = step.without_model(prepared.row(0, named=True), None).columns
+    first = step.without_model(prepared.row(0, named=True)).columns
     assert (first["is_consistent"], first["method"], first["dataset_label"]) == (True, "exact", False)
 
 
@@ -192,7 +194,7 @@ def test_student_verdicts_judge_settles_the_undecided_samples():
 def test_student_verdicts_without_a_judge_keep_the_bounds():
     step = StudentVerdictsStep()
     row = verdicts_row(["blue"] * 4, [None] * 4, ["prose"] * 4)
-    c = step.without_model(row, "no judge_llm endpoint configured").columns
+    c = skipped(step, row, "no judge_llm endpoint configured").columns
     assert (c["pass_rate"], c["pass_rate_low"], c["pass_rate_high"], c["pass_rate_origin"]) == (None, 0.0, 1.0, "bounds")
     assert "no judge_llm endpoint" in c["detail"]
     half = step.parse(row, [_ok("JUDGMENT 3: DIFFERENT")], 1)  # asks about 1 answer: "3" is not one
@@ -233,11 +235,11 @@ def test_student_keeps_dataset_pass_rate_unless_recompute():
                           "pass_rate": [0.25, None]})
     prepared = step.prepare(batch)
     assert step.needs(prepared).to_list() == [False, False]
-    assert step.without_model(prepared.row(0, named=True), None).columns["pass_rate"] == 0.25
-    assert step.without_model(prepared.row(1, named=True), None).columns["pass_rate_origin"] == "no_reference"
+    assert step.without_model(prepared.row(0, named=True)).columns["pass_rate"] == 0.25
+    assert step.without_model(prepared.row(1, named=True)).columns["pass_rate_origin"] == "no_reference"
     again = StudentRolloutsStep(StudentRolloutsConfig(recompute=True, use_math_verify=False))
     assert again.needs(again.prepare(batch)).to_list() == [True, False]
-    missing = again.without_model(again.prepare(batch).row(0, named=True), "endpoint student_llm disabled")
+    missing = skipped(again, again.prepare(batch).row(0, named=True), "endpoint student_llm disabled")
     assert missing.columns["pass_rate"] is None and missing.columns["pass_rate_origin"] == "missing"
 
 

@@ -20,16 +20,14 @@ from mmfr_assets.errors import InputError
 from mmfr_assets.lake.delta import DeltaLocation
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.partitions import check_lake, lake_shards, run_plan, shard_of, shards_of
-from mmfr_assets.pipeline import ASSET_NAMES, BRANCHES
+from mmfr_assets.lineage import NODES
 
 # The bundled sample's FineVision-geo170k(qa) holds one planted near-duplicate pair (test_graph):
 # with 2 shards its rows 88235 (kept) and 88257 (dropped) fall in different shards, so the drop
 # needs `deduplicated` to see the other shard's signatures.
 GEO = "FineVision-geo170k(qa)"
 REAL = "BMMR"  # a subset of the real published rows
-MODEL_TABLES = ("question_reviews", "extracted_answers", "dedup_signatures", "teacher_captions",
-                "teacher_responses", "student_rollouts")
-TABLES = (*ASSET_NAMES, *(name for name, _, _ in BRANCHES), *MODEL_TABLES)
+TABLES = tuple(NODES)  # every table of the lineage: stages, branches and model steps
 
 
 def materialize(source, lake_uri: str, subset: str, shards: int, instance, monkeypatch,
@@ -87,8 +85,8 @@ def test_two_shards_hold_every_row_once_as_one_shard_does(lakes, subset):
 
 @pytest.mark.parametrize("subset", [GEO, REAL])
 def test_rejections_funnel_and_export_are_those_of_one_shard(lakes, subset, tmp_path):
-    from mmfr_assets.export import export_table
-    from mmfr_assets.report import funnel_lines
+    from mmfr_assets.exports.export import export_table
+    from mmfr_assets.reporting.funnel import funnel_lines
 
     one, two = lakes[(subset, 1)], lakes[(subset, 2)]
     columns = ["stage", "id", "filter", "reason", "detail"]
@@ -168,6 +166,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.process  # a Python process per PYTHONHASHSEED
 @pytest.mark.parametrize("seed", ["0", "12345"])
 def test_the_shard_hash_is_fixed_and_independent_of_pythonhashseed(seed):
     code = ("import json, sys; from mmfr_assets.partitions import shard_of; "

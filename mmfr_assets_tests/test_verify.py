@@ -9,15 +9,15 @@ import os
 import polars as pl
 import pytest
 
-from mmfr_assets.selection.verify import (
+from mmfr_assets.rules.verify import (
     AnswerVerifier,
     Item,
     final_answer,
     reference_answer,
     verify_rules,
 )
-from mmfr_assets.selection.verify import rules
-from mmfr_assets.selection.verify.workers import MathVerifyPool, has_expression, math_verify_pair
+from mmfr_assets.rules.verify import rules
+from mmfr_assets.rules.verify.workers import MathVerifyPool, has_expression, math_verify_pair
 
 REAL_SAMPLE = os.environ.get("MMFR_REAL_SAMPLE", "/work/shared/real_sample")
 
@@ -123,6 +123,7 @@ def test_rules_leave_undecided(candidate, reference, why):
     assert verdict.equivalent is None and verdict.detail == why, verdict
 
 
+@pytest.mark.process
 def test_prose_and_parts_never_reach_math_verify():
     with AnswerVerifier(workers=1) as verifier:
         verdicts = verifier.verify_many([Item("a feline", "a cat"), Item("g/3", "x, g/3")])
@@ -172,6 +173,7 @@ def test_dates_are_not_lists():
     assert verify_rules(Item("1968", "September 24, 1968")).detail != "parts_differ"
 
 
+@pytest.mark.process
 def test_bench_verify_runs_side_by_side():
     from bench import verify as bench_verify
 
@@ -191,6 +193,7 @@ def test_thousands_are_not_lists():
 
 # --- math-verify workers ----------------------------------------------------------------------
 
+@pytest.mark.process
 def test_math_verify_decides_what_rules_leave():
     with AnswerVerifier(workers=1, timeout_s=30) as verifier:
         verdicts = verifier.verify_many(
@@ -226,6 +229,7 @@ def hangs_on_hang(reference: str, candidate: str):
     return math_verify_pair(reference, candidate)
 
 
+@pytest.mark.process
 def test_a_stuck_item_is_killed_and_the_rest_go_on():
     with MathVerifyPool(workers=2, timeout_s=3, check="mmfr_assets_tests.test_verify:hangs_on_hang") as pool:
         outcomes = pool.run([("1/2", "0.5"), ("hang", "x"), ("\\sqrt{4}", "2"), ("3", "4")])
@@ -261,6 +265,7 @@ def items_of(frame: pl.DataFrame) -> list[Item]:
     ]
 
 
+@pytest.mark.process
 def test_rules_agree_with_published_labels():
     frame = real_rows()
     labels = frame["is_consistent"].to_list()
@@ -273,7 +278,7 @@ def test_rules_agree_with_published_labels():
 
 
 def test_agreement_metadata_only_with_labels():
-    from mmfr_assets.selection.verify.agreement import Agreement
+    from mmfr_assets.rules.verify.agreement import Agreement
 
     agreement = Agreement()
     agreement.add(pl.Series([True, True, False, None, False]), pl.Series([True, None, True, False, False]))

@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.cleaning.replies import strip_thinking, tag_contents
+from mmfr_assets.llm.replies import snippet, strip_thinking, tag_contents
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
@@ -50,8 +50,7 @@ def parse_extracted_answer(content: str) -> str:
     text = strip_thinking(content)
     answers = tag_contents(text, "answer")
     if not answers:
-        snippet = " ".join(text.split())[:160] or "(empty content)"
-        raise NoAnswerTag(f"no <answer>...</answer> in the reply: {snippet!r}")
+        raise NoAnswerTag(f"no <answer>...</answer> in the reply: {snippet(text)!r}")
     return answers[-1].strip()
 
 
@@ -83,6 +82,13 @@ class AnswerExtraction(ModelStep):
     prompt = "answer_extraction"
     output_schema = ANSWER_SCHEMA
     status_column = "answer_origin"
+    description = (
+        "A short final answer for every collected row whose `answer` is empty but whose "
+        "`original_answer` holds a solution, extracted by `answer_llm` (`<answer>...</answer>`, "
+        "LaTeX kept); `answer_origin` says dataset, extracted, failed, missing (no endpoint) or "
+        "absent (no solution either).")
+    reason_column = "answer_error"
+    skipped_status = MISSING
 
     def __init__(self, config: AnswerExtractionConfig | None = None) -> None:
         self.max_attempts = (config or AnswerExtractionConfig()).max_attempts
@@ -108,8 +114,6 @@ class AnswerExtraction(ModelStep):
             return Parsed(_columns(None, FAILED, "the solution reaches no final answer"))
         return Parsed(_columns(answer, EXTRACTED, None))
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
         has_answer = bool((row.get("answer") or "").strip())
-        if reason is None:
-            return Parsed(_columns(None, DATASET if has_answer else ABSENT, None))
-        return Parsed(_columns(None, MISSING, reason))
+        return Parsed(_columns(None, DATASET if has_answer else ABSENT, None))

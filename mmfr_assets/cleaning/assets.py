@@ -11,26 +11,20 @@ from pydantic import Field
 import polars as pl
 import pyarrow as pa
 
-from mmfr_assets.cleaning.images import CleanImage, ImageRejected, clean_image
-from mmfr_assets.cleaning.answers import AnswerExtraction
-from mmfr_assets.cleaning.review import QuestionReview
-from mmfr_assets.cleaning.verdicts import (
-    ReviewTally, apply_text_verdicts, text_drop_reason, with_step_verdicts,
+from mmfr_assets.cleaning.filters import FILTERS
+from mmfr_assets.cleaning.images import (
+    JPEG_QUALITY, MAX_IMAGE_PIXELS, MAX_LONG_EDGE, CleanImage, ImageRejected, clean_image,
 )
+from mmfr_assets.cleaning.verdicts import STEP_JOINS, ReviewTally, apply_text_verdicts, text_drop_reason
 from mmfr_assets.cleaning.text import length_detail, longer_than
 from mmfr_assets.collection.source import CARD_COLUMNS
-from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.lineage import reads
+from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.model_step.join import join_step
 from mmfr_assets.partitions import deps
-from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upstream_batches
+from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, upstream_batches
 
-FILTERS = (
-    Filter("image", ("image_missing", "image_corrupt", "image_decompression_bomb",
-                     "image_multiple")),
-    Filter("text", ("text_empty_question", "text_empty_answer",
-                    "text_non_answer_question", "text_review_failed",
-                    "text_long_question", "text_long_answer", "text_long_response")),
-)
 IMAGE_COLUMNS: dict[str, pa.DataType] = {
     "image_width": pa.int32(),
     "image_height": pa.int32(),
@@ -62,10 +56,10 @@ class CleanedConfig(dg.Config):
     """Image and text cleaning thresholds (defaults: the paper's)."""
 
     max_long_edge: int = Field(
-        default=2048, description="Longer images are downsized to this edge (pixels), keeping the aspect ratio (paper: 2048).")
+        default=MAX_LONG_EDGE, description="Longer images are downsized to this edge (pixels), keeping the aspect ratio (paper: 2048).")
     max_image_pixels: int = Field(
-        default=89_478_485, description="Images with more pixels are refused as decompression bombs (Pillow's bound).")
-    jpeg_quality: int = Field(default=95, description="JPEG quality for images that had to be re-encoded.")
+        default=MAX_IMAGE_PIXELS, description="Images with more pixels are refused as decompression bombs (Pillow's bound).")
+    jpeg_quality: int = Field(default=JPEG_QUALITY, description="JPEG quality for images that had to be re-encoded.")
     require_image: bool = Field(
         default=True, description="Drop rows without a usable image (image_missing, image_corrupt), as the paper does.")
     batch_size: int = Field(default=256, description="Rows cleaned per batch (bounds memory).")
@@ -176,7 +170,7 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         name="cleaned",
         group_name="cleaning",
         partitions_def=partitions,
-        deps=deps(["collected", QuestionReview.asset, AnswerExtraction.asset], partitions),
+        deps=deps(reads("cleaned"), partitions),
         kinds={"deltalake", "pillow"},
         check_specs=[accounting_check_spec("cleaned", partitions)],
         description="Rows whose image decodes and whose question and answer are non-empty; "
@@ -201,8 +195,9 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         with ThreadPoolExecutor(max_workers=workers) as pool, contextlib.ExitStack() as stack:
             collected = upstream_batches(lake, "collected", subset, batch_size=config.batch_size)
             stack.callback(collected.close)
-            batches = with_step_verdicts(lake, subset, collected, stack, config.batch_size,
-                                         not_joined)
+            batches = join_step(lake, collected, subset, STEP_JOINS, batch_size=config.batch_size,
+                                not_joined=not_joined)
+            stack.callback(batches.close)
 
             def decide(batch: pl.DataFrame) -> Verdicts:
                 reviews.add(batch)

@@ -14,9 +14,13 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mmfr_assets.image_files import unreadable_image
+from mmfr_assets.files import unreadable_image
 
 ORIENTATION_TAG = 0x0112
+# The paper's limits, the defaults of `clean_image` and of `cleaned`'s config.
+MAX_LONG_EDGE = 2048  # longer images are downsized to this edge
+MAX_IMAGE_PIXELS = 89_478_485  # more pixels: refused as a decompression bomb (Pillow's default bound)
+JPEG_QUALITY = 95  # for JPEGs that had to be re-encoded
 # Modes whose pixels carry transparency: flattened onto white rather than onto black.
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
@@ -65,9 +69,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def clean_image(
     data: bytes | None,
     *,
-    max_edge: int = 2048,
-    max_pixels: int = Image.MAX_IMAGE_PIXELS or 89_478_485,
-    jpeg_quality: int = 95,
+    max_edge: int = MAX_LONG_EDGE,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    jpeg_quality: int = JPEG_QUALITY,
 ) -> CleanImage:
     """Validate and normalize one image; raises `ImageRejected` for a row to drop."""
     if not data:

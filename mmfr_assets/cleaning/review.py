@@ -22,8 +22,8 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.cleaning.replies import json_objects, strip_thinking, unfence
-from mmfr_assets.cleaning.routing import route_reasons
+from mmfr_assets.llm.replies import json_objects, snippet, strip_thinking, unfence
+from mmfr_assets.cleaning.routing import RoutingRules, route_reasons
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
@@ -117,8 +117,7 @@ def parse_review(content: str) -> Review:
     lines = [line for line in body.splitlines() if line.strip()]
     if lines and (_NO_PROBLEM_LINE.match(body) or _NO_PROBLEM_LINE.match(lines[-1])):
         return Review((), None)
-    snippet = " ".join(body.split())[:160] or "(empty content)"
-    raise Unparseable(f"neither No Problem nor a verdict object: {snippet!r}")
+    raise Unparseable(f"neither No Problem nor a verdict object: {snippet(body)!r}")
 
 
 def keep_image_tag(original: str, corrected: str) -> str:
@@ -169,6 +168,15 @@ class QuestionReviewConfig(ModelStepConfig):
         "(every non-empty question, as the paper did) or 'none'."))
     max_attempts: int = Field(2, ge=1, description=(
         "Asks per row: an unparseable reply is asked again with a new seed up to this many times."))
+    route_min_words: int = Field(RoutingRules.min_words, ge=0, description=(
+        "Routing rule too_short: a question with fewer words than this (besides <image> tags; a "
+        "CJK character counts as a word) is flagged as probably incomplete."))
+    route_min_foreign_words: int = Field(RoutingRules.min_foreign_words, ge=1, description=(
+        "Routing rule foreign_words: a question with this many common words of Latin-script "
+        "languages other than English is flagged."))
+
+    def routing(self) -> RoutingRules:
+        return RoutingRules(min_words=self.route_min_words, min_foreign_words=self.route_min_foreign_words)
 
 
 class QuestionReview(ModelStep):
@@ -181,11 +189,20 @@ class QuestionReview(ModelStep):
     prompt = "question_review"
     output_schema = REVIEW_SCHEMA
     status_column = "review_status"
+    description = (
+        "The cleaner's verdict on every collected question: rule-based routing first "
+        "(`route_reasons`: foreign script, URLs, numbering, score annotations, markup, shallow "
+        "instructions, non-answer tasks, fragments), then `cleaner_llm` for the rows `review` "
+        "selects: `No Problem`, a rewrite (`corrected_question`, `error_types`), a non-answer "
+        "question (cleaned drops it) or a recorded failure (`review_error`).")
+    reason_column = "review_error"
+    skipped_status = SKIPPED
 
     def __init__(self, config: QuestionReviewConfig | None = None) -> None:
         config = config or QuestionReviewConfig()
         self.review: ReviewMode = config.review
         self.max_attempts = config.max_attempts
+        self.routing = config.routing()
         # Figures for the materialization's metadata only (what parse returns stays a pure
         # function of its arguments): rows per routing rule, error types per final verdict.
         self._routed: Counter = Counter()
@@ -193,7 +210,7 @@ class QuestionReview(ModelStep):
         self._rows = 0
 
     def prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
-        prepared = batch.with_columns(route_reasons(batch, "question"))
+        prepared = batch.with_columns(route_reasons(batch, "question", self.routing))
         self._rows += prepared.height
         self._routed.update(prepared["route_reasons"].explode().drop_nulls().to_list())
         self._routed.update({"(any rule)": int((prepared["route_reasons"].list.len() > 0).sum())})
@@ -233,8 +250,6 @@ class QuestionReview(ModelStep):
         out.update({f"review/error_type/{t}": n for t, n in sorted(self._error_types.items())})
         return out
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
-        if reason is None:
-            columns = failed_columns(row, None)  # type: ignore[arg-type]
-            return Parsed({**columns, "review_status": NOT_ROUTED})
-        return Parsed({**failed_columns(row, reason), "review_status": SKIPPED})
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
+        columns = failed_columns(row, None)  # type: ignore[arg-type]
+        return Parsed({**columns, "review_status": NOT_ROUTED})

@@ -12,6 +12,8 @@ A leading `<image>` tag is not noise and is never a reason to route.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 #: Scripts other than Latin (Greek is left out: its letters are mathematical symbols here),
@@ -21,7 +23,8 @@ FOREIGN_SCRIPT = (
     r"\p{Devanagari}\p{Thai}\p{Bengali}\p{Tamil}\p{Armenian}\p{Georgian}"
     r"\u3000-\u303f\uff01-\uff0f\uff1a-\uff1f]"
 )
-#: Common words of Latin-script languages other than English; three or more in a question.
+#: Common words of Latin-script languages other than English; `RoutingRules.min_foreign_words`
+#: of them in a question flag it.
 FOREIGN_WORDS = (
     r"(?i)\b(und|der|die|das|ist|nicht|ein|eine|welche|les|est|une|des|dans|pour|quelle|el|los|las|"
     r"una|que|por|para|con|cuál|della|che|sono|qual|não|uma|é|são|dat|het|een|niet)\b"
@@ -62,14 +65,22 @@ RULES: dict[str, str] = {
     "non_answer_task": NON_ANSWER,
 }
 _CJK = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]"
-MIN_WORDS = 4  # fewer words (besides <image> tags) than this: probably an incomplete problem
 
 
-def rule_flags(column: str) -> list[pl.Expr]:
+@dataclass(frozen=True)
+class RoutingRules:
+    """The routing rules' counts (`question_reviews`' config sets them; these are the defaults)."""
+
+    min_words: int = 4  # fewer words (besides <image> tags) than this: probably an incomplete problem
+    min_foreign_words: int = 3  # this many FOREIGN_WORDS in a question: another language
+
+
+def rule_flags(column: str, rules: RoutingRules = RoutingRules()) -> list[pl.Expr]:
     """One Boolean expression per rule, named `route/<rule>`."""
     text = pl.col(column).fill_null("")
     flags = [
-        (text.str.count_matches(pattern) >= 3 if name == "foreign_words" else text.str.contains(pattern))
+        (text.str.count_matches(pattern) >= rules.min_foreign_words if name == "foreign_words"
+         else text.str.contains(pattern))
         .alias(f"route/{name}")
         for name, pattern in RULES.items()
     ]
@@ -78,13 +89,13 @@ def rule_flags(column: str) -> list[pl.Expr]:
         rf"{_CJK}|[^\s\p{{Han}}\p{{Hiragana}}\p{{Katakana}}\p{{Hangul}}]+"
     )
     # Empty text is not "too short": it is dropped as text_empty_question, never sent.
-    flags.append(((words > 0) & (words < MIN_WORDS)).alias("route/too_short"))
+    flags.append(((words > 0) & (words < rules.min_words)).alias("route/too_short"))
     return flags
 
 
-def route_reasons(batch: pl.DataFrame, column: str = "question") -> pl.Series:
+def route_reasons(batch: pl.DataFrame, column: str = "question", rules: RoutingRules = RoutingRules()) -> pl.Series:
     """Per row, the names of the rules that flag its text (empty list: no review needed)."""
-    flags = batch.select(rule_flags(column))
+    flags = batch.select(rule_flags(column, rules))
     names = [c.removeprefix("route/") for c in flags.columns]
     reasons = flags.select(
         pl.concat_list(

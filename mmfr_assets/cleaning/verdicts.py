@@ -7,14 +7,13 @@ keeps its text, flagged in `question_review`, unless config drops it as `text_re
 itself (`original_answer`) is the row's `answer_reference` for verification, and only a row with
 no reference at all is dropped (`text_empty_answer`).
 
-A batch without the verdict columns (no model steps joined) is cleaned as not reviewed.
+A batch without the verdict columns (no model steps joined: `STEP_JOINS`) is cleaned as not
+reviewed.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import polars as pl
@@ -23,11 +22,8 @@ from mmfr_assets.cleaning.answers import AnswerExtraction
 from mmfr_assets.cleaning.review import (
     FAILED, NON_ANSWER_STATUS, NOT_ROUTED, REWRITTEN, SKIPPED, QuestionReview,
 )
-from mmfr_assets.lake.delta import count_rows
-from mmfr_assets.lake.ordered import OrderedRows
-from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.cleaning.text import is_blank, normalize_text
-from mmfr_assets.partitions import lake_partition
+from mmfr_assets.model_step.join import take
 
 #: Verdict columns joined from the model steps, and their value when a batch lacks them.
 VERDICT_DEFAULTS: dict[str, pl.Expr] = {
@@ -117,48 +113,11 @@ def text_drop_reason(*, drop_failed_reviews: bool) -> pl.Expr:
     )
 
 
-#: Columns joined from each step's table, with their Polars types.
-JOINED: dict[str, dict[str, pl.DataType]] = {
-    QuestionReview.asset: {
-        "review_status": pl.String, "error_types": pl.List(pl.String),
-        "corrected_question": pl.String, "review_error": pl.String,
-    },
-    AnswerExtraction.asset: {"extracted_answer": pl.String, "answer_error": pl.String},
-}
-
-
-def with_step_verdicts(
-    lake: LakeResource,
-    subset: str,
-    batches: Iterable[pl.DataFrame],
-    stack: contextlib.ExitStack,
-    batch_size: int,
-    not_joined: list[str],
-) -> Iterator[pl.DataFrame]:
-    """`collected` batches with the verdict columns of `question_reviews` and
-    `extracted_answers` joined by id (both tables hold every collected row, in its order).
-
-    A step whose partition was never materialized (e.g. `cleaned` selected alone) is not
-    joined: its name goes to `not_joined` for the caller to report, and the rows are cleaned
-    as not reviewed / without extracted answers.
-    """
-    readers = {}
-    for asset, columns in JOINED.items():
-        if count_rows(lake.location(asset), lake_partition(subset)) == 0:
-            not_joined.append(asset)
-            continue
-        rows = OrderedRows(lake.location(asset), subset, list(columns), batch_size=batch_size)
-        close = getattr(rows, "close", None)
-        if close is not None:
-            stack.callback(close)
-        readers[asset] = rows
-    for batch in batches:
-        ids = batch["id"].to_list()
-        joined: dict[str, pl.Series] = {}
-        for asset, rows in readers.items():
-            for name, values in rows.take(ids).items():
-                joined[name] = pl.Series(name, values, JOINED[asset][name])
-        yield batch.with_columns(**joined)
+#: The model steps' columns `cleaned` reads beside each collected row (`model_step/join.py`).
+STEP_JOINS = (
+    take(QuestionReview, "review_status", "error_types", "corrected_question", "review_error"),
+    take(AnswerExtraction, "extracted_answer", "answer_error"),
+)
 
 
 class ReviewTally:

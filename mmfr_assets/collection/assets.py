@@ -13,7 +13,7 @@ from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS, DuplicateIds
 from mmfr_assets.collection.mapping import ColumnMap
 from mmfr_assets.collection.source import CARD_COLUMNS, HFSourceResource, mapped_tables
 from mmfr_assets.errors import InputError
-from mmfr_assets.funnel import accounting_check, accounting_check_spec, check_spec, stage_metadata
+from mmfr_assets.reporting.metadata import accounting_check, accounting_check_spec, check_spec, stage_metadata
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.stage import run_stage

@@ -27,20 +27,21 @@ from pydantic import Field
 
 from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
 from mmfr_assets.dedup.benchmarks import BenchmarkIndex
+from mmfr_assets.dedup.filters import FILTERS
 from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, MatchRules, find_duplicates
 from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA, pool_map, signature_batch
 from mmfr_assets.errors import InputError
-from mmfr_assets.funnel import accounting_check_spec, stage_result
+from mmfr_assets.lineage import reads
+from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.ordered import PartitionImages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.partitions import deps, lake_partition, subset_of
-from mmfr_assets.stage import Filter, Verdicts, run_stage, split_by_reason, upstream_batches
+from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, upstream_batches
 
 SIGNATURES = "dedup_signatures"
 DEDUPLICATED = "deduplicated"
 # A row both contaminated and a duplicate is dropped as contaminated (the stronger reason).
-FILTERS = (Filter("benchmark", ("contaminated",)), Filter("dedup", ("duplicate_of",)))
 FILTER_OF = {r: f.name for f in FILTERS for r in f.reasons}
 # `cleaned` without the image bytes: readers take them from `cleaned` (by id, in row order).
 DEDUPLICATED_SCHEMA = pa.schema([f for f in CLEANED_SCHEMA if f.name != "image_bytes"])
@@ -115,7 +116,7 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
         name=SIGNATURES,
         group_name="cleaning",
         partitions_def=partitions,
-        deps=deps(["cleaned"], partitions),
+        deps=deps(reads(SIGNATURES), partitions),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec(SIGNATURES, partitions)],
         description="What comparing a cleaned row needs, and no image or text: a key of its "
@@ -197,7 +198,7 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         name=DEDUPLICATED,
         group_name="cleaning",
         partitions_def=partitions,
-        deps=deps(["cleaned", SIGNATURES], partitions, all_shards=[SIGNATURES]),
+        deps=deps(reads(DEDUPLICATED), partitions, all_shards=[SIGNATURES]),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec(DEDUPLICATED, partitions)],
         description="Cleaned rows minus near-duplicates of rows ranked before them in any "

@@ -3,9 +3,6 @@ with, renamed from the card's model-specific columns to what they are, each with
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 import polars as pl
 import pyarrow as pa
 
@@ -38,11 +35,10 @@ CLEANED_TEXT_COLUMNS = [
 ]
 
 
-def assemble(cleaned: pl.DataFrame, annotations: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
-    """Distilled rows from a batch of cleaned rows and its annotation columns (`caption`,
-    `caption_origin`, `response`, `response_origin`), given in the batch's row order."""
-    columns = {name: pl.Series(name, values, dtype=pl.String) for name, values in annotations.items()}
-    return cleaned.with_columns(**columns).select(
+def assemble(cleaned: pl.DataFrame) -> pl.DataFrame:
+    """Distilled rows from a batch of cleaned rows joined with their annotation columns
+    (`caption`, `caption_origin`, `response`, `response_origin`: the teachers' tables)."""
+    return cleaned.select(
         "subset", "id", "source", "original_question", "original_answer", "question", "answer",
         "caption", "caption_origin", "response", "response_origin",
         pl.col("qwen3vl_4b_pass_rate").alias("pass_rate"),

@@ -20,13 +20,14 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
+from mmfr_assets.llm.replies import is_blank
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step import ModelStep, Parsed, Retry
 from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.prompts import Prompt
-from mmfr_assets.selection import quality
-from mmfr_assets.selection.configs import quality_rules_of_run
-from mmfr_assets.selection.verify import AnswerVerifier, Item, final_answer, reference_answer
+from mmfr_assets.rules import quality
+from mmfr_assets.rules.config import quality_rules_of_run
+from mmfr_assets.rules.verify import AnswerVerifier, Item, final_answer, reference_answer
 
 #: The cleaned columns a trace's answer is checked against, in order (cleaning puts an
 #: extracted answer in `answer`; a solution in `original_answer` is the last resort).
@@ -53,6 +54,10 @@ class TeacherConfig(ModelStepConfig):
         default=1, description="Texts drawn per ask (the request's n); the first that passes "
         "validation is kept.")
 
+    def rule_overrides(self) -> dict[str, Any]:
+        """The `QualityRules` fields this config sets for the teacher alone (none here)."""
+        return {}
+
 
 _SAME_AS_SELECTION = ("null (default): quality_filtered's threshold in this run (its run config, "
                       "else its default), so the teacher keeps exactly what selection keeps; a "
@@ -62,24 +67,35 @@ _SAME_AS_SELECTION = ("null (default): quality_filtered's threshold in this run 
 class CaptionTeacherConfig(TeacherConfig):
     min_caption_words: int | None = Field(default=None, description=_SAME_AS_SELECTION)
 
+    def rule_overrides(self) -> dict[str, Any]:
+        return _set(min_caption_words=self.min_caption_words)
+
 
 class CotTeacherConfig(TeacherConfig):
     min_response_words: int | None = Field(default=None, description=_SAME_AS_SELECTION)
     ngram_size: int | None = Field(default=None, description=_SAME_AS_SELECTION)
-    max_ngram_occurrences: int | None = Field(default=None, description=_SAME_AS_SELECTION)
+    ngram_min_count: int | None = Field(default=None, description=_SAME_AS_SELECTION)
+    max_ngram_occurrences: int | None = Field(
+        default=None, description="The older name of the same bound (ngram_min_count - 1), kept "
+        "for run configs that use it; set, it wins over ngram_min_count. " + _SAME_AS_SELECTION)
     check_answer: bool = Field(
         default=True, description="Where the row has a reference, ask again (new seed) when the "
         "trace's final answer is decidedly different: a rule that understands both sides says "
         "so. math-verify's 'different' is weak (it says so where it fails to parse) and never "
         "costs another trace: answer_verdicts' judge settles it.")
 
+    def rule_overrides(self) -> dict[str, Any]:
+        count = self.max_ngram_occurrences + 1 if self.max_ngram_occurrences is not None else self.ngram_min_count
+        return _set(min_response_words=self.min_response_words, ngram_size=self.ngram_size, ngram_min_count=count)
+
+
+def _set(**values: Any) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
 
 def teacher_rules(selection: quality.QualityRules, config: TeacherConfig) -> quality.QualityRules:
     """The selection's thresholds, with the teacher config's explicit overrides."""
-    overrides = {name: getattr(config, name) for name in
-                 ("min_response_words", "min_caption_words", "ngram_size", "max_ngram_occurrences")
-                 if getattr(config, name, None) is not None}
-    return dataclasses.replace(selection, **overrides)
+    return dataclasses.replace(selection, **config.rule_overrides())
 
 
 def usable(column: str) -> pl.Expr:
@@ -115,6 +131,7 @@ class _Teacher(ModelStep):
 
     upstream = "deduplicated"  # cleaned minus near-duplicates: a duplicate costs no call
     sends_image = True
+    skipped_status = ORIGIN_MISSING
     column: str  # the annotation's column in `distilled`
     dataset_column: str  # the source column holding the published annotation
 
@@ -191,10 +208,12 @@ class _Teacher(ModelStep):
             self.reask_tokens[cause] += sum(r.completion_tokens for r in replies if r.ok and not r.cached)
         return Retry(problem, Parsed(self._columns(text, ORIGIN_REJECTED, problem, model, drawn, 0)))
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
-        if reason is None:
-            return Parsed(self._columns(row[self.dataset_column], ORIGIN_DATASET, None, None, 0, 0))
-        return Parsed(self._columns(None, ORIGIN_MISSING, reason, None, 0, 0))
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
+        """The dataset's annotation; none where it is unusable or being replaced (`regenerate`):
+        a row skipped for want of an endpoint then says `missing`, not the stale text."""
+        text = row[self.dataset_column]
+        keep = not self.config.regenerate and not is_blank(text)
+        return Parsed(self._columns(text if keep else None, ORIGIN_DATASET, None, None, 0, 0))
 
     def _columns(self, text, origin, error, model, drawn, passed) -> dict[str, Any]:
         c = self.column
@@ -210,6 +229,12 @@ class CotTeacher(_Teacher):
     dataset_column = "qwen3vl_235b_thinking_response"
     columns = ("question", dataset_column, *REFERENCE_COLUMNS)
     status_column = "response_origin"
+    reason_column = "response_error"
+    description = (
+        "The <think> reasoning trace of every cleaned row: the dataset's where usable, else "
+        "written by the `cot_teacher` endpoint from the image and question (never the caption), "
+        "validated by the selection's rules and asked again with a new seed when invalid "
+        "(cached: a re-run never pays twice).")
     output_schema = teacher_schema("response")
 
     def __init__(self, config: CotTeacherConfig, selection: quality.QualityRules | None = None) -> None:
@@ -271,6 +296,11 @@ class CaptionTeacher(_Teacher):
     dataset_column = "qwen3vl_235b_instruct_caption"
     columns = (dataset_column,)
     status_column = "caption_origin"
+    reason_column = "caption_error"
+    description = (
+        "The dense caption of every cleaned row: the dataset's where usable, else written by "
+        "the `caption_teacher` endpoint from the image alone, checked for length and asked again "
+        "when too short (cached: a re-run never pays twice).")
     output_schema = teacher_schema("caption")
 
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:

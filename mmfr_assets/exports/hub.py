@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmfr_assets.exports.dataset_names import ExportName
-from mmfr_assets.exports.names import subset_folder
+from mmfr_assets.files import subset_folder
 from mmfr_assets.exports.turns import TrainingFormat, assistant_turn, question_without_images, trace_notes
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])

@@ -31,9 +31,9 @@ from collections import Counter
 from pathlib import Path
 
 from mmfr_assets.exports.dataset_names import ExportName
-from mmfr_assets.exports.files import ParallelFiles, content_name
+from mmfr_assets.files import ParallelFiles, content_name
 from mmfr_assets.exports.jsonl import DEFAULT_SHARD_BYTES, ShardedJsonLines
-from mmfr_assets.exports.names import subset_folder
+from mmfr_assets.files import subset_folder
 from mmfr_assets.exports.turns import (
     IMAGE_TOKEN,
     TrainingFormat,
@@ -42,7 +42,7 @@ from mmfr_assets.exports.turns import (
     user_turn,
     with_caption,
 )
-from mmfr_assets.image_files import image_extension
+from mmfr_assets.files import image_extension
 
 __all__ = ["IMAGE_TOKEN", "LlamaFactoryWriter", "dataset_entry", "sharegpt_record", "user_turn"]
 

@@ -21,28 +21,13 @@ from mmfr_assets.errors import InputError
 from mmfr_assets.lake.delta import DeltaLocation, count_rows, read_partition
 from mmfr_assets.lake.ordered import OrderedRows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.reporting.stats import drop_counts
+from mmfr_assets.lineage import EXPORTABLE, NODES, chain
+from mmfr_assets.reporting.funnel import funnel_table
 
-# Each table with the table its rows come from; a filtering stage also records its drops in
-# `rejections` under its own name, so upstream rows = kept + dropped holds for every stage.
-UPSTREAM = {
-    "cleaned": "collected",
-    "deduplicated": "cleaned",
-    "distilled": "deduplicated",
-    "quality_filtered": "distilled",
-    "difficulty_filtered": "quality_filtered",
-    "difficulty_filtered_586k": "quality_filtered",
-}
-# The tables a user trains on: the two recipes (123K, 586K), or an earlier stage.
-EXPORTABLE = ("difficulty_filtered", "difficulty_filtered_586k", "quality_filtered", "distilled")
-
-
-def lineage(asset: str) -> list[str]:
-    """`asset` and every table upstream of it, downstream first."""
-    chain = [asset]
-    while chain[-1] in UPSTREAM:
-        chain.append(UPSTREAM[chain[-1]])
-    return chain
+# Each table's lineage (`lineage.chain`): the stages whose rows it holds a subset of. A
+# filtering stage also records its drops in `rejections` under its own name, so upstream rows =
+# kept + dropped holds for every stage. The tables a user trains on: `lineage.EXPORTABLE`.
+lineage = chain
 
 
 @dataclass(frozen=True)
@@ -104,7 +89,7 @@ class ExportSource:
             dropped = count_rows(rejections, {"stage": stage, "subset": subset})
             if kept + dropped == 0:
                 return f"{stage} has no rows for it (not materialized, or its run failed)"
-            upstream = UPSTREAM.get(stage)
+            upstream = NODES[stage].upstream
             if upstream is None:
                 continue
             rows_in = count_rows(self.location(upstream), {"subset": subset})
@@ -148,13 +133,5 @@ class ExportSource:
     def funnel(self, subsets: Sequence[str]) -> list[dict]:
         """Rows per stage and drops per (stage, filter, reason) for `subsets`, from the pinned
         tables: what the card prints."""
-        rows = []
-        for stage in reversed(lineage(self.asset)):
-            for subset in subsets:
-                rows.append({"subset": subset, "stage": stage, "filter": "", "reason": "(rows kept)",
-                             "rows": count_rows(self.location(stage), {"subset": subset})})
-        drops = drop_counts(self.location(REJECTIONS_TABLE), subsets, lineage(self.asset))
-        for (subset, stage, filt, reason), n in drops.items():
-            rows.append({"subset": subset, "stage": stage, "filter": filt, "reason": reason, "rows": n})
-        order = {s: k for k, s in enumerate(reversed(lineage(self.asset)))}
-        return sorted(rows, key=lambda r: (r["subset"], order[r["stage"]], r["filter"] != "", r["reason"]))
+        return funnel_table(self.location, subsets, list(reversed(lineage(self.asset))),
+                            kept="(rows kept)").to_dicts()

@@ -3,12 +3,12 @@ CoT distillation, captioning, verification, difficulty rollouts).
 
 Where things are: `resource.py` the Dagster resource per role (`LLMEndpoint`), `endpoint.py`
 its settings snapshot and the key redactor, `client.py` the session and its request window,
-`wire.py` the request body and the reply's parsing, `retries.py` retry, backoff and fail-fast,
+`wire.py` the request body and the reply's parsing, `replies.py` what a reply says (thinking, blank, JSON), `retries.py` retry, backoff and fail-fast,
 `transport.py` the HTTP POST, `cache.py` the response cache, `usage.py` the counters.
 
 How a model step uses it (`model_step/runner.py`, the only caller in the pipeline)::
 
-    with endpoint.open_session(cache=default_cache_path(), log=context.log) as session:
+    with endpoint.open_session(cache=llm_cache.path(), log=context.log) as session:
         window = session.window_of_requests()
         for key, result in window.submit_many(pairs):   # cache hits come back at once
             ...
@@ -37,6 +37,7 @@ _EXPORTS = {
     "UsageStats": "usage",
     "LLMEndpoint": "resource", "ROLES": "resource", "ROLE_DEFAULTS": "resource",
     "endpoint_class_for_role": "resource", "endpoint_resources_from_env": "resource",
+    "LLMCache": "resource", "llm_cache_from_env": "resource", "CACHE_RESOURCE_KEY": "resource",
 }
 
 __all__ = sorted(_EXPORTS)

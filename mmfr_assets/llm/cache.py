@@ -41,6 +41,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import pyarrow as pa
 
+from mmfr_assets.settings import DEFAULT_LLM_CACHE, LLM_CACHE_ENV, llm_cache_location
+
 from .images import data_url_digest
 
 logger = logging.getLogger(__name__)
@@ -48,14 +50,14 @@ logger = logging.getLogger(__name__)
 #: Bump to invalidate every cached answer (e.g. if the canonical form changes).
 CACHE_KEY_VERSION = 1
 
-DEFAULT_CACHE_ENV = "MMFR_LLM_CACHE"
-DEFAULT_CACHE_PATH = "data/llm_cache.sqlite"
+DEFAULT_CACHE_ENV = LLM_CACHE_ENV
+DEFAULT_CACHE_PATH = str(DEFAULT_LLM_CACHE)
 
 
 def default_cache_path(environ: Optional[Mapping[str, str]] = None) -> str:
-    """``$MMFR_LLM_CACHE`` or ``data/llm_cache.sqlite`` (``data/`` is git-ignored)."""
-    environ = os.environ if environ is None else environ
-    return environ.get(DEFAULT_CACHE_ENV) or DEFAULT_CACHE_PATH
+    """``$MMFR_LLM_CACHE`` or ``data/llm_cache.sqlite`` (``data/`` is git-ignored): read by
+    :func:`mmfr_assets.settings.llm_cache_location`."""
+    return llm_cache_location(environ)
 
 
 def canonical_request(body: Mapping[str, Any]) -> dict[str, Any]:

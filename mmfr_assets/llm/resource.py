@@ -20,8 +20,11 @@ import dagster as dg
 import pydantic
 from pydantic import Field
 
+from mmfr_assets import settings
+from mmfr_assets.settings import endpoint_environment, role_env_prefix
+
 from .bound import EndpointBound, PoolSlots, endpoint_bound, split_base_urls
-from .cache import ResponseCache
+from .cache import DEFAULT_CACHE_ENV, DEFAULT_CACHE_PATH, ResponseCache
 from .client import EndpointSettings, LLMSession
 from .images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_IMAGE_EDGE, ImageInput, user_message
 from .types import ChatRequest, LLMDisabledError
@@ -188,32 +191,21 @@ ROLE_DEFAULTS: dict[str, RoleDefaults] = {
 ROLES: tuple[str, ...] = tuple(ROLE_DEFAULTS)
 
 
-def role_env_prefix(role: str) -> str:
-    """``cot_teacher`` -> ``MMFR_COT_TEACHER_``."""
-    return f"MMFR_{role.upper()}_"
-
-
 def endpoint_class_for_role(role: str, environ: Optional[Mapping[str, str]] = None) -> type[LLMEndpoint]:
     """A subclass of :class:`LLMEndpoint` whose field defaults are ``role``'s values.
 
-    Read from the environment: ``MMFR_<ROLE>_BASE_URL`` (unset/empty = disabled),
-    ``MMFR_<ROLE>_MODEL``, ``MMFR_<ROLE>_MAX_CONCURRENCY`` and
-    ``MMFR_<ROLE>_API_KEY`` (only its *presence*: the default becomes
-    ``EnvVar("MMFR_<ROLE>_API_KEY")``, resolved by Dagster at run time).
+    Read from the environment (through :func:`mmfr_assets.settings.endpoint_environment`):
+    ``MMFR_<ROLE>_BASE_URL`` (unset/empty = disabled), ``MMFR_<ROLE>_MODEL``,
+    ``MMFR_<ROLE>_MAX_CONCURRENCY`` and ``MMFR_<ROLE>_API_KEY`` (only its *presence*: the
+    default becomes ``EnvVar("MMFR_<ROLE>_API_KEY")``, resolved by Dagster at run time).
     """
-    environ = os.environ if environ is None else environ
     d = ROLE_DEFAULTS[role]
     prefix = role_env_prefix(role)
-    base_url = (environ.get(prefix + "BASE_URL") or "").strip() or None
-    model = (environ.get(prefix + "MODEL") or "").strip() or d.model
-    concurrency_text = (environ.get(prefix + "MAX_CONCURRENCY") or "").strip()
-    try:
-        concurrency = int(concurrency_text) if concurrency_text else d.max_concurrency
-    except ValueError:
-        raise ValueError(f"{prefix}MAX_CONCURRENCY must be an integer, got {concurrency_text!r}") from None
-    if concurrency < 1:
-        raise ValueError(f"{prefix}MAX_CONCURRENCY must be >= 1, got {concurrency}")
-    api_key: Optional[str] = dg.EnvVar(prefix + "API_KEY") if environ.get(prefix + "API_KEY") else None
+    env = endpoint_environment(role, environ)
+    base_url = env.base_url
+    model = env.model or d.model
+    concurrency = env.max_concurrency or d.max_concurrency
+    api_key: Optional[str] = dg.EnvVar(env.api_key_var) if env.api_key_var else None
     class_name = "".join(part.capitalize() for part in role.split("_")) + "Endpoint"
     overrides: dict[str, Any] = {
         "name": role, "base_url": base_url, "model": model, "api_key": api_key,
@@ -246,3 +238,48 @@ def endpoint_resources_from_env(environ: Optional[Mapping[str, str]] = None) -> 
     print the environment, keys included).
     """
     return {role: endpoint_class_for_role(role, environ)() for role in ROLES}
+
+
+# ---------------------------------------------------------------------------
+# the response cache
+
+
+#: The cache's resource key: every model step's asset takes it beside its endpoint.
+CACHE_RESOURCE_KEY = "llm_cache"
+
+
+class LLMCache(dg.ConfigurableResource):
+    """Where every model step's replies are kept (`cache.ResponseCache`): a SQLite file, or a
+    PostgreSQL URL shared by every run on every machine.
+
+    A resource rather than an environment variable read inside the asset, so the launchpad
+    shows it and a run can point elsewhere (``resources: {llm_cache: {config: {location: …}}}``).
+    :func:`llm_cache_from_env` builds it from ``MMFR_LLM_CACHE``.
+    """
+
+    location: str = Field(
+        default=DEFAULT_CACHE_PATH,
+        description="SQLite file (relative to the working directory) or postgresql:// URL of the response "
+                    f"cache; default from {DEFAULT_CACHE_ENV}, else {DEFAULT_CACHE_PATH}.")
+
+    def path(self) -> str:
+        """The location, resolved (outside a Dagster run an ``EnvVar`` is read here)."""
+        location = self.location
+        return (location.get_value() or DEFAULT_CACHE_PATH) if isinstance(location, dg.EnvVar) else location
+
+    def __repr_args__(self):  # a PostgreSQL URL may carry a password
+        for key, value in super().__repr_args__():
+            if key == "location" and isinstance(value, dg.EnvVar):
+                value = f"EnvVar({value.env_var_name!r})"
+            elif key == "location" and "://" in str(value):
+                value = "***"
+            yield key, value
+
+
+def llm_cache_from_env(environ: Optional[Mapping[str, str]] = None) -> LLMCache:
+    """The cache resource: ``MMFR_LLM_CACHE`` when set, passed as ``EnvVar`` (Dagster reads it
+    at run time; the launchpad shows ``{"env": "MMFR_LLM_CACHE"}``, never a URL's password),
+    else the default file. The one place the pipeline reads that variable."""
+    if settings.llm_cache_is_set(environ):
+        return LLMCache(location=dg.EnvVar(DEFAULT_CACHE_ENV))
+    return LLMCache()

@@ -12,6 +12,7 @@ import json
 from typing import Any, Iterable, Mapping, Optional
 
 from .endpoint import EndpointSettings
+from .replies import is_blank, split_thinking
 from .types import ChatRequest, ChatResult, Choice
 
 
@@ -68,9 +69,8 @@ def parse_completion(text: str) -> tuple[tuple[Choice, ...], int, int, str]:
             raise MalformedResponse("choice has no message")
         content = _text(msg.get("content"))
         reasoning = _text(msg.get("reasoning_content")) or _text(msg.get("reasoning"))
-        if not reasoning and "</think>" in content:
-            head, _, tail = content.partition("</think>")
-            reasoning, content = head.replace("<think>", "", 1).strip(), tail.strip()
+        if not reasoning:
+            reasoning, content = split_thinking(content)
         choices.append(Choice(content=content, reasoning=reasoning, finish_reason=raw.get("finish_reason")))
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     return (tuple(choices), _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")),
@@ -97,7 +97,7 @@ def _int(value: Any) -> int:
 def unusable_reason(choices: Iterable[Choice], retry_on_length: bool) -> Optional[str]:
     """Why a well-formed response must be retried anyway, or None if it is usable."""
     for c in choices:
-        if not c.content.strip() and not c.reasoning.strip():
+        if is_blank(c.content) and is_blank(c.reasoning):
             return "empty content"
         if retry_on_length and c.finish_reason == "length":
             return "finish_reason=length (output truncated at max_tokens)"

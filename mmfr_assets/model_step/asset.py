@@ -11,21 +11,24 @@ blocking checks.
 # function's annotation, which must be the class itself, not a string.
 
 import contextlib
+import inspect
 import json
 from collections.abc import Sequence
 
 import dagster as dg
 from pydantic import Field
 
-from mmfr_assets.funnel import accounting_check_spec, check_spec, readable, stage_result
-from mmfr_assets.lake.joins import join_in_order
+from mmfr_assets.reporting.metadata import accounting_check_spec, check_spec, readable, stage_result
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.llm import LLMEndpoint, default_cache_path
+from mmfr_assets.llm.resource import CACHE_RESOURCE_KEY, LLMCache, LLMEndpoint
 from mmfr_assets.llm.bound import pool_slots
 from mmfr_assets.llm.types import ChatRequest
 from mmfr_assets.model_step.declaration import ModelStep
-from mmfr_assets.model_step.runner import StepStats, run_model_step, table_schema
+from mmfr_assets.model_step.join import join_step
+from mmfr_assets.model_step.runner import (
+    StepStats, check_declaration, no_endpoint_reason, run_model_step, table_schema,
+)
 from mmfr_assets.partitions import deps as asset_deps
 from mmfr_assets.prompts import load_prompt
 from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
@@ -75,21 +78,26 @@ def model_step_asset(
     config_type: type[ModelStepConfig] = ModelStepConfig,
     deps: Sequence[str] | None = None,
     group: str,
-    description: str,
+    description: str | None = None,
 ) -> dg.AssetsDefinition:
-    """The asset of `step_type`, built per run as `step_type(config)`."""
+    """The asset of `step_type`, built per run as `step_type.for_run(config, run_config)`.
+
+    Its resources are typed parameters, as any asset's: `lake`, `llm_cache` (`LLMCache`) and
+    the step's endpoint under its role's key (`LLMEndpoint`). The role differs per step, so
+    the parameter's name is set in the function's `__signature__`, which Dagster reads (and
+    checks against the definitions' resources) like a written one.
+    """
+    check_declaration(step_type)
     name, role = step_type.asset, step_type.role
 
     @dg.asset(
         name=name,
         group_name=group,
         partitions_def=partitions,
-        deps=asset_deps(list(deps) if deps is not None else [step_type.upstream, *step_type.joins],
-                        partitions),
+        deps=asset_deps(list(deps) if deps is not None
+                        else [step_type.upstream, *(j.table for j in step_type.joins)], partitions),
         pool=role,
         kinds={"deltalake", "openai"},
-        # The endpoint's resource key depends on the step, so resources are declared here.
-        required_resource_keys={role, "lake"},
         check_specs=[
             accounting_check_spec(name, partitions),
             check_spec(
@@ -103,102 +111,126 @@ def model_step_asset(
                 "those rows were written without the model's output.",
             ),
         ],
-        description=description,
+        description=description or step_type.description or None,
     )
-    def step_asset(context: dg.AssetExecutionContext, config: config_type) -> dg.MaterializeResult:
-        subset = context.partition_key
-        lake: LakeResource = context.resources.lake
-        endpoint: LLMEndpoint = getattr(context.resources, role)
-        step = step_type.for_run(config, context.run_config)
-        prompt = load_prompt(step.prompt)
-        stats = StepStats()
-        with contextlib.ExitStack() as stack:
-            stack.callback(step.close)
-            session = images = bound = None
-            if endpoint.enabled:
-                # max_concurrency is the endpoint's total over every run: this step's share
-                bound = endpoint.bound(pool_slots(context.instance, role), context.partition_key)
-                context.log.info(f"{name} {subset}: {role} {bound.explain()}")
-                session = stack.enter_context(
-                    endpoint.open_session(cache=default_cache_path(), log=context.log, bound=bound))
-                if step.sends_image:
-                    images = RowImages(lake, subset)
-                    stack.callback(images.close)
-
-            def build_request(text: str, image: bytes | None) -> ChatRequest:
-                return endpoint.request(text, image=image, system=prompt.system or None)
-
-            columns = ["subset", "id", *[c for c in step.columns if c not in ("subset", "id")]]
-            upstream = upstream_batches(lake, step.upstream, subset, columns=columns,
-                                        batch_size=config.batch_size)
-            for table, taken in step.joins.items():
-                upstream = join_in_order(lake, upstream, table, subset, taken)
-            stack.callback(upstream.close)
-            rows = run_model_step(
-                step, upstream,
-                session=session, prompt=prompt, build_request=build_request, images=images,
-                supports_n=endpoint.supports_n, base_seed=endpoint.seed,
-                skip_reason=f"no {role} endpoint configured (MMFR_{role.upper()}_BASE_URL unset)",
-                reorder_limit=config.reorder_limit, stats=stats,
-            )
-            stack.callback(rows.close)
-            run = run_stage(lake, stage=name, subset=subset, batches=rows, decide=Verdicts.no_drops,
-                            schema=table_schema(step))
-        usage = session.usage if session is not None else None
-        if session is None:
-            summary = (f"skipped: no {role} endpoint configured (MMFR_{role.upper()}_BASE_URL unset); "
-                       f"{stats.not_sent} of {stats.rows} rows needed it")
-            context.log.warning(f"{name} {subset}: {summary}")
-        else:
-            summary = (f"{stats.sent} of {stats.rows} rows sent to {role} ({endpoint.model}); "
-                       f"{stats.failed} failed, {stats.retried_rows} asked again")
-            context.log.info(f"{name} {subset}: {summary}")
-        rate = stats.failed / stats.sent if stats.sent else 0.0
-        metadata = {
-            "model_calls": dg.MetadataValue.text(summary),
-            "model": dg.MetadataValue.text(endpoint.model or "(the endpoint's default)" if session is not None
-                                           else f"none: no {role} endpoint configured"),
-            "prompt_version": dg.MetadataValue.text(prompt.version),
-            "rows_sent": stats.sent,
-            "rows_needing_model_not_sent": stats.not_sent,
-            "rows_failed": stats.failed,
-            "rows_asked_again": stats.retried_rows,
-            **{f"rows/{status}": n for status, n in sorted(stats.statuses.items(), key=str)},
-        }
-        if bound is not None:
-            metadata["endpoint_concurrency"] = dg.MetadataValue.text(str(bound.per_step))
-            metadata["endpoint_concurrency_derivation"] = dg.MetadataValue.text(bound.explain())
-        if stats.attempts:
-            metadata["attempts_histogram"] = dg.MetadataValue.json(
-                {str(k): v for k, v in sorted(stats.attempts.items())})
-        if stats.failures:
-            metadata["failures"] = dg.MetadataValue.json(dict(stats.failures.most_common(10)))
-        if usage is not None:
-            metadata.update(usage.to_metadata(prefix="llm_"))
-        metadata.update(step.extra_metadata())
-        return stage_result(
-            lake, run, upstream=step.upstream, extra=metadata, lead=("model_calls",),
-            checks=(
-                model_ran_check(role, subset, enabled=session is not None, stats=stats),
-                dg.AssetCheckResult(
-                    check_name=FAILURE_CHECK,
-                    passed=rate <= config.max_failure_rate,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    metadata={"partition": dg.MetadataValue.text(subset),
-                              **{k: readable(v) for k, v in {
-                                  "sent": stats.sent, "failed": stats.failed, "failure_rate": rate,
-                                  "max_failure_rate": config.max_failure_rate}.items()},
-                              "top_failures": dg.MetadataValue.text(
-                                  json.dumps(dict(stats.failures.most_common(3))))},
-                    description=f"subset {subset}: {stats.failed} of {stats.sent} rows failed "
-                    f"({rate:.1%} {'<=' if rate <= config.max_failure_rate else '>'} "
-                    f"{config.max_failure_rate:.1%})" if session is not None else
-                    f"subset {subset}: nothing sent (no {role} endpoint configured); see {MODEL_RAN_CHECK}",
-                ),
-            ),
-        )
+    @_with_endpoint_parameter(role, config_type)
+    def step_asset(context: dg.AssetExecutionContext, config: ModelStepConfig, lake: LakeResource,
+                   llm_cache: LLMCache, **endpoint: LLMEndpoint) -> dg.MaterializeResult:
+        return _run_step(context, step_type, config, lake=lake, cache=llm_cache, endpoint=endpoint[role])
 
     return step_asset
+
+
+def _with_endpoint_parameter(role: str, config_type: type[ModelStepConfig]):
+    """Give the asset function the signature `(context, config: config_type, lake, llm_cache,
+    <role>: LLMEndpoint)`: Dagster then passes the role's resource by keyword, typed."""
+    def decorate(fn):
+        P = inspect.Parameter
+        fn.__signature__ = inspect.Signature(
+            [P("context", P.POSITIONAL_OR_KEYWORD, annotation=dg.AssetExecutionContext),
+             P("config", P.KEYWORD_ONLY, annotation=config_type),
+             P("lake", P.KEYWORD_ONLY, annotation=LakeResource),
+             P(CACHE_RESOURCE_KEY, P.KEYWORD_ONLY, annotation=LLMCache),
+             P(role, P.KEYWORD_ONLY, annotation=LLMEndpoint)],
+            return_annotation=dg.MaterializeResult)
+        return fn
+    return decorate
+
+
+def _run_step(context: dg.AssetExecutionContext, step_type: type[ModelStep], config: ModelStepConfig, *,
+              lake: LakeResource, cache: LLMCache, endpoint: LLMEndpoint) -> dg.MaterializeResult:
+    """One partition of the step: stream the upstream (with the step's joins) through the
+    runner into the step's table; metadata and checks from what happened."""
+    name, role = step_type.asset, step_type.role
+    subset = context.partition_key
+    step = step_type.for_run(config, context.run_config)
+    prompt = load_prompt(step.prompt)
+    stats = StepStats()
+    with contextlib.ExitStack() as stack:
+        stack.callback(step.close)
+        session = images = bound = None
+        if endpoint.enabled:
+            # max_concurrency is the endpoint's total over every run: this step's share
+            bound = endpoint.bound(pool_slots(context.instance, role), context.partition_key)
+            context.log.info(f"{name} {subset}: {role} {bound.explain()}")
+            session = stack.enter_context(
+                endpoint.open_session(cache=cache.path(), log=context.log, bound=bound))
+            if step.sends_image:
+                images = RowImages(lake, subset)
+                stack.callback(images.close)
+
+        def build_request(text: str, image: bytes | None) -> ChatRequest:
+            return endpoint.request(text, image=image, system=prompt.system or None)
+
+        columns = ["subset", "id", *[c for c in step.columns if c not in ("subset", "id")]]
+        upstream = upstream_batches(lake, step.upstream, subset, columns=columns,
+                                    batch_size=config.batch_size)
+        if step.joins:
+            upstream = join_step(lake, upstream, subset, step.joins, batch_size=config.batch_size)
+        stack.callback(upstream.close)
+        rows = run_model_step(
+            step, upstream,
+            session=session, prompt=prompt, build_request=build_request, images=images,
+            supports_n=endpoint.supports_n, base_seed=endpoint.seed,
+            reorder_limit=config.reorder_limit, stats=stats,
+        )
+        stack.callback(rows.close)
+        run = run_stage(lake, stage=name, subset=subset, batches=rows, decide=Verdicts.no_drops,
+                        schema=table_schema(step))
+    usage = session.usage if session is not None else None
+    if session is None:
+        summary = (f"skipped: {no_endpoint_reason(role)}; "
+                   f"{stats.not_sent} of {stats.rows} rows needed it")
+        context.log.warning(f"{name} {subset}: {summary}")
+    else:
+        summary = (f"{stats.sent} of {stats.rows} rows sent to {role} ({endpoint.model}); "
+                   f"{stats.failed} failed, {stats.retried_rows} asked again")
+        context.log.info(f"{name} {subset}: {summary}")
+    rate = stats.failed / stats.sent if stats.sent else 0.0
+    metadata = {
+        "model_calls": dg.MetadataValue.text(summary),
+        "model": dg.MetadataValue.text(endpoint.model or "(the endpoint's default)" if session is not None
+                                       else f"none: no {role} endpoint configured"),
+        "prompt_version": dg.MetadataValue.text(prompt.version),
+        "rows_sent": stats.sent,
+        "rows_needing_model_not_sent": stats.not_sent,
+        "rows_failed": stats.failed,
+        "rows_asked_again": stats.retried_rows,
+        **{f"rows/{status}": n for status, n in sorted(stats.statuses.items(), key=str)},
+    }
+    if bound is not None:
+        metadata["endpoint_concurrency"] = dg.MetadataValue.text(str(bound.per_step))
+        metadata["endpoint_concurrency_derivation"] = dg.MetadataValue.text(bound.explain())
+    if stats.attempts:
+        metadata["attempts_histogram"] = dg.MetadataValue.json(
+            {str(k): v for k, v in sorted(stats.attempts.items())})
+    if stats.failures:
+        metadata["failures"] = dg.MetadataValue.json(dict(stats.failures.most_common(10)))
+    if usage is not None:
+        metadata.update(usage.to_metadata(prefix="llm_"))
+    metadata.update(step.extra_metadata())
+    return stage_result(
+        lake, run, upstream=step.upstream, extra=metadata, lead=("model_calls",),
+        checks=(
+            model_ran_check(role, subset, enabled=session is not None, stats=stats),
+            dg.AssetCheckResult(
+                check_name=FAILURE_CHECK,
+                passed=rate <= config.max_failure_rate,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"partition": dg.MetadataValue.text(subset),
+                          **{k: readable(v) for k, v in {
+                              "sent": stats.sent, "failed": stats.failed, "failure_rate": rate,
+                              "max_failure_rate": config.max_failure_rate}.items()},
+                          "top_failures": dg.MetadataValue.text(
+                              json.dumps(dict(stats.failures.most_common(3))))},
+                description=f"subset {subset}: {stats.failed} of {stats.sent} rows failed "
+                f"({rate:.1%} {'<=' if rate <= config.max_failure_rate else '>'} "
+                f"{config.max_failure_rate:.1%})" if session is not None else
+                f"subset {subset}: nothing sent (no {role} endpoint configured); see {MODEL_RAN_CHECK}",
+            ),
+        ),
+    )
+
 
 
 def model_ran_check(role: str, subset: str, *, enabled: bool, stats: StepStats) -> dg.AssetCheckResult:

@@ -16,13 +16,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.prompts import Prompt
+
+if TYPE_CHECKING:
+    from mmfr_assets.model_step.join import StepJoin
 
 
 @dataclass(frozen=True)
@@ -69,13 +72,21 @@ class ModelStep(abc.ABC):
     prompt: ClassVar[str]
     #: Columns the step writes besides `subset` and `id`.
     output_schema: ClassVar[pa.Schema]
-    #: Columns taken from other tables of the partition in the upstream's row order (table ->
-    #: {its column: the row's key}), e.g. a previous step's verdicts beside the upstream's text.
-    joins: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+    #: Columns of earlier steps' tables beside the upstream's (`join.take(step, ...)`, the join
+    #: every consumer of a step uses), e.g. the student's samples beside the question.
+    joins: ClassVar[Sequence[StepJoin]] = ()
     #: Send the row's image (cleaned bytes where cleaning changed it, else the original).
     sends_image: ClassVar[bool] = False
     #: Column whose value counts go to the materialization's metadata (e.g. an origin).
     status_column: ClassVar[str | None] = None
+    #: A row that needed the model but had no endpoint is written by the runner (`runner.skipped`):
+    #: `without_model`'s columns, with the reason in `reason_column` (after any text already
+    #: there) and, where set, `skipped_status` in `status_column`; so every step's table says
+    #: plainly which rows were skipped and why, the same way.
+    reason_column: ClassVar[str]
+    skipped_status: ClassVar[str | None] = None
+    #: What the asset is, for the UI (the asset's description).
+    description: ClassVar[str] = ""
 
     #: Samples per row (one request with `n` where the endpoint supports it, else one
     #: request per sample with distinct seeds); attempts per row when `parse` says Retry.
@@ -117,9 +128,10 @@ class ModelStep(abc.ABC):
         return [self.parse(row, replies, attempt) for row, replies, attempt in jobs]
 
     @abc.abstractmethod
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
-        """Columns of a row sent to no model: `reason` None when it needed no request, else
-        why it was not sent (no endpoint configured)."""
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
+        """Columns of a row without the model's output: final for a row that needed no
+        request; for one that needed it and had no endpoint, the runner marks them skipped
+        (`reason_column`, `skipped_status`)."""
 
     def finished(self, out: Parsed) -> None:
         """Called once per row with its final columns (after any retries), e.g. to count what

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,37 @@ def table_schema(step: ModelStep | type[ModelStep]) -> pa.Schema:
     return pa.schema(
         [("subset", pa.string()), ("id", pa.string()), *step.output_schema, *PROVENANCE_SCHEMA]
     )
+
+
+def no_endpoint_reason(role: str) -> str:
+    """Why a row that needed the model was not sent: the one wording of the table's reason
+    column, the log, the metadata and the `model_ran` check."""
+    return f"no {role} endpoint configured (MMFR_{role.upper()}_BASE_URL unset)"
+
+
+def skipped(step: ModelStep, row: Mapping[str, Any], reason: str) -> Parsed:
+    """The row of `row` that needed the model and was not sent (`reason`): the step's
+    `without_model` columns, the reason in its `reason_column` (after what is there, `; `
+    between) and `skipped_status` in its `status_column` where the step declares one."""
+    columns = dict(step.without_model(row).columns)
+    before = columns.get(step.reason_column)
+    columns[step.reason_column] = f"{before}; {reason}" if before else reason
+    if step.skipped_status is not None:
+        columns[step.status_column] = step.skipped_status
+    return Parsed(columns)
+
+
+def check_declaration(step: ModelStep | type[ModelStep]) -> None:
+    """Fail at definition time, naming the step, where its declaration does not hold together
+    (a reason or status column the table does not have)."""
+    names = set(step.output_schema.names)
+    reason = getattr(step, "reason_column", None)
+    if reason not in names:
+        raise TypeError(f"{step.asset}: reason_column {reason!r} is not one of its output columns {sorted(names)}")
+    if step.skipped_status is not None and step.status_column not in names:
+        raise TypeError(f"{step.asset}: skipped_status needs a status_column among its output columns")
+    if step.status_column is not None and step.status_column not in names:
+        raise TypeError(f"{step.asset}: status_column {step.status_column!r} is not one of its output columns")
 
 
 @dataclass
@@ -93,7 +124,6 @@ class _Runner:
         images: Callable[[str], bytes | None] | None,
         supports_n: bool,
         base_seed: int | None,
-        skip_reason: str | None,
         reorder_limit: int,
         stats: StepStats,
     ) -> None:
@@ -104,7 +134,7 @@ class _Runner:
         self.images = images
         self.supports_n = supports_n
         self.base_seed = base_seed
-        self.skip_reason = skip_reason
+        self.skip_reason = no_endpoint_reason(step.role)
         self.reorder_limit = reorder_limit
         self.window: RequestWindow | None = session.window_of_requests() if session else None
         self.capacity = session.window if session else 0
@@ -245,10 +275,10 @@ class _Runner:
             job = _Job(row=row)
             self.jobs.append(job)
             if not needed:
-                self._finish(job, self.step.without_model(row, None))
+                self._finish(job, self.step.without_model(row))
             elif self.window is None:
                 self.stats.not_sent += 1
-                self._finish(job, self.step.without_model(row, self.skip_reason))
+                self._finish(job, skipped(self.step, row, self.skip_reason))
             else:
                 self.stats.sent += 1
                 image = self.images(row["id"]) if self.images is not None else None
@@ -307,7 +337,6 @@ def run_model_step(
     images: Callable[[str], bytes | None] | None = None,
     supports_n: bool = True,
     base_seed: int | None = None,
-    skip_reason: str | None = None,
     reorder_limit: int = 8192,
     write_rows: int = 1024,
     stats: StepStats | None = None,
@@ -315,8 +344,8 @@ def run_model_step(
     """The step's table rows for `batches` (upstream rows in order), as frames of about
     `write_rows` rows in the same order, one output row per input row.
 
-    `session` None: no endpoint; rows that need the model get `without_model(row,
-    skip_reason)`. `build_request(text, image)` turns a rendered prompt into a request
+    `session` None: no endpoint; rows that need the model are written `skipped`, with
+    `no_endpoint_reason(step.role)`. `build_request(text, image)` turns a rendered prompt into a request
     (the endpoint's `request` with the prompt's system turn); `images(id)` gives a row's image
     bytes when the step sends images. `stats`, when given, is filled as rows finish.
     Raises what the session raises (`LLMEndpointError` on a broken endpoint, `LLMStallError`);
@@ -326,7 +355,7 @@ def run_model_step(
         raise ValueError("build_request is required with a session")
     runner = _Runner(
         step, session=session, prompt=prompt, build_request=build_request, images=images,
-        supports_n=supports_n, base_seed=base_seed, skip_reason=skip_reason,
+        supports_n=supports_n, base_seed=base_seed,
         reorder_limit=max(reorder_limit, 1), stats=stats if stats is not None else StepStats(),
     )
     schema = table_schema(step)

@@ -7,11 +7,12 @@ says which prompt made it."""
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PACKAGED = Path(__file__).resolve().parent
+from mmfr_assets.settings import DEFAULT_PROMPTS, prompts_location
+
+PACKAGED = DEFAULT_PROMPTS
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class Prompt:
 
 
 def prompts_folder() -> Path:
-    return Path(os.environ.get("MMFR_PROMPTS") or PACKAGED)
+    """`MMFR_PROMPTS`, else the packaged folder (`mmfr_assets.settings.prompts_location`)."""
+    return prompts_location()
 
 
 def load_prompt(name: str) -> Prompt:

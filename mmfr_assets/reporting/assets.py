@@ -4,7 +4,7 @@ files), a static report page and the row viewer, all under `MMFR_REPORT_DIR`.
 
 Dagster 1.13 renders `MetadataValue.md` with Markdown images, and a `data:image/png;base64`
 source needs no server, so each plot opens from the materialization in the UI. The same files
-are written to disk, replaced whole on each run (`exports.atomic.atomic_folder`).
+are written to disk, replaced whole on each run (`files.atomic_folder`).
 """
 
 
@@ -16,17 +16,17 @@ import dagster as dg
 from pydantic import Field
 
 from mmfr_assets.dedup.savings import savings, savings_markdown
-from mmfr_assets.exports.atomic import atomic_folder
+from mmfr_assets.files import atomic_folder
+from mmfr_assets.lineage import STAGE_NAMES, funnel_stages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.partitions import check_lake
 from mmfr_assets.reporting.paths import report_dir
 from mmfr_assets.reporting.plots import PLOTS
 from mmfr_assets.reporting.publish import REPORT_URL_ENV, metadata_value, public_report_url, report_links
 from mmfr_assets.reporting.stats import OPTIONAL_TABLES, collect_stats, stage_names
-from mmfr_assets.viewer.build import STAGE_INPUT, write_viewer
+from mmfr_assets.viewer.build import write_viewer
 from mmfr_assets.viewer.render import counts_table, link, page
 
-SELECTION = ("quality_filtered", "difficulty_filtered")
 TITLES = {
     "pass_rate_distribution": "Pass-rate distribution per subset",
     "length_kept_vs_dropped": "Trace and caption length, kept vs dropped",
@@ -109,9 +109,10 @@ def _report_page(pngs: dict, funnel, absent: Sequence[str], sources: dict[str, s
 
 
 def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsDefinition:
-    """The report over `subsets`, depending on the selection assets present in the graph."""
+    """The report over `subsets`, depending on the tables it reads that are in the graph: the
+    funnel's stages (every stage on the line and its branches) and the optional tables."""
     available = set(available)
-    deps = [a for a in (*SELECTION, *OPTIONAL_TABLES) if a in available]
+    deps = [a for a in dict.fromkeys([*funnel_stages(), *OPTIONAL_TABLES]) if a in available]
 
     @dg.asset(
         name="report",
@@ -134,7 +135,7 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             for name, png in pngs.items():
                 (staging / "plots" / f"{name}.png").write_bytes(png)
             stats.funnel.write_csv(staging / "funnel.csv")
-            pages = write_viewer(lake, stats.subsets, [s for s in stage_names(lake) if s in STAGE_INPUT], staging / "viewer",
+            pages = write_viewer(lake, stats.subsets, [s for s in stage_names(lake) if s in STAGE_NAMES], staging / "viewer",
                                  page_size=config.page_size, rows_per_view=config.rows_per_view)
             (staging / "index.html").write_text(
                 _report_page(pngs, stats.funnel, absent, sources, stage_names(lake)), "utf-8")

@@ -19,20 +19,21 @@ upload may see a page of the previous report next to one of the new.
 from __future__ import annotations
 
 import mimetypes
-import os
 import posixpath
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Optional
 from urllib.parse import unquote
 
 import dagster as dg
 import pyarrow.fs as pafs
 
+from mmfr_assets.files import viewer_page
 from mmfr_assets.lake.delta import filesystem_for
-from mmfr_assets.reporting.paths import report_dir, viewer_page
+from mmfr_assets.reporting.paths import report_dir
+from mmfr_assets.settings import REPORT_URL_ENV, report_url  # noqa: F401  (REPORT_URL_ENV: imported from here)
 
 REPORT_PREFIX = "_report"
-REPORT_URL_ENV = "MMFR_REPORT_URL"
 SERVE_COMMAND = "mmfr serve-report"
 SERVE_PORT = 8000
 # How a link's kind (the first item of what `report_links` and `viewer_link` give) is shown.
@@ -49,9 +50,10 @@ def report_store_uri(lake_uri: str) -> str:
     return f"{lake_uri.rstrip('/')}/{REPORT_PREFIX}"
 
 
-def public_report_url(configured: str = "", environ: Mapping[str, str] = os.environ) -> str:
-    """The HTTP address serving `<lake>/_report/` (config, else `MMFR_REPORT_URL`), or ''."""
-    return (configured or environ.get(REPORT_URL_ENV, "")).strip().rstrip("/")
+def public_report_url(configured: str = "", environ: Optional[Mapping[str, str]] = None) -> str:
+    """The HTTP address serving `<lake>/_report/` (config, else `MMFR_REPORT_URL`), or ''
+    (`mmfr_assets.settings.report_url`)."""
+    return report_url(configured, environ)
 
 
 def content_type(name: str) -> str:
@@ -144,7 +146,7 @@ def metadata_value(link: tuple[str, str]) -> dg.MetadataValue:
 
 
 def viewer_link(subset: str, stage: str, lake_uri: str,
-                environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
+                environ: Optional[Mapping[str, str]] = None) -> tuple[str, str]:
     """(kind, value) of a stage's page in the viewer, for its materialization's metadata: a URL
     under `MMFR_REPORT_URL` when set, else the page on the object store (`<lake>/_report/...`)
     or in the local report folder. (The report's `public_url` config is the report run's own:

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from mmfr_assets.lake.delta import count_rows, read_partition
-from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.pipeline import BRANCHES, STAGES
-from mmfr_assets.reporting.lookup import SubsequenceLookup
+from mmfr_assets.lake.lookup import SubsequenceLookup, closing_iter, table_columns
+from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.lineage import BRANCH_NAMES, LINE
+from mmfr_assets.reporting.funnel import funnel_table
 
 # Tables other engineers add downstream; the report uses each one that exists and says which
 # are absent.
@@ -27,11 +27,8 @@ LENGTH_BINS = np.unique(np.round(np.logspace(0, 5, 41)).astype(np.int64))
 
 
 def stage_names(lake: LakeResource) -> list[str]:
-    """The stages in lineage order, with the optional 586K recipe when its table exists."""
-    names = [name for name, _ in STAGES]
-    if lake.location("difficulty_filtered_586k").table() is not None:
-        names.append("difficulty_filtered_586k")
-    return names
+    """The stages in lineage order, with the branches (the 586K recipe) whose table exists."""
+    return [*LINE, *(name for name in BRANCH_NAMES if lake.location(name).table() is not None)]
 
 
 @dataclass
@@ -52,58 +49,8 @@ class ReportStats:
         """Drops along the line collected -> difficulty_filtered: the 586K recipe beside it
         drops the same quality rows again by its own rule, so counting both counts rows twice."""
         return self.funnel.filter(
-            (pl.col("filter") != "") & ~pl.col("stage").is_in([name for name, _, _ in BRANCHES])
+            (pl.col("filter") != "") & ~pl.col("stage").is_in(list(BRANCH_NAMES))
         ).select("subset", "stage", "reason", "rows")
-
-
-def drop_counts(location, subsets: Sequence[str], stages: Sequence[str]) -> Counter:
-    """(subset, stage, filter, reason) -> rows in the rejections table, counted batch by batch
-    (the table can hold millions of rows; only the counts are kept)."""
-    import pyarrow.dataset as pads
-
-    counts: Counter = Counter()
-    table = location.table()
-    if table is None:
-        return counts
-    scan = table.to_pyarrow_dataset().scanner(
-        columns=["subset", "stage", "filter", "reason"],
-        filter=pads.field("subset").isin(list(subsets)) & pads.field("stage").isin(list(stages)),
-        batch_size=65536, batch_readahead=1, fragment_readahead=1,
-    )
-    for batch in scan.to_batches():
-        if batch.num_rows:
-            for *key, n in pl.from_arrow(batch).group_by("subset", "stage", "filter", "reason").len().iter_rows():
-                counts[tuple(key)] += n
-    return counts
-
-
-def funnel_table(lake: LakeResource, subsets: Sequence[str]) -> pl.DataFrame:
-    """subset x stage x reason: rows each stage kept (`filter` empty, reason `(kept)`) and rows it
-    dropped per filter and reason, from the committed tables and the rejections table."""
-    stages = stage_names(lake)
-    rows = [
-        {"subset": s, "stage": st, "filter": "", "reason": "(kept)",
-         "rows": count_rows(lake.location(st), {"subset": s})}
-        for s in subsets for st in stages
-    ]
-    frame = pl.DataFrame(rows, schema={"subset": pl.String, "stage": pl.String, "filter": pl.String,
-                                       "reason": pl.String, "rows": pl.Int64})
-    drops = drop_counts(lake.location(REJECTIONS_TABLE), subsets, stages)
-    if drops:
-        frame = pl.concat([frame, pl.DataFrame(
-            [{"subset": k[0], "stage": k[1], "filter": k[2], "reason": k[3], "rows": n}
-             for k, n in drops.items()], schema=frame.schema)])
-    order = {st: k for k, st in enumerate(stages)}
-    return frame.with_columns(
-        pl.col("stage").replace_strict(order, return_dtype=pl.Int32).alias("_order")
-    ).sort("subset", "_order", pl.col("filter") != "", "reason").drop("_order")
-
-
-def closing_iter(batches):
-    """Iterate a partition scan and close it on every path (a half-read pyarrow scan left to
-    the garbage collector can hang the process at exit)."""
-    with closing(batches):
-        yield from batches
 
 
 def _words(column: str) -> pl.Expr:
@@ -124,7 +71,7 @@ def collect_stats(
                for name in ("distilled", kept_asset, *OPTIONAL_TABLES)}
     # Subsets nothing was collected for are listed apart, not drawn as empty rows.
     collected = [s for s in subsets if count_rows(lake.location("collected"), {"subset": s})]
-    stats = ReportStats(collected, kept_asset, present, funnel_table(lake, collected))
+    stats = ReportStats(collected, kept_asset, present, funnel_table(lake.location, collected, stage_names(lake)))
     stats.not_materialized = [s for s in subsets if s not in collected]
     for kind in ("trace", "caption"):
         for group in ("kept", "dropped"):
@@ -145,12 +92,6 @@ def collect_stats(
     for subset in subsets:
         _subset_stats(lake, subset, stats, rollouts=rollouts, verdicts=verdicts, batch_size=batch_size)
     return stats
-
-
-def table_columns(lake: LakeResource, table: str) -> list[str]:
-    """Column names of a table's current version ([] when it does not exist)."""
-    found = lake.location(table).table()
-    return found.to_pyarrow_dataset().schema.names if found is not None else []
 
 
 def _counts(series: pl.Series) -> Counter:

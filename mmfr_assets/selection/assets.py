@@ -2,7 +2,8 @@
 `quality_filtered`; `student_rollouts` (the student's samples) and `student_verdicts` (the
 judge on the samples the rules left, then the pass rate or its bounds) feed both published
 recipes side by side, `difficulty_filtered` (pass rate = 0, the 123K recipe) and
-`difficulty_filtered_586k` (pass rate != 1)."""
+`difficulty_filtered_586k` (pass rate != 1). The three model steps are declared in `steps.py`
+and built from `model_step/registry.py`; this module holds the filters that consume them."""
 
 
 from collections.abc import Iterator
@@ -11,12 +12,13 @@ import dagster as dg
 import polars as pl
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
-from mmfr_assets.funnel import accounting_check_spec, stage_result
-from mmfr_assets.lake.joins import join_in_order
+from mmfr_assets.lineage import reads, upstream_of
+from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.model_step.asset import model_step_asset
+from mmfr_assets.model_step.join import join_step, take
 from mmfr_assets.partitions import deps
-from mmfr_assets.selection import difficulty, quality
+from mmfr_assets.rules import quality
+from mmfr_assets.selection import difficulty
 from mmfr_assets.selection.configs import (  # noqa: F401  (re-exported: the asset configs' home)
     AnswerVerdictsConfig,
     DifficultyFiltered586kConfig,
@@ -29,11 +31,11 @@ from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep,
 from mmfr_assets.stage import Filter, run_stage, upstream_batches
 
 
-def joined(
-    lake: LakeResource, batches: Iterator[pl.DataFrame], table: str, subset: str, columns: dict[str, str]
-) -> Iterator[pl.DataFrame]:
-    """`join_in_order` (kept under this name for callers of this module)."""
-    return join_in_order(lake, batches, table, subset, columns)
+#: What `quality_filtered` takes of `answer_verdicts` (the verdict, and who decided, for drop
+#: details) and the recipes of `student_verdicts` (the pass rate or its bounds): `model_step/join.py`.
+VERDICTS_JOIN = take(AnswerVerdictsStep, "is_consistent", analysis="_verdict_analysis", method="_verdict_method",
+                     final_answer="_verdict_final_answer", reference="_verdict_reference")
+PASS_RATES_JOIN = take(StudentVerdictsStep, "pass_rate", "pass_rate_low", "pass_rate_high", detail="pass_rate_detail")
 
 
 def _select(
@@ -61,14 +63,10 @@ def _select(
     return stage_result(lake, run, upstream=upstream, extra=extra)
 
 
-def _with_verdicts(lake: LakeResource, batches, subset: str):
+def _with_verdicts(lake: LakeResource, batches, subset: str, batch_size: int):
     """Distilled batches whose `is_consistent` is `answer_verdicts`' verdict (and whose
     `consistency_analysis` its judge analysis, where the judge decided)."""
-    joined_batches = joined(
-        lake, batches, "answer_verdicts", subset,
-        {"is_consistent": "is_consistent", "analysis": "_verdict_analysis", "method": "_verdict_method",
-         "final_answer": "_verdict_final_answer", "reference": "_verdict_reference"},
-    )
+    joined_batches = join_step(lake, batches, subset, VERDICTS_JOIN, batch_size=batch_size)
     try:
         for batch in joined_batches:
             # The `_verdict_*` columns say who decided in drop details (quality.VERDICT_COLUMNS);
@@ -84,32 +82,11 @@ def _with_verdicts(lake: LakeResource, batches, subset: str):
 
 
 def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    answer_verdicts = model_step_asset(
-        AnswerVerdictsStep, partitions, config_type=AnswerVerdictsConfig, group="selection",
-        description="Per distilled row: does the trace's final answer match the reference, and "
-        "who decided (dataset label, a rule, math-verify, or the `judge_llm` endpoint for what the "
-        "rules leave undecided; `unverified` without a judge). Metadata compares the rules with "
-        "the dataset's labels where it has them.",
-    )
-    student_rollouts = model_step_asset(
-        StudentRolloutsStep, partitions, config_type=StudentRolloutsConfig, group="selection",
-        description="Per quality row: the `student_llm` endpoint answers the question with its "
-        "image `num_samples` times; each answer verified by the rules and math-verify; the pass "
-        "rate over all samples, or its bounds where some are undecided (the dataset's pass rate "
-        "is kept unless recompute).",
-    )
-    student_verdicts = model_step_asset(
-        StudentVerdictsStep, partitions, config_type=StudentVerdictsConfig, group="selection",
-        description="Per quality row: the student samples the rules and math-verify left "
-        "undecided (or called different on math-verify's weak word) judged by the `judge_llm` "
-        "endpoint; the pass rate over all samples, or the bounds that remain without a judge.",
-    )
-
     @dg.asset(
         name="quality_filtered",
         group_name="selection",
         partitions_def=partitions,
-        deps=deps(["distilled", "answer_verdicts"], partitions),
+        deps=deps(reads("quality_filtered"), partitions),
         kinds={"deltalake", "polars"},
         check_specs=[accounting_check_spec("quality_filtered", partitions)],
         description="Distilled rows passing the published quality rules: content, structure, "
@@ -120,13 +97,15 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
     ) -> dg.MaterializeResult:
         rules = config.rules()
         subset = context.partition_key
+        upstream = upstream_of("quality_filtered")
         return _select(
             context,
             lake,
             stage="quality_filtered",
-            upstream="distilled",
+            upstream=upstream,
             batches=_with_verdicts(
-                lake, upstream_batches(lake, "distilled", subset, batch_size=config.batch_size), subset
+                lake, upstream_batches(lake, upstream, subset, batch_size=config.batch_size), subset,
+                config.batch_size,
             ),
             decide=lambda batch: quality.select_quality(batch, rules),
             filters=quality.FILTERS,
@@ -134,10 +113,7 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         )
 
     return [
-        answer_verdicts,
         quality_filtered,
-        student_rollouts,
-        student_verdicts,
         _difficulty_asset(
             "difficulty_filtered", DifficultyFilteredConfig, partitions,
             "Quality rows the 4B student never solves (pass rate = 0 over 4 student samples: "
@@ -159,7 +135,7 @@ def _difficulty_asset(
         name=name,
         group_name="selection",
         partitions_def=partitions,
-        deps=deps(["quality_filtered", StudentVerdictsStep.asset], partitions),
+        deps=deps(reads(name), partitions),
         kinds={"deltalake", "polars"},
         check_specs=[accounting_check_spec(name, partitions)],
         description=description,
@@ -168,6 +144,7 @@ def _difficulty_asset(
         context: dg.AssetExecutionContext, config: config_type, lake: LakeResource
     ) -> dg.MaterializeResult:
         subset = context.partition_key
+        upstream = upstream_of(name)
         by_bounds = 0
 
         def decide(batch: pl.DataFrame):
@@ -177,17 +154,15 @@ def _difficulty_asset(
 
         run = run_stage(
             lake, stage=name, subset=subset,
-            batches=joined(
-                lake, upstream_batches(lake, "quality_filtered", subset, batch_size=config.batch_size),
-                StudentVerdictsStep.asset, subset,
-                {"pass_rate": "pass_rate", "pass_rate_low": "pass_rate_low",
-                 "pass_rate_high": "pass_rate_high", "detail": "pass_rate_detail"},
+            batches=join_step(
+                lake, upstream_batches(lake, upstream, subset, batch_size=config.batch_size),
+                subset, PASS_RATES_JOIN, batch_size=config.batch_size,
             ),
             decide=decide, schema=DISTILLED_SCHEMA, filters=difficulty.FILTERS,
         )
         context.log.info(f"{name} {subset}: kept {run.rows_out} of {run.rows_in}")
         # Settings, not metrics: text, so the UI does not plot them across partitions.
-        return stage_result(lake, run, upstream="quality_filtered", extra={
+        return stage_result(lake, run, upstream=upstream, extra={
             "max_pass_rate": dg.MetadataValue.text(str(config.max_pass_rate)),
             "inclusive": dg.MetadataValue.text(str(config.inclusive)),
             "recipe": dg.MetadataValue.text(difficulty.recipe_rule(config.max_pass_rate, config.inclusive)),

@@ -1,7 +1,8 @@
 """The launchpad config of every selection asset, in one place: each threshold once, with its
 paper value and what it does in the description the launchpad shows. The model steps
-(`steps.py`) are built from these typed configs; the teachers read `QualityFilteredConfig`
-through `quality_rules_of_run`, so they validate with the thresholds selection applies."""
+(`steps.py`) are built from these typed configs. The quality thresholds themselves are
+`rules.config.QualityRulesConfig`, which the teachers read too (`quality_rules_of_run`), so
+they validate with the thresholds selection applies."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mmfr_assets.model_step.asset import ModelStepConfig
-from mmfr_assets.selection import quality
-from mmfr_assets.selection.verify import REFERENCE_COLUMNS
+from mmfr_assets.rules.config import QualityRulesConfig, quality_rules_of_run  # noqa: F401
+from mmfr_assets.rules.verify import REFERENCE_COLUMNS
+from mmfr_assets.rules.verify.workers import MATH_VERIFY_TIMEOUT_S
 
 
 class _VerifierConfig(ModelStepConfig):
@@ -24,8 +26,8 @@ class _VerifierConfig(ModelStepConfig):
         default=True, description="Try math-verify on pairs the rules leave undecided.")
     math_verify_workers: int = Field(default=2, description="math-verify worker processes.")
     math_verify_timeout_s: float = Field(
-        default=5.0, description="Seconds per item; a worker past it is killed and the pair "
-        "stays undecided.")
+        default=MATH_VERIFY_TIMEOUT_S, description="Seconds per item; a worker past it is "
+        "killed and the pair stays undecided.")
 
 
 class AnswerVerdictsConfig(_VerifierConfig):
@@ -34,6 +36,9 @@ class AnswerVerdictsConfig(_VerifierConfig):
     recompute: bool = Field(
         default=False, description="Verify every row, even those whose dataset carries "
         "is_consistent (by default they keep it, reproducing the published selection).")
+    judge_trace_tail_chars: int = Field(
+        default=1500, ge=0, description="Characters of the end of a trace shown to the judge "
+        "when the trace commits to no final answer.")
 
 
 class StudentRolloutsConfig(_VerifierConfig):
@@ -55,63 +60,58 @@ class StudentVerdictsConfig(ModelStepConfig):
         "verdict: it says so where it fails to parse) to the judge.")
 
 
-class QualityFilteredConfig(dg.Config):
-    """The published quality thresholds, used by `quality_filtered` and by the teachers'
-    validation of what they write; null switches a length rule off."""
+class QualityFilteredConfig(QualityRulesConfig):
+    """The published quality thresholds (`QualityRulesConfig`, which the teachers' validation
+    reads from this asset's config in the same run) and the batch size."""
 
-    min_response_words: int | None = Field(
-        default=200, description="content_short_response below this many whitespace-split "
-        "words of the whole response (paper: 200).")
-    min_caption_words: int | None = Field(
-        default=100, description="content_short_caption below this many words (paper: 100).")
-    error_marker: str = Field(
-        default="[ERROR]", description="content_error_marker: a response containing it.")
-    ngram_size: int = Field(
-        default=50, description="repetition_ngram: n-grams of this many think-block words "
-        "(paper: 50) ...")
-    max_ngram_occurrences: int = Field(
-        default=2, description="... seen more than this many times drop the row (paper: a "
-        "50-gram occurring 3 times).")
-    answer_tag_exempt_subsets: list[str] = Field(
-        default=list(quality.ANSWER_TAG_EXEMPT_SUBSETS),
-        description="Subsets whose traces need no <answer> pair (the published exemptions).")
     batch_size: int = Field(default=1024, description="Rows read at a time.")
 
-    def rules(self) -> quality.QualityRules:
-        return quality.QualityRules(
-            min_response_words=self.min_response_words,
-            min_caption_words=self.min_caption_words,
-            error_marker=self.error_marker,
-            ngram_size=self.ngram_size,
-            max_ngram_occurrences=self.max_ngram_occurrences,
-            answer_tag_exempt_subsets=tuple(self.answer_tag_exempt_subsets),
-        )
 
-
-def quality_rules_of_run(run_config: Mapping[str, Any] | None) -> quality.QualityRules:
-    """The thresholds `quality_filtered` applies in this run: its run config where the run
-    sets one, else the defaults. The teachers validate with these, so a trace they keep is one
-    selection keeps (and a threshold changed for the run changes both)."""
-    ops = (run_config or {}).get("ops") or {}
-    given = (ops.get("quality_filtered") or {}).get("config") or {}
-    return QualityFilteredConfig(**given).rules()
+_CLEARER = ("Set, it replaces max_pass_rate and inclusive (the older pair, still accepted and "
+            "what the materialization records); set at most one of pass_rate_below and "
+            "pass_rate_at_most.")
 
 
 class DifficultyFilteredConfig(dg.Config):
-    """The 123K recipe by default: keep what the student never solves (pass rate <= 0)."""
+    """The 123K recipe by default: keep what the student never solves (pass rate <= 0).
+
+    The bound is written either as `max_pass_rate` with `inclusive` (the recorded pair) or, in
+    words, as `pass_rate_at_most` (keep <=) or `pass_rate_below` (keep <)."""
 
     max_pass_rate: float = Field(
-        default=0.0, description="Highest pass rate kept (paper's 123K recipe: 0).")
+        default=0.0, description="The pass-rate bound (paper's 123K recipe: 0, inclusive): see "
+        "inclusive for which side is kept.")
     inclusive: bool = Field(
         default=True, description="true: keep pass rate <= max_pass_rate; false: keep pass "
-        "rate < max_pass_rate.")
+        "rate < max_pass_rate (strictly below).")
+    pass_rate_at_most: float | None = Field(
+        default=None, description="Keep rows whose pass rate is at most this (<=). " + _CLEARER)
+    pass_rate_below: float | None = Field(
+        default=None, description="Keep rows whose pass rate is strictly below this (<); the "
+        "586K recipe is pass_rate_below: 1. " + _CLEARER)
     batch_size: int = Field(default=1024, description="Rows read at a time.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bound_in_words(cls, values: Any) -> Any:
+        """`pass_rate_at_most` / `pass_rate_below`, where set, become `max_pass_rate` and
+        `inclusive` (which the asset reads and records)."""
+        if not isinstance(values, Mapping):
+            return values
+        at_most, below = values.get("pass_rate_at_most"), values.get("pass_rate_below")
+        if at_most is not None and below is not None:
+            raise ValueError("set pass_rate_at_most or pass_rate_below, not both")
+        if at_most is None and below is None:
+            return values
+        return {**values, "max_pass_rate": at_most if below is None else below, "inclusive": below is None}
 
 
 class DifficultyFiltered586kConfig(DifficultyFilteredConfig):
     """The 586K recipe by default: keep what the student does not always solve (pass rate < 1)."""
 
     max_pass_rate: float = Field(
-        default=1.0, description="Pass-rate bound (paper's 586K recipe: < 1).")
+        default=1.0, description="The pass-rate bound (paper's 586K recipe: 1, not inclusive, "
+        "i.e. keep pass rate < 1): see inclusive for which side is kept.")
     inclusive: bool = Field(
-        default=False, description="false (default): keep pass rate < max_pass_rate; true: <=.")
+        default=False, description="false (default): keep pass rate < max_pass_rate (strictly "
+        "below); true: keep pass rate <= max_pass_rate.")

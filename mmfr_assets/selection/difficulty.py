@@ -1,7 +1,8 @@
 """The difficulty rule: keep what the student model does not already solve.
 
 The paper samples the 4B student 4 times per question: pass rate 0 gives the 123K subset,
-pass rate != 1 the 586K subset (`max_pass_rate` 0.0 inclusive, or 1.0 exclusive). Where some
+pass rate != 1 the 586K subset (`max_pass_rate` 0.0 inclusive, or 1.0 exclusive; in the config
+also `pass_rate_at_most: 0` and `pass_rate_below: 1`). Where some
 samples could not be decided, the pass rate is only known to lie in [`pass_rate_low`,
 `pass_rate_high`]: a row is kept only when every value there passes, dropped as too easy only
 when none does, and otherwise dropped as `difficulty_undecided` with the counts: never a guess.

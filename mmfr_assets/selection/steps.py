@@ -17,13 +17,15 @@ import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
+from mmfr_assets.llm.replies import visible_text
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
+from mmfr_assets.model_step.join import take
 from mmfr_assets.prompts import Prompt
 from mmfr_assets.selection.configs import (
     AnswerVerdictsConfig, StudentRolloutsConfig, StudentVerdictsConfig,
 )
-from mmfr_assets.selection.verify import (
+from mmfr_assets.rules.verify import (
     REFERENCE_COLUMNS,
     AnswerVerifier,
     Item,
@@ -31,18 +33,16 @@ from mmfr_assets.selection.verify import (
     reference_answer,
     verify_rules,
 )
-from mmfr_assets.selection.verify.agreement import Agreement
-from mmfr_assets.selection.verify.batch import items_of_batch, verdict_frame
-from mmfr_assets.selection.verify.judge import parse_judgment, visible_text
-from mmfr_assets.selection.verify.sample_judge import parse_sample_judgments
-from mmfr_assets.selection.verify.verifier import WEAK_METHODS
+from mmfr_assets.rules.verify.agreement import Agreement
+from mmfr_assets.rules.verify.batch import items_of_batch, verdict_frame
+from mmfr_assets.rules.verify.judge import parse_judgment
+from mmfr_assets.rules.verify.sample_judge import parse_sample_judgments
+from mmfr_assets.rules.verify.verifier import WEAK_METHODS
 
 # `method` values besides the rule names (rules.RULES) and "math_verify".
 DATASET_LABEL = "dataset_label"
 JUDGE = "judge"
 UNVERIFIED = "unverified"
-
-_TRACE_TAIL = 1500  # characters of a trace shown to the judge when it commits to no answer
 
 
 class _LazyVerifier:
@@ -114,6 +114,12 @@ class AnswerVerdictsStep(ModelStep):
         ]
     )
     status_column = "method"
+    reason_column = "analysis"
+    description = (
+        "Per distilled row: does the trace's final answer match the reference, and who decided "
+        "(dataset label, a rule, math-verify, or the `judge_llm` endpoint for what the rules "
+        "leave undecided; `unverified` without a judge). Metadata compares the rules with the "
+        "dataset's labels where it has them.")
     max_attempts = 2
 
     def __init__(self, config: AnswerVerdictsConfig | None = None) -> None:
@@ -121,6 +127,7 @@ class AnswerVerdictsStep(ModelStep):
         self.recompute = config.recompute
         self.reference_columns = _reference_columns(config)
         self.columns = tuple(dict.fromkeys(["question", *self.reference_columns, "response", "is_consistent"]))
+        self.trace_tail = config.judge_trace_tail_chars
         self._verifier = _verifier(config)
         self.agreement = Agreement()
 
@@ -167,7 +174,7 @@ class AnswerVerdictsStep(ModelStep):
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
         candidate = row.get("final_answer")
         if not candidate:
-            tail = visible_text(row.get("response") or "")[-_TRACE_TAIL:]
+            tail = visible_text(row.get("response") or "")[-self.trace_tail:] if self.trace_tail else ""
             candidate = f"(no marked final answer; the end of the solution follows)\n{tail}"
         return prompt.render(question=row.get("question") or "", reference=row["reference"], candidate=candidate)
 
@@ -205,18 +212,17 @@ class AnswerVerdictsStep(ModelStep):
             {**self._base(row), "is_consistent": judgment.equivalent, "method": JUDGE, "analysis": judgment.analysis}
         )
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
         label = row.get("is_consistent")
         if label is not None and not self.recompute:
             return Parsed({**self._base(row), "is_consistent": label, "method": DATASET_LABEL, "analysis": None})
         if row.get("rule_verdict") is not None:
             weak = bool(row.get("rule_weak"))
-            analysis = f"math-verify says different (weak: not confirmed; {reason})" if weak and reason else None
+            analysis = "math-verify says different (weak: not confirmed)" if weak else None
             return Parsed({**self._base(row), "is_consistent": row["rule_verdict"], "method": row["rule_method"],
                            "analysis": analysis, "weak": weak})
-        if reason is None:  # needed no request: nothing to compare against
-            return Parsed(self._unverified(row, row.get("rule_detail") or "no_reference"))
-        return Parsed(self._unverified(row, f"{row.get('rule_detail') or 'rules_undecided'}; {reason}"))
+        undecided = "rules_undecided" if row.get("reference") is not None else "no_reference"
+        return Parsed(self._unverified(row, row.get("rule_detail") or undecided))
 
 
 def pass_rate_bounds(samples: int, correct: int, unknown: int) -> tuple[float | None, float | None]:
@@ -285,6 +291,13 @@ class StudentRolloutsStep(ModelStep):
     )
     sends_image = True
     status_column = "pass_rate_origin"
+    reason_column = "detail"
+    skipped_status = "missing"
+    description = (
+        "Per quality row: the `student_llm` endpoint answers the question with its image "
+        "`num_samples` times; each answer verified by the rules and math-verify; the pass rate "
+        "over all samples, or its bounds where some are undecided (the dataset's pass rate is "
+        "kept unless recompute).")
 
     def __init__(self, config: StudentRolloutsConfig | None = None) -> None:
         config = config or StudentRolloutsConfig()
@@ -362,7 +375,7 @@ class StudentRolloutsStep(ModelStep):
         origin = "rollouts" if columns["pass_rate"] is not None else "bounds"
         return Parsed({**columns, "pass_rate_origin": origin})
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
         rate = row.get("pass_rate")
         if rate is not None and rate == rate and not self.recompute:
             return Parsed(self._columns(row, pass_rate=rate, pass_rate_low=rate, pass_rate_high=rate,
@@ -370,7 +383,7 @@ class StudentRolloutsStep(ModelStep):
         if row.get("reference") is None:
             return Parsed(self._columns(row, pass_rate_origin="no_reference",
                                         detail="no reference answer to verify samples against"))
-        return Parsed(self._columns(row, pass_rate_origin="missing", detail=reason))
+        return Parsed(self._columns(row, pass_rate_origin="missing"))
 
 
 #: `student_rollouts` columns `student_verdicts` reads beside the quality rows' text.
@@ -396,7 +409,7 @@ class StudentVerdictsStep(ModelStep):
     role = "judge_llm"
     upstream = "quality_filtered"
     columns = ("question",)
-    joins = {"student_rollouts": {c: c if c != "detail" else "rollout_detail" for c in _ROLLOUT_COLUMNS}}
+    joins = (take(StudentRolloutsStep, *(c for c in _ROLLOUT_COLUMNS if c != "detail"), detail="rollout_detail"),)
     prompt = "sample_judge"
     output_schema = pa.schema(
         [
@@ -407,7 +420,12 @@ class StudentVerdictsStep(ModelStep):
         ]
     )
     status_column = "pass_rate_origin"
+    reason_column = "detail"
     max_attempts = 2
+    description = (
+        "Per quality row: the student samples the rules and math-verify left undecided (or "
+        "called different on math-verify's weak word) judged by the `judge_llm` endpoint; the "
+        "pass rate over all samples, or the bounds that remain without a judge.")
 
     def __init__(self, config: StudentVerdictsConfig | None = None) -> None:
         config = config or StudentVerdictsConfig()
@@ -470,10 +488,10 @@ class StudentVerdictsStep(ModelStep):
             return Retry(why, fallback)
         return Parsed(self._outcome(row, settled, None))
 
-    def without_model(self, row: Mapping[str, Any], reason: str | None) -> Parsed:
+    def without_model(self, row: Mapping[str, Any]) -> Parsed:
         origin = row.get("pass_rate_origin")
         if origin in ("rollouts", "bounds"):
-            return Parsed(self._outcome(row, {}, reason))
+            return Parsed(self._outcome(row, {}, None))
         columns = {name: row.get(name) for name, _ in PASS_RATE_SCHEMA}
         return Parsed({**columns, "judged": 0, "sample_verdicts": row.get("sample_verdicts") or [],
                        "detail": row.get("rollout_detail")})

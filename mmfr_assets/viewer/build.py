@@ -2,7 +2,7 @@
 kept rows, and the rows of each drop reason: the reason filter) and paginated pages of rows.
 
 One streaming pass per (subset, stage) over the stage's input table, joined in step with the
-rejections, the kept ids and the image bytes (`reporting.lookup.SubsequenceLookup`); each view
+rejections, the kept ids and the image bytes (`lake.lookup.SubsequenceLookup`); each view
 shows its first `rows_per_view` rows (the index counts them all), written a page at a time, so
 memory holds one batch and one page, and the disk holds at most that many images per view.
 """
@@ -16,25 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmfr_assets.image_files import image_extension, unreadable_image
-
-from mmfr_assets.exports.names import file_stem, subset_folder
+from mmfr_assets.files import file_stem, image_extension, subset_folder, unreadable_image
 from mmfr_assets.lake.delta import count_rows, read_partition
+from mmfr_assets.lake.lookup import SubsequenceLookup, SupersequenceLookup, closing_iter, table_columns
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.reporting.lookup import SubsequenceLookup, SupersequenceLookup
-from mmfr_assets.reporting.stats import closing_iter, table_columns
+from mmfr_assets.lineage import NODES, STAGE_NAMES, row_level, viewer_input
 from mmfr_assets.viewer.render import counts_table, link, page, page_nav, row_card
 
 # The table whose rows each stage decided on (its input), as the viewer shows them.
-STAGE_INPUT = {
-    "collected": "collected",
-    "cleaned": "collected",
-    "deduplicated": "cleaned",
-    "distilled": "distilled",
-    "quality_filtered": "distilled",
-    "difficulty_filtered": "quality_filtered",
-    "difficulty_filtered_586k": "quality_filtered",
-}
+STAGE_INPUT = {stage: viewer_input(stage) for stage in STAGE_NAMES}
 # Viewer field -> the columns that hold it, in preference order (collected keeps the card's
 # model-specific names; distilled renamed them).
 FIELDS = {
@@ -50,30 +40,12 @@ FIELDS = {
 }
 # The model steps' tables whose columns each stage's cards show (when the table exists): a
 # model step has no pages of its own; its materialization links the page of the stage that
-# shows its rows (`reporting.paths.STEP_SHOWN_IN`).
-STEP_TABLES = {
-    "collected": (),
-    "cleaned": ("question_reviews", "extracted_answers"),
-    "deduplicated": (),  # its signatures are hashes, nothing a reader reads; the drop says why
-    "distilled": ("teacher_captions", "teacher_responses"),
-    "quality_filtered": ("answer_verdicts",),
-    "difficulty_filtered": ("answer_verdicts", "student_rollouts", "student_verdicts"),
-    "difficulty_filtered_586k": ("answer_verdicts", "student_rollouts", "student_verdicts"),
-}
+# shows its rows (`lineage.STEP_SHOWN_IN`).
+STEP_TABLES = {stage: NODES[stage].shows for stage in STAGE_NAMES}
 # Columns of those tables not repeated on a card: the row's own fields, shown above.
 STEP_COLUMNS_SHOWN_ELSEWHERE = {"subset", "id", "caption", "response"}
-# How far down the lineage a table's rows are: every table holds a subsequence of the rows of
-# any table at a lower level, in the same order (each stage writes its rows in its input's
-# order; a model step holds one row per row of its upstream). A table at or above the level of
-# a stage's input holds every row of it (and maybe more); a table below holds some of them.
-ROW_LEVEL = {
-    "collected": 0, "question_reviews": 0, "extracted_answers": 0,
-    "cleaned": 1, "dedup_signatures": 1,
-    "deduplicated": 2, "teacher_captions": 2, "teacher_responses": 2, "distilled": 2,
-    "answer_verdicts": 2,
-    "quality_filtered": 3, "student_rollouts": 3, "student_verdicts": 3,
-    "difficulty_filtered": 4, "difficulty_filtered_586k": 4,
-}
+# How far down the lineage each table's rows are (`lineage.row_level`).
+ROW_LEVEL = {name: row_level(name) for name in NODES}
 
 
 def rows_lookup(lake: LakeResource, table: str, stream: str, partition: dict[str, str],

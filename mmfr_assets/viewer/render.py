@@ -66,7 +66,7 @@ def row_card(row: Mapping[str, Any], *, image_src: str | None, drop: Mapping[str
     trace and caption (collapsed) and the verdicts. `row` holds the viewer fields (question,
     answer, trace, caption, pass_rate, is_consistent, consistency_analysis, origins); `drop`
     the rejection (filter, reason, detail)."""
-    from mmfr_assets.selection.verify.extract import final_answer
+    from mmfr_assets.rules.verify.extract import final_answer
 
     status = "dropped" if drop else "kept"
     parts = [f'<article class="{status}" id="{escape(_text(row["id"]), quote=True)}">',

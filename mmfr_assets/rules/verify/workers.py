@@ -30,7 +30,10 @@ from multiprocessing.connection import Connection, wait
 # Result of one item: (equivalent or None, status), status "ok", "timeout", "error: …",
 # "unparsed" (math-verify found no expression on one side).
 Outcome = tuple[bool | None, str]
-DEFAULT_CHECK = "mmfr_assets.selection.verify.workers:math_verify_pair"
+DEFAULT_CHECK = "mmfr_assets.rules.verify.workers:math_verify_pair"
+#: Seconds math-verify may spend on one pair before its worker is killed and the pair stays
+#: undecided: the default of `MathVerifyPool`, `AnswerVerifier` and the selection configs.
+MATH_VERIFY_TIMEOUT_S = 5.0
 
 
 def has_expression(parsed: Sequence[object]) -> bool:
@@ -95,7 +98,7 @@ def _serve(fd: int, check_reference: str) -> None:
 
     import math_verify  # noqa: F401  (import sympy and the grammar once, before any item)
 
-    from mmfr_assets.selection.verify import fast_math_verify
+    from mmfr_assets.rules.verify import fast_math_verify
 
     # "timeout disabled" warnings: the deadline is the parent's
     logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -134,7 +137,7 @@ class MathVerifyPool:
     """
 
     def __init__(
-        self, workers: int | None = None, timeout_s: float = 5.0, check: str = DEFAULT_CHECK
+        self, workers: int | None = None, timeout_s: float = MATH_VERIFY_TIMEOUT_S, check: str = DEFAULT_CHECK
     ) -> None:
         self.size = max(1, workers or (os.cpu_count() or 1))
         self.timeout_s = timeout_s
@@ -153,7 +156,7 @@ class MathVerifyPool:
         parent, child = socket.socketpair()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         process = subprocess.Popen(
-            [sys.executable, "-m", "mmfr_assets.selection.verify._worker_main", str(child.fileno()), self.check],
+            [sys.executable, "-m", "mmfr_assets.rules.verify._worker_main", str(child.fileno()), self.check],
             pass_fds=[child.fileno()],
             stdin=subprocess.DEVNULL,
             env=env,

@@ -9,9 +9,11 @@ the stage's input ids by walking both in step, with one batch of each in memory.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
 from typing import Any
 
 from mmfr_assets.lake.delta import DeltaLocation, read_partition
+from mmfr_assets.lake.resource import LakeResource
 
 
 class SubsequenceLookup:
@@ -98,3 +100,16 @@ class SupersequenceLookup(SubsequenceLookup):
                 self._next += 1
                 found.append(row)
         return found
+
+
+def closing_iter(batches):
+    """Iterate a partition scan and close it on every path (a half-read pyarrow scan left to
+    the garbage collector can hang the process at exit)."""
+    with closing(batches):
+        yield from batches
+
+
+def table_columns(lake: LakeResource, table: str) -> list[str]:
+    """Column names of a table's current version ([] when it does not exist)."""
+    found = lake.location(table).table()
+    return found.to_pyarrow_dataset().schema.names if found is not None else []

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+from mmfr_assets.llm.replies import is_blank, visible_text
+
 _JUDGMENT = re.compile(r"^[\s>*_#`-]*judg(?:e)?ment[\s*_`]*[:：][\s*_`]*(.*?)[\s*_`.!]*$", re.IGNORECASE | re.MULTILINE)
 _ANALYSIS = re.compile(r"^[\s>*_#`-]*analysis[\s*_`]*[:：][\s*_`]*(.*)$", re.IGNORECASE | re.MULTILINE)
 _NEGATED = re.compile(r"^(?:not|non|in)[\s_-]*equivalent$")
@@ -26,16 +27,8 @@ class Judgment:
     analysis: str
 
 
-def visible_text(reply: str) -> str:
-    """The reply without its thinking: `<think>` blocks removed, and everything up to a lone
-    `</think>` (servers that strip the opening tag)."""
-    text = _THINK.sub("", reply)
-    cut = text.rfind("</think>")
-    return text[cut + len("</think>") :] if cut >= 0 else text
-
-
 def parse_judgment(reply: str | None) -> Judgment:
-    if not reply or not reply.strip():
+    if is_blank(reply):
         return Judgment(None, "empty reply")
     text = visible_text(reply)
     found = list(_JUDGMENT.finditer(text))

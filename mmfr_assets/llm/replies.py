@@ -1,14 +1,20 @@
-"""Reading model replies: tolerant of form, so that parsers can be strict about meaning.
+"""Reading model replies, for every model step: tolerant of form, so parsers can be strict about
+meaning. The one home of what a reply *says* (the wire format is `wire.py`'s):
 
-Thinking models wrap what they mean in thinking preambles (`<think>…</think>`, or an unclosed
-preamble ending in `</think>`), code fences and prose. A JSON object written by a model holds
-LaTeX with single backslashes: `json.loads` then turns `\\frac` into a form feed and `\\times`
-into a tab, and fails on `\\sqrt`. These helpers strip the wrapping and read such JSON as the
-model meant it.
+- thinking: `<think>…</think>` blocks, or a preamble ending in a lone `</think>` whose opening
+  tag the server swallowed (`visible_text`, `strip_thinking`), and a reasoning model served
+  without a reasoning parser, whose content holds the thinking inline (`split_thinking`: the
+  client keeps it apart, as vLLM's `reasoning_content`, so a trace reads the same either way);
+- blank: a reply of nothing but whitespace says nothing (`is_blank`), and a failure message
+  quotes the reply as one short line (`snippet`);
+- wrapping: code fences (`unfence`), tags (`tag_contents`), JSON in prose (`json_objects`).
 
-Hand-written rather than a JSON-repair library: those treat `\\f`, `\\t`, `\\n`, `\\b`, `\\r`
-as the JSON escapes they are in the grammar, which is exactly the corruption to avoid; what
-is needed is a decision per backslash (LaTeX command or JSON escape), made here.
+A JSON object written by a model holds LaTeX with single backslashes: `json.loads` then turns
+`\\frac` into a form feed and `\\times` into a tab, and fails on `\\sqrt`. `latex_safe_json` reads
+such JSON as the model meant it. Hand-written rather than a JSON-repair library: those treat
+`\\f`, `\\t`, `\\n`, `\\b`, `\\r` as the JSON escapes they are in the grammar, which is exactly the
+corruption to avoid; what is needed is a decision per backslash (LaTeX command or JSON escape),
+made here.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import re
 from typing import Any
 
 THINK_BLOCK = re.compile(r"<think>.*?</think>", re.S | re.I)
+THINK_CLOSE = "</think>"
 FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
 
 #: LaTeX commands whose names start with a letter that is also a JSON escape (b f n r t u):
@@ -45,14 +52,39 @@ LATEX_ON_JSON_ESCAPES = frozenset(
 HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 
 
-def strip_thinking(text: str) -> str:
-    """The reply without thinking: `<think>` blocks removed, and everything up to a closing
-    `</think>` whose opening tag the server swallowed."""
-    text = THINK_BLOCK.sub("", text or "")
-    closing = text.lower().rfind("</think>")
-    if closing >= 0:
-        text = text[closing + len("</think>"):]
-    return text.strip()
+def visible_text(reply: str | None) -> str:
+    """The reply without its thinking, as it was otherwise (whitespace kept): `<think>`
+    blocks removed, and everything up to the last `</think>` whose opening tag the server
+    swallowed."""
+    text = THINK_BLOCK.sub("", reply or "")
+    closing = text.lower().rfind(THINK_CLOSE)
+    return text[closing + len(THINK_CLOSE):] if closing >= 0 else text
+
+
+def strip_thinking(text: str | None) -> str:
+    """`visible_text`, stripped: what a parser reads."""
+    return visible_text(text).strip()
+
+
+def split_thinking(content: str) -> tuple[str, str]:
+    """`(reasoning, content)` of a reply whose content holds its thinking inline, up to the
+    first `</think>` (a reasoning model served without a reasoning parser); `("", content)`
+    when there is none."""
+    if THINK_CLOSE not in content:
+        return "", content
+    head, _, tail = content.partition(THINK_CLOSE)
+    return head.replace("<think>", "", 1).strip(), tail.strip()
+
+
+def is_blank(text: str | None) -> bool:
+    """A reply (or part of one) that says nothing: absent, empty or only whitespace."""
+    return not text or not text.strip()
+
+
+def snippet(text: str | None, limit: int = 160) -> str:
+    """The reply on one line, at most `limit` characters, for a failure message;
+    `(empty content)` for a blank one."""
+    return " ".join((text or "").split())[:limit] or "(empty content)"
 
 
 def unfence(text: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mmfr_assets.selection.verify.judge import visible_text
+from mmfr_assets.llm.replies import is_blank, visible_text
 
 _LINE = re.compile(
     r"^[\s>*_#`-]*judg(?:e)?ment[\s*_`]*(?:(?:answer|candidate|no\.?)\s*)?#?\s*(\d+)[\s*_`)]*[:：]"
@@ -52,7 +52,7 @@ def parse_sample_judgments(reply: str | None, count: int) -> SampleJudgments:
     for number in range(1, count + 1):
         values = seen.get(number)
         if not values:
-            unread[number] = "no JUDGMENT line" if text.strip() else "empty reply"
+            unread[number] = "empty reply" if is_blank(text) else "no JUDGMENT line"
         elif None in values:
             unread[number] = "unreadable judgment"
         elif len(values) > 1:

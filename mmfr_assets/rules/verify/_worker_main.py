@@ -3,7 +3,7 @@
 
 import sys
 
-from mmfr_assets.selection.verify.workers import _serve
+from mmfr_assets.rules.verify.workers import _serve
 
 if __name__ == "__main__":
     _serve(int(sys.argv[1]), sys.argv[2])

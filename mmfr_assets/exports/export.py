@@ -5,7 +5,7 @@ The lake stores each image once (`collected`, or `cleaned` where cleaning change
 joins them back in one streaming pass per subset (`exports/source.py`), from tables pinned at
 the Delta versions current when it started. Subsets whose tables are missing or inconsistent are
 refused by name before anything is written; the export folder appears whole, replacing any
-previous one, or not at all (`exports/atomic.py`) — a LLaMA-Factory export into a folder that
+previous one, or not at all (`files.atomic_folder`) — a LLaMA-Factory export into a folder that
 holds one carries the other datasets over (hard links) and adds its own to `dataset_info.json`.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import dagster as dg
 
 from mmfr_assets.errors import InputError
-from mmfr_assets.exports.atomic import atomic_folder
+from mmfr_assets.files import atomic_folder
 from mmfr_assets.exports.card import DEFAULT_LICENSE, dataset_card, front_matter
 from mmfr_assets.exports.dataset_names import ExportName, export_name
 from mmfr_assets.exports.hub import HubWriter

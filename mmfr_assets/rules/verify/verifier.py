@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mmfr_assets.selection.verify import extract, rules
-from mmfr_assets.selection.verify.workers import MathVerifyPool
+from mmfr_assets.rules.verify import extract, rules
+from mmfr_assets.rules.verify.workers import MATH_VERIFY_TIMEOUT_S, MathVerifyPool
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,8 @@ class AnswerVerifier:
     """
 
     def __init__(
-        self, *, workers: int | None = None, timeout_s: float = 5.0, use_math_verify: bool = True
+        self, *, workers: int | None = None, timeout_s: float = MATH_VERIFY_TIMEOUT_S,
+        use_math_verify: bool = True,
     ) -> None:
         self.use_math_verify = use_math_verify
         self._pool = MathVerifyPool(workers, timeout_s) if use_math_verify else None

@@ -26,8 +26,8 @@ import pyarrow as pa
 from mmfr_assets.columns import describe
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
+from mmfr_assets.lineage import STEP_SHOWN_IN
 from mmfr_assets.partitions import lake_partition, subset_of
-from mmfr_assets.reporting.paths import STEP_SHOWN_IN
 from mmfr_assets.stage import StageRun
 
 ACCOUNTING_CHECK = "rows_accounted_for"

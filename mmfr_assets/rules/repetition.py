@@ -18,7 +18,7 @@ from collections import Counter
 import numpy as np
 import polars as pl
 
-from mmfr_assets.selection.words import flag_repeated_windows, utf8_segments
+from mmfr_assets.rules.words import flag_repeated_windows, utf8_segments
 
 
 def has_repeated_ngram(words: list[str], n: int, min_count: int) -> bool:

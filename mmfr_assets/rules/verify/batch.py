@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from mmfr_assets.selection.verify.extract import REFERENCE_COLUMNS, final_answer, reference_answer
-from mmfr_assets.selection.verify.verifier import AnswerVerifier, Item, Verdict, verify_rules
+from mmfr_assets.rules.verify.extract import REFERENCE_COLUMNS, final_answer, reference_answer
+from mmfr_assets.rules.verify.verifier import AnswerVerifier, Item, Verdict, verify_rules
 
 VERDICT_COLUMNS = {
     "final_answer": pl.String,

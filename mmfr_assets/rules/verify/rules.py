@@ -21,8 +21,8 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 
-from mmfr_assets.selection.verify import forms
-from mmfr_assets.selection.verify.reading import (  # noqa: F401  (re-exported: rules.parse_number & co.)
+from mmfr_assets.rules.verify import forms
+from mmfr_assets.rules.verify.reading import (  # noqa: F401  (re-exported: rules.parse_number & co.)
     LATEX_DROP,
     LATEX_WRAPPERS,
     THOUSANDS,

@@ -2,12 +2,12 @@
 Dagster: `final_answer(trace)`, `reference_answer(row)`, `verify_rules(item)` (rules only), and
 `AnswerVerifier` (rules, then math-verify in killable worker processes)."""
 
-from mmfr_assets.selection.verify.extract import (
+from mmfr_assets.rules.verify.extract import (
     REFERENCE_COLUMNS,
     final_answer,
     reference_answer,
 )
-from mmfr_assets.selection.verify.verifier import UNDECIDED, AnswerVerifier, Item, Verdict, verify_rules
+from mmfr_assets.rules.verify.verifier import UNDECIDED, AnswerVerifier, Item, Verdict, verify_rules
 
 __all__ = [
     "REFERENCE_COLUMNS",

@@ -23,14 +23,14 @@ import yaml
 from mmfr_assets.errors import InputError
 from mmfr_assets.exports.thinking import DEFAULT_THINK_FORMAT, THINK_FORMATS
 from mmfr_assets.exports.turns import DEFAULT_SYSTEM_PROMPT
-from mmfr_assets.orphan_runs import fail_orphaned_runs, run_tags
-from mmfr_assets.pipeline import ASSET_NAMES, BRANCHES, STAGES
+from mmfr_assets.cli.orphan_runs import fail_orphaned_runs, run_tags
+from mmfr_assets.lineage import EXPORTABLE as _EXPORTABLE, LINE, NODES, STEP_SHOWN_IN, funnel_stages
 
 # Exit codes (README "Headless: mmfr").
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INPUT_REFUSED = 0, 1, 2
 # Tables of training rows (question, answer, response, ...): the model steps' own tables
 # (answer_verdicts, student_rollouts) hold verdicts and pass rates, not rows to train on.
-EXPORTABLE = ("distilled", "quality_filtered", "difficulty_filtered", *(b[0] for b in BRANCHES))
+EXPORTABLE = tuple(name for name in NODES if name in _EXPORTABLE)  # in lineage order
 
 
 def _parse_subsets(value: str, available: list[str]) -> list[str]:
@@ -156,7 +156,6 @@ def _stage_status(result: dg.ExecuteInProcessResult) -> dict[str, str]:
     done = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     failed = {e.step_key for e in result.get_step_failure_events()}
     from mmfr_assets.model_step.asset import MODEL_RAN_CHECK
-    from mmfr_assets.reporting.paths import STEP_SHOWN_IN
 
     checks: dict[str, list[str]] = {}
     skipped: dict[str, str] = {}
@@ -172,7 +171,7 @@ def _stage_status(result: dg.ExecuteInProcessResult) -> dict[str, str]:
             checks.setdefault(name, []).append(evaluation.check_name)
     refused = _refusal(result) is not None
     status = {}
-    for stage in (*(name for name, _ in STAGES), *(name for name, _, _ in BRANCHES)):
+    for stage in funnel_stages():
         if stage in skipped:
             status[stage] = skipped[stage]
         elif stage in done:
@@ -192,7 +191,7 @@ def _stage_status(result: dg.ExecuteInProcessResult) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
     from mmfr_assets.partitions import key_label, run_plan
-    from mmfr_assets.report import funnel_lines
+    from mmfr_assets.reporting.funnel import funnel_lines
     from mmfr_assets.settings import shard_count
 
     # Everything the user gave is checked before anything runs.
@@ -271,7 +270,7 @@ def _lake(defs: dg.Definitions):
 
 def funnel(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
-    from mmfr_assets.report import funnel_lines
+    from mmfr_assets.reporting.funnel import funnel_lines
 
     defs = build_definitions()
     subsets = _parse_subsets(args.subsets, build_partition_keys(defs))
@@ -290,8 +289,8 @@ def _default_export_folder(asset: str, fmt: str) -> str:
 def export(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
     from mmfr_assets.errors import InputError
-    from mmfr_assets.export import TrainingFormat
-    from mmfr_assets.export import export as export_rows
+    from mmfr_assets.exports.export import TrainingFormat
+    from mmfr_assets.exports.export import export as export_rows
 
     defs = build_definitions()
     subsets = _parse_subsets(args.subsets, build_partition_keys(defs))
@@ -354,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="materialize the asset graph for subsets")
     run_parser.add_argument("--subsets", default="all", help="'all' or a comma-separated list")
     run_parser.add_argument(
-        "--until", metavar="ASSET", help=f"stop after this asset and its upstream ({', '.join(ASSET_NAMES)}, ...)"
+        "--until", metavar="ASSET", help=f"stop after this asset and its upstream ({', '.join(LINE)}, ...)"
     )
     run_parser.add_argument("--max-samples", type=int, help="collect the first N rows only")
     run_parser.add_argument("--config", help="YAML Dagster run config (asset config, resources)")

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from mmfr_assets.selection.verify import forms
+from mmfr_assets.rules.verify import forms
 
 # --- normalization -------------------------------------------------------------------------
 

@@ -1,0 +1,164 @@
+"""The lineage, written once: every asset of the graph in order, the table it reads rows from,
+the tables it joins, the filters it can drop rows by, and where the row viewer shows it.
+
+Everything that needs the shape of the graph reads it here: the stages' own `deps` and
+upstream (`reads`, `upstream_of`), the funnels `mmfr run`/`mmfr funnel` print and the report
+draws (`funnel_stages`, `reporting.funnel.funnel_table`), the export's chain of tables it pins
+and checks (`chain`, `EXPORTABLE`), the row viewer's input tables and row levels
+(`viewer_input`, `row_level`), and the page each model step's columns appear on (`STEP_SHOWN_IN`).
+`test_lineage.py` holds one independent literal of the expected graph and checks this table and
+Dagster's own asset graph against it, so a stage added to one and not the other fails there.
+
+Adding a stage: its folder, and one `Node` line below.
+
+Kinds:
+- a *stage* (`run_stage`) writes the rows it keeps of its `upstream` and the drops to the
+  rejections table under its own name: upstream rows = kept + dropped;
+- a *step* (a model step or a computed one such as `dedup_signatures`) writes one row per row
+  of its `upstream`, columns a stage downstream joins in; it has no viewer page of its own.
+
+The *line* is the funnel a reader follows, collected -> difficulty_filtered (its steps that
+hold one row per funnel row, `answer_verdicts`, `student_rollouts`, `student_verdicts`, are on
+it); a *branch* such as the 586K recipe reads the same upstream as a stage on the line and drops
+the same rows again by its own rule, so its drops are not added to the line's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mmfr_assets.cleaning.filters import FILTERS as CLEANING_FILTERS
+from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS
+from mmfr_assets.dedup.filters import FILTERS as DEDUP_FILTERS
+from mmfr_assets.rules.quality import FILTERS as QUALITY_FILTERS
+from mmfr_assets.selection.difficulty import FILTERS as DIFFICULTY_FILTERS
+from mmfr_assets.stage import Filter
+
+
+@dataclass(frozen=True)
+class Node:
+    """One asset of the lineage."""
+
+    name: str
+    kind: Literal["stage", "step"]
+    upstream: str | None  # the table whose rows it reads (one row per row, or a subset of them)
+    joins: tuple[str, ...] = ()  # the steps' tables it joins onto those rows (its other deps)
+    place: Literal["line", "branch", "off"] = "line"  # on the funnel, beside it, or off it
+    shows: tuple[str, ...] = ()  # a stage: the step tables whose columns its viewer cards show
+    exportable: bool = False  # a table of training rows (question, answer, trace, ...)
+    filters: tuple[Filter, ...] = ()  # a stage: the filters it drops rows by, in test order
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        """Every table it reads: its Dagster deps."""
+        return (*([self.upstream] if self.upstream else []), *self.joins)
+
+
+# The graph, in lineage order (each node after everything it reads).
+LINEAGE: tuple[Node, ...] = (
+    Node("collected", "stage", None, filters=DUPLICATE_FILTERS),  # drops only with duplicate_ids: keep_first
+    Node("question_reviews", "step", "collected", place="off"),
+    Node("extracted_answers", "step", "collected", place="off"),
+    Node("cleaned", "stage", "collected", ("question_reviews", "extracted_answers"),  # applies both
+         filters=CLEANING_FILTERS, shows=("question_reviews", "extracted_answers")),
+    Node("dedup_signatures", "step", "cleaned", place="off"),  # of every subset: near-duplicates
+    # cleaned minus near-duplicates: the teachers' input; its signatures are hashes, nothing a
+    # reader reads (the drop says why)
+    Node("deduplicated", "stage", "cleaned", ("dedup_signatures",), filters=DEDUP_FILTERS),
+    Node("teacher_captions", "step", "deduplicated", place="off"),
+    Node("teacher_responses", "step", "deduplicated", place="off"),
+    # one row per deduplicated row, the teachers' caption and trace joined
+    Node("distilled", "stage", "deduplicated", ("teacher_captions", "teacher_responses"),
+         shows=("teacher_captions", "teacher_responses"), exportable=True),
+    Node("answer_verdicts", "step", "distilled"),  # one verdict per distilled row
+    Node("quality_filtered", "stage", "distilled", ("answer_verdicts",), filters=QUALITY_FILTERS,
+         shows=("answer_verdicts",), exportable=True),
+    Node("student_rollouts", "step", "quality_filtered"),  # the student's samples, verified by the rules
+    # undecided samples judged: the pass rate (or its bounds) per row
+    Node("student_verdicts", "step", "quality_filtered", ("student_rollouts",)),
+    Node("difficulty_filtered", "stage", "quality_filtered", ("student_verdicts",),  # the 123K recipe
+         filters=DIFFICULTY_FILTERS, shows=("answer_verdicts", "student_rollouts", "student_verdicts"), exportable=True),
+    # the 586K recipe (pass rate < 1), beside the 123K one: reads what difficulty_filtered reads
+    Node("difficulty_filtered_586k", "stage", "quality_filtered", ("student_verdicts",), place="branch",
+         filters=DIFFICULTY_FILTERS, shows=("answer_verdicts", "student_rollouts", "student_verdicts"), exportable=True),
+)
+NODES: dict[str, Node] = {node.name: node for node in LINEAGE}
+
+
+def node(name: str) -> Node:
+    try:
+        return NODES[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not in the lineage (mmfr_assets/lineage.py)") from None
+
+
+def upstream_of(name: str) -> str:
+    """The table whose rows `name` reads."""
+    upstream = node(name).upstream
+    if upstream is None:
+        raise KeyError(f"{name} reads no table of the lake")
+    return upstream
+
+
+def reads(name: str) -> list[str]:
+    """Every table `name` reads (its Dagster `deps`)."""
+    return list(node(name).deps)
+
+
+# The funnel's line (stages and the steps on it), its branches, and the steps off it.
+LINE: tuple[str, ...] = tuple(n.name for n in LINEAGE if n.place == "line")
+BRANCH_NAMES: tuple[str, ...] = tuple(n.name for n in LINEAGE if n.place == "branch")
+STAGE_NAMES: tuple[str, ...] = tuple(n.name for n in LINEAGE if n.kind == "stage")
+STEP_NAMES: tuple[str, ...] = tuple(n.name for n in LINEAGE if n.kind == "step")
+# The tables a user trains on: the recipes (the line's last stage, then its branches) first,
+# then the earlier stages, downstream first.
+EXPORTABLE: tuple[str, ...] = tuple(dict.fromkeys(
+    [LINE[-1], *BRANCH_NAMES, *(n.name for n in reversed(LINEAGE) if n.exportable)]
+))
+# The model steps have no viewer pages of their own: their columns are shown on the cards of
+# the first stage that shows them, whose page their materializations link.
+STEP_SHOWN_IN: dict[str, str] = {
+    step: next(n.name for n in LINEAGE if step in n.shows)
+    for step in STEP_NAMES if any(step in n.shows for n in LINEAGE)
+}
+
+
+def funnel_stages(*, branches: bool = True) -> list[str]:
+    """The funnel's rows in lineage order: the line, then its branches."""
+    return [*LINE, *(BRANCH_NAMES if branches else ())]
+
+
+def chain(name: str) -> list[str]:
+    """`name` and every stage whose rows it holds a subset of, downstream first (collected
+    last): the tables an export of `name` pins and checks, stage by stage."""
+    names = [name]
+    while (upstream := NODES[names[-1]].upstream) is not None:
+        names.append(upstream)
+    return names
+
+
+def viewer_input(stage: str) -> str:
+    """The table whose rows a stage's viewer page shows: the stage's input when it drops rows
+    (the rows it decided on, with its reason), else its own rows (collected, distilled)."""
+    n = node(stage)
+    return n.upstream if n.upstream is not None and n.filters else stage
+
+
+def row_level(name: str) -> int:
+    """How far down the lineage a table's rows are: every table holds a subsequence of the rows
+    of any table at a lower level, in the same order (each stage writes its rows in its input's
+    order; a step holds one row per row of its upstream). A stage that drops rows is one level
+    below its upstream; a step, or a stage that drops none, is at its upstream's level."""
+    n = node(name)
+    if n.upstream is None:
+        return 0
+    return row_level(n.upstream) + (1 if n.kind == "stage" and n.filters else 0)
+
+
+# The shapes `pipeline.py` had, for the tests and callers written against them: the line's
+# stages with their filters, the branches with their filters and upstream, the line's names.
+STAGES: tuple[tuple[str, tuple[Filter, ...]], ...] = tuple((n, NODES[n].filters) for n in LINE)
+BRANCHES: tuple[tuple[str, tuple[Filter, ...], str], ...] = tuple(
+    (n, NODES[n].filters, upstream_of(n)) for n in BRANCH_NAMES)
+ASSET_NAMES = LINE

@@ -1,0 +1,148 @@
+"""The quality rules' one home (`mmfr_assets/rules/`): both stages import it, neither imports
+the other's way round, and the thresholds `quality_filtered` takes are the ones the teachers read."""
+
+import ast
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+import mmfr_assets
+from mmfr_assets.distillation.teachers import CaptionTeacher, CaptionTeacherConfig, CotTeacher, CotTeacherConfig
+from mmfr_assets.rules.config import QualityRulesConfig, quality_rules_of_run
+from mmfr_assets.rules.quality import QualityRules
+from mmfr_assets.selection.configs import QualityFilteredConfig
+
+PACKAGE = Path(mmfr_assets.__file__).parent
+
+
+def _imported_packages(folder: str) -> set[str]:
+    """The `mmfr_assets.<name>` packages/modules imported anywhere under `folder` (top-level or
+    inside functions)."""
+    found = set()
+    for path in (PACKAGE / folder).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found |= {n.split(".")[1] for n in names if n.startswith("mmfr_assets.")}
+    return found
+
+
+def test_no_import_cycle_between_distillation_and_selection():
+    assert "distillation" in _imported_packages("selection")  # selection reads distilled rows
+    assert "selection" not in _imported_packages("distillation")
+    assert not {"selection", "distillation"} & _imported_packages("rules")
+
+
+def test_the_thresholds_are_written_once():
+    assert QualityFilteredConfig().rules() == QualityRules() == QualityRulesConfig().rules()
+    # every threshold key quality_filtered takes is one the teachers read from the run
+    assert set(QualityFilteredConfig.model_fields) - {"batch_size"} == set(QualityRulesConfig.model_fields)
+
+
+def test_the_old_repetition_key_still_works_and_reaches_the_teachers():
+    assert QualityFilteredConfig(max_ngram_occurrences=4).rules().ngram_min_count == 5
+    assert QualityFilteredConfig(ngram_min_count=4).rules().ngram_min_count == 4
+    run = {"ops": {"quality_filtered": {"config": {"max_ngram_occurrences": 1, "batch_size": 8}}}}
+    assert quality_rules_of_run(run).ngram_min_count == 2
+    assert CotTeacher.for_run(CotTeacherConfig(), run).rules.ngram_min_count == 2
+    assert CotTeacher.for_run(CotTeacherConfig(max_ngram_occurrences=5), run).rules.ngram_min_count == 6
+    assert CotTeacher.for_run(CotTeacherConfig(ngram_min_count=7), run).rules.ngram_min_count == 7
+
+
+@pytest.mark.parametrize("given, expected", [({}, 200), ({"min_response_words": 300}, 300),
+                                             ({"min_response_words": None}, None)])
+def test_a_run_config_reaches_both_assets_through_dagster(given, expected):
+    """The run config as Dagster resolves it (defaults filled in) gives `quality_filtered` and
+    the teacher the same thresholds."""
+    seen = {}
+
+    @dg.asset(name="quality_filtered")
+    def quality_filtered(context: dg.AssetExecutionContext, config: QualityFilteredConfig) -> None:
+        seen["selection"] = config.rules()
+        seen["teacher"] = CotTeacher.for_run(CotTeacherConfig(), context.run_config).rules
+        seen["caption"] = CaptionTeacher.for_run(CaptionTeacherConfig(), context.run_config).rules
+
+    run_config = {"ops": {"quality_filtered": {"config": given}}}
+    assert dg.materialize([quality_filtered], run_config=run_config).success
+    assert seen["selection"].min_response_words == expected
+    assert seen["teacher"] == seen["selection"]
+    assert seen["caption"].min_caption_words == seen["selection"].min_caption_words
+
+
+# Knobs that were module globals are config now, with their old values as defaults.
+
+def test_routing_counts_are_question_reviews_config():
+    import polars as pl
+
+    from mmfr_assets.cleaning.review import QuestionReview, QuestionReviewConfig
+
+    batch = pl.DataFrame({"subset": ["S"] * 2, "id": ["a", "b"],
+                          "question": ["Find x now", "Find the value: das ist here"]})
+
+    def routed(**config):
+        return QuestionReview(QuestionReviewConfig(**config)).prepare(batch)["route_reasons"].to_list()
+
+    assert routed() == [["too_short"], []]  # 3 words < 4; two German words < 3
+    assert routed(route_min_words=3, route_min_foreign_words=2) == [[], ["foreign_words"]]
+
+
+def test_the_judge_sees_the_configured_tail_of_a_trace_without_an_answer():
+    from mmfr_assets.selection.configs import AnswerVerdictsConfig
+    from mmfr_assets.selection.steps import AnswerVerdictsStep
+
+    class Echo:
+        def render(self, **values):
+            return values["candidate"]
+
+    row = {"question": "q", "reference": "1", "final_answer": None, "response": "<think>t</think>" + "w" * 3000}
+    for tail in (1500, 10):
+        step = AnswerVerdictsStep(AnswerVerdictsConfig(judge_trace_tail_chars=tail, use_math_verify=False))
+        assert step.render(row, Echo()).splitlines()[-1] == "w" * tail
+    assert AnswerVerdictsConfig().judge_trace_tail_chars == 1500
+
+
+def test_image_limits_are_written_once():
+    import inspect
+
+    from mmfr_assets.cleaning.assets import CleanedConfig
+    from mmfr_assets.cleaning.images import clean_image
+
+    defaults = {k: p.default for k, p in inspect.signature(clean_image).parameters.items()}
+    config = CleanedConfig()
+    assert (defaults["max_edge"], defaults["max_pixels"], defaults["jpeg_quality"]) == (
+        config.max_long_edge, config.max_image_pixels, config.jpeg_quality) == (2048, 89_478_485, 95)
+
+
+@pytest.mark.parametrize("config_type, given, expected", [
+    ("123k", {}, (0.0, True)),
+    ("586k", {}, (1.0, False)),
+    ("586k", {"pass_rate_below": 1.0}, (1.0, False)),
+    ("123k", {"pass_rate_at_most": 0.0}, (0.0, True)),
+    ("123k", {"pass_rate_below": 0.5}, (0.5, False)),
+    ("586k", {"pass_rate_at_most": 0.25}, (0.25, True)),
+    # the older pair, as existing run configs write it
+    ("123k", {"max_pass_rate": 0.75}, (0.75, True)),
+    ("586k", {"max_pass_rate": 1.0, "inclusive": False}, (1.0, False)),
+    ("586k", {"max_pass_rate": 0.5, "inclusive": True}, (0.5, True)),
+])
+def test_the_recipe_bound_in_words_or_as_the_recorded_pair(config_type, given, expected):
+    """Through Dagster's run config, as a run gives it."""
+    from mmfr_assets.selection.configs import DifficultyFiltered586kConfig, DifficultyFilteredConfig
+
+    seen = {}
+    cls = DifficultyFilteredConfig if config_type == "123k" else DifficultyFiltered586kConfig
+
+    @dg.asset(name="recipe")
+    def recipe(config: cls) -> None:
+        seen["bound"] = (config.max_pass_rate, config.inclusive)
+
+    assert dg.materialize([recipe], run_config={"ops": {"recipe": {"config": given}}}).success
+    assert seen["bound"] == expected
+
+
+def test_the_recipe_bound_is_given_once():
+    from mmfr_assets.selection.configs import DifficultyFilteredConfig
+
+    with pytest.raises(ValueError, match="not both"):
+        DifficultyFilteredConfig(pass_rate_below=1.0, pass_rate_at_most=0.0)
