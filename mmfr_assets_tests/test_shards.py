@@ -56,7 +56,7 @@ def lakes(sample_source, real_sample, tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
     out = {}
     try:
-        with dg.instance_for_test() as instance:
+        with dg.DagsterInstance.ephemeral() as instance:  # no compute-log `tail` processes
             for source, subset in ((sample_source, GEO), (real_sample, REAL)):
                 for shards in (1, 2):
                     uri = str(root / f"{subset}-{shards}")
@@ -115,7 +115,7 @@ def test_planted_duplicate_across_shards_is_dropped(lakes):
 
 def test_a_shard_rerun_replaces_only_its_shard(sample_source, tmp_path, monkeypatch):
     uri = str(tmp_path / "lake")
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:  # no compute-log `tail` processes
         materialize(sample_source, uri, GEO, 2, instance, monkeypatch,
                     assets=["collected", "question_reviews", "extracted_answers", "cleaned"])
 
@@ -146,7 +146,7 @@ def test_a_lake_of_another_shard_count_is_refused(lakes, sample_source, monkeypa
     # a run refuses before it writes: the 1-shard graph on the 2-shard lake
     monkeypatch.setenv("MMFR_SHARDS", "1")
     defs = build_definitions(str(sample_source), lakes[(GEO, 2)], {})
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:  # no compute-log `tail` processes
         result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
             partition_key=GEO, instance=instance, asset_selection=[dg.AssetKey("collected")],
             raise_on_error=False)
