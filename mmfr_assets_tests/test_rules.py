@@ -146,3 +146,29 @@ def test_the_recipe_bound_is_given_once():
 
     with pytest.raises(ValueError, match="not both"):
         DifficultyFilteredConfig(pass_rate_below=1.0, pass_rate_at_most=0.0)
+
+
+def test_a_teacher_materialized_with_other_thresholds_is_reported_by_selection():
+    """Across runs the teachers and `quality_filtered` can disagree (run config is per run):
+    the teacher's recorded thresholds are read back from the instance and the drift named."""
+    from mmfr_assets.rules.config import teachers_validation_thresholds, threshold_drift
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert teachers_validation_thresholds(instance, "BMMR") == {}
+        used = {"min_response_words": 200, "min_caption_words": 100, "error_marker": "[ERROR]",
+                "ngram_size": 50, "ngram_min_count": 3}
+        for partition, words in (("BMMR", 200), ("other", 999)):
+            instance.report_runless_asset_event(dg.AssetMaterialization(
+                "teacher_responses", partition=partition,
+                metadata={"validation_thresholds": dg.MetadataValue.json({**used, "min_response_words": words})}))
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            "teacher_captions", partition="BMMR", metadata={"validation_thresholds": dg.MetadataValue.json(used)}))
+        validated = teachers_validation_thresholds(instance, "BMMR")
+    assert validated["teacher_responses"]["min_response_words"] == 200  # this partition's, not the other's
+    applied = QualityRulesConfig(min_response_words=300, min_caption_words=80).rules()
+    assert threshold_drift(applied, validated) == {
+        "teacher_responses": {"min_response_words": [200, 300]},
+        "teacher_captions": {"min_caption_words": [100, 80]},
+    }
+    # the caption teacher's drift is only about captions, and equal thresholds are no drift
+    assert threshold_drift(QualityRules(), validated) == {}

@@ -74,3 +74,41 @@ def quality_rules_of_run(run_config: Mapping[str, Any] | None) -> QualityRules:
     ops = (run_config or {}).get("ops") or {}
     given = (ops.get(THRESHOLDS_ASSET) or {}).get("config") or {}
     return QualityRulesConfig(**{k: v for k, v in given.items() if k in QualityRulesConfig.model_fields}).rules()
+
+
+#: The thresholds each teacher validates its generated texts with (the rest do not apply to it).
+TEACHER_THRESHOLDS: Mapping[str, tuple[str, ...]] = {
+    "teacher_responses": ("min_response_words", "error_marker", "ngram_size", "ngram_min_count"),
+    "teacher_captions": ("min_caption_words",),
+}
+
+
+def threshold_drift(applied: QualityRules, validated: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, list]]:
+    """Per teacher, the thresholds it validated with (its last materialization's
+    `validation_thresholds`) that differ from the ones `quality_filtered` applies now:
+    {teacher: {threshold: [teacher's, applied]}}. A teacher validating with other thresholds
+    than selection keeps texts selection then drops (or re-asked for texts selection would keep):
+    the two agree within one run (`quality_rules_of_run`), but a teacher materialized in another
+    run, with other config, may not, and a user must see that rather than find it in the counts."""
+    drift: dict[str, dict[str, list]] = {}
+    for teacher, used in validated.items():
+        differ = {name: [used.get(name), getattr(applied, name)]
+                  for name in TEACHER_THRESHOLDS.get(teacher, ()) if name in used and used[name] != getattr(applied, name)}
+        if differ:
+            drift[teacher] = differ
+    return drift
+
+
+def teachers_validation_thresholds(instance: dg.DagsterInstance, partition_key: str) -> dict[str, Mapping[str, Any]]:
+    """Each teacher's `validation_thresholds` from its latest materialization of this
+    partition (teachers never materialized here are left out)."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for teacher in TEACHER_THRESHOLDS:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(teacher), asset_partitions=[partition_key]), limit=1)
+        for record in records.records:
+            materialization = record.asset_materialization
+            value = materialization.metadata.get("validation_thresholds") if materialization else None
+            if value is not None and isinstance(value.value, Mapping):
+                found[teacher] = value.value
+    return found

@@ -18,6 +18,7 @@ from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step, take
 from mmfr_assets.partitions import deps
 from mmfr_assets.rules import quality
+from mmfr_assets.rules.config import teachers_validation_thresholds, threshold_drift
 from mmfr_assets.selection import difficulty
 from mmfr_assets.selection.configs import (  # noqa: F401  (re-exported: the asset configs' home)
     AnswerVerdictsConfig,
@@ -98,6 +99,12 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         rules = config.rules()
         subset = context.partition_key
         upstream = upstream_of("quality_filtered")
+        drift = threshold_drift(rules, teachers_validation_thresholds(context.instance, subset))
+        for teacher, differ in drift.items():
+            context.log.warning(
+                f"{teacher} validated its generated texts with other thresholds than quality_filtered "
+                f"applies ({', '.join(f'{k}: {old!r} there, {new!r} here' for k, (old, new) in differ.items())}): "
+                f"texts it kept may be dropped here; materialize {teacher} with the same thresholds to re-ask")
         return _select(
             context,
             lake,
@@ -109,7 +116,8 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
             ),
             decide=lambda batch: quality.select_quality(batch, rules),
             filters=quality.FILTERS,
-            extra={"thresholds": dg.MetadataValue.json(config.model_dump())},
+            extra={"thresholds": dg.MetadataValue.json(config.model_dump()),
+                   "teacher_threshold_drift": dg.MetadataValue.json(drift)},
         )
 
     return [
