@@ -44,7 +44,8 @@ from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
 from mmfr_assets.collection.assets import COLLECTED_SCHEMA
 from mmfr_assets.dedup.assets import DEDUPLICATED_SCHEMA
 from mmfr_assets.distillation.teachers import CotTeacher, CotTeacherConfig
-from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter
+from mmfr_assets.lake.delta import DeltaLocation
+from mmfr_assets.partitions import open_writer
 from mmfr_assets.llm.client import build_body
 from mmfr_devkit.fake_server import prompt_digest, start_fake_server
 from mmfr_assets.llm.resource import endpoint_class_for_role
@@ -176,10 +177,13 @@ def _rows(schema: pa.Schema, subset: str, start: int, stop: int) -> pa.Table:
     return pa.table({f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in schema}, schema=schema)
 
 
-def build_lake(root: Path, sizes: Sequence[int], names: Sequence[str] | None = None) -> Lake:
+def build_lake(root: Path, sizes: Sequence[int], names: Sequence[str] | None = None,
+               shards: int = 1) -> Lake:
     """A source whose subsets are the partitions (one row each: only their names matter), and
     `collected`, `cleaned` and `deduplicated` partitions of `sizes` rows written straight into
-    the lake (the teacher reads `deduplicated`); named `names` (default `step-<rows>`)."""
+    the lake (the teacher reads `deduplicated`); named `names` (default `step-<rows>`); with
+    `shards` > 1 each subset's rows are written into its shards, as `collected` does with
+    MMFR_SHARDS (the runs then need MMFR_SHARDS=`shards`)."""
     subsets = list(names) if names is not None else [partition_name(n) for n in sizes]
     source = write_sample(root / "source", subsets=subsets, rows_per_subset=1, image_size=32)
     lake = Lake(root, source)
@@ -187,7 +191,7 @@ def build_lake(root: Path, sizes: Sequence[int], names: Sequence[str] | None = N
                           ("deduplicated", DEDUPLICATED_SCHEMA)):  # no duplicates: all rows
         location = DeltaLocation(f"{lake.lake}/{table}")
         for n, subset in zip(sizes, subsets):
-            with PartitionWriter(location, schema, {"subset": subset}) as writer:
+            with open_writer(location, schema, subset, shards=shards) as writer:
                 for start in range(0, n, WRITE_ROWS):
                     writer.write(_rows(schema, subset, start, min(n, start + WRITE_ROWS)))
                 writer.commit()

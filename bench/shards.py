@@ -14,19 +14,15 @@ Three cases over the same number of rows, `MMFR_COT_TEACHER_MAX_CONCURRENCY` = t
 capacity (its total) in each, and a bench instance per case whose `cot_teacher` pool limit is
 the number of processes (`dagster instance concurrency set`, done through the instance API):
 
-- **1 process**: one partition of N rows, pool limit 1: the step keeps `capacity` in flight.
-- **4 processes, 1 endpoint**: four partitions of N/4 rows launched at once, pool limit 4:
-  each step reads the limit and keeps `capacity // 4` in flight (`mmfr_assets/llm/bound.py`).
-  Run at the same time as the 1-process case (each on its own endpoint), so both see the same
-  machine.
-- **4 processes, 4 endpoints**: the same four partitions with four comma-separated base URLs
-  (one fake server each, same capacity), pool limit 4: each step keeps `capacity` on the URL its
-  partition key chooses. The subsets are named so that they choose four different URLs (the
-  shard dimension does this by shard number: shard i -> URL i mod 4).
-
-Until shards are partitions, the four processes are four partitions (subsets) of N/4 rows: the
-same runs as four shards of one subset would be, as far as the endpoint and the step process
-are concerned (one `teacher_responses` step per run, reading its partition, sharing the cache).
+- **1 process**: one subset of N rows on a lake with one shard (`MMFR_SHARDS=1`), pool limit
+  1: the step keeps `capacity` in flight.
+- **4 processes, 1 endpoint**: the same subset on a lake with `MMFR_SHARDS=4` (its rows in four
+  shards by the hash of their id, ~N/4 each), its four shard runs (`0|whole` ... `3|whole`)
+  launched at once, pool limit 4: each step reads the limit and keeps `capacity // 4` in flight
+  (`mmfr_assets/llm/bound.py`). Run at the same time as the 1-process case (each on its own
+  endpoint), so both see the same machine.
+- **4 processes, 4 endpoints**: the same four shard runs with four comma-separated base URLs
+  (one fake server each, same capacity), pool limit 4: shard i keeps `capacity` on URL i.
 
 Run alone: `python -m bench --only shards [--quick]`.
 """
@@ -45,7 +41,6 @@ from pathlib import Path
 from bench.lake import Lake, Run
 from bench.machine import load_text, now_utc
 from bench.model_step import ASSET, ROLE, build_lake
-from mmfr_assets.llm.bound import url_index
 from mmfr_devkit.fake_server import start_fake_server
 
 PROCESSES = 4
@@ -77,13 +72,9 @@ def setup_for(quick: bool) -> Setup:
     return Setup(rows=800, capacity=8, latency_s=0.05) if quick else Setup(40_000, 16, 0.2)
 
 
-def part_names(processes: int) -> list[str]:
-    """`processes` subset names of which the i-th chooses URL i of `processes` URLs."""
-    names = []
-    for i in range(processes):
-        salt = next(s for s in range(10_000) if url_index(f"part{i}-{s}", processes) == i)
-        names.append(f"part{i}-{salt}")
-    return names
+def shard_keys(subset: str, shards: int) -> list[str]:
+    """The partition keys of a subset's shards (`dagster asset materialize --partition`)."""
+    return [f"{k}|{subset}" for k in range(shards)]
 
 
 @dataclass(frozen=True)
@@ -174,7 +165,8 @@ def set_pool_limit(home: Path, pool: str, limit: int) -> None:
 
 def _step(lake: CaseLake, partition: str) -> Step:
     run = lake.materialize(ASSET, partition, measure=True)
-    log = (lake.logs / f"{ASSET}-{partition}.log").read_text(errors="replace")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{ASSET}-{partition}")  # as Lake.materialize names it
+    log = (lake.logs / f"{name}.log").read_text(errors="replace")
     match = PER_STEP_LINE.search(log)
     if match is None:
         raise RuntimeError(f"{partition}: the step logged no per-step concurrency")
@@ -188,19 +180,20 @@ def _start(setup: Setup, n: int) -> list:
     return servers
 
 
-def _case_env(servers, setup: Setup, cache: Path) -> dict[str, str]:
+def _case_env(servers, setup: Setup, cache: Path, shards: int) -> dict[str, str]:
     prefix = f"MMFR_{ROLE.upper()}_"
-    return {prefix + "BASE_URL": ",".join(s.url for s in servers),
+    return {prefix + "BASE_URL": ",".join(s.url for s in servers), "MMFR_SHARDS": str(shards),
             prefix + "MAX_CONCURRENCY": str(setup.capacity), "MMFR_LLM_CACHE": str(cache)}
 
 
 def run(root: Path, *, quick: bool = False, setup: Setup | None = None,
         log: Callable[..., None] = print) -> Result:
     setup = setup or setup_for(quick)
-    whole, parts = f"whole-{setup.rows}", part_names(PROCESSES)
-    quarter = setup.rows // PROCESSES
-    log(f"shards: building one partition of {setup.rows:,} rows and {PROCESSES} of {quarter:,}")
-    lake = build_lake(root, [setup.rows, *[quarter] * PROCESSES], names=[whole, *parts])
+    whole = f"whole-{setup.rows}"
+    parts = shard_keys(whole, PROCESSES)
+    log(f"shards: building a subset of {setup.rows:,} rows on a 1-shard lake and on a {PROCESSES}-shard lake")
+    lake = build_lake(root / "one-shard", [setup.rows], names=[whole])
+    sharded = build_lake(root / f"{PROCESSES}-shards", [setup.rows], names=[whole], shards=PROCESSES)
     load_before = os.getloadavg()
     servers: list = []
     try:
@@ -209,9 +202,9 @@ def run(root: Path, *, quick: bool = False, setup: Setup | None = None,
             # 1 process and 4 processes on one endpoint each, at the same time
             one_server, shared_server = _start(setup, 2)
             servers += [one_server, shared_server]
-            one_lake = CaseLake(lake, root / "home-one", 1, _case_env([one_server], setup, cache / "one.sqlite"))
-            shared_lake = CaseLake(lake, root / "home-shared", PROCESSES,
-                                   _case_env([shared_server], setup, cache / "shared.sqlite"))
+            one_lake = CaseLake(lake, root / "home-one", 1, _case_env([one_server], setup, cache / "one.sqlite", 1))
+            shared_lake = CaseLake(sharded, root / "home-shared", PROCESSES,
+                                   _case_env([shared_server], setup, cache / "shared.sqlite", PROCESSES))
             futures = [pool.submit(_step, one_lake, whole),
                        *(pool.submit(_step, shared_lake, p) for p in parts)]
             steps = [f.result() for f in futures]
@@ -224,8 +217,8 @@ def run(root: Path, *, quick: bool = False, setup: Setup | None = None,
             # 4 processes on 4 endpoints
             spread_servers = _start(setup, PROCESSES)
             servers += spread_servers
-            spread_lake = CaseLake(lake, root / "home-spread", PROCESSES,
-                                   _case_env(spread_servers, setup, cache / "spread.sqlite"))
+            spread_lake = CaseLake(sharded, root / "home-spread", PROCESSES,
+                                   _case_env(spread_servers, setup, cache / "spread.sqlite", PROCESSES))
             steps = [f.result() for f in [pool.submit(_step, spread_lake, p) for p in parts]]
             spread = Case(f"{PROCESSES} processes at once, {PROCESSES} endpoints", PROCESSES, PROCESSES,
                           setup.rows, steps, [s.stats() for s in spread_servers], setup.capacity)
@@ -241,6 +234,11 @@ def run(root: Path, *, quick: bool = False, setup: Setup | None = None,
     if any(s["requests"] == 0 for s in spread.served):
         raise RuntimeError("an endpoint of the spread case got no request: URLs not spread")
     return Result(setup, one, shared, spread, load_before, os.getloadavg(), now_utc())
+
+
+def shard_rows(result: Result) -> list[int]:
+    """Rows each shard run answered (its endpoint's completions in the 4-endpoint case)."""
+    return [s["completed"] for s in result.spread.served]
 
 
 def _goal(ok: bool) -> str:
@@ -267,11 +265,10 @@ def render(result: Result) -> list[str]:
         f"(slots × window), window = first request received → last completion sent over the "
         f"case's endpoints (the processes' start-up is outside it, their uneven starts and ends "
         f"inside). The 1-process and the 4-process-1-endpoint cases ran at the same time (each "
-        f"on its own endpoint), then the 4-endpoint case. What was measured: the {PROCESSES} "
-        f"processes are {PROCESSES} partitions (subsets) of {s.rows // PROCESSES:,} rows each, "
-        f"standing in for {PROCESSES} shards of one subset (the shard dimension is not on main yet;"
-        f" to the endpoint and the step they are the same runs); their names choose {PROCESSES} "
-        f"different URLs in the 4-endpoint case, as shard numbers do.",
+        f"on its own endpoint), then the 4-endpoint case. The {PROCESSES} processes are the "
+        f"{PROCESSES} shard runs of the same {s.rows:,}-row subset on a lake with "
+        f"`MMFR_SHARDS={PROCESSES}` (rows {', '.join(f'{n:,}' for n in shard_rows(result))} by "
+        f"the hash of their id); in the 4-endpoint case shard i uses URL i.",
         "",
         f"Measured {result.date}. Load average (1/5/15 min) before: {load_text(result.load_before)}; "
         f"after: {load_text(result.load_after)} (2 shared cores).",
@@ -296,7 +293,7 @@ def render(result: Result) -> list[str]:
         f"({shared.utilization:.3f} and {one.utilization:.3f}; the endpoint never saw more than "
         f"{shared.max_in_flight} of its total {s.capacity}); 4 endpoints ≥ {SPEEDUP_GOAL}× the rows/s "
         f"of 1: {_goal(speedup >= SPEEDUP_GOAL)} ({speedup:.2f}×); peak memory per run flat in "
-        f"the subset's size ({s.rows:,}-row run vs {s.rows // PROCESSES:,}-row runs, goal ≤ "
+        f"the subset's size ({s.rows:,}-row run vs ~{s.rows // PROCESSES:,}-row shard runs, goal ≤ "
         f"{MEMORY_GOAL}×): {_goal(0 < memory <= MEMORY_GOAL)} ({memory:.2f}×).",
     ]
     return lines

@@ -2,7 +2,8 @@
 
 Partitions are the source's config names, read when the code location loads, so pointing
 `MMFR_SOURCE` at another dataset changes the partitions without a code change, and the UI
-shows them before anything has run.
+shows them before anything has run. With `MMFR_SHARDS` > 1 every asset after `collected` is
+partitioned by subset x shard (mmfr_assets/partitions.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from mmfr_assets.errors import InputError
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.llm import CACHE_RESOURCE_KEY, endpoint_resources_from_env, llm_cache_from_env
 from mmfr_assets.model_step.registry import build_model_steps
+from mmfr_assets.partitions import build_partitions
 from mmfr_assets.reporting.assets import with_report
 from mmfr_assets.selection.assets import build_selection
 from mmfr_assets.settings import lake_location, lake_storage_options, source_location
@@ -29,10 +31,11 @@ def build_definitions(
     lake_options: dict[str, str] | None = None,
 ) -> dg.Definitions:
     source = source or source_location()
-    partitions = dg.StaticPartitionsDefinition(dataset_subsets(source))
+    parts = build_partitions(dataset_subsets(source))
+    partitions = parts.rows
     return dg.Definitions(
-        assets=with_report(partitions, [
-            build_collected(partitions),
+        assets=with_report(parts.subsets, [
+            build_collected(parts.subsets),
             *build_model_steps(partitions),
             build_cleaned(partitions),
             build_dedup_signatures(partitions),

@@ -6,6 +6,7 @@ its default and its meaning have one home (the README's Configuration table list
 | `MMFR_SOURCE` | `source_location` |
 | `MMFR_LAKE` | `lake_location` |
 | `MMFR_LAKE_STORAGE_OPTIONS` | `lake_storage_options` |
+| `MMFR_SHARDS` | `shard_count` |
 | `MMFR_LLM_CACHE` | `llm_cache_location` |
 | `MMFR_PROMPTS` | `prompts_location` |
 | `MMFR_REPORT_DIR` | `report_location` |
@@ -93,6 +94,16 @@ def lake_storage_options(environ: Optional[Mapping[str, str]] = None) -> dict[st
     belong in the standard AWS_* variables, which deltalake and pyarrow read themselves)."""
     raw = _env(environ).get("MMFR_LAKE_STORAGE_OPTIONS")
     return {str(k): str(v) for k, v in json.loads(raw).items()} if raw else {}
+
+
+def shard_count(environ: Optional[Mapping[str, str]] = None) -> int:
+    """`MMFR_SHARDS`: how many shards each subset is split into after `collected` (default 1:
+    partitions are the subset names, as before shards). Set once per lake: a lake written with
+    another count is refused (mmfr_assets/partitions.py)."""
+    raw = (_env(environ).get("MMFR_SHARDS") or "1").strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise InputError(f"MMFR_SHARDS must be a whole number of shards >= 1, got {raw!r}")
+    return int(raw)
 
 
 def llm_cache_location(environ: Optional[Mapping[str, str]] = None) -> str:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 import polars as pl
 import pyarrow as pa
 
-from mmfr_assets.lake.delta import PartitionWriter, read_partition
+from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.rejections import REJECTION_COLUMNS, REJECTION_SCHEMA
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
+from mmfr_assets.partitions import check_lake, lake_partition, open_writer
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,10 @@ def run_stage(
     the stage table, whose new version is what downstream assets and the accounting check read.
     `batches` is closed when the stage ends, failed or not, if it has a `close()` (a generator,
     a `PartitionReader`): a half-read upstream scan must not outlive the stage.
+    `subset` is the run's partition key: a subset, or a subset's shard (`0|BMMR`); a whole
+    subset with MMFR_SHARDS > 1 (`collected`) is written into every shard in one commit.
     """
+    check_lake(lake.location("collected"))
     run = StageRun(
         stage=stage,
         subset=subset,
@@ -114,9 +118,9 @@ def run_stage(
     known = {(f.name, r) for f in filters for r in f.reasons}
     with (
         closing(batches) if hasattr(batches, "close") else nullcontext(batches) as batches,
-        PartitionWriter(lake.location(stage), schema, {"subset": subset}) as kept_out,
-        PartitionWriter(
-            lake.location(REJECTIONS_TABLE), REJECTION_SCHEMA, {"stage": stage, "subset": subset}
+        open_writer(lake.location(stage), schema, subset) as kept_out,
+        open_writer(
+            lake.location(REJECTIONS_TABLE), REJECTION_SCHEMA, subset, {"stage": stage}
         ) as dropped_out,
     ):
         for batch in batches:
@@ -159,7 +163,7 @@ def upstream_batches(
     pending: list[pa.RecordBatch] = []
     rows = 0
     with read_partition(
-        lake.location(upstream), {"subset": subset}, columns=columns, batch_size=batch_size
+        lake.location(upstream), lake_partition(subset), columns=columns, batch_size=batch_size
     ) as reader:
         for batch in reader:
             pending.append(batch)

@@ -84,14 +84,15 @@ def _log_tail(log_path: Path, chars: int = 3000) -> str:
 
 
 @contextmanager
-def webserver(env: dict[str, str], log_path: Path, timeout: float = 180):
-    """Start `dagster-webserver -w workspace.yaml` on a free loopback port; yields its URL
+def webserver(env: dict[str, str], log_path: Path, timeout: float = 180,
+              workspace: str | Path = "workspace.yaml"):
+    """Start `dagster-webserver -w workspace.yaml` (or `workspace`) on a free loopback port; yields its URL
     once the code location has loaded, and stops it (and its code server) afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
+            [str(BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1",
              "-p", str(port)],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -121,14 +122,14 @@ def webserver(env: dict[str, str], log_path: Path, timeout: float = 180):
 
 
 @contextmanager
-def daemon(env: dict[str, str], log_path: Path):
-    """Start `dagster-daemon run -w workspace.yaml` (run queue, backfills, run monitoring) in its
+def daemon(env: dict[str, str], log_path: Path, workspace: str | Path = "workspace.yaml"):
+    """Start `dagster-daemon run -w workspace.yaml` (or `workspace`; run queue, backfills, run monitoring) in its
     own process group; yields the process at once (it loads the code location in the
     background: see `wait_for_daemons`), and stops it with its code server and any run worker
     it launched afterwards."""
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -60,6 +60,8 @@ def test_a_shard_dimension_sends_consecutive_shards_to_different_urls():
         assert url_index(key, 4) == shard % 4
     # shard keys with a prefix ("s03") count by their number too
     assert url_index(dg.MultiPartitionKey({"subset": "A", "shard": "s07"}), 4) == 3
+    # ... and the same key as a plain string (`--partition 2|BMMR`, a run tag)
+    assert [url_index(f"{shard}|BMMR", 4) for shard in range(8)] == [0, 1, 2, 3, 0, 1, 2, 3]
 
 
 def test_bound_of_one_and_of_several_urls():

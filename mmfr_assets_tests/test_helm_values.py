@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
+from mmfr_assets.settings import shard_count
+
 pytest.importorskip("dagster_k8s")  # the [test] extra
 
 import kubernetes.client
@@ -235,6 +237,8 @@ def test_run_pod_gets_the_pipeline_settings(values, run_job):
                  "MMFR_COT_TEACHER_BASE_URL"]:
         assert env[name].get("value") == literal[name], name
     assert literal["MMFR_LAKE"].startswith("s3://")
+    # a count the code location accepts, the same in every run pod (a lake is written with one)
+    assert shard_count({"MMFR_SHARDS": env["MMFR_SHARDS"]["value"]}) > 1
     assert env["DAGSTER_HOME"]["value"] == DAGSTER_HOME
 
 

@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 
 from mmfr_assets import settings
+from mmfr_assets.errors import InputError
 from mmfr_assets.llm.resource import endpoint_class_for_role
 from mmfr_assets.prompts import prompts_folder
 from mmfr_assets.reporting.publish import public_report_url, viewer_link
@@ -60,6 +61,14 @@ def test_callers_read_through_settings(monkeypatch, tmp_path):
     assert viewer_link("A", "cleaned", "s3://b/lake")[0] == "url"
 
 
+def test_shard_count_defaults_to_one_and_refuses_what_is_no_count():
+    assert settings.shard_count({}) == 1
+    assert settings.shard_count({"MMFR_SHARDS": " 16 "}) == 16
+    for bad in ("0", "-2", "four", "1.5"):
+        with pytest.raises(InputError, match="MMFR_SHARDS must be a whole number"):
+            settings.shard_count({"MMFR_SHARDS": bad})
+
+
 def test_endpoint_environment_names_the_key_and_never_holds_it():
     secret = "sk-never-shown"
     env = {"MMFR_COT_TEACHER_BASE_URL": " http://a/v1 ", "MMFR_COT_TEACHER_MODEL": "m",
@@ -81,7 +90,7 @@ def test_one_convention_environ_none_means_os_environ_at_call_time():
     with_environ = [f for f in readers if "environ" in inspect.signature(f).parameters]
     assert {f.__name__ for f in with_environ} >= {
         "source_location", "lake_location", "lake_storage_options", "llm_cache_location",
-        "prompts_location", "report_location", "report_url", "endpoint_environment"}
+        "prompts_location", "report_location", "report_url", "endpoint_environment", "shard_count"}
     for f in with_environ:
         assert inspect.signature(f).parameters["environ"].default is None, f.__name__
 

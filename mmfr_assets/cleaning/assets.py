@@ -22,6 +22,7 @@ from mmfr_assets.lineage import reads
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step
+from mmfr_assets.partitions import deps
 from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, upstream_batches
 
 IMAGE_COLUMNS: dict[str, pa.DataType] = {
@@ -169,7 +170,7 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         name="cleaned",
         group_name="cleaning",
         partitions_def=partitions,
-        deps=reads("cleaned"),
+        deps=deps(reads("cleaned"), partitions),
         kinds={"deltalake", "pillow"},
         check_specs=[accounting_check_spec("cleaned", partitions)],
         description="Rows whose image decodes and whose question and answer are non-empty; "

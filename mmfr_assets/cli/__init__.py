@@ -190,7 +190,9 @@ def _stage_status(result: dg.ExecuteInProcessResult) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
+    from mmfr_assets.partitions import key_label, run_plan
     from mmfr_assets.reporting.funnel import funnel_lines
+    from mmfr_assets.settings import shard_count
 
     # Everything the user gave is checked before anything runs.
     if args.max_samples is not None and args.max_samples <= 0:
@@ -223,24 +225,31 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         for subset in subsets:
             print(f"mmfr: materializing {subset} ({args.until or 'all assets'})", flush=True)
-            result = job.execute_in_process(
-                run_config=run_config,
-                instance=instance,
-                partition_key=subset,
-                asset_selection=selection,
-                raise_on_error=False,
-                tags={"mmfr/command": "run", **run_tags()},
-            )
-            status[subset] = _stage_status(result)
-            if result.success:
-                continue
-            reason = _refusal(result)
-            if reason is not None:
-                refused.append(subset)
-                print(f"mmfr: input refused: {reason}", file=sys.stderr)
-            else:
-                failed.append(subset)
-                print(f"mmfr: run {result.run_id} for {subset} FAILED", file=sys.stderr)
+            # One run per subset; with MMFR_SHARDS > 1, `collected` then a run per shard
+            # (mmfr_assets/partitions.run_plan), each shard's stages merged into one status.
+            status[subset] = {}
+            for key, assets in run_plan(graph, selection, subset, shard_count()):
+                result = job.execute_in_process(
+                    run_config=run_config,
+                    instance=instance,
+                    partition_key=key,
+                    asset_selection=assets,
+                    raise_on_error=False,
+                    tags={"mmfr/command": "run", **run_tags()},
+                )
+                for stage, state in _stage_status(result).items():
+                    if state != "not run" or stage not in status[subset]:
+                        status[subset][stage] = state
+                if result.success:
+                    continue
+                reason = _refusal(result)
+                if reason is not None:
+                    refused.append(subset)
+                    print(f"mmfr: input refused: {reason}", file=sys.stderr)
+                else:
+                    failed.append(subset)
+                    print(f"mmfr: run {result.run_id} for {key_label(key)} FAILED", file=sys.stderr)
+                break
     print("\n".join(funnel_lines(_lake(defs), subsets, status)))
     if failed:
         print(f"mmfr: failed subsets: {', '.join(failed)}", file=sys.stderr)

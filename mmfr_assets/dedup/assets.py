@@ -36,6 +36,7 @@ from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.ordered import PartitionImages
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.partitions import deps, lake_partition, subset_of
 from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, upstream_batches
 
 SIGNATURES = "dedup_signatures"
@@ -115,7 +116,7 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
         name=SIGNATURES,
         group_name="cleaning",
         partitions_def=partitions,
-        deps=reads(SIGNATURES),
+        deps=deps(reads(SIGNATURES), partitions),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec(SIGNATURES, partitions)],
         description="What comparing a cleaned row needs, and no image or text: a key of its "
@@ -137,7 +138,7 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
                     ids, batch["question"].to_list(), data, batch["image_sha256"].to_list(),
                     num_perm=config.num_perm, map_images=pool_map(pool),
                     captions=batch[CAPTION].to_list(), traces=batch[RESPONSE].to_list())
-                return Verdicts.no_drops(frame.with_columns(subset=pl.lit(subset)))
+                return Verdicts.no_drops(frame.with_columns(subset=pl.lit(subset_of(subset))))
 
             run = run_stage(
                 lake, stage=SIGNATURES, subset=subset,
@@ -197,7 +198,7 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         name=DEDUPLICATED,
         group_name="cleaning",
         partitions_def=partitions,
-        deps=reads(DEDUPLICATED),
+        deps=deps(reads(DEDUPLICATED), partitions, all_shards=[SIGNATURES]),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec(DEDUPLICATED, partitions)],
         description="Cleaned rows minus near-duplicates of rows ranked before them in any "
@@ -259,8 +260,8 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             "dedup/signature_rows_scanned": dg.MetadataValue.text(str(gathered.rows_scanned)),
             "dedup/duplicates": dg.MetadataValue.json({
                 "exact": int(duplicates["exact"].sum()), "near": int((~duplicates["exact"]).sum()),
-                "within_subset": int((duplicates["kept_subset"] == subset).sum()),
-                "other_subsets": int((duplicates["kept_subset"] != subset).sum())}),
+                "within_subset": int((duplicates["kept_subset"] == subset_of(subset)).sum()),
+                "other_subsets": int((duplicates["kept_subset"] != subset_of(subset)).sum())}),
             "dedup/teacher_calls_saved": dg.MetadataValue.json(saved),
             "dedup/rules": dg.MetadataValue.json(config.model_dump()),
             "dedup/rows_without_signature": dg.MetadataValue.text(str(len(unsigned))),
@@ -279,7 +280,7 @@ def _own_signatures(lake: LakeResource, subset: str) -> tuple[pl.DataFrame, int]
     """The subset's own signatures, whole (one subset's signatures: ~0.6 KB a row), and the
     MinHash size they were computed with (every other subset must have the same)."""
     parts = []
-    with read_partition(lake.location(SIGNATURES), {"subset": subset},
+    with read_partition(lake.location(SIGNATURES), lake_partition(subset),
                         columns=[*CANDIDATE_COLUMNS, "num_perm"], batch_size=SCAN_BATCH) as reader:
         for batch in reader:
             parts.append(pl.from_arrow(batch))

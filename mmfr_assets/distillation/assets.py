@@ -17,6 +17,7 @@ from mmfr_assets.lineage import reads
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step, take
+from mmfr_assets.partitions import deps
 from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
 
 
@@ -42,7 +43,7 @@ def build_distilled(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         name="distilled",
         group_name="distillation",
         partitions_def=partitions,
-        deps=reads("distilled"),
+        deps=deps(reads("distilled"), partitions),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec("distilled", partitions)],
         description="Cleaned rows with their caption and <think> reasoning response and where "

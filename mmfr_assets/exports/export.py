@@ -32,6 +32,7 @@ from mmfr_assets.exports.source import EXPORTABLE, ExportSource, lineage
 from mmfr_assets.exports.thinking import THINK_FORMATS
 from mmfr_assets.exports.turns import TrainingFormat
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.partitions import check_lake
 
 FORMATS = {"hub": HubWriter, "llamafactory": LlamaFactoryWriter}
 CARDS = "cards"  # LLaMA-Factory layout: one card per dataset; README.md shows them all
@@ -121,6 +122,7 @@ def export(
     if training.think_format not in THINK_FORMATS:
         raise InputError(f"export: unknown think format {training.think_format!r}; choose one of "
                          f"{', '.join(THINK_FORMATS)}")
+    check_lake(lake.location("collected"))  # a subset's shards are read together: all of them
     source = ExportSource(lake, asset)
     source.refuse_unusable(subsets)
     recipe = recorded_recipe(instance, lineage(asset), subsets)

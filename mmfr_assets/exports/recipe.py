@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from mmfr_assets.partitions import keys_of_subset
+
 # Metadata keys that describe how rows were made (not how many): shown in the card.
 # (Row counts, usage such as llm_prompt_tokens, and per-partition delta_version are not recipe:
 # the card lists the Delta version of each table as read.)
@@ -37,14 +39,14 @@ def recorded_recipe(
     instance: dg.DagsterInstance | None, assets: Sequence[str], subsets: Sequence[str]
 ) -> dict[str, dict[str, dict[str, str]]]:
     """asset -> subset -> {metadata key: value} of the latest materialization of each partition
-    (only recipe keys). Empty when there is no instance or nothing was recorded."""
+    (only recipe keys; of a subset's latest shard with MMFR_SHARDS > 1). Empty when there is no instance or nothing was recorded."""
     if instance is None:
         return {}
     recipe: dict[str, dict[str, dict[str, str]]] = {}
     for asset in [*assets, *MODEL_STEPS]:
         for subset in subsets:
             result = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[subset]),
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=keys_of_subset(subset)),
                 limit=1,
             )
             if not result.records:

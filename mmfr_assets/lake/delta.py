@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -31,6 +31,9 @@ MAX_FILE_BYTES = 512 * 1024**2
 COMMIT_ATTEMPTS = 10
 # commitInfo key naming the writer of a commit, so that it can find its own version afterwards.
 WRITER_KEY = "mmfr.writer"
+# The partition column of shards (mmfr_assets/partitions.py): a place in the lake, not row
+# data, so partition reads leave it out unless asked for by name.
+SHARD_COLUMN = "shard"
 
 
 @dataclass(frozen=True)
@@ -135,13 +138,14 @@ class PartitionReader:
                 f"Delta table {self._location.uri} does not exist yet: materialize its asset first"
             )
         dataset = table.to_pyarrow_dataset()
+        columns = self._columns or [n for n in dataset.schema.names if n != SHARD_COLUMN]
         fragments = sorted(
             dataset.get_fragments(filter=_filter_expression(self._partition)), key=lambda f: f.path
         )
         for fragment in fragments:
             self._scan = fragment.to_batches(
                 schema=dataset.schema,
-                columns=self._columns,
+                columns=columns,
                 batch_size=self._batch_size,
                 batch_readahead=1,
                 fragment_readahead=1,
@@ -186,8 +190,10 @@ def count_rows(location: DeltaLocation, partition: Mapping[str, str] | None = No
 class PartitionWriter:
     """Writes one partition of a Delta table and publishes it atomically on `commit()`.
 
-    `schema` is the table's full schema including the partition columns; the parquet files hold
-    the other columns (the Delta convention: partition values live in the log).
+    `schema` is the table's full schema including the partition columns (a partition column it
+    lacks, such as `shard`, is added as a string); the parquet files hold the other columns (the
+    Delta convention: partition values live in the log). `commit_metadata` goes into the
+    commit's commitInfo (the shard count a lake was written with).
     """
 
     def __init__(
@@ -197,9 +203,14 @@ class PartitionWriter:
         partition: Mapping[str, str],
         *,
         max_file_bytes: int = MAX_FILE_BYTES,
+        commit_metadata: Mapping[str, str] | None = None,
     ) -> None:
         self.location = location
+        for column in partition:
+            if column not in schema.names:
+                schema = schema.append(pa.field(column, pa.string()))
         self.schema = schema
+        self.commit_metadata = dict(commit_metadata or {})
         self.partition = dict(partition)
         self.partition_by = list(self.partition)
         self.data_schema = pa.schema([f for f in schema if f.name not in self.partition])
@@ -237,12 +248,21 @@ class PartitionWriter:
         if self._current_bytes >= self.max_file_bytes:
             self._close_file()
 
-    def commit(self) -> int:
-        """Replace the partition with the written files in one transaction; returns the version."""
-        self._close_file()
+    def commit(
+        self, *, together: Sequence[PartitionWriter] = (), replacing: Mapping[str, str] | None = None
+    ) -> int:
+        """Replace the partition with the written files in one transaction; returns the version.
+
+        `together`: writers of other partitions of the same table whose files join this commit,
+        and `replacing` the (wider) partition the commit replaces: one subset's every shard in
+        one transaction, so readers never see some shards of a new version and some of the old.
+        """
+        writers = [self, *together]
+        for writer in writers:
+            writer._close_file()
         table = self._table_for_commit()
-        actions = [self._add_action(path, rows) for path, rows in self._files]
-        filters = [(k, "=", v) for k, v in self.partition.items()]
+        actions = [w._add_action(path, rows) for w in writers for path, rows in w._files]
+        filters = [(k, "=", v) for k, v in (self.partition if replacing is None else replacing).items()]
         writer = str(uuid.uuid4())
         for attempt in range(COMMIT_ATTEMPTS):
             try:
@@ -252,7 +272,8 @@ class PartitionWriter:
                     schema=self.schema,
                     partition_by=self.partition_by,
                     partition_filters=filters,
-                    commit_properties=CommitProperties(custom_metadata={WRITER_KEY: writer}),
+                    commit_properties=CommitProperties(
+                        custom_metadata={**self.commit_metadata, WRITER_KEY: writer}),
                 )
                 break
             except CommitFailedError:
@@ -260,7 +281,8 @@ class PartitionWriter:
                     raise
                 time.sleep(0.05 * 2**attempt)
                 table = self._table_for_commit()
-        self._committed = True
+        for w in writers:
+            w._committed = True
         return self._committed_version(writer, table.version())
 
     def _committed_version(self, writer: str, base: int) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 from mmfr_assets.lake.delta import DeltaLocation, read_partition
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.partitions import lake_partition
 
 
 class OrderedRows:
@@ -28,7 +29,7 @@ class OrderedRows:
     ) -> None:
         self._columns = list(columns)
         self._batches = read_partition(
-            location, {"subset": subset}, columns=["id", *self._columns], batch_size=batch_size
+            location, lake_partition(subset), columns=["id", *self._columns], batch_size=batch_size
         )
         self._ids: list[str] = []
         self._values: list[list[Any]] = []

@@ -63,6 +63,9 @@ def url_index(partition_key: Any, n_urls: int) -> int:
         if digits:
             return int(digits[-1]) % n_urls
     key = str(partition_key or "")
+    shard, sep, _ = key.partition("|")  # the same key as a string, `<shard>|<subset>`
+    if sep and shard.isdigit():
+        return int(shard) % n_urls
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % n_urls
 
 

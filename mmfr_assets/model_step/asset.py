@@ -29,6 +29,7 @@ from mmfr_assets.model_step.join import join_step
 from mmfr_assets.model_step.runner import (
     StepStats, check_declaration, no_endpoint_reason, run_model_step, table_schema,
 )
+from mmfr_assets.partitions import deps as asset_deps
 from mmfr_assets.prompts import load_prompt
 from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
 
@@ -93,7 +94,8 @@ def model_step_asset(
         name=name,
         group_name=group,
         partitions_def=partitions,
-        deps=list(deps) if deps is not None else [step_type.upstream, *(j.table for j in step_type.joins)],
+        deps=asset_deps(list(deps) if deps is not None
+                        else [step_type.upstream, *(j.table for j in step_type.joins)], partitions),
         pool=role,
         kinds={"deltalake", "openai"},
         check_specs=[

@@ -22,6 +22,7 @@ import pyarrow as pa
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.ordered import OrderedRows
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.partitions import lake_partition
 
 if TYPE_CHECKING:
     from mmfr_assets.model_step.declaration import ModelStep
@@ -84,7 +85,7 @@ def join_step(
         readers: list[tuple[StepJoin, OrderedRows]] = []
         for join in joins:
             location = lake.location(join.table)
-            if not_joined is not None and count_rows(location, {"subset": subset}) == 0:
+            if not_joined is not None and count_rows(location, lake_partition(subset)) == 0:
                 not_joined.append(join.table)
                 continue
             rows = stack.enter_context(OrderedRows(location, subset, list(join.columns), batch_size=batch_size))

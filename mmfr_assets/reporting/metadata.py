@@ -27,6 +27,7 @@ from mmfr_assets.columns import describe
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.lineage import STEP_SHOWN_IN
+from mmfr_assets.partitions import lake_partition, subset_of
 from mmfr_assets.stage import StageRun
 
 ACCOUNTING_CHECK = "rows_accounted_for"
@@ -86,7 +87,7 @@ def stage_metadata(
             "delta_version": dg.MetadataValue.text(str(run.version)),
             "rejections_uri": dg.MetadataValue.path(run.rejections_uri),
             # This stage's rows in the row viewer (written by the `report` asset).
-            "row_viewer": _viewer_link(run.subset, run.stage, run.table_uri.rsplit("/", 1)[0]),
+            "row_viewer": _viewer_link(subset_of(run.subset), run.stage, run.table_uri.rsplit("/", 1)[0]),
         }
     )
     if run.stage in STEP_SHOWN_IN:
@@ -142,9 +143,9 @@ def accounting_check(
     lake: LakeResource, run: StageRun, *, rows_in: int, input_label: str
 ) -> dg.AssetCheckResult:
     """Compare the input count with what the committed tables now hold for this partition."""
-    kept = count_rows(lake.location(run.stage), {"subset": run.subset})
+    kept = count_rows(lake.location(run.stage), lake_partition(run.subset))
     dropped = count_rows(
-        lake.location(REJECTIONS_TABLE), {"stage": run.stage, "subset": run.subset}
+        lake.location(REJECTIONS_TABLE), {"stage": run.stage, **lake_partition(run.subset)}
     )
     passed = rows_in == kept + dropped == run.rows_in
     relation = "==" if passed else "!="
@@ -174,7 +175,7 @@ def stage_result(
     lead: tuple[str, ...] = (),
 ) -> dg.MaterializeResult:
     """The materialization of a stage fed by the `upstream` table: metadata and checks."""
-    rows_in = count_rows(lake.location(upstream), {"subset": run.subset})
+    rows_in = count_rows(lake.location(upstream), lake_partition(run.subset))
     return dg.MaterializeResult(
         metadata=stage_metadata(run, extra, lead),
         check_results=[accounting_check(lake, run, rows_in=rows_in, input_label=upstream), *checks],

@@ -16,6 +16,7 @@ from mmfr_assets.lineage import reads, upstream_of
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step, take
+from mmfr_assets.partitions import deps
 from mmfr_assets.rules import quality
 from mmfr_assets.rules.config import teachers_validation_thresholds, threshold_drift
 from mmfr_assets.selection import difficulty
@@ -86,7 +87,7 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         name="quality_filtered",
         group_name="selection",
         partitions_def=partitions,
-        deps=reads("quality_filtered"),
+        deps=deps(reads("quality_filtered"), partitions),
         kinds={"deltalake", "polars"},
         check_specs=[accounting_check_spec("quality_filtered", partitions)],
         description="Distilled rows passing the published quality rules: content, structure, "
@@ -142,7 +143,7 @@ def _difficulty_asset(
         name=name,
         group_name="selection",
         partitions_def=partitions,
-        deps=reads(name),
+        deps=deps(reads(name), partitions),
         kinds={"deltalake", "polars"},
         check_specs=[accounting_check_spec(name, partitions)],
         description=description,
