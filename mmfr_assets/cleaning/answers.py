@@ -18,6 +18,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
+from mmfr_assets.lineage import upstream_of
 from mmfr_assets.llm.replies import snippet, strip_thinking, tag_contents
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.asset import ModelStepConfig
@@ -77,7 +78,7 @@ class AnswerExtraction(ModelStep):
 
     asset = "extracted_answers"
     role = "answer_llm"
-    upstream = "collected"
+    upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer")
     prompt = "answer_extraction"
     output_schema = ANSWER_SCHEMA

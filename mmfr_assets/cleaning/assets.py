@@ -18,7 +18,7 @@ from mmfr_assets.cleaning.images import (
 from mmfr_assets.cleaning.verdicts import STEP_JOINS, ReviewTally, apply_text_verdicts, text_drop_reason
 from mmfr_assets.cleaning.text import length_detail, longer_than
 from mmfr_assets.collection.source import CARD_COLUMNS
-from mmfr_assets.lineage import reads
+from mmfr_assets.lineage import reads, upstream_of
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step
@@ -193,7 +193,7 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         workers = config.image_workers or os.cpu_count() or 1
         reviews, not_joined = ReviewTally(), []
         with ThreadPoolExecutor(max_workers=workers) as pool, contextlib.ExitStack() as stack:
-            collected = upstream_batches(lake, "collected", subset, batch_size=config.batch_size)
+            collected = upstream_batches(lake, upstream_of("cleaned"), subset, batch_size=config.batch_size)
             stack.callback(collected.close)
             batches = join_step(lake, collected, subset, STEP_JOINS, batch_size=config.batch_size,
                                 not_joined=not_joined)
@@ -217,7 +217,7 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 f"cleaned {subset}: {', '.join(not_joined)} not materialized for this partition: "
                 "questions not reviewed / no answers extracted")
         return stage_result(
-            lake, run, upstream="collected",
+            lake, run, upstream=upstream_of("cleaned"),
             # One JSON entry, not a number per fix: numbers are plotted across partitions.
             extra={"image_fixes": dg.MetadataValue.json(dict(sorted(fixes.items()))),
                    **reviews.metadata(),

@@ -22,6 +22,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
+from mmfr_assets.lineage import upstream_of
 from mmfr_assets.llm.replies import json_objects, snippet, strip_thinking, unfence
 from mmfr_assets.cleaning.routing import RoutingRules, route_reasons
 from mmfr_assets.llm.types import ChatResult
@@ -184,7 +185,7 @@ class QuestionReview(ModelStep):
 
     asset = "question_reviews"
     role = "cleaner_llm"
-    upstream = "collected"
+    upstream = upstream_of(asset)
     columns = ("question",)
     prompt = "question_review"
     output_schema = REVIEW_SCHEMA

@@ -31,7 +31,7 @@ from mmfr_assets.dedup.filters import FILTERS
 from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, MatchRules, find_duplicates
 from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA, pool_map, signature_batch
 from mmfr_assets.errors import InputError
-from mmfr_assets.lineage import reads
+from mmfr_assets.lineage import reads, upstream_of
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.ordered import PartitionImages
@@ -142,12 +142,12 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
 
             run = run_stage(
                 lake, stage=SIGNATURES, subset=subset,
-                batches=upstream_batches(lake, "cleaned", subset, batch_size=config.batch_size,
+                batches=upstream_batches(lake, upstream_of(SIGNATURES), subset, batch_size=config.batch_size,
                                          columns=["id", "question", "image_sha256", "image_bytes",
                                                   CAPTION, RESPONSE]),
                 decide=decide, schema=SIGNATURE_SCHEMA,
             )
-        return stage_result(lake, run, upstream="cleaned")
+        return stage_result(lake, run, upstream=upstream_of(SIGNATURES))
 
     return dedup_signatures
 
@@ -221,7 +221,7 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         if benchmarks is not None:
             leaks.update(benchmarks.image_matches(own))
             with contextlib.closing(upstream_batches(
-                    lake, "cleaned", subset, batch_size=config.batch_size,
+                    lake, upstream_of(DEDUPLICATED), subset, batch_size=config.batch_size,
                     columns=["id", "question"])) as questions:
                 text, templates = benchmarks.text_leaks(
                     (row for batch in questions for row in batch.iter_rows()),
@@ -244,7 +244,7 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
 
         run = run_stage(
             lake, stage=DEDUPLICATED, subset=subset,
-            batches=upstream_batches(lake, "cleaned", subset, batch_size=config.batch_size,
+            batches=upstream_batches(lake, upstream_of(DEDUPLICATED), subset, batch_size=config.batch_size,
                                      columns=DEDUPLICATED_SCHEMA.names),
             decide=decide, schema=DEDUPLICATED_SCHEMA, filters=FILTERS,
         )
@@ -253,7 +253,7 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 f"deduplicated {subset}: {len(unsigned)} cleaned rows have no signature (e.g. "
                 f"{unsigned[0]!r}): dedup_signatures is older than cleaned; they were kept")
         table = lake.location(SIGNATURES).table()
-        return stage_result(lake, run, upstream="cleaned", extra={
+        return stage_result(lake, run, upstream=upstream_of(DEDUPLICATED), extra={
             "dedup/compared_subsets": dg.MetadataValue.json(dict(sorted(gathered.subsets_seen.items()))),
             "dedup/signatures_version": dg.MetadataValue.text(str(table.version() if table else None)),
             "dedup/candidate_rows": dg.MetadataValue.text(str(gathered.candidate_rows)),

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from mmfr_assets.distillation.annotations import CLEANED_TEXT_COLUMNS, DISTILLED_SCHEMA, assemble
 from mmfr_assets.distillation.teachers import ORIGINS, CaptionTeacher, CotTeacher
-from mmfr_assets.lineage import reads
+from mmfr_assets.lineage import reads, upstream_of
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step, take
@@ -73,12 +73,12 @@ def _distil(context: dg.AssetExecutionContext, lake: LakeResource, subset: str,
     run = run_stage(
         lake, stage="distilled", subset=subset,
         batches=join_step(
-            lake, upstream_batches(lake, "deduplicated", subset, columns=CLEANED_TEXT_COLUMNS, batch_size=batch_size),
+            lake, upstream_batches(lake, upstream_of("distilled"), subset, columns=CLEANED_TEXT_COLUMNS, batch_size=batch_size),
             subset, TEACHER_JOINS, batch_size=batch_size),
         decide=decide, schema=DISTILLED_SCHEMA,
     )
     context.log.info(f"distilled {subset}: {run.rows_out} rows")
     return stage_result(
-        lake, run, upstream="deduplicated",
+        lake, run, upstream=upstream_of("distilled"),
         extra={f"rows/{k}": v for k, v in sorted(origins.items())},
     )

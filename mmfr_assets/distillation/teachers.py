@@ -20,6 +20,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
+from mmfr_assets.lineage import upstream_of
 from mmfr_assets.llm.replies import is_blank
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step import ModelStep, Parsed, Retry
@@ -129,7 +130,6 @@ class _Teacher(ModelStep):
     """What both teachers share: keep usable dataset annotations (unless `regenerate`), draw
     `samples_per_question` per ask, keep the first valid one, record provenance."""
 
-    upstream = "deduplicated"  # cleaned minus near-duplicates: a duplicate costs no call
     sends_image = True
     skipped_status = ORIGIN_MISSING
     column: str  # the annotation's column in `distilled`
@@ -223,6 +223,7 @@ class _Teacher(ModelStep):
 
 class CotTeacher(_Teacher):
     asset = "teacher_responses"
+    upstream = upstream_of(asset)  # deduplicated: a near-duplicate costs no call
     role = "cot_teacher"
     prompt = "cot_teacher"
     column = "response"
@@ -290,6 +291,7 @@ class CotTeacher(_Teacher):
 
 class CaptionTeacher(_Teacher):
     asset = "teacher_captions"
+    upstream = upstream_of(asset)
     role = "caption_teacher"
     prompt = "caption_teacher"
     column = "caption"

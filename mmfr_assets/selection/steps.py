@@ -17,6 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
+from mmfr_assets.lineage import upstream_of
 from mmfr_assets.llm.replies import visible_text
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
@@ -96,7 +97,7 @@ class AnswerVerdictsStep(ModelStep):
 
     asset = "answer_verdicts"
     role = "judge_llm"
-    upstream = "distilled"
+    upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer", "response", "is_consistent")
     prompt = "answer_judge"
     output_schema = pa.schema(
@@ -276,7 +277,7 @@ class StudentRolloutsStep(ModelStep):
 
     asset = "student_rollouts"
     role = "student_llm"
-    upstream = "quality_filtered"
+    upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer", "pass_rate")
     prompt = "student_rollout"
     output_schema = pa.schema(
@@ -407,7 +408,7 @@ class StudentVerdictsStep(ModelStep):
 
     asset = "student_verdicts"
     role = "judge_llm"
-    upstream = "quality_filtered"
+    upstream = upstream_of(asset)
     columns = ("question",)
     joins = (take(StudentRolloutsStep, *(c for c in _ROLLOUT_COLUMNS if c != "detail"), detail="rollout_detail"),)
     prompt = "sample_judge"
