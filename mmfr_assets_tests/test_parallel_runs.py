@@ -24,7 +24,7 @@ from deltalake import DeltaTable
 
 from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter, count_rows
 from mmfr_assets.lineage import ASSET_NAMES
-from mmfr_assets_tests.dagster_process import BIN, assert_accounted, dagster_env, lake_snapshot
+from mmfr_assets_tests.dagster_process import BIN, REPO_ROOT, assert_accounted, dagster_env, lake_snapshot
 
 MMFR = str(BIN / "mmfr")
 VICTIM = "FineVision-geo170k(qa)"  # the run we kill; a name that needs quoting on disk
@@ -117,7 +117,14 @@ def test_parallel_runs_land_and_a_run_killed_mid_write_leaves_its_previous_versi
 
     source = write_sample(tmp_path / "source", subsets=SUBSETS, rows_per_subset=ROWS, image_size=32)
     lake = tmp_path / "lake"
-    env = dagster_env(tmp_path / "home", source, lake)
+    # The repo's instance, with room in every pool for the three runs: what is tested here is
+    # three processes committing to the same tables and one killed mid-write, not pool queues
+    # (test_endpoint_pools). With one slot a pool, a run was once seen waiting for ever on a
+    # free slot under heavy load (its step enqueued, never assigned: Dagster's in-process claim).
+    instance_yaml = tmp_path / "dagster.yaml"
+    instance_yaml.write_text((REPO_ROOT / "dagster.yaml").read_text().replace("default_limit: 1", "default_limit: 3"))
+    assert "default_limit: 3" in instance_yaml.read_text()
+    env = dagster_env(tmp_path / "home", source, lake, instance_yaml=instance_yaml)
 
     # The previous version of every partition: a small run of each subset, one after another.
     _finish(_mmfr(env, "--subsets", ",".join(SUBSETS), "--max-samples", str(BEFORE_ROWS)))
