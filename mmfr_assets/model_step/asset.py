@@ -13,7 +13,6 @@ blocking checks.
 import contextlib
 import inspect
 import json
-from collections.abc import Sequence
 
 import dagster as dg
 from pydantic import Field
@@ -76,9 +75,7 @@ def model_step_asset(
     partitions: dg.PartitionsDefinition,
     *,
     config_type: type[ModelStepConfig] = ModelStepConfig,
-    deps: Sequence[str] | None = None,
     group: str,
-    description: str | None = None,
 ) -> dg.AssetsDefinition:
     """The asset of `step_type`, built per run as `step_type.for_run(config, run_config)`.
 
@@ -94,8 +91,7 @@ def model_step_asset(
         name=name,
         group_name=group,
         partitions_def=partitions,
-        deps=asset_deps(list(deps) if deps is not None
-                        else [step_type.upstream, *(j.table for j in step_type.joins)], partitions),
+        deps=asset_deps([step_type.upstream, *(j.table for j in step_type.joins)], partitions),
         pool=role,
         kinds={"deltalake", "openai"},
         check_specs=[
@@ -111,7 +107,7 @@ def model_step_asset(
                 "those rows were written without the model's output.",
             ),
         ],
-        description=description or step_type.description or None,
+        description=step_type.description or None,
     )
     @_with_endpoint_parameter(role, config_type)
     def step_asset(context: dg.AssetExecutionContext, config: ModelStepConfig, lake: LakeResource,
