@@ -20,7 +20,7 @@ from mmfr_assets.files import atomic_folder
 from mmfr_assets.lineage import STAGE_NAMES, funnel_stages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.partitions import check_lake
-from mmfr_assets.reporting.paths import report_dir
+from mmfr_assets.settings import report_location
 from mmfr_assets.reporting.plots import PLOTS
 from mmfr_assets.reporting.publish import REPORT_URL_ENV, metadata_value, public_report_url, report_links
 from mmfr_assets.reporting.stats import OPTIONAL_TABLES, collect_stats, stage_names
@@ -123,7 +123,7 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
     )
     def report(context: dg.AssetExecutionContext, config: ReportConfig, lake: LakeResource) -> dg.MaterializeResult:
         check_lake(lake.location("collected"))  # a subset's shards are summed: all of them
-        out = report_dir(config.out_dir, lake.uri)
+        out = report_location(config.out_dir, lake.uri)
         stats = collect_stats(lake, subsets, kept_asset=config.kept_asset, batch_size=config.batch_size)
         absent = [t for t, here in stats.present.items() if not here]
         if absent:

@@ -30,8 +30,7 @@ import pyarrow.fs as pafs
 
 from mmfr_assets.files import viewer_page
 from mmfr_assets.lake.delta import filesystem_for
-from mmfr_assets.reporting.paths import report_dir
-from mmfr_assets.settings import REPORT_URL_ENV, report_url  # noqa: F401  (REPORT_URL_ENV: imported from here)
+from mmfr_assets.settings import REPORT_URL_ENV, report_location, report_url  # noqa: F401  (REPORT_URL_ENV: imported from here)
 
 REPORT_PREFIX = "_report"
 SERVE_COMMAND = "mmfr serve-report"
@@ -157,7 +156,7 @@ def viewer_link(subset: str, stage: str, lake_uri: str,
         return "url", f"{public}/{relative}"
     if on_object_store(lake_uri):
         return "path", f"{report_store_uri(lake_uri)}/{relative}"
-    return "path", str(viewer_page(subset, stage, report_dir(lake_uri=lake_uri, environ=environ)))
+    return "path", str(viewer_page(subset, stage, report_location(lake_uri=lake_uri, environ=environ)))
 
 
 def served_path(request_path: str) -> str | None:

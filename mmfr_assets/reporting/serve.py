@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pyarrow.fs as pafs
 
 from mmfr_assets.lake.delta import filesystem_for
-from mmfr_assets.reporting.paths import report_dir
+from mmfr_assets.settings import report_location
 from mmfr_assets.reporting.publish import (
     SERVE_PORT, content_type, on_object_store, report_store_uri, served_path,
 )
@@ -30,7 +30,7 @@ def report_source(lake_uri: str, storage_options: Mapping[str, str],
         uri = report_store_uri(lake_uri)
         filesystem, root = filesystem_for(uri, storage_options)
         return filesystem, root, uri
-    folder = report_dir(configured_dir, lake_uri)
+    folder = report_location(configured_dir, lake_uri)
     return pafs.LocalFileSystem(), str(folder), str(folder)
 
 
