@@ -33,6 +33,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from mmfr_assets.errors import InputError
 
@@ -132,9 +134,21 @@ def report_location(configured: str = "", lake_uri: Optional[str] = None,
     given = configured or _env(environ).get(REPORT_DIR_ENV)
     if given:
         return Path(given).absolute()
-    if lake_uri and "://" not in lake_uri:
-        return Path(lake_uri).absolute().parent / "report"
+    local = local_lake_folder(lake_uri) if lake_uri else None
+    if local is not None:
+        return local.absolute().parent / "report"
     return DEFAULT_REPORT_DIR.absolute()
+
+
+def local_lake_folder(lake_uri: str) -> Optional[Path]:
+    """The folder of a lake on this machine (a path, or a `file://` URI), None for a lake on an
+    object store (`s3://`, `gs://`...): the one test of "is the lake local" (where the report
+    goes, whether it is published to `<lake>/_report/`)."""
+    if "://" not in lake_uri:
+        return Path(lake_uri)
+    if lake_uri.startswith("file://"):
+        return Path(url2pathname(urlparse(lake_uri).path))
+    return None
 
 
 def report_url(configured: str = "", environ: Optional[Mapping[str, str]] = None) -> str:

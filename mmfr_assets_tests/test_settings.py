@@ -17,7 +17,7 @@ from mmfr_assets import settings
 from mmfr_assets.errors import InputError
 from mmfr_assets.llm.resource import endpoint_class_for_role
 from mmfr_assets.prompts import prompts_folder
-from mmfr_assets.reporting.publish import public_report_url, viewer_link
+from mmfr_assets.reporting.publish import on_object_store, public_report_url, viewer_link
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "mmfr_assets"
@@ -51,6 +51,10 @@ def test_given_values_win_and_relative_paths_are_relative_to_the_current_directo
     # a report beside a local lake given relative to the current directory
     assert settings.report_location(lake_uri="lakes/one", environ={}) == tmp_path / "lakes" / "report"
     assert settings.report_location(lake_uri="s3://b/p", environ={}) == REPO / "data" / "report"
+    # a file:// lake is local like a path: its report goes beside it, and is not published
+    assert settings.report_location(lake_uri=f"file://{tmp_path}/lakes/two", environ={}) == tmp_path / "lakes" / "report"
+    assert not on_object_store(f"file://{tmp_path}/lake") and not on_object_store("lake")
+    assert on_object_store("s3://b/p") and on_object_store("gs://b/p")
 
 
 def test_callers_read_through_settings(monkeypatch, tmp_path):

@@ -30,7 +30,7 @@ import pyarrow.fs as pafs
 
 from mmfr_assets.files import viewer_page
 from mmfr_assets.lake.delta import filesystem_for
-from mmfr_assets.settings import REPORT_URL_ENV, report_location, report_url  # noqa: F401  (REPORT_URL_ENV: imported from here)
+from mmfr_assets.settings import REPORT_URL_ENV, local_lake_folder, report_location, report_url  # noqa: F401  (REPORT_URL_ENV: imported from here)
 
 REPORT_PREFIX = "_report"
 SERVE_COMMAND = "mmfr serve-report"
@@ -41,7 +41,7 @@ _METADATA_KINDS = {"path": dg.MetadataValue.path, "url": dg.MetadataValue.url, "
 
 def on_object_store(lake_uri: str) -> bool:
     """True for `s3://...`, `gs://...` lakes; False for a local folder or `file://`."""
-    return "://" in lake_uri and not lake_uri.startswith("file://")
+    return local_lake_folder(lake_uri) is None
 
 
 def report_store_uri(lake_uri: str) -> str:
