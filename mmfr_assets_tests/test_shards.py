@@ -183,3 +183,37 @@ def test_adding_rows_never_moves_a_row():
     ids = [str(i) for i in range(1000)]
     assert shards_of("BMMR", ids, 4) == shards_of("BMMR", ["new-1", *ids, "new-2"], 4)[1:-1]
     assert set(shards_of("BMMR", ids, 4)) == {0, 1, 2, 3}
+
+
+def test_benchmark_templates_are_counted_over_every_shard(lakes, sample_source, tmp_path, monkeypatch):
+    """A benchmark n-gram held by more than `max_ngram_rows` rows of the subset is a template
+    whatever the shard count: with `max_ngram_rows` = the larger shard's rows, one shard alone
+    holds the template line no more often than that, the subset does."""
+    import shutil
+
+    template = ("First perform reasoning, then finally select the question from the choices in "
+                "the following format: Answer: xxx.")
+    bench = tmp_path / "benchmarks" / "GeoBench"
+    bench.mkdir(parents=True)
+    (bench / "test.jsonl").write_text(json.dumps({"id": "g-1", "question": template + "\nQuestion: x?"}) + "\n")
+    cleaned = table(lakes[(GEO, 2)], "cleaned", GEO)
+    assert cleaned["question"].str.contains(template, literal=True).all()
+    largest_shard = cleaned.group_by("shard").len()["len"].max()
+    config = {"ops": {"deduplicated": {"config": {"benchmarks": [str(bench)],
+                                                  "max_ngram_rows": int(largest_shard)}}}}
+    for shards in (1, 2):
+        uri = str(tmp_path / f"lake-{shards}")
+        shutil.copytree(lakes[(GEO, shards)], uri)
+        monkeypatch.setenv("MMFR_SHARDS", str(shards))
+        defs = build_definitions(str(sample_source), uri, {})
+        job = defs.resolve_implicit_global_asset_job_def()
+        keys = [GEO] if shards == 1 else [f"{k}|{GEO}" for k in range(shards)]
+        with dg.DagsterInstance.ephemeral() as instance:
+            for key in keys:
+                result = job.execute_in_process(partition_key=key, instance=instance, run_config=config,
+                                                asset_selection=[dg.AssetKey("deduplicated")])
+                [materialization] = result.asset_materializations_for_node("deduplicated")
+                ignored = materialization.metadata["decontamination/template_ngrams_ignored"].value
+                assert ignored and all(v == f"{cleaned.height} rows" for v in ignored.values()), (shards, ignored)
+        drops = table(uri, "rejections", GEO).filter(pl.col("stage") == "deduplicated")
+        assert drops.select("id", "reason").rows() == ([("88257", "duplicate_of")]), shards

@@ -84,7 +84,7 @@ class DeduplicatedConfig(dg.Config):
     ngram_words: int = Field(default=13, description="Words of the n-grams compared with "
                              "benchmark questions (13: the usual decontamination setting).")
     max_ngram_rows: int = Field(default=5, description="A benchmark n-gram held by more rows "
-        "of the partition than this is a shared template (an instruction), not a leak: ignored.")
+        "of the subset (all its shards) than this is a shared template (an instruction), not a leak: ignored.")
     batch_size: int = Field(default=1024, description="Cleaned rows read at a time.")
 
     def rules(self, num_perm: int) -> MatchRules:
@@ -220,8 +220,11 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         leaks, templates = {}, {}
         if benchmarks is not None:
             leaks.update(benchmarks.image_matches(own))
+            # Every shard's questions, not only this run's: whether a benchmark n-gram is a
+            # template is decided over the subset (`max_ngram_rows` rows of it), so a shard's
+            # verdicts do not depend on MMFR_SHARDS; only this shard's rows are decided below.
             with contextlib.closing(upstream_batches(
-                    lake, upstream_of(DEDUPLICATED), subset, batch_size=config.batch_size,
+                    lake, upstream_of(DEDUPLICATED), subset_of(subset), batch_size=config.batch_size,
                     columns=["id", "question"])) as questions:
                 text, templates = benchmarks.text_leaks(
                     (row for batch in questions for row in batch.iter_rows()),
