@@ -201,22 +201,40 @@ def open_writer(location: DeltaLocation, schema: pa.Schema, key: str,
 
 
 def lake_shards(location: DeltaLocation) -> int | None:
-    """The shard count `location`'s table was written with (None: no table yet)."""
+    """The shard count `location`'s table was written with (None: no table yet, or no commit
+    that says so is left in its log).
+
+    Every commit of ours carries the count; maintenance commits do not (a vacuum adds two, an
+    optimize one), so the newest commit that carries it is looked for, the last few first."""
     table = location.table()
     if table is None:
         return None
     if SHARD not in table.metadata().partition_columns:
         return 1
-    for commit in table.history(1):
-        if SHARDS_KEY in commit:
-            return int(commit[SHARDS_KEY])
+    for limit in (8, None):
+        for commit in table.history(limit):
+            if SHARDS_KEY in commit:
+                return int(commit[SHARDS_KEY])
     return None
+
+
+def _shards_present(location: DeltaLocation) -> int:
+    """1 + the highest shard number in `location`'s files (a lower bound of its shard count)."""
+    table = location.table()
+    values = (dict(p).get(SHARD) for p in table.partitions()) if table is not None else ()
+    return 1 + max((int(v) for v in values if v is not None and v.isdigit()), default=-1)
 
 
 def check_lake(location: DeltaLocation, shards: int | None = None) -> None:
     """Refuse (one line) a table written with another shard count than `MMFR_SHARDS`."""
     shards = shard_count() if shards is None else shards
     found = lake_shards(location)
+    if found is None and location.table() is not None and _shards_present(location) > shards:
+        raise InputError(
+            f"{location.uri} holds shards 0 to {_shards_present(location) - 1}, and MMFR_SHARDS is "
+            f"{shards}: set MMFR_SHARDS to the count this lake was written with (its log no longer "
+            f"says), or point MMFR_LAKE at a new lake and materialize it from `collected`"
+        )
     if found is not None and found != shards:
         raise InputError(
             f"{location.uri} was written with MMFR_SHARDS={found}, and MMFR_SHARDS is {shards}: "

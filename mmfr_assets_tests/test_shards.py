@@ -217,3 +217,32 @@ def test_benchmark_templates_are_counted_over_every_shard(lakes, sample_source, 
                 assert ignored and all(v == f"{cleaned.height} rows" for v in ignored.values()), (shards, ignored)
         drops = table(uri, "rejections", GEO).filter(pl.col("stage") == "deduplicated")
         assert drops.select("id", "reason").rows() == ([("88257", "duplicate_of")]), shards
+
+
+def test_the_shard_count_survives_maintenance_commits(lakes, tmp_path):
+    """Commits of others carry no shard count (a rewrite with deltalake, then the vacuum that
+    removes the old files: two more): the newest commit that does is found; a log that says
+    nothing any more is refused when its files show more shards than MMFR_SHARDS."""
+    import shutil
+
+    from deltalake import DeltaTable, write_deltalake
+
+    uri = str(tmp_path / "collected")
+    shutil.copytree(f"{lakes[(GEO, 2)]}/collected", uri)
+    write_deltalake(uri, DeltaTable(uri).to_pyarrow_table(), mode="overwrite")
+    removed = DeltaTable(uri).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    assert removed
+    assert [c["operation"] for c in DeltaTable(uri).history(3)] == ["VACUUM END", "VACUUM START", "WRITE"]
+    assert not any("mmfr.shards" in c for c in DeltaTable(uri).history(3))
+    assert lake_shards(DeltaLocation(uri)) == 2
+    with pytest.raises(InputError, match="written with MMFR_SHARDS=2, and MMFR_SHARDS is 1"):
+        check_lake(DeltaLocation(uri), 1)
+    # the log's commits that carried the count are gone (as after a log cleanup)
+    log = tmp_path / "collected" / "_delta_log"
+    for path in log.glob("*.json"):
+        lines = [line for line in path.read_text().splitlines() if "mmfr.shards" not in line]
+        path.write_text("\n".join(lines) + "\n")
+    assert lake_shards(DeltaLocation(uri)) is None
+    check_lake(DeltaLocation(uri), 2)
+    with pytest.raises(InputError, match="holds shards 0 to 1, and MMFR_SHARDS is 1"):
+        check_lake(DeltaLocation(uri), 1)
