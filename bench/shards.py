@@ -22,7 +22,7 @@ the number of processes (`dagster instance concurrency set`, done through the in
   (`mmfr_assets/llm/bound.py`). Run at the same time as the 1-process case (each on its own
   endpoint), so both see the same machine.
 - **4 processes, 4 endpoints**: the same four shard runs with four comma-separated base URLs
-  (one fake server each, same capacity), pool limit 4: shard i keeps `capacity` on URL i.
+  (one fake server each, same capacity), pool limit 4: the four shards keep `capacity` each on four different URLs.
 
 Run alone: `python -m bench --only shards [--quick]`.
 """
@@ -268,7 +268,7 @@ def render(result: Result) -> list[str]:
         f"on its own endpoint), then the 4-endpoint case. The {PROCESSES} processes are the "
         f"{PROCESSES} shard runs of the same {s.rows:,}-row subset on a lake with "
         f"`MMFR_SHARDS={PROCESSES}` (rows {', '.join(f'{n:,}' for n in shard_rows(result))} by "
-        f"the hash of their id); in the 4-endpoint case shard i uses URL i.",
+        f"the hash of their id); in the 4-endpoint case each shard uses its own URL.",
         "",
         f"Measured {result.date}. Load average (1/5/15 min) before: {load_text(result.load_before)}; "
         f"after: {load_text(result.load_after)} (2 shared cores).",

@@ -55,13 +55,20 @@ def test_url_choice_is_stable_and_spreads_keys():
 
 
 def test_a_shard_dimension_sends_consecutive_shards_to_different_urls():
-    for shard in range(12):
-        key = dg.MultiPartitionKey({"subset": "BMMR", "shard": str(shard)})
-        assert url_index(key, 4) == shard % 4
+    for subset in ("BMMR", "FineVision-geo170k(qa)"):
+        first = url_index(dg.MultiPartitionKey({"subset": subset, "shard": "0"}), 4)
+        for shard in range(12):
+            key = dg.MultiPartitionKey({"subset": subset, "shard": str(shard)})
+            assert url_index(key, 4) == (first + shard) % 4
+            # ... and the same key as a plain string (`--partition 2|BMMR`, a run tag)
+            assert url_index(f"{shard}|{subset}", 4) == url_index(key, 4)
     # shard keys with a prefix ("s03") count by their number too
-    assert url_index(dg.MultiPartitionKey({"subset": "A", "shard": "s07"}), 4) == 3
-    # ... and the same key as a plain string (`--partition 2|BMMR`, a run tag)
-    assert [url_index(f"{shard}|BMMR", 4) for shard in range(8)] == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert url_index(dg.MultiPartitionKey({"subset": "A", "shard": "s07"}), 4) == (
+        url_index(dg.MultiPartitionKey({"subset": "A", "shard": "3"}), 4))
+    # the same shard of many subsets is spread over the URLs: with fewer shards than URLs
+    # (2 shards, 4 URLs) every URL still gets runs
+    picks = Counter(url_index(f"{shard}|subset-{i}", 4) for i in range(100) for shard in range(2))
+    assert set(picks) == {0, 1, 2, 3} and min(picks.values()) > 25, picks
 
 
 def test_bound_of_one_and_of_several_urls():
@@ -69,10 +76,10 @@ def test_bound_of_one_and_of_several_urls():
     one = endpoint_bound(urls[:1], 64, PoolSlots("cot_teacher", 4, "set"), "BMMR")
     assert (one.url, one.per_step, one.steps_sharing, one.worst_case_in_flight) == (urls[0], 16, 4, 64)
     assert "16 requests in flight" in one.explain() and "http" not in one.explain()
-    four = endpoint_bound(urls, 64, PoolSlots("cot_teacher", 4, "set"),
-                          dg.MultiPartitionKey({"subset": "BMMR", "shard": "2"}))
-    assert (four.url, four.per_step, four.steps_sharing) == (urls[2], 64, 1)
-    assert "URL 3 of 4" in four.explain()
+    key = dg.MultiPartitionKey({"subset": "BMMR", "shard": "2"})
+    four = endpoint_bound(urls, 64, PoolSlots("cot_teacher", 4, "set"), key)
+    assert (four.url, four.per_step, four.steps_sharing) == (urls[url_index(key, 4)], 64, 1)
+    assert f"URL {url_index(key, 4) + 1} of 4" in four.explain()
     eight = endpoint_bound(urls, 64, PoolSlots("cot_teacher", 8, "set"), "BMMR")
     assert eight.per_step == 32  # two steps per URL
     unlimited = endpoint_bound(urls[:1], 64, PoolSlots("cot_teacher", None, "no limit"), "BMMR")
@@ -106,10 +113,12 @@ def test_resource_with_several_urls_keeps_one_url_working():
     env = {"MMFR_COT_TEACHER_BASE_URL": "http://a/v1,http://b/v1", "MMFR_COT_TEACHER_MAX_CONCURRENCY": "10"}
     two = endpoint_class_for_role("cot_teacher", env)()
     assert two.enabled and two.base_urls == ["http://a/v1", "http://b/v1"]
-    bound = two.bound(PoolSlots("cot_teacher", 4, "set"), dg.MultiPartitionKey({"subset": "A", "shard": "1"}))
-    assert (bound.url, bound.per_step) == ("http://b/v1", 5)
+    key = dg.MultiPartitionKey({"subset": "A", "shard": "1"})
+    chosen = two.base_urls[url_index(key, 2)]
+    bound = two.bound(PoolSlots("cot_teacher", 4, "set"), key)
+    assert (bound.url, bound.per_step) == (chosen, 5)
     settings = two.settings(base_url=bound.url, max_concurrency=bound.per_step)
-    assert (settings.base_url, settings.max_concurrency) == ("http://b/v1", 5)
+    assert (settings.base_url, settings.max_concurrency) == (chosen, 5)
     assert not endpoint_class_for_role("cot_teacher", {"MMFR_COT_TEACHER_BASE_URL": " , "})().enabled
 
 

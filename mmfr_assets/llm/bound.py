@@ -10,11 +10,12 @@ endpoint may see `slots` requests, which the step's log and metadata say).
 
 Several base URLs for one role (`MMFR_COT_TEACHER_BASE_URL=http://a/v1,http://b/v1`, each
 replica with the same `max_concurrency` total) split the pool's slots between them: a run
-chooses its URL by a stable function of its partition key (the shard number where the key has
-a `shard` dimension, so shard `i` of every subset goes to URL `i mod U`; else a hash of the
-key), and each step keeps `max(1, total // ceil(slots / U))` in flight. That holds each URL's
-total as long as the steps running at once are spread evenly over the URLs, which they are
-when the pool's limit is a multiple of U and the running runs are consecutive shards; in the
+chooses its URL by a stable function of its partition key (where the key has a `shard`
+dimension, shard `i` of a subset goes to URL `(i + h(subset)) mod U`, h a hash of the
+subset's name; else a hash of the key), and each step keeps `max(1, total // ceil(slots / U))`
+in flight. That holds each URL's total as long as the steps running at once are spread evenly
+over the URLs, which they are when the pool's limit is a multiple of U and the running runs
+are consecutive shards of one subset; in the
 worst case (every running step chose the same URL) one URL sees up to `slots × per_step`, at
 most U times its total, and queues the excess (vLLM holds requests beyond `max_num_seqs`).
 
@@ -50,23 +51,30 @@ def per_step_concurrency(total: int, steps_sharing: int) -> int:
 _DIGITS = re.compile(r"\d+")
 
 
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
 def url_index(partition_key: Any, n_urls: int) -> int:
     """Which of `n_urls` base URLs a run of `partition_key` uses: stable across runs and
-    processes. A multi-partition key with a `shard` dimension uses its shard number (shard `i`
-    -> URL `i mod n_urls`, so consecutive shards land on different URLs); any other key (a
+    processes. A key with a `shard` dimension: `(shard + h(subset)) mod n_urls`, with `h` a
+    SHA-256 of the subset name, so a subset's consecutive shards land on different URLs and
+    the same shard of different subsets does not always land on the same one (with fewer
+    shards than URLs, `shard mod n_urls` alone would leave URLs unused); any other key (a
     subset name) a SHA-256 of the key."""
     if n_urls <= 1:
         return 0
     by_dimension = getattr(partition_key, "keys_by_dimension", None)
     if by_dimension and "shard" in by_dimension:
-        digits = _DIGITS.findall(str(by_dimension["shard"]))
-        if digits:
-            return int(digits[-1]) % n_urls
-    key = str(partition_key or "")
-    shard, sep, _ = key.partition("|")  # the same key as a string, `<shard>|<subset>`
-    if sep and shard.isdigit():
-        return int(shard) % n_urls
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % n_urls
+        shard, subset = str(by_dimension["shard"]), str(by_dimension.get("subset", ""))
+    else:
+        shard, sep, subset = str(partition_key or "").partition("|")  # `<shard>|<subset>`
+        if not sep:
+            return _stable_hash(shard) % n_urls  # a subset name
+    digits = _DIGITS.findall(shard)
+    if not digits:
+        return _stable_hash(str(partition_key)) % n_urls
+    return (int(digits[-1]) + _stable_hash(subset)) % n_urls
 
 
 @dataclass(frozen=True)
