@@ -450,3 +450,17 @@ def test_a_failed_blocking_check_marks_its_asset_and_leaves_the_rest_not_run():
     assert cli._stage_status(result) == _all_not_run(
         collected="ok", cleaned="ok, check failed: rows_accounted_for"
     )
+
+
+def test_a_subsets_status_over_its_shards_is_the_worst_and_sums_skipped_rows():
+    """`mmfr run` with MMFR_SHARDS > 1: a shard that needed no endpoint (`ok`) never hides a
+    shard that was skipped, and the rows needed add up over the shards."""
+    merged = "not run"
+    for state in ("skipped: no endpoint (40 rows needed caption_teacher)", "ok",
+                  "skipped: no endpoint (1 row needed caption_teacher)", "not run"):
+        merged = cli.merge_status(merged, state)
+    assert merged == "skipped: no endpoint (41 rows needed caption_teacher)"
+    assert cli.merge_status("ok", "failed") == cli.merge_status("failed", "ok") == "failed"
+    assert cli.merge_status("not run", "ok") == cli.merge_status("ok", "not run") == "ok"
+    assert cli.merge_status("ok, check failed: a", "ok, check failed: b, a") == "ok, check failed: a, b"
+    assert cli.merge_status("ok, check failed: a", "ok") == "ok, check failed: a"

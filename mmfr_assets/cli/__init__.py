@@ -14,6 +14,7 @@ import argparse
 import fcntl
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -188,6 +189,36 @@ def _stage_status(result: dg.ExecuteInProcessResult) -> dict[str, str]:
     return status
 
 
+_SKIPPED = re.compile(r"skipped: no endpoint \((\d+) rows? needed (.+)\)$")
+_CHECK_FAILED = "ok, check failed: "
+
+
+def _severity(state: str) -> int:
+    if state in ("failed", "refused"):
+        return 4
+    if state.startswith("skipped"):
+        return 3
+    if state.startswith(_CHECK_FAILED):
+        return 2
+    return 1 if state == "ok" else 0  # "not run"
+
+
+def merge_status(earlier: str, later: str) -> str:
+    """One stage's status over a subset's shard runs (`_stage_status` of each): the worst
+    wins (failed/refused, skipped, a failed check, ok, not run), skipped rows are summed, failed
+    checks united, so a shard that needed no endpoint never hides another that was skipped."""
+    if _severity(later) != _severity(earlier):
+        return later if _severity(later) > _severity(earlier) else earlier
+    skipped = [_SKIPPED.match(s) for s in (earlier, later)]
+    if all(skipped) and skipped[0].group(2) == skipped[1].group(2):
+        needed = int(skipped[0].group(1)) + int(skipped[1].group(1))
+        return f"skipped: no endpoint ({needed} row{'' if needed == 1 else 's'} needed {skipped[0].group(2)})"
+    if earlier.startswith(_CHECK_FAILED) and later.startswith(_CHECK_FAILED):
+        checks = earlier[len(_CHECK_FAILED):].split(", ") + later[len(_CHECK_FAILED):].split(", ")
+        return _CHECK_FAILED + ", ".join(dict.fromkeys(checks))
+    return later
+
+
 def run(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
     from mmfr_assets.partitions import key_label, run_plan
@@ -238,8 +269,7 @@ def run(args: argparse.Namespace) -> int:
                     tags={"mmfr/command": "run", **run_tags()},
                 )
                 for stage, state in _stage_status(result).items():
-                    if state != "not run" or stage not in status[subset]:
-                        status[subset][stage] = state
+                    status[subset][stage] = merge_status(status[subset].get(stage, "not run"), state)
                 if result.success:
                     continue
                 reason = _refusal(result)
