@@ -166,10 +166,10 @@ class BenchmarkIndex:
         """(id -> detail of the rows leaking a benchmark question, template n-grams ignored).
 
         A benchmark n-gram held by more than `max_ngram_rows` of the rows given (a subset's,
-        every shard's) is a template (an instruction such as "first perform reasoning, then finally select the
-        question from the choices ..." that training sets and benchmarks share), not evidence
-        that one benchmark item leaked: it is ignored, and a row is contaminated only by an
-        n-gram of no such template (or by the same short question)."""
+        every shard's) is a template (an instruction such as "first perform reasoning, then
+        finally select the question from the choices ..." that training sets and benchmarks
+        share), not evidence that one benchmark item leaked: it is ignored, and a row is
+        contaminated only by an n-gram of no such template (or by the same short question)."""
         hits: dict[str, list[tuple[int, str]]] = {}
         rows_of: Counter = Counter()
         leaks: dict[str, str] = {}

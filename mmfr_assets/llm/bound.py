@@ -15,9 +15,9 @@ dimension, shard `i` of a subset goes to URL `(i + h(subset)) mod U`, h a hash o
 subset's name; else a hash of the key), and each step keeps `max(1, total // ceil(slots / U))`
 in flight. That holds each URL's total as long as the steps running at once are spread evenly
 over the URLs, which they are when the pool's limit is a multiple of U and the running runs
-are consecutive shards of one subset; in the
-worst case (every running step chose the same URL) one URL sees up to `slots × per_step`, at
-most U times its total, and queues the excess (vLLM holds requests beyond `max_num_seqs`).
+are consecutive shards of one subset; in the worst case (every running step chose the same URL)
+one URL sees up to `slots × per_step`, at most U times its total, and queues the excess (vLLM
+holds requests beyond `max_num_seqs`).
 
 Everything here is pure except :func:`pool_slots`, which reads the instance.
 """
