@@ -45,8 +45,10 @@ DEFAULT_SOURCE = DATA_DIR / "sample"
 DEFAULT_LAKE = DATA_DIR / "lake"
 DEFAULT_REPORT_DIR = DATA_DIR / "report"
 DEFAULT_LLM_CACHE = DATA_DIR / "llm_cache.sqlite"
-#: The prompt files installed with the package (package data, so a wheel carries them).
-DEFAULT_PROMPTS = PACKAGE_DIR / "prompts"
+#: The prompt files: the checkout's top-level `prompts/`, their one home; a built wheel (the
+#: Docker image) carries that folder as `mmfr_assets/prompt_files/` (setup.py maps it in).
+INSTALLED_PROMPTS = PACKAGE_DIR / "prompt_files"
+DEFAULT_PROMPTS = INSTALLED_PROMPTS if INSTALLED_PROMPTS.is_dir() else REPO_ROOT / "prompts"
 
 LLM_CACHE_ENV = "MMFR_LLM_CACHE"
 PROMPTS_ENV = "MMFR_PROMPTS"
@@ -122,7 +124,7 @@ def llm_cache_is_set(environ: Optional[Mapping[str, str]] = None) -> bool:
 
 
 def prompts_location(environ: Optional[Mapping[str, str]] = None) -> Path:
-    """The folder of prompt files: `MMFR_PROMPTS`, else the ones installed with the package."""
+    """The folder of prompt files: `MMFR_PROMPTS`, else the shipped ones (`prompts/`)."""
     return Path(_env(environ).get(PROMPTS_ENV) or DEFAULT_PROMPTS)
 
 

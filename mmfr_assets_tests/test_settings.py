@@ -29,7 +29,7 @@ def test_defaults_live_in_the_checkouts_data_folder_from_any_directory(tmp_path,
     assert settings.lake_location({}) == str(data / "lake")
     assert settings.llm_cache_location({}) == str(data / "llm_cache.sqlite")
     assert settings.report_location(environ={}) == data / "report"
-    assert settings.prompts_location({}) == PACKAGE / "prompts"
+    assert settings.prompts_location({}) == REPO / "prompts"  # the checkout's top level
     assert settings.lake_storage_options({}) == {}
     assert settings.report_url(environ={}) == ""
 
