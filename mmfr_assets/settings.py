@@ -28,7 +28,6 @@ cache as `mmfr run` started from the repo.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,23 +54,23 @@ PROMPTS_ENV = "MMFR_PROMPTS"
 REPORT_DIR_ENV = "MMFR_REPORT_DIR"
 REPORT_URL_ENV = "MMFR_REPORT_URL"
 
-log = logging.getLogger(__name__)
-
 
 def _env(environ: Optional[Mapping[str, str]]) -> Mapping[str, str]:
     return os.environ if environ is None else environ
 
 
 def source_location(environ: Optional[Mapping[str, str]] = None) -> str:
-    """The configured source; the bundled sample is written first if it is the default."""
+    """The configured source, else the bundled sample's folder. Reading it writes nothing (the
+    code location reads it as it loads): `make sample` / `mmfr sample` writes the sample, and a
+    missing one is one line saying so."""
     configured = _env(environ).get("MMFR_SOURCE")
     if configured:
         return configured
     if not (DEFAULT_SOURCE / "README.md").exists():
-        write_sample = sample_writer("MMFR_SOURCE is not set and the bundled sample",
-                                     ": set MMFR_SOURCE to a hub-layout folder or a hub id")
-        log.warning("MMFR_SOURCE is not set: generating the bundled sample in %s", DEFAULT_SOURCE)
-        write_sample(DEFAULT_SOURCE)
+        hint = ": set MMFR_SOURCE to a hub-layout folder or a hub id"
+        sample_writer("MMFR_SOURCE is not set and the bundled sample", hint)  # no devkit: says so
+        raise InputError(f"MMFR_SOURCE is not set and the bundled sample is not written yet: `make sample` "
+                         f"(or `mmfr sample {DEFAULT_SOURCE}`) writes it{hint}")
     return str(DEFAULT_SOURCE)
 
 
