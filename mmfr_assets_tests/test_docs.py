@@ -92,13 +92,29 @@ def _package_variables() -> set[str]:
     return {name for name in found if not name.startswith(prefixes)}
 
 
+def _is_prefix(node: ast.AST) -> bool:
+    """`prefix` or `role_env_prefix(...)`: the `MMFR_<ROLE>_` of a role."""
+    return (isinstance(node, ast.Name) and node.id == "prefix") or (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "role_env_prefix")
+
+
 def _role_suffixes() -> set[str]:
-    """The `MMFR_<ROLE>_*` suffixes the settings read: each `prefix + "SUFFIX"` in settings.py."""
-    tree = ast.parse((PACKAGE / "settings.py").read_text())
-    return {node.right.value for node in ast.walk(tree)
-            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add)
-            and isinstance(node.left, ast.Name) and node.left.id == "prefix"
-            and isinstance(node.right, ast.Constant) and isinstance(node.right.value, str)}
+    """The `MMFR_<ROLE>_*` suffixes the package reads: each `prefix + "SUFFIX"` or
+    `f"{prefix}SUFFIX"` (prefix a `role_env_prefix`)."""
+    return set().union(*(_suffixes_in(ast.parse(path.read_text())) for path in PACKAGE.rglob("*.py")))
+
+
+def _suffixes_in(tree: ast.AST) -> set[str]:
+    suffixes = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) and _is_prefix(node.left)
+                and isinstance(node.right, ast.Constant) and isinstance(node.right.value, str)):
+            suffixes.add(node.right.value)
+        elif (isinstance(node, ast.JoinedStr) and len(node.values) >= 2
+              and isinstance(node.values[0], ast.FormattedValue) and _is_prefix(node.values[0].value)
+              and isinstance(node.values[1], ast.Constant)):
+            suffixes.add(node.values[1].value)
+    return {s for s in suffixes if re.fullmatch(r"[A-Z0-9_]+", s)}
 
 
 def _environment_reads(tree: ast.AST) -> set[str]:
@@ -136,6 +152,7 @@ def _other_variables() -> set[str]:
 def test_the_variables_are_read():
     assert {"MMFR_SOURCE", "MMFR_LAKE", "MMFR_SHARDS", "MMFR_LLM_CACHE"} <= _package_variables()
     assert {"BASE_URL", "MODEL", "MAX_CONCURRENCY", "API_KEY"} <= _role_suffixes()
+    assert _suffixes_in(ast.parse('env.get(prefix + "A")\nf"{role_env_prefix(r)}B_C"\nprefix + x')) == {"A", "B_C"}
     assert {"MMFR_TEST_POSTGRES_URL", "MMFR_REAL_SAMPLE", "MMFR_PG_ROLE"} <= _other_variables()
     assert _environment_reads(ast.parse('os.environ.get("MMFR_A")\nos.environ["MMFR_B"]\n'
                                         'os.environ["MMFR_C"] = "1"\nos.getenv("MMFR_D")')) == {
