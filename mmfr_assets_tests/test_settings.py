@@ -29,7 +29,7 @@ def test_defaults_live_in_the_checkouts_data_folder_from_any_directory(tmp_path,
     assert settings.lake_location({}) == str(data / "lake")
     assert settings.llm_cache_location({}) == str(data / "llm_cache.sqlite")
     assert settings.report_location(environ={}) == data / "report"
-    assert settings.prompts_location({}) == PACKAGE / "prompts"
+    assert settings.prompts_location({}) == REPO / "prompts"  # the checkout's top level
     assert settings.lake_storage_options({}) == {}
     assert settings.report_url(environ={}) == ""
 
@@ -142,3 +142,15 @@ def test_docs_variables_table_lists_what_settings_reads():
     # the settings docstring's table names the same variables
     documented = set(re.findall(r"`(MMFR_[A-Z_<>]+?)`", source.split('"""', 2)[1]))
     assert documented == listed
+
+
+def test_the_default_source_is_not_written_by_reading_it(monkeypatch, tmp_path):
+    """Loading the code location reads the source's location: that writes nothing. Without the
+    sample, one line says how to write it."""
+    monkeypatch.setattr(settings, "DEFAULT_SOURCE", tmp_path / "sample")
+    with pytest.raises(InputError, match=r"the bundled sample is not written yet: `make sample` \(or `mmfr sample "):
+        settings.source_location({})
+    assert not (tmp_path / "sample").exists()
+    (tmp_path / "sample").mkdir()
+    (tmp_path / "sample" / "README.md").write_text("---\n---\n")
+    assert settings.source_location({}) == str(tmp_path / "sample")

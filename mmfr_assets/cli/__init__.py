@@ -412,8 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.add_argument(
         "--think-format", default=DEFAULT_THINK_FORMAT, choices=list(THINK_FORMATS),
         help="thinking markers of the chat template trained with: qwen3 (default; '<think>\\n' "
-        "... '\\n</think>\\n\\n': qwen3_vl, qwen3_5, qwen3, glm4_5v), plain ('<think>' ... "
-        "'</think>': glm4_7, mimo_v2), kimi (kimi_vl), gemma4 (gemma4), raw (the trace as stored)",
+        "... '\\n</think>\\n\\n': qwen3_vl, qwen3_5, qwen3_6, glm4_5v, mimo_vl), plain ('<think>' "
+        "... '</think>': no LLaMA-Factory template with images), kimi (kimi_vl), gemma4 (gemma4), "
+        "raw (the trace as stored)",
     )
     export_parser.add_argument(
         "--system-prompt", default=DEFAULT_SYSTEM_PROMPT,

@@ -109,12 +109,15 @@ def _usage(fmt: str, out: str, name, datasets_named: Sequence[str], configs: Seq
     from mmfr_assets.exports.thinking import TEMPLATES
 
     templates = TEMPLATES[think_format]
-    if not templates:
+    if think_format == "raw":
         template = "template: qwen2_vl  # traces as stored (--think-format raw): a template without thinking markers"
+    elif not templates:
+        template = (f"# no LLaMA-Factory template takes images with the `{think_format}` thinking markers: "
+                    "export with --think-format qwen3 for qwen3_vl")
     else:
         others = f"  # thinking markers `{think_format}`; also {', '.join(templates[1:])}" if templates[1:] else ""
         template = f"template: {templates[0]}{others}"
-    subset = configs[0] if configs else "<subset>"
+    subset = configs[0] if configs else "<subset>"  # a subset with rows: only those have a config
     if fmt == "hub":
         return [
             "```python",
@@ -208,12 +211,15 @@ def dataset_card(
                   f"({name.bound}; {source})."
                   + (f" This differs from the paper's {name.short.upper()} rule ({name.paper_rule}): "
                      "the asset was configured otherwise." if name.paper_rule else ""), ""]
+    with_rows = sorted(subset for subset, rows in counts.items() if rows)
+    empty = len(counts) - len(with_rows)
     lines += [
-        f"{sum(counts.values())} rows in {len(counts)} subsets with their images, exported "
-        f"{now} ({fmt} layout) from `{lake_uri}`.",
+        f"{sum(counts.values())} rows in {len(with_rows)} subsets with their images, exported "
+        f"{now} ({fmt} layout) from `{lake_uri}`"
+        + (f" ({empty} more subsets selected have no rows here: no config is written for them)." if empty else "."),
         "",
         "## Usage",
-        *_usage(fmt, out, name, list(datasets_named) or [name.dataset], sorted(counts),
+        *_usage(fmt, out, name, list(datasets_named) or [name.dataset], with_rows,
                training.think_format),
         "",
         "## Training format",

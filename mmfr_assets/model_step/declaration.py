@@ -68,7 +68,7 @@ class ModelStep(abc.ABC):
     upstream: ClassVar[str]
     #: Columns read from `upstream` (`subset` and `id` are always read).
     columns: ClassVar[Sequence[str]]
-    #: Prompt file stem: `mmfr_assets/prompts/<prompt>.system.txt` and `mmfr_assets/prompts/<prompt>.user.txt`.
+    #: Prompt file stem: `prompts/<prompt>.system.txt` and `prompts/<prompt>.user.txt`.
     prompt: ClassVar[str]
     #: Columns the step writes besides `subset` and `id`.
     output_schema: ClassVar[pa.Schema]

@@ -3,7 +3,7 @@ model-step assets from.
 
 Adding a step: declare it (a `ModelStep` subclass in its stage's folder: upstream, columns,
 prompt, output schema, `needs`/`render`/`parse`/`without_model`, its `Config`), write its prompt
-(`mmfr_assets/prompts/<prompt>.system.txt` / `.user.txt`), add its line here and its node in
+(`prompts/<prompt>.system.txt` / `.user.txt`), add its line here and its node in
 `lineage.py` (what it reads; the step's `upstream` is read from there). The asset, its
 pool, its checks, its resources and its metadata follow; a consumer reads its columns with
 `join.take(step, ...)`. A declaration that does not hold together (a reason column it does not
