@@ -1,5 +1,5 @@
 """Every `MMFR_*` variable the package reads, read here and nowhere else, so a variable's name,
-its default and its meaning have one home (the README's Configuration table lists the same).
+its default and its meaning have one home (docs/configuration.md's Variables table lists the same).
 
 | variable | function |
 | --- | --- |

@@ -181,7 +181,7 @@ def _lost_shard_worker(url: str, home: Path, lake: str, options: dict, subsets: 
     import dagster as dg
     import polars as pl
 
-    # Every pool set before the first run (deploy/README.md): the teacher's to 1, so one shard
+    # Every pool set before the first run (docs/operating.md): the teacher's to 1, so one shard
     # at a time is in teacher_responses; the endpoint-less steps' pools do not hold runs back.
     for pool in sorted({p for n in graphql(url, ALL_POOLS)["assetNodes"] for p in n["pools"]}):
         limit = 1 if pool == "cot_teacher" else 4

@@ -1,7 +1,7 @@
 """`mmfr_assets.settings` is the one reader of `MMFR_*` variables: each function against a
 given mapping, the defaults in the checkout's `data/` from any current directory, no other
-module of the package reading an `MMFR_*` variable itself, and the README's Configuration
-table naming exactly the variables the settings module reads."""
+module of the package reading an `MMFR_*` variable itself, and the Variables table of
+docs/configuration.md naming exactly the variables the settings module reads."""
 
 from __future__ import annotations
 
@@ -131,9 +131,9 @@ def test_no_module_but_settings_reads_an_mmfr_variable():
     assert {path: lines for path, lines in readers.items() if lines} == {}
 
 
-def test_readme_configuration_table_lists_what_settings_reads():
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("### Configuration", 1)[1].split("\n### ", 1)[0]
+def test_docs_variables_table_lists_what_settings_reads():
+    page = (REPO / "docs" / "configuration.md").read_text()
+    table = page.split("\n## Variables\n", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`(MMFR_[A-Z_<>]+?)`", table))
     source = (PACKAGE / "settings.py").read_text()
     code = source.split('"""', 2)[2]                     # below the module docstring

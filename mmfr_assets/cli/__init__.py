@@ -27,7 +27,7 @@ from mmfr_assets.exports.turns import DEFAULT_SYSTEM_PROMPT
 from mmfr_assets.cli.orphan_runs import fail_orphaned_runs, run_tags
 from mmfr_assets.lineage import EXPORTABLE as _EXPORTABLE, LINE, NODES, STEP_SHOWN_IN, funnel_stages
 
-# Exit codes (README "Headless: mmfr").
+# Exit codes (docs/running.md, "Exit codes").
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INPUT_REFUSED = 0, 1, 2
 # Tables of training rows (question, answer, response, ...): the model steps' own tables
 # (answer_verdicts, student_rollouts) hold verdicts and pass rates, not rows to train on.
@@ -376,7 +376,8 @@ def serve_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `mmfr` command line, built without running anything (docs/test_docs read it)."""
     parser = argparse.ArgumentParser(prog="mmfr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -449,8 +450,11 @@ def main(argv: list[str] | None = None) -> int:
         "else where the report asset writes for MMFR_LAKE)",
     )
     serve_parser.set_defaults(handler=serve_report)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except InputError as error:
