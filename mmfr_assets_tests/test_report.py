@@ -338,3 +338,34 @@ def test_the_audit_counts_every_removal_and_samples_each_reason(reported):
         from urllib.parse import unquote
 
         assert f'id="{escape(unquote(anchor), quote=True)}"' in (out / path).read_text(), (path, anchor)
+
+
+@pytest.mark.parametrize(("stage", "rows_in", "subset", "link"), [
+    ("quality_filtered", 10, "BMMR", True),
+    ("answer_verdicts", 10, "BMMR", True),       # on quality_filtered's page
+    ("dedup_signatures", 10, "BMMR", False),     # no page shows signatures
+    ("deduplicated", 0, "BMMR", False),          # nothing reached it: no page is built
+    ("deduplicated", 0, "BMMR|2", True),         # a shard: the subset's other shards may have rows
+])
+def test_row_viewer_metadata_never_points_at_a_page_never_built(stage, rows_in, subset, link):
+    import pyarrow as pa
+
+    from mmfr_assets.reporting.metadata import stage_metadata
+    from mmfr_assets.stage import StageRun
+
+    run = StageRun(stage, subset, (), pa.schema([("id", pa.string())]), f"/tmp/lake/{stage}",
+                   "/tmp/lake/rejections", rows_in=rows_in)
+    value = stage_metadata(run)["row_viewer"]
+    assert isinstance(value, dg.PathMetadataValue) == link, value
+    if not link:
+        assert value.value.startswith("none: ")
+
+
+def test_thresholds_metadata_is_what_was_applied():
+    """The older `max_ngram_occurrences` is listed only where a run set it, and the count it
+    became is `ngram_min_count` (the metadata once showed `max_ngram_occurrences: null`)."""
+    from mmfr_assets.selection.configs import QualityFilteredConfig
+
+    assert "max_ngram_occurrences" not in QualityFilteredConfig().applied()
+    applied = QualityFilteredConfig(max_ngram_occurrences=4).applied()
+    assert (applied["max_ngram_occurrences"], applied["ngram_min_count"]) == (4, 5)

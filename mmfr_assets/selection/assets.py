@@ -116,8 +116,9 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
             ),
             decide=lambda batch: quality.select_quality(batch, rules),
             filters=quality.FILTERS,
-            extra={"thresholds": dg.MetadataValue.json(config.model_dump()),
-                   "teacher_threshold_drift": dg.MetadataValue.json(drift)},
+            extra={"thresholds": dg.MetadataValue.json(config.applied()),
+                   "teacher_threshold_drift": dg.MetadataValue.json(drift) if drift else dg.MetadataValue.text(
+                       "none: every teacher validated its texts with these thresholds (or was not run)")},
         )
 
     return [
