@@ -302,3 +302,13 @@ def test_a_step_that_did_not_run_does_not_look_green(bundled):
         assert status[step].startswith("skipped: no endpoint ("), status[step]
         assert f"{step}: skipped: no endpoint" in lines or any(
             line.split()[:1] == [step] and "skipped: no endpoint" in line for line in lines.splitlines())
+
+
+@pytest.mark.parametrize(("changed", "original", "trained_on"), [
+    (b"new", b"old", b"new"), (None, b"old", b"old"), (b"", b"old", b"old"), (None, None, None)])
+def test_one_rule_for_the_image_a_row_is_trained_on(changed, original, trained_on):
+    """Cleaning's bytes where it changed the image, else collected's; empty bytes are no image
+    (the viewer once treated them otherwise than the export and the model steps)."""
+    from mmfr_assets.lake.ordered import training_image
+
+    assert training_image(changed, original) == trained_on

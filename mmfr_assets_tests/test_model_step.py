@@ -227,7 +227,7 @@ def test_join_step_takes_the_step_columns_typed_by_its_schema(tmp_path):
     assert not_joined == ["other"] and kept.columns == ["id", "text", "status"]
 
 
-def test_every_registered_step_is_an_asset_of_the_definitions():
+def test_every_registered_step_is_an_asset_of_the_definitions(sample_source):
     import dagster as dg
 
     from mmfr_assets.definitions import build_definitions
@@ -246,7 +246,7 @@ def test_every_registered_step_is_an_asset_of_the_definitions():
     stray = type("Stray", (EchoStep,), {"role": "oracle_llm"})
     with pytest.raises(ValueError, match="role 'oracle_llm' is not an endpoint role"):
         build_model_steps(partitions, (Registered(stray, MODEL_STEPS[0].config, "x"),))
-    defs = build_definitions(None, "/tmp/unused-lake", {})
+    defs = build_definitions(str(sample_source), "/tmp/unused-lake", {})
     assert {r.step.asset for r in MODEL_STEPS} <= {k.path[-1] for k in defs.resolve_asset_graph().get_all_asset_keys()}
 
 

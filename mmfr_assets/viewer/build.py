@@ -19,6 +19,7 @@ from typing import Any
 from mmfr_assets.files import file_stem, image_extension, subset_folder, unreadable_image
 from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.lookup import SubsequenceLookup, SupersequenceLookup, closing_iter, table_columns
+from mmfr_assets.lake.ordered import training_image
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.lineage import NODES, STAGE_NAMES, row_level, viewer_input
 from mmfr_assets.viewer.render import counts_table, link, page, page_nav, row_card
@@ -152,8 +153,8 @@ def _write_image(folder: Path, row_id: str, data: bytes | None) -> tuple[str | N
 
 class _StageImages:
     """The image each row of a stage's input is trained on: cleaning's bytes where it changed
-    the image, else the original in `collected` (the rule of `lake.ordered.PartitionImages`,
-    which `mmfr export` and the model steps use). `PartitionImages` needs every id in `cleaned`;
+    the image, else the original in `collected` (`lake.ordered.training_image`, the rule
+    `mmfr export` and the model steps use). `PartitionImages` needs every id in `cleaned`;
     the viewer also shows rows cleaning dropped, so both tables are read with `rows_lookup`."""
 
     def __init__(self, lake: LakeResource, stream: str, partition: dict[str, str]) -> None:
@@ -162,7 +163,7 @@ class _StageImages:
 
     def get(self, ids: Sequence[str]) -> list[bytes | None]:
         changed, original = self._cleaned.get(ids), self._collected.get(ids)
-        return [(c or {}).get("image_bytes") or (o or {}).get("image_bytes")
+        return [training_image((c or {}).get("image_bytes"), (o or {}).get("image_bytes"))
                 for c, o in zip(changed, original)]
 
     @property
