@@ -21,9 +21,9 @@ from mmfr_assets.files import atomic_folder
 from mmfr_assets.lineage import STAGE_NAMES, funnel_stages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.partitions import check_lake
-from mmfr_assets.settings import report_location
+from mmfr_assets.settings import REPORT_URL_ENV, report_location
 from mmfr_assets.reporting.plots import PLOTS
-from mmfr_assets.reporting.publish import REPORT_URL_ENV, metadata_value, public_report_url, report_links
+from mmfr_assets.reporting.publish import metadata_value, public_report_url, report_links
 from mmfr_assets.reporting.stats import OPTIONAL_TABLES, collect_stats, stage_names
 from mmfr_assets.viewer.build import write_viewer
 from mmfr_assets.viewer.render import counts_table, link, page

@@ -20,15 +20,8 @@ from mmfr_assets.partitions import deps
 from mmfr_assets.rules import quality
 from mmfr_assets.rules.config import teachers_validation_thresholds, threshold_drift
 from mmfr_assets.selection import difficulty
-from mmfr_assets.selection.configs import (  # noqa: F401  (re-exported: the asset configs' home)
-    AnswerVerdictsConfig,
-    DifficultyFiltered586kConfig,
-    DifficultyFilteredConfig,
-    QualityFilteredConfig,
-    StudentRolloutsConfig,
-    StudentVerdictsConfig,
-)
-from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep, StudentVerdictsStep
+from mmfr_assets.selection.configs import DifficultyFiltered586kConfig, DifficultyFilteredConfig, QualityFilteredConfig
+from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentVerdictsStep
 from mmfr_assets.stage import Filter, run_stage, upstream_batches
 
 
