@@ -102,7 +102,7 @@ def lake_storage_options(environ: Optional[Mapping[str, str]] = None) -> dict[st
 def shard_count(environ: Optional[Mapping[str, str]] = None) -> int:
     """`MMFR_SHARDS`: how many shards each subset is split into after `collected` (default 1:
     partitions are the subset names, as before shards). Set once per lake: a lake written with
-    another count is refused (mmfr_assets/partitions.py)."""
+    another count is refused (mmfr_assets/lake/shards.py)."""
     raw = (_env(environ).get("MMFR_SHARDS") or "1").strip()
     if not raw.isdigit() or int(raw) < 1:
         raise InputError(f"MMFR_SHARDS must be a whole number of shards >= 1, got {raw!r}")

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmfr_assets.partitions import shard_of
+from mmfr_assets.lake.shards import shard_of
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401 (fixtures)
 from mmfr_assets_tests.dagster_process import (
     BIN, LAUNCH_PARTITION_BACKFILL, REPO_ROOT, daemon, dagster_env, graphql, stop, wait_for_daemons,

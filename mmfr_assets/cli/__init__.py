@@ -221,7 +221,8 @@ def merge_status(earlier: str, later: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
-    from mmfr_assets.partitions import key_label, run_plan
+    from mmfr_assets.partitions import key_label
+    from mmfr_assets.cli.run_plan import run_plan
     from mmfr_assets.reporting.funnel import funnel_lines
     from mmfr_assets.settings import shard_count
 
@@ -257,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
         for subset in subsets:
             print(f"mmfr: materializing {subset} ({args.until or 'all assets'})", flush=True)
             # One run per subset; with MMFR_SHARDS > 1, `collected` then a run per shard
-            # (mmfr_assets/partitions.run_plan), each shard's stages merged into one status.
+            # (mmfr_assets/cli/run_plan.py), each shard's stages merged into one status.
             status[subset] = {}
             for key, assets in run_plan(graph, selection, subset, shard_count()):
                 result = job.execute_in_process(

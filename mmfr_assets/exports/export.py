@@ -32,7 +32,7 @@ from mmfr_assets.exports.source import EXPORTABLE, ExportSource, lineage
 from mmfr_assets.exports.thinking import THINK_FORMATS
 from mmfr_assets.exports.turns import TrainingFormat
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.partitions import check_lake
+from mmfr_assets.lake.shards import check_lake
 
 FORMATS = {"hub": HubWriter, "llamafactory": LlamaFactoryWriter}
 CARDS = "cards"  # LLaMA-Factory layout: one card per dataset; README.md shows them all

@@ -20,7 +20,7 @@ from mmfr_assets.reporting.audit import SAMPLE_PER_REASON, audit, audit_html, au
 from mmfr_assets.files import atomic_folder
 from mmfr_assets.lineage import STAGE_NAMES, funnel_stages
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.partitions import check_lake
+from mmfr_assets.lake.shards import check_lake
 from mmfr_assets.settings import REPORT_URL_ENV, report_location
 from mmfr_assets.reporting.plots import PLOTS
 from mmfr_assets.reporting.publish import metadata_value, public_report_url, report_links
