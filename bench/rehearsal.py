@@ -20,8 +20,8 @@ roles with faults, the daemon's backfill over shards, the object store and Postg
 from __future__ import annotations
 
 import math
+import os
 import random
-import re
 import struct
 import subprocess
 import sys
@@ -207,14 +207,7 @@ class RunMeasure:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     lake_bytes: dict[str, int] = field(default_factory=dict)
     output: str = ""
-
-
-def _time_v(path: Path) -> tuple[float, float]:
-    text = path.read_text()
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) / 1024
-    user = float(re.search(r"User time \(seconds\): ([\d.]+)", text).group(1))
-    system = float(re.search(r"System time \(seconds\): ([\d.]+)", text).group(1))
-    return rss, user + system
+    between_steps: dict[str, float] = field(default_factory=dict)  # step -> MB kept after it
 
 
 def stage_seconds(home: Path) -> dict[str, float]:
@@ -241,28 +234,84 @@ def lake_bytes(lake: Path) -> dict[str, int]:
             for table in sorted(lake.iterdir()) if table.is_dir()} if lake.exists() else {}
 
 
+def _rss_mb(pid: int) -> float | None:
+    """The process's resident memory now (`/proc/<pid>/status` VmRSS), None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def step_ends(home: Path) -> list[tuple[float, str]]:
+    """(time, step) of every step's end in the instance's runs, in time order."""
+    import dagster as dg
+
+    ends = []
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for record in instance.get_run_records():
+            for entry in instance.all_logs(record.dagster_run.run_id):
+                event = entry.dagster_event
+                if event is not None and entry.step_key and event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+                    ends.append((entry.timestamp, entry.step_key))
+    return sorted(ends)
+
+
 def run_cli(root: Path, source: Path, rows: int, *, until: str = "quality_filtered", shards: int = 1,
             subsets: str = "all", log=print) -> RunMeasure:
-    """`mmfr run --subsets all --until <until>` in a fresh process under `/usr/bin/time -v`."""
+    """`mmfr run --subsets all --until <until>` in a fresh process: its peak RSS and CPU seconds
+    (`wait4`'s rusage of that process), and its resident memory sampled every 0.2 s, so the
+    memory it keeps between steps (after each step's end) is seen, not only the peak."""
+    import threading
+
     from bench.lake import Lake
 
     lake = Lake(root, source)
     env = {**lake.env(), "MMFR_SHARDS": str(shards)}
-    (lake.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    timing = root / "time.txt"
-    command = ["/usr/bin/time", "-v", "-o", str(timing), str(Path(sys.executable).with_name("mmfr")),
-               "run", "--subsets", subsets, "--until", until]
+    command = [str(Path(sys.executable).with_name("mmfr")), "run", "--subsets", subsets, "--until", until]
+    samples: list[tuple[float, float]] = []
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    with open(root / "mmfr-run.log", "w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.2):
+                rss = _rss_mb(process.pid)
+                if rss is not None:
+                    samples.append((time.time(), rss))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+        sampler.join()
     seconds = time.perf_counter() - started
-    rss, cpu = _time_v(timing)
-    measure = RunMeasure(rows, seconds, cpu, rss, done.returncode, stage_seconds(lake.home),
-                         lake_bytes(lake.lake), done.stdout[-4000:] + done.stderr[-4000:])
-    log(f"mmfr run --until {until} on {rows:,} rows (MMFR_SHARDS={shards}): exit {done.returncode}, "
-        f"{seconds:.0f} s, {cpu:.0f} CPU-s, peak RSS {rss:,.0f} MB")
-    if done.returncode != 0:
-        raise RuntimeError(f"mmfr run failed (exit {done.returncode}):\n{measure.output}")
+    output = (root / "mmfr-run.log").read_text(errors="replace")
+    measure = RunMeasure(rows, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+                         process.returncode, stage_seconds(lake.home), lake_bytes(lake.lake), output[-8000:])
+    measure.between_steps = _between_steps(samples, step_ends(lake.home))
+    log(f"mmfr run --until {until} on {rows:,} rows (MMFR_SHARDS={shards}): exit {process.returncode}, "
+        f"{seconds:.0f} s, {measure.cpu_seconds:.0f} CPU-s, peak RSS {measure.peak_rss_mb:,.0f} MB, "
+        f"kept between steps up to {max(measure.between_steps.values(), default=0):,.0f} MB")
+    if process.returncode != 0:
+        raise RuntimeError(f"mmfr run failed (exit {process.returncode}):\n{measure.output}")
     return measure
+
+
+def _between_steps(samples: list[tuple[float, float]], ends: list[tuple[float, str]]) -> dict[str, float]:
+    """Per step, the least resident memory sampled in the 2 s after its end (the largest over its
+    ends, one per run): what the process keeps alive once the step is done and its garbage
+    freed (the next step has barely started by then)."""
+    kept: dict[str, float] = {}
+    for at, step in ends:
+        after = [rss for t, rss in samples if at <= t <= at + 2.0]
+        if after:
+            kept[step] = max(kept.get(step, 0.0), min(after))
+    return kept
 
 
 def templated_source(real_sample: Path, out: Path, rows: int) -> Path:
@@ -309,7 +358,7 @@ def render(result: dict) -> list[str]:
         f"sample (every row its own numbered problem, its own image bytes, traces of the real length "
         f"distribution), {len(result['planted']['duplicates'])} planted cross-subset near-duplicates, "
         f"{result['planted']['unannotated']} rows without annotations; `mmfr run --subsets all "
-        f"--until quality_filtered`, no endpoints, one process under `/usr/bin/time -v`.",
+        f"--until quality_filtered`, no endpoints, one process (peak RSS and CPU from `getrusage`).",
         "",
         "| measure | value |",
         "| --- | ---: |",
@@ -324,6 +373,13 @@ def render(result: dict) -> list[str]:
         "| --- | ---: | ---: |",
         *[f"| {step} | {s:,.0f} | {s / per_k:,.2f} |"
           for step, s in sorted(whole.stage_seconds.items(), key=lambda kv: -kv[1])],
+        "",
+        "Resident memory the run process keeps once a step is done (the least sampled in the 2 s "
+        "after the step's end, the most over its runs): what stays alive between steps.",
+        "",
+        "| after step | MB |",
+        "| --- | ---: |",
+        *[f"| {step} | {mb:,.0f} |" for step, mb in sorted(whole.between_steps.items(), key=lambda kv: -kv[1])],
         "",
         "Lake bytes per table per 1,000 rows:",
         "",
