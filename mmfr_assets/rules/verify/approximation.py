@@ -26,6 +26,18 @@ _PLACES = {"whole number": 0, "integer": 0, "unit": 0, "one": 0, "tenth": 1, "hu
 _NEAREST = re.compile(r"nearest\s+(whole\s+number|integer|unit|tenth|hundredth|thousandth|ten-thousandth)", re.IGNORECASE)
 _DECIMAL_PLACES = re.compile(r"\b(\d|one|two|three|four)\s+decimal\s+places?", re.IGNORECASE)
 _WORD_DIGITS = {"one": 1, "two": 2, "three": 3, "four": 4}
+# "Use 3.14 for pi", "π取3.14", "take \\pi = 3.14", "\\pi \\approx 3.14": the value the question fixes.
+_PI_FIXED = re.compile(
+    r"(?:π|\\pi|\bpi)\s*\$?\s*(?:取|=|≈|\\approx|is|as)\s*\$?\s*(?P<a>3\.14\d*)"
+    r"|(?P<b>3\.14\d*)\s*\$?\s*(?:for|as)\s*\$?\s*(?:π|\\pi|\bpi)",
+    re.IGNORECASE,
+)
+
+
+def pi_fixed(question: str | None) -> float:
+    """The value the question gives pi ("use 3.14 for pi"), else pi itself."""
+    match = _PI_FIXED.search(question or "")
+    return float(match["a"] or match["b"]) if match else math.pi
 
 
 def shown_decimals(text: str) -> tuple[float, int] | None:

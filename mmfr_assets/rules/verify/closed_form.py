@@ -50,8 +50,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 class _Reader:
-    def __init__(self, tokens: list[tuple[str, str]]) -> None:
-        self.tokens, self.k = tokens, 0
+    def __init__(self, tokens: list[tuple[str, str]], pi: float) -> None:
+        self.tokens, self.k, self.pi = tokens, 0, pi
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.k] if self.k < len(self.tokens) else None
@@ -140,7 +140,7 @@ class _Reader:
             return value
         name = text.lstrip("\\")
         if name == "pi":
-            return math.pi
+            return self.pi
         if name == "e" or (kind == "cmd" and name == "mathrm"):
             return math.e if name == "e" else self.group()
         if name == "frac":
@@ -165,16 +165,17 @@ class _Reader:
         raise _NotConstant  # a variable or an unknown command
 
 
-def value(text: str) -> float | None:
+def value(text: str, pi: float = math.pi) -> float | None:
     """The value of a constant closed-form expression, None for anything else (a variable,
-    a list, an equation, a text it cannot read, a non-finite or complex result)."""
+    a list, an equation, a text it cannot read, a non-finite or complex result). `pi` is the
+    value to use for pi (3.14 where the question says so)."""
     if _TRIG.search(text) and not _ANGLE_UNIT.search(text):
         return None
     try:
         tokens = _tokens(text)
         if not tokens:
             return None
-        reader = _Reader(tokens)
+        reader = _Reader(tokens, pi)
         result = reader.expr()
         if reader.peek() is not None:
             return None

@@ -339,6 +339,9 @@ def _names(items: list[str]) -> list[tuple[str, str]] | None:
     return pairs if len({n for n, _ in pairs}) == len(pairs) else None
 
 
+_LETTER_TUPLE = re.compile(r"(?<![A-Za-z\\])\(\s*[a-zA-Z]\s*(?:,\s*[a-zA-Z]\s*)+\)")
+
+
 def _one_name(items: list[str]) -> bool:
     """Every item names the same unknown ("x = 1", "x = 2")."""
     named = [_NAMED.match(i) for i in items]
@@ -359,6 +362,10 @@ def _compare_named(xs: list[str], ys: list[str], question: str | None) -> bool |
         return _all([item_equal(x[n], y[n], question) for n in x])
     named, plain = (nx, ys) if nx is not None else (ny, xs)
     orders = {tuple(v for _, v in named), tuple(v for _, v in sorted(named))}
+    asked = _LETTER_TUPLE.search(question or "")
+    if asked and sorted(re.findall(r"[a-zA-Z]", asked[0])) == sorted(n for n, _ in named):
+        values = dict(named)  # "the ordered pair (y, x)": the question's order alone
+        orders = {tuple(values[n] for n in re.findall(r"[a-zA-Z]", asked[0]))}
     return _all([_in_order(list(order), plain, question) for order in orders])
 
 
@@ -595,7 +602,7 @@ def compare_number(candidate: str, reference: str, question: str | None = None) 
     for decimal, exact, is_reference in ((candidate, reference, False), (reference, candidate, True)):
         if approximation.shown_decimals(_decimal_text(decimal)) is None:
             continue
-        value = closed_form.value(_decimal_text(exact))
+        value = closed_form.value(_decimal_text(exact), pi=approximation.pi_fixed(question))
         if value is not None:
             return approximation.approximately(_decimal_text(decimal), value, decimal_is_reference=is_reference,
                                                question=question)
