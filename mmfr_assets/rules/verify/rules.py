@@ -366,7 +366,8 @@ def _compare_named(xs: list[str], ys: list[str], question: str | None) -> bool |
     if asked and sorted(re.findall(r"[a-zA-Z]", asked[0])) == sorted(n for n, _ in named):
         values = dict(named)  # "the ordered pair (y, x)": the question's order alone
         orders = {tuple(values[n] for n in re.findall(r"[a-zA-Z]", asked[0]))}
-    return _all([_in_order(list(order), plain, question) for order in orders])
+    verdicts = {_in_order(list(order), plain, question) for order in orders}
+    return verdicts.pop() if len(verdicts) == 1 else None  # the orders disagree: a reader's call
 
 
 def compare_lists(candidate: str, reference: str, question: str | None) -> bool | None:
