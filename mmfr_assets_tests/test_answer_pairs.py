@@ -356,6 +356,10 @@ def test_order_matters_where_the_question_or_the_brackets_say(candidate, referen
         ("8 \\text{ and } 15", "8, 15", None, (True, "list")),
         ("4 cm and 6 cm", "4, 6", None, (True, "list")),
         ("The length is 8 and the width is 5.", "8, 5", None, (None, "parts_differ")),  # a sentence: a reader's
+        # the question's "(a) ... (b)" orders the parts, but a reference merging two ("P_1 = P_2 = T")
+        # has fewer: undecided, not different (a real Zebra-CoT-Physics row, is_consistent true)
+        ("T, T, r", "P_1 = P_2 = T, r", "(a) Find the period. (b) Find the other period and the ratio.",
+         (None, "parts_differ")),
     ],
 )
 def test_parts_in_other_forms(candidate, reference, question, expected):
