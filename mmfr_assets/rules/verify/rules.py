@@ -393,7 +393,7 @@ def compare_lists(candidate: str, reference: str, question: str | None) -> bool 
         kind = SET if SET in kinds or re.search(r"\ball\b", question or "", re.IGNORECASE) else BARE
     else:
         kind = TUPLE if TUPLE in kinds else SET if SET in kinds else list_kind(question)
-    if len(xs) != len(ys) and kinds == {BARE}:
+    if len(xs) != len(ys) and kinds == {BARE} and kind != SET:
         return None  # parts merged or split ("P_1 = P_2 = T, r" against "T, T, r"): a reader's call
     if kind == TUPLE:
         return _in_order(xs, ys, question)
