@@ -36,6 +36,7 @@ class ClockTime:
     minutes: int
     seconds: int
     half: str | None
+    padded: bool = False  # "07:15": a 24-hour clock's way to write the hour
 
     def seconds_of_day(self) -> int:
         hours = self.hours
@@ -58,17 +59,20 @@ def read_time(text: str) -> ClockTime | None:
             return None
     if h > 24 or m > 59 or s > 59:
         return None
-    return ClockTime(h, m, s, half)
+    return ClockTime(h, m, s, half, len(match["h"]) == 2)
 
 
 def times_equal(x: ClockTime, y: ClockTime) -> bool | None:
-    """The same time of day; a side without am/pm is read as the 24-hour clock. Twelve hours
-    apart with a side that could be a 12-hour time without am/pm ("2:30" against "14:30",
-    "7:15" against "7:15 PM", "12:00" against "12:00 AM") is undecided: that side may mean
-    either."""
-    if x.seconds_of_day() == y.seconds_of_day():
-        return True
+    """The same time of day; a side without am/pm is read as the 24-hour clock. Where that side
+    could be a 12-hour time without am/pm (hour 1-12 not written "07"), the same time against
+    "7:15 AM", or twelve hours apart ("2:30" against "14:30", "7:15" against "7:15 PM", "12:00"
+    against "12:00 AM"), is undecided: it may mean either."""
     twelve_hour = any(t.half is None and 1 <= t.hours <= 12 for t in (x, y))
+    if x.seconds_of_day() == y.seconds_of_day():
+        one_said = (x.half is None) != (y.half is None)
+        bare = x if x.half is None else y
+        # "7:15" against "7:15 AM": the bare side may be the evening on a 12-hour clock
+        return None if one_said and 1 <= bare.hours <= 12 and not bare.padded else True
     if twelve_hour and abs(x.seconds_of_day() - y.seconds_of_day()) == 12 * 3600:
         return None
     return False

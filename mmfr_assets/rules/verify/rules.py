@@ -376,6 +376,8 @@ def _compare_named(xs: list[str], ys: list[str], question: str | None) -> bool |
             return None  # other names: a reader's call
         return _all([item_equal(x[n], y[n], question) for n in x])
     named, plain = (nx, ys) if nx is not None else (ny, xs)
+    if any(_NAMED.match(i) for i in plain):
+        return None  # "x = 2, y = 3" against "x = 2, x = 3": a point against two roots
     orders = {tuple(v for _, v in named), tuple(v for _, v in sorted(named))}
     asked = _LETTER_TUPLE.search(question or "")
     if asked and sorted(re.findall(r"[a-zA-Z]", asked[0])) == sorted(n for n, _ in named):
