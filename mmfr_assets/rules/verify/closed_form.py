@@ -83,12 +83,17 @@ class _Reader:
                 break
         return value
 
-    def unary(self) -> float:
+    def signed(self, inner) -> float:
+        """`inner()` after any leading signs."""
         t = self.peek()
         if t and t[0] == "op" and t[1] in "+-":
             self.take()
-            return -self.unary() if t[1] == "-" else self.unary()
-        return self.power()
+            value = self.signed(inner)
+            return -value if t[1] == "-" else value
+        return inner()
+
+    def unary(self) -> float:
+        return self.signed(self.power)
 
     def power(self) -> float:
         base = self.atom()
@@ -102,10 +107,10 @@ class _Reader:
         return base
 
     def exponent(self) -> float:
+        return self.signed(self.exponent_atom)
+
+    def exponent_atom(self) -> float:
         t = self.peek()
-        if t and t[0] == "op" and t[1] in "+-":
-            self.take()
-            return -self.exponent() if t[1] == "-" else self.exponent()
         if t and t[0] == "num" and len(t[1]) > 1 and "." not in t[1]:
             self.take()  # "e^23" is e^2 * 3 in LaTeX: one digit is the exponent
             self.tokens.insert(self.k, ("num", t[1][1:]))
