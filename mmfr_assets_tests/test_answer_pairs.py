@@ -332,6 +332,7 @@ TRIPLE = "Find the ordered triple $(a, b, c)$."
         ("12, 16", "16, 12", "Find the length and the width, respectively.", (False, "list")),
         ("-1, 2", "2, -1", "Find the slope $m$ and the $y$-intercept $b$.", (False, "list")),
         ("\\langle 1, -2 \\rangle", "(1, -2)", None, (True, "list")),
+        ("\\left\\langle 1, -2 \\right\\rangle", "(1, -2)", None, (True, "list")),
         ("\\begin{pmatrix} 1 \\\\ -2 \\end{pmatrix}", "(1,-2)", None, (True, "list")),
         ("\\begin{pmatrix} -2 \\\\ 1 \\end{pmatrix}", "(1,-2)", None, (False, "list")),
         ("(2, 3), (3, 2)", "(3, 2), (2, 3)", "Find all pairs $(x, y)$.", (True, "list")),  # a set of points

@@ -29,7 +29,7 @@ TUPLE, SET, BARE = "tuple", "set", "bare"
 _PLUS_MINUS = re.compile(r"^(?P<a>[^,;±]*?)\s*(?:\\pm|±)\s*(?P<b>[^,;±]+)$")
 # A vector written as a one-column (or one-row) matrix, or in angle brackets: a tuple.
 _MATRIX = re.compile(r"^\(?\s*\\begin\{([pbB]?matrix)\}(?P<body>.*?)\\end\{\1\}\s*\)?$", re.DOTALL)
-_ANGLE = re.compile(r"^\\langle(?P<body>.*)\\rangle$", re.DOTALL)
+_ANGLE = re.compile(r"^(?:\\left\s*)?\\langle(?P<body>.*?)(?:\\right\s*)?\\rangle$", re.DOTALL)
 # Part labels: "(a) 5 (b) 7", "(1) 5; (2) 7", "(I) 2 (II) 3".
 _LABEL = re.compile(r"(?:^|(?<=[\s;,.]))\(\s*(?P<label>[a-h]|[1-9]|i{1,3}|iv|v|I{1,3}|IV|V)\s*\)\s*")
 _LABEL_RUNS = ("abcdefgh", "123456789", ("i", "ii", "iii", "iv", "v"), ("I", "II", "III", "IV", "V"))
