@@ -1,0 +1,147 @@
+"""`rl_selected` end to end on real published rows (issue 31's acceptance test): the graph
+from `collected` to the RL set on two subsets, `policy_llm` a scripted fake server answering
+each row by a scenario chosen for it, no judge. Every drop reason appears, and the rows kept
+are exactly those the rules keep:
+
+- `keep`: half the samples with the image right, every blind sample wrong (0 < 0.5 < 1);
+- `too_easy` / `too_hard`: every sample right / wrong;
+- `blind`: half right with the image, every blind sample right (rl_blind_solvable);
+- `undecided`: half right, half an answer no rule can decide (bounds 0.5 to 1, no judge);
+- prose references are not rolled out (rl_not_checkable); a second run excluding the rows of
+  `quality_filtered` drops exactly those (rl_in_sft_set).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from mmfr_assets.definitions import build_definitions
+from mmfr_assets.rl.checkable import reference_form
+from mmfr_assets.rules.verify import forms, reference_answer, rules
+from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401
+from mmfr_assets_tests.paper_oracle import _texts, published_rows
+
+SUBSETS = ("LLaVA-CoT", "Euclid30K")
+SCENARIOS = ("keep", "too_easy", "too_hard", "blind", "undecided")
+EXPECTED = {"keep": None, "too_easy": "rl_too_easy", "too_hard": "rl_too_hard", "blind": "rl_blind_solvable",
+            "undecided": "rl_undecided"}
+UNDECIDABLE = "\\mathcal{Q}_{7}"  # no rule reads it (and math-verify is off): undecided
+ASSETS = ("collected", "question_reviews", "extracted_answers", "cleaned", "dedup_signatures", "deduplicated",
+          "teacher_captions", "teacher_responses", "distilled", "answer_verdicts", "quality_filtered",
+          "rl_rollouts", "rl_verdicts", "rl_selected")
+RUN_CONFIG = {"ops": {"rl_rollouts": {"config": {"use_math_verify": False}}},
+              "resources": {"policy_llm": {"config": {"max_retries": 1, "backoff_base_s": 0.01}}}}
+
+
+def _wrong(reference: str, question: str) -> str:
+    """An answer the rules call different: another option letter, or a number nobody wrote."""
+    letter = rules.as_letter(reference, forms.options(question)) or min(rules.letter_set(reference) or {""})
+    if letter:
+        return "A" if letter != "A" else "B"
+    return "98765.4321"
+
+
+class Policy:
+    """The scripted `policy_llm`: finds the row by its question, answers by its scenario."""
+
+    def __init__(self, rows: pl.DataFrame) -> None:
+        self.rows = []
+        counter = itertools.count()
+        for row in rows.iter_rows(named=True):
+            reference = reference_answer(row, ["answer", "original_answer"])[0]
+            form = reference_form(reference, row["question"])
+            # number and choice rows take the scenarios in turn; other forms' wrong answers might
+            # not be decidable, so they are answered right (too easy)
+            scenario = SCENARIOS[next(counter) % len(SCENARIOS)] if form in ("number", "choice") else "too_easy"
+            key = " ".join(row["question"].replace("<image>", "").split())[:80]
+            self.rows.append({**row, "reference": reference, "form": form, "scenario": scenario, "key": key})
+        self.errors: list[str] = []
+
+    def row_of(self, text: str) -> dict | None:
+        flat = " ".join(text.replace("<image>", "").split())
+        found = [r for r in self.rows if r["key"] and r["key"] in flat]
+        return max(found, key=lambda r: len(r["key"])) if found else None
+
+    def __call__(self, body: dict) -> list[str] | None:
+        text, image = _texts(body)
+        row = self.row_of(text)
+        n = int(body.get("n") or 1)
+        if row is None:
+            self.errors.append(f"no row for {text[:80]!r}")
+            return None
+        right, wrong = row["reference"], _wrong(row["reference"], row["question"])
+        scenario, half = row["scenario"], [right, wrong] * n
+        if image is None:  # blind
+            answers = [right] * n if scenario in ("blind", "too_easy") else [wrong] * n
+        elif scenario == "too_easy":
+            answers = [right] * n
+        elif scenario == "too_hard":
+            answers = [wrong] * n
+        elif scenario == "undecided":
+            answers = [right, UNDECIDABLE] * n
+        else:
+            answers = half
+        return [f"<think>scripted</think><answer>{a}</answer>" for a in answers[:n]]
+
+
+@pytest.fixture()
+def rl_lake(real_sample, tmp_path, monkeypatch, fake_llm):  # noqa: F811
+    monkeypatch.setenv("MMFR_POLICY_LLM_BASE_URL", fake_llm.url)
+    monkeypatch.setenv("MMFR_POLICY_LLM_MODEL", "policy")
+    monkeypatch.setenv("MMFR_LLM_CACHE", str(tmp_path / "cache.sqlite"))
+    rows = published_rows(real_sample).filter(pl.col("subset").is_in(SUBSETS))
+    policy = Policy(rows)
+    fake_llm.server.responder = policy
+    lake = tmp_path / "lake"
+    defs = build_definitions(str(real_sample), str(lake), {})
+    job = defs.resolve_implicit_global_asset_job_def()
+    instance = dg.DagsterInstance.ephemeral()
+    try:
+        for subset in SUBSETS:
+            result = job.execute_in_process(partition_key=subset, instance=instance, run_config=RUN_CONFIG,
+                                            asset_selection=[dg.AssetKey(a) for a in ASSETS])
+            assert result.success, subset
+        yield lake, policy, job, instance
+    finally:
+        fake_llm.server.responder = None
+
+
+def _decided(lake) -> tuple[set[str], dict[str, str]]:
+    kept = set(pl.read_delta(str(lake / "rl_selected"))["id"].cast(pl.String))
+    dropped = pl.read_delta(str(lake / "rejections")).filter(pl.col("stage") == "rl_selected")
+    return kept, dict(zip(dropped["id"], dropped["reason"]))
+
+
+@pytest.mark.process
+def test_rl_selected_keeps_exactly_what_the_rules_keep(rl_lake):
+    lake, policy, job, instance = rl_lake
+    assert not policy.errors, policy.errors[:3]
+    candidates = set(pl.read_delta(str(lake / "deduplicated"))["id"].cast(pl.String))
+    by_id = {str(r["id"]): r for r in policy.rows if str(r["id"]) in candidates}
+    expected = {i: ("rl_not_checkable" if r["form"] in ("prose", "none") else EXPECTED[r["scenario"]])
+                for i, r in by_id.items()}
+    kept, dropped = _decided(lake)
+    assert kept == {i for i, reason in expected.items() if reason is None}
+    assert dropped == {i: reason for i, reason in expected.items() if reason is not None}
+    assert set(dropped.values()) == {"rl_not_checkable", "rl_too_easy", "rl_too_hard", "rl_blind_solvable",
+                                     "rl_undecided"}
+    table = pl.read_delta(str(lake / "rl_selected"))
+    assert table["pass_rate"].to_list() == [0.5] * table.height and table["samples"].to_list() == [8] * table.height
+    assert table["blind_pass_rate"].to_list() == [0.0] * table.height
+    undecided = pl.read_delta(str(lake / "rejections")).filter(pl.col("reason") == "rl_undecided")["detail"][0]
+    assert "between 0.5 and 1" in undecided
+
+    # a second run, excluding the rows of an SFT table: exactly those go, with their own reason
+    sft = set(pl.read_delta(str(lake / "quality_filtered"))["id"].cast(pl.String))
+    config = {**RUN_CONFIG, "ops": {"rl_selected": {"config": {"exclude_sft_asset": "quality_filtered"}}}}
+    for subset in SUBSETS:
+        assert job.execute_in_process(partition_key=subset, instance=instance, run_config=config,
+                                      asset_selection=[dg.AssetKey("rl_selected")]).success
+    kept, dropped = _decided(lake)
+    in_sft = {i for i in sft if expected.get(i) != "rl_not_checkable"}
+    assert in_sft and {i for i, r in dropped.items() if r == "rl_in_sft_set"} == in_sft
+    assert kept == {i for i, reason in expected.items() if reason is None} - sft
