@@ -20,6 +20,10 @@ import polars as pl
 import pytest
 
 from mmfr_assets.definitions import build_definitions
+from mmfr_assets.errors import InputError
+from mmfr_assets.exports.export import export
+from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.rl.reward import compute_score
 from mmfr_assets.rl.checkable import reference_form
 from mmfr_assets.rules.verify import forms, reference_answer, rules
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401
@@ -117,7 +121,7 @@ def _decided(lake) -> tuple[set[str], dict[str, str]]:
 
 
 @pytest.mark.process
-def test_rl_selected_keeps_exactly_what_the_rules_keep(rl_lake):
+def test_rl_selected_keeps_exactly_what_the_rules_keep(rl_lake, tmp_path):
     lake, policy, job, instance = rl_lake
     assert not policy.errors, policy.errors[:3]
     candidates = set(pl.read_delta(str(lake / "deduplicated"))["id"].cast(pl.String))
@@ -134,6 +138,7 @@ def test_rl_selected_keeps_exactly_what_the_rules_keep(rl_lake):
     assert table["blind_pass_rate"].to_list() == [0.0] * table.height
     undecided = pl.read_delta(str(lake / "rejections")).filter(pl.col("reason") == "rl_undecided")["detail"][0]
     assert "between 0.5 and 1" in undecided
+    check_verl_export(lake, tmp_path / "verl", table)
 
     # a second run, excluding the rows of an SFT table: exactly those go, with their own reason
     sft = set(pl.read_delta(str(lake / "quality_filtered"))["id"].cast(pl.String))
@@ -145,3 +150,72 @@ def test_rl_selected_keeps_exactly_what_the_rules_keep(rl_lake):
     in_sft = {i for i in sft if expected.get(i) != "rl_not_checkable"}
     assert in_sft and {i for i, r in dropped.items() if r == "rl_in_sft_set"} == in_sft
     assert kept == {i for i, reason in expected.items() if reason is None} - sft
+
+
+def verl_messages(example: dict) -> list:
+    """What verl's `RLHFDataset._build_messages` (verl b178a3c) does with a row: split each
+    string content on the placeholders, put the images in, and assert the counts agree."""
+    import io
+    import re
+
+    from PIL import Image
+
+    messages = example["prompt"]
+    images = example.pop("images", None) or []
+    offset = 0
+    for message in messages:
+        if not images:
+            continue
+        content = message["content"]
+        if not isinstance(content, str):
+            continue
+        parts = []
+        for segment in [s for s in re.split("(<image>|<video>)", content) if s != ""]:
+            if segment == "<image>":
+                assert offset < len(images)
+                image = images[offset]
+                assert isinstance(image, dict) and "bytes" in image
+                image["image"] = Image.open(io.BytesIO(image["bytes"]))
+                parts.append({"type": "image", **image})
+                offset += 1
+            else:
+                parts.append({"type": "text", "text": segment})
+        message["content"] = parts
+    assert offset == len(images)
+    return messages
+
+
+def check_verl_export(lake, out, table: pl.DataFrame) -> None:
+    """`mmfr export --asset rl_selected --format verl`, read as verl reads it: `datasets`
+    loads the parquet, `_build_messages` places each image, the reward manager passes
+    `reward_model["ground_truth"]`, `data_source` and `extra_info` to the scoring function."""
+    import datasets
+
+    resource = LakeResource(uri=str(lake))
+    result = export(resource, "rl_selected", list(SUBSETS), out, fmt="verl")
+    assert sum(result.counts.values()) == table.height
+    with pytest.raises(InputError, match="does not fit"):
+        export(resource, "difficulty_filtered", list(SUBSETS), out, fmt="verl")
+    rows = datasets.load_dataset("parquet", data_files=str(out / "train.parquet"))["train"]
+    assert len(rows) == table.height and "verl" in (out / "README.md").read_text()
+    references = dict(zip(table["id"], table["reference"]))
+    indices = set()
+    for example in rows:
+        info = example["extra_info"]
+        assert example["data_source"] == f"mmfr/{info['subset']}" and example["ability"]
+        assert example["reward_model"] == {"style": "rule", "ground_truth": references[info["id"]]}
+        assert info["pass_rate"] == 0.5 and info["question"] and "<image>" not in info["question"]
+        indices.add(info["index"])
+        messages = verl_messages(dict(example))
+        user = messages[-1]
+        assert user["role"] == "user" and [p["type"] for p in user["content"]].count("image") == 1
+        assert "<answer></answer>" in "".join(p.get("text", "") for p in user["content"])  # the RL prompt
+        truth = example["reward_model"]["ground_truth"]
+        right = compute_score(example["data_source"], f"<think>x</think><answer>{truth}</answer>", truth, info)
+        wrong = compute_score(example["data_source"], "<think>x</think><answer>98765.4321</answer>", truth, info)
+        assert (right["score"], wrong["score"]) == (1.0, 0.1)
+    assert indices == set(range(table.height))
+    # the hub layout of the same set: prompts without traces, the image as the Image feature
+    hub = export(resource, "rl_selected", list(SUBSETS), out.parent / "hub", fmt="hub")
+    loaded = datasets.load_dataset(str(hub.out), split="train")
+    assert len(loaded) == table.height and {"question_plain", "reference", "pass_rate", "image"} <= set(loaded.features)
