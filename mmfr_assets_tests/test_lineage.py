@@ -63,6 +63,7 @@ EXPECTED_EDGES = {
     ("difficulty_filtered", "report"),
     ("difficulty_filtered_586k", "report"),
     ("rl_selected", "report"),
+    ("rl_verdicts", "report"),
 }
 
 

@@ -139,6 +139,7 @@ def test_rl_selected_keeps_exactly_what_the_rules_keep(rl_lake, tmp_path):
     undecided = pl.read_delta(str(lake / "rejections")).filter(pl.col("reason") == "rl_undecided")["detail"][0]
     assert "between 0.5 and 1" in undecided
     check_verl_export(lake, tmp_path / "verl", table)
+    check_report(lake, table)
 
     # a second run, excluding the rows of an SFT table: exactly those go, with their own reason
     sft = set(pl.read_delta(str(lake / "quality_filtered"))["id"].cast(pl.String))
@@ -219,3 +220,25 @@ def check_verl_export(lake, out, table: pl.DataFrame) -> None:
     hub = export(resource, "rl_selected", list(SUBSETS), out.parent / "hub", fmt="hub")
     loaded = datasets.load_dataset(str(hub.out), split="train")
     assert len(loaded) == table.height and {"question_plain", "reference", "pass_rate", "image"} <= set(loaded.features)
+
+
+def check_report(lake, table: pl.DataFrame) -> None:
+    """The report's RL plot counts every candidate the policy answered, kept or not, and the
+    funnel and viewer carry rl_selected beside the SFT recipes."""
+    import io
+
+    from PIL import Image
+
+    from mmfr_assets.reporting.plots import rl_pass_rates
+    from mmfr_assets.reporting.stats import collect_stats, stage_names
+
+    resource = LakeResource(uri=str(lake))
+    stats = collect_stats(resource, list(SUBSETS))
+    rolled = pl.read_delta(str(lake / "rl_rollouts")).filter(pl.col("checkable"))
+    assert sum(stats.rl_pass_rates.values()) == rolled.height
+    assert sum(n for (_, kept), n in stats.rl_pass_rates.items() if kept) == table.height
+    assert stats.rl_pass_rates[(0.5, True)] == table.height and stats.rl_pass_rates[(1.0, False)] > 0
+    with Image.open(io.BytesIO(rl_pass_rates(stats))) as image:
+        assert image.format == "PNG" and image.width >= 600
+    assert "rl_selected" in stage_names(resource)
+    assert {"rl_selected"} <= set(stats.funnel["stage"])
