@@ -22,9 +22,9 @@ from mmfr_assets.model_step.join import take
 from mmfr_assets.prompts import Prompt
 from mmfr_assets.rl.checkable import reference_form
 from mmfr_assets.rl.configs import RlRolloutsConfig, RlVerdictsConfig
-from mmfr_assets.rules.verify import reference_answer
 from mmfr_assets.selection.steps import (
-    PASS_RATE_SCHEMA, StudentVerdictsStep, _verifier, answers_to_judge, settled_samples, verified_samples,
+    PASS_RATE_SCHEMA, StudentVerdictsStep, _verifier, answers_to_judge, batch_references, settled_samples,
+    verified_samples,
 )
 
 #: Rows rolled out (or judged): their origin says the samples hold a pass rate or its bounds.
@@ -105,8 +105,7 @@ class RlRolloutsStep(ModelStep):
         self._verifier.close()
 
     def prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
-        present = [c for c in self.reference_columns if c in batch.columns]
-        references = [reference_answer(r, present)[0] for r in batch.select(present).iter_rows(named=True)]
+        references = batch_references(batch, self.reference_columns)
         forms = [reference_form(ref, q, max_expression_chars=self.max_chars)
                  for ref, q in zip(references, batch["question"].to_list())]
         return batch.with_columns(pl.Series("reference", references, pl.String),

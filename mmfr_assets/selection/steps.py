@@ -226,6 +226,13 @@ class AnswerVerdictsStep(ModelStep):
         return Parsed(self._unverified(row, row.get("rule_detail") or undecided))
 
 
+def batch_references(batch: pl.DataFrame, columns: Sequence[str]) -> list[str | None]:
+    """Each row's reference answer: the first non-blank of `columns` the batch has, reduced to
+    what it concludes (`reference_answer`)."""
+    present = [c for c in columns if c in batch.columns]
+    return [reference_answer(r, present)[0] for r in batch.select(present).iter_rows(named=True)]
+
+
 def pass_rate_bounds(samples: int, correct: int, unknown: int) -> tuple[float | None, float | None]:
     """What the samples say of the pass rate over all `samples`: at least `correct`/n, at most
     (`correct` + `unknown`)/n, where `unknown` are samples nobody could decide (or whose request
@@ -362,9 +369,7 @@ class StudentRolloutsStep(ModelStep):
         self._verifier.close()
 
     def prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
-        present = [c for c in self.reference_columns if c in batch.columns]
-        references = [reference_answer(r, present)[0] for r in batch.select(present).iter_rows(named=True)]
-        return batch.with_columns(pl.Series("reference", references, pl.String))
+        return batch.with_columns(pl.Series("reference", batch_references(batch, self.reference_columns), pl.String))
 
     def needs(self, batch: pl.DataFrame) -> pl.Series:
         missing = pl.col("pass_rate").is_null() | pl.col("pass_rate").is_nan() | pl.lit(self.recompute)
