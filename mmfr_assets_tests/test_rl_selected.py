@@ -149,6 +149,13 @@ def test_rl_selected_keeps_exactly_what_the_rules_keep(rl_lake, tmp_path):
                                       asset_selection=[dg.AssetKey("rl_selected")]).success
     kept, dropped = _decided(lake)
     in_sft = {i for i in sft if expected.get(i) != "rl_not_checkable"}
+    # an SFT table never materialized for the subset is an error, not "nothing to exclude"
+    missing = {**RUN_CONFIG, "ops": {"rl_selected": {"config": {"exclude_sft_asset": "difficulty_filtered"}}}}
+    failed = job.execute_in_process(partition_key=SUBSETS[0], instance=instance, run_config=missing,
+                                    asset_selection=[dg.AssetKey("rl_selected")], raise_on_error=False)
+    assert not failed.success
+    assert any("difficulty_filtered, which has not been materialized" in str(e.event_specific_data)
+               for e in failed.all_events if e.is_failure)
     assert in_sft and {i for i, r in dropped.items() if r == "rl_in_sft_set"} == in_sft
     assert kept == {i for i, reason in expected.items() if reason is None} - sft
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from mmfr_assets.dedup.assets import DEDUPLICATED_SCHEMA
 from mmfr_assets.lake.delta import count_rows, read_partition
-from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.lineage import reads, upstream_of
 from mmfr_assets.model_step.join import join_step, take
 from mmfr_assets.partitions import deps, lake_partition
@@ -48,12 +48,15 @@ RL_SELECTED_SCHEMA = pa.schema([
 
 def sft_ids(lake: LakeResource, table: str, subset: str) -> set[str]:
     """The ids of `table`'s partition (the SFT set to exclude). One column of one partition:
-    a few tens of bytes a row. A partition the table does not hold is an error, not an empty
-    set: excluding nothing would silently keep the SFT rows."""
+    a few tens of bytes a row. A partition the table never decided on (no rows kept, none
+    dropped) is an error, not an empty set: excluding nothing would silently keep the SFT rows."""
     location = lake.location(table)
-    if location.table() is None or count_rows(location, lake_partition(subset)) == 0:
-        raise dg.Failure(f"{NAME}: exclude_sft_asset is {table}, which holds no rows for {subset}: "
-                         f"materialize {table} for it first (or unset exclude_sft_asset)")
+    partition = lake_partition(subset)
+    decided = (count_rows(location, partition)
+               + count_rows(lake.location(REJECTIONS_TABLE), {**partition, "stage": table}))
+    if location.table() is None or decided == 0:
+        raise dg.Failure(f"{NAME}: exclude_sft_asset is {table}, which has not been materialized for "
+                         f"{subset}: materialize it first (or unset exclude_sft_asset)")
     ids: set[str] = set()
     with read_partition(location, lake_partition(subset), columns=["id"], batch_size=65536) as reader:
         for batch in reader:
