@@ -138,7 +138,7 @@ def test_rl_selected_keeps_exactly_what_the_rules_keep(rl_lake, tmp_path):
     assert table["blind_pass_rate"].to_list() == [0.0] * table.height
     undecided = pl.read_delta(str(lake / "rejections")).filter(pl.col("reason") == "rl_undecided")["detail"][0]
     assert "between 0.5 and 1" in undecided
-    check_verl_export(lake, tmp_path / "verl", table)
+    check_verl_export(lake, tmp_path / "verl", table, instance)
     check_report(lake, table)
 
     # a second run, excluding the rows of an SFT table: exactly those go, with their own reason
@@ -193,19 +193,22 @@ def verl_messages(example: dict) -> list:
     return messages
 
 
-def check_verl_export(lake, out, table: pl.DataFrame) -> None:
+def check_verl_export(lake, out, table: pl.DataFrame, instance) -> None:
     """`mmfr export --asset rl_selected --format verl`, read as verl reads it: `datasets`
     loads the parquet, `_build_messages` places each image, the reward manager passes
     `reward_model["ground_truth"]`, `data_source` and `extra_info` to the scoring function."""
     import datasets
 
     resource = LakeResource(uri=str(lake))
-    result = export(resource, "rl_selected", list(SUBSETS), out, fmt="verl")
+    result = export(resource, "rl_selected", list(SUBSETS), out, fmt="verl", instance=instance)
     assert sum(result.counts.values()) == table.height
     with pytest.raises(InputError, match="does not fit"):
         export(resource, "difficulty_filtered", list(SUBSETS), out, fmt="verl")
     rows = datasets.load_dataset("parquet", data_files=str(out / "train.parquet"))["train"]
-    assert len(rows) == table.height and "verl" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert len(rows) == table.height and "data.train_files" in card
+    # the card's recipe: the band rl_selected kept, and the policy's sampling settings
+    assert "0 < pass rate < 1" in card and "| rl_rollouts | num_samples | 8 |" in card
     references = dict(zip(table["id"], table["reference"]))
     indices = set()
     for example in rows:

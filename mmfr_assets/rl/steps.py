@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import dagster as dg
 import polars as pl
 import pyarrow as pa
 
@@ -103,6 +104,12 @@ class RlRolloutsStep(ModelStep):
 
     def close(self) -> None:
         self._verifier.close()
+
+    def extra_metadata(self) -> dict[str, Any]:
+        """The sampling settings, for the export's card (text: the UI plots only row counts)."""
+        return {"num_samples": dg.MetadataValue.text(str(self.samples)),
+                "blind_samples": dg.MetadataValue.text(str(self.blind_samples)),
+                "checkable_forms": dg.MetadataValue.text(", ".join(self.forms))}
 
     def prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
         references = batch_references(batch, self.reference_columns)
