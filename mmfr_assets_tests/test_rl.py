@@ -164,3 +164,19 @@ def test_rl_verdicts_judge_both_groups_in_one_request():
     unrolled = {**joined, "pass_rate_origin": "not_checkable", "blind_pass_rate_origin": "not_checkable"}
     assert step._to_judge(unrolled) == []
     assert step.without_model(unrolled).columns["pass_rate_origin"] == "not_checkable"
+
+
+@pytest.mark.parametrize("response, truth, question, score", [
+    ("<think>x</think><answer>B</answer>", "B", None, 1.0),
+    ("<think>x</think><answer>512</answer>", "B", "A. 256\nB. 512", 1.0),  # the option's text
+    ("<think>x</think><answer>A</answer>", "B", "A. 256\nB. 512", 0.1),  # formatted, wrong
+    ("<think>x</think>so it is \\boxed{42}", "42", None, 0.9),  # right, not in the asked format
+    ("<think>x <answer>42</answer></think>", "42", None, 0.9),  # the answer pair is inside the thinking
+    ("<think>x</think><answer>\\mathcal{Q}</answer>", "42", None, 0.1),  # undecided scores as wrong
+    ("", "42", None, 0.0),
+])
+def test_the_verl_reward(response, truth, question, score):
+    from mmfr_assets.rl.reward import compute_score
+
+    result = compute_score("mmfr/S", response, truth, {"question": question})
+    assert result["score"] == pytest.approx(score)
