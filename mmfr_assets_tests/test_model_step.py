@@ -133,6 +133,24 @@ def test_samples_in_one_request_with_n_or_one_request_per_seed(fake_llm, llm_set
     assert seen == 15 and out["texts"].list.len().to_list() == [3] * 5
 
 
+class TwoAsksStep(EchoStep):
+    """Asks each row two ways (as the RL rollouts do: with and without the image)."""
+
+    def asks(self, row, prompt):
+        from mmfr_assets.model_step.declaration import Ask
+
+        return (Ask(self.render(row, prompt), False, 3), Ask(f"blind {row['question']}", False, 2))
+
+
+@pytest.mark.parametrize("supports_n, requests", [(True, 2), (False, 5)])
+def test_several_asks_per_row_come_back_in_order(fake_llm, llm_settings, tmp_path, supports_n, requests):
+    with LLMSession(llm_settings(), cache=str(tmp_path / "c.sqlite")) as s:
+        out = _run(TwoAsksStep(samples=3), s, _batches(4), supports_n=supports_n, base_seed=7)
+        assert fake_llm.stats()["requests"] == 4 * requests
+    for i, texts in enumerate(out["texts"].to_list()):
+        assert texts == [f"Echo: Please answer: q{i}"] * 3 + [f"Echo: blind q{i}"] * 2
+
+
 def test_a_retry_asks_again_with_a_new_seed_and_a_rerun_pays_nothing(fake_llm, llm_settings, tmp_path):
     # every first attempt is scripted to lack "ok"; later attempts get the normal echo ...
     fake_llm.configure(rules=[{"fault": "reply", "marker": "q", "first_per_prompt": 1, "content": "nope"}])

@@ -18,6 +18,7 @@ from PIL import Image
 from mmfr_assets.files import subset_folder
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.lake.lookup import SubsequenceLookup
+from mmfr_assets.lineage import BRANCH_NAMES
 from mmfr_assets.reporting.stats import LENGTH_BINS, collect_stats
 from mmfr_assets_tests.lake_fixture import SUBSETS, materialize_subsets
 
@@ -57,9 +58,9 @@ def test_funnel_is_the_lakes_counts(reported):
         per = funnel.filter(pl.col("subset") == subset)
         collected = per.filter((pl.col("stage") == "collected") & (pl.col("reason") == "(kept)"))["rows"][0]
         selected = per.filter((pl.col("stage") == "difficulty_filtered") & (pl.col("reason") == "(kept)"))["rows"][0]
-        # (the 586K recipe is a branch beside difficulty_filtered: its drops are its own)
+        # (the 586K recipe and the RL set are branches beside the line: their drops are their own)
         dropped = per.filter(pl.col("filter").is_not_null() & (pl.col("filter") != "")
-                             & (pl.col("stage") != "difficulty_filtered_586k"))["rows"].sum()
+                             & ~pl.col("stage").is_in(BRANCH_NAMES))["rows"].sum()
         assert collected == selected + dropped
     # The pivot first (rows kept, subset x stage, in lineage order), the drops by reason below.
     markdown = metadata["funnel"].value

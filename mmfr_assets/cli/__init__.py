@@ -355,6 +355,8 @@ def export(args: argparse.Namespace) -> int:
     if args.format == "hub":
         print(f"wrote {out}: datasets.load_dataset({out!r}) (every subset) or "
               f"datasets.load_dataset({out!r}, <subset>)")
+    elif args.format == "verl":
+        print(f"wrote {out}: verl data.train_files={out}/train.parquet")
     else:
         others = [d for d in result.all_datasets if d not in result.datasets]
         print(f"wrote {out}: LLaMA-Factory dataset_dir={out!r}, dataset={result.datasets[0]}"
@@ -406,9 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.add_argument(
         "--asset", default="difficulty_filtered", choices=EXPORTABLE,
         help="difficulty_filtered (123K recipe), difficulty_filtered_586k (586K recipe), "
-        "quality_filtered or distilled",
+        "rl_selected (the RL set), quality_filtered or distilled",
     )
-    export_parser.add_argument("--format", default="hub", choices=["hub", "llamafactory"])
+    export_parser.add_argument("--format", default="hub", choices=["hub", "llamafactory", "verl"],
+                               help="hub, llamafactory (SFT traces), or verl (the RL set, --asset rl_selected)")
     export_parser.add_argument("--subsets", default="all")
     export_parser.add_argument(
         "--think-format", default=DEFAULT_THINK_FORMAT, choices=list(THINK_FORMATS),

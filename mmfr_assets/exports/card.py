@@ -118,6 +118,16 @@ def _usage(fmt: str, out: str, name, datasets_named: Sequence[str], configs: Seq
         others = f"  # thinking markers `{think_format}`; also {', '.join(templates[1:])}" if templates[1:] else ""
         template = f"template: {templates[0]}{others}"
     subset = configs[0] if configs else "<subset>"  # a subset with rows: only those have a config
+    if fmt == "verl":
+        return [
+            "verl (PPO/GRPO trainer config; `RLHFDataset` reads `prompt`, `images`, `data_source`, "
+            "`reward_model`, `extra_info`):",
+            "```yaml",
+            f"data.train_files: {out}/train.parquet",
+            "data.image_key: images",
+            "custom_reward_function.path: <path of mmfr_assets/rl/reward.py>  # data_source is mmfr/<subset>",
+            "```",
+        ]
     if fmt == "hub":
         return [
             "```python",
@@ -145,6 +155,17 @@ def _usage(fmt: str, out: str, name, datasets_named: Sequence[str], configs: Seq
 
 def _training_format(fmt: str, training, notes: Mapping[str, int]) -> list[str]:
     from mmfr_assets.exports.thinking import THINK_FORMATS
+
+    if fmt == "verl":
+        lines = [
+            "Prompts for RL with a rule reward: the user turn is the RL rollout prompt "
+            "(`prompts/rl_rollout.user.txt`, the text the pass rates were measured with) with one "
+            "`<image>` per image; `reward_model.ground_truth` is the reference as the verifier reads "
+            "it; `extra_info` holds the subset, id, pass rates and reference form.",
+        ]
+        if any(notes.values()):
+            lines += ["", *_table(["adapted", "rows"], [(k, v) for k, v in sorted(notes.items()) if v])]
+        return lines
 
     markers = THINK_FORMATS[training.think_format]
     marks = ("as the trace was written" if markers is None

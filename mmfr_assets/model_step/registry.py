@@ -24,6 +24,8 @@ from mmfr_assets.distillation.teachers import CaptionTeacher, CaptionTeacherConf
 from mmfr_assets.llm.resource import ROLES
 from mmfr_assets.model_step.asset import ModelStepConfig, model_step_asset
 from mmfr_assets.model_step.declaration import ModelStep
+from mmfr_assets.rl.configs import RlRolloutsConfig, RlVerdictsConfig
+from mmfr_assets.rl.steps import RlRolloutsStep, RlVerdictsStep
 from mmfr_assets.selection.configs import AnswerVerdictsConfig, StudentRolloutsConfig, StudentVerdictsConfig
 from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep, StudentVerdictsStep
 
@@ -45,6 +47,8 @@ MODEL_STEPS: tuple[Registered, ...] = (
     Registered(AnswerVerdictsStep, AnswerVerdictsConfig, "selection"),
     Registered(StudentRolloutsStep, StudentRolloutsConfig, "selection"),
     Registered(StudentVerdictsStep, StudentVerdictsConfig, "selection"),
+    Registered(RlRolloutsStep, RlRolloutsConfig, "rl"),
+    Registered(RlVerdictsStep, RlVerdictsConfig, "rl"),
 )
 
 

@@ -33,6 +33,7 @@ TITLES = {
     "length_kept_vs_dropped": "Trace and caption length, kept vs dropped",
     "drops_by_reason": "Drops by reason per subset",
     "verifier_methods": "Verifier method shares",
+    "rl_pass_rates": "RL candidates by policy pass rate, kept vs dropped",
 }
 
 
