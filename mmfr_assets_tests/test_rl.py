@@ -129,7 +129,7 @@ def test_rl_rollouts_asks_with_and_without_the_image():
     asks = step.asks(first, load_prompt("rl_rollout"))
     assert [(a.image, a.samples) for a in asks] == [(True, 4), (False, 2)]
     assert "<image>" in asks[0].text and "<image>" not in asks[1].text and "How long is AB?" in asks[1].text
-    replies = [_ok("<answer>5</answer>"), _ok("<answer>4</answer>"), _ok("<answer>\\sqrt{25}</answer>"), FAILED,
+    replies = [_ok("<answer>5</answer>"), _ok("<answer>4</answer>"), _ok("<answer>\\frac{10}{y}</answer>"), FAILED,
                _ok("<answer>5</answer>"), _ok("<answer>7</answer>")]
     c = step.parse(first, replies, 1).columns
     assert (c["correct"], c["incorrect"], c["undecided"], c["failed"]) == (1, 1, 1, 1)
