@@ -291,8 +291,136 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["--measure"]:
         print(json.dumps(measure(args[1], args[2])))
         return 0
+    if args[:1] == ["--materialize"]:
+        print(json.dumps(materialize_deduplicated(args[1], args[2])))
+        return 0
     print("usage: python -m bench --only dedup [--quick]")
     return 2
+
+
+
+# --- Templated families: `deduplicated` at scale on rows sharing a figure and their text -----
+
+TEMPLATED_SUBSET = "ScaleSet"
+
+
+def templated_source(root: Path, real_sample: Path) -> Path:
+    """A source naming the one subset `ScaleSet` (its rows are written straight into the lake
+    by `templated_lake`; the source only declares the partition)."""
+    folder = root / TEMPLATED_SUBSET
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(real_sample / "BMMR" / "train-00000-of-00001.parquet", folder / "train-00000-of-00001.parquet")
+    (root / "README.md").write_text(
+        f'---\nconfigs:\n- config_name: "{TEMPLATED_SUBSET}"\n  data_files:\n  - split: train\n'
+        f'    path: "{TEMPLATED_SUBSET}/train-*.parquet"\n---\n')
+    return root
+
+
+def templated_lake(lake: Path, real_sample: Path, rows: int) -> None:
+    """`cleaned` and `dedup_signatures` of one subset of `rows` rows grown from the real sample
+    as the issue-34 rehearsal grows them: row i is real row i mod 110 with its question
+    numbered ("Problem i: ..."), its reference answer and the real row's figure (its own image
+    bytes: its own SHA-256, the figure's perceptual hashes), so every real row heads a family of
+    rows/110 that share a figure and all their text but the number. The signatures are
+    `signature_batch`'s (each distinct figure hashed once)."""
+    import polars as pl
+
+    from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
+    from mmfr_assets.dedup.answers import reference_answers
+    from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA, signature_batch
+    from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter
+
+    real = pl.concat([pl.read_parquet(p).with_columns(pl.col("id").cast(pl.String))
+                      for p in sorted(real_sample.glob("*/*.parquet"))]).filter(
+        pl.col("image").struct.field("bytes").is_not_null() & pl.col("question").is_not_null())
+    figures = real["image"].struct.field("bytes").to_list()
+    hashes = {}
+
+    def hash_once(image):
+        from mmfr_assets.dedup.images import image_hashes
+        if id(image) not in hashes:
+            hashes[id(image)] = image_hashes(image)
+        return hashes[id(image)]
+
+    cleaned = DeltaLocation(str(lake / "cleaned"))
+    signed = DeltaLocation(str(lake / "dedup_signatures"))
+    partition = {"subset": TEMPLATED_SUBSET}
+    with PartitionWriter(cleaned, CLEANED_SCHEMA, partition) as rows_out, \
+            PartitionWriter(signed, SIGNATURE_SCHEMA, partition) as signatures_out:
+        for start in range(0, rows, 4096):
+            picked = [(i, i % real.height) for i in range(start, min(rows, start + 4096))]
+            source = real[[k for _, k in picked]]
+            ids = [f"{TEMPLATED_SUBSET}-{i:07d}" for i, _ in picked]
+            questions = [f"Problem {i + 1}: {q}" for (i, _), q in zip(picked, source["question"])]
+            shas = [hashlib.sha256(f"{i}".encode()).hexdigest() for i in ids]
+            answers = reference_answers(source.select("answer").iter_rows(named=True))
+            frame = pl.DataFrame({"subset": [TEMPLATED_SUBSET] * len(ids), "id": ids,
+                                  "question": questions, "answer": source["answer"],
+                                  "image_sha256": shas})
+            table = frame.to_arrow()
+            rows_out.write(pa.table({f.name: table[f.name] if f.name in table.column_names
+                                     else pa.nulls(table.num_rows, f.type) for f in CLEANED_SCHEMA
+                                     if f.name != "subset"}))
+            sig = signature_batch(ids, questions, [figures[k] for _, k in picked], shas,
+                                  num_perm=NUM_PERM, map_images=lambda f, xs: map(hash_once, xs),
+                                  answers=answers)
+            signatures_out.write(sig.with_columns(subset=pl.lit(TEMPLATED_SUBSET)).to_arrow())
+        rows_out.commit()
+        signatures_out.commit()
+
+
+def materialize_deduplicated(source: str, lake: str) -> dict:
+    """Materialize `deduplicated[ScaleSet]` as a user does (the asset, through Dagster, in this
+    process); called in a fresh process so that its peak RSS is the step's own."""
+    import dagster as dg
+
+    from mmfr_assets.definitions import build_definitions
+
+    import mmfr_assets
+
+    before = _current_rss_mb()
+    defs = build_definitions(source, lake, {})
+    job = defs.resolve_implicit_global_asset_job_def()
+    t = time.perf_counter()
+    result = job.execute_in_process(partition_key=TEMPLATED_SUBSET, instance=dg.DagsterInstance.ephemeral(),
+                                    asset_selection=[dg.AssetKey("deduplicated")])
+    seconds = time.perf_counter() - t
+    [event] = [e for e in result.get_asset_materialization_events()]
+    meta = event.event_specific_data.materialization.metadata
+    return {"success": result.success, "seconds": seconds, "rss_before_mb": before,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rows_in": meta["rows_in"].value, "rows_dropped": meta["rows_dropped"].value,
+            "candidate_rows": int(meta["dedup/candidate_rows"].value),
+            "signature_rows_scanned": int(meta["dedup/signature_rows_scanned"].value),
+            "code": str(Path(mmfr_assets.__file__).parent)}
+
+
+def templated_memory(out: Path, real_sample: Path, sizes: tuple[int, ...], *, code: str | None = None,
+                     log=print) -> dict[int, dict]:
+    """Peak RSS of materializing `deduplicated` on templated subsets of each size, each in a
+    fresh process (`code`: a folder holding another checkout's `mmfr_assets`, to measure the
+    code before a change side by side on the same lakes)."""
+    results = {}
+    for rows in sizes:
+        root = out / f"templated-{rows}"
+        shutil.rmtree(root, ignore_errors=True)
+        source = templated_source(root / "source", real_sample)
+        t = time.perf_counter()
+        templated_lake(root / "lake", real_sample, rows)
+        log(f"templated subset of {rows:,} rows written in {time.perf_counter() - t:.0f} s")
+        # `python -m` puts the working directory first on the path: `code`'s package wins
+        path = os.pathsep.join([code, *sys.path] if code else sys.path)
+        done = subprocess.run([sys.executable, "-m", "bench.dedup", "--materialize", str(source),
+                               str(root / "lake")], capture_output=True, text=True, cwd=code,
+                              env={**os.environ, "PYTHONPATH": path, "MMFR_SHARDS": "1"})
+        if done.returncode != 0:
+            # killed (-9: out of memory) or failed: recorded, not hidden
+            results[rows] = {"failed": done.returncode, "stderr": done.stderr.strip().splitlines()[-1:]}
+        else:
+            results[rows] = json.loads(done.stdout.splitlines()[-1])
+        log(f"deduplicated on {rows:,} templated rows: {results[rows]}")
+        shutil.rmtree(root, ignore_errors=True)
+    return results
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from mmfr_assets.dedup.assets import dedup_verdicts  # at collection: its first import starts a process
 from mmfr_assets.dedup.images import image_hashes
 from mmfr_assets.dedup.matching import MatchRules, find_duplicates, subset_ranks
 from mmfr_assets.dedup.signatures import signature_batch
@@ -183,8 +184,6 @@ def test_the_card_names_the_benchmarks_checked():
 
 
 def test_a_leaked_duplicate_is_dropped_as_contaminated():
-    from mmfr_assets.dedup.assets import dedup_verdicts
-
     batch = pl.DataFrame({"id": ["a", "b", "c"], "question": ["q1", "q2", "q3"]})
     verdicts = dedup_verdicts(batch, {"b": "benchmark X item 1: image"},
                               {"b": "(S, z)", "c": "(S, a)"})
