@@ -1,7 +1,9 @@
 """Question text as deduplication compares it: normalized words, character shingles, MinHash.
 
 Normalization removes what two copies of one problem commonly differ by without being different
-problems: case, Unicode forms, punctuation, whitespace and `<image>` placeholders. Shingles are
+problems: case, Unicode forms, punctuation, whitespace, `<image>` placeholders, and the order
+of its options (options one a line, read by the verifier's `options`, are compared as the
+sorted set of their texts without letters: one problem with its options shuffled is one text). Shingles are
 character 4-grams of the normalized text (measured on the real sample: a question reworded by
 two or three words keeps a Jaccard similarity above 0.5 in 95% of cases, where word bigrams fell
 to 0.33-0.44 on short questions; see bench/RESULTS.md). The MinHash is datasketch's.
@@ -17,17 +19,36 @@ from collections.abc import Sequence
 import numpy as np
 from datasketch import MinHash
 
+from mmfr_assets.rules.verify.rules import options
+
 WORD = re.compile(r"\w+")
 IMAGE_TAG = re.compile(r"<image>", re.IGNORECASE)
 SHINGLE_CHARS = 4
 MINHASH_SEED = 1  # part of the signature: two tables compare only with the same seed and size
 
 
+def options_sorted(question: str) -> str:
+    """`question` (NFKC) with its option lines ("A: 12", "(B) x") moved to its end as the
+    sorted option texts without their letters; unchanged when it has no options one a line."""
+    text = unicodedata.normalize("NFKC", question)
+    choices = options(text)
+    if not choices:
+        return text
+    marks = {letter: re.compile(rf"^\s*\(?{letter}\s*[.:)、]\s*{re.escape(option)}\s*$")
+             for letter, option in choices.items()}
+    lines = text.splitlines()
+    stem = [line for line in lines if not any(m.match(line) for m in marks.values())]
+    if len(lines) - len(stem) != len(choices):
+        return text  # options inline in a sentence: left in place
+    return "\n".join([*stem, *sorted(choices.values())])
+
+
 def words(question: str | None) -> list[str]:
-    """The question's words, lower-cased, NFKC-normalized, `<image>` tags removed."""
+    """The question's words, lower-cased, NFKC-normalized, `<image>` tags removed, options in
+    a canonical order (`options_sorted`)."""
     if not question:
         return []
-    text = IMAGE_TAG.sub(" ", unicodedata.normalize("NFKC", question)).lower()
+    text = IMAGE_TAG.sub(" ", options_sorted(question)).lower()
     return WORD.findall(text)
 
 
