@@ -28,6 +28,9 @@ import pyarrow as pa
 from bench import machine
 
 SUBSET_ROWS = 50_000
+# Real multiple-choice rows (options one a line) repeated eight times with options shuffled
+SHUFFLED_ORIGINS = ("BMMR/72393", "FineVision-geo170k(qa)/1", "FineVision-ai2d_merged/4",
+                    "GameQA-140K/75814")
 NUM_PERM = 128
 
 
@@ -167,28 +170,47 @@ def signature_rates(real_sample: Path, rows: int) -> dict:
     return {"whole": whole, "text": text, "images": pixels, "median_image_kb": sizes[len(sizes) // 2] / 1024}
 
 
-def planted_quality(real_sample: Path) -> dict:
-    """Precision and recall on the planted copies of the real rows (as in test_dedup.py)."""
+def planted_quality(real_sample: Path, *, same_answer: bool = True) -> dict:
+    """Precision and recall on the planted copies of the real rows (as in test_dedup.py), and
+    the templated negatives of issue 30 and the shuffled-option copies: merges of rows whose
+    answers differ, and shuffled copies dropped for their real row."""
     import polars as pl
 
+    from mmfr_assets.dedup.answers import answer_form
     from mmfr_assets.dedup.matching import MatchRules, find_duplicates
-    from mmfr_assets_tests.planted_duplicates import VARIANTS, planted, real_rows
+    from mmfr_assets_tests.planted_duplicates import (
+        VARIANTS,
+        entity_negatives,
+        planted,
+        real_rows,
+        shape_negatives,
+        shuffled_copies,
+    )
     from mmfr_assets_tests.test_dedup import REAL_CLUSTER, signatures
 
     real = real_rows(real_sample)
     copies, negatives = planted(real)
-    rows = real + copies + negatives
+    templated = entity_negatives(real) + shape_negatives(real)
+    shuffled = [c for r in real if r.origin in SHUFFLED_ORIGINS for c in shuffled_copies(r)]
+    rows = real + copies + negatives + templated + shuffled
     frame = signatures(rows)
-    rules = MatchRules(subset_order=tuple(sorted({r.subset for r in real})))
+    rules = MatchRules(subset_order=tuple(sorted({r.subset for r in real})), same_answer=same_answer)
     origin = {(r.subset, r.id): REAL_CLUSTER.get(r.origin, r.origin) for r in rows}
-    found = {}
+    form = {(r.subset, r.id): answer_form(r.question, r.answer) for r in rows}
+    found, differing = {}, 0
     for subset in frame["subset"].unique(maintain_order=True):
         dropped, _ = find_duplicates(frame.filter(pl.col("subset") == subset), [frame], rules)
         for i, ks, ki in dropped.select("id", "kept_subset", "kept_id").iter_rows():
-            found[(subset, i)] = origin[(ks, ki)]
+            if subset.startswith("negatives_"):
+                differing += form[(subset, i)] != form[(ks, ki)]
+                continue
+            found[(subset, i)] = origin[(ks, ki)] or f"{ks}/{ki}"
     copy_keys = [(r.subset, r.id) for r in copies]
     true = sum(1 for k, v in found.items() if v == origin[k])
     return {
+        "templated": len(templated), "templated_differing_merges": differing,
+        "shuffled": len(shuffled), "shuffled_merged": sum(
+            found.get((r.subset, r.id)) == r.origin for r in shuffled),
         "copies": len(copy_keys), "negatives": len(negatives),
         "recall": {v: sum((f"copies_{v}", i) in found for s, i in copy_keys if s == f"copies_{v}")
                    / sum(s == f"copies_{v}" for s, _ in copy_keys) for v in VARIANTS},
@@ -197,7 +219,7 @@ def planted_quality(real_sample: Path) -> dict:
         "false_merges": len(found) - true,
         "negatives_dropped": sum(s == "negatives" for s, _ in found),
         "real_dropped": sorted(f"{s}/{i}" for s, i in found
-                               if not s.startswith(("copies_", "negatives"))),
+                               if not s.startswith(("copies_", "negatives", "shuffled"))),
     }
 
 
@@ -225,7 +247,64 @@ def run(out: Path, *, quick: bool, real_sample: Path, log=print) -> list[str]:
         cross[rows] = result
         log(f"cross-subset step at {rows:,}: {result['seconds']:.1f} s, peak {result['peak_rss_mb']:.0f} MB")
         shutil.rmtree(lake, ignore_errors=True)
-    return render(started, load, rates, quality, cross)
+    lines = render(started, load, rates, quality, cross)
+    return lines + [""] + templated_section(out, real_sample, quick=quick, quality=quality, log=log)
+
+
+def templated_section(out: Path, real_sample: Path, *, quick: bool, quality: dict | None = None,
+                      code: str | None = None, log=print) -> list[str]:
+    """Issue 34's memory figures (templated subsets, `deduplicated` materialized in a fresh
+    process) and issue 30's (templated negatives, shuffled copies), rendered."""
+    quality = quality or planted_quality(real_sample)
+    blind = planted_quality(real_sample, same_answer=False)
+    sizes = (2_000, 10_000) if quick else (20_000, 100_000)
+    return render_templated(machine.now_utc(), machine.load_text(), quality, blind,
+                            templated_memory(out, real_sample, sizes, code=code, log=log))
+
+
+def render_templated(started, load, quality, blind, memory: dict[int, dict]) -> list[str]:
+    def cell(r: dict) -> str:
+        if "failed" in r:
+            return f"failed (exit {r['failed']})"
+        return f"{r['peak_rss_mb']:,.0f} MB, {r['seconds']:.1f} s"
+
+    small, large = sorted(memory)
+    lines = [
+        "### Templated families: `deduplicated` memory (issue 34) and answers (issue 30)",
+        "",
+        f"Measured {started}, load average {load} (`python -m bench --only dedup`).",
+        "",
+        "One subset grown from the real sample as the issue-34 rehearsal grows it (row i is real "
+        "row i mod 110, its question numbered \"Problem i: ...\", its own image bytes over the "
+        "real figure: families of rows/110 sharing a figure and all their text but the number); "
+        "`deduplicated` materialized alone through Dagster in a fresh process "
+        "(`bench.dedup.templated_memory`), peak RSS of that process and the step's time:",
+        "",
+        "| rows | peak RSS, time | rows dropped |",
+        "| ---: | ---: | ---: |",
+        *[f"| {n:,} | {cell(r)} | {r.get('rows_dropped', '-')} |" for n, r in sorted(memory.items())],
+        "",
+    ]
+    if "failed" not in memory[small] and "failed" not in memory[large]:
+        lines.append(f"{large // small}x the rows: peak RSS {memory[large]['peak_rss_mb'] / memory[small]['peak_rss_mb']:.2f}x "
+                     "(goal: within 1.5x, and far under 2.5 GB).")
+    lines += [
+        "",
+        f"**Templated negatives** ({quality['templated']} rows built from the real sample: each "
+        "real row's question as a shared lecture with \"the <organism> is a <role>. Why?\" "
+        "appended, two organisms and roles over the same figure; each real puzzle question over "
+        "two generated 3x3 grids whose last cell is another polygon, 2-6 phash bits apart, "
+        "answers \"pentagon\" / \"triangle\"...): rows dropped for a row whose answer differs: "
+        f"**{quality['templated_differing_merges']}** (without the answer rule, "
+        f"`same_answer: false`: {blind['templated_differing_merges']}). "
+        f"**Shuffled options**: {quality['shuffled_merged']} of {quality['shuffled']} copies "
+        "(four real multiple-choice rows, eight copies each with the options shuffled and the "
+        "answer letter moved) dropped for their real row. Recall on the planted copies with the "
+        f"answer rule {quality['recall_all']:.3f} (without it {blind['recall_all']:.3f}); "
+        f"false merges {quality['false_merges']}; real rows dropped: "
+        f"{', '.join(quality['real_dropped'])}.",
+    ]
+    return lines
 
 
 def render(started, load, rates, quality, cross) -> list[str]:
@@ -290,6 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--measure"]:
         print(json.dumps(measure(args[1], args[2])))
+        return 0
+    if args[:1] == ["--templated"]:  # this part alone: --templated [--quick] [--code DIR]
+        code = args[args.index("--code") + 1] if "--code" in args else None
+        real = Path(os.environ.get("MMFR_REAL_SAMPLE", Path(__file__).resolve().parents[2] / "shared"
+                                   / "real_sample"))
+        print("\n".join(templated_section(Path(__file__).resolve().parent / "out", real,
+                                          quick="--quick" in args, code=code,
+                                          log=lambda m: print(m, file=sys.stderr))))
         return 0
     if args[:1] == ["--materialize"]:
         print(json.dumps(materialize_deduplicated(args[1], args[2])))

@@ -275,3 +275,28 @@ def test_a_numbered_family_over_one_figure_shares_no_candidate_key(real):
     loose = MatchRules(same_numbers=False)
     dropped = dedup_each_subset(frame, loose)
     assert dropped.height == 39 and set(dropped["kept_id"]) == {"001"}
+
+
+def test_signatures_written_before_answer_keys_still_read(real, tmp_path):
+    """A lake whose `dedup_signatures` predate `answer_key`: its rows read with a null key (the
+    answer rule then leaves them to question and image), and a subset re-signed since has one."""
+    import pyarrow as pa
+
+    from mmfr_assets.dedup.assets import _own_signatures, lake_signatures
+    from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA
+    from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter
+    from mmfr_assets.lake.resource import LakeResource
+
+    lake = LakeResource(uri=str(tmp_path / "lake"))
+    old = pa.schema([f for f in SIGNATURE_SCHEMA if f.name != "answer_key"])
+    frame = signatures(real[:3]).with_columns(subset=pl.lit("old"))
+    with PartitionWriter(DeltaLocation(lake.location("dedup_signatures").uri), old, {"subset": "old"}) as w:
+        w.write(frame.drop("answer_key").to_arrow().select(old.names))
+        w.commit()
+    own, num_perm = _own_signatures(lake, "old")
+    assert num_perm == RULES.num_perm and own.height == 3 and own["answer_key"].null_count() == 3
+    assert sum(b.height for b in lake_signatures(lake, num_perm)) == 3
+    # the same three rows in a subset signed now (answers known): still their duplicates
+    new = signatures([Row("resigned", r.id, r.question, r.image, "", r.answer) for r in real[:3]])
+    dropped, _ = find_duplicates(new, [own, *lake_signatures(lake, num_perm)], RULES)
+    assert dropped.height == 3 and set(dropped["kept_subset"]) == {"old"}
