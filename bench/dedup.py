@@ -170,7 +170,8 @@ def signature_rates(real_sample: Path, rows: int) -> dict:
     return {"whole": whole, "text": text, "images": pixels, "median_image_kb": sizes[len(sizes) // 2] / 1024}
 
 
-def planted_quality(real_sample: Path, *, same_answer: bool = True) -> dict:
+def planted_quality(real_sample: Path, *, same_answer: bool = True,
+                    min_ask_jaccard: float | None = 0.5) -> dict:
     """Precision and recall on the planted copies of the real rows (as in test_dedup.py), and
     the templated negatives of issue 30 and the shuffled-option copies: merges of rows whose
     answers differ, and shuffled copies dropped for their real row."""
@@ -194,15 +195,16 @@ def planted_quality(real_sample: Path, *, same_answer: bool = True) -> dict:
     shuffled = [c for r in real if r.origin in SHUFFLED_ORIGINS for c in shuffled_copies(r)]
     rows = real + copies + negatives + templated + shuffled
     frame = signatures(rows)
-    rules = MatchRules(subset_order=tuple(sorted({r.subset for r in real})), same_answer=same_answer)
+    rules = MatchRules(subset_order=tuple(sorted({r.subset for r in real})), same_answer=same_answer,
+                       min_ask_jaccard=min_ask_jaccard)
     origin = {(r.subset, r.id): REAL_CLUSTER.get(r.origin, r.origin) for r in rows}
     form = {(r.subset, r.id): answer_form(r.question, r.answer) for r in rows}
-    found, differing = {}, 0
+    found, differing = {}, {"negatives_entity": 0, "negatives_shape": 0}
     for subset in frame["subset"].unique(maintain_order=True):
         dropped, _ = find_duplicates(frame.filter(pl.col("subset") == subset), [frame], rules)
         for i, ks, ki in dropped.select("id", "kept_subset", "kept_id").iter_rows():
             if subset.startswith("negatives_"):
-                differing += form[(subset, i)] != form[(ks, ki)]
+                differing[subset] += form[(subset, i)] != form[(ks, ki)]
                 continue
             found[(subset, i)] = origin[(ks, ki)] or f"{ks}/{ki}"
     copy_keys = [(r.subset, r.id) for r in copies]
@@ -248,36 +250,66 @@ def run(out: Path, *, quick: bool, real_sample: Path, log=print) -> list[str]:
         log(f"cross-subset step at {rows:,}: {result['seconds']:.1f} s, peak {result['peak_rss_mb']:.0f} MB")
         shutil.rmtree(lake, ignore_errors=True)
     lines = render(started, load, rates, quality, cross)
-    return lines + [""] + templated_section(out, real_sample, quick=quick, quality=quality, log=log)
+    return lines + [""] + templated_section(out, real_sample, quick=quick, log=log)
 
 
-def templated_section(out: Path, real_sample: Path, *, quick: bool, quality: dict | None = None,
-                      code: str | None = None, log=print) -> list[str]:
-    """Issue 34's memory figures (templated subsets, `deduplicated` materialized in a fresh
-    process) and issue 30's (templated negatives, shuffled copies), rendered."""
-    quality = quality or planted_quality(real_sample)
-    blind = planted_quality(real_sample, same_answer=False)
+RULE_VARIANTS = {  # label -> planted_quality keywords
+    "answers + asking lines (defaults)": {},
+    "answers only (`min_ask_jaccard: null`)": {"min_ask_jaccard": None},
+    "asking lines only (`same_answer: false`)": {"same_answer": False},
+    "neither (the question and image rules of issue 21)": {"same_answer": False, "min_ask_jaccard": None},
+}
+
+
+def templated_section(out: Path, real_sample: Path, *, quick: bool, code: str | None = None,
+                      log=print) -> list[str]:
+    """Issue 30's figures (templated negatives, shuffled copies, recall, under each rule) and
+    issue 34's (templated subsets, `deduplicated` materialized in a fresh process), rendered."""
+    qualities = {label: planted_quality(real_sample, **kw) for label, kw in RULE_VARIANTS.items()}
     sizes = (2_000, 10_000) if quick else (20_000, 100_000)
-    return render_templated(machine.now_utc(), machine.load_text(), quality, blind,
+    return render_templated(machine.now_utc(), machine.load_text(), qualities,
                             templated_memory(out, real_sample, sizes, code=code, log=log))
 
 
-def render_templated(started, load, quality, blind, memory: dict[int, dict]) -> list[str]:
+def render_templated(started, load, qualities: dict[str, dict], memory: dict[int, dict]) -> list[str]:
     def cell(r: dict) -> str:
         if "failed" in r:
             return f"failed (exit {r['failed']})"
         return f"{r['peak_rss_mb']:,.0f} MB, {r['seconds']:.1f} s"
 
-    small, large = sorted(memory)
+    q = next(iter(qualities.values()))
+    small, large = min(memory), max(memory)
     lines = [
-        "### Templated families: `deduplicated` memory (issue 34) and answers (issue 30)",
+        "### Templated families: answers (issue 30) and `deduplicated`'s memory (issue 34)",
         "",
-        f"Measured {started}, load average {load} (`python -m bench --only dedup`).",
+        f"Measured {started}, load average {load} (`python -m bench --only dedup`, or this part "
+        "alone: `python -m bench.dedup --templated [--quick]`).",
         "",
-        "One subset grown from the real sample as the issue-34 rehearsal grows it (row i is real "
-        "row i mod 110, its question numbered \"Problem i: ...\", its own image bytes over the "
-        "real figure: families of rows/110 sharing a figure and all their text but the number); "
-        "`deduplicated` materialized alone through Dagster in a fresh process "
+        f"**Templated negatives** built from the real sample: {q['templated'] - 40} entity rows "
+        "(each real row's question as a long shared lecture, then \"In this food web, the "
+        "<organism> is a <role>. Why?\" for two organisms and roles over the same figure, "
+        "answers \"It makes its own food.\" / \"It eats another living thing.\") and 40 shape "
+        "rows (each real puzzle question over two generated 3x3 grids whose last cell is another "
+        "polygon, 2-6 phash bits apart, answers \"pentagon\" / \"triangle\" / ...). "
+        f"**Shuffled options**: {q['shuffled']} copies (four real multiple-choice rows, eight "
+        "copies each, options shuffled, the answer letter moved with its option). Rows dropped "
+        "for a row whose answer differs, shuffled copies dropped for their real row, and the "
+        "planted copies' recall, under each rule:",
+        "",
+        "| rules | entity rows merged, answers differ | shape rows merged, answers differ | "
+        "shuffled copies merged | recall on planted copies | false merges (copies, negatives) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *[f"| {label} | {r['templated_differing_merges']['negatives_entity']} | "
+          f"{r['templated_differing_merges']['negatives_shape']} | {r['shuffled_merged']} of "
+          f"{r['shuffled']} | {r['recall_all']:.3f} | {r['false_merges'] + r['negatives_dropped']} |"
+          for label, r in qualities.items()],
+        "",
+        f"Real rows dropped (defaults): {', '.join(q['real_dropped'])}.",
+        "",
+        "**Memory.** One subset grown from the real sample as the issue-34 rehearsal grows it "
+        "(row i is real row i mod 110, its question numbered \"Problem i: ...\", its own image "
+        "bytes over the real figure: families of rows/110 sharing a figure and all their text "
+        "but the number); `deduplicated` materialized alone through Dagster in a fresh process "
         "(`bench.dedup.templated_memory`), peak RSS of that process and the step's time:",
         "",
         "| rows | peak RSS, time | rows dropped |",
@@ -285,105 +317,11 @@ def render_templated(started, load, quality, blind, memory: dict[int, dict]) -> 
         *[f"| {n:,} | {cell(r)} | {r.get('rows_dropped', '-')} |" for n, r in sorted(memory.items())],
         "",
     ]
-    if "failed" not in memory[small] and "failed" not in memory[large]:
-        lines.append(f"{large // small}x the rows: peak RSS {memory[large]['peak_rss_mb'] / memory[small]['peak_rss_mb']:.2f}x "
+    if "failed" not in memory[small] and "failed" not in memory[large] and large > small:
+        lines.append(f"{large / small:.0f}x the rows: peak RSS "
+                     f"{memory[large]['peak_rss_mb'] / memory[small]['peak_rss_mb']:.2f}x "
                      "(goal: within 1.5x, and far under 2.5 GB).")
-    lines += [
-        "",
-        f"**Templated negatives** ({quality['templated']} rows built from the real sample: each "
-        "real row's question as a shared lecture with \"the <organism> is a <role>. Why?\" "
-        "appended, two organisms and roles over the same figure; each real puzzle question over "
-        "two generated 3x3 grids whose last cell is another polygon, 2-6 phash bits apart, "
-        "answers \"pentagon\" / \"triangle\"...): rows dropped for a row whose answer differs: "
-        f"**{quality['templated_differing_merges']}** (without the answer rule, "
-        f"`same_answer: false`: {blind['templated_differing_merges']}). "
-        f"**Shuffled options**: {quality['shuffled_merged']} of {quality['shuffled']} copies "
-        "(four real multiple-choice rows, eight copies each with the options shuffled and the "
-        "answer letter moved) dropped for their real row. Recall on the planted copies with the "
-        f"answer rule {quality['recall_all']:.3f} (without it {blind['recall_all']:.3f}); "
-        f"false merges {quality['false_merges']}; real rows dropped: "
-        f"{', '.join(quality['real_dropped'])}.",
-    ]
     return lines
-
-
-def render(started, load, rates, quality, cross) -> list[str]:
-    small, large = sorted(cross)
-    lines = [
-        "## Near-duplicates and decontamination (issue 21)",
-        "",
-        f"Measured {started}, load average {load} (`python -m bench --only dedup`).",
-        "",
-        "**Signatures per second per core** (`signature_batch` on one thread, the real sample's "
-        f"rows repeated; median image {rates['median_image_kb']:.0f} KB): **{rates['whole']:,.0f} "
-        f"rows/s** whole; the MinHash of the question alone {rates['text']:,.0f} rows/s, the "
-        f"three perceptual hashes alone {rates['images']:,.0f} rows/s. For 2.3M rows: "
-        f"{2_300_000 / rates['whole'] / 3600:.1f} core-hours, once per row (signatures are stored).",
-        "",
-        "**Planted copies of the real rows** (`mmfr_assets_tests/planted_duplicates.py`; each of "
-        f"the {quality['copies'] // 3} real rows with an image copied into three other subsets: "
-        "re-encoded as JPEG at quality 40-90, resized by 0.5/0.7/1.3 and re-encoded, its "
-        f"question reworded by two words; {quality['negatives']} negatives pairing a figure "
-        "with another row's question), default thresholds:",
-        "",
-        "| variant | recall |",
-        "| --- | ---: |",
-        *[f"| {v} | {r:.3f} |" for v, r in quality["recall"].items()],
-        f"| all | **{quality['recall_all']:.3f}** |",
-        "",
-        f"Precision {quality['precision']:.3f} ({quality['false_merges']} false merges; "
-        f"{quality['negatives_dropped']} negatives dropped). Goal recall ≥ 0.95 and no false "
-        f"merge: {'met' if quality['recall_all'] >= 0.95 and not quality['false_merges'] else 'NOT met'}. "
-        f"The real rows themselves hold one cluster, dropped as it should be: "
-        f"{', '.join(quality['real_dropped'])} (WeMath2-Pro's variants of one prism problem, "
-        "kept as WeMath2-Pro/4).",
-        "",
-        "**The cross-subset step** for one subset of 50,000 rows against generated signature "
-        "tables (`bench/dedup.py`: 5% of each subset copies an earlier subset's row, 10% share "
-        "a figure in groups of five, 10% share a template question), in a fresh process:",
-        "",
-        "| table rows | table on disk | time | rows scanned/s | candidate rows | peak RSS (process) | RSS before the step (imports) | planted copies found | false drops |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]  # candidate rows include the subset's own rows (each shares its keys with itself)
-    for rows in (small, large):
-        c = cross[rows]
-        lines.append(
-            f"| {rows:,} | {c['table_mb']:,.0f} MB | {c['seconds']:.1f} s | "
-            f"{c['rows_scanned'] / c['seconds']:,.0f} | {c['candidates']:,} | "
-            f"{c['peak_rss_mb']:,.0f} MB | {c['rss_before_mb']:,.0f} MB | "
-            f"{c['recall']:.3f} of {c['planted']:,} | {c['false']} |")
-    growth = (cross[large]["peak_rss_mb"] - cross[large]["rss_before_mb"]) / max(
-        1.0, cross[small]["peak_rss_mb"] - cross[small]["rss_before_mb"])
-    lines += [
-        "",
-        f"{large // small}× the signatures: the step's own memory (peak minus before) grows "
-        f"{growth:.2f}× (goal: no faster than the signatures), its time "
-        f"{cross[large]['seconds'] / cross[small]['seconds']:.1f}× (one streaming pass). At the "
-        f"paper's 2.3M rows a subset costs about "
-        f"{cross[large]['seconds'] * 2_300_000 / large:.0f} s of this step.",
-    ]
-    return lines
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--measure"]:
-        print(json.dumps(measure(args[1], args[2])))
-        return 0
-    if args[:1] == ["--templated"]:  # this part alone: --templated [--quick] [--code DIR]
-        code = args[args.index("--code") + 1] if "--code" in args else None
-        real = Path(os.environ.get("MMFR_REAL_SAMPLE", Path(__file__).resolve().parents[2] / "shared"
-                                   / "real_sample"))
-        print("\n".join(templated_section(Path(__file__).resolve().parent / "out", real,
-                                          quick="--quick" in args, code=code,
-                                          log=lambda m: print(m, file=sys.stderr))))
-        return 0
-    if args[:1] == ["--materialize"]:
-        print(json.dumps(materialize_deduplicated(args[1], args[2])))
-        return 0
-    print("usage: python -m bench --only dedup [--quick]")
-    return 2
-
 
 
 # --- Templated families: `deduplicated` at scale on rows sharing a figure and their text -----

@@ -93,7 +93,8 @@ def test_dedup_templated_memory_on_a_tiny_subset(tmp_path, real_sample):
     assert rows == 300 and result["success"], result
     assert result["rows_in"] == 300 and result["rows_dropped"] == 0
     assert result["peak_rss_mb"] > result["rss_before_mb"] > 0
-    quality = {"templated": 1, "templated_differing_merges": 0, "shuffled": 8, "shuffled_merged": 8,
-               "recall_all": 1.0, "false_merges": 0, "real_dropped": []}
-    lines = dedup.render_templated("now", "0", quality, quality, {300: result, 600: result})
+    quality = {"templated": 41, "templated_differing_merges": {"negatives_entity": 0, "negatives_shape": 1},
+               "shuffled": 8, "shuffled_merged": 8, "recall_all": 1.0, "false_merges": 0,
+               "negatives_dropped": 0, "real_dropped": []}
+    lines = dedup.render_templated("now", "0", {"defaults": quality}, {300: result})
     assert lines[0].startswith("### Templated families") and any("| 300 |" in line for line in lines)

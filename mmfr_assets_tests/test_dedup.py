@@ -217,7 +217,7 @@ def test_templated_negatives_never_merge(real):
     puzzle template over two simple figures a few hash bits apart: different problems, told
     apart by their answers. No row is dropped for a row whose answer differs (rows of two
     pairs built on one template, with the same figure and answer, are one problem and may
-    merge); without the answer rule, many are (what issue 30 saw)."""
+    merge); with the question and image rules alone, many are (what issue 30 saw)."""
     negatives = entity_negatives(real) + shape_negatives(real)
     rows = real + negatives
     frame = signatures(rows)
@@ -229,7 +229,7 @@ def test_templated_negatives_never_merge(real):
                 if s.startswith("negatives") and form[(s, i)] != form[(ks, ki)]]
 
     assert differing(dedup_each_subset(frame)) == []
-    blind = differing(dedup_each_subset(frame, MatchRules(same_answer=False)))
+    blind = differing(dedup_each_subset(frame, MatchRules(same_answer=False, min_ask_jaccard=None)))
     assert {s for s, *_ in blind} == {"negatives_entity", "negatives_shape"}
     assert len(blind) >= len(negatives) // 4, len(blind)
 
@@ -288,10 +288,11 @@ def test_signatures_written_before_answer_keys_still_read(real, tmp_path):
     from mmfr_assets.lake.resource import LakeResource
 
     lake = LakeResource(uri=str(tmp_path / "lake"))
-    old = pa.schema([f for f in SIGNATURE_SCHEMA if f.name != "answer_key"])
+    old = pa.schema([f for f in SIGNATURE_SCHEMA if f.name not in ("answer_key", "ask_minhash",
+                                                                   "ask_shingle_count")])
     frame = signatures(real[:3]).with_columns(subset=pl.lit("old"))
     with PartitionWriter(DeltaLocation(lake.location("dedup_signatures").uri), old, {"subset": "old"}) as w:
-        w.write(frame.drop("answer_key").to_arrow().select(old.names))
+        w.write(frame.to_arrow().select(old.names))
         w.commit()
     own, num_perm = _own_signatures(lake, "old")
     assert num_perm == RULES.num_perm and own.height == 3 and own["answer_key"].null_count() == 3
@@ -300,3 +301,21 @@ def test_signatures_written_before_answer_keys_still_read(real, tmp_path):
     new = signatures([Row("resigned", r.id, r.question, r.image, "", r.answer) for r in real[:3]])
     dropped, _ = find_duplicates(new, [own, *lake_signatures(lake, num_perm)], RULES)
     assert dropped.height == 3 and set(dropped["kept_subset"]) == {"old"}
+
+
+def test_a_shared_lecture_counts_for_less_than_the_asking_line(real):
+    """Without answers to tell them apart, two questions sharing a long lecture and differing
+    in their asking line ("the grass is a producer" / "the rabbit is a consumer") are still two
+    problems: their asking lines are compared at their own scale. With that rule off, the
+    whole question's few differing shingles let them merge."""
+    from dataclasses import replace
+
+    rows = [replace(r, answer=None) for r in entity_negatives(real)]
+    frame = signatures(rows)
+
+    def partners(dropped: pl.DataFrame) -> int:
+        return sum(i.rsplit("/", 1)[0] == k.rsplit("/", 1)[0]
+                   for i, k in dropped.select("id", "kept_id").iter_rows())
+
+    assert partners(dedup_each_subset(frame)) == 0
+    assert partners(dedup_each_subset(frame, MatchRules(min_ask_jaccard=None))) >= len(rows) // 4

@@ -29,7 +29,7 @@ from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
 from mmfr_assets.dedup.answers import ANSWER_COLUMNS, reference_answers
 from mmfr_assets.dedup.benchmarks import BenchmarkIndex
 from mmfr_assets.dedup.filters import FILTERS
-from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, MatchRules, find_duplicates
+from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, CANDIDATE_TYPES, MatchRules, find_duplicates
 from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA, pool_map, signature_batch
 from mmfr_assets.errors import InputError
 from mmfr_assets.lineage import reads, upstream_of
@@ -74,6 +74,10 @@ class DeduplicatedConfig(dg.Config):
         "question and not the other (~3 words replaced); null: Jaccard alone.")
     same_numbers: bool = Field(default=True, description="Near-duplicate questions must hold the "
                                "same numbers (a template filled with other numbers differs).")
+    min_ask_jaccard: float | None = Field(default=0.5, description="Where both questions have "
+        "a preamble (a lecture, a game's rules: their asking line, the last line of the stem, is "
+        "at most half the text), least estimated Jaccard similarity of the asking lines: a "
+        "shared preamble counts for less than the part that differs. null: off.")
     same_answer: bool = Field(default=True, description="Duplicates must have answers that mean "
         "the same thing (the verifier's reading: option letters resolved to their text, numbers "
         "as numbers); a row without a reference answer is matched on question and image alone.")
@@ -99,6 +103,8 @@ class DeduplicatedConfig(dg.Config):
             f"{name} must be {rule}, got {value!r}"
             for name, value, ok, rule in (
                 ("jaccard_threshold", self.jaccard_threshold, 0 < self.jaccard_threshold <= 1, "in (0, 1]"),
+                ("min_ask_jaccard", self.min_ask_jaccard,
+                 self.min_ask_jaccard is None or 0 < self.min_ask_jaccard <= 1, "in (0, 1] or null"),
                 ("max_image_distance", self.max_image_distance, 0 <= self.max_image_distance <= 64, "in [0, 64]"),
                 ("max_shingle_difference", self.max_shingle_difference,
                  self.max_shingle_difference is None or self.max_shingle_difference >= 0, ">= 0 or null"),
@@ -111,6 +117,7 @@ class DeduplicatedConfig(dg.Config):
             jaccard_threshold=self.jaccard_threshold,
             max_shingle_difference=self.max_shingle_difference,
             same_numbers=self.same_numbers, same_answer=self.same_answer,
+            min_ask_jaccard=self.min_ask_jaccard,
             max_image_distance=self.max_image_distance,
             require_image=self.match == "question_and_image", num_perm=num_perm,
             subset_order=tuple(self.subset_order),
@@ -169,7 +176,8 @@ def _stored_columns(lake: LakeResource) -> list[str]:
 
 
 def _with_all_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    missing = [pl.lit(None, dtype=pl.Int64).alias(c) for c in CANDIDATE_COLUMNS if c not in frame.columns]
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in zip(CANDIDATE_COLUMNS, CANDIDATE_TYPES)
+               if c not in frame.columns]
     return frame.with_columns(missing).select([*CANDIDATE_COLUMNS, "num_perm"]) if missing else frame
 
 

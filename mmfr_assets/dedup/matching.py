@@ -31,17 +31,18 @@ import polars as pl
 from datasketch import MinHashLSH
 
 from mmfr_assets.dedup.images import hamming
-from mmfr_assets.dedup.text import as_matrix, estimated_difference, estimated_jaccard
+from mmfr_assets.dedup.text import ASK_PERM, as_matrix, estimated_difference, estimated_jaccard
 
 PHASH_PIECES = ((0, 22), (22, 21), (43, 21))  # (first bit, bits): pigeonhole for distance <= 2
 KEY_KINDS = {"phash_piece_0": 0, "phash_piece_1": 1, "phash_piece_2": 2, "dhash": 3, "ahash": 4}
 LSH_KIND_BASE = 16  # band i of the text-only keys is kind 16 + i
 PAIR_BUDGET = 1_000_000  # (own row, candidate) key pairs joined at a time
 VERIFY_BATCH = 65_536  # pairs verified at a time (two MinHash gathers of 512 bytes a pair)
-CANDIDATE_COLUMNS = ["subset", "id", "text_key", "minhash", "shingle_count", "numbers_key",
-                     "answer_key", "image_sha256", "phash", "dhash", "ahash"]
-CANDIDATE_TYPES = (pl.String, pl.String, pl.Int64, pl.Binary, pl.Int32, pl.Int64, pl.Int64,
-                   pl.String, pl.Int64, pl.Int64, pl.Int64)
+CANDIDATE_COLUMNS = ["subset", "id", "text_key", "minhash", "shingle_count", "ask_minhash",
+                     "ask_shingle_count", "numbers_key", "answer_key", "image_sha256", "phash",
+                     "dhash", "ahash"]
+CANDIDATE_TYPES = (pl.String, pl.String, pl.Int64, pl.Binary, pl.Int32, pl.Binary, pl.Int32,
+                   pl.Int64, pl.Int64, pl.String, pl.Int64, pl.Int64, pl.Int64)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class MatchRules:
     max_shingle_difference: int | None = 60  # ~3 words replaced; None: Jaccard alone
     same_numbers: bool = True  # the questions' numbers must be the same multiset
     same_answer: bool = True  # answers known on both sides must read the same (answers.py)
+    min_ask_jaccard: float | None = 0.5  # the asking lines of questions with a preamble; None: off
     max_image_distance: int = 4
     require_image: bool = True  # False: the question alone decides (`match: question`)
     num_perm: int = 128
@@ -260,8 +262,11 @@ def best_matches(own: pl.DataFrame, own_order: np.ndarray, candidates: pl.DataFr
 
 def _columns(frame: pl.DataFrame) -> dict[str, np.ndarray]:
     """The compared columns as numpy arrays (nulls: phash 0, answer_key None as a mask)."""
+    asks = frame["ask_shingle_count"]
     return {
         "text_key": frame["text_key"].to_numpy(),
+        "ask": as_matrix(frame["ask_minhash"].fill_null(b"\0" * 4 * ASK_PERM).to_list(), ASK_PERM),
+        "has_ask": (asks.fill_null(0) > 0).to_numpy(),  # null: signed before asking lines
         "numbers_key": frame["numbers_key"].to_numpy(),
         "shingle_count": frame["shingle_count"].to_numpy().astype(np.float64),
         "phash": frame["phash"].fill_null(0).to_numpy(),
@@ -298,6 +303,12 @@ def _verify(mine: np.ndarray, theirs: np.ndarray, a: dict, b: dict, own_hash: np
         if rules.max_shingle_difference is not None:
             near &= estimated_difference(j, a["shingle_count"][mine[fuzzy]],
                                          b["shingle_count"][theirs[fuzzy]]) <= rules.max_shingle_difference
+        if rules.min_ask_jaccard is not None:
+            # a shared preamble counts for less than the asking line that differs: the asking
+            # lines must match at their own scale too (without a preamble, the question's)
+            m, t = mine[fuzzy], theirs[fuzzy]
+            judged = a["has_ask"][m] & b["has_ask"][t]
+            near &= ~judged | (estimated_jaccard(a["ask"][m], b["ask"][t]) >= rules.min_ask_jaccard)
         jaccard[fuzzy] = np.where(near, j, -1.0)
     keep = jaccard >= 0
     return pl.DataFrame({"row": mine[keep], "other": theirs[keep], "same_text": same_text[keep],

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from mmfr_assets.dedup.answers import answer_key
 from mmfr_assets.dedup.images import ImageHashes, image_hashes
-from mmfr_assets.dedup.text import minhashes, numbers_key, text_key
+from mmfr_assets.dedup.text import ASK_PERM, ask, minhashes, numbers_key, text_key
 
 SIGNATURE_SCHEMA = pa.schema([
     ("subset", pa.string()),
@@ -25,6 +25,8 @@ SIGNATURE_SCHEMA = pa.schema([
     ("minhash", pa.binary()),  # num_perm little-endian uint32 (datasketch MinHash, seed 1)
     ("num_perm", pa.int32()),
     ("shingle_count", pa.int32()),  # distinct character 4-grams of the normalized question
+    ("ask_minhash", pa.binary()),  # ASK_PERM uint32 of the question's asking line (text.ask)
+    ("ask_shingle_count", pa.int32()),
     ("numbers_key", pa.int64()),  # blake2b-64 of the sorted numbers in the question
     ("answer_key", pa.int64()),  # blake2b-64 of the reference answer's form (answers.py; null: none)
     ("image_sha256", pa.string()),  # of the bytes trained on (cleaned's digest)
@@ -55,6 +57,7 @@ def signature_batch(
     `answers`: the reference answers (None: unknown, the answer rule then does not apply)."""
     hashes: list[ImageHashes | None] = list(map_images(image_hashes, images))
     values, sizes = minhashes(questions, num_perm)
+    ask_values, ask_sizes = minhashes([ask(q) for q in questions], ASK_PERM)
     return pl.DataFrame(
         {
             "id": list(ids),
@@ -62,6 +65,8 @@ def signature_batch(
             "minhash": values,
             "num_perm": [num_perm] * len(ids),
             "shingle_count": sizes,
+            "ask_minhash": ask_values,
+            "ask_shingle_count": ask_sizes,
             "numbers_key": [numbers_key(q) for q in questions],
             "answer_key": ([answer_key(q, a) for q, a in zip(questions, answers)]
                            if answers is not None else [None] * len(ids)),
@@ -73,7 +78,8 @@ def signature_batch(
             "needs_trace": _missing(traces, len(ids)),
         },
         schema={"id": pl.String, "text_key": pl.Int64, "minhash": pl.Binary,
-                "num_perm": pl.Int32, "shingle_count": pl.Int32, "numbers_key": pl.Int64,
+                "num_perm": pl.Int32, "shingle_count": pl.Int32,
+                "ask_minhash": pl.Binary, "ask_shingle_count": pl.Int32, "numbers_key": pl.Int64,
                 "answer_key": pl.Int64, "image_sha256": pl.String, "phash": pl.Int64,
                 "dhash": pl.Int64, "ahash": pl.Int64, "needs_caption": pl.Boolean,
                 "needs_trace": pl.Boolean},

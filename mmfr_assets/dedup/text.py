@@ -25,22 +25,40 @@ WORD = re.compile(r"\w+")
 IMAGE_TAG = re.compile(r"<image>", re.IGNORECASE)
 SHINGLE_CHARS = 4
 MINHASH_SEED = 1  # part of the signature: two tables compare only with the same seed and size
+ASK_PERM = 64  # MinHash size of the asking line (a short text: its estimate needs fewer)
+
+
+def stem_and_options(question: str) -> tuple[list[str], list[str]]:
+    """`question`'s lines (NFKC) without its option lines ("A: 12", "(B) x"), and the option
+    texts sorted, without their letters; ([every line], []) when it has no options one a line
+    (options inline in a sentence are left in place)."""
+    text = unicodedata.normalize("NFKC", question)
+    lines = text.splitlines()
+    choices = options(text)
+    if not choices:
+        return lines, []
+    marks = [re.compile(rf"^\s*\(?{letter}\s*[.:)、]\s*{re.escape(option)}\s*$")
+             for letter, option in choices.items()]
+    stem = [line for line in lines if not any(m.match(line) for m in marks)]
+    if len(lines) - len(stem) != len(choices):
+        return lines, []
+    return stem, sorted(choices.values())
 
 
 def options_sorted(question: str) -> str:
-    """`question` (NFKC) with its option lines ("A: 12", "(B) x") moved to its end as the
-    sorted option texts without their letters; unchanged when it has no options one a line."""
-    text = unicodedata.normalize("NFKC", question)
-    choices = options(text)
-    if not choices:
-        return text
-    marks = {letter: re.compile(rf"^\s*\(?{letter}\s*[.:)、]\s*{re.escape(option)}\s*$")
-             for letter, option in choices.items()}
-    lines = text.splitlines()
-    stem = [line for line in lines if not any(m.match(line) for m in marks.values())]
-    if len(lines) - len(stem) != len(choices):
-        return text  # options inline in a sentence: left in place
-    return "\n".join([*stem, *sorted(choices.values())])
+    """`question` with its options moved to its end in a canonical order (`stem_and_options`)."""
+    stem, choices = stem_and_options(question)
+    return "\n".join([*stem, *choices])
+
+
+def ask(question: str | None) -> str:
+    """The part of a question that asks (normalized): the last line of its stem holding a word.
+    A lecture or a game's rules come before it, shared by a whole template family."""
+    stem, _ = stem_and_options(question or "")
+    for line in reversed(stem):
+        if (text := normalized(line)):
+            return text
+    return ""
 
 
 def words(question: str | None) -> list[str]:
