@@ -133,7 +133,8 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
         kinds={"deltalake"},
         check_specs=[accounting_check_spec(SIGNATURES, partitions)],
         description="What comparing a cleaned row needs, and no image or text: a key of its "
-        "normalized question, a MinHash of its character 4-grams (datasketch), its numbers, its "
+        "normalized question, a MinHash of its character 4-grams (datasketch) and of its asking "
+        "line, its numbers, a key of its reference answer as the verifier reads it, its "
         "image's perceptual hashes (imagehash) and SHA-256. One row per cleaned row.",
     )
     def dedup_signatures(
@@ -280,6 +281,12 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                                      columns=DEDUPLICATED_SCHEMA.names),
             decide=decide, schema=DEDUPLICATED_SCHEMA, filters=FILTERS,
         )
+        stale = own["ask_shingle_count"].null_count()
+        if stale:
+            context.log.warning(
+                f"deduplicated {subset}: {stale} signatures predate answer keys and asking lines "
+                "(an older dedup_signatures): they were matched on question and image alone; "
+                "re-materialize dedup_signatures for the answer and asking-line rules")
         if unsigned:
             context.log.warning(
                 f"deduplicated {subset}: {len(unsigned)} cleaned rows have no signature (e.g. "
@@ -297,6 +304,7 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             "dedup/teacher_calls_saved": dg.MetadataValue.json(saved),
             "dedup/rules": dg.MetadataValue.json(config.model_dump()),
             "dedup/rows_without_signature": dg.MetadataValue.text(str(len(unsigned))),
+            "dedup/signatures_without_answer_rules": dg.MetadataValue.text(str(stale)),
             # benchmark -> items checked and rows this partition dropped for it
             "decontamination/benchmarks": dg.MetadataValue.json(
                 {name: {"items": benchmarks.items[name], "rows_removed": benchmarks.removed[name]}
