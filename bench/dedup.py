@@ -101,6 +101,9 @@ def generate(lake: Path, rows: int, seed: int = 0) -> dict:
             "minhash": [bytes(m) for m in minhash.astype("<u4")],
             "num_perm": np.full(n, NUM_PERM, dtype=np.int32), "shingle_count": sizes,
             "numbers_key": numbers,
+            # no answers or asking lines: the rules on them do not apply (as for old signatures)
+            "answer_key": pa.nulls(n, pa.int64()), "ask_minhash": pa.nulls(n, pa.binary()),
+            "ask_shingle_count": pa.nulls(n, pa.int32()),
             "image_sha256": [hashlib.sha256(int(p).to_bytes(8, "little", signed=True)).hexdigest() for p in phash],
             "phash": phash, "dhash": dhash, "ahash": ahash,
             # every generated row would need both teachers (what the savings count)

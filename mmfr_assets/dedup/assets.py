@@ -261,6 +261,8 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                     config.max_ngram_rows)
             leaks.update(text)  # a text leak's detail wins over an image match's
         signed = set(own["id"].to_list())
+        stale = own["ask_shingle_count"].null_count()
+        del own  # the subset's signatures are not needed while its rows are written
         unsigned: list[str] = []
         saved = {"caption_teacher": 0, "cot_teacher": 0}
 
@@ -281,7 +283,6 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                                      columns=DEDUPLICATED_SCHEMA.names),
             decide=decide, schema=DEDUPLICATED_SCHEMA, filters=FILTERS,
         )
-        stale = own["ask_shingle_count"].null_count()
         if stale:
             context.log.warning(
                 f"deduplicated {subset}: {stale} signatures predate answer keys and asking lines "

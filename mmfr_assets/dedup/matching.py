@@ -42,7 +42,7 @@ import polars as pl
 from datasketch import MinHashLSH
 
 from mmfr_assets.dedup.images import hamming
-from mmfr_assets.dedup.text import ASK_PERM, as_matrix, estimated_difference, estimated_jaccard
+from mmfr_assets.dedup.text import ASK_PERM, estimated_difference, estimated_jaccard, series_matrix
 
 PHASH_PIECES = ((0, 22), (22, 21), (43, 21))  # (first bit, bits): pigeonhole for distance <= 2
 KEY_KINDS = {"phash_piece_0": 0, "phash_piece_1": 1, "phash_piece_2": 2, "dhash": 3, "ahash": 4}
@@ -88,7 +88,7 @@ def _band_keys(minhash: pl.Series, rules: MatchRules) -> list[np.ndarray]:
     in numpy: the keys only live within one run (never stored), so any well-spread, fast
     combination does; a per-row cryptographic hash would cost seconds per million rows."""
     bands, rows = rules.lsh_bands()
-    matrix = as_matrix(minhash.to_list(), rules.num_perm).astype(np.uint64)
+    matrix = series_matrix(minhash, rules.num_perm).astype(np.uint64)
     keys = []
     with np.errstate(over="ignore"):
         for band in range(bands):
@@ -151,6 +151,7 @@ class Candidates:
     rules: MatchRules
     parts: list[pl.DataFrame] = field(default_factory=list)
     rows_scanned: int = 0
+    candidate_rows: int = 0
     subsets_seen: dict[str, int] = field(default_factory=dict)
 
     def add(self, batch: pl.DataFrame) -> None:
@@ -162,15 +163,14 @@ class Candidates:
         if keys.height:
             rows = keys["row"].unique().sort()
             self.parts.append(batch[rows.to_list()].select(CANDIDATE_COLUMNS))
+            self.candidate_rows += rows.len()
 
-    @property
-    def candidate_rows(self) -> int:
-        return sum(p.height for p in self.parts)
-
-    def frame(self) -> pl.DataFrame:
-        if not self.parts:
+    def take(self) -> pl.DataFrame:
+        """The gathered rows, once (the parts are released: only the counts stay)."""
+        parts, self.parts = self.parts, []
+        if not parts:
             return pl.DataFrame(schema=dict(zip(CANDIDATE_COLUMNS, CANDIDATE_TYPES)))
-        return pl.concat(self.parts).unique(["subset", "id"], keep="first", maintain_order=True)
+        return pl.concat(parts).unique(["subset", "id"], keep="first", maintain_order=True)
 
 
 def start_candidates(own: pl.DataFrame, rules: MatchRules) -> Candidates:
@@ -243,8 +243,8 @@ def best_matches(own: pl.DataFrame, own_order: np.ndarray, candidates: pl.DataFr
     square of a family's size."""
     own_keys = candidate_keys(own, rules, with_numbers=rules.same_numbers)
     other_keys = candidate_keys(candidates, rules, with_numbers=rules.same_numbers).rename({"row": "other"})
-    own_hash = as_matrix(own["minhash"].to_list(), rules.num_perm)
-    other_hash = as_matrix(candidates["minhash"].to_list(), rules.num_perm)
+    own_hash = series_matrix(own["minhash"], rules.num_perm)
+    other_hash = series_matrix(candidates["minhash"], rules.num_perm)
     mine_cols = _columns(own)
     theirs_cols = _columns(candidates)
     other_order = candidates["_order"].to_numpy()
@@ -276,7 +276,7 @@ def _columns(frame: pl.DataFrame) -> dict[str, np.ndarray]:
     asks = frame["ask_shingle_count"]
     return {
         "text_key": frame["text_key"].to_numpy(),
-        "ask": as_matrix(frame["ask_minhash"].fill_null(b"\0" * 4 * ASK_PERM).to_list(), ASK_PERM),
+        "ask": series_matrix(frame["ask_minhash"].fill_null(b"\0" * 4 * ASK_PERM), ASK_PERM),
         "has_ask": (asks.fill_null(0) > 0).to_numpy(),  # null: signed before asking lines
         "numbers_key": frame["numbers_key"].to_numpy(),
         "shingle_count": frame["shingle_count"].to_numpy().astype(np.float64),
@@ -342,11 +342,12 @@ def find_duplicates(
     gathered = start_candidates(own, rules)
     for batch in lake_batches:
         gathered.add(batch)
-    candidates = gathered.frame()
+    candidates = gathered.take()
     ranks = subset_ranks({*gathered.subsets_seen, *candidates["subset"].unique(), *own["subset"].unique()},
                          rules.subset_order)
     # `own`'s rows are always compared with each other, whether or not the lake had them yet.
     ranked, own_order = ordered_candidates(own, candidates, ranks)
+    del candidates
     ranked = collapse_identical(ranked)
     best = best_matches(own, own_order, ranked, rules)
     if not best.height:
