@@ -48,7 +48,7 @@ FILTER_OF = {r: f.name for f in FILTERS for r in f.reasons}
 DEDUPLICATED_SCHEMA = pa.schema([f for f in CLEANED_SCHEMA if f.name != "image_bytes"])
 CAPTION, RESPONSE = "qwen3vl_235b_instruct_caption", "qwen3vl_235b_thinking_response"
 ANSWERS = [c for c in ANSWER_COLUMNS if c in CLEANED_SCHEMA.names]  # the verifier's references
-SCAN_BATCH = 65_536  # signature rows read at a time from the whole table
+SCAN_BATCH = 16_384  # signature rows read at a time from the whole table (~1 KB a row)
 
 
 class DedupSignaturesConfig(dg.Config):
@@ -328,7 +328,7 @@ def _own_signatures(lake: LakeResource, subset: str) -> tuple[pl.DataFrame, int]
     if not parts:  # no signatures: an empty subset, or dedup_signatures not materialized
         return pl.from_arrow(pa.table(
             {c: pa.array([], SIGNATURE_SCHEMA.field(c).type) for c in CANDIDATE_COLUMNS})), 128
-    own = pl.concat(parts)
+    own = pl.concat(parts, rechunk=False)  # no second copy of the subset
     sizes = own["num_perm"].unique().to_list()
     if len(sizes) != 1:
         raise InputError(f"deduplicated: dedup_signatures of {subset} mix num_perm {sizes}: "

@@ -149,6 +149,7 @@ class Candidates:
 
     own_keys: pl.DataFrame  # (kind, key) of the subset's rows, distinct
     rules: MatchRules
+    own_rows: pl.DataFrame  # (subset, id) of the subset's rows: held already, not gathered twice
     parts: list[pl.DataFrame] = field(default_factory=list)
     rows_scanned: int = 0
     candidate_rows: int = 0
@@ -159,6 +160,7 @@ class Candidates:
         self.rows_scanned += batch.height
         for subset, n in batch.group_by("subset").len().iter_rows():
             self.subsets_seen[subset] = self.subsets_seen.get(subset, 0) + n
+        batch = batch.join(self.own_rows, on=["subset", "id"], how="anti")
         keys = candidate_keys(batch, self.rules, with_numbers=self.rules.same_numbers).join(self.own_keys, on=["kind", "key"], how="semi")
         if keys.height:
             rows = keys["row"].unique().sort()
@@ -170,12 +172,12 @@ class Candidates:
         parts, self.parts = self.parts, []
         if not parts:
             return pl.DataFrame(schema=dict(zip(CANDIDATE_COLUMNS, CANDIDATE_TYPES)))
-        return pl.concat(parts).unique(["subset", "id"], keep="first", maintain_order=True)
+        return pl.concat(parts, rechunk=False).unique(["subset", "id"], keep="first", maintain_order=True)
 
 
 def start_candidates(own: pl.DataFrame, rules: MatchRules) -> Candidates:
     keys = candidate_keys(own, rules, with_numbers=rules.same_numbers).select("kind", "key").unique()
-    return Candidates(keys, rules)
+    return Candidates(keys, rules, own.select("subset", "id"))
 
 
 DUPLICATE_SCHEMA = {"id": pl.String, "kept_subset": pl.String, "kept_id": pl.String,
@@ -192,10 +194,11 @@ def ordered_candidates(own: pl.DataFrame, candidates: pl.DataFrame,
     that ranking; and each own row's `_order`. A row can only be dropped for a row of lower
     `_order`, and is kept as the best-ranked (lowest `_order`) row it matches."""
     merged = pl.concat([own.select(CANDIDATE_COLUMNS), candidates.select(CANDIDATE_COLUMNS)]).unique(
-        ["subset", "id"], keep="first", maintain_order=True)
-    ranked = merged.with_columns(
+        ["subset", "id"], keep="first", maintain_order=True)  # `own` rows are not gathered again
+    ranked = merged.lazy().with_columns(
         _rank=pl.col("subset").replace_strict(ranks, return_dtype=pl.Int64)
-    ).sort("_rank", "id").with_row_index("_order").with_columns(pl.col("_order").cast(pl.Int64))
+    ).sort("_rank", "id").with_row_index("_order").with_columns(pl.col("_order").cast(pl.Int64)).collect()
+    del merged
     own_order = own.select("subset", "id").join(
         ranked.select("subset", "id", "_order"), on=["subset", "id"], how="left",
         maintain_order="left")["_order"].to_numpy()
@@ -243,8 +246,6 @@ def best_matches(own: pl.DataFrame, own_order: np.ndarray, candidates: pl.DataFr
     square of a family's size."""
     own_keys = candidate_keys(own, rules, with_numbers=rules.same_numbers)
     other_keys = candidate_keys(candidates, rules, with_numbers=rules.same_numbers).rename({"row": "other"})
-    own_hash = series_matrix(own["minhash"], rules.num_perm)
-    other_hash = series_matrix(candidates["minhash"], rules.num_perm)
     mine_cols = _columns(own)
     theirs_cols = _columns(candidates)
     other_order = candidates["_order"].to_numpy()
@@ -260,7 +261,7 @@ def best_matches(own: pl.DataFrame, own_order: np.ndarray, candidates: pl.DataFr
         mine, theirs = mine[earlier], theirs[earlier]
         for start in range(0, len(mine), VERIFY_BATCH):
             found = _verify(mine[start:start + VERIFY_BATCH], theirs[start:start + VERIFY_BATCH],
-                            mine_cols, theirs_cols, own_hash, other_hash, rules)
+                            mine_cols, theirs_cols, rules)
             if found is not None and found.height:
                 out.append(found)
         if len(out) > 1:  # keep the best of each row only: the held matches stay bounded
@@ -276,7 +277,9 @@ def _columns(frame: pl.DataFrame) -> dict[str, np.ndarray]:
     asks = frame["ask_shingle_count"]
     return {
         "text_key": frame["text_key"].to_numpy(),
-        "ask": series_matrix(frame["ask_minhash"].fill_null(b"\0" * 4 * ASK_PERM), ASK_PERM),
+        # MinHashes stay in their Arrow columns: gathered for the pairs verified only
+        "minhash": frame["minhash"],
+        "ask": frame["ask_minhash"],
         "has_ask": (asks.fill_null(0) > 0).to_numpy(),  # null: signed before asking lines
         "numbers_key": frame["numbers_key"].to_numpy(),
         "shingle_count": frame["shingle_count"].to_numpy().astype(np.float64),
@@ -286,8 +289,13 @@ def _columns(frame: pl.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
-def _verify(mine: np.ndarray, theirs: np.ndarray, a: dict, b: dict, own_hash: np.ndarray,
-            other_hash: np.ndarray, rules: MatchRules) -> pl.DataFrame | None:
+def _gathered(column: pl.Series, rows: np.ndarray, num_perm: int) -> np.ndarray:
+    """The MinHashes of `rows` as a matrix (null, a signature without one: zeros, unused)."""
+    return series_matrix(column.gather(rows).fill_null(b"\0" * 4 * num_perm), num_perm)
+
+
+def _verify(mine: np.ndarray, theirs: np.ndarray, a: dict, b: dict,
+            rules: MatchRules) -> pl.DataFrame | None:
     """The candidate pairs (`mine[i]`, `theirs[i]`) that are duplicates."""
     ok = np.ones(len(mine), dtype=bool)
     if rules.same_answer:
@@ -309,7 +317,8 @@ def _verify(mine: np.ndarray, theirs: np.ndarray, a: dict, b: dict, own_hash: np
     jaccard = np.ones(len(mine))
     fuzzy = ~same_text
     if fuzzy.any():
-        j = estimated_jaccard(own_hash[mine[fuzzy]], other_hash[theirs[fuzzy]])
+        j = estimated_jaccard(_gathered(a["minhash"], mine[fuzzy], rules.num_perm),
+                              _gathered(b["minhash"], theirs[fuzzy], rules.num_perm))
         near = j >= rules.jaccard_threshold
         if rules.max_shingle_difference is not None:
             near &= estimated_difference(j, a["shingle_count"][mine[fuzzy]],
@@ -319,7 +328,8 @@ def _verify(mine: np.ndarray, theirs: np.ndarray, a: dict, b: dict, own_hash: np
             # lines must match at their own scale too (without a preamble, the question's)
             m, t = mine[fuzzy], theirs[fuzzy]
             judged = a["has_ask"][m] & b["has_ask"][t]
-            near &= ~judged | (estimated_jaccard(a["ask"][m], b["ask"][t]) >= rules.min_ask_jaccard)
+            near &= ~judged | (estimated_jaccard(_gathered(a["ask"], m, ASK_PERM),
+                                                 _gathered(b["ask"], t, ASK_PERM)) >= rules.min_ask_jaccard)
         jaccard[fuzzy] = np.where(near, j, -1.0)
     keep = jaccard >= 0
     return pl.DataFrame({"row": mine[keep], "other": theirs[keep], "same_text": same_text[keep],
