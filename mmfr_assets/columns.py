@@ -57,6 +57,11 @@ COLUMNS: dict[str, str] = {
     "uint32): estimates the Jaccard similarity of two questions.",
     "num_perm": "MinHash permutations the signature was computed with (only equal ones compare).",
     "shingle_count": "Distinct character 4-grams of the normalized question.",
+    "ask_minhash": "MinHash (64 little-endian uint32) of the question's asking line, the last "
+    "line of its stem: a shared preamble counts for less than the line that asks.",
+    "ask_shingle_count": "Distinct character 4-grams of the asking line (null: signed before it).",
+    "answer_key": "64-bit hash of the reference answer as the verifier reads it (a choice letter "
+    "as its option's text, a number as a number); duplicates need equal keys. Null: no answer.",
     "numbers_key": "64-bit hash of the sorted numbers in the question (a template with other "
     "numbers is another problem).",
     "phash": "64-bit perceptual hash of the image (imagehash.phash; null: no image).",

@@ -82,6 +82,24 @@ def test_model_step_bench_on_tiny_partitions(tmp_path):
     assert any("asset / bare" in line for line in lines)
 
 
+@pytest.mark.process
+def test_dedup_templated_memory_on_a_tiny_subset(tmp_path, real_sample):
+    """`bench/dedup.py`'s issue-34 section on 300 templated rows: `deduplicated` materialized in
+    a fresh process from the written `cleaned` and `dedup_signatures`, every row read, none
+    dropped (each row is its own numbered problem), its peak RSS measured. No timing asserted."""
+    from bench import dedup
+
+    [(rows, result)] = dedup.templated_memory(tmp_path, real_sample, (300,), log=lambda *_: None).items()
+    assert rows == 300 and result["success"], result
+    assert result["rows_in"] == 300 and result["rows_dropped"] == 0
+    assert result["peak_rss_mb"] > result["rss_before_mb"] > 0
+    quality = {"templated": 41, "templated_differing_merges": {"negatives_entity": 0, "negatives_shape": 1},
+               "shuffled": 8, "shuffled_merged": 8, "recall_all": 1.0, "false_merges": 0,
+               "negatives_dropped": 0, "real_dropped": []}
+    lines = dedup.render_templated("now", "0", {"defaults": quality}, {300: result})
+    assert lines[0].startswith("### Templated families") and any("| 300 |" in line for line in lines)
+
+
 def test_rehearsal_source_is_the_papers_shape(real_sample, tmp_path):
     """The rehearsal's source (bench/rehearsal.py): the paper's category shares, every row its own
     problem (own id, numbered question, own image bytes with the figure's pixels), traces of the

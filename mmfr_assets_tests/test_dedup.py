@@ -10,11 +10,21 @@ import polars as pl
 import pytest
 from PIL import Image
 
+from mmfr_assets.dedup.assets import dedup_verdicts  # at collection: its first import starts a process
+from mmfr_assets.dedup.answers import answer_form, reference_answers
 from mmfr_assets.dedup.images import image_hashes
 from mmfr_assets.dedup.matching import MatchRules, find_duplicates, subset_ranks
 from mmfr_assets.dedup.signatures import signature_batch
 from mmfr_assets.dedup.text import normalized, text_key
-from mmfr_assets_tests.planted_duplicates import VARIANTS, Row, planted, real_rows
+from mmfr_assets_tests.planted_duplicates import (
+    VARIANTS,
+    Row,
+    entity_negatives,
+    planted,
+    real_rows,
+    shape_negatives,
+    shuffled_copies,
+)
 
 RULES = MatchRules()  # the defaults under test
 # The one cluster the published rows already hold (checked by hand): WeMath2-Pro's variants of
@@ -29,6 +39,7 @@ def signatures(rows: list[Row], rules: MatchRules = RULES) -> pl.DataFrame:
     frame = signature_batch(
         [r.id for r in rows], [r.question for r in rows], [r.image for r in rows],
         [hashlib.sha256(r.image).hexdigest() for r in rows], num_perm=rules.num_perm,
+        answers=reference_answers([{"answer": r.answer} for r in rows]),
     )
     return frame.with_columns(subset=pl.Series([r.subset for r in rows])).select(
         "subset", *frame.columns)
@@ -183,11 +194,128 @@ def test_the_card_names_the_benchmarks_checked():
 
 
 def test_a_leaked_duplicate_is_dropped_as_contaminated():
-    from mmfr_assets.dedup.assets import dedup_verdicts
-
     batch = pl.DataFrame({"id": ["a", "b", "c"], "question": ["q1", "q2", "q3"]})
     verdicts = dedup_verdicts(batch, {"b": "benchmark X item 1: image"},
                               {"b": "(S, z)", "c": "(S, a)"})
     assert verdicts.kept["id"].to_list() == ["a"]
     assert verdicts.dropped.rows() == [("b", "benchmark", "contaminated", "benchmark X item 1: image"),
                                        ("c", "dedup", "duplicate_of", "(S, a)")]
+
+
+def test_answers_are_read_as_the_verifier_reads_them():
+    question = "Question: which?\nChoices:\nA: 12\nB: 9\nC: 8\nD: 7"
+    shuffled = "Question: which?\nChoices:\nA: 7\nB: 12\nC: 8\nD: 9"
+    assert answer_form(question, "D") == answer_form(shuffled, "A") == answer_form(None, "7")
+    assert answer_form(question, "B") != answer_form(question, "D")
+    assert answer_form(None, "0.5") == answer_form(None, "\\frac{1}{2}") == answer_form(None, "$1/2$")
+    assert answer_form(None, "Pentagon.") == answer_form(None, "pentagon") != answer_form(None, "triangle")
+    assert answer_form(None, "") is None and answer_form(None, None) is None
+
+
+def test_templated_negatives_never_merge(real):
+    """A lecture shared by two questions with one entity changed over the same figure, and a
+    puzzle template over two simple figures a few hash bits apart: different problems, told
+    apart by their answers. No row is dropped for a row whose answer differs (rows of two
+    pairs built on one template, with the same figure and answer, are one problem and may
+    merge); with the question and image rules alone, many are (what issue 30 saw)."""
+    negatives = entity_negatives(real) + shape_negatives(real)
+    rows = real + negatives
+    frame = signatures(rows)
+    form = {(r.subset, r.id): answer_form(r.question, r.answer) for r in rows}
+
+    def differing(dropped: pl.DataFrame) -> list[tuple]:
+        return [(s, i, ks, ki) for s, i, ks, ki in
+                dropped.select("subset", "id", "kept_subset", "kept_id").iter_rows()
+                if s.startswith("negatives") and form[(s, i)] != form[(ks, ki)]]
+
+    assert differing(dedup_each_subset(frame)) == []
+    blind = differing(dedup_each_subset(frame, MatchRules(same_answer=False, min_ask_jaccard=None)))
+    assert {s for s, *_ in blind} == {"negatives_entity", "negatives_shape"}
+    assert len(blind) >= len(negatives) // 4, len(blind)
+
+
+def test_shuffled_options_copies_still_merge(real):
+    """One problem repeated eight times with its options shuffled (the same answer text under
+    other letters) is one problem: every copy is dropped for the real row."""
+    chosen = [r for r in real if r.origin in ("BMMR/72393", "FineVision-geo170k(qa)/1",
+                                              "FineVision-ai2d_merged/4", "GameQA-140K/75814")]
+    assert len(chosen) == 4
+    copies = [c for row in chosen for c in shuffled_copies(row)]
+    dropped = dedup_each_subset(signatures(real + copies)).filter(pl.col("subset") == "shuffled")
+    kept = {(s, i) for s, i in dropped.select("kept_subset", "kept_id").iter_rows()}
+    assert dropped.height == len(copies) == 32
+    assert kept == {(r.subset, r.id) for r in chosen}
+
+
+def test_bounded_batches_decide_as_one_batch(planted_lake, monkeypatch):
+    """Pairs joined a few at a time and verified a few at a time decide exactly as at once."""
+    from mmfr_assets.dedup import matching
+
+    _, frame = planted_lake
+    baseline = dedup_each_subset(frame).sort("subset", "id")
+    monkeypatch.setattr(matching, "PAIR_BUDGET", 7)
+    monkeypatch.setattr(matching, "VERIFY_BATCH", 5)
+    assert dedup_each_subset(frame).sort("subset", "id").equals(baseline)
+
+
+def test_a_numbered_family_over_one_figure_shares_no_candidate_key(real):
+    """Rows grown from one real row with their question numbered ("Problem i: ...") over its
+    figure: each is its own problem, none shares a key with another (the numbers are in the
+    keys), so none is compared; with `same_numbers` off they are near-duplicates, all dropped
+    for the first."""
+    from mmfr_assets.dedup.matching import candidate_keys
+
+    row = real[0]
+    family = [Row("family", f"{i:03d}", f"Problem {i}: {row.question}", row.image, "", row.answer)
+              for i in range(1, 41)]
+    frame = signatures(family)
+    keys = candidate_keys(frame, RULES, with_numbers=True)
+    assert keys.group_by("kind", "key").len()["len"].max() == 1
+    assert dedup_each_subset(frame).height == 0
+    loose = MatchRules(same_numbers=False)
+    dropped = dedup_each_subset(frame, loose)
+    assert dropped.height == 39 and set(dropped["kept_id"]) == {"001"}
+
+
+def test_signatures_written_before_answer_keys_still_read(real, tmp_path):
+    """A lake whose `dedup_signatures` predate `answer_key`: its rows read with a null key (the
+    answer rule then leaves them to question and image), and a subset re-signed since has one."""
+    import pyarrow as pa
+
+    from mmfr_assets.dedup.assets import _own_signatures, lake_signatures
+    from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA
+    from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter
+    from mmfr_assets.lake.resource import LakeResource
+
+    lake = LakeResource(uri=str(tmp_path / "lake"))
+    old = pa.schema([f for f in SIGNATURE_SCHEMA if f.name not in ("answer_key", "ask_minhash",
+                                                                   "ask_shingle_count")])
+    frame = signatures(real[:3]).with_columns(subset=pl.lit("old"))
+    with PartitionWriter(DeltaLocation(lake.location("dedup_signatures").uri), old, {"subset": "old"}) as w:
+        w.write(frame.to_arrow().select(old.names))
+        w.commit()
+    own, num_perm = _own_signatures(lake, "old")
+    assert num_perm == RULES.num_perm and own.height == 3 and own["answer_key"].null_count() == 3
+    assert sum(b.height for b in lake_signatures(lake, num_perm)) == 3
+    # the same three rows in a subset signed now (answers known): still their duplicates
+    new = signatures([Row("resigned", r.id, r.question, r.image, "", r.answer) for r in real[:3]])
+    dropped, _ = find_duplicates(new, [own, *lake_signatures(lake, num_perm)], RULES)
+    assert dropped.height == 3 and set(dropped["kept_subset"]) == {"old"}
+
+
+def test_a_shared_lecture_counts_for_less_than_the_asking_line(real):
+    """Without answers to tell them apart, two questions sharing a long lecture and differing
+    in their asking line ("the grass is a producer" / "the rabbit is a consumer") are still two
+    problems: their asking lines are compared at their own scale. With that rule off, the
+    whole question's few differing shingles let them merge."""
+    from dataclasses import replace
+
+    rows = [replace(r, answer=None) for r in entity_negatives(real)]
+    frame = signatures(rows)
+
+    def partners(dropped: pl.DataFrame) -> int:
+        return sum(i.rsplit("/", 1)[0] == k.rsplit("/", 1)[0]
+                   for i, k in dropped.select("id", "kept_id").iter_rows())
+
+    assert partners(dedup_each_subset(frame)) == 0
+    assert partners(dedup_each_subset(frame, MatchRules(min_ask_jaccard=None))) >= len(rows) // 4

@@ -26,9 +26,10 @@ import pyarrow as pa
 from pydantic import Field
 
 from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
+from mmfr_assets.dedup.answers import ANSWER_COLUMNS, reference_answers
 from mmfr_assets.dedup.benchmarks import BenchmarkIndex
 from mmfr_assets.dedup.filters import FILTERS
-from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, MatchRules, find_duplicates
+from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, CANDIDATE_TYPES, MatchRules, find_duplicates
 from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA, pool_map, signature_batch
 from mmfr_assets.errors import InputError
 from mmfr_assets.lineage import reads, upstream_of
@@ -46,7 +47,8 @@ FILTER_OF = {r: f.name for f in FILTERS for r in f.reasons}
 # `cleaned` without the image bytes: readers take them from `cleaned` (by id, in row order).
 DEDUPLICATED_SCHEMA = pa.schema([f for f in CLEANED_SCHEMA if f.name != "image_bytes"])
 CAPTION, RESPONSE = "qwen3vl_235b_instruct_caption", "qwen3vl_235b_thinking_response"
-SCAN_BATCH = 65_536  # signature rows read at a time from the whole table
+ANSWERS = [c for c in ANSWER_COLUMNS if c in CLEANED_SCHEMA.names]  # the verifier's references
+SCAN_BATCH = 16_384  # signature rows read at a time from the whole table (~1 KB a row)
 
 
 class DedupSignaturesConfig(dg.Config):
@@ -72,6 +74,13 @@ class DeduplicatedConfig(dg.Config):
         "question and not the other (~3 words replaced); null: Jaccard alone.")
     same_numbers: bool = Field(default=True, description="Near-duplicate questions must hold the "
                                "same numbers (a template filled with other numbers differs).")
+    min_ask_jaccard: float | None = Field(default=0.5, description="Where both questions have "
+        "a preamble (a lecture, a game's rules: their asking line, the last line of the stem, is "
+        "at most half the text), least estimated Jaccard similarity of the asking lines: a "
+        "shared preamble counts for less than the part that differs. null: off.")
+    same_answer: bool = Field(default=True, description="Duplicates must have answers that mean "
+        "the same thing (the verifier's reading: option letters resolved to their text, numbers "
+        "as numbers); a row without a reference answer is matched on question and image alone.")
     max_image_distance: int = Field(default=4, description="Most differing bits of the 64-bit "
                                     "perceptual hashes (imagehash.phash) of two matching images.")
     subset_order: list[str] = Field(default=[], description="Subsets whose rows are kept first, "
@@ -94,6 +103,8 @@ class DeduplicatedConfig(dg.Config):
             f"{name} must be {rule}, got {value!r}"
             for name, value, ok, rule in (
                 ("jaccard_threshold", self.jaccard_threshold, 0 < self.jaccard_threshold <= 1, "in (0, 1]"),
+                ("min_ask_jaccard", self.min_ask_jaccard,
+                 self.min_ask_jaccard is None or 0 < self.min_ask_jaccard <= 1, "in (0, 1] or null"),
                 ("max_image_distance", self.max_image_distance, 0 <= self.max_image_distance <= 64, "in [0, 64]"),
                 ("max_shingle_difference", self.max_shingle_difference,
                  self.max_shingle_difference is None or self.max_shingle_difference >= 0, ">= 0 or null"),
@@ -105,7 +116,9 @@ class DeduplicatedConfig(dg.Config):
         return MatchRules(
             jaccard_threshold=self.jaccard_threshold,
             max_shingle_difference=self.max_shingle_difference,
-            same_numbers=self.same_numbers, max_image_distance=self.max_image_distance,
+            same_numbers=self.same_numbers, same_answer=self.same_answer,
+            min_ask_jaccard=self.min_ask_jaccard,
+            max_image_distance=self.max_image_distance,
             require_image=self.match == "question_and_image", num_perm=num_perm,
             subset_order=tuple(self.subset_order),
         )
@@ -120,7 +133,8 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
         kinds={"deltalake"},
         check_specs=[accounting_check_spec(SIGNATURES, partitions)],
         description="What comparing a cleaned row needs, and no image or text: a key of its "
-        "normalized question, a MinHash of its character 4-grams (datasketch), its numbers, its "
+        "normalized question, a MinHash of its character 4-grams (datasketch) and of its asking "
+        "line, its numbers, a key of its reference answer as the verifier reads it, its "
         "image's perceptual hashes (imagehash) and SHA-256. One row per cleaned row.",
     )
     def dedup_signatures(
@@ -137,14 +151,15 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
                 frame = signature_batch(
                     ids, batch["question"].to_list(), data, batch["image_sha256"].to_list(),
                     num_perm=config.num_perm, map_images=pool_map(pool),
-                    captions=batch[CAPTION].to_list(), traces=batch[RESPONSE].to_list())
+                    captions=batch[CAPTION].to_list(), traces=batch[RESPONSE].to_list(),
+                    answers=reference_answers(batch.select(ANSWERS).iter_rows(named=True)))
                 return Verdicts.no_drops(frame.with_columns(subset=pl.lit(subset_of(subset))))
 
             run = run_stage(
                 lake, stage=SIGNATURES, subset=subset,
                 batches=upstream_batches(lake, upstream_of(SIGNATURES), subset, batch_size=config.batch_size,
                                          columns=["id", "question", "image_sha256", "image_bytes",
-                                                  CAPTION, RESPONSE]),
+                                                  CAPTION, RESPONSE, *ANSWERS]),
                 decide=decide, schema=SIGNATURE_SCHEMA,
             )
         return stage_result(lake, run, upstream=upstream_of(SIGNATURES))
@@ -152,13 +167,28 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
     return dedup_signatures
 
 
+def _stored_columns(lake: LakeResource) -> list[str]:
+    """The matching columns the signature table holds. A table written before `answer_key`
+    existed lacks it: its rows are read with a null answer key (the answer rule then does not
+    apply to them, as for a row without a reference) until `dedup_signatures` is re-materialized."""
+    table = lake.location(SIGNATURES).table()
+    names = set(table.schema().to_arrow().names) if table is not None else set(CANDIDATE_COLUMNS)
+    return [c for c in [*CANDIDATE_COLUMNS, "num_perm"] if c in names]
+
+
+def _with_all_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in zip(CANDIDATE_COLUMNS, CANDIDATE_TYPES)
+               if c not in frame.columns]
+    return frame.with_columns(missing).select([*CANDIDATE_COLUMNS, "num_perm"]) if missing else frame
+
+
 def lake_signatures(lake: LakeResource, num_perm: int):
     """Every subset's signatures, streamed (the columns matching reads); refuses rows signed
     with another `num_perm`, which cannot be compared."""
-    with read_partition(lake.location(SIGNATURES), {}, columns=[*CANDIDATE_COLUMNS, "num_perm"],
+    with read_partition(lake.location(SIGNATURES), {}, columns=_stored_columns(lake),
                         batch_size=SCAN_BATCH) as reader:
         for batch in reader:
-            frame = pl.from_arrow(batch)
+            frame = _with_all_columns(pl.from_arrow(batch))
             other = frame.filter(pl.col("num_perm") != num_perm)
             if other.height:
                 raise InputError(
@@ -231,6 +261,8 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                     config.max_ngram_rows)
             leaks.update(text)  # a text leak's detail wins over an image match's
         signed = set(own["id"].to_list())
+        stale = own["ask_shingle_count"].null_count()
+        del own  # the subset's signatures are not needed while its rows are written
         unsigned: list[str] = []
         saved = {"caption_teacher": 0, "cot_teacher": 0}
 
@@ -251,6 +283,11 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                                      columns=DEDUPLICATED_SCHEMA.names),
             decide=decide, schema=DEDUPLICATED_SCHEMA, filters=FILTERS,
         )
+        if stale:
+            context.log.warning(
+                f"deduplicated {subset}: {stale} signatures predate answer keys and asking lines "
+                "(an older dedup_signatures): they were matched on question and image alone; "
+                "re-materialize dedup_signatures for the answer and asking-line rules")
         if unsigned:
             context.log.warning(
                 f"deduplicated {subset}: {len(unsigned)} cleaned rows have no signature (e.g. "
@@ -268,6 +305,7 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             "dedup/teacher_calls_saved": dg.MetadataValue.json(saved),
             "dedup/rules": dg.MetadataValue.json(config.model_dump()),
             "dedup/rows_without_signature": dg.MetadataValue.text(str(len(unsigned))),
+            "dedup/signatures_without_answer_rules": dg.MetadataValue.text(str(stale)),
             # benchmark -> items checked and rows this partition dropped for it
             "decontamination/benchmarks": dg.MetadataValue.json(
                 {name: {"items": benchmarks.items[name], "rows_removed": benchmarks.removed[name]}
@@ -284,13 +322,13 @@ def _own_signatures(lake: LakeResource, subset: str) -> tuple[pl.DataFrame, int]
     MinHash size they were computed with (every other subset must have the same)."""
     parts = []
     with read_partition(lake.location(SIGNATURES), lake_partition(subset),
-                        columns=[*CANDIDATE_COLUMNS, "num_perm"], batch_size=SCAN_BATCH) as reader:
+                        columns=_stored_columns(lake), batch_size=SCAN_BATCH) as reader:
         for batch in reader:
-            parts.append(pl.from_arrow(batch))
+            parts.append(_with_all_columns(pl.from_arrow(batch)))
     if not parts:  # no signatures: an empty subset, or dedup_signatures not materialized
         return pl.from_arrow(pa.table(
             {c: pa.array([], SIGNATURE_SCHEMA.field(c).type) for c in CANDIDATE_COLUMNS})), 128
-    own = pl.concat(parts)
+    own = pl.concat(parts, rechunk=False)  # no second copy of the subset
     sizes = own["num_perm"].unique().to_list()
     if len(sizes) != 1:
         raise InputError(f"deduplicated: dedup_signatures of {subset} mix num_perm {sizes}: "

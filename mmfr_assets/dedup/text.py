@@ -1,7 +1,9 @@
 """Question text as deduplication compares it: normalized words, character shingles, MinHash.
 
 Normalization removes what two copies of one problem commonly differ by without being different
-problems: case, Unicode forms, punctuation, whitespace and `<image>` placeholders. Shingles are
+problems: case, Unicode forms, punctuation, whitespace, `<image>` placeholders, and the order
+of its options (options one a line, read by the verifier's `options`, are compared as the
+sorted set of their texts without letters: one problem with its options shuffled is one text). Shingles are
 character 4-grams of the normalized text (measured on the real sample: a question reworded by
 two or three words keeps a Jaccard similarity above 0.5 in 95% of cases, where word bigrams fell
 to 0.33-0.44 on short questions; see bench/RESULTS.md). The MinHash is datasketch's.
@@ -17,17 +19,54 @@ from collections.abc import Sequence
 import numpy as np
 from datasketch import MinHash
 
+from mmfr_assets.rules.verify.rules import options
+
 WORD = re.compile(r"\w+")
 IMAGE_TAG = re.compile(r"<image>", re.IGNORECASE)
 SHINGLE_CHARS = 4
 MINHASH_SEED = 1  # part of the signature: two tables compare only with the same seed and size
+ASK_PERM = 64  # MinHash size of the asking line (a short text: its estimate needs fewer)
+
+
+def stem_and_options(question: str) -> tuple[list[str], list[str]]:
+    """`question`'s lines (NFKC) without its option lines ("A: 12", "(B) x"), and the option
+    texts sorted, without their letters; ([every line], []) when it has no options one a line
+    (options inline in a sentence are left in place)."""
+    text = unicodedata.normalize("NFKC", question)
+    lines = text.splitlines()
+    choices = options(text)
+    if not choices:
+        return lines, []
+    marks = [re.compile(rf"^\s*\(?{letter}\s*[.:)、]\s*{re.escape(option)}\s*$")
+             for letter, option in choices.items()]
+    stem = [line for line in lines if not any(m.match(line) for m in marks)]
+    if len(lines) - len(stem) != len(choices):
+        return lines, []
+    return stem, sorted(choices.values())
+
+
+def options_sorted(question: str) -> str:
+    """`question` with its options moved to its end in a canonical order (`stem_and_options`)."""
+    stem, choices = stem_and_options(question)
+    return "\n".join([*stem, *choices])
+
+
+def ask(question: str | None) -> str:
+    """The part of a question that asks (normalized): the last line of its stem holding a word.
+    A lecture or a game's rules come before it, shared by a whole template family."""
+    stem, _ = stem_and_options(question or "")
+    for line in reversed(stem):
+        if (text := normalized(line)):
+            return text
+    return ""
 
 
 def words(question: str | None) -> list[str]:
-    """The question's words, lower-cased, NFKC-normalized, `<image>` tags removed."""
+    """The question's words, lower-cased, NFKC-normalized, `<image>` tags removed, options in
+    a canonical order (`options_sorted`)."""
     if not question:
         return []
-    text = IMAGE_TAG.sub(" ", unicodedata.normalize("NFKC", question)).lower()
+    text = IMAGE_TAG.sub(" ", options_sorted(question)).lower()
     return WORD.findall(text)
 
 
@@ -71,11 +110,23 @@ def minhashes(questions: Sequence[str | None], num_perm: int) -> tuple[list[byte
     return values, [len(s) for s in sets]
 
 
-def as_matrix(values: Sequence[bytes], num_perm: int) -> np.ndarray:
-    """MinHash bytes as a (rows, num_perm) uint32 matrix (one copy, for vectorized compares)."""
-    if not values:
+def series_matrix(values, num_perm: int) -> np.ndarray:
+    """A Polars Binary series of MinHashes (no nulls) as a (rows, num_perm) uint32 matrix read
+    straight from its Arrow buffer: no Python bytes object per row (100,000 rows of 512 bytes
+    cost 50 MB as a matrix, twice that again as a list of bytes)."""
+    import pyarrow as pa
+
+    array = values.to_arrow()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    array = array.cast(pa.large_binary())
+    if not len(array):
         return np.zeros((0, num_perm), dtype=np.uint32)
-    return np.frombuffer(b"".join(values), dtype="<u4").reshape(len(values), num_perm)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
+    if array.null_count or not (np.diff(offsets) == 4 * num_perm).all():
+        raise ValueError(f"MinHashes must all hold {num_perm} values")
+    return np.frombuffer(array.buffers()[2], dtype="<u4", count=len(array) * num_perm,
+                         offset=int(offsets[0])).reshape(len(array), num_perm)
 
 
 def estimated_jaccard(left: np.ndarray, right: np.ndarray) -> np.ndarray:
