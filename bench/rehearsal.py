@@ -322,11 +322,12 @@ def templated_source(real_sample: Path, out: Path, rows: int) -> Path:
     return out
 
 
-def run(out: Path, real_sample: Path, *, quick: bool, log=print) -> dict:
+def run(out: Path, real_sample: Path, *, quick: bool, total: int | None = None,
+        templated: tuple[int, int] | None = None, log=print) -> dict:
     import shutil
 
-    total = 10_000 if quick else 115_000
-    small, large = (2_000, 10_000) if quick else (20_000, 100_000)
+    total = total or (10_000 if quick else 115_000)
+    small, large = templated or ((2_000, 10_000) if quick else (20_000, 100_000))
     started, load = machine.now_utc(), machine.load_text()
     info = machine.describe()
     where = f"{info['cpus (nproc)']} cores ({info['cpu model']}), {info['ram']}"
