@@ -144,3 +144,20 @@ def test_rehearsal_source_is_the_papers_shape(real_sample, tmp_path):
     for subset, row_id, of_subset, of_id in planted["duplicates"]:
         copy, original = by_key[(subset, row_id)], by_key[(of_subset, of_id)]
         assert copy["answer"] == original["answer"] and of_subset != subset
+
+
+@pytest.mark.process
+def test_rehearsal_memory_stays_flat_on_a_templated_subset(real_sample, tmp_path):
+    """Issue 34's must-hold at CI size (`python -m bench --only rehearsal` measures it at
+    20,000 vs 100,000): `mmfr run --until deduplicated` as a user runs it, on one subset whose
+    rows are each their own problem over a figure and text their family shares, peaks within
+    1.5x at 5x the rows (it was 12x: dedup's candidate pairs grew with the square of a family)."""
+    from bench import rehearsal
+
+    peaks = {}
+    for rows in (2_000, 10_000):
+        source = rehearsal.templated_source(real_sample, tmp_path / f"t{rows}" / "source", rows)
+        run = rehearsal.run_cli(tmp_path / f"t{rows}", source, rows, until="deduplicated", log=lambda *_: None)
+        assert "deduplicated" in run.stage_seconds, run.output
+        peaks[rows] = run.peak_rss_mb
+    assert peaks[10_000] <= 1.5 * peaks[2_000] and peaks[10_000] < 2_500, peaks
