@@ -389,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--config", help="YAML Dagster run config (asset config, resources)")
     run_parser.set_defaults(handler=run)
 
+    from mmfr_assets.cli.plan import add_parser as add_plan_parser
+
+    add_plan_parser(commands)
+
     funnel_parser = commands.add_parser("funnel", help="print the per-filter funnel of the lake")
     funnel_parser.add_argument("--subsets", default="all")
     funnel_parser.set_defaults(handler=funnel)
