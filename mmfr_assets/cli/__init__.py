@@ -25,6 +25,7 @@ from mmfr_assets.errors import InputError
 from mmfr_assets.exports.thinking import DEFAULT_THINK_FORMAT, THINK_FORMATS
 from mmfr_assets.exports.turns import DEFAULT_SYSTEM_PROMPT
 from mmfr_assets.cli.orphan_runs import fail_orphaned_runs, run_tags
+from mmfr_assets.cli.plan import after_run, before_run
 from mmfr_assets.lineage import EXPORTABLE as _EXPORTABLE, LINE, NODES, STEP_SHOWN_IN, funnel_stages
 
 # Exit codes (README "Headless: mmfr").
@@ -236,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
     job = defs.resolve_implicit_global_asset_job_def()
     _validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
     subsets = _parse_subsets(args.subsets, build_partition_keys(defs))
+    planned = before_run(defs, subsets, run_config)  # the plan heads the output (issue 28)
     selection = None
     if args.until:
         names = sorted(key.path[-1] for key in defs.resolve_all_asset_keys())
@@ -281,6 +283,7 @@ def run(args: argparse.Namespace) -> int:
                     print(f"mmfr: run {result.run_id} for {key_label(key)} FAILED", file=sys.stderr)
                 break
     print("\n".join(funnel_lines(_lake(defs), subsets, status)))
+    after_run(planned, defs)
     if failed:
         print(f"mmfr: failed subsets: {', '.join(failed)}", file=sys.stderr)
         return EXIT_RUN_FAILED

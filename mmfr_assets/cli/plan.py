@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -88,3 +89,29 @@ def add_parser(commands) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object: `roles` maps each role's "
                         "resource key to its requests, prompt_tokens, completion_tokens and the rest")
     parser.set_defaults(handler=plan)
+
+
+def before_run(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str, Any]):
+    """The plan at the top of `mmfr run`'s output, kept beside the lake for the report's
+    planned-vs-actual table; None (and one line saying why) where it cannot be made: the plan
+    informs, it never stops a run."""
+    from mmfr_assets.planning.render import plan_lines
+    from mmfr_assets.planning.spend import save_plan
+
+    try:
+        planned = make_plan(defs, subsets, run_config)
+        save_plan(defs.resources["lake"], planned.as_json())
+    except Exception as error:  # noqa: BLE001 - advisory: the run goes on, the reason is printed
+        print(f"mmfr: no plan ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})",
+              file=sys.stderr)
+        return None
+    print("\n".join(plan_lines(planned)), flush=True)
+    return planned
+
+
+def after_run(planned, defs: dg.Definitions) -> None:
+    """Planned vs actual per role, after `mmfr run`'s funnel."""
+    from mmfr_assets.planning.spend import planned_vs_actual_lines
+
+    if planned is not None:
+        print("\n" + "\n".join(planned_vs_actual_lines(planned.as_json(), defs.resources["lake"])))

@@ -22,6 +22,7 @@ from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.partitions import check_lake
 from mmfr_assets.settings import report_location
 from mmfr_assets.reporting.plots import PLOTS
+from mmfr_assets.planning.spend import markdown_html, spend_sections
 from mmfr_assets.reporting.publish import REPORT_URL_ENV, metadata_value, public_report_url, report_links
 from mmfr_assets.reporting.stats import OPTIONAL_TABLES, collect_stats, stage_names
 from mmfr_assets.viewer.build import write_viewer
@@ -90,7 +91,7 @@ def funnel_markdown(funnel, stages: Sequence[str] = ()) -> str:
 
 
 def _report_page(pngs: dict, funnel, absent: Sequence[str], sources: dict[str, str],
-                 stages: Sequence[str] = ()) -> str:
+                 stages: Sequence[str] = (), spend: str = "") -> str:
     figures = "".join(
         f"<h2>{escape(TITLES[name])}</h2><img src=\"plots/{name}.png\" alt=\"{escape(TITLES[name])}\">"
         for name in pngs
@@ -103,7 +104,7 @@ def _report_page(pngs: dict, funnel, absent: Sequence[str], sources: dict[str, s
     drops = [[escape(str(v)) if not isinstance(v, int) else v for v in row] for row in _drop_rows(funnel)]
     body = (f"<p>{link('viewer/index.html', 'Open the row viewer')}</p>"
             "<h2>Rows kept, per subset and stage</h2>" + counts_table(header, pivot)
-            + f"<ul>{notes}</ul>{figures}"
+            + f"<ul>{notes}</ul>{spend}{figures}"
             "<h2>Rows dropped, per reason</h2>" + counts_table(["subset", "stage", "filter", "reason", "rows"], drops))
     return page("mmfr report", body)
 
@@ -130,6 +131,7 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             context.log.warning(f"report: tables not materialized, left out: {', '.join(absent)}")
         sources = {"pass rates": stats.pass_rate_source, "verifier methods": stats.method_source}
         pngs = {name: draw(stats) for name, draw in PLOTS.items()}
+        spend = spend_sections(lake, stats.subsets)  # what each kept row cost; planned vs actual
         with atomic_folder(out) as staging:
             (staging / "plots").mkdir()
             for name, png in pngs.items():
@@ -138,7 +140,8 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             pages = write_viewer(lake, stats.subsets, [s for s in stage_names(lake) if s in STAGE_NAMES], staging / "viewer",
                                  page_size=config.page_size, rows_per_view=config.rows_per_view)
             (staging / "index.html").write_text(
-                _report_page(pngs, stats.funnel, absent, sources, stage_names(lake)), "utf-8")
+                _report_page(pngs, stats.funnel, absent, sources, stage_names(lake),
+                             "".join(f"<h2>{escape(t)}</h2>{markdown_html(md)}" for _, t, md in spend)), "utf-8")
         context.log.info(f"report: {len(pngs)} plots, {len(pages)} viewer stages in {out}")
         metadata = {
             "funnel": dg.MetadataValue.md(funnel_markdown(stats.funnel, stage_names(lake))),
@@ -159,6 +162,7 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             "viewer_pages": dg.MetadataValue.text(str(len(pages))),
             # near-duplicates and benchmark leaks removed before the teachers, and the asks saved
             "dedup_savings": dg.MetadataValue.md(savings_markdown(savings(lake, stats.subsets))),
+            **{key: dg.MetadataValue.md(md) for key, _, md in spend},
         }
         return dg.MaterializeResult(metadata=metadata)
 
