@@ -11,8 +11,7 @@ its default and its meaning have one home (the README's Configuration table list
 | `MMFR_PROMPTS` | `prompts_location` |
 | `MMFR_REPORT_DIR` | `report_location` |
 | `MMFR_REPORT_URL` | `report_url` |
-| `MMFR_<ROLE>_BASE_URL`, `_MODEL`, `_MAX_CONCURRENCY`, `_API_KEY` | `endpoint_environment` |
-| `MMFR_<ROLE>_OUTPUT_TOKENS_PER_S`, `_GPUS_PER_REPLICA`, `_PRICE_PER_GPU_HOUR`, `_PRICE_PER_MILLION_TOKENS` | `endpoint_environment` |
+| `MMFR_<ROLE>_BASE_URL`, `_MODEL`, `_MAX_CONCURRENCY`, `_API_KEY`, `_OUTPUT_TOKENS_PER_S`, `_GPUS_PER_REPLICA`, `_PRICE_PER_GPU_HOUR`, `_PRICE_PER_MILLION_TOKENS` | `endpoint_environment` |
 
 One convention: each function takes an optional `environ` mapping; `None` (the default) means
 `os.environ` read at call time (rather than `os.environ` as the default value itself, so

@@ -188,7 +188,17 @@ def test_mmfr_plan_json_on_the_sample(sample_source, tmp_path, monkeypatch, caps
     assert caption["wall_time_h"] == pytest.approx(hours / 2, abs=1e-3)
     assert caption["cost"] == pytest.approx(hours * 4 * 3, abs=1e-3)
     assert plan["roles"]["cot_teacher"]["endpoint_economics"] == "not stated"
+    assert caption["endpoint_configured"] and not plan["roles"]["cot_teacher"]["endpoint_configured"]
     assert cli.main(["plan", "--subsets", "BMMR"]) == 0
     text = capsys.readouterr().out
     assert "| BMMR |" in text and "tokens and requests only" in text and "caption_teacher" in text
+    assert "No endpoint configured for " in text and "caption_teacher," not in text.split("No endpoint")[1]
     assert cli.main(["plan", "--subsets", "NoSuchSubset"]) == 2
+    # the run config's resources and ops, as `mmfr run --config` takes them
+    config = tmp_path / "run.yaml"
+    config.write_text("resources:\n  cot_teacher:\n    config: {price_per_million_tokens: 2.0}\n"
+                      "ops:\n  teacher_responses:\n    config: {regenerate: true}\n")
+    assert cli.main(["plan", "--json", "--config", str(config)]) == 0
+    cot = json.loads(capsys.readouterr().out)["roles"]["cot_teacher"]
+    assert cot["rows_upper_bound"] == source.height  # regenerate: every row is asked
+    assert cot["cost"] == pytest.approx((cot["prompt_tokens"] + cot["completion_tokens"]) / 1e6 * 2.0, rel=1e-3)

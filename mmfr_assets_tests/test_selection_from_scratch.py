@@ -82,6 +82,7 @@ def check_plan_against_run(planned, lake: Path, subsets: list[str], oracle: Pape
     from mmfr_assets.lake.resource import LakeResource
     from mmfr_assets.planning.actual import by_role, compare, compare_lines, spent_by_step
     from mmfr_assets.planning.counting import Rows
+    from mmfr_assets.planning.spend import recipe_spend, spend_lines
 
     spent = spent_by_step(Rows(LakeResource(uri=str(lake))), subsets)
     rows = compare(planned.as_json()["roles"], by_role(spent))
@@ -96,6 +97,12 @@ def check_plan_against_run(planned, lake: Path, subsets: list[str], oracle: Pape
     # the tables count every ask, the server saw no more (identical questions share one
     # request; the failing student row's asks never reached the oracle)
     assert all(by[role]["actual_requests"] >= n for role, n in oracle.calls.items()), (rows, oracle.calls)
+    # what each kept row cost: the quality set is not charged the student; a 123K row costs more
+    costs = {c.recipe: c.as_dict() for c in recipe_spend(LakeResource(uri=str(lake)), subsets, {})}
+    print("\n".join(spend_lines(list(recipe_spend(LakeResource(uri=str(lake)), subsets, {})))))
+    assert "student_llm" not in costs["quality"]["roles"] and costs["123K"]["roles"]["student_llm"]["requests"] > 0
+    assert costs["123K"]["requests"] == sum(r["actual_requests"] for r in rows)
+    assert costs["123K"]["tokens_per_kept_row"] > costs["quality"]["tokens_per_kept_row"]
 
 
 def computed(lake: Path, table: str) -> set[tuple[str, str]]:

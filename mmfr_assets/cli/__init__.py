@@ -237,7 +237,6 @@ def run(args: argparse.Namespace) -> int:
     job = defs.resolve_implicit_global_asset_job_def()
     _validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
     subsets = _parse_subsets(args.subsets, build_partition_keys(defs))
-    planned = before_run(defs, subsets, run_config)  # the plan heads the output (issue 28)
     selection = None
     if args.until:
         names = sorted(key.path[-1] for key in defs.resolve_all_asset_keys())
@@ -246,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
         selection = list(
             dg.AssetSelection.assets(args.until).upstream().resolve(defs.resolve_asset_graph())
         )
+    planned = before_run(defs, subsets, run_config, selection)  # the plan heads the output (issue 28)
     # Per-subset runs hold the partitioned assets only; the unpartitioned `report` (over all
     # subsets) is materialized on its own (`make run`, or from the UI).
     graph = defs.resolve_asset_graph()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -53,12 +53,16 @@ def source_frames(defs: dg.Definitions, run_config: Mapping[str, Any]):
     return frames
 
 
-def make_plan(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str, Any]):
+def make_plan(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str, Any],
+              selection: Sequence[dg.AssetKey] | None = None):
+    """The plan of a run of `selection` (None: every asset) over `subsets` with `run_config`."""
+    from mmfr_assets.model_step.registry import MODEL_STEPS
     from mmfr_assets.planning.counting import Rows
     from mmfr_assets.planning.plan import build_plan
 
+    steps = [r for r in MODEL_STEPS if selection is None or dg.AssetKey(r.step.asset) in selection]
     rows = Rows(defs.resources["lake"], source_frames(defs, run_config))
-    return build_plan(rows, subsets, run_config, endpoints_of(defs, run_config))
+    return build_plan(rows, subsets, run_config, endpoints_of(defs, run_config), steps)
 
 
 def plan(args: argparse.Namespace) -> int:
@@ -91,7 +95,8 @@ def add_parser(commands) -> None:
     parser.set_defaults(handler=plan)
 
 
-def before_run(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str, Any]):
+def before_run(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str, Any],
+               selection: Sequence[dg.AssetKey] | None = None):
     """The plan at the top of `mmfr run`'s output, kept beside the lake for the report's
     planned-vs-actual table; None (and one line saying why) where it cannot be made: the plan
     informs, it never stops a run."""
@@ -99,7 +104,9 @@ def before_run(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str
     from mmfr_assets.planning.spend import save_plan
 
     try:
-        planned = make_plan(defs, subsets, run_config)
+        planned = make_plan(defs, subsets, run_config, selection)
+        if not planned.roles:
+            return None  # no model step selected (`--until collected`): nothing to plan
         save_plan(defs.resources["lake"], planned.as_json())
     except Exception as error:  # noqa: BLE001 - advisory: the run goes on, the reason is printed
         print(f"mmfr: no plan ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})",

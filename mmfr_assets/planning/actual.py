@@ -113,7 +113,8 @@ def compare(planned: Mapping[str, Mapping[str, Any]], actual: Mapping[str, Measu
                "actual_rows": m.rows, "planned_prompt_tokens": plan["prompt_tokens"],
                "actual_prompt_tokens": m.prompt_tokens, "planned_completion_tokens": plan["completion_tokens"],
                "actual_completion_tokens": m.completion_tokens, "rows_basis": plan["rows_basis"],
-               "within_upper_bound": m.asks <= plan["requests_upper_bound"]}
+               "within_upper_bound": m.asks <= plan["requests_upper_bound"],
+               "endpoint_configured": plan.get("endpoint_configured", True)}
         row["requests_ratio"] = round(m.asks / plan["requests"], 3) if plan["requests"] else None
         out.append(row)
     return out
@@ -126,6 +127,7 @@ def compare_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     for r in rows:
         ratio = "-" if r["requests_ratio"] is None else f"{r['requests_ratio']:.2f}"
         flag = "" if r["within_upper_bound"] else " ABOVE THE UPPER BOUND"
+        flag += "" if r["endpoint_configured"] else " (no endpoint: skipped)"
         lines.append(f"| {r['role']} | {r['planned_requests']:,} ({r['requests_upper_bound']:,}) | "
                      f"{r['actual_requests']:,}{flag} | {ratio} | {r['planned_prompt_tokens']:,} | "
                      f"{r['actual_prompt_tokens']:,} | {r['planned_completion_tokens']:,} | "

@@ -30,12 +30,14 @@ class Plan:
     roles: Mapping[str, RolePlan]
     economics: Mapping[str, Economics]
     models: Mapping[str, str]
+    enabled: Mapping[str, bool]  # role -> has an endpoint (else its rows are written skipped)
 
     def as_json(self) -> dict[str, Any]:
         """`roles` maps each role's resource key to its figures; `steps` and `subsets` detail them."""
         return {
             "subsets": list(self.subsets),
             "roles": {role: {**plan.as_dict(), "model": self.models.get(role, ""),
+                             "endpoint_configured": self.enabled.get(role, False),
                              "endpoint_economics": "stated" if self.economics[role].described else "not stated"}
                       for role, plan in self.roles.items()},
             "overall": overall(self.roles),
@@ -69,7 +71,8 @@ def build_plan(rows: Rows, subsets: Sequence[str], run_config: Mapping[str, Any]
     economics = {role: economics_of(endpoints[role]) for role in ROLES if role in endpoints}
     roles = role_totals([c.count for c in counted], step_rates, supports_n, economics)
     models = {role: endpoints[role].model or "" for role in endpoints}
-    return Plan(tuple(subsets), tuple(c.count for c in counted), step_rates, roles, economics, models)
+    enabled = {role: endpoints[role].enabled for role in endpoints}
+    return Plan(tuple(subsets), tuple(c.count for c in counted), step_rates, roles, economics, models, enabled)
 
 
 def _lake_subsets(rows: Rows, table: str, subsets: Sequence[str]) -> list[str]:

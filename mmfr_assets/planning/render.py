@@ -57,6 +57,10 @@ def plan_lines(plan: Plan) -> list[str]:
         names = ", ".join(role_env_prefix("<role>") + v for v in ECONOMICS_VARIABLES)
         lines += ["", f"No speed or price stated for {', '.join(silent)}: tokens and requests only "
                   f"(set {names}, or the same fields in the resource's config)."]
+    off = [role for role in plan.roles if not plan.enabled.get(role) and plan.roles[role].rows]
+    if off:
+        lines.append(f"No endpoint configured for {', '.join(off)} (MMFR_<ROLE>_BASE_URL): a run writes those "
+                     "rows without the model's output (skipped, with the reason), and asks nothing.")
     uppers = sorted({c.step for c in plan.counts if c.basis == "upper bound"})
     if uppers:
         lines.append(f"Upper bounds (rows before a step whose drops are not measured yet): {', '.join(uppers)}.")
