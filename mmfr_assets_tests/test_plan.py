@@ -31,10 +31,13 @@ def test_token_rates_are_measured_where_the_lake_has_them_else_the_papers():
     assert assumed.completion_basis.startswith("assumed: paper")
     assert rates("caption_teacher", 1, Measured(), assumed_prompt=1, prompt_how="x").completion_per_sample == 609
     assert PAPER_CAPTION_TOKENS == 609
-    measured = rates("student_llm", 4, Measured(rows=10, asks=12, prompt_tokens=1200, completion_tokens=48_000),
-                     assumed_prompt=1, prompt_how="x")
+    # 12 asks, 2 of them answered by the cache when the table was written (no tokens recorded)
+    measured = rates("student_llm", 4, Measured(rows=10, asks=12, prompt_tokens=1000, completion_tokens=40_000,
+                                                paid_asks=10), assumed_prompt=1, prompt_how="x")
     assert (measured.prompt_per_ask, measured.completion_per_sample, measured.asks_per_row) == (100, 1000, 1.2)
     assert measured.prompt_basis.startswith("measured")
+    cached_only = Measured(rows=10, asks=10)  # a re-run answered from the cache: nothing to average
+    assert rates("student_llm", 4, cached_only, assumed_prompt=1, prompt_how="x").prompt_basis.startswith("assumed")
 
 
 def test_economics_gives_gpu_hours_wall_time_and_money_only_where_stated():
@@ -52,7 +55,7 @@ def _count(role, rows, upper=None, basis="counted", samples=1, attempts=1, step=
 
 
 def test_role_totals_count_requests_samples_and_the_upper_bound():
-    r = rates("student_llm", 4, Measured(rows=1, asks=1, prompt_tokens=100, completion_tokens=400),
+    r = rates("student_llm", 4, Measured(rows=1, asks=1, prompt_tokens=100, completion_tokens=400, paid_asks=1),
               assumed_prompt=1, prompt_how="x")
     counts = [_count("student_llm", 10, upper=20, basis="estimated", samples=4, attempts=2)]
     with_n = role_totals(counts, {"student_llm": r}, {"student_llm": True}, {})["student_llm"].as_dict()
@@ -80,6 +83,9 @@ class FakeRows(Rows):
     def count(self, table: str, subset: str) -> int:
         frame = self.tables.get((table, subset))
         return 0 if frame is None else frame.height
+
+    def materialized(self, table: str, subset: str) -> bool:
+        return (table, subset) in self.tables
 
     def columns(self, table: str) -> list[str]:
         return next((f.columns for (t, _), f in self.tables.items() if t == table), [])
@@ -111,6 +117,10 @@ def test_a_teacher_counted_before_dedup_is_an_upper_bound_or_scaled_by_the_measu
     assert (exact.count.rows, exact.count.basis) == (8, "counted")
     regenerate = count_step(CotTeacher(CotTeacherConfig(regenerate=True)), "B", measured, ["B"])
     assert regenerate.count.rows == 8  # the config decides, through the step's own needs()
+    # a stage that dropped every row of a subset is materialized: nothing reaches the teacher
+    emptied = FakeRows({("cleaned", "A"): a, ("deduplicated", "A"): a.head(0)})
+    none = count_step(step, "A", emptied, ["A"])
+    assert (none.count.rows, none.count.rows_upper, none.count.basis) == (0, 0, "counted")
 
 
 # --- planned vs actual, and what a kept row cost ----------------------------------------------------

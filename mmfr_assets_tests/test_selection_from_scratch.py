@@ -174,6 +174,15 @@ def test_computed_selection_is_the_papers(from_scratch):
     judged = sum(int(m["student_verdicts"]["samples_judged"].value) for m in metadata.values())
     assert judged > 0 and oracle.calls.get("judge_llm", 0) > 0
     check_plan_against_run(planned, lake, subsets, oracle)
+    # planned again over the finished lake: what the tables hold a reply for is not asked again
+    # (the failing student row is counted answered: the table cannot tell it failed, see
+    # counting._answered), and the token rates are now the ones measured
+    again = make_plan(defs, subsets, RUN_CONFIG).as_json()
+    roles = again["roles"]
+    assert roles["cleaner_llm"]["requests"] == 0 and roles["cleaner_llm"]["rows_already_answered"] == 110
+    assert roles["cot_teacher"]["requests"] == 0 and roles["cot_teacher"]["rows_basis"] == "counted"
+    assert roles["student_llm"]["rows_already_answered"] == by["student_llm"]["actual_rows"]
+    assert again["steps"]["teacher_responses"]["completion_basis"].startswith("measured")
     # a re-run of the failing row's subset pays only for what failed: that row's student
     # request (tried twice); every other answer of every role comes from the cache
     before = server.stats()["requests"]

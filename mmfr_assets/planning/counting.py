@@ -63,6 +63,15 @@ class Rows:
                 self._counts[key] = count_rows(self.lake.location(table), {"subset": subset})
         return self._counts[key]
 
+    def materialized(self, table: str, subset: str) -> bool:
+        """The table holds the subset's partition: rows, or (a stage that dropped them all) rows
+        in the rejections table under its name."""
+        if self.count(table, subset) or table == SOURCE:
+            return bool(self.count(table, subset))
+        from mmfr_assets.lake.resource import REJECTIONS_TABLE
+
+        return count_rows(self.lake.location(REJECTIONS_TABLE), {"stage": table, "subset": subset}) > 0
+
     def columns(self, table: str) -> list[str]:
         if table == SOURCE:
             from mmfr_assets.collection.assets import COLLECTED_SCHEMA
@@ -96,8 +105,10 @@ def measured_of(rows: Rows, step: str, subsets: Sequence[str]) -> Measured:
             continue
         for frame in rows.batches(step, subset, ["attempts", "prompt_tokens", "completion_tokens"]):
             sent = frame.filter(pl.col("attempts") > 0)
+            paid = sent.filter(pl.col("prompt_tokens") > 0)
             total = total + Measured(sent.height, int(sent["attempts"].sum() or 0),
-                                     int(sent["prompt_tokens"].sum() or 0), int(sent["completion_tokens"].sum() or 0))
+                                     int(sent["prompt_tokens"].sum() or 0), int(sent["completion_tokens"].sum() or 0),
+                                     int(paid["attempts"].sum() or 0))
     return total
 
 
@@ -128,7 +139,7 @@ class Counted:
 def count_step(step: ModelStep, subset: str, rows: Rows, subsets: Sequence[str]) -> Counted:
     """`StepCount` of `step` over `subset` (see the module's docstring for the bases)."""
     upstream = step.upstream
-    tables = [t for t in chain(upstream) if rows.count(t, subset)]
+    tables = [t for t in chain(upstream) if rows.materialized(t, subset)]
     base = tables[0] if tables else SOURCE
     # `collected` is the source as mapped (less rows refused for a duplicate id, if any)
     on_upstream = base == upstream or (base == SOURCE and upstream == "collected")
@@ -156,7 +167,7 @@ def count_step(step: ModelStep, subset: str, rows: Rows, subsets: Sequence[str])
             how += f", x {share:.3f} sent where {step.asset} ran"
     upper = needing - answered
     estimate: float = upper
-    if on_upstream and evaluable:
+    if (on_upstream and evaluable) or upper == 0:  # no row needs it: certain, wherever counted
         basis = "counted"
     else:
         kept = survival(rows, base, upstream, subsets) if not on_upstream else None
@@ -197,8 +208,12 @@ def _needing(step: ModelStep, rows: Rows, base: str, subset: str, wanted: list[s
 
 
 def _answered(step: ModelStep, rows: Rows, subset: str, ids: set[str]) -> int:
-    """Rows among `ids` whose row in the step's table was sent with the current prompt: a
-    re-run gets their replies from the response cache (the cache itself is not read)."""
+    """Rows among `ids` whose row in the step's table was sent with the current prompt: a re-run
+    gets their replies from the response cache. The cache itself is not read (its keys need
+    every request rebuilt, images included), so a reply whose table was never committed (a run
+    that crashed) is counted as still to ask (the plan errs high), and a row whose every
+    request failed (not cached: a re-run asks again) as answered (it errs low, by at most the
+    share the step's `generation_failure_rate` check allows, 2% by default)."""
     version = load_prompt(step.prompt).version
     done = 0
     for frame in rows.batches(step.asset, subset, ["id", "attempts", "prompt_version"]):

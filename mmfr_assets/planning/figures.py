@@ -60,24 +60,28 @@ class Rates:
 
 @dataclass(frozen=True)
 class Measured:
-    """What a step's table says of the rows it sent: rows, asks (attempts), tokens."""
+    """What a step's table says of the rows it sent: rows, asks (attempts), tokens, and the asks
+    of the rows whose tokens are recorded (`paid_asks`: the runner records the tokens a run paid
+    for; a row the cache answered when the table was written shows none)."""
 
     rows: int = 0
     asks: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    paid_asks: int = 0
 
     def __add__(self, other: "Measured") -> "Measured":
         return Measured(self.rows + other.rows, self.asks + other.asks,
-                        self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+                        self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                        self.paid_asks + other.paid_asks)
 
 
 def rates(role: str, samples: int, measured: Measured, *, assumed_prompt: float, prompt_how: str) -> Rates:
     """Measured averages where the step has sent rows with token counts, else the assumptions."""
-    if measured.asks and (measured.prompt_tokens or measured.completion_tokens):
-        how = f"measured over {measured.asks:,} asks"
-        return Rates(measured.prompt_tokens / measured.asks,
-                     measured.completion_tokens / (measured.asks * max(samples, 1)),
+    if measured.paid_asks and (measured.prompt_tokens or measured.completion_tokens):
+        how = f"measured over {measured.paid_asks:,} asks"
+        return Rates(measured.prompt_tokens / measured.paid_asks,
+                     measured.completion_tokens / (measured.paid_asks * max(samples, 1)),
                      measured.asks / measured.rows if measured.rows else 1.0, how, how,
                      f"measured over {measured.rows:,} rows")
     assumed = ASSUMED_COMPLETION.get(role, Assumed(1000, "no figure: guessed"))

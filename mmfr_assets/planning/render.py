@@ -28,13 +28,15 @@ def plan_lines(plan: Plan) -> list[str]:
             rows = sum(c.rows for c in mine)
             cells.append(f"{_n(rows)} ({basis_word(c.basis for c in mine)})")
         lines.append(f"| {subset} | " + " | ".join(cells) + " |")
-    lines += ["", "Per role (requests: one per ask, all samples in it where the endpoint takes `n`; "
-              "upper bound: every row that may reach the step, every ask allowed):",
+    lines += ["", "Per role (rows still to ask, + those the tables already hold a reply for; requests: one "
+              "per ask, all samples in it where the endpoint takes `n`; upper bound: every row that may "
+              "reach the step, every ask allowed):",
               "| role | model | rows | requests (upper bound) | samples | prompt tokens | completion tokens "
               "| GPU-hours | wall time | cost |", "| --- |" + " --- |" * 9]
     for role, p in plan.roles.items():
         d = p.as_dict()
-        cells = [role, plan.models.get(role) or "-", _n(d["rows"]),
+        answered = f" (+{d['rows_already_answered']:,} answered)" if d["rows_already_answered"] else ""
+        cells = [role, plan.models.get(role) or "-", _n(d["rows"]) + answered,
                  f"{_n(d['requests'])} ({_n(d['requests_upper_bound'])})", _n(d["samples"]),
                  _n(d["prompt_tokens"]), _n(d["completion_tokens"]),
                  _hours(d["gpu_hours"]) if "gpu_hours" in d else "-",
@@ -61,7 +63,7 @@ def plan_lines(plan: Plan) -> list[str]:
     if off:
         lines.append(f"No endpoint configured for {', '.join(off)} (MMFR_<ROLE>_BASE_URL): a run writes those "
                      "rows without the model's output (skipped, with the reason), and asks nothing.")
-    uppers = sorted({c.step for c in plan.counts if c.basis == "upper bound"})
+    uppers = sorted({c.step for c in plan.counts if c.basis == "upper bound" and c.rows_upper})
     if uppers:
         lines.append(f"Upper bounds (rows before a step whose drops are not measured yet): {', '.join(uppers)}.")
     return lines

@@ -48,7 +48,7 @@ def spend_lines(costs: Sequence[RecipeCost]) -> list[str]:
         return ["No model step has sent a request for these rows (every caption, trace, label and pass "
                 "rate came with the source, or no model step ran): nothing was spent on models."]
     lines = ["What the model steps upstream of each recipe spent (every row they sent, kept or later "
-             "dropped, re-asks included; a reply the cache answered counts once, when it was paid):", "",
+             "dropped, re-asks included; tokens as the runs that wrote the tables paid them):", "",
              *recipe_lines(costs), "", "Per role, per kept row (requests / prompt tokens / completion tokens):", ""]
     roles = list(dict.fromkeys(role for c in costs for role in c.roles))
     lines += ["| role | " + " | ".join(f"{c.recipe}" for c in costs) + " |", "| --- |" + " --- |" * len(costs)]
@@ -62,6 +62,10 @@ def spend_lines(costs: Sequence[RecipeCost]) -> list[str]:
             cells.append(f"{d['requests_per_kept_row']:.2f} / {d['prompt_tokens_per_kept_row']:,.0f} / "
                          f"{d['completion_tokens_per_kept_row']:,.0f}")
         lines.append(f"| {role} | " + " | ".join(cells) + " |")
+    unrecorded = max(sum(m.asks - m.paid_asks for m in c.roles.values()) for c in costs)
+    if unrecorded:
+        lines += ["", f"{unrecorded:,} asks show no tokens in their table (answered by the response cache when the "
+                  "table was written, so paid by an earlier run, or failed): their tokens are not in these figures."]
     if not any("cost" in c.as_dict() for c in costs):
         lines += ["", "No endpoint states its price (MMFR_<ROLE>_PRICE_PER_GPU_HOUR with _OUTPUT_TOKENS_PER_S "
                   "and _GPUS_PER_REPLICA, or _PRICE_PER_MILLION_TOKENS): requests and tokens only."]
