@@ -27,6 +27,9 @@ def endpoints_of(defs: dg.Definitions, run_config: Mapping[str, Any]) -> dict[st
     for role in ROLES:
         endpoint = defs.resources[role]
         given = ((resources.get(role) or {}).get("config")) or {}
+        # `{env: VAR}` values (the API key) are Dagster's to resolve at run time; the plan never
+        # needs them, and never prints them
+        given = {k: v for k, v in given.items() if not (isinstance(v, dict) and set(v) == {"env"})}
         out[role] = type(endpoint)(**given) if given else endpoint
     return out
 
