@@ -7,6 +7,11 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export HF_HUB_OFFLINE ?= 1
 HOST ?= 127.0.0.1
 PORT ?= 3000
+# `make ui` serves the report and row viewer over HTTP beside the UI (`mmfr serve-report`:
+# browsers refuse the UI's file:// links), and what `make run` and the UI materialize links
+# its pages under this address (MMFR_REPORT_URL, unless you set one).
+REPORT_PORT ?= 8000
+REPORT_URL := $(or $(MMFR_REPORT_URL),http://$(HOST):$(REPORT_PORT))
 
 .PHONY: install sample demo run ui test test-fast bench check-llamafactory clean
 
@@ -31,13 +36,14 @@ data/sample/README.md: | install
 sample: data/sample/README.md
 
 run: install sample $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/mmfr run --subsets all
-	$(BIN)/dagster asset materialize -m mmfr_assets.definitions --select report
+	MMFR_REPORT_URL=$(REPORT_URL) $(BIN)/mmfr run --subsets all
+	MMFR_REPORT_URL=$(REPORT_URL) $(BIN)/dagster asset materialize -m mmfr_assets.definitions --select report
 
 # Served from DAGSTER_HOME: `dagster dev` warns that "./dagster.yaml will not be used" whenever
 # the current folder holds a dagster.yaml other than DAGSTER_HOME's (ours is linked in there).
 ui: install sample $(DAGSTER_HOME)/dagster.yaml
-	cd $(DAGSTER_HOME) && $(abspath $(BIN))/dagster dev -w $(CURDIR)/workspace.yaml -h $(HOST) -p $(PORT)
+	$(BIN)/mmfr serve-report --host $(HOST) --port $(REPORT_PORT) & trap "kill $$!" EXIT; \
+	cd $(DAGSTER_HOME) && MMFR_REPORT_URL=$(REPORT_URL) $(abspath $(BIN))/dagster dev -w $(CURDIR)/workspace.yaml -h $(HOST) -p $(PORT)
 
 demo: run ui
 

@@ -2,7 +2,7 @@
 
     python -m bench            # full run: 20K and 200K-row partitions (~20 min on 2 cores)
     python -m bench --quick    # smoke run: 300 and 1,200 rows (~2 min)
-    python -m bench --only model_step [--quick]   # one section (model_step, shards, verify, export or dedup), spliced into the results file
+    python -m bench --only model_step [--quick]   # one section (model_step, shards, verify, export, dedup or rehearsal), spliced into the results file
 
 Everything generated goes under `--out` (default `bench/out/`, git-ignored) and is deleted at
 the end unless `--keep`; the figures are written to `--results` (default `bench/RESULTS.md` for
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import dedup, images, llm_client, machine, model_step, quality, shards, verify
+from bench import dedup, images, llm_client, machine, model_step, quality, rehearsal, shards, verify
 from bench import export as export_bench
 from bench.data import SourceSpec, write_source
 from bench.lake import Lake
@@ -78,7 +78,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--results", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep the generated data and lake")
-    ap.add_argument("--only", choices=["model_step", "shards", "verify", "export", "dedup"],
+    ap.add_argument("--only", choices=["model_step", "shards", "verify", "export", "dedup", "rehearsal"],
                     help="run one section and replace it in the results file (the rest is kept)")
     ap.add_argument("--repeats", type=int, help="model_step: runs per case (default 2, 1 with --quick)")
     a = ap.parse_args(argv)
@@ -134,8 +134,19 @@ def dedup_section(args, log) -> list[str]:
     return dedup.run(args.out, quick=args.quick, real_sample=real, log=log)
 
 
+def rehearsal_section(args, log) -> list[str]:
+    """The recipe at scale: a 22-subset source grown from the real rows, the whole CPU graph as
+    `mmfr run` runs it, and one templated subset at 1x and 5x (its own lakes under `--out`)."""
+    real = Path(os.environ.get("MMFR_REAL_SAMPLE", HERE.parent.parent / "shared" / "real_sample"))
+    try:
+        return rehearsal.render(rehearsal.run(args.out / "rehearsal", real, quick=args.quick, log=log))
+    finally:
+        if not args.keep:
+            shutil.rmtree(args.out / "rehearsal", ignore_errors=True)
+
+
 SECTIONS = {"model_step": model_step_section, "shards": shards_section, "verify": verify_section, "export": export_section,
-            "dedup": dedup_section}
+            "dedup": dedup_section, "rehearsal": rehearsal_section}
 
 
 def splice(text: str, section: list[str]) -> str:

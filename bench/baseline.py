@@ -2,7 +2,7 @@
 
 `datasets.Dataset.filter(keep, num_proc=...)` over whole examples; each rule reads the example
 dict; the repetition rule counts 50-word tuples of the think block with a `Counter`. The rules
-and their order are those of README.md / `mmfr_assets.rules.quality` (first failing reason
+and their order are those of docs/stage-selection.md / `mmfr_assets.rules.quality` (first failing reason
 wins); words are `str.split()` words. Nothing here is vectorized on purpose: this is what ours
 is measured against.
 """

@@ -45,7 +45,7 @@ from mmfr_assets.collection.assets import COLLECTED_SCHEMA
 from mmfr_assets.dedup.assets import DEDUPLICATED_SCHEMA
 from mmfr_assets.distillation.teachers import CotTeacher, CotTeacherConfig
 from mmfr_assets.lake.delta import DeltaLocation
-from mmfr_assets.partitions import open_writer
+from mmfr_assets.lake.shards import open_writer
 from mmfr_assets.llm.client import build_body
 from mmfr_devkit.fake_server import prompt_digest, start_fake_server
 from mmfr_assets.llm.resource import endpoint_class_for_role

@@ -104,6 +104,23 @@ COLUMNS: dict[str, str] = {
     "sample_answers": "Each sample's final answer.",
     "sample_verdicts": "Each sample's verdict (true, false, null = undecided).",
     "sample_methods": "Who decided each sample's verdict.",
+    # the RL set (rl_rollouts, rl_verdicts, rl_selected): the policy's samples without the image
+    "blind_pass_rate": "Pass rate of the policy asked without the image (null = only bounds, or not asked).",
+    "blind_pass_rate_low": "Lowest blind pass rate the samples allow.",
+    "blind_pass_rate_high": "Highest blind pass rate the samples allow.",
+    "blind_pass_rate_origin": "Where the blind pass rate comes from (rollouts, judged, bounds, failed, off, ...).",
+    "blind_samples": "Samples asked without the image (0: the blind check is off).",
+    "blind_correct": "Blind samples whose answer matches the reference.",
+    "blind_incorrect": "Blind samples whose answer does not match (or that commit to none).",
+    "blind_undecided": "Blind samples the verifier could not decide.",
+    "blind_failed": "Blind sample requests given up on.",
+    "blind_answers": "Each blind sample's final answer.",
+    "blind_verdicts": "Each blind sample's verdict (true, false, null = undecided).",
+    "blind_methods": "Who decided each blind sample's verdict.",
+    "blind_detail": "How the blind pass rate was reached, or why there is none.",
+    "reference_form": "The reference's form: choice, number, time, interval, set, word, expression "
+    "(rule-checkable) or prose, long, none.",
+    "checkable": "Whether a rule can check the reference (its form is one of checkable_forms).",
     # model-step provenance
     "prompt_version": "Version (hash) of the prompt the request used.",
     "attempts": "Requests made for the row (asked again with a new seed after an invalid reply).",
@@ -123,6 +140,13 @@ TABLE_COLUMNS: dict[tuple[str, str], str] = {
     "the undecided ones (null = only bounds remain).",
     ("student_rollouts", "detail"): "Why the row has no pass rate (or how it was reached).",
     ("student_verdicts", "detail"): "Why the row has no pass rate (or how it was reached).",
+    ("rl_rollouts", "pass_rate"): "Pass rate over the policy's samples with the image, verified "
+    "by the rules and math-verify (null where undecided samples leave only bounds).",
+    ("rl_verdicts", "pass_rate"): "Pass rate over the policy's samples with the image once the "
+    "judge decided the undecided ones (null = only bounds remain).",
+    ("rl_selected", "pass_rate"): "The policy's pass rate the row was selected by (from rl_verdicts).",
+    ("rl_rollouts", "detail"): "How the pass rate was reached, or why there is none.",
+    ("rl_verdicts", "detail"): "How the pass rate was reached, or why there is none.",
     ("distilled", "pass_rate"): "The dataset's student pass rate (qwen3vl_4b_pass_rate), carried "
     "forward; difficulty selection uses student_verdicts'.",
     ("difficulty_filtered", "pass_rate"): "The student pass rate the row was selected by "

@@ -21,6 +21,7 @@ from mmfr_assets.llm import CACHE_RESOURCE_KEY, endpoint_resources_from_env, llm
 from mmfr_assets.model_step.registry import build_model_steps
 from mmfr_assets.partitions import build_partitions
 from mmfr_assets.reporting.assets import with_report
+from mmfr_assets.rl.assets import build_rl
 from mmfr_assets.selection.assets import build_selection
 from mmfr_assets.settings import lake_location, lake_storage_options, source_location
 
@@ -42,6 +43,7 @@ def build_definitions(
             build_deduplicated(partitions),
             *build_distilled(partitions),
             *build_selection(partitions),
+            *build_rl(partitions),
         ]),
         resources={
             **endpoint_resources_from_env(),

@@ -20,7 +20,8 @@ Kinds:
 The *line* is the funnel a reader follows, collected -> difficulty_filtered (its steps that
 hold one row per funnel row, `answer_verdicts`, `student_rollouts`, `student_verdicts`, are on
 it); a *branch* such as the 586K recipe reads the same upstream as a stage on the line and drops
-the same rows again by its own rule, so its drops are not added to the line's.
+the same rows again by its own rule, so its drops are not added to the line's. The RL set
+(`rl_selected`) is a branch from `deduplicated`, its steps off the line.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Literal
 from mmfr_assets.cleaning.filters import FILTERS as CLEANING_FILTERS
 from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS
 from mmfr_assets.dedup.filters import FILTERS as DEDUP_FILTERS
+from mmfr_assets.rl.rules import FILTERS as RL_FILTERS
 from mmfr_assets.rules.quality import FILTERS as QUALITY_FILTERS
 from mmfr_assets.selection.difficulty import FILTERS as DIFFICULTY_FILTERS
 from mmfr_assets.stage import Filter
@@ -82,6 +84,11 @@ LINEAGE: tuple[Node, ...] = (
     # the 586K recipe (pass rate < 1), beside the 123K one: reads what difficulty_filtered reads
     Node("difficulty_filtered_586k", "stage", "quality_filtered", ("student_verdicts",), place="branch",
          filters=DIFFICULTY_FILTERS, shows=("answer_verdicts", "student_rollouts", "student_verdicts"), exportable=True),
+    # the RL set, beside the SFT recipes: deduplicated rows the policy solves sometimes, not blind
+    Node("rl_rollouts", "step", "deduplicated", place="off"),  # the policy's samples, with and without the image
+    Node("rl_verdicts", "step", "deduplicated", ("rl_rollouts",), place="off"),  # undecided samples judged
+    Node("rl_selected", "stage", "deduplicated", ("rl_rollouts", "rl_verdicts"), place="branch",
+         filters=RL_FILTERS, shows=("rl_rollouts", "rl_verdicts"), exportable=True),
 )
 NODES: dict[str, Node] = {node.name: node for node in LINEAGE}
 

@@ -1,5 +1,5 @@
 """Every `MMFR_*` variable the package reads, read here and nowhere else, so a variable's name,
-its default and its meaning have one home (the README's Configuration table lists the same).
+its default and its meaning have one home (docs/configuration.md's Variables table lists the same).
 
 | variable | function |
 | --- | --- |
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,15 +45,15 @@ DEFAULT_SOURCE = DATA_DIR / "sample"
 DEFAULT_LAKE = DATA_DIR / "lake"
 DEFAULT_REPORT_DIR = DATA_DIR / "report"
 DEFAULT_LLM_CACHE = DATA_DIR / "llm_cache.sqlite"
-#: The prompt files installed with the package (package data, so a wheel carries them).
-DEFAULT_PROMPTS = PACKAGE_DIR / "prompts"
+#: The prompt files: the checkout's top-level `prompts/`, their one home; a built wheel (the
+#: Docker image) carries that folder as `mmfr_assets/prompt_files/` (setup.py maps it in).
+INSTALLED_PROMPTS = PACKAGE_DIR / "prompt_files"
+DEFAULT_PROMPTS = INSTALLED_PROMPTS if INSTALLED_PROMPTS.is_dir() else REPO_ROOT / "prompts"
 
 LLM_CACHE_ENV = "MMFR_LLM_CACHE"
 PROMPTS_ENV = "MMFR_PROMPTS"
 REPORT_DIR_ENV = "MMFR_REPORT_DIR"
 REPORT_URL_ENV = "MMFR_REPORT_URL"
-
-log = logging.getLogger(__name__)
 
 
 def _env(environ: Optional[Mapping[str, str]]) -> Mapping[str, str]:
@@ -62,15 +61,17 @@ def _env(environ: Optional[Mapping[str, str]]) -> Mapping[str, str]:
 
 
 def source_location(environ: Optional[Mapping[str, str]] = None) -> str:
-    """The configured source; the bundled sample is written first if it is the default."""
+    """The configured source, else the bundled sample's folder. Reading it writes nothing (the
+    code location reads it as it loads): `make sample` / `mmfr sample` writes the sample, and a
+    missing one is one line saying so."""
     configured = _env(environ).get("MMFR_SOURCE")
     if configured:
         return configured
     if not (DEFAULT_SOURCE / "README.md").exists():
-        write_sample = sample_writer("MMFR_SOURCE is not set and the bundled sample",
-                                     ": set MMFR_SOURCE to a hub-layout folder or a hub id")
-        log.warning("MMFR_SOURCE is not set: generating the bundled sample in %s", DEFAULT_SOURCE)
-        write_sample(DEFAULT_SOURCE)
+        hint = ": set MMFR_SOURCE to a hub-layout folder or a hub id"
+        sample_writer("MMFR_SOURCE is not set and the bundled sample", hint)  # no devkit: says so
+        raise InputError(f"MMFR_SOURCE is not set and the bundled sample is not written yet: `make sample` "
+                         f"(or `mmfr sample {DEFAULT_SOURCE}`) writes it{hint}")
     return str(DEFAULT_SOURCE)
 
 
@@ -102,7 +103,7 @@ def lake_storage_options(environ: Optional[Mapping[str, str]] = None) -> dict[st
 def shard_count(environ: Optional[Mapping[str, str]] = None) -> int:
     """`MMFR_SHARDS`: how many shards each subset is split into after `collected` (default 1:
     partitions are the subset names, as before shards). Set once per lake: a lake written with
-    another count is refused (mmfr_assets/partitions.py)."""
+    another count is refused (mmfr_assets/lake/shards.py)."""
     raw = (_env(environ).get("MMFR_SHARDS") or "1").strip()
     if not raw.isdigit() or int(raw) < 1:
         raise InputError(f"MMFR_SHARDS must be a whole number of shards >= 1, got {raw!r}")
@@ -123,7 +124,7 @@ def llm_cache_is_set(environ: Optional[Mapping[str, str]] = None) -> bool:
 
 
 def prompts_location(environ: Optional[Mapping[str, str]] = None) -> Path:
-    """The folder of prompt files: `MMFR_PROMPTS`, else the ones installed with the package."""
+    """The folder of prompt files: `MMFR_PROMPTS`, else the shipped ones (`prompts/`)."""
     return Path(_env(environ).get(PROMPTS_ENV) or DEFAULT_PROMPTS)
 
 

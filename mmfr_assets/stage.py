@@ -19,7 +19,8 @@ import pyarrow as pa
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.rejections import REJECTION_COLUMNS, REJECTION_SCHEMA
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.partitions import check_lake, lake_partition, open_writer
+from mmfr_assets.partitions import lake_partition
+from mmfr_assets.lake.shards import check_lake, open_writer
 
 
 @dataclass(frozen=True)

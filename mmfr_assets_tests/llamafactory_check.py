@@ -8,8 +8,11 @@ What it runs, all LLaMA-Factory's: `get_dataset_list` parses dataset_info.json; 
 the loader's (`file_name` a folder: every file in it, one extension, `FILEEXT2TYPE`), loaded
 with `datasets` as its loader does; every row goes through the dataset's converter
 (`get_dataset_converter`, sharegpt) with `media_dir` the export folder; the template's
-multimodal plugin checks the `<image>` count against the images (`_validate_messages`, the
-check that fails a training step), every image path resolves to a file, and the template's
+multimodal plugin checks that it takes images at all (`_validate_input`, as at train time: a
+text-only template such as `qwen3` refuses image rows there, "This model does not support image
+input"; the model's processor stands in as present, since its files are not here) and the
+`<image>` count against the images (`_validate_messages`, the check that fails a training
+step), every image path resolves to a file, and the template's
 own `remove_thought` removes the whole think block (the traces carry its thinking markers).
 Exit 0 and one summary line, or 1 and the first problems.
 """
@@ -20,6 +23,12 @@ import argparse
 import os
 import sys
 from types import SimpleNamespace
+
+
+#: The model's processor as `_validate_input` looks for it (its image, video and audio parts
+#: present): what is then refused is the template's, not the missing model files'.
+PROCESSOR_PRESENT = SimpleNamespace(image_processor=object(), video_processor=object(),
+                                    feature_extractor=object())
 
 
 def check(out: str, dataset: str, template_name: str, *, limit_problems: int = 5) -> tuple[int, list[str]]:
@@ -54,6 +63,7 @@ def check(out: str, dataset: str, template_name: str, *, limit_problems: int = 5
             continue
         images = aligned["_images"] or []
         try:
+            template.mm_plugin._validate_input(PROCESSOR_PRESENT, images, [], [])
             template.mm_plugin._validate_messages(aligned["_prompt"] + aligned["_response"], images, [], [])
         except ValueError as error:
             problems.append(f"{where}: {error}")

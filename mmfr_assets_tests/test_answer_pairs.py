@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from bench import verify as bench_verify
-from mmfr_assets.rules.verify import Item, Verdict, rules, verify_rules
+from mmfr_assets.rules.verify import Item, Verdict, approximation, closed_form, extract, rules, same_answer, verify_rules
 from mmfr_assets.rules.verify.extract import answer_of
 from mmfr_assets.rules.verify.forms import closed_word, options, read_intervals, read_time, unit_scale
 from mmfr_assets.rules.verify.verifier import math_verify_pair as math_verify_input
@@ -29,7 +29,9 @@ def test_the_set_is_several_hundred_labelled_pairs_with_sources():
         assert p["split"] in ("tuned", "held_out", "adversarial"), p
     classes = Counter(p["class"] for p in PAIRS)
     for cls in ("short", "latex", "fraction", "interval", "tuple_ordered", "set_unordered", "units",
-                "decimal", "mixed_number", "time", "equation", "complex", "sentence", "option", "words"):
+                "decimal", "mixed_number", "time", "equation", "complex", "sentence", "option", "words",
+                # issue 30
+                "tuple_order", "multi_box", "approximation", "time_12h", "trig_identity", "multi_part", "prose"):
         assert classes[cls] >= 10, (cls, classes[cls])
     labels = Counter(p["label"] for p in PAIRS)
     assert labels["different"] >= 0.3 * len(PAIRS)  # false accepts need different pairs to show
@@ -42,12 +44,14 @@ def verdicts() -> list[Verdict]:
 
 
 @pytest.mark.process
-@pytest.mark.parametrize("split", [None, "held_out", "adversarial"])
+@pytest.mark.parametrize("split", [None, "held_out", "adversarial", "issue30"])
 def test_the_verifier_meets_the_goals(verdicts, split):
-    """Decided >= 80% of the set (and of its held-out part), right on >= 97% of the decided, at
-    most one false accept. The adversarial part (pairs written to make the rules accept
-    wrongly: mostly "different", many a reader's call) is held to accuracy alone."""
-    keep = [k for k, p in enumerate(PAIRS) if split is None or p["split"] == split]
+    """Decided >= 80% of the set (and of its held-out part, and of the classes issue 30 added),
+    right on >= 97% of the decided, at most one false accept. The adversarial part (pairs
+    written to make the rules accept wrongly: mostly "different", many a reader's call) is
+    held to accuracy alone."""
+    keep = [k for k, p in enumerate(PAIRS) if split is None or p["split"] == split
+            or (split == "issue30" and p["class"] in bench_verify.ISSUE_30_CLASSES)]
     pairs, mine = [PAIRS[k] for k in keep], [verdicts[k] for k in keep]
     mistakes = bench_verify.pair_mistakes(pairs, mine)
     for weak_decided in (False, True):  # a weak 'different' left to the judge, or counted
@@ -147,7 +151,7 @@ def test_intervals_read():
         ("8:30 PM", "20:30", (True, "time")),
         ("8:30 AM", "20:30", (False, "time")),
         ("20:34", "20:43", (False, "time")),
-        ("2:30", "14:30", (None, "rules_undecided")),  # a 12-hour clock writes both
+        ("2:30", "14:30", (None, "time_ambiguous")),  # a 12-hour clock writes both
     ],
 )
 def test_time_rule(candidate, reference, expected):
@@ -213,7 +217,9 @@ ROOTS = "Enter all the solutions, separated by commas."
     [
         ("4, 10, -2", "10, 4, -2", ORDERED, (False, "list")),
         ("4, 10, -2", "10, 4, -2", ROOTS, (True, "list")),
-        ("4, 10, -2", "10, 4, -2", "In order to win, find the numbers.", (True, "list")),  # no order asked
+        # nothing says whether order matters: reordered, a judge's call (issue 30), not math-verify's
+        ("4, 10, -2", "10, 4, -2", "In order to win, find the numbers.", (None, "order_unknown")),
+        ("4, 10, -2", "4, 10, -2", "In order to win, find the numbers.", (True, "exact")),
         ("0, 1", "0, 1, 2", ROOTS, (False, "list")),  # sets of other sizes
         ("\\{1, 2\\}", "\\{2, 1\\}", None, (True, "list")),  # braces: a set
         ("\\{0\\}", "\\{0, 1\\}", None, (False, "list")),
@@ -278,7 +284,8 @@ def test_closed_words():
         ("Therefore, the final answer is 12.", "12."),
         ("**Final Answer:** 42", "42"),
         ("Final Answer: The final answer is $12$. I hope it is correct.", "$12$."),
-        ("x = \\boxed{2} or x = \\boxed{3}", "x = \\boxed{2} or x = \\boxed{3}"),  # two answers
+        ("x = \\boxed{2} or x = \\boxed{3}", "x = 2, x = 3"),  # boxes joined by "or": one list
+        ("first \\boxed{2}, then \\boxed{3}", "first \\boxed{2}, then \\boxed{3}"),  # words between: two answers
         ("5", "5"),
         ("The answer is " + "long " * 20, "The answer is " + "long " * 20),  # not an answer itself
     ],
@@ -307,3 +314,206 @@ def test_sentences_are_verified_by_what_they_conclude():
 )
 def test_math_verify_second_reading(reference, candidate, expected):
     assert math_verify_pair(reference, candidate) == (expected, "ok")
+
+
+# --- issue 30: the classes the broad pair set showed wrong --------------------------------------
+
+TRIPLE = "Find the ordered triple $(a, b, c)$."
+
+
+@pytest.mark.parametrize(
+    "candidate, reference, question, expected",
+    [
+        ("(7, 3, -1)", "(3, 7, -1)", TRIPLE, (False, "list")),
+        ("[1, 2]", "(2, 1)", None, (False, "interval")),
+        ("7, 3, -1", "3, 7, -1", None, (None, "order_unknown")),  # nothing says: not math-verify's
+        ("7, 3, -1", "3, 7, -1", TRIPLE, (False, "list")),
+        ("2, 5", "5, 2", "Find $a$ and $b$.", (False, "list")),  # named quantities: in order
+        ("12, 16", "16, 12", "Find the length and the width, respectively.", (False, "list")),
+        ("-1, 2", "2, -1", "Find the slope $m$ and the $y$-intercept $b$.", (False, "list")),
+        ("\\langle 1, -2 \\rangle", "(1, -2)", None, (True, "list")),
+        ("\\left\\langle 1, -2 \\right\\rangle", "(1, -2)", None, (True, "list")),
+        ("\\begin{pmatrix} 1 \\\\ -2 \\end{pmatrix}", "(1,-2)", None, (True, "list")),
+        ("\\begin{pmatrix} -2 \\\\ 1 \\end{pmatrix}", "(1,-2)", None, (False, "list")),
+        ("(2, 3), (3, 2)", "(3, 2), (2, 3)", "Find all pairs $(x, y)$.", (True, "list")),  # a set of points
+        ("(2, 3), (4, 1)", "(3, 2), (2, 3)", "Find all pairs $(x, y)$.", (False, "list")),
+    ],
+)
+def test_order_matters_where_the_question_or_the_brackets_say(candidate, reference, question, expected):
+    assert rule(candidate, reference, question) == expected
+
+
+@pytest.mark.parametrize(
+    "candidate, reference, question, expected",
+    [
+        ("x=3, y=2", "x=2, y=3", None, (False, "list")),  # by name, not as a multiset
+        ("y=3, x=2", "x=2, y=3", None, (True, "list")),
+        ("x = 2 and y = 3", "(2, 3)", None, (True, "list")),
+        ("x = 3 and y = 2", "(2, 3)", None, (False, "list")),
+        ("(3, 2)", "x = 2, y = 3", "Find the ordered pair $(y, x)$.", (True, "list")),  # the question's order
+        ("mean = 5, median = 7", "5, 7", None, (True, "list")),
+        ("median = 7, mean = 5", "5, 7", None, (None, "order_unknown")),  # written and name order disagree
+        ("(a) 5 (b) 7", "5, 7", None, (True, "list")),
+        ("(1) 7; (2) 5", "5, 7", None, (False, "list")),
+        ("x = 2 \\quad y = 3", "x=2, y=3", None, (True, "list")),
+        ("8 \\text{ and } 15", "8, 15", None, (True, "list")),
+        ("4 cm and 6 cm", "4, 6", None, (True, "list")),
+        ("The length is 8 and the width is 5.", "8, 5", None, (None, "parts_differ")),  # a sentence: a reader's
+        # the question's "(a) ... (b)" orders the parts, but a reference merging two ("P_1 = P_2 = T")
+        # has fewer: undecided, not different (a real Zebra-CoT-Physics row, is_consistent true)
+        ("T, T, r", "P_1 = P_2 = T, r", "(a) Find the period. (b) Find the other period and the ratio.",
+         (None, "parts_differ")),
+    ],
+)
+def test_parts_in_other_forms(candidate, reference, question, expected):
+    assert rule(candidate, reference, question) == expected
+
+
+@pytest.mark.parametrize(
+    "text, joined",
+    [
+        ("\\boxed{3} and \\boxed{-1}", "3, -1"),
+        ("\\boxed{1}\\boxed{2}", "1, 2"),
+        ("$\\boxed{\\frac{1}{2}}$ and $\\boxed{-1}$.", "\\frac{1}{2}, -1"),
+        ("x = \\boxed{2} \\text{ or } x = \\boxed{3}", "x = 2, x = 3"),
+        ("(a) \\boxed{5} (b) \\boxed{7}", "(a) 5, (b) 7"),
+        ("The roots are \\boxed{2} and \\boxed{3}", None),  # words around: which box is the answer?
+        ("\\boxed{2} \\text{ cm and } \\boxed{3}", None),
+        ("\\boxed{5}", None),
+    ],
+)
+def test_several_boxes_joined_only_by_connectives(text, joined):
+    assert extract.joined_boxes(text) == joined
+
+
+def test_several_boxes_against_one_list():
+    assert rule("\\boxed{-1,3}", "\\boxed{3} and \\boxed{-1}", "Find all real solutions.") == (True, "list")
+    assert rule("\\boxed{1, 3}", "\\boxed{3} and \\boxed{-1}", "Find all real solutions.") == (False, "list")
+    assert rule("\\boxed{12} and \\boxed{5}", "(5, 12)", "Find the ordered pair $(m, n)$.") == (False, "list")
+    assert rule("\\boxed{2} or \\boxed{3}", "2") == (None, "parts_differ")
+
+
+@pytest.mark.parametrize(
+    "candidate, reference, question, expected",
+    [
+        ("(0.67, 1)", "(\\frac{2}{3}, 1)", None, (True, "list")),
+        ("\\begin{pmatrix} 0.67 \\\\ 1 \\end{pmatrix}", "\\begin{pmatrix} \\frac{2}{3} \\\\ 1 \\end{pmatrix}", None,
+         (True, "list")),
+        ("62.83", "20\\pi", None, (True, "number")),
+        ("2.236", "\\sqrt5", None, (True, "number")),
+        ("0.87", "\\sin 60^\\circ", None, (True, "number")),
+        ("62.84", "20\\pi", None, (None, "rules_undecided")),  # within one unit: truncated, not rounded
+        ("62.94", "20\\pi", None, (False, "number")),
+        ("62.8", "20\\pi", None, (False, "number")),  # one decimal: too coarse unless asked
+        ("62.8", "20\\pi", "Round to the nearest tenth.", (True, "number")),
+        ("62.83", "20\\pi", "Express your answer in terms of $\\pi$.", (False, "number")),
+        ("0.67", "\\frac{2}{3}", "Express your answer as a common fraction.", (False, "number")),
+        ("31.4", "10\\pi", "Use 3.14 for $\\pi$.", (True, "number")),
+        ("0.01", "\\frac{1}{150}", None, (False, "number")),  # one significant digit is no rounding
+        ("\\frac{100}{3}", "33.3", None, (False, "number")),
+        ("\\frac{100}{3}", "33.3", "Give your answer to the nearest tenth.", (True, "number")),
+        ("0.5", "\\sin 30", None, (None, "rules_undecided")),  # radians or degrees? no value either way
+    ],
+)
+def test_approximations_the_question_allows(candidate, reference, question, expected):
+    assert rule(candidate, reference, question) == expected
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("20\\pi", 62.83185307179586),
+        ("\\frac{\\sqrt{3}}{2}", 0.8660254037844386),
+        ("\\frac13", 1 / 3),
+        ("\\sqrt[3]{8}", 2.0),
+        ("e^2", 7.38905609893065),
+        ("\\cos 60^\\circ", 0.5),
+        ("-\\frac{1}{2}", -0.5),
+        ("x + 1", None),
+        ("\\log 8", None),  # base 10 or e: the field decides
+        ("1, 2", None),
+    ],
+)
+def test_closed_form_values(text, value):
+    got = closed_form.value(text)
+    assert got == pytest.approx(value) if value is not None else got is None
+
+
+def test_question_precision_and_exact_form():
+    assert approximation.precision_asked("Round to the nearest hundredth.") == 2
+    assert approximation.precision_asked("Give it to 3 decimal places.") == 3
+    assert approximation.precision_asked("How many?") is None
+    assert approximation.exact_form_asked("in simplest radical form")
+    assert approximation.pi_fixed("求面积（π取3.14）") == 3.14
+
+
+@pytest.mark.parametrize(
+    "candidate, reference, expected",
+    [
+        ("07:15 PM", "19:15", (True, "time")),
+        ("\\text{7:15 PM}", "19:15", (True, "time")),
+        ("7:15 in the evening", "19:15", (True, "time")),
+        ("12:30 AM", "00:30", (True, "time")),
+        ("7:15 AM", "19:15", (False, "time")),
+        ("7:15 PM", "7:15", (None, "time_ambiguous")),  # "7:15" may be a 12-hour time
+        ("12:00 AM", "12:00", (None, "time_ambiguous")),
+    ],
+)
+def test_twelve_and_twenty_four_hour_times(candidate, reference, expected):
+    assert rule(candidate, reference) == expected
+
+
+def test_degrees_become_radians_for_math_verify_in_trigonometric_texts():
+    assert math_verify_input(Item("\\sin x", "\\cos(90^\\circ - x)")) == ("\\cos((\\frac{90\\pi}{180})- x)", "\\sin x")
+    assert math_verify_input(Item("45", "45^\\circ")) == ("45^\\circ", "45")  # no function: the number rule's
+
+
+@pytest.mark.parametrize(
+    "reference, candidate, expected",
+    [
+        ("\\cos((\\frac{90\\pi}{180}) - x)", "\\sin x", True),
+        ("\\cos((\\frac{90\\pi}{180}) + x)", "\\sin x", False),
+        ("\\tan^2(y)+1", "\\sec^2(y)", True),
+    ],
+)
+def test_math_verify_on_trigonometric_identities(reference, candidate, expected):
+    assert math_verify_pair(reference, candidate) == (expected, "ok")
+
+
+@pytest.mark.parametrize(
+    "candidate, reference, expected",
+    [
+        ("Producer", "consumer", (False, "words")),
+        ("a producer", "Producer", (True, "words")),
+        ("It is a mammal.", "mammal", (True, "words")),
+        ("north-east", "northeast", (True, "words")),
+        ("the Moon", "moon", (True, "words")),  # the same words
+        ("It eats another living thing.", "It makes its own food.", (None, "prose")),  # a reader's call
+        ("not a producer", "producer", (None, "prose")),
+        ("x + 1", "x - 1", (None, "rules_undecided")),  # no phrase: punctuation is mathematics here
+    ],
+)
+def test_prose_decided_only_when_clearly_equal_or_closed_words(candidate, reference, expected):
+    assert rule(candidate, reference) == expected
+
+
+SHUFFLED_1 = "Which is it?\nA. 3\nB. 5\nC. 7"
+SHUFFLED_2 = "Which is it?\nA. 7\nB. 3\nC. 5"
+
+
+@pytest.mark.parametrize(
+    "a, b, question, other, expected",
+    [
+        ("B", "C", SHUFFLED_1, SHUFFLED_2, True),  # shuffled options: the same option text
+        ("B", "B", SHUFFLED_1, SHUFFLED_2, False),
+        ("5", "C", None, SHUFFLED_2, True),
+        ("producer", "consumer", None, None, False),
+        ("pentagon", "triangle", None, None, False),
+        ("it makes its own food", "it eats another living thing", None, None, None),
+        ("0.5", "\\frac12", None, None, True),
+        ("(1, 2)", "(2, 1)", None, None, False),
+        ("", "5", None, None, None),
+    ],
+)
+def test_same_answer(a, b, question, other, expected):
+    assert same_answer(a, b, question, other) is expected

@@ -80,3 +80,49 @@ def test_model_step_bench_on_tiny_partitions(tmp_path):
     lines = model_step.render(result, repeats=1)
     assert lines[0].startswith("## Model steps")
     assert any("asset / bare" in line for line in lines)
+
+
+def test_rehearsal_source_is_the_papers_shape(real_sample, tmp_path):
+    """The rehearsal's source (bench/rehearsal.py): the paper's category shares, every row its own
+    problem (own id, numbered question, own image bytes with the figure's pixels), traces of the
+    real length distribution with no 50-word window repeated, and the planted duplicates copying
+    a row of an earlier subset with the same answer."""
+    import io
+    import random
+    from collections import Counter
+
+    from PIL import Image
+
+    from bench import rehearsal
+
+    shares = Counter()
+    for _, category, share, _ in rehearsal.PLAN:
+        shares[category] += share
+    assert {c: round(s, 3) for c, s in shares.items()} == rehearsal.CATEGORY_SHARES
+    rng = random.Random(1)
+    lengths = sorted(rehearsal.trace_words(rng) for _ in range(4000))
+    assert 850 < lengths[2000] < 980 and 3000 < lengths[3600] < 3900
+
+    planted = rehearsal.write_source(real_sample, tmp_path / "src", rehearsal.SourceSpec(
+        total_rows=2_000, duplicate_share=0.05, unannotated_share=0.1), log=lambda *_: None)
+    rows = pl.concat([pl.read_parquet(p).with_columns(pl.lit(p.parent.name).alias("subset"))
+                      for p in sorted((tmp_path / "src").glob("*/*.parquet"))], how="diagonal_relaxed")
+    assert rows.height == planted["rows"] == sum(planted["sizes"].values())
+    assert rows.select("subset", "id").n_unique() == rows.height
+    images = rows["image"].struct.field("bytes").drop_nulls()
+    assert images.n_unique() == images.len()  # every row's own bytes
+    family = rows.filter((pl.col("subset") == "MMR1") & pl.col("id").is_in([1, 11]))  # one real row's
+    assert family.height == 2 and "(Problem 1 of MMR1.)" in family["question"][0]
+    first, second = (r["bytes"] for r in family["image"].to_list())
+    assert first != second
+    assert Image.open(io.BytesIO(first)).tobytes() == Image.open(io.BytesIO(second)).tobytes()
+    trace = rows["qwen3vl_235b_thinking_response"].drop_nulls()[5]
+    think = trace.split("<think>", 1)[1].split("</think>", 1)[0].split()
+    windows = Counter(tuple(think[i:i + 50]) for i in range(len(think) - 49))
+    assert windows and max(windows.values()) == 1
+    assert 0 < planted["unannotated"] < 0.2 * rows.height
+    by_key = {(r["subset"], str(r["id"])): r for r in rows.iter_rows(named=True)}
+    assert planted["duplicates"]
+    for subset, row_id, of_subset, of_id in planted["duplicates"]:
+        copy, original = by_key[(subset, row_id)], by_key[(of_subset, of_id)]
+        assert copy["answer"] == original["answer"] and of_subset != subset

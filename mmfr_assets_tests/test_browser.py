@@ -246,6 +246,7 @@ def test_report_plots_in_the_ui_and_the_row_viewer(tmp_path, real_sample, sync_p
             try:
                 _open_plots(page, url, screenshots)
                 _open_viewer(page, viewer, screenshots)
+                _open_an_audit_sample(page, viewer.parent.parent / "index.html", screenshots)
                 _every_stage_shows_its_images(page, viewer, lake, screenshots)
             except Exception:
                 page.screenshot(path=str(screenshots / "failure.png"))
@@ -294,6 +295,22 @@ def _open_viewer(page, viewer: Path, screenshots: Path) -> None:
     assert "<think>" in trace.inner_text()  # shown as text, not parsed as markup
     settle(page)
     page.screenshot(path=str(screenshots / "viewer-3-dropped-row.png"))
+
+
+def _open_an_audit_sample(page, report: Path, screenshots: Path) -> None:
+    """The report page's audit: a sampled removed row's link opens its card, targeted, with
+    the reason that removed it."""
+    page.goto(report.as_uri())
+    page.get_by_role("heading", name="Audit: who removed what").wait_for()
+    row = page.locator("tr", has_text="correctness_inconsistent").filter(has=page.locator("a")).first
+    row_id = row.locator("a").inner_text()
+    row.locator("a").click()
+    card = page.locator("article:target")
+    card.wait_for()
+    assert card.get_attribute("id") == row_id
+    assert "correctness_inconsistent" in card.locator(".drop").inner_text()
+    settle(page)
+    page.screenshot(path=str(screenshots / "report-audit-sample.png"))
 
 
 def _every_stage_shows_its_images(page, viewer: Path, lake: Path, screenshots: Path) -> None:

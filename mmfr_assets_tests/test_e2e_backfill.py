@@ -119,7 +119,7 @@ def _backfill_end_to_end(
         assets = [n["assetKey"]["path"][-1] for n in nodes if n["isPartitioned"]]  # not `report`
         assert set(ASSET_NAMES) <= set(assets)
         if set_pools:
-            # The deployment step for a PostgreSQL instance (deploy/README.md): give every pool
+            # The deployment step for a PostgreSQL instance (docs/operating.md): give every pool
             # of the code location its limit before the first runs, as Deployment > Concurrency
             # in the UI does. Left to first use, two runs initializing one pool at once fail one
             # of them on PostgreSQL and leak its slots (Dagster 1.13.27).

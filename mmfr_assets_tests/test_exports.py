@@ -529,3 +529,32 @@ def test_llamafactory_reads_the_export_with_its_own_code(lake_and_instance, tmp_
     export(lake, "quality_filtered", list(EXPORTED), raw, fmt="llamafactory",
            training=TrainingFormat(think_format="raw"))
     assert "does not recognise the think block" in check(str(raw), "mmfr_quality_filtered", "qwen3_vl")[1][0]
+    # qwen3 is text-only: LLaMA-Factory refuses image rows with it at train time, and so does the check
+    assert "does not support image input" in check(str(out), "mmfr_quality_filtered", "qwen3")[1][0]
+
+
+@pytest.mark.parametrize("think_format", ["qwen3", "plain", "kimi", "gemma4", "raw"])
+def test_the_card_recommends_a_template_that_takes_images(think_format):
+    """LLaMA-Factory's text-only templates (qwen3, glm4_7, mimo_v2: no multimodal plugin in its
+    data/template.py) refuse every image row; the card names none of them, and says when no
+    template with images fits the markers."""
+    from mmfr_assets.exports.card import _usage
+    from mmfr_assets.exports.dataset_names import export_name
+
+    lines = "\n".join(_usage("llamafactory", "OUT", export_name("quality_filtered", {}), ["d"], ["A"], think_format))
+    named = re.findall(r"template: (\w+)|also ([\w, ]+)", lines)
+    templates = {t.strip() for pair in named for part in pair for t in part.split(",") if t.strip()}
+    assert not templates & {"qwen3", "glm4_7", "mimo_v2"}, lines
+    assert templates or "no LLaMA-Factory template takes images" in lines
+
+
+def test_the_card_counts_and_names_only_subsets_with_rows():
+    """A subset selected but without rows gets no config: the usage example names one that has
+    rows, and the header counts only those (and says how many are empty)."""
+    from mmfr_assets.exports.card import dataset_card
+
+    card = dataset_card(asset="quality_filtered", lake_uri="lake", fmt="hub", counts={"AAA-empty": 0, "BMMR": 3},
+                        versions={}, recipe={}, origins={}, funnel=[])
+    assert "3 rows in 1 subsets with their images" in card
+    assert "(1 more subsets selected have no rows here: no config is written for them)" in card
+    assert 'load_dataset("OUT", "BMMR", split="train")' in card and '"AAA-empty"' not in card

@@ -10,7 +10,7 @@ import pytest
 
 from mmfr_assets.definitions import build_definitions
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
-from mmfr_assets.lineage import ASSET_NAMES, NODES, STAGES
+from mmfr_assets.lineage import ASSET_NAMES, BRANCH_NAMES, NODES, STAGES
 
 # Reasons the bundled sample does not plant (duplicate ids are refused by default; the text
 # limits are generous): tested on their own in test_bad_input.py.
@@ -98,7 +98,7 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
                 if not (subset == "LLaVA-CoT" and reason.startswith("structure_answer")) \
                         and reason not in NEED_A_MODEL_OR_OTHER_LAYOUT:
                     assert expected[reason] > 0, f"the sample never trips {reason}"
-    dropped = rejections(lake, subset).filter(pl.col("stage") != "difficulty_filtered_586k")
+    dropped = rejections(lake, subset).filter(~pl.col("stage").is_in(BRANCH_NAMES))  # the 586K recipe, the RL set
     # Every quality and image drop says what failed, in words (no exception text, no addresses).
     said = dropped.filter((pl.col("stage") == "quality_filtered") | (pl.col("filter") == "image"))
     assert said.height > 0 and said["detail"].is_not_null().all(), said
@@ -129,8 +129,9 @@ def test_every_accounting_check_passes_and_metadata_is_complete(bundled):
         # + ids_unique on collected, accounting and failure rate on the four model-step assets of
         # cleaning and distillation (question_reviews, extracted_answers, two teachers), failure
         # rate on answer_verdicts and student_rollouts, accounting on the 586K recipe and on
-        # dedup_signatures, and model_ran on the seven model steps
-        assert len(checks) == len(ASSET_NAMES) + 14 + 7
+        # dedup_signatures; accounting and failure rate on the RL steps, accounting on
+        # rl_selected; and model_ran on the nine model steps
+        assert len(checks) == len(ASSET_NAMES) + 14 + 5 + 9
         # Without endpoints, model_ran warns where rows needed a model; everything else passes.
         assert all(c.passed for c in checks if c.check_name != "model_ran")
         assert all(c.severity == dg.AssetCheckSeverity.WARN for c in checks if c.check_name == "model_ran")
@@ -174,7 +175,7 @@ def test_rematerializing_a_partition_replaces_it(bundled):
     materialize(defs, "BMMR", instance)
     after = {n: count_rows(DeltaLocation(f"{lake}/{n}"), {"subset": "BMMR"}) for n in ASSET_NAMES}
     assert after == before
-    line = rejections(lake, "BMMR").filter(pl.col("stage") != "difficulty_filtered_586k")
+    line = rejections(lake, "BMMR").filter(~pl.col("stage").is_in(BRANCH_NAMES))
     assert line.height == before["collected"] - before["difficulty_filtered"]
     assert count_rows(DeltaLocation(f"{lake}/collected"), {"subset": "FineVision-geo170k(qa)"}) == other
     # a stricter threshold on re-run changes only what it should
@@ -302,3 +303,13 @@ def test_a_step_that_did_not_run_does_not_look_green(bundled):
         assert status[step].startswith("skipped: no endpoint ("), status[step]
         assert f"{step}: skipped: no endpoint" in lines or any(
             line.split()[:1] == [step] and "skipped: no endpoint" in line for line in lines.splitlines())
+
+
+@pytest.mark.parametrize(("changed", "original", "trained_on"), [
+    (b"new", b"old", b"new"), (None, b"old", b"old"), (b"", b"old", b"old"), (None, None, None)])
+def test_one_rule_for_the_image_a_row_is_trained_on(changed, original, trained_on):
+    """Cleaning's bytes where it changed the image, else collected's; empty bytes are no image
+    (the viewer once treated them otherwise than the export and the model steps)."""
+    from mmfr_assets.lake.ordered import training_image
+
+    assert training_image(changed, original) == trained_on

@@ -42,6 +42,14 @@ EXPECTED_EDGES = {
     ("deduplicated", "teacher_responses"),
     ("teacher_captions", "distilled"),
     ("teacher_responses", "distilled"),
+    # the RL set beside the SFT recipes (issue 31): the policy's samples of deduplicated rows,
+    # the judge on the undecided ones, the selection
+    ("deduplicated", "rl_rollouts"),
+    ("deduplicated", "rl_verdicts"),
+    ("rl_rollouts", "rl_verdicts"),
+    ("deduplicated", "rl_selected"),
+    ("rl_rollouts", "rl_selected"),
+    ("rl_verdicts", "rl_selected"),
     # the report over all subsets: the funnel's tables (every stage on the line and the 586K
     # recipe) and the verification tables it plots
     ("collected", "report"),
@@ -54,6 +62,8 @@ EXPECTED_EDGES = {
     ("student_verdicts", "report"),
     ("difficulty_filtered", "report"),
     ("difficulty_filtered_586k", "report"),
+    ("rl_selected", "report"),
+    ("rl_verdicts", "report"),
 }
 
 

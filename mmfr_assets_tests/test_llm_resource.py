@@ -14,7 +14,7 @@ from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server, llm_settin
 
 SECRET = "sk-live-Zq8W1xSECRETvalue42"
 
-EXPECTED_ROLES = {"cleaner_llm", "answer_llm", "cot_teacher", "caption_teacher", "judge_llm", "student_llm"}
+EXPECTED_ROLES = {"cleaner_llm", "answer_llm", "cot_teacher", "caption_teacher", "judge_llm", "student_llm", "policy_llm"}
 
 
 def _clear_env(monkeypatch):

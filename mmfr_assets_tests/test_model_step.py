@@ -133,6 +133,24 @@ def test_samples_in_one_request_with_n_or_one_request_per_seed(fake_llm, llm_set
     assert seen == 15 and out["texts"].list.len().to_list() == [3] * 5
 
 
+class TwoAsksStep(EchoStep):
+    """Asks each row two ways (as the RL rollouts do: with and without the image)."""
+
+    def asks(self, row, prompt):
+        from mmfr_assets.model_step.declaration import Ask
+
+        return (Ask(self.render(row, prompt), False, 3), Ask(f"blind {row['question']}", False, 2))
+
+
+@pytest.mark.parametrize("supports_n, requests", [(True, 2), (False, 5)])
+def test_several_asks_per_row_come_back_in_order(fake_llm, llm_settings, tmp_path, supports_n, requests):
+    with LLMSession(llm_settings(), cache=str(tmp_path / "c.sqlite")) as s:
+        out = _run(TwoAsksStep(samples=3), s, _batches(4), supports_n=supports_n, base_seed=7)
+        assert fake_llm.stats()["requests"] == 4 * requests
+    for i, texts in enumerate(out["texts"].to_list()):
+        assert texts == [f"Echo: Please answer: q{i}"] * 3 + [f"Echo: blind q{i}"] * 2
+
+
 def test_a_retry_asks_again_with_a_new_seed_and_a_rerun_pays_nothing(fake_llm, llm_settings, tmp_path):
     # every first attempt is scripted to lack "ok"; later attempts get the normal echo ...
     fake_llm.configure(rules=[{"fault": "reply", "marker": "q", "first_per_prompt": 1, "content": "nope"}])
@@ -227,7 +245,7 @@ def test_join_step_takes_the_step_columns_typed_by_its_schema(tmp_path):
     assert not_joined == ["other"] and kept.columns == ["id", "text", "status"]
 
 
-def test_every_registered_step_is_an_asset_of_the_definitions():
+def test_every_registered_step_is_an_asset_of_the_definitions(sample_source):
     import dagster as dg
 
     from mmfr_assets.definitions import build_definitions
@@ -246,7 +264,7 @@ def test_every_registered_step_is_an_asset_of_the_definitions():
     stray = type("Stray", (EchoStep,), {"role": "oracle_llm"})
     with pytest.raises(ValueError, match="role 'oracle_llm' is not an endpoint role"):
         build_model_steps(partitions, (Registered(stray, MODEL_STEPS[0].config, "x"),))
-    defs = build_definitions(None, "/tmp/unused-lake", {})
+    defs = build_definitions(str(sample_source), "/tmp/unused-lake", {})
     assert {r.step.asset for r in MODEL_STEPS} <= {k.path[-1] for k in defs.resolve_asset_graph().get_all_asset_keys()}
 
 

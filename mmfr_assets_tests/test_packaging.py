@@ -130,6 +130,20 @@ print("materialized", sorted(e.asset_key.path[-1] for e in result.get_asset_mate
 """
 
 
+def dockerfile_copies() -> list[str]:
+    """The checkout's files and folders deploy/Dockerfile's COPY lines take into the image."""
+    names = []
+    for line in (PACKAGE.parent / "deploy" / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            names += line.split()[1:-1]
+    return names
+
+
+def test_the_image_copies_the_prompts_and_the_build_hook():
+    """`prompts/` is outside the package: the image needs it and setup.py, which maps it in."""
+    assert {"prompts", "setup.py", "MANIFEST.in", "pyproject.toml", "mmfr_assets"} <= set(dockerfile_copies())
+
+
 @pytest.mark.e2e
 def test_the_built_wheel_runs_a_model_step(tmp_path, real_sample):
     """The package as a wheel installs it (the Docker image does `pip install .`), not the
@@ -139,10 +153,13 @@ def test_the_built_wheel_runs_a_model_step(tmp_path, real_sample):
     # whose file lists setuptools would reuse), but the devkit: pyproject's package list is what
     # keeps it out of the wheel
     root = tmp_path / "src"
-    for package in (PACKAGE, DEVKIT):
-        shutil.copytree(package, root / package.name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(PACKAGE.parent / name, root / name)
+    root.mkdir()
+    for name in [*dockerfile_copies(), DEVKIT.name]:
+        source = PACKAGE.parent / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, root / name)
     wheels, target = tmp_path / "wheels", tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(root)],
                    check=True, cwd=tmp_path, capture_output=True)

@@ -18,6 +18,7 @@ from PIL import Image
 from mmfr_assets.files import subset_folder
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.lake.lookup import SubsequenceLookup
+from mmfr_assets.lineage import BRANCH_NAMES
 from mmfr_assets.reporting.stats import LENGTH_BINS, collect_stats
 from mmfr_assets_tests.lake_fixture import SUBSETS, materialize_subsets
 
@@ -57,9 +58,9 @@ def test_funnel_is_the_lakes_counts(reported):
         per = funnel.filter(pl.col("subset") == subset)
         collected = per.filter((pl.col("stage") == "collected") & (pl.col("reason") == "(kept)"))["rows"][0]
         selected = per.filter((pl.col("stage") == "difficulty_filtered") & (pl.col("reason") == "(kept)"))["rows"][0]
-        # (the 586K recipe is a branch beside difficulty_filtered: its drops are its own)
+        # (the 586K recipe and the RL set are branches beside the line: their drops are their own)
         dropped = per.filter(pl.col("filter").is_not_null() & (pl.col("filter") != "")
-                             & (pl.col("stage") != "difficulty_filtered_586k"))["rows"].sum()
+                             & ~pl.col("stage").is_in(BRANCH_NAMES))["rows"].sum()
         assert collected == selected + dropped
     # The pivot first (rows kept, subset x stage, in lineage order), the drops by reason below.
     markdown = metadata["funnel"].value
@@ -293,3 +294,87 @@ def test_pages_say_where_they_are_and_cards_lead_with_the_answer(reported):
                                          "<summary>Whole trace")]
         assert order == sorted(order), row_id
         assert escape(final_answer(traces[row_id])) in card.split("<dt>Reference answer")[0]
+
+
+@pytest.mark.parametrize(("stage", "filter_", "reason", "detail", "who"), [
+    ("cleaned", "image", "image_corrupt", "not an image: ...", "rule"),
+    ("cleaned", "text", "text_non_answer_question", None, "cleaner model (question_review)"),
+    ("deduplicated", "dedup", "duplicate_of", "(BMMR, 1)", "dedup rule (a near-duplicate of a row kept)"),
+    ("deduplicated", "benchmark", "contaminated", "MathVista: ...", "decontamination rule (benchmark n-grams)"),
+    ("quality_filtered", "correctness", "correctness_inconsistent",
+     "inconsistent (decided by math_verify): final answer «7» vs reference «8»", "math_verify"),
+    ("quality_filtered", "correctness", "correctness_inconsistent",
+     "inconsistent (verdict from the dataset's is_consistent): ...", "dataset label (is_consistent)"),
+    ("quality_filtered", "correctness", "correctness_unverified", "no verdict (none): ...", "no verdict"),
+    ("difficulty_filtered", "difficulty", "difficulty_too_easy", "pass rate 0.75 fails pass rate <= 0",
+     "student pass rate"),
+    ("difficulty_filtered", "difficulty", "difficulty_too_easy",
+     "pass rate between 0.5 and 0.75 fails pass rate <= 0", "pass-rate bounds"),
+    ("difficulty_filtered", "difficulty", "difficulty_pass_rate_missing", "no student_llm endpoint", "no pass rate"),
+])
+def test_who_decided_a_removal(stage, filter_, reason, detail, who):
+    from mmfr_assets.reporting.audit import decided_by
+
+    assert decided_by(stage, filter_, reason, detail) == who
+
+
+def test_the_audit_counts_every_removal_and_samples_each_reason(reported):
+    """The audit's counts are the rejections table's, every removal once; the sample holds at
+    most `per_reason` rows of each (subset, stage, reason), drawn again the same on a re-run,
+    and other rows with another seed; the report links each sampled row to its card."""
+    from mmfr_assets.reporting.audit import audit
+
+    lake, out, metadata = reported
+    stages = ["cleaned", "deduplicated", "quality_filtered", "difficulty_filtered"]
+    frame, sample = audit(lake, SUBSETS[:2], stages, per_reason=2)
+    rejections = pl.read_delta(f"{lake.uri}/rejections").filter(
+        pl.col("stage").is_in(stages) & pl.col("subset").is_in(SUBSETS[:2]))
+    assert frame["rows"].sum() == rejections.height
+    per_group = Counter((r.subset, r.stage, r.reason) for r in sample)
+    expected = rejections.group_by("subset", "stage", "reason").len()
+    assert per_group == {(s, st, r): min(n, 2) for s, st, r, n in expected.iter_rows()}
+    ids = {(r.subset, r.stage, r.id) for r in sample}
+    assert ids <= set(rejections.select("subset", "stage", "id").iter_rows())
+    assert audit(lake, SUBSETS[:2], stages, per_reason=2)[1] == sample
+    bigger = [r for r in audit(lake, SUBSETS[:2], stages, per_reason=1, seed=7)[1]]
+    assert len(bigger) == len(per_group)
+    # In the report: the section, and every sampled row's link opens a page holding its card.
+    page = (out / "index.html").read_text()
+    assert "Audit: who removed what" in page and "decided by" in metadata["audit"].value
+    links = re.findall(r'href="(viewer/[^"#]+/sample-[^"#]+)#([^"]+)"', page)
+    assert links and len(links) == len(re.findall(r"<tr><td>", page.split("A random sample")[1]))
+    for path, anchor in links:
+        from urllib.parse import unquote
+
+        assert f'id="{escape(unquote(anchor), quote=True)}"' in (out / path).read_text(), (path, anchor)
+
+
+@pytest.mark.parametrize(("stage", "rows_in", "subset", "link"), [
+    ("quality_filtered", 10, "BMMR", True),
+    ("answer_verdicts", 10, "BMMR", True),       # on quality_filtered's page
+    ("dedup_signatures", 10, "BMMR", False),     # no page shows signatures
+    ("deduplicated", 0, "BMMR", False),          # nothing reached it: no page is built
+    ("deduplicated", 0, "BMMR|2", True),         # a shard: the subset's other shards may have rows
+])
+def test_row_viewer_metadata_never_points_at_a_page_never_built(stage, rows_in, subset, link):
+    import pyarrow as pa
+
+    from mmfr_assets.reporting.metadata import stage_metadata
+    from mmfr_assets.stage import StageRun
+
+    run = StageRun(stage, subset, (), pa.schema([("id", pa.string())]), f"/tmp/lake/{stage}",
+                   "/tmp/lake/rejections", rows_in=rows_in)
+    value = stage_metadata(run)["row_viewer"]
+    assert isinstance(value, dg.PathMetadataValue) == link, value
+    if not link:
+        assert value.value.startswith("none: ")
+
+
+def test_thresholds_metadata_is_what_was_applied():
+    """The older `max_ngram_occurrences` is listed only where a run set it, and the count it
+    became is `ngram_min_count` (the metadata once showed `max_ngram_occurrences: null`)."""
+    from mmfr_assets.selection.configs import QualityFilteredConfig
+
+    assert "max_ngram_occurrences" not in QualityFilteredConfig().applied()
+    applied = QualityFilteredConfig(max_ngram_occurrences=4).applied()
+    assert (applied["max_ngram_occurrences"], applied["ngram_min_count"]) == (4, 5)

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmfr_assets.partitions import shard_of
+from mmfr_assets.lake.shards import shard_of
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401 (fixtures)
 from mmfr_assets_tests.dagster_process import (
     BIN, LAUNCH_PARTITION_BACKFILL, REPO_ROOT, daemon, dagster_env, graphql, stop, wait_for_daemons,
@@ -181,7 +181,7 @@ def _lost_shard_worker(url: str, home: Path, lake: str, options: dict, subsets: 
     import dagster as dg
     import polars as pl
 
-    # Every pool set before the first run (deploy/README.md): the teacher's to 1, so one shard
+    # Every pool set before the first run (docs/operating.md): the teacher's to 1, so one shard
     # at a time is in teacher_responses; the endpoint-less steps' pools do not hold runs back.
     for pool in sorted({p for n in graphql(url, ALL_POOLS)["assetNodes"] for p in n["pools"]}):
         limit = 1 if pool == "cot_teacher" else 4

@@ -1,7 +1,7 @@
 """`mmfr_assets.settings` is the one reader of `MMFR_*` variables: each function against a
 given mapping, the defaults in the checkout's `data/` from any current directory, no other
-module of the package reading an `MMFR_*` variable itself, and the README's Configuration
-table naming exactly the variables the settings module reads."""
+module of the package reading an `MMFR_*` variable itself, and the Variables table of
+docs/configuration.md naming exactly the variables the settings module reads."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_defaults_live_in_the_checkouts_data_folder_from_any_directory(tmp_path,
     assert settings.lake_location({}) == str(data / "lake")
     assert settings.llm_cache_location({}) == str(data / "llm_cache.sqlite")
     assert settings.report_location(environ={}) == data / "report"
-    assert settings.prompts_location({}) == PACKAGE / "prompts"
+    assert settings.prompts_location({}) == REPO / "prompts"  # the checkout's top level
     assert settings.lake_storage_options({}) == {}
     assert settings.report_url(environ={}) == ""
 
@@ -131,9 +131,9 @@ def test_no_module_but_settings_reads_an_mmfr_variable():
     assert {path: lines for path, lines in readers.items() if lines} == {}
 
 
-def test_readme_configuration_table_lists_what_settings_reads():
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("### Configuration", 1)[1].split("\n### ", 1)[0]
+def test_docs_variables_table_lists_what_settings_reads():
+    page = (REPO / "docs" / "configuration.md").read_text()
+    table = page.split("\n## Variables\n", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`(MMFR_[A-Z_<>]+?)`", table))
     source = (PACKAGE / "settings.py").read_text()
     code = source.split('"""', 2)[2]                     # below the module docstring
@@ -142,3 +142,15 @@ def test_readme_configuration_table_lists_what_settings_reads():
     # the settings docstring's table names the same variables
     documented = set(re.findall(r"`(MMFR_[A-Z_<>]+?)`", source.split('"""', 2)[1]))
     assert documented == listed
+
+
+def test_the_default_source_is_not_written_by_reading_it(monkeypatch, tmp_path):
+    """Loading the code location reads the source's location: that writes nothing. Without the
+    sample, one line says how to write it."""
+    monkeypatch.setattr(settings, "DEFAULT_SOURCE", tmp_path / "sample")
+    with pytest.raises(InputError, match=r"the bundled sample is not written yet: `make sample` \(or `mmfr sample "):
+        settings.source_location({})
+    assert not (tmp_path / "sample").exists()
+    (tmp_path / "sample").mkdir()
+    (tmp_path / "sample" / "README.md").write_text("---\n---\n")
+    assert settings.source_location({}) == str(tmp_path / "sample")

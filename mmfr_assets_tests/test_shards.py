@@ -1,4 +1,4 @@
-"""Shard partitions (MMFR_SHARDS, mmfr_assets/partitions.py): the graph with 2 shards gives the
+"""Shard partitions (MMFR_SHARDS, mmfr_assets/partitions.py and lake/shards.py): the graph with 2 shards gives the
 tables, rejections, funnel and export of 1 shard, each row in exactly one shard; a shard's
 re-run replaces that shard only; a lake of another shard count is refused; the hash is stable.
 """
@@ -19,7 +19,8 @@ from mmfr_assets.definitions import build_definitions
 from mmfr_assets.errors import InputError
 from mmfr_assets.lake.delta import DeltaLocation
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.partitions import check_lake, lake_shards, run_plan, shard_of, shards_of
+from mmfr_assets.lake.shards import check_lake, lake_shards, shard_of, shards_of
+from mmfr_assets.cli.run_plan import run_plan
 from mmfr_assets.lineage import NODES
 
 # The bundled sample's FineVision-geo170k(qa) holds one planted near-duplicate pair (test_graph):
@@ -32,7 +33,7 @@ TABLES = tuple(NODES)  # every table of the lineage: stages, branches and model 
 
 def materialize(source, lake_uri: str, subset: str, shards: int, instance, monkeypatch,
                 assets: list[str] | None = None) -> None:
-    """What `mmfr run --subsets <subset>` runs, in its order (partitions.run_plan)."""
+    """What `mmfr run --subsets <subset>` runs, in its order (cli/run_plan.py)."""
     monkeypatch.setenv("MMFR_SHARDS", str(shards))
     defs = build_definitions(str(source), lake_uri, {})
     graph = defs.resolve_asset_graph()
@@ -169,7 +170,7 @@ EXPECTED = {
 @pytest.mark.process  # a Python process per PYTHONHASHSEED
 @pytest.mark.parametrize("seed", ["0", "12345"])
 def test_the_shard_hash_is_fixed_and_independent_of_pythonhashseed(seed):
-    code = ("import json, sys; from mmfr_assets.partitions import shard_of; "
+    code = ("import json, sys; from mmfr_assets.lake.shards import shard_of; "
             "keys, k = json.loads(sys.argv[1]), int(sys.argv[2]); "
             "print(json.dumps([shard_of(s, i, k) for s, i in keys]))")
     for k, expected in EXPECTED.items():

@@ -91,7 +91,6 @@ def test_reference_falls_back_through_columns():
         ("B", "B, C", False, "choice"),
         # lists and tuples
         ("2 4", "2, 4", True, "list"),
-        ("4, 2", "2, 4", True, "list"),
         ("(8, 12)", "(8, 13)", False, "list"),
         ("(3, 2)", "(2, 3)", False, "list"),
         ("x=1; x=2", "x = 2, x = 1", True, "list"),
@@ -113,7 +112,7 @@ def test_rules(candidate, reference, expected, rule):
         ("5 m", "5 N", "units_differ"),  # ... also of two kinds (math-verify drops units)
         ("2, 4, 6", "2, 4", "parts_differ"),  # lists of different lengths ...
         ("g/3", "(3A - g)/4, (5A + g)/4, g/3", "parts_differ"),  # ... one item against several
-        ("\\sqrt{2}", "1.41421356", "rules_undecided"),  # mathematics: math-verify's job
+        ("\\sqrt{2}", "2^{1/2}", "rules_undecided"),  # two exact forms: math-verify's job
         ("5", "C", "rules_undecided"),  # a letter with no options in the question
         ("a feline", "a cat", "prose"),  # words: the judge's (math-verify reads c*a*t)
     ],

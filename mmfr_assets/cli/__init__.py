@@ -28,7 +28,7 @@ from mmfr_assets.cli.orphan_runs import fail_orphaned_runs, run_tags
 from mmfr_assets.cli.plan import after_run, before_run
 from mmfr_assets.lineage import EXPORTABLE as _EXPORTABLE, LINE, NODES, STEP_SHOWN_IN, funnel_stages
 
-# Exit codes (README "Headless: mmfr").
+# Exit codes (docs/running.md, "Exit codes").
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INPUT_REFUSED = 0, 1, 2
 # Tables of training rows (question, answer, response, ...): the model steps' own tables
 # (answer_verdicts, student_rollouts) hold verdicts and pass rates, not rows to train on.
@@ -222,7 +222,8 @@ def merge_status(earlier: str, later: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
-    from mmfr_assets.partitions import key_label, run_plan
+    from mmfr_assets.partitions import key_label
+    from mmfr_assets.cli.run_plan import run_plan
     from mmfr_assets.reporting.funnel import funnel_lines
     from mmfr_assets.settings import shard_count
 
@@ -259,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         for subset in subsets:
             print(f"mmfr: materializing {subset} ({args.until or 'all assets'})", flush=True)
             # One run per subset; with MMFR_SHARDS > 1, `collected` then a run per shard
-            # (mmfr_assets/partitions.run_plan), each shard's stages merged into one status.
+            # (mmfr_assets/cli/run_plan.py), each shard's stages merged into one status.
             status[subset] = {}
             for key, assets in run_plan(graph, selection, subset, shard_count()):
                 result = job.execute_in_process(
@@ -357,6 +358,8 @@ def export(args: argparse.Namespace) -> int:
     if args.format == "hub":
         print(f"wrote {out}: datasets.load_dataset({out!r}) (every subset) or "
               f"datasets.load_dataset({out!r}, <subset>)")
+    elif args.format == "verl":
+        print(f"wrote {out}: verl data.train_files={out}/train.parquet")
     else:
         others = [d for d in result.all_datasets if d not in result.datasets]
         print(f"wrote {out}: LLaMA-Factory dataset_dir={out!r}, dataset={result.datasets[0]}"
@@ -379,7 +382,8 @@ def serve_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `mmfr` command line, built without running anything (docs/test_docs read it)."""
     parser = argparse.ArgumentParser(prog="mmfr", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -411,15 +415,17 @@ def main(argv: list[str] | None = None) -> int:
     export_parser.add_argument(
         "--asset", default="difficulty_filtered", choices=EXPORTABLE,
         help="difficulty_filtered (123K recipe), difficulty_filtered_586k (586K recipe), "
-        "quality_filtered or distilled",
+        "rl_selected (the RL set), quality_filtered or distilled",
     )
-    export_parser.add_argument("--format", default="hub", choices=["hub", "llamafactory"])
+    export_parser.add_argument("--format", default="hub", choices=["hub", "llamafactory", "verl"],
+                               help="hub, llamafactory (SFT traces), or verl (the RL set, --asset rl_selected)")
     export_parser.add_argument("--subsets", default="all")
     export_parser.add_argument(
         "--think-format", default=DEFAULT_THINK_FORMAT, choices=list(THINK_FORMATS),
         help="thinking markers of the chat template trained with: qwen3 (default; '<think>\\n' "
-        "... '\\n</think>\\n\\n': qwen3_vl, qwen3_5, qwen3, glm4_5v), plain ('<think>' ... "
-        "'</think>': glm4_7, mimo_v2), kimi (kimi_vl), gemma4 (gemma4), raw (the trace as stored)",
+        "... '\\n</think>\\n\\n': qwen3_vl, qwen3_5, qwen3_6, glm4_5v, mimo_vl), plain ('<think>' "
+        "... '</think>': no LLaMA-Factory template with images), kimi (kimi_vl), gemma4 (gemma4), "
+        "raw (the trace as stored)",
     )
     export_parser.add_argument(
         "--system-prompt", default=DEFAULT_SYSTEM_PROMPT,
@@ -455,8 +461,11 @@ def main(argv: list[str] | None = None) -> int:
         "else where the report asset writes for MMFR_LAKE)",
     )
     serve_parser.set_defaults(handler=serve_report)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except InputError as error:

@@ -27,7 +27,7 @@ from mmfr_assets.model_step import ModelStep, Parsed, Retry
 from mmfr_assets.model_step.asset import ModelStepConfig
 from mmfr_assets.prompts import Prompt
 from mmfr_assets.rules import quality
-from mmfr_assets.rules.config import quality_rules_of_run
+from mmfr_assets.rules.config import quality_rules_of_run, repetition_min_count
 from mmfr_assets.rules.verify import AnswerVerifier, Item, final_answer, reference_answer
 
 #: The cleaned columns a trace's answer is checked against, in order (cleaning puts an
@@ -86,7 +86,7 @@ class CotTeacherConfig(TeacherConfig):
         "costs another trace: answer_verdicts' judge settles it.")
 
     def rule_overrides(self) -> dict[str, Any]:
-        count = self.max_ngram_occurrences + 1 if self.max_ngram_occurrences is not None else self.ngram_min_count
+        count = repetition_min_count(self.ngram_min_count, self.max_ngram_occurrences)
         return _set(min_response_words=self.min_response_words, ngram_size=self.ngram_size, ngram_min_count=count)
 
 

@@ -109,12 +109,25 @@ def _usage(fmt: str, out: str, name, datasets_named: Sequence[str], configs: Seq
     from mmfr_assets.exports.thinking import TEMPLATES
 
     templates = TEMPLATES[think_format]
-    if not templates:
+    if think_format == "raw":
         template = "template: qwen2_vl  # traces as stored (--think-format raw): a template without thinking markers"
+    elif not templates:
+        template = (f"# no LLaMA-Factory template takes images with the `{think_format}` thinking markers: "
+                    "export with --think-format qwen3 for qwen3_vl")
     else:
         others = f"  # thinking markers `{think_format}`; also {', '.join(templates[1:])}" if templates[1:] else ""
         template = f"template: {templates[0]}{others}"
-    subset = configs[0] if configs else "<subset>"
+    subset = configs[0] if configs else "<subset>"  # a subset with rows: only those have a config
+    if fmt == "verl":
+        return [
+            "verl (PPO/GRPO trainer config; `RLHFDataset` reads `prompt`, `images`, `data_source`, "
+            "`reward_model`, `extra_info`):",
+            "```yaml",
+            f"data.train_files: {out}/train.parquet",
+            "data.image_key: images",
+            "custom_reward_function.path: <path of mmfr_assets/rl/reward.py>  # data_source is mmfr/<subset>",
+            "```",
+        ]
     if fmt == "hub":
         return [
             "```python",
@@ -142,6 +155,17 @@ def _usage(fmt: str, out: str, name, datasets_named: Sequence[str], configs: Seq
 
 def _training_format(fmt: str, training, notes: Mapping[str, int]) -> list[str]:
     from mmfr_assets.exports.thinking import THINK_FORMATS
+
+    if fmt == "verl":
+        lines = [
+            "Prompts for RL with a rule reward: the user turn is the RL rollout prompt "
+            "(`prompts/rl_rollout.user.txt`, the text the pass rates were measured with) with one "
+            "`<image>` per image; `reward_model.ground_truth` is the reference as the verifier reads "
+            "it; `extra_info` holds the subset, id, pass rates and reference form.",
+        ]
+        if any(notes.values()):
+            lines += ["", *_table(["adapted", "rows"], [(k, v) for k, v in sorted(notes.items()) if v])]
+        return lines
 
     markers = THINK_FORMATS[training.think_format]
     marks = ("as the trace was written" if markers is None
@@ -210,12 +234,15 @@ def dataset_card(
                   f"({name.bound}; {source})."
                   + (f" This differs from the paper's {name.short.upper()} rule ({name.paper_rule}): "
                      "the asset was configured otherwise." if name.paper_rule else ""), ""]
+    with_rows = sorted(subset for subset, rows in counts.items() if rows)
+    empty = len(counts) - len(with_rows)
     lines += [
-        f"{sum(counts.values())} rows in {len(counts)} subsets with their images, exported "
-        f"{now} ({fmt} layout) from `{lake_uri}`.",
+        f"{sum(counts.values())} rows in {len(with_rows)} subsets with their images, exported "
+        f"{now} ({fmt} layout) from `{lake_uri}`"
+        + (f" ({empty} more subsets selected have no rows here: no config is written for them)." if empty else "."),
         "",
         "## Usage",
-        *_usage(fmt, out, name, list(datasets_named) or [name.dataset], sorted(counts),
+        *_usage(fmt, out, name, list(datasets_named) or [name.dataset], with_rows,
                training.think_format),
         "",
         "## Training format",

@@ -31,11 +31,12 @@ from mmfr_assets.exports.recipe import recorded_recipe
 from mmfr_assets.exports.source import EXPORTABLE, ExportSource, lineage
 from mmfr_assets.exports.thinking import THINK_FORMATS
 from mmfr_assets.exports.turns import TrainingFormat
+from mmfr_assets.exports.verl import VerlWriter
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.partitions import check_lake
+from mmfr_assets.lake.shards import check_lake
 from mmfr_assets.planning.spend import recipe_spend, spend_lines
 
-FORMATS = {"hub": HubWriter, "llamafactory": LlamaFactoryWriter}
+FORMATS = {"hub": HubWriter, "llamafactory": LlamaFactoryWriter, "verl": VerlWriter}
 CARDS = "cards"  # LLaMA-Factory layout: one card per dataset; README.md shows them all
 
 
@@ -123,6 +124,9 @@ def export(
     if training.think_format not in THINK_FORMATS:
         raise InputError(f"export: unknown think format {training.think_format!r}; choose one of "
                          f"{', '.join(THINK_FORMATS)}")
+    if (fmt == "verl") != (asset == "rl_selected") and fmt != "hub":
+        raise InputError(f"export: --format {fmt} does not fit --asset {asset}: verl writes the RL set's "
+                         "prompts (--asset rl_selected), llamafactory the SFT tables' traces")
     check_lake(lake.location("collected"))  # a subset's shards are read together: all of them
     source = ExportSource(lake, asset)
     source.refuse_unusable(subsets)
@@ -174,6 +178,8 @@ def export(
         if fmt == "hub":
             header = front_matter(writer.configs, writer.sizes, pretty_name=name.pretty, license=license)
             (staging / "README.md").write_text(header + "\n" + card, encoding="utf-8")
+        elif fmt == "verl":
+            (staging / "README.md").write_text(card, encoding="utf-8")
         else:
             (staging / CARDS).mkdir(exist_ok=True)
             (staging / CARDS / f"{name.dataset}.md").write_text(card, encoding="utf-8")

@@ -45,12 +45,14 @@ class SplitSize:
 def derived_columns(batch: pa.RecordBatch, fmt: TrainingFormat) -> tuple[list[pa.Array], Counter]:
     """`question_plain` and `response_normalized` of a batch, and the traces without a think block."""
     questions = batch.column("question").to_pylist()
-    responses = batch.column("response").to_pylist()
     notes: Counter = Counter()
+    plain = pa.array([question_without_images(q) for q in questions], pa.string())
+    if "response" not in batch.schema.names:  # a table of prompts (the RL set): no trace to normalize
+        return [plain], notes
+    responses = batch.column("response").to_pylist()
     for response in responses:
         notes.update(trace_notes(response))
-    return [pa.array([question_without_images(q) for q in questions], pa.string()),
-            pa.array([assistant_turn(r, fmt)[0] for r in responses], pa.string())], notes
+    return [plain, pa.array([assistant_turn(r, fmt)[0] for r in responses], pa.string())], notes
 
 
 class HubWriter:

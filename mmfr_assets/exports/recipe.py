@@ -22,10 +22,13 @@ from mmfr_assets.partitions import keys_of_subset
 # the card lists the Delta version of each table as read.)
 RECIPE_KEY = re.compile(
     r"^(thresholds|max_pass_rate|inclusive|recipe|max_failure_rate|min_\w+|model\w*|prompt\w*|generation"
-    r"|recompute|num_samples|samples|dedup/rules|decontamination/benchmarks)$"
+    r"|recompute|num_samples|samples|dedup/rules|decontamination/benchmarks|max_blind_pass_rate|exclude_sft_asset"
+    r"|blind_samples|checkable_forms)$"
 )
 # Steps whose settings shape the exported rows, besides the exported lineage itself.
 MODEL_STEPS = ("teacher_captions", "teacher_responses", "answer_verdicts", "student_rollouts")
+# The RL set's steps instead, for an export of it (the policy, its prompt, its samples).
+RL_STEPS = ("rl_rollouts", "rl_verdicts")
 
 
 def _value(value) -> str:
@@ -43,7 +46,7 @@ def recorded_recipe(
     if instance is None:
         return {}
     recipe: dict[str, dict[str, dict[str, str]]] = {}
-    for asset in [*assets, *MODEL_STEPS]:
+    for asset in [*assets, *(RL_STEPS if "rl_selected" in assets else MODEL_STEPS)]:
         for subset in subsets:
             result = instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=keys_of_subset(subset)),

@@ -19,7 +19,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from mmfr_assets.errors import InputError
 from mmfr_assets.lake.delta import DeltaLocation, count_rows, read_partition
-from mmfr_assets.lake.ordered import OrderedRows
+from mmfr_assets.lake.ordered import OrderedRows, training_image
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.lineage import EXPORTABLE, NODES, chain
 from mmfr_assets.reporting.funnel import funnel_table
@@ -123,7 +123,7 @@ class ExportSource:
                 ids = batch.column("id").to_pylist()
                 changed = cleaned.take(ids)["image_bytes"]
                 original = originals.take(ids)["image_bytes"]
-                yield batch, [c if c is not None else o for c, o in zip(changed, original)]
+                yield batch, [training_image(c, o) for c, o in zip(changed, original)]
         finally:
             batches.close()
             for reader in (cleaned, originals):

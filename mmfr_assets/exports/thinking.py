@@ -9,11 +9,14 @@ rewrites the assistant turn to the template's markers: the thought with its surr
 whitespace trimmed, then everything after `</think>` (the final `<answer>…</answer>` included)
 with its leading whitespace trimmed.
 
-The formats (`THINK_FORMATS`), with LLaMA-Factory templates whose `thought_words` they are
-(`TEMPLATES`; read from its data/template.py):
+The formats (`THINK_FORMATS`), with the LLaMA-Factory templates (0.9.5, data/template.py) whose
+`thought_words` they are and that take images (`TEMPLATES`; a text-only template such as `qwen3`,
+`glm4_7` or `mimo_v2` has no multimodal plugin and refuses every image row at train time with
+"This model does not support image input"):
 - `qwen3` (default; MMFineReason trains Qwen3-VL): `<think>\n` … `\n</think>\n\n` — qwen3_vl,
-  qwen3_5, qwen3, glm4_5v and every reasoning template without its own thought_words.
-- `plain`: `<think>` … `</think>` — glm4_7, mimo_v2.
+  qwen3_5, qwen3_6, glm4_5v, mimo_vl (every reasoning template without its own thought_words).
+- `plain`: `<think>` … `</think>` — only text-only templates use it (glm4_7, mimo_v2): for a
+  model trained from another codebase.
 - `kimi`: `◁think▷` … `◁/think▷` — kimi_vl.
 - `gemma4`: `<|channel>thought\n` … `<channel|>` — gemma4.
 - `raw`: the trace unchanged.
@@ -31,8 +34,8 @@ THINK_FORMATS: dict[str, tuple[str, str] | None] = {
     "raw": None,
 }
 TEMPLATES: dict[str, tuple[str, ...]] = {
-    "qwen3": ("qwen3_vl", "qwen3_5", "qwen3", "glm4_5v"),
-    "plain": ("glm4_7", "mimo_v2"),
+    "qwen3": ("qwen3_vl", "qwen3_5", "qwen3_6", "glm4_5v", "mimo_vl"),
+    "plain": (),  # glm4_7 and mimo_v2 write these markers, but take no images
     "kimi": ("kimi_vl",),
     "gemma4": ("gemma4",),
     "raw": (),

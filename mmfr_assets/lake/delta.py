@@ -33,7 +33,7 @@ MAX_FILE_BYTES = 512 * 1024**2
 COMMIT_ATTEMPTS = 10
 # commitInfo key naming the writer of a commit, so that it can find its own version afterwards.
 WRITER_KEY = "mmfr.writer"
-# The partition column of shards (mmfr_assets/partitions.py): a place in the lake, not row
+# The partition column of shards (mmfr_assets/partitions.py, lake/shards.py): a place in the lake, not row
 # data, so partition reads leave it out unless asked for by name.
 SHARD_COLUMN = "shard"
 

@@ -70,14 +70,26 @@ class OrderedRows:
             self._next = 0
 
 
-class PartitionImages:
-    """The image each row is trained on: cleaning's bytes where it changed the image, else the
-    original bytes from `collected`. A context manager like `OrderedRows`."""
+def training_image(changed: bytes | None, original: bytes | None) -> bytes | None:
+    """The image a row is trained on: cleaning's bytes where it changed the image (it stores
+    none for an image it kept as it was), else the original in `collected`; empty bytes are no
+    image. The one home of the rule: the model steps, dedup, the export and the row viewer all
+    read a row's image through it."""
+    return changed if changed else original
 
-    def __init__(self, lake: LakeResource, subset: str, *, batch_size: int = 64) -> None:
+
+class PartitionImages:
+    """The image each row is trained on (`training_image`), by id in the partition's order. The
+    caller passes `cleaned`'s bytes where it reads them anyway (`take(ids, cleaned_bytes)`), or
+    `read_cleaned=True` reads them here (`images(row_id)`, for rows of any table derived from
+    `cleaned`). A context manager like `OrderedRows`."""
+
+    def __init__(self, lake: LakeResource, subset: str, *, batch_size: int = 64, read_cleaned: bool = False) -> None:
         self._originals = OrderedRows(
             lake.location("collected"), subset, ["image_bytes"], batch_size=batch_size
         )
+        self._cleaned = (OrderedRows(lake.location("cleaned"), subset, ["image_bytes"], batch_size=batch_size)
+                         if read_cleaned else None)
 
     def __enter__(self) -> PartitionImages:
         return self
@@ -86,9 +98,18 @@ class PartitionImages:
         self.close()
 
     def close(self) -> None:
-        """Release the scan of `collected` now (idempotent)."""
+        """Release the scans now (idempotent)."""
         self._originals.close()
+        if self._cleaned is not None:
+            self._cleaned.close()
 
-    def take(self, ids: Sequence[str], cleaned_bytes: Sequence[bytes | None]) -> list[bytes | None]:
+    def take(self, ids: Sequence[str], cleaned_bytes: Sequence[bytes | None] | None = None) -> list[bytes | None]:
+        if cleaned_bytes is None:
+            if self._cleaned is None:
+                raise ValueError("PartitionImages.take needs cleaned's bytes, or read_cleaned=True")
+            cleaned_bytes = self._cleaned.take(ids)["image_bytes"]
         originals = self._originals.take(ids)["image_bytes"]
-        return [c if c is not None else o for c, o in zip(cleaned_bytes, originals)]
+        return [training_image(c, o) for c, o in zip(cleaned_bytes, originals)]
+
+    def __call__(self, row_id: str) -> bytes | None:
+        return self.take([row_id])[0]

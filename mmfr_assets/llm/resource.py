@@ -199,6 +199,10 @@ ROLE_DEFAULTS: dict[str, RoleDefaults] = {
         model="Qwen/Qwen3-VL-4B-Thinking", max_concurrency=128, timeout_s=1800.0, max_tokens=16384,
         temperature=1.0, top_p=0.95, extra_body={"top_k": 20},
         doc="difficulty rollouts (pass rate of a small model)"),
+    "policy_llm": RoleDefaults(
+        model="Qwen/Qwen3-VL-8B-Thinking", max_concurrency=128, timeout_s=1800.0, max_tokens=16384,
+        temperature=1.0, top_p=1.0,
+        doc="RL rollouts: the model to be RL-trained (your SFT checkpoint; set MMFR_POLICY_LLM_MODEL)"),
 }
 
 ROLES: tuple[str, ...] = tuple(ROLE_DEFAULTS)

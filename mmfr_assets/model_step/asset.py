@@ -18,7 +18,7 @@ import dagster as dg
 from pydantic import Field
 
 from mmfr_assets.reporting.metadata import accounting_check_spec, check_spec, readable, stage_result
-from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
+from mmfr_assets.lake.ordered import PartitionImages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.llm.resource import CACHE_RESOURCE_KEY, LLMCache, LLMEndpoint
 from mmfr_assets.llm.bound import pool_slots
@@ -51,23 +51,6 @@ class ModelStepConfig(dg.Config):
         default=8192, description="At most this many finished rows are held back while an "
         "earlier row is still running (rows are written in the partition's order).")
 
-
-class RowImages:
-    """The image each row is trained on (`PartitionImages`: `cleaned`'s bytes where cleaning
-    changed it, else the original), by id for rows of any table derived from `cleaned`: ids
-    come in the partition's order, so both tables are read in one streaming pass each."""
-
-    def __init__(self, lake: LakeResource, subset: str) -> None:
-        self._cleaned = OrderedRows(lake.location("cleaned"), subset, ["image_bytes"], batch_size=64)
-        self._images = PartitionImages(lake, subset)
-
-    def __call__(self, row_id: str) -> bytes | None:
-        cleaned = self._cleaned.take([row_id])["image_bytes"]
-        return self._images.take([row_id], cleaned)[0]
-
-    def close(self) -> None:
-        self._cleaned.close()
-        self._images.close()
 
 
 def model_step_asset(
@@ -152,7 +135,7 @@ def _run_step(context: dg.AssetExecutionContext, step_type: type[ModelStep], con
             session = stack.enter_context(
                 endpoint.open_session(cache=cache.path(), log=context.log, bound=bound))
             if step.sends_image:
-                images = RowImages(lake, subset)
+                images = PartitionImages(lake, subset, read_cleaned=True)  # ids come in order
                 stack.callback(images.close)
 
         def build_request(text: str, image: bytes | None) -> ChatRequest:

@@ -51,6 +51,16 @@ class Retry:
     fallback: Parsed
 
 
+@dataclass(frozen=True)
+class Ask:
+    """One request of a row: its user text, whether the row's image goes with it, and how
+    many samples it draws (one request with `n`, or one per sample, as the endpoint allows)."""
+
+    text: str
+    image: bool
+    samples: int
+
+
 class ModelStep(abc.ABC):
     """One model-driven step over one partition: a subclass declares, the runner runs.
 
@@ -68,7 +78,7 @@ class ModelStep(abc.ABC):
     upstream: ClassVar[str]
     #: Columns read from `upstream` (`subset` and `id` are always read).
     columns: ClassVar[Sequence[str]]
-    #: Prompt file stem: `mmfr_assets/prompts/<prompt>.system.txt` and `mmfr_assets/prompts/<prompt>.user.txt`.
+    #: Prompt file stem: `prompts/<prompt>.system.txt` and `prompts/<prompt>.user.txt`.
     prompt: ClassVar[str]
     #: Columns the step writes besides `subset` and `id`.
     output_schema: ClassVar[pa.Schema]
@@ -112,6 +122,13 @@ class ModelStep(abc.ABC):
     @abc.abstractmethod
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
         """The user turn's text for a row that needs a request."""
+
+    def asks(self, row: Mapping[str, Any], prompt: Prompt) -> Sequence[Ask]:
+        """The requests of a row that needs the model: one by default, `render`'s text with
+        the image where `sends_image`, `samples` samples. A step that asks one row several ways
+        (the RL rollouts, with the image and without it) returns one `Ask` each; `parse` then
+        gets the replies of every ask in this order, one per sample."""
+        return (Ask(self.render(row, prompt), self.sends_image, self.samples),)
 
     @abc.abstractmethod
     def parse(self, row: Mapping[str, Any], replies: Sequence[ChatResult], attempt: int) -> Parsed | Retry:

@@ -3,7 +3,7 @@ model-step assets from.
 
 Adding a step: declare it (a `ModelStep` subclass in its stage's folder: upstream, columns,
 prompt, output schema, `needs`/`render`/`parse`/`without_model`, its `Config`), write its prompt
-(`mmfr_assets/prompts/<prompt>.system.txt` / `.user.txt`), add its line here and its node in
+(`prompts/<prompt>.system.txt` / `.user.txt`), add its line here and its node in
 `lineage.py` (what it reads; the step's `upstream` is read from there). The asset, its
 pool, its checks, its resources and its metadata follow; a consumer reads its columns with
 `join.take(step, ...)`. A declaration that does not hold together (a reason column it does not
@@ -24,6 +24,8 @@ from mmfr_assets.distillation.teachers import CaptionTeacher, CaptionTeacherConf
 from mmfr_assets.llm.resource import ROLES
 from mmfr_assets.model_step.asset import ModelStepConfig, model_step_asset
 from mmfr_assets.model_step.declaration import ModelStep
+from mmfr_assets.rl.configs import RlRolloutsConfig, RlVerdictsConfig
+from mmfr_assets.rl.steps import RlRolloutsStep, RlVerdictsStep
 from mmfr_assets.selection.configs import AnswerVerdictsConfig, StudentRolloutsConfig, StudentVerdictsConfig
 from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep, StudentVerdictsStep
 
@@ -45,6 +47,8 @@ MODEL_STEPS: tuple[Registered, ...] = (
     Registered(AnswerVerdictsStep, AnswerVerdictsConfig, "selection"),
     Registered(StudentRolloutsStep, StudentRolloutsConfig, "selection"),
     Registered(StudentVerdictsStep, StudentVerdictsConfig, "selection"),
+    Registered(RlRolloutsStep, RlRolloutsConfig, "rl"),
+    Registered(RlVerdictsStep, RlVerdictsConfig, "rl"),
 )
 
 

@@ -104,10 +104,11 @@ class _Job:
     """One input row on its way through the model."""
 
     row: dict[str, Any]
-    request: ChatRequest | None = None
+    asks: list[tuple[ChatRequest, int]] = field(default_factory=list)  # (request, samples) per ask
     attempt: int = 0
     replies: dict[int, ChatResult] = field(default_factory=dict)
     expected: int = 0
+    layout: list[tuple[int, int]] = field(default_factory=list)  # (samples, requests) per ask
     out: Parsed | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -148,10 +149,9 @@ class _Runner:
         self.names = [f.name for f in step.output_schema]
 
     # -- requests ------------------------------------------------------------
-    def _seeds(self, attempt: int) -> list[int | None]:
-        """Seeds of one attempt's requests: deterministic (a re-run asks the same requests and
-        is answered by the cache), distinct per sample and per attempt."""
-        samples = self.step.samples
+    def _seeds(self, attempt: int, samples: int) -> list[int | None]:
+        """Seeds of one attempt's requests of an ask drawing `samples`: deterministic (a re-run
+        asks the same requests and is answered by the cache), distinct per sample and per attempt."""
         base = self.base_seed if self.base_seed is not None else 0
         if self.supports_n or samples == 1:
             first = self.base_seed if attempt == 1 else base + (attempt - 1) * max(samples, 1)
@@ -161,23 +161,27 @@ class _Runner:
     def _send(self, job: _Job) -> None:
         job.attempt += 1
         job.replies.clear()
-        samples = self.step.samples
-        seeds = self._seeds(job.attempt)
-        per_request = samples if len(seeds) == 1 else 1
-        job.expected = len(seeds)
-        for k, seed in enumerate(seeds):
-            request = job.request
-            overrides: dict[str, Any] = {}
-            if seed is not None:
-                overrides["seed"] = seed
-            if per_request > 1:
-                overrides["n"] = per_request
-            if overrides:
-                request = dataclasses.replace(request, **overrides)
-            key = self.next_key
-            self.next_key += 1
-            self.by_key[key] = job
-            self.outbox.append(((key, k), request))
+        job.layout = []
+        k = 0
+        for ask, samples in job.asks:
+            seeds = self._seeds(job.attempt, samples)
+            per_request = samples if len(seeds) == 1 else 1
+            job.layout.append((samples, len(seeds)))
+            for seed in seeds:
+                request = ask
+                overrides: dict[str, Any] = {}
+                if seed is not None:
+                    overrides["seed"] = seed
+                if per_request > 1:
+                    overrides["n"] = per_request
+                if overrides:
+                    request = dataclasses.replace(request, **overrides)
+                key = self.next_key
+                self.next_key += 1
+                self.by_key[key] = job
+                self.outbox.append(((key, k), request))
+                k += 1
+        job.expected = k
 
     def _flush(self) -> None:
         """Submit the requests waiting in the outbox, all at once (one cache query, one
@@ -200,10 +204,17 @@ class _Runner:
             self.ready.append(job)
 
     def _replies(self, job: _Job) -> list[ChatResult]:
+        """One reply per sample, ask after ask (a request with `n` split into its samples)."""
         ordered = [job.replies[i] for i in range(job.expected)]
-        if job.expected == 1 and self.step.samples > 1:
-            return [ordered[0].sample(i) for i in range(self.step.samples)]
-        return ordered
+        replies: list[ChatResult] = []
+        start = 0
+        for samples, requests in job.layout:
+            if requests == 1 and samples > 1:
+                replies += [ordered[start].sample(i) for i in range(samples)]
+            else:
+                replies += ordered[start:start + requests]
+            start += requests
+        return replies
 
     def _parse_ready(self) -> None:
         """Parse every row whose replies are all in, in one `parse_many` call (asking again
@@ -222,7 +233,7 @@ class _Runner:
 
     def _finish(self, job: _Job, out: Parsed) -> None:
         job.out = out
-        job.request = None  # the image's data URL is the bulk of a job: drop it now
+        job.asks = []  # the image's data URL is the bulk of a job: drop it now
         stats = self.stats
         if out.failure is not None:
             stats.failed += 1
@@ -281,8 +292,10 @@ class _Runner:
                 self._finish(job, skipped(self.step, row, self.skip_reason))
             else:
                 self.stats.sent += 1
-                image = self.images(row["id"]) if self.images is not None else None
-                job.request = self.build_request(self.step.render(row, self.prompt), image)
+                asks = self.step.asks(row, self.prompt)
+                image = (self.images(row["id"]) if self.images is not None and any(a.image for a in asks)
+                         else None)
+                job.asks = [(self.build_request(a.text, image if a.image else None), a.samples) for a in asks]
                 self._send(job)
                 if len(self.ready) >= PARSE_BATCH:  # a re-run: answers straight from the cache
                     self._parse_ready()

@@ -16,14 +16,15 @@ import dagster as dg
 from pydantic import Field
 
 from mmfr_assets.dedup.savings import savings, savings_markdown
+from mmfr_assets.reporting.audit import SAMPLE_PER_REASON, audit, audit_html, audit_markdown, sampled_ids
 from mmfr_assets.files import atomic_folder
 from mmfr_assets.lineage import STAGE_NAMES, funnel_stages
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.partitions import check_lake
-from mmfr_assets.settings import report_location
+from mmfr_assets.lake.shards import check_lake
+from mmfr_assets.settings import REPORT_URL_ENV, report_location
 from mmfr_assets.reporting.plots import PLOTS
 from mmfr_assets.planning.spend import markdown_html, spend_sections
-from mmfr_assets.reporting.publish import REPORT_URL_ENV, metadata_value, public_report_url, report_links
+from mmfr_assets.reporting.publish import metadata_value, public_report_url, report_links
 from mmfr_assets.reporting.stats import OPTIONAL_TABLES, collect_stats, stage_names
 from mmfr_assets.viewer.build import write_viewer
 from mmfr_assets.viewer.render import counts_table, link, page
@@ -33,6 +34,7 @@ TITLES = {
     "length_kept_vs_dropped": "Trace and caption length, kept vs dropped",
     "drops_by_reason": "Drops by reason per subset",
     "verifier_methods": "Verifier method shares",
+    "rl_pass_rates": "RL candidates by policy pass rate, kept vs dropped",
 }
 
 
@@ -60,6 +62,10 @@ class ReportConfig(dg.Config):
     page_size: int = Field(default=25, description="Row cards per viewer page.")
     batch_size: int = Field(
         default=1024, description="Rows read per batch while streaming a partition (bounds memory).")
+    audit_rows_per_reason: int = Field(
+        default=SAMPLE_PER_REASON,
+        description="Removed rows sampled per subset, stage and reason for the audit (a fixed seed: "
+        "the same rows each time), each with its detail and its row-viewer card.")
 
 
 def funnel_pivot(funnel, stages: Sequence[str]) -> tuple[list[str], list[list]]:
@@ -91,7 +97,7 @@ def funnel_markdown(funnel, stages: Sequence[str] = ()) -> str:
 
 
 def _report_page(pngs: dict, funnel, absent: Sequence[str], sources: dict[str, str],
-                 stages: Sequence[str] = (), spend: str = "") -> str:
+                 stages: Sequence[str] = (), audit_section: str = "", spend: str = "") -> str:
     figures = "".join(
         f"<h2>{escape(TITLES[name])}</h2><img src=\"plots/{name}.png\" alt=\"{escape(TITLES[name])}\">"
         for name in pngs
@@ -105,7 +111,8 @@ def _report_page(pngs: dict, funnel, absent: Sequence[str], sources: dict[str, s
     body = (f"<p>{link('viewer/index.html', 'Open the row viewer')}</p>"
             "<h2>Rows kept, per subset and stage</h2>" + counts_table(header, pivot)
             + f"<ul>{notes}</ul>{spend}{figures}"
-            "<h2>Rows dropped, per reason</h2>" + counts_table(["subset", "stage", "filter", "reason", "rows"], drops))
+            "<h2>Rows dropped, per reason</h2>" + counts_table(["subset", "stage", "filter", "reason", "rows"], drops)
+            + audit_section)
     return page("mmfr report", body)
 
 
@@ -132,16 +139,22 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
         sources = {"pass rates": stats.pass_rate_source, "verifier methods": stats.method_source}
         pngs = {name: draw(stats) for name, draw in PLOTS.items()}
         spend = spend_sections(lake, stats.subsets)  # what each kept row cost; planned vs actual
+        stages = [s for s in stage_names(lake) if s in STAGE_NAMES]
+        removed, sample = audit(lake, stats.subsets, stages, per_reason=config.audit_rows_per_reason)
         with atomic_folder(out) as staging:
             (staging / "plots").mkdir()
             for name, png in pngs.items():
                 (staging / "plots" / f"{name}.png").write_bytes(png)
             stats.funnel.write_csv(staging / "funnel.csv")
-            pages = write_viewer(lake, stats.subsets, [s for s in stage_names(lake) if s in STAGE_NAMES], staging / "viewer",
+            pages = write_viewer(lake, stats.subsets, stages, staging / "viewer", sampled_ids(sample),
                                  page_size=config.page_size, rows_per_view=config.rows_per_view)
+            sample_pages = {(p.subset, p.stage, reason): f"viewer/{path}"
+                            for p in pages for reason, path in p.samples.items()}
             (staging / "index.html").write_text(
                 _report_page(pngs, stats.funnel, absent, sources, stage_names(lake),
-                             "".join(f"<h2>{escape(t)}</h2>{markdown_html(md)}" for _, t, md in spend)), "utf-8")
+                             audit_html(removed, sample, sample_pages, per_reason=config.audit_rows_per_reason),
+                             "".join(f"<h2>{escape(t)}</h2>{markdown_html(md)}" for _, t, md in spend)),
+                "utf-8")
         context.log.info(f"report: {len(pngs)} plots, {len(pages)} viewer stages in {out}")
         metadata = {
             "funnel": dg.MetadataValue.md(funnel_markdown(stats.funnel, stage_names(lake))),
@@ -162,6 +175,10 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             "viewer_pages": dg.MetadataValue.text(str(len(pages))),
             # near-duplicates and benchmark leaks removed before the teachers, and the asks saved
             "dedup_savings": dg.MetadataValue.md(savings_markdown(savings(lake, stats.subsets))),
+            # who removed what, and a fixed-seed sample of removed rows to check by eye
+            "audit": dg.MetadataValue.md(audit_markdown(
+                removed, sample, sample_pages, base_url=public_report_url(config.public_url),
+                per_reason=config.audit_rows_per_reason)),
             **{key: dg.MetadataValue.md(md) for key, _, md in spend},
         }
         return dg.MaterializeResult(metadata=metadata)

@@ -26,7 +26,7 @@ import pyarrow as pa
 from mmfr_assets.columns import describe
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.lineage import STEP_SHOWN_IN
+from mmfr_assets.lineage import STAGE_NAMES, STEP_SHOWN_IN
 from mmfr_assets.partitions import lake_partition, subset_of
 from mmfr_assets.stage import StageRun
 
@@ -86,10 +86,18 @@ def stage_metadata(
             "dagster/table_name": run.stage,
             "delta_version": dg.MetadataValue.text(str(run.version)),
             "rejections_uri": dg.MetadataValue.path(run.rejections_uri),
-            # This stage's rows in the row viewer (written by the `report` asset).
-            "row_viewer": _viewer_link(subset_of(run.subset), run.stage, run.table_uri.rsplit("/", 1)[0]),
         }
     )
+    # This stage's rows in the row viewer (written by the `report` asset), where a page will be.
+    shown_in = STEP_SHOWN_IN.get(run.stage, run.stage)
+    if shown_in not in STAGE_NAMES:
+        metadata["row_viewer"] = dg.MetadataValue.text(
+            f"none: {run.stage}'s rows are not training rows and no viewer page shows them")
+    elif run.rows_in == 0 and subset_of(run.subset) == run.subset:  # (a shard's subset may have rows)
+        metadata["row_viewer"] = dg.MetadataValue.text(
+            f"none: no rows of this subset reached {run.stage}, so the viewer has no page for it")
+    else:
+        metadata["row_viewer"] = _viewer_link(subset_of(run.subset), run.stage, run.table_uri.rsplit("/", 1)[0])
     if run.stage in STEP_SHOWN_IN:
         metadata["row_viewer_shows"] = dg.MetadataValue.text(
             f"{run.stage} has no pages of its own: its columns are on the cards of "

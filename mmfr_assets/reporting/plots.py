@@ -160,9 +160,35 @@ def verifier_methods(stats: ReportStats) -> bytes:
     return _png(fig)
 
 
+def rl_pass_rates(stats: ReportStats) -> bytes:
+    """The RL set's candidates (rows the policy answered) by its pass rate with the image,
+    stacked kept / dropped by `rl_selected`: the kept bars are the band (and the rows whose blind
+    pass rate or SFT membership dropped them are the dropped share inside it)."""
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    rates = sorted({r for (r, _) in stats.rl_pass_rates if r is not None})
+    bounded = {k: stats.rl_pass_rates.get((None, k), 0) for k in (True, False)}
+    if not rates and not any(bounded.values()):
+        _empty(ax, "no RL candidates (rl_rollouts / rl_verdicts not materialized, or no policy_llm)")
+        return _png(fig)
+    labels = [f"{r:g}" for r in rates] + (["bounds only"] if any(bounded.values()) else [])
+    kept = [stats.rl_pass_rates.get((r, True), 0) for r in rates] + ([bounded[True]] if any(bounded.values()) else [])
+    dropped = [stats.rl_pass_rates.get((r, False), 0) for r in rates] + ([bounded[False]] if any(bounded.values()) else [])
+    x = np.arange(len(labels))
+    ax.bar(x, kept, color=KEPT, label="kept in rl_selected")
+    ax.bar(x, dropped, bottom=kept, color=DROPPED, label="dropped")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xlabel("policy pass rate with the image")
+    ax.set_ylabel("rows")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"RL candidates by pass rate: {sum(kept)} kept of {sum(kept) + sum(dropped)}", fontsize=10)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 PLOTS = {
     "pass_rate_distribution": pass_rate_bubbles,
     "length_kept_vs_dropped": length_distributions,
     "drops_by_reason": drops_by_reason,
     "verifier_methods": verifier_methods,
+    "rl_pass_rates": rl_pass_rates,
 }

@@ -30,7 +30,7 @@ import pyarrow.fs as pafs
 
 from mmfr_assets.files import viewer_page
 from mmfr_assets.lake.delta import filesystem_for
-from mmfr_assets.settings import REPORT_URL_ENV, local_lake_folder, report_location, report_url  # noqa: F401  (REPORT_URL_ENV: imported from here)
+from mmfr_assets.settings import local_lake_folder, report_location, report_url
 
 REPORT_PREFIX = "_report"
 SERVE_COMMAND = "mmfr serve-report"

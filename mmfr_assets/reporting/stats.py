@@ -21,7 +21,7 @@ from mmfr_assets.reporting.funnel import funnel_table
 
 # Tables other engineers add downstream; the report uses each one that exists and says which
 # are absent.
-OPTIONAL_TABLES = ("answer_verdicts", "student_rollouts", "difficulty_filtered_586k")
+OPTIONAL_TABLES = ("answer_verdicts", "student_rollouts", "difficulty_filtered_586k", "rl_verdicts")
 # Word-count histogram bins (Python str.split() words), log-spaced: traces span 10^1..10^4.
 LENGTH_BINS = np.unique(np.round(np.logspace(0, 5, 41)).astype(np.int64))
 
@@ -44,6 +44,8 @@ class ReportStats:
     methods: Counter = field(default_factory=Counter)  # (subset, method) -> rows
     method_source: str = ""
     not_materialized: list[str] = field(default_factory=list)  # subsets without collected rows
+    # the RL set's candidates (rows the policy was asked about): (pass rate or None, kept?) -> rows
+    rl_pass_rates: Counter = field(default_factory=Counter)
 
     def drops(self) -> pl.DataFrame:
         """Drops along the line collected -> difficulty_filtered: the 586K recipe beside it
@@ -91,7 +93,26 @@ def collect_stats(
     )
     for subset in subsets:
         _subset_stats(lake, subset, stats, rollouts=rollouts, verdicts=verdicts, batch_size=batch_size)
+        if present["rl_verdicts"]:
+            _rl_stats(lake, subset, stats, batch_size=batch_size)
     return stats
+
+
+#: rl_verdicts origins of rows the policy was asked about (the RL set's candidates).
+RL_CANDIDATE_ORIGINS = ("rollouts", "judged", "bounds", "failed")
+
+
+def _rl_stats(lake, subset, stats: ReportStats, *, batch_size: int) -> None:
+    """The RL set's candidates by pass rate (None: only bounds, or none), kept or not by
+    `rl_selected`: the histogram of the candidates with the band the selection kept."""
+    partition = {"subset": subset}
+    with SubsequenceLookup(lake.location("rl_selected"), partition, batch_size=batch_size) as kept:
+        for batch in closing_iter(read_partition(lake.location("rl_verdicts"), partition, batch_size=batch_size,
+                                                 columns=["id", "pass_rate", "pass_rate_origin"])):
+            frame = pl.from_arrow(batch).filter(pl.col("pass_rate_origin").is_in(RL_CANDIDATE_ORIGINS))
+            is_kept = [row is not None for row in kept.get(frame["id"].to_list())]
+            for rate, selected in zip(frame["pass_rate"].round(3).to_list(), is_kept):
+                stats.rl_pass_rates[(rate, selected)] += 1
 
 
 def _counts(series: pl.Series) -> Counter:

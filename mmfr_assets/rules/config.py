@@ -19,6 +19,13 @@ from mmfr_assets.rules.quality import QualityRules
 _PAPER = QualityRules()
 
 
+def repetition_min_count(ngram_min_count: int | None, max_ngram_occurrences: int | None) -> int | None:
+    """The repetition rule's count from a config that may use either name: the older
+    `max_ngram_occurrences` (the most occurrences a row may have) wins where set, as
+    `max_ngram_occurrences + 1`; else `ngram_min_count`. The one home of the conversion."""
+    return max_ngram_occurrences + 1 if max_ngram_occurrences is not None else ngram_min_count
+
+
 class QualityRulesConfig(dg.Config):
     """The published quality thresholds; null switches a length rule off."""
 
@@ -45,11 +52,16 @@ class QualityRulesConfig(dg.Config):
         description="Subsets whose traces need no <answer> pair (the published exemptions).")
 
     def repetition_min_count(self) -> int:
-        """The repetition rule's count: `max_ngram_occurrences` + 1 where the old name is set,
-        else `ngram_min_count`."""
-        if self.max_ngram_occurrences is not None:
-            return self.max_ngram_occurrences + 1
-        return self.ngram_min_count
+        return repetition_min_count(self.ngram_min_count, self.max_ngram_occurrences)
+
+    def applied(self) -> dict[str, Any]:
+        """The config as applied, for a materialization's metadata: the older name folded into
+        `ngram_min_count` (listed only where a run set it, beside the count it became)."""
+        values = self.model_dump()
+        if values.get("max_ngram_occurrences") is None:
+            values.pop("max_ngram_occurrences", None)
+        values["ngram_min_count"] = self.repetition_min_count()
+        return values
 
     def rules(self) -> QualityRules:
         return QualityRules(

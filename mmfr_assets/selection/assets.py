@@ -20,15 +20,8 @@ from mmfr_assets.partitions import deps
 from mmfr_assets.rules import quality
 from mmfr_assets.rules.config import teachers_validation_thresholds, threshold_drift
 from mmfr_assets.selection import difficulty
-from mmfr_assets.selection.configs import (  # noqa: F401  (re-exported: the asset configs' home)
-    AnswerVerdictsConfig,
-    DifficultyFiltered586kConfig,
-    DifficultyFilteredConfig,
-    QualityFilteredConfig,
-    StudentRolloutsConfig,
-    StudentVerdictsConfig,
-)
-from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep, StudentVerdictsStep
+from mmfr_assets.selection.configs import DifficultyFiltered586kConfig, DifficultyFilteredConfig, QualityFilteredConfig
+from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentVerdictsStep
 from mmfr_assets.stage import Filter, run_stage, upstream_batches
 
 
@@ -116,8 +109,9 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
             ),
             decide=lambda batch: quality.select_quality(batch, rules),
             filters=quality.FILTERS,
-            extra={"thresholds": dg.MetadataValue.json(config.model_dump()),
-                   "teacher_threshold_drift": dg.MetadataValue.json(drift)},
+            extra={"thresholds": dg.MetadataValue.json(config.applied()),
+                   "teacher_threshold_drift": dg.MetadataValue.json(drift) if drift else dg.MetadataValue.text(
+                       "none: every teacher validated its texts with these thresholds (or was not run)")},
         )
 
     return [

@@ -13,7 +13,7 @@ import dagster as dg
 from pydantic import Field, model_validator
 
 from mmfr_assets.model_step.asset import ModelStepConfig
-from mmfr_assets.rules.config import QualityRulesConfig, quality_rules_of_run  # noqa: F401
+from mmfr_assets.rules.config import QualityRulesConfig
 from mmfr_assets.rules.verify import REFERENCE_COLUMNS
 from mmfr_assets.rules.verify.workers import MATH_VERIFY_TIMEOUT_S
 

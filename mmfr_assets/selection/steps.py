@@ -226,6 +226,13 @@ class AnswerVerdictsStep(ModelStep):
         return Parsed(self._unverified(row, row.get("rule_detail") or undecided))
 
 
+def batch_references(batch: pl.DataFrame, columns: Sequence[str]) -> list[str | None]:
+    """Each row's reference answer: the first non-blank of `columns` the batch has, reduced to
+    what it concludes (`reference_answer`)."""
+    present = [c for c in columns if c in batch.columns]
+    return [reference_answer(r, present)[0] for r in batch.select(present).iter_rows(named=True)]
+
+
 def pass_rate_bounds(samples: int, correct: int, unknown: int) -> tuple[float | None, float | None]:
     """What the samples say of the pass rate over all `samples`: at least `correct`/n, at most
     (`correct` + `unknown`)/n, where `unknown` are samples nobody could decide (or whose request
@@ -246,6 +253,56 @@ def _counts_text(c: Mapping[str, Any]) -> str:
     parts = [f"{c['correct']} correct", f"{c['incorrect']} incorrect"]
     parts += [f"{c[k]} {k}" for k in ("undecided", "failed") if c[k]]
     return f"{', '.join(parts)} of {c['samples']} samples"
+
+
+def verified_samples(verifier: _LazyVerifier, reference: str, question: str | None,
+                     replies: Sequence[ChatResult]) -> dict[str, Any]:
+    """The pass-rate columns of one row's samples (`PASS_RATE_SCHEMA`, with `sample_answers`,
+    `sample_verdicts`, `sample_methods` and `detail`): each sample's final answer verified
+    against `reference` by the rules (then math-verify). A sample committing to no final answer
+    counts incorrect; undecided samples and failed requests widen the bounds. Origin `rollouts`
+    (every sample decided), `bounds`, or `failed` (every request failed: no pass rate, `detail`
+    says why). Shared by every step that rolls a model out (the student, the RL policy)."""
+    answers: list[str | None] = []
+    errors: list[str] = []
+    for reply in replies:
+        if reply.ok and reply.choices:
+            answers.append(final_answer(reply.choices[0].think_text()))
+        else:
+            answers.append(None)
+            errors.append(reply.error or "no choices")
+    asked = [k for k, (a, r) in enumerate(zip(answers, replies)) if r.ok and r.choices and (a or "").strip()]
+    verdicts = dict(zip(asked, verifier.verify_many(
+        [Item(answers[k], reference, question) for k in asked])))
+    sample_verdicts: list[bool | None] = []
+    methods: list[str] = []
+    for k, reply in enumerate(replies):
+        if not (reply.ok and reply.choices):
+            sample_verdicts.append(None)
+            methods.append("failed")
+        elif not (answers[k] or "").strip():  # no final answer, or an empty one: the model did not answer
+            sample_verdicts.append(False)
+            methods.append("no_final_answer")
+        else:
+            sample_verdicts.append(verdicts[k].equivalent)
+            methods.append(verdicts[k].method if verdicts[k].equivalent is not None else verdicts[k].detail)
+    failed = len(replies) - sum(r.ok and bool(r.choices) for r in replies)
+    counts = _rate_columns(
+        len(replies), sum(v is True for v in sample_verdicts), sum(v is False for v in sample_verdicts),
+        sum(v is None for v in sample_verdicts) - failed, failed,
+    )
+    details = [_counts_text(counts)]
+    if failed:
+        details.append(f"failed: {errors[0]}")
+    undecided = [methods[k] for k, v in enumerate(sample_verdicts) if v is None and methods[k] != "failed"]
+    if undecided:
+        details.append(f"undecided: {undecided[0]}")
+    columns = {**counts, "sample_answers": [a if a is not None else "" for a in answers],
+               "sample_verdicts": sample_verdicts, "sample_methods": methods, "detail": "; ".join(details)}
+    if replies and failed == len(replies):
+        return {**columns, "pass_rate_low": None, "pass_rate_high": None, "pass_rate_origin": "failed",
+                "detail": f"every sample's request failed ({len(replies)}): {errors[0]}"}
+    return {**columns, "pass_rate_origin": "rollouts" if counts["pass_rate"] is not None else "bounds"}
 
 
 #: The pass-rate columns both student tables carry (null: no pass rate; see the origin).
@@ -312,9 +369,7 @@ class StudentRolloutsStep(ModelStep):
         self._verifier.close()
 
     def prepare(self, batch: pl.DataFrame) -> pl.DataFrame:
-        present = [c for c in self.reference_columns if c in batch.columns]
-        references = [reference_answer(r, present)[0] for r in batch.select(present).iter_rows(named=True)]
-        return batch.with_columns(pl.Series("reference", references, pl.String))
+        return batch.with_columns(pl.Series("reference", batch_references(batch, self.reference_columns), pl.String))
 
     def needs(self, batch: pl.DataFrame) -> pl.Series:
         missing = pl.col("pass_rate").is_null() | pl.col("pass_rate").is_nan() | pl.lit(self.recompute)
@@ -331,50 +386,10 @@ class StudentRolloutsStep(ModelStep):
         return {**base, **values}
 
     def parse(self, row: Mapping[str, Any], replies: Sequence[ChatResult], attempt: int) -> Parsed | Retry:
-        answers: list[str | None] = []
-        errors: list[str] = []
-        for reply in replies:
-            if reply.ok and reply.choices:
-                answers.append(final_answer(reply.choices[0].think_text()))
-            else:
-                answers.append(None)
-                errors.append(reply.error or "no choices")
-        asked = [k for k, (a, r) in enumerate(zip(answers, replies)) if r.ok and r.choices and (a or "").strip()]
-        verdicts = dict(zip(asked, self._verifier.verify_many(
-            [Item(answers[k], row["reference"], row.get("question")) for k in asked])))
-        sample_verdicts: list[bool | None] = []
-        methods: list[str] = []
-        for k, reply in enumerate(replies):
-            if not (reply.ok and reply.choices):
-                sample_verdicts.append(None)
-                methods.append("failed")
-            elif not (answers[k] or "").strip():  # no final answer, or an empty one: the student did not answer
-                sample_verdicts.append(False)
-                methods.append("no_final_answer")
-            else:
-                sample_verdicts.append(verdicts[k].equivalent)
-                methods.append(verdicts[k].method if verdicts[k].equivalent is not None else verdicts[k].detail)
-        failed = len(replies) - sum(r.ok and bool(r.choices) for r in replies)
-        counts = _rate_columns(
-            len(replies), sum(v is True for v in sample_verdicts), sum(v is False for v in sample_verdicts),
-            sum(v is None for v in sample_verdicts) - failed, failed,
-        )
-        details = [_counts_text(counts)]
-        if failed:
-            details.append(f"failed: {errors[0]}")
-        undecided = [methods[k] for k, v in enumerate(sample_verdicts) if v is None and methods[k] != "failed"]
-        if undecided:
-            details.append(f"undecided: {undecided[0]}")
-        columns = self._columns(
-            row, **counts, sample_answers=[a if a is not None else "" for a in answers],
-            sample_verdicts=sample_verdicts, sample_methods=methods, detail="; ".join(details),
-        )
-        if failed == len(replies):
-            why = f"every sample's request failed ({len(replies)}): {errors[0]}"
-            return Parsed({**columns, "pass_rate_low": None, "pass_rate_high": None,
-                           "pass_rate_origin": "failed", "detail": why}, failure=why)
-        origin = "rollouts" if columns["pass_rate"] is not None else "bounds"
-        return Parsed({**columns, "pass_rate_origin": origin})
+        columns = self._columns(row, **verified_samples(self._verifier, row["reference"], row.get("question"), replies))
+        if columns["pass_rate_origin"] == "failed":
+            return Parsed(columns, failure=columns["detail"])
+        return Parsed(columns)
 
     def without_model(self, row: Mapping[str, Any]) -> Parsed:
         rate = row.get("pass_rate")
@@ -393,6 +408,41 @@ _ROLLOUT_COLUMNS = (
     "incorrect", "undecided", "failed", "sample_answers", "sample_verdicts", "sample_methods",
     "reference", "detail",
 )
+
+
+def answers_to_judge(answers: Sequence[str] | None, verdicts: Sequence[bool | None] | None,
+                     methods: Sequence[str] | None, *, judge_weak: bool) -> list[str]:
+    """The distinct answers of one row's samples that need a judge, in sample order: those
+    undecided, and (with `judge_weak`) those math-verify called different on its weak word."""
+    wanted = []
+    for answer, verdict, method in zip(answers or [], verdicts or [], methods or []):
+        weak = verdict is False and method in WEAK_METHODS
+        if answer and (verdict is None or (weak and judge_weak)):
+            wanted.append(answer)
+    return list(dict.fromkeys(wanted))
+
+
+def settled_samples(answers: Sequence[str] | None, verdicts: Sequence[bool | None] | None,
+                    methods: Sequence[str] | None, *, samples: int, failed: int,
+                    settled: Mapping[str, bool], note: str | None) -> dict[str, Any]:
+    """One row's samples with the judge's verdicts (`settled`: answer -> equivalent) in place
+    of undecided and weak ones: the pass-rate columns, origin `judged`, `rollouts` or
+    `bounds`, `judged` (samples settled), `sample_verdicts` and `detail`."""
+    verdicts = list(verdicts or [])
+    judged = 0
+    for k, (answer, verdict, method) in enumerate(zip(answers or [], verdicts, methods or [])):
+        if answer in settled and (verdict is None or (verdict is False and method in WEAK_METHODS)):
+            verdicts[k] = settled[answer]
+            judged += 1
+    counts = _rate_columns(samples, sum(v is True for v in verdicts),
+                           sum(v is False for v in verdicts), sum(v is None for v in verdicts) - failed, failed)
+    origin = ("judged" if judged else "rollouts") if counts["pass_rate"] is not None else "bounds"
+    detail = _counts_text(counts) + (f" ({judged} settled by the judge)" if judged else "")
+    if counts["pass_rate"] is None:
+        detail += f"; pass rate between {counts['pass_rate_low']:.2f} and {counts['pass_rate_high']:.2f}"
+    if note:
+        detail += f"; {note}"
+    return {**counts, "pass_rate_origin": origin, "judged": judged, "sample_verdicts": verdicts, "detail": detail}
 
 
 class StudentVerdictsStep(ModelStep):
@@ -439,13 +489,8 @@ class StudentVerdictsStep(ModelStep):
         """The distinct answers of the row's samples that need a judge, in sample order."""
         if row.get("pass_rate_origin") not in ("rollouts", "bounds") or not row.get("reference"):
             return []
-        wanted = []
-        for answer, verdict, method in zip(row.get("sample_answers") or [], row.get("sample_verdicts") or [],
-                                            row.get("sample_methods") or []):
-            weak = verdict is False and method in WEAK_METHODS
-            if answer and (verdict is None or (weak and self.judge_weak)):
-                wanted.append(answer)
-        return list(dict.fromkeys(wanted))
+        return answers_to_judge(row.get("sample_answers"), row.get("sample_verdicts"), row.get("sample_methods"),
+                                judge_weak=self.judge_weak)
 
     def needs(self, batch: pl.DataFrame) -> pl.Series:
         return pl.Series("needs", [bool(self._to_judge(r)) for r in batch.iter_rows(named=True)], pl.Boolean)
@@ -456,23 +501,9 @@ class StudentVerdictsStep(ModelStep):
         return prompt.render(question=row.get("question") or "", reference=row["reference"], candidates=candidates)
 
     def _outcome(self, row: Mapping[str, Any], settled: Mapping[str, bool], note: str | None) -> dict[str, Any]:
-        verdicts = list(row.get("sample_verdicts") or [])
-        judged = 0
-        for k, (answer, verdict, method) in enumerate(zip(row.get("sample_answers") or [], verdicts,
-                                                          row.get("sample_methods") or [])):
-            if answer in settled and (verdict is None or (verdict is False and method in WEAK_METHODS)):
-                verdicts[k] = settled[answer]
-                judged += 1
-        failed = int(row.get("failed") or 0)
-        counts = _rate_columns(int(row.get("samples") or 0), sum(v is True for v in verdicts),
-                               sum(v is False for v in verdicts), sum(v is None for v in verdicts) - failed, failed)
-        origin = ("judged" if judged else "rollouts") if counts["pass_rate"] is not None else "bounds"
-        detail = _counts_text(counts) + (f" ({judged} settled by the judge)" if judged else "")
-        if counts["pass_rate"] is None:
-            detail += f"; pass rate between {counts['pass_rate_low']:.2f} and {counts['pass_rate_high']:.2f}"
-        if note:
-            detail += f"; {note}"
-        return {**counts, "pass_rate_origin": origin, "judged": judged, "sample_verdicts": verdicts, "detail": detail}
+        return settled_samples(row.get("sample_answers"), row.get("sample_verdicts"), row.get("sample_methods"),
+                               samples=int(row.get("samples") or 0), failed=int(row.get("failed") or 0),
+                               settled=settled, note=note)
 
     def parse(self, row: Mapping[str, Any], replies: Sequence[ChatResult], attempt: int) -> Parsed | Retry:
         answers = self._to_judge(row)

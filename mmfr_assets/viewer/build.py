@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from mmfr_assets.files import file_stem, image_extension, subset_folder, unreadable_image
 from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.lookup import SubsequenceLookup, SupersequenceLookup, closing_iter, table_columns
+from mmfr_assets.lake.ordered import training_image
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.lineage import NODES, STAGE_NAMES, row_level, viewer_input
 from mmfr_assets.viewer.render import counts_table, link, page, page_nav, row_card
@@ -124,6 +125,7 @@ class StagePages:
     index: Path
     rows: int
     reasons: Counter
+    samples: dict[str, str]  # reason -> the page of its audit sample, relative to the viewer root
 
 
 def _pick(row: dict[str, Any], columns: Sequence[str]) -> Any:
@@ -151,8 +153,8 @@ def _write_image(folder: Path, row_id: str, data: bytes | None) -> tuple[str | N
 
 class _StageImages:
     """The image each row of a stage's input is trained on: cleaning's bytes where it changed
-    the image, else the original in `collected` (the rule of `lake.ordered.PartitionImages`,
-    which `mmfr export` and the model steps use). `PartitionImages` needs every id in `cleaned`;
+    the image, else the original in `collected` (`lake.ordered.training_image`, the rule
+    `mmfr export` and the model steps use). `PartitionImages` needs every id in `cleaned`;
     the viewer also shows rows cleaning dropped, so both tables are read with `rows_lookup`."""
 
     def __init__(self, lake: LakeResource, stream: str, partition: dict[str, str]) -> None:
@@ -161,7 +163,7 @@ class _StageImages:
 
     def get(self, ids: Sequence[str]) -> list[bytes | None]:
         changed, original = self._cleaned.get(ids), self._collected.get(ids)
-        return [(c or {}).get("image_bytes") or (o or {}).get("image_bytes")
+        return [training_image((c or {}).get("image_bytes"), (o or {}).get("image_bytes"))
                 for c, o in zip(changed, original)]
 
     @property
@@ -177,9 +179,11 @@ class _StageImages:
 def write_stage_pages(
     lake: LakeResource, subset: str, stage: str, root: Path, *,
     page_size: int = 25, rows_per_view: int = 100, batch_size: int = 256,
+    sampled: Mapping[str, str] | None = None,
 ) -> StagePages | None:
     """The pages of one subset and stage under `root/<subset>/<stage>/`; None when the stage's
-    input table does not exist."""
+    input table does not exist. `sampled` (id -> reason: the report's audit sample of removed
+    rows) get a view per reason, one page that shows every sampled row of it."""
     source = lake.location(STAGE_INPUT[stage])
     if source.table() is None or lake.location(stage).table() is None:
         return None
@@ -201,6 +205,11 @@ def write_stage_pages(
 
     view("all", "all rows")
     view("kept", "kept")
+    sampled = sampled or {}
+    per_reason = Counter(sampled.values())
+    samples = {reason: _View(folder, f"sample-{_slug(reason)}", f"{subset} · {stage} · audit sample: {reason}",
+                             page_size=n, limit=n) for reason, n in sorted(per_reason.items())}
+    views.update({v.slug: v for v in samples.values()})
     names = [c for c in table_columns(lake, STAGE_INPUT[stage]) if c not in ("image_bytes", "image_path")]
     stream = STAGE_INPUT[stage]
     verdict_tables = [t for t in STEP_TABLES[stage] if lake.location(t).table() is not None]
@@ -232,6 +241,8 @@ def write_stage_pages(
                 if drop is not None:
                     reasons[drop["reason"]] += 1
                     targets.append(view(f"reason-{_slug(drop['reason'])}", f"dropped: {drop['reason']}"))
+                    if sampled.get(record["id"]) == drop["reason"]:
+                        targets.append(samples[drop["reason"]])
                 elif is_kept[k] is not None:
                     targets.append(views["kept"])
                 card = None
@@ -258,22 +269,28 @@ def write_stage_pages(
     stale = (f"<p class=\"drop\">{not_found} rows of {escape_text(stream)} are not in collected "
              "(an out-of-date table: re-materialize the subset); they are shown without images.</p>"
              if not_found else "")
-    body = (f"<p>{rows} rows entered {stage} from {STAGE_INPUT[stage]}; "
+    entered = (f"{rows} rows collected from the source" if stream == stage
+               else f"{rows} rows entered {stage} from {stream}")
+    body = (f"<p>{entered}; "
             f"{views['kept'].total} kept, {sum(reasons.values())} dropped. Pick a view "
             "(each drop reason is its own filter):</p>" + stale
             + counts_table(["view", "rows", "shown", "pages"], table))
     index = folder / "index.html"
     index.write_text(page(f"{subset} · {stage}", body, nav=link("../../index.html", "↑ all subsets")), "utf-8")
-    return StagePages(subset, stage, index, rows, reasons)
+    return StagePages(subset, stage, index, rows, reasons,
+                      {reason: (folder / v.file(1)).relative_to(root).as_posix() for reason, v in samples.items()})
 
 
 def write_viewer(
-    lake: LakeResource, subsets: Sequence[str], stages: Sequence[str], root: Path, **options: int
+    lake: LakeResource, subsets: Sequence[str], stages: Sequence[str], root: Path,
+    sampled: Mapping[tuple[str, str], Mapping[str, str]] | None = None, **options: int
 ) -> list[StagePages]:
-    """All subsets x stages, and `root/index.html` linking them."""
+    """All subsets x stages, and `root/index.html` linking them; `sampled`: (subset, stage) ->
+    the audit sample's {id: reason} (`reporting.audit.sampled_ids`)."""
     root.mkdir(parents=True, exist_ok=True)
+    sampled = sampled or {}
     written = [p for s in subsets for st in stages
-               if (p := write_stage_pages(lake, s, st, root, **options)) is not None]
+               if (p := write_stage_pages(lake, s, st, root, sampled=sampled.get((s, st)), **options)) is not None]
     rows = [
         [escape_text(p.subset), escape_text(p.stage),
          link(str(p.index.relative_to(root)), "open"), p.rows, sum(p.reasons.values())]

@@ -29,25 +29,65 @@ _ANSWER_LINE = re.compile(
 REFERENCE_COLUMNS = ("answer", "answer_reference", "original_answer")
 
 
+def _closing(text: str, start: int) -> int | None:
+    """Index of the brace closing the group opened just before `start`, None if never closed."""
+    depth, i = 1, start
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
 def last_boxed(text: str) -> str | None:
     """The content of the last `\\boxed{…}` in `text`, braces balanced; None if there is none
     or it is never closed."""
-    starts = [m.end() for m in _BOXED.finditer(text)]
-    for start in reversed(starts):
-        depth, i = 1, start
-        while i < len(text):
-            c = text[i]
-            if c == "\\":
-                i += 2
-                continue
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i]
-            i += 1
+    for match in reversed(list(_BOXED.finditer(text))):
+        end = _closing(text, match.end())
+        if end is not None:
+            return text[match.end() : end]
     return None
+
+
+# What may stand between several boxes of one answer: connectives, commas, math delimiters,
+# a name ("x = "), a part label ("(a)"), "\\text{ and }", "\\quad".
+_BETWEEN_BOXES = re.compile(
+    r"^(?:\s|\$|\\[(),;]|\\q?quad|[,;.&]|\\text\s*\{\s*(?:and|or|,)?\s*\}|\band\b|\bor\b)*$"
+)
+_BOX_PREFIX = re.compile(
+    r"(?P<label>\(\s*(?:[a-h]|[1-9]|i{1,3}|iv|I{1,3}|IV)\s*\)\s*)?(?P<name>[A-Za-z](?:_\{?\w+\}?)?\s*=\s*)?$"
+)
+
+
+def joined_boxes(text: str) -> str | None:
+    """Several `\\boxed{}` that together make one answer, as one list: "\\boxed{3} and
+    \\boxed{-1}" -> "3, -1", "x = \\boxed{2} or x = \\boxed{3}" -> "x = 2, x = 3", "(a)
+    \\boxed{5} (b) \\boxed{7}" -> "(a) 5, (b) 7". None when anything else stands between or
+    around them (a sentence: which box is the answer is then a reader's call)."""
+    parts, last = [], 0
+    for match in _BOXED.finditer(text):
+        if match.start() < last:
+            continue  # a box inside a box
+        end = _closing(text, match.end())
+        if end is None:
+            return None
+        before = text[last : match.start()]
+        prefix = _BOX_PREFIX.search(before)
+        if not _BETWEEN_BOXES.match(before[: prefix.start()]):
+            return None
+        parts.append(f"{prefix['label'] or ''}{prefix['name'] or ''}{text[match.end() : end].strip()}")
+        last = end + 1
+    if len(parts) < 2 or not _BETWEEN_BOXES.match(text[last:]):
+        return None
+    return ", ".join(parts)
 
 
 def final_answer(trace: str | None) -> str | None:
@@ -109,8 +149,9 @@ def answer_of(text: str) -> str:
     (`<answer>The answer is $\\boxed{5}$</answer>`)."""
     boxed = last_boxed(text)
     if boxed is not None and boxed.strip():
-        # one box: its content; several ("x = \\boxed{2} or \\boxed{3}") are several answers
-        return boxed.strip() if box_count(text) == 1 else text
+        # one box: its content; several ("x = \\boxed{2} or \\boxed{3}") are one list when
+        # only connectives stand between them, else several answers
+        return boxed.strip() if box_count(text) == 1 else (joined_boxes(text) or text)
     match = _SENTENCE_ANSWER.match(_HOPE.sub("", text))
     if match and len(match["answer"]) <= _SHORT_ANSWER and "\n" not in match["answer"]:
         return match["answer"].strip()

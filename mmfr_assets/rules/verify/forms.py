@@ -17,10 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from mmfr_assets.rules.verify import words
+
 # --- clock times ----------------------------------------------------------------------------
 
 _TIME = re.compile(
-    r"^(?P<h>\d{1,2}):(?P<m>\d{2})(?::(?P<s>\d{2}))?\s*(?P<ampm>[ap]\.?\s?m\.?)?$", re.IGNORECASE
+    r"^(?P<h>\d{1,2}):(?P<m>\d{2})(?::(?P<s>\d{2}))?\s*"
+    r"(?P<ampm>[ap]\.?\s?m\.?|in\s+the\s+(?:morning|afternoon|evening))?$",
+    re.IGNORECASE,
 )
 
 
@@ -32,6 +36,7 @@ class ClockTime:
     minutes: int
     seconds: int
     half: str | None
+    padded: bool = False  # "07:15": a 24-hour clock's way to write the hour
 
     def seconds_of_day(self) -> int:
         hours = self.hours
@@ -48,20 +53,27 @@ def read_time(text: str) -> ClockTime | None:
     h, m, s = int(match["h"]), int(match["m"]), int(match["s"] or 0)
     half = None
     if match["ampm"]:
-        half = "pm" if match["ampm"].lower().startswith("p") else "am"
+        said = match["ampm"].lower()
+        half = "am" if said.startswith("a") or said.endswith("morning") else "pm"
         if not 1 <= h <= 12:
             return None
     if h > 24 or m > 59 or s > 59:
         return None
-    return ClockTime(h, m, s, half)
+    return ClockTime(h, m, s, half, len(match["h"]) == 2)
 
 
 def times_equal(x: ClockTime, y: ClockTime) -> bool | None:
-    """The same time of day; a side without am/pm is read as the 24-hour clock. "2:30"
-    against "14:30" (neither saying am or pm) is undecided: the 12-hour clock writes both."""
+    """The same time of day; a side without am/pm is read as the 24-hour clock. Where that side
+    could be a 12-hour time without am/pm (hour 1-12 not written "07"), the same time against
+    "7:15 AM", or twelve hours apart ("2:30" against "14:30", "7:15" against "7:15 PM", "12:00"
+    against "12:00 AM"), is undecided: it may mean either."""
+    twelve_hour = any(t.half is None and 1 <= t.hours <= 12 for t in (x, y))
     if x.seconds_of_day() == y.seconds_of_day():
-        return True
-    if x.half is None and y.half is None and abs(x.seconds_of_day() - y.seconds_of_day()) == 12 * 3600:
+        one_said = (x.half is None) != (y.half is None)
+        bare = x if x.half is None else y
+        # "7:15" against "7:15 AM": the bare side may be the evening on a 12-hour clock
+        return None if one_said and 1 <= bare.hours <= 12 and not bare.padded else True
+    if twelve_hour and abs(x.seconds_of_day() - y.seconds_of_day()) == 12 * 3600:
         return None
     return False
 
@@ -127,38 +139,9 @@ def infinity(endpoint: str) -> str | None:
     return "-inf" if match.group(1) == "-" else "+inf"
 
 
-# --- words from closed vocabularies ----------------------------------------------------------
+# --- words from closed vocabularies: `words` (re-exported here) ---------------------------
 
-# Each class lists words that name distinct things: two different words of one class are
-# different answers ("red" against "blue"). Synonyms map to one canonical word.
-_WORD_CLASSES: dict[str, tuple[str, ...]] = {
-    "yes_no": ("yes", "no"),
-    "truth": ("true", "false"),
-    "colour": ("red", "blue", "green", "yellow", "black", "white", "orange", "purple", "pink",
-               "brown", "gray"),
-    "side": ("left", "right"),
-    "vertical": ("up", "down"),
-    "compass": ("north", "south", "east", "west", "northeast", "northwest", "southeast", "southwest"),
-    "rotation": ("clockwise", "counterclockwise"),
-    "change": ("increase", "decrease", "unchanged"),
-    "shape": ("circle", "square", "triangle", "rectangle", "pentagon", "hexagon", "octagon",
-              "ellipse", "trapezoid", "rhombus", "parallelogram"),
-}
-_SYNONYMS = {
-    "grey": "gray", "anticlockwise": "counterclockwise", "counter-clockwise": "counterclockwise",
-    "increases": "increase", "increased": "increase", "decreases": "decrease",
-    "decreased": "decrease", "stays the same": "unchanged", "no change": "unchanged",
-    "circular": "circle",
-}
-_CLASS_OF = {word: name for name, words in _WORD_CLASSES.items() for word in words}
-
-
-def closed_word(text: str) -> tuple[str, str] | None:
-    """(class, canonical word) for a one-word answer from a closed vocabulary, else None."""
-    word = unicodedata.normalize("NFKC", text).strip().strip(".!*").strip().lower()
-    word = _SYNONYMS.get(word, word)
-    cls = _CLASS_OF.get(word)
-    return (cls, word) if cls else None
+closed_word = words.closed_word
 
 
 # --- units ----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Reading the judge's reply: strict about meaning, tolerant of form.
 
-The prompt (`mmfr_assets/prompts/answer_judge.*`) asks for two lines, `Analysis: …` and
+The prompt (`prompts/answer_judge.*`) asks for two lines, `Analysis: …` and
 `JUDGMENT: EQUIVALENT|DIFFERENT`. Models wrap that in thinking, code fences, bold markers, or
 restate the format first, so: thinking is removed, the *last* `JUDGMENT:` line counts, and its
 value must be exactly one of the two words (after markup): "NOT EQUIVALENT" is different, and

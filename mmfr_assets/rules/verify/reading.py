@@ -218,10 +218,13 @@ def parse_number(text: str) -> Quantity | None:
 
 def numbers_equal(a: float, b: float, decimals: int | None) -> bool:
     """Equal up to float noise, or up to the rounding the less precise side was written with
-    (0.33 for 1/3, when written with at least two decimals)."""
+    (0.33 for 1/3, when written with at least two decimals and two significant digits)."""
     if math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9):
         return True
-    return decimals is not None and decimals >= 2 and round(b, decimals) == round(a, decimals)
+    if decimals is None or decimals < 2 or round(b, decimals) != round(a, decimals):
+        return False
+    # two significant digits at least: "0.01" is no rounding of 1/150 = 0.0067
+    return len(f"{abs(round(a, decimals)):.{decimals}f}".replace(".", "").lstrip("0")) >= 2
 
 
 def compare_numbers(x: Quantity, y: Quantity) -> bool | None:

@@ -12,7 +12,9 @@ Written by hand rather than with a library: math-verify (used after these rules)
 LaTeX into sympy, which costs milliseconds per answer; these rules cost microseconds and
 decide most rows of real data (letters, integers, decimals with units). Reading one answer
 (delimiters, normal form, numbers and units) is in `reading`; special forms (times,
-intervals, closed vocabularies, unit scales, option lists) in `forms`.
+intervals, unit scales, option lists) in `forms`; words in `words`; single items compared in
+`scalars` (with `approximation` and `closed_form` for decimals against exact values); lists in
+`lists`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,18 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 
-from mmfr_assets.rules.verify import forms
+from mmfr_assets.rules.verify import forms, words
+from mmfr_assets.rules.verify.lists import (  # noqa: F401  (re-exported: rules.list_kind & co.)
+    BARE,
+    SET,
+    TUPLE,
+    compare_lists,
+    item_equal,
+    list_kind,
+    order_unknown,
+    parts_differ,
+    split_items,
+)
 from mmfr_assets.rules.verify.reading import (  # noqa: F401  (re-exported: rules.parse_number & co.)
     LATEX_DROP,
     LATEX_WRAPPERS,
@@ -35,6 +48,7 @@ from mmfr_assets.rules.verify.reading import (  # noqa: F401  (re-exported: rule
     parse_number,
     strip_delimiters,
 )
+from mmfr_assets.rules.verify.scalars import compare_exact, compare_number, scalar_equal  # noqa: F401
 
 # --- multiple choice ------------------------------------------------------------------------
 
@@ -97,168 +111,10 @@ def compare_choice(candidate: str, reference: str, question: str | None) -> bool
     return None
 
 
-# --- lists ----------------------------------------------------------------------------------
-
-_BRACKETS = {"(": ")", "[": "]", "{": "}"}
-_DATE = re.compile(
-    r"^(?:(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?,\s*\d{4}"
-    r"|\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*,?\s*\d{4})$",
-    re.IGNORECASE,
-)
-
-
-#: How a list is to be compared: in order (a tuple, a point), as a set, or unknown (bare).
-TUPLE, SET, BARE = "tuple", "set", "bare"
-_PLUS_MINUS = re.compile(r"^(?P<a>[^,;±]*?)\s*(?:\\pm|±)\s*(?P<b>[^,;±]+)$")
-
-
-def _wrapped(text: str) -> bool:
-    """The first bracket closes at the last character ("(1, 2)", not "{1,3}\\cup{2,4}")."""
-    if len(text) < 2 or text[0] not in _BRACKETS or text[-1] != _BRACKETS[text[0]]:
-        return False
-    depth = 0
-    for k, c in enumerate(text):
-        depth += c in "({["
-        depth -= c in ")}]"
-        if depth == 0 and k < len(text) - 1:
-            return False
-    return depth == 0
-
-
-def split_items(text: str) -> tuple[list[str], str] | None:
-    """(items, kind) for a list: "2, 4", "2 4", "x=1; x=2" (kind BARE), "(8, 13)", "[1, 2]"
-    (TUPLE: points, vectors), "\\{1, 2\\}" (SET), "1 \\pm \\sqrt{2}" (two roots, BARE). None for a
-    single item, a half-open or infinite interval or a union (one answer), or when commas
-    could be inside LaTeX groups."""
-    text = strip_delimiters(text)
-    if _DATE.match(text):  # "September 24, 1968" is one answer
-        return None
-    text = LATEX_DROP.sub("", text).replace("\\{", "{").replace("\\}", "}").strip()
-    intervals = forms.read_intervals(text)
-    if intervals and (len(intervals) > 1 or any(forms.half_open(i) or forms.infinite(i) for i in intervals)):
-        return None  # "[0, 1)", "(2, \\infty)": one answer ("[1, 2]" may be a vector: a tuple)
-    kind = BARE
-    if _wrapped(text):
-        kind = SET if text[0] == "{" else TUPLE
-        text = text[1:-1]
-    depth = 0
-    for c in text:  # a comma inside braces/parentheses is not a separator
-        depth += c in "({["
-        depth -= c in ")}]"
-        if depth < 0:
-            return None
-        if c in ",;，" and depth > 0:
-            return None
-    if re.search(r"[,;，]", text):
-        if THOUSANDS.fullmatch(text.strip()):
-            return None
-        items = [t.strip() for t in re.split(r"[,;，]|\band\b", text) if t.strip()]
-    elif re.fullmatch(r"\s*-?\d+(?:\.\d+)?(?:\s+-?\d+(?:\.\d+)?)+\s*", text):
-        items = text.split()
-    elif kind == BARE and (pm := _PLUS_MINUS.match(text)):
-        a, b = pm["a"].strip(), pm["b"].strip()
-        items = [f"{a}+{b}", f"{a}-{b}"] if a else [b, f"-{b}"]
-    elif kind == SET and text.strip():
-        items = [text.strip()]  # "\\{0\\}": a set of one
-    else:
-        return None
-    return (items, kind) if len(items) >= 2 or kind == SET else None
-
-
-_ORDERED_QUESTION = re.compile(
-    r"ordered\s+(?:pair|triple|tuple|quadruple|list|sequence)|\bin\s+(?:that|this|the\s+same|the\s+given)\s+order"
-    r"|\bin\s+(?:increasing|decreasing|ascending|descending)\s+order|from\s+(?:least|smallest|greatest|largest)\s+to"
-    r"|(?<![A-Za-z\\])\(\s*[a-zA-Z]\s*(?:,\s*[a-zA-Z]\s*)+\)",
-    re.IGNORECASE,
-)
-_SET_QUESTION = re.compile(
-    r"\ball\b[^.?!]*\b(?:solutions?|roots?|values?|zeros|zeroes|numbers|integers|possible)\b"
-    r"|separated\s+by\s+commas|\bset\s+of\b",
-    re.IGNORECASE,
-)
-
-
-def list_kind(question: str | None) -> str:
-    """What the question asks a bare list to be: TUPLE ("the ordered triple (a, b, c)",
-    "in increasing order"), SET ("all solutions", "separated by commas"), or
-    BARE when it says neither. An order named wins over a set named."""
-    if not question:
-        return BARE
-    if _ORDERED_QUESTION.search(question):
-        return TUPLE
-    if _SET_QUESTION.search(question):
-        return SET
-    return BARE
-
-
-def _in_order(xs: list[str], ys: list[str], question: str | None) -> bool | None:
-    if len(xs) != len(ys):
-        return False  # tuples of different lengths
-    verdicts = [scalar_equal(x, y, question) for x, y in zip(xs, ys)]
-    if all(v is True for v in verdicts):
-        return True
-    return False if any(v is False for v in verdicts) else None
-
-
-def _as_multiset(xs: list[str], ys: list[str], question: str | None) -> bool | None:
-    remaining = list(ys)
-    for x in xs:
-        match = next((k for k, y in enumerate(remaining) if scalar_equal(x, y, question) is True), None)
-        if match is None:
-            decided = all(scalar_equal(x, y, question) is not None for y in remaining)
-            return False if decided else None
-        remaining.pop(match)
-    return True if not remaining else None
-
-
-def _as_set(xs: list[str], ys: list[str], question: str | None) -> bool | None:
-    """Every item of each side equals some item of the other; different as soon as one item
-    is decided different from every item of the other side."""
-    for a, b in ((xs, ys), (ys, xs)):
-        for x in a:
-            verdicts = [scalar_equal(x, y, question) for y in b]
-            if any(v is True for v in verdicts):
-                continue
-            return False if all(v is False for v in verdicts) else None
-    return True
-
-
-def compare_lists(candidate: str, reference: str, question: str | None) -> bool | None:
-    """Two lists item by item. Tuples (bracketed, or bare where the question asks for an order)
-    in order; sets (braces, or bare where the question asks for all solutions) as sets; bare
-    lists the question says nothing about as multisets of the same length. A set against a
-    tuple, or lists of other lengths with nothing said: undecided."""
-    a, b = split_items(candidate), split_items(reference)
-    if a is None or b is None:
-        return None  # one item against several: only a reader can tell which part was asked
-    (xs, x_kind), (ys, y_kind) = a, b
-    kinds = {x_kind, y_kind}
-    if kinds == {TUPLE, SET}:
-        return None
-    kind = TUPLE if TUPLE in kinds else SET if SET in kinds else list_kind(question)
-    if kind == TUPLE:
-        return _in_order(xs, ys, question)
-    if kind == SET:
-        return _as_set(xs, ys, question)
-    if len(xs) != len(ys):
-        return None
-    return _as_multiset(xs, ys, question)
-
-
-_INEQUALITY = re.compile(r"[<>≤≥]|\\(?:le|ge|leq|geq|lt|gt)(?![a-zA-Z])")
-_SET_OPERATION = re.compile(r"\\(?:cup|cap|setminus)(?![a-zA-Z])|[∪∩]")
-
-
-def parts_differ(candidate: str, reference: str) -> bool:
-    """One side lists more items than the other ("g/3" against "(3A-g)/4, (5A+g)/4, g/3").
-    Not said of set operations ("\\{1,3\\} \\cup \\{2,4\\}"): those are math-verify's."""
-    if any(_SET_OPERATION.search(t) for t in (candidate, reference)):
-        return False
-    a, b = split_items(candidate), split_items(reference)
-    for one, other, text in ((a, b, reference), (b, a, candidate)):
-        if one and one[1] == TUPLE and len(one[0]) == 2 and other is None and _INEQUALITY.search(text):
-            return False  # "(-3, 3)" against "-3 < x < 3": an open interval, math-verify's
-    return (a is None) != (b is None) or (a is not None and b is not None and len(a[0]) != len(b[0]))
+def both_times(candidate: str, reference: str) -> bool:
+    """Both answers are clock times (the time rule's, even where it cannot tell: math-verify
+    reads "7:15" as a ratio)."""
+    return all(forms.read_time(LATEX_WRAPPERS.sub(r"\1", strip_delimiters(t))) is not None for t in (candidate, reference))
 
 
 # --- intervals ------------------------------------------------------------------------------
@@ -300,7 +156,7 @@ def compare_intervals(candidate: str, reference: str, question: str | None) -> b
 
 def compare_times(candidate: str, reference: str, question: str | None) -> bool | None:
     """Two clock times ("20:34" against "20:34:00", "8:30 PM" against "20:30")."""
-    x, y = forms.read_time(strip_delimiters(candidate)), forms.read_time(strip_delimiters(reference))
+    x, y = (forms.read_time(LATEX_WRAPPERS.sub(r"\1", strip_delimiters(t))) for t in (candidate, reference))
     if x is None or y is None:
         return None
     return forms.times_equal(x, y)
@@ -308,12 +164,21 @@ def compare_times(candidate: str, reference: str, question: str | None) -> bool 
 
 def compare_words(candidate: str, reference: str, question: str | None) -> bool | None:
     """Two one-word answers of one closed vocabulary ("yes"/"no", colours, directions,
-    shapes): the same word (or a synonym, "grey"/"gray") or a different one."""
+    shapes, "producer"/"consumer"): the same word (or a synonym, "grey"/"gray") or a
+    different one; two phrases with the same words ("The Moon." against "moon") the same.
+    Other phrases are a reader's call."""
     x = forms.closed_word(LATEX_WRAPPERS.sub(r"\1", strip_delimiters(candidate)))
     y = forms.closed_word(LATEX_WRAPPERS.sub(r"\1", strip_delimiters(reference)))
-    if x is None or y is None or x[0] != y[0]:
-        return None
-    return x[1] == y[1]
+    if x is not None and y is not None and x[0] == y[0]:
+        return x[1] == y[1]
+    if all(_PHRASE.match(t) and is_prose(t) for t in (candidate, reference)):
+        if words.phrase_key(candidate) == words.phrase_key(reference):
+            return True
+    return None
+
+
+# Plain words, no digits or mathematics: where a phrase's key may decide "the same".
+_PHRASE = re.compile(r"^[^\W\d_]+(?:[\s'’\-][^\W\d_]+)*[.!]?$")
 
 
 # "y = …", "f(x) = …", "g(t) = …": a name for the function, not part of the answer.
@@ -388,18 +253,6 @@ def is_plain_text_math(text: str) -> bool:
 
 # --- the rules, cheapest first ------------------------------------------------------------
 
-def compare_exact(candidate: str, reference: str) -> bool | None:
-    return True if normalize(candidate) == normalize(reference) else None
-
-
-def compare_number(candidate: str, reference: str) -> bool | None:
-    if comma_pair(candidate) and comma_pair(reference):
-        return None  # "2,3" against "3,2": two lists as much as two decimals
-    x, y = parse_number(candidate), parse_number(reference)
-    if x is None or y is None:
-        return None
-    return compare_numbers(x, y)
-
 
 def units_differ(candidate: str, reference: str) -> bool:
     """Two numbers in different named units the rules could not convert ("5 N" against
@@ -428,21 +281,12 @@ def compare_numeric_against_words(candidate: str, reference: str) -> bool | None
     return False
 
 
-def scalar_equal(candidate: str, reference: str, question: str | None = None) -> bool | None:
-    """Exact, then numbers: the rules used for single items (inside lists and options)."""
-    for rule in (compare_exact, compare_number):
-        verdict = rule(candidate, reference)
-        if verdict is not None:
-            return verdict
-    return None
-
-
 # The rules in the order they are tried, cheapest first: (name, rule(candidate, reference, question)).
 _RULES: tuple[tuple[str, Callable[[str, str, str | None], bool | None]], ...] = (
     ("exact", lambda c, r, q: compare_exact(c, r)),
     ("choice", compare_choice),
     ("time", compare_times),
-    ("number", lambda c, r, q: compare_number(c, r)),
+    ("number", compare_number),
     ("interval", compare_intervals),
     ("definition", compare_definitions),
     ("list", compare_lists),

@@ -1,4 +1,4 @@
-"""Reading the judge's reply about several numbered answers (`mmfr_assets/prompts/sample_judge.*`).
+"""Reading the judge's reply about several numbered answers (`prompts/sample_judge.*`).
 
 Strict about meaning, as `parse_judgment`: each `JUDGMENT <n>:` line must carry exactly
 EQUIVALENT or DIFFERENT (NOT EQUIVALENT is different); a number asked about with no readable

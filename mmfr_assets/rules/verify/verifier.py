@@ -3,6 +3,7 @@ batch. Importable without Dagster (distillation validates generated traces with 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,6 +63,10 @@ def verify_rules(item: Item) -> Verdict:
         return Verdict(None, UNDECIDED, "parts_differ")
     verdict, rule = rules.decide(item.candidate, item.reference, item.question)
     if verdict is None:
+        if rules.both_times(item.candidate, item.reference):
+            return Verdict(None, UNDECIDED, "time_ambiguous")  # "7:15" against "7:15 PM"
+        if rules.order_unknown(item.candidate, item.reference, item.question):
+            return Verdict(None, UNDECIDED, "order_unknown")  # "7, 3" against "3, 7", nothing said
         if rules.units_differ(item.candidate, item.reference):
             # the same or another number in units the rules cannot convert: math-verify
             # drops units ("5 m" = "5 cm" to it), so a reader decides
@@ -93,7 +98,20 @@ def math_verify_pair(item: Item) -> tuple[str, str]:
     2x + 3 against 2x + 3; math-verify would compare the names too)."""
     item = answers_of(item)
     candidate, reference = rules.equation_sides(item.candidate, item.reference)
-    return rules.strip_delimiters(reference), rules.strip_delimiters(candidate)
+    return degrees_as_radians(rules.strip_delimiters(reference)), degrees_as_radians(rules.strip_delimiters(candidate))
+
+
+_TRIG = re.compile(r"\\(?:arc)?(?:sin|cos|tan|cot|sec|csc)(?![a-zA-Z])")
+_DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\^\s*\{?\s*\\circ\s*\}?|°|\\degree)")
+
+
+def degrees_as_radians(text: str) -> str:
+    """Angles in degrees inside a text with trigonometric functions, as radians: math-verify
+    drops the degree sign ("\\cos(90^\\circ - x)" would be cos(90 - x), in radians).
+    Texts without such functions keep their degrees ("45°" against "45" is the number rule's)."""
+    if not _TRIG.search(text):
+        return text
+    return _DEGREES.sub(lambda m: f"(\\frac{{{m[1]}\\pi}}{{180}})", text)
 
 
 class AnswerVerifier:

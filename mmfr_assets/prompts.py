@@ -1,8 +1,9 @@
-"""Prompts live as text files beside this module (`mmfr_assets/prompts/`, installed with the
-package as package data, so a wheel or the Docker image carries them; `MMFR_PROMPTS` names
-another folder) so they can be read and changed without touching code. A prompt's version is a hash of its text: the response cache key already
-contains the text (so an edited prompt is asked again), and the version recorded with each row
-says which prompt made it."""
+"""Loading the prompt files. They live as text files in the checkout's top-level `prompts/`
+(their one home, so they can be read and changed without touching code; a wheel or the Docker
+image carries them, mapped in at build time by setup.py; `MMFR_PROMPTS` names another folder).
+A prompt's version is a hash of its text: the response cache key already contains the text (so
+an edited prompt is asked again), and the version recorded with each row says which prompt made
+it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmfr_assets.settings import DEFAULT_PROMPTS, prompts_location
-
-PACKAGED = DEFAULT_PROMPTS
+from mmfr_assets.settings import prompts_location
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class Prompt:
 
 
 def prompts_folder() -> Path:
-    """`MMFR_PROMPTS`, else the packaged folder (`mmfr_assets.settings.prompts_location`)."""
+    """`MMFR_PROMPTS`, else the shipped prompts (`mmfr_assets.settings.prompts_location`)."""
     return prompts_location()
 
 
