@@ -50,8 +50,8 @@ def test_economics_gives_gpu_hours_wall_time_and_money_only_where_stated():
 
 
 def _count(role, rows, upper=None, basis="counted", samples=1, attempts=1, step=None):
-    return StepCount(subset="S", step=step or role, role=role, rows=rows, rows_upper=upper if upper is not None else rows,
-                     answered=0, basis=basis, how="", samples=samples, max_attempts=attempts)
+    return StepCount(subset="S", step=step or role, role=role, rows=rows,
+                     rows_upper=upper if upper is not None else rows, answered=0, basis=basis, how="", samples=samples, max_attempts=attempts)
 
 
 def test_role_totals_count_requests_samples_and_the_upper_bound():

@@ -141,7 +141,9 @@ def recipe_lines(costs: Iterable[RecipeCost]) -> list[str]:
              "| --- |" + " --- |" * 7]
     for c in costs:
         d = c.as_dict()
-        per = lambda key, fmt: format(d[f"{key}_per_kept_row"], fmt) if f"{key}_per_kept_row" in d else "-"  # noqa: E731
+
+        def per(key: str, fmt: str, d: dict = d) -> str:
+            return format(d[f"{key}_per_kept_row"], fmt) if f"{key}_per_kept_row" in d else "-"
         lines.append(f"| {c.recipe} (`{c.table}`) | {c.kept:,} | {d['requests']:,} | {d['tokens']:,} | "
                      f"{per('requests', ',.2f')} | {per('tokens', ',.0f')} | {per('gpu_hours', ',.4f')} | "
                      f"{per('cost', ',.4f')} |")

@@ -177,7 +177,8 @@ class RolePlan:
         self.prompt_tokens += asks * r.prompt_per_ask  # per ask as measured (n or not)
         self.completion_tokens += asks * count.samples * r.completion_per_sample
         self.bases.add(count.basis)
-        self.token_bases.update({r.prompt_basis.split(":")[0].split(" ")[0], r.completion_basis.split(":")[0].split(" ")[0]})
+        # "measured over N asks" / "assumed: ...": the first word
+        self.token_bases.update({r.prompt_basis.split()[0].rstrip(":"), r.completion_basis.split()[0].rstrip(":")})
 
     def as_dict(self) -> dict[str, Any]:
         return {

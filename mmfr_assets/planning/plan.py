@@ -11,7 +11,9 @@ from typing import Any
 from mmfr_assets.llm.resource import ROLES, LLMEndpoint
 from mmfr_assets.model_step.registry import MODEL_STEPS, Registered
 from mmfr_assets.planning.counting import Counted, Rows, count_all, measured_of
-from mmfr_assets.planning.figures import Economics, Rates, RolePlan, StepCount, assumed_prompt_tokens, overall, rates, role_totals
+from mmfr_assets.planning.figures import (
+    Economics, Rates, RolePlan, StepCount, assumed_prompt_tokens, overall, rates, role_totals,
+)
 from mmfr_assets.prompts import load_prompt
 
 

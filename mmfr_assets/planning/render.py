@@ -44,9 +44,11 @@ def plan_lines(plan: Plan) -> list[str]:
                  f"{d['cost']:,.2f}" if "cost" in d else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     total = overall(plan.roles)
+    gpu = (f"{_hours(total['gpu_hours'])} ({', '.join(total['gpu_hours_roles'])})" if "gpu_hours" in total
+           else "-")
     lines.append(f"| total | | | {_n(total['requests'])} ({_n(total['requests_upper_bound'])}) | "
                  f"{_n(total['samples'])} | {_n(total['prompt_tokens'])} | {_n(total['completion_tokens'])} | "
-                 f"{_hours(total['gpu_hours']) + ' (' + ', '.join(total['gpu_hours_roles']) + ')' if 'gpu_hours' in total else '-'} | "
+                 f"{gpu} | "
                  f"- | {format(total['cost'], ',.2f') if 'cost' in total else '-'} |")
     lines += ["", "Tokens per step (measured: the lake's token columns of earlier runs; assumed: "
               "the paper's figures or a stated guess):"]
