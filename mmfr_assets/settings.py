@@ -11,7 +11,7 @@ its default and its meaning have one home (docs/configuration.md's Variables tab
 | `MMFR_PROMPTS` | `prompts_location` |
 | `MMFR_REPORT_DIR` | `report_location` |
 | `MMFR_REPORT_URL` | `report_url` |
-| `MMFR_<ROLE>_BASE_URL`, `_MODEL`, `_MAX_CONCURRENCY`, `_API_KEY` | `endpoint_environment` |
+| `MMFR_<ROLE>_BASE_URL`, `_MODEL`, `_MAX_CONCURRENCY`, `_API_KEY`, `_OUTPUT_TOKENS_PER_S`, `_GPUS_PER_REPLICA`, `_PRICE_PER_GPU_HOUR`, `_PRICE_PER_MILLION_TOKENS` | `endpoint_environment` |
 
 One convention: each function takes an optional `environ` mapping; `None` (the default) means
 `os.environ` read at call time (rather than `os.environ` as the default value itself, so
@@ -27,6 +27,7 @@ cache as `mmfr run` started from the repo.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -172,6 +173,34 @@ class EndpointEnvironment:
     model: Optional[str]
     max_concurrency: Optional[int]
     api_key_var: Optional[str]
+    #: How fast and how dear the endpoint is (`mmfr plan`, the report's cost per kept row):
+    #: the `LLMEndpoint` field name -> value, for the variables that are set.
+    economics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+#: `MMFR_<ROLE>_<suffix>` -> the `LLMEndpoint` field it sets (a number >= 0).
+ECONOMICS_VARIABLES: Mapping[str, str] = {
+    "OUTPUT_TOKENS_PER_S": "output_tokens_per_s",
+    "GPUS_PER_REPLICA": "gpus_per_replica",
+    "PRICE_PER_GPU_HOUR": "price_per_gpu_hour",
+    "PRICE_PER_MILLION_TOKENS": "price_per_million_tokens",
+}
+
+
+def _economics(env: Mapping[str, str], prefix: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for suffix, name in ECONOMICS_VARIABLES.items():
+        text = (env.get(prefix + suffix) or "").strip()
+        if not text:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{prefix}{suffix} must be a number, got {text!r}") from None
+        if value < 0 or value != value:
+            raise ValueError(f"{prefix}{suffix} must be >= 0, got {text!r}")
+        out[name] = value
+    return out
 
 
 def endpoint_environment(role: str, environ: Optional[Mapping[str, str]] = None) -> EndpointEnvironment:
@@ -192,4 +221,5 @@ def endpoint_environment(role: str, environ: Optional[Mapping[str, str]] = None)
         model=(env.get(prefix + "MODEL") or "").strip() or None,
         max_concurrency=concurrency,
         api_key_var=prefix + "API_KEY" if env.get(prefix + "API_KEY") else None,
+        economics=_economics(env, prefix),
     )

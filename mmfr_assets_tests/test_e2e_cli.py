@@ -28,6 +28,9 @@ def test_mmfr_run_records_runs_in_the_shared_instance_and_prints_the_funnel(tmp_
                  "--config", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "== FineVision-geo170k(qa)" in done.stdout and "difficulty_too_easy" in done.stdout
+    # the plan heads the output, planned vs actual ends it (issue 28)
+    assert done.stdout.startswith("mmfr plan: 2 subset(s)") and "| requests planned" in done.stdout
+    assert "(no endpoint: skipped)" in done.stdout and (tmp_path / "lake" / "_plan.json").exists()
     lake = tmp_path / "lake"
     assert count_rows(DeltaLocation(str(lake / "collected")), {"subset": "BMMR"}) == 6
     # BMMR's first 6 rows: pass rates 1, .75, 0, 1, 1, .5, all consistent -> 3 kept at <= 0.75

@@ -163,6 +163,8 @@ def test_dataset_card_lists_the_recipe(lake_and_instance, tmp_path):
     assert re.search(r"\| teacher_responses \| prompt_version \| cot_teacher@[0-9a-f]+ \| all \|", card), card
     assert "| teacher_captions | model | none: no caption_teacher endpoint configured | all |" in card
     assert "llm_prompt_tokens" not in card
+    # what each kept row cost: here every annotation came with the source (no endpoint)
+    assert "## What each kept row cost" in card and "nothing was spent on models" in card
 
 
 def lf_records(out: Path, entry: dict) -> list[dict]:

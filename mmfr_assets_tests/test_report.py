@@ -88,6 +88,14 @@ def test_plots_are_embedded_pngs_and_files(reported):
     assert metadata["verifier_method_source"].value == "answer_verdicts.method"
 
 
+def test_the_report_says_what_each_kept_row_cost(reported):
+    _, out, metadata = reported
+    cost = metadata["cost_per_kept_row"].value
+    assert "nothing was spent on models" in cost  # the sample's annotations: no endpoint asked
+    assert "What each kept row cost" in (out / "index.html").read_text()
+    assert "planned_vs_actual" not in metadata  # no `mmfr run` saved a plan beside this lake
+
+
 def test_length_histograms_count_every_distilled_row(reported):
     lake, _, _ = reported
     stats = collect_stats(lake, list(SUBSETS[:2]))

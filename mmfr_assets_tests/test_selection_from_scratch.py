@@ -18,6 +18,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from mmfr_assets.cli.plan import make_plan
 from mmfr_assets.definitions import build_definitions
 from mmfr_assets.rules.quality import QualityRules, quality_reason
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401
@@ -74,6 +75,36 @@ def materialize_all(defs: dg.Definitions, subsets: list[str], oracle: PaperOracl
     return metadata
 
 
+def check_plan_against_run(planned, lake: Path, subsets: list[str], oracle: PaperOracle) -> None:
+    """Issue 28's goal: on this from-scratch run, the planned requests of the roles decided
+    before the teachers (cleaner, answer) and the teachers' first asks within 15% of what the
+    run asked; and no role's requests above the plan's stated upper bound."""
+    from mmfr_assets.lake.resource import LakeResource
+    from mmfr_assets.planning.actual import by_role, compare, compare_lines, spent_by_step
+    from mmfr_assets.planning.counting import Rows
+    from mmfr_assets.planning.spend import recipe_spend, spend_lines
+
+    spent = spent_by_step(Rows(LakeResource(uri=str(lake))), subsets)
+    rows = compare(planned.as_json()["roles"], by_role(spent))
+    print("\n".join(compare_lines(rows)))
+    by = {r["role"]: r for r in rows}
+    for role in ("cleaner_llm", "answer_llm"):
+        assert by[role]["actual_requests"] > 0, role
+        assert abs(by[role]["actual_requests"] / by[role]["planned_requests"] - 1) <= 0.15, by[role]
+    for role in ("cot_teacher", "caption_teacher"):  # first asks: the rows sent
+        assert abs(by[role]["actual_rows"] / by[role]["planned_rows"] - 1) <= 0.15, by[role]
+    assert all(r["within_upper_bound"] for r in rows), rows
+    # the tables count every ask, the server saw no more (identical questions share one
+    # request; the failing student row's asks never reached the oracle)
+    assert all(by[role]["actual_requests"] >= n for role, n in oracle.calls.items()), (rows, oracle.calls)
+    # what each kept row cost: the quality set is not charged the student; a 123K row costs more
+    costs = {c.recipe: c.as_dict() for c in recipe_spend(LakeResource(uri=str(lake)), subsets, {})}
+    print("\n".join(spend_lines(list(recipe_spend(LakeResource(uri=str(lake)), subsets, {})))))
+    assert "student_llm" not in costs["quality"]["roles"] and costs["123K"]["roles"]["student_llm"]["requests"] > 0
+    assert costs["123K"]["requests"] == sum(r["actual_requests"] for r in rows)
+    assert costs["123K"]["tokens_per_kept_row"] > costs["quality"]["tokens_per_kept_row"]
+
+
 def computed(lake: Path, table: str) -> set[tuple[str, str]]:
     return set(pl.read_delta(str(lake / table)).select("subset", pl.col("id").cast(pl.String)).iter_rows())
 
@@ -105,15 +136,16 @@ def from_scratch(real_sample, tmp_path, monkeypatch, fake_llm):  # noqa: F811
     lake = tmp_path / "lake"
     defs = build_definitions(str(source), str(lake), {})
     subsets = rows["subset"].unique(maintain_order=True).to_list()
+    planned = make_plan(defs, subsets, RUN_CONFIG)  # before anything ran: the source only
     try:
         metadata = materialize_all(defs, subsets, oracle)
-        yield rows, lake, defs, subsets, metadata, fake_llm, oracle
+        yield rows, lake, defs, subsets, metadata, fake_llm, oracle, planned
     finally:
         fake_llm.server.responder = None
 
 
 def test_computed_selection_is_the_papers(from_scratch):
-    rows, lake, defs, subsets, metadata, server, oracle = from_scratch
+    rows, lake, defs, subsets, metadata, server, oracle, planned = from_scratch
     expected = paper_selection(rows)
     differ = {}
     print("\n| table | computed | paper | rows that differ |\n| --- | --- | --- | --- |")
@@ -141,6 +173,16 @@ def test_computed_selection_is_the_papers(from_scratch):
     assert verdicts.filter(pl.col("pass_rate_origin") == "bounds").height == 0
     judged = sum(int(m["student_verdicts"]["samples_judged"].value) for m in metadata.values())
     assert judged > 0 and oracle.calls.get("judge_llm", 0) > 0
+    check_plan_against_run(planned, lake, subsets, oracle)
+    # planned again over the finished lake: what the tables hold a reply for is not asked again
+    # (the failing student row is counted answered: the table cannot tell it failed, see
+    # counting._answered), and the token rates are now the ones measured
+    again = make_plan(defs, subsets, RUN_CONFIG).as_json()
+    roles = again["roles"]
+    assert roles["cleaner_llm"]["requests"] == 0 and roles["cleaner_llm"]["rows_already_answered"] == 110
+    assert roles["cot_teacher"]["requests"] == 0 and roles["cot_teacher"]["rows_basis"] == "counted"
+    assert roles["student_llm"]["rows_already_answered"] == len(computed(lake, "quality_filtered"))
+    assert again["steps"]["teacher_responses"]["completion_basis"].startswith("measured")
     # a re-run of the failing row's subset pays only for what failed: that row's student
     # request (tried twice); every other answer of every role comes from the cache
     before = server.stats()["requests"]

@@ -25,6 +25,7 @@ from mmfr_assets.errors import InputError
 from mmfr_assets.exports.thinking import DEFAULT_THINK_FORMAT, THINK_FORMATS
 from mmfr_assets.exports.turns import DEFAULT_SYSTEM_PROMPT
 from mmfr_assets.cli.orphan_runs import fail_orphaned_runs, run_tags
+from mmfr_assets.cli.plan import after_run, before_run
 from mmfr_assets.lineage import EXPORTABLE as _EXPORTABLE, LINE, NODES, STEP_SHOWN_IN, funnel_stages
 
 # Exit codes (docs/running.md, "Exit codes").
@@ -245,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
         selection = list(
             dg.AssetSelection.assets(args.until).upstream().resolve(defs.resolve_asset_graph())
         )
+    planned = before_run(defs, subsets, run_config, selection)  # the plan heads the output (issue 28)
     # Per-subset runs hold the partitioned assets only; the unpartitioned `report` (over all
     # subsets) is materialized on its own (`make run`, or from the UI).
     graph = defs.resolve_asset_graph()
@@ -282,6 +284,7 @@ def run(args: argparse.Namespace) -> int:
                     print(f"mmfr: run {result.run_id} for {key_label(key)} FAILED", file=sys.stderr)
                 break
     print("\n".join(funnel_lines(_lake(defs), subsets, status)))
+    after_run(planned, defs)
     if failed:
         print(f"mmfr: failed subsets: {', '.join(failed)}", file=sys.stderr)
         return EXIT_RUN_FAILED
@@ -392,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--max-samples", type=int, help="collect the first N rows only")
     run_parser.add_argument("--config", help="YAML Dagster run config (asset config, resources)")
     run_parser.set_defaults(handler=run)
+
+    from mmfr_assets.cli.plan import add_parser as add_plan_parser
+
+    add_plan_parser(commands)
 
     funnel_parser = commands.add_parser("funnel", help="print the per-filter funnel of the lake")
     funnel_parser.add_argument("--subsets", default="all")

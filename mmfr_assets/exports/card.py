@@ -214,7 +214,9 @@ def dataset_card(
     out: str = "OUT",
     datasets_named: Sequence[str] = (),
     license: str = DEFAULT_LICENSE,
+    spend: Sequence[str] = (),
 ) -> str:
+    """The card; `spend` is the "what each kept row cost" section's lines (`planning.spend`)."""
     from mmfr_assets.exports.dataset_names import export_name
     from mmfr_assets.exports.turns import TrainingFormat
 
@@ -286,6 +288,8 @@ def dataset_card(
         [(s, o, n) for s, c in sorted(origins.items()) for o, n in sorted(c.items())],
     )
     lines += ["", *decontamination_lines(recipe, funnel)]
+    if spend:
+        lines += ["", "## What each kept row cost", *spend]
     lines += ["", "## Funnel", "Rows kept by each stage, and rows dropped by filter and reason:"]
     lines += _table(
         ["subset", "stage", "filter", "reason", "rows"],

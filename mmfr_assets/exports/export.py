@@ -34,6 +34,7 @@ from mmfr_assets.exports.turns import TrainingFormat
 from mmfr_assets.exports.verl import VerlWriter
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.lake.shards import check_lake
+from mmfr_assets.planning.spend import recipe_spend, spend_lines
 
 FORMATS = {"hub": HubWriter, "llamafactory": LlamaFactoryWriter, "verl": VerlWriter}
 CARDS = "cards"  # LLaMA-Factory layout: one card per dataset; README.md shows them all
@@ -172,6 +173,7 @@ def export(
             out=str(out_dir),
             datasets_named=result.datasets,
             license=license,
+            spend=spend_lines(recipe_spend(lake, subsets)),
         )
         if fmt == "hub":
             header = front_matter(writer.configs, writer.sizes, pretty_name=name.pretty, license=license)

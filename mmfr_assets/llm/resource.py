@@ -73,6 +73,19 @@ class LLMEndpoint(dg.ConfigurableResource):
                                   "llama.cpp); False: one request per sample, each with its own seed.")
     max_image_edge: int = Field(default=DEFAULT_MAX_IMAGE_EDGE, description="Longest image edge sent (pixels).")
     max_image_bytes: int = Field(default=DEFAULT_MAX_IMAGE_BYTES, description="Largest encoded image sent.")
+    # How fast and how dear the endpoint is: read only by `mmfr plan` and the report's cost
+    # per kept row (never sent); unset, they give tokens and requests only and say so.
+    output_tokens_per_s: Optional[float] = Field(
+        default=None, description="Completion tokens per second one replica (one URL) generates at full "
+                                  "load; for the plan's wall time and GPU-hours (env MMFR_<ROLE>_OUTPUT_TOKENS_PER_S).")
+    gpus_per_replica: Optional[float] = Field(
+        default=None, description="GPUs one replica runs on; GPU-hours = replica-hours x this "
+                                  "(env MMFR_<ROLE>_GPUS_PER_REPLICA).")
+    price_per_gpu_hour: Optional[float] = Field(
+        default=None, description="Price of one GPU-hour, in your currency (env MMFR_<ROLE>_PRICE_PER_GPU_HOUR).")
+    price_per_million_tokens: Optional[float] = Field(
+        default=None, description="A hosted API's price per million tokens, prompt and completion "
+                                  "(env MMFR_<ROLE>_PRICE_PER_MILLION_TOKENS); wins over the GPU-hour price.")
 
     @property
     def enabled(self) -> bool:
@@ -215,6 +228,7 @@ def endpoint_class_for_role(role: str, environ: Optional[Mapping[str, str]] = No
         "name": role, "base_url": base_url, "model": model, "api_key": api_key,
         "max_concurrency": concurrency, "timeout_s": d.timeout_s, "max_tokens": d.max_tokens,
         "temperature": d.temperature, "top_p": d.top_p, "extra_body": dict(d.extra_body),
+        **env.economics,
     }
     fields = {
         name: (LLMEndpoint.model_fields[name].annotation,

@@ -23,6 +23,7 @@ from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.lake.shards import check_lake
 from mmfr_assets.settings import REPORT_URL_ENV, report_location
 from mmfr_assets.reporting.plots import PLOTS
+from mmfr_assets.planning.spend import markdown_html, spend_sections
 from mmfr_assets.reporting.publish import metadata_value, public_report_url, report_links
 from mmfr_assets.reporting.stats import OPTIONAL_TABLES, collect_stats, stage_names
 from mmfr_assets.viewer.build import write_viewer
@@ -96,7 +97,7 @@ def funnel_markdown(funnel, stages: Sequence[str] = ()) -> str:
 
 
 def _report_page(pngs: dict, funnel, absent: Sequence[str], sources: dict[str, str],
-                 stages: Sequence[str] = (), audit_section: str = "") -> str:
+                 stages: Sequence[str] = (), audit_section: str = "", spend: str = "") -> str:
     figures = "".join(
         f"<h2>{escape(TITLES[name])}</h2><img src=\"plots/{name}.png\" alt=\"{escape(TITLES[name])}\">"
         for name in pngs
@@ -109,7 +110,7 @@ def _report_page(pngs: dict, funnel, absent: Sequence[str], sources: dict[str, s
     drops = [[escape(str(v)) if not isinstance(v, int) else v for v in row] for row in _drop_rows(funnel)]
     body = (f"<p>{link('viewer/index.html', 'Open the row viewer')}</p>"
             "<h2>Rows kept, per subset and stage</h2>" + counts_table(header, pivot)
-            + f"<ul>{notes}</ul>{figures}"
+            + f"<ul>{notes}</ul>{spend}{figures}"
             "<h2>Rows dropped, per reason</h2>" + counts_table(["subset", "stage", "filter", "reason", "rows"], drops)
             + audit_section)
     return page("mmfr report", body)
@@ -137,6 +138,7 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             context.log.warning(f"report: tables not materialized, left out: {', '.join(absent)}")
         sources = {"pass rates": stats.pass_rate_source, "verifier methods": stats.method_source}
         pngs = {name: draw(stats) for name, draw in PLOTS.items()}
+        spend = spend_sections(lake, stats.subsets)  # what each kept row cost; planned vs actual
         stages = [s for s in stage_names(lake) if s in STAGE_NAMES]
         removed, sample = audit(lake, stats.subsets, stages, per_reason=config.audit_rows_per_reason)
         with atomic_folder(out) as staging:
@@ -150,7 +152,8 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
                             for p in pages for reason, path in p.samples.items()}
             (staging / "index.html").write_text(
                 _report_page(pngs, stats.funnel, absent, sources, stage_names(lake),
-                             audit_html(removed, sample, sample_pages, per_reason=config.audit_rows_per_reason)),
+                             audit_html(removed, sample, sample_pages, per_reason=config.audit_rows_per_reason),
+                             "".join(f"<h2>{escape(t)}</h2>{markdown_html(md)}" for _, t, md in spend)),
                 "utf-8")
         context.log.info(f"report: {len(pngs)} plots, {len(pages)} viewer stages in {out}")
         metadata = {
@@ -176,6 +179,7 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
             "audit": dg.MetadataValue.md(audit_markdown(
                 removed, sample, sample_pages, base_url=public_report_url(config.public_url),
                 per_reason=config.audit_rows_per_reason)),
+            **{key: dg.MetadataValue.md(md) for key, _, md in spend},
         }
         return dg.MaterializeResult(metadata=metadata)
 

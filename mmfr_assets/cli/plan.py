@@ -1,0 +1,127 @@
+"""`mmfr plan`: what a run will ask each model for, before anything is asked (see
+`mmfr_assets/planning`). Reads the source, the lake and the run config; sends nothing.
+
+The same plan heads `mmfr run`'s output (`print_plan`), so the figures a run is checked
+against afterwards (`mmfr_assets/planning/actual.py`) are the ones shown before it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from mmfr_assets.llm.resource import ROLES, LLMEndpoint
+
+
+def endpoints_of(defs: dg.Definitions, run_config: Mapping[str, Any]) -> dict[str, LLMEndpoint]:
+    """Each role's endpoint as a run with `run_config` would see it: the environment's values
+    (the resource class's defaults) with the run config's fields over them."""
+    resources = run_config.get("resources") or {}
+    out = {}
+    for role in ROLES:
+        endpoint = defs.resources[role]
+        given = ((resources.get(role) or {}).get("config")) or {}
+        # `{env: VAR}` values (the API key) are Dagster's to resolve at run time; the plan never
+        # needs them, and never prints them
+        given = {k: v for k, v in given.items() if not (isinstance(v, dict) and set(v) == {"env"})}
+        out[role] = type(endpoint)(**given) if given else endpoint
+    return out
+
+
+def source_frames(defs: dg.Definitions, run_config: Mapping[str, Any]):
+    """`subset -> frames` of the source as `collected` maps it (its run config's column map and
+    max_samples), without the image bytes."""
+    from mmfr_assets.collection.assets import CollectedConfig
+    from mmfr_assets.collection.source import mapped_tables
+
+    given = (((run_config.get("ops") or {}).get("collected") or {}).get("config")) or {}
+    config = CollectedConfig(**given)
+    source = defs.resources["source"]
+
+    def frames(subset: str) -> Iterator[pl.DataFrame]:
+        tables, _ = mapped_tables(source, subset, config.column_map, batch_size=config.batch_size,
+                                  max_samples=config.max_samples)
+        try:
+            for table in tables:
+                yield pl.from_arrow(table.drop_columns(["image_bytes"]))
+        finally:
+            tables.close()
+
+    return frames
+
+
+def make_plan(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str, Any],
+              selection: Sequence[dg.AssetKey] | None = None):
+    """The plan of a run of `selection` (None: every asset) over `subsets` with `run_config`."""
+    from mmfr_assets.model_step.registry import MODEL_STEPS
+    from mmfr_assets.planning.counting import Rows
+    from mmfr_assets.planning.plan import build_plan
+
+    steps = [r for r in MODEL_STEPS if selection is None or dg.AssetKey(r.step.asset) in selection]
+    rows = Rows(defs.resources["lake"], source_frames(defs, run_config))
+    return build_plan(rows, subsets, run_config, endpoints_of(defs, run_config), steps)
+
+
+def plan(args: argparse.Namespace) -> int:
+    from mmfr_assets.cli import _parse_subsets, _read_config_file, _validate_run_config, build_partition_keys
+    from mmfr_assets.definitions import build_definitions
+    from mmfr_assets.planning.render import plan_lines
+
+    run_config = _read_config_file(args.config) if args.config else {}
+    defs = build_definitions()
+    job = defs.resolve_implicit_global_asset_job_def()
+    _validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
+    subsets = _parse_subsets(args.subsets, build_partition_keys(defs))
+    result = make_plan(defs, subsets, run_config)
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        print("\n".join(plan_lines(result)))
+    return 0
+
+
+def add_parser(commands) -> None:
+    """`mmfr plan`'s arguments (called from `mmfr_assets.cli.main`)."""
+    parser = commands.add_parser(
+        "plan", help="what a run will ask each model for (rows, requests, tokens; GPU-hours and money where "
+        "the endpoints say), read from the source, the lake and the run config; sends nothing")
+    parser.add_argument("--subsets", default="all", help="'all' or a comma-separated list")
+    parser.add_argument("--config", help="YAML Dagster run config, as `mmfr run` takes it")
+    parser.add_argument("--json", action="store_true", help="one JSON object: `roles` maps each role's "
+                        "resource key to its requests, prompt_tokens, completion_tokens and the rest")
+    parser.set_defaults(handler=plan)
+
+
+def before_run(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str, Any],
+               selection: Sequence[dg.AssetKey] | None = None):
+    """The plan at the top of `mmfr run`'s output, kept beside the lake for the report's
+    planned-vs-actual table; None (and one line saying why) where it cannot be made: the plan
+    informs, it never stops a run."""
+    from mmfr_assets.planning.render import plan_lines
+    from mmfr_assets.planning.spend import save_plan
+
+    try:
+        planned = make_plan(defs, subsets, run_config, selection)
+        if not planned.roles:
+            return None  # no model step selected (`--until collected`): nothing to plan
+        save_plan(defs.resources["lake"], planned.as_json())
+    except Exception as error:  # noqa: BLE001 - advisory: the run goes on, the reason is printed
+        print(f"mmfr: no plan ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})",
+              file=sys.stderr)
+        return None
+    print("\n".join(plan_lines(planned)), flush=True)
+    return planned
+
+
+def after_run(planned, defs: dg.Definitions) -> None:
+    """Planned vs actual per role, after `mmfr run`'s funnel."""
+    from mmfr_assets.planning.spend import planned_vs_actual_lines
+
+    if planned is not None:
+        print("\n" + "\n".join(planned_vs_actual_lines(planned.as_json(), defs.resources["lake"])))
