@@ -161,7 +161,9 @@ class _Runner:
         return Counts(
             done=stats.finished, failed=stats.failed, reasked=stats.reasks,
             tokens=usage.completion_tokens if usage is not None else None,
-            in_flight=self.window.outstanding if self.window is not None else None,
+            # outstanding beyond max_concurrency wait for a slot, on this side of the wire
+            in_flight=min(self.window.outstanding, self.session.settings.max_concurrency)
+            if self.window is not None else None,
             cache_hits=usage.cache_hits if usage is not None else None,
         )
 
