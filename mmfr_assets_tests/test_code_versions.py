@@ -17,7 +17,7 @@ from mmfr_assets.model_step.registry import MODEL_STEPS
 from mmfr_assets.prompts import load_prompt, prompts_folder
 from mmfr_assets_tests.test_cleaning_steps import _source
 
-ASSETS = ["collected", "question_reviews", "extracted_answers", "cleaned", "dedup_signatures"]
+ASSETS = ["collected", "question_reviews", "extracted_answers", "cleaned"]
 
 
 def _statuses(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str) -> dict[str, StaleStatus]:
@@ -52,13 +52,12 @@ def test_an_edited_prompt_marks_its_step_and_what_is_downstream_unsynced(tmp_pat
         "question_reviews": StaleStatus.STALE,  # its prompt changed
         "extracted_answers": StaleStatus.FRESH,  # another prompt: untouched
         "cleaned": StaleStatus.STALE,  # downstream of it
-        "dedup_signatures": StaleStatus.STALE,
     }
 
     # "Materialize unsynced": the step and what is downstream, and everything is in sync again
     result = edited.resolve_implicit_global_asset_job_def().execute_in_process(
         partition_key="mine", instance=instance,
-        asset_selection=[dg.AssetKey(a) for a in ("question_reviews", "cleaned", "dedup_signatures")])
+        asset_selection=[dg.AssetKey(a) for a in ("question_reviews", "cleaned")])
     assert result.success
     assert set(_statuses(edited, instance, "mine").values()) == {StaleStatus.FRESH}
 

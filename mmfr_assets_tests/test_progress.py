@@ -194,3 +194,28 @@ def test_a_model_step_logs_progress_to_its_run_while_it_runs(fake_llm, tmp_path,
         assert f" / {n} rows (" in message and " rows/s, " in message and " tok/s, " in message
         assert " in flight, " in message and " failed, " in message and ", ETA " in message
     assert any(", ETA " in m and "unknown" not in m.split(", ETA ")[1] for _, m in during)
+
+
+def test_a_cpu_stage_reports_the_rows_it_has_read_after_each_batch(tmp_path):
+    import polars as pl
+    import pyarrow as pa
+
+    from mmfr_assets.lake.resource import LakeResource
+    from mmfr_assets.stage import Verdicts, run_stage
+
+    clock, lines, seen = Clock(), [], []
+
+    def batches():
+        for k in range(6):
+            clock.now += 5  # each batch takes 5 s
+            yield pl.DataFrame({"subset": ["S"] * 100, "id": [f"{k}-{i}" for i in range(100)]})
+
+    with listening(seen.append):
+        reporter = Reporter("collected", "S", 600, lines.append, clock=clock, interval_s=10)
+        run_stage(LakeResource(uri=str(tmp_path / "lake")), stage="collected", subset="S", batches=batches(),
+                  decide=Verdicts.no_drops, schema=pa.schema([("subset", pa.string()), ("id", pa.string())]),
+                  progress=reporter)
+    assert lines == ["collected S: 200 / 600 rows (33%), 20 rows/s, ETA 20s",
+                     "collected S: 400 / 600 rows (67%), 20 rows/s, ETA 10s",
+                     "collected S: 600 / 600 rows (100%), 20 rows/s, ETA 0s"]
+    assert seen[-1].event == "end" and seen[-1].counts.done == 600  # run_stage finished it
