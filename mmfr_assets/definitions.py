@@ -11,6 +11,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mmfr_assets.cleaning.assets import build_cleaned
+from mmfr_assets.code_versions import with_code_versions
 from mmfr_assets.collection.assets import build_collected
 from mmfr_assets.collection.source import HFSourceResource, dataset_subsets
 from mmfr_assets.dedup.assets import build_dedup_signatures, build_deduplicated
@@ -35,7 +36,7 @@ def build_definitions(
     parts = build_partitions(dataset_subsets(source))
     partitions = parts.rows
     return dg.Definitions(
-        assets=with_report(parts.subsets, [
+        assets=with_code_versions(with_report(parts.subsets, [
             build_collected(parts.subsets),
             *build_model_steps(partitions),
             build_cleaned(partitions),
@@ -44,7 +45,7 @@ def build_definitions(
             *build_distilled(partitions),
             *build_selection(partitions),
             *build_rl(partitions),
-        ]),
+        ])),
         resources={
             **endpoint_resources_from_env(),
             CACHE_RESOURCE_KEY: llm_cache_from_env(),

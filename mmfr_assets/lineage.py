@@ -50,6 +50,10 @@ class Node:
     shows: tuple[str, ...] = ()  # a stage: the step tables whose columns its viewer cards show
     exportable: bool = False  # a table of training rows (question, answer, trace, ...)
     filters: tuple[Filter, ...] = ()  # a stage: the filters it drops rows by, in test order
+    # Bump with a code change that alters the rows it writes for the same input and config (a
+    # filter's logic, a rule, a default): part of its Dagster code version (code_versions.py),
+    # so it and what is downstream show unsynced. A model step's parser has `parse_version`.
+    rules_version: int = 1
 
     @property
     def deps(self) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from mmfr_assets.lake.rejections import REJECTION_COLUMNS, REJECTION_SCHEMA
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.partitions import lake_partition
 from mmfr_assets.lake.shards import check_lake, open_writer
+from mmfr_assets.progress import Counts, Reporter
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def run_stage(
     schema: pa.Schema,
     filters: Sequence[Filter] = (),
     on_batch: Callable[[StageRun], None] | None = None,
+    progress: Reporter | None = None,
 ) -> StageRun:
     """Stream `batches` through `decide` into the stage's table and the rejections table.
 
@@ -104,6 +106,7 @@ def run_stage(
     the stage table, whose new version is what downstream assets and the accounting check read.
     `batches` is closed when the stage ends, failed or not, if it has a `close()` (a generator,
     a `PartitionReader`): a half-read upstream scan must not outlive the stage.
+    `progress` (a CPU stage's) is told the rows read after each batch, and finished at the end.
     `subset` is the run's partition key: a subset, or a subset's shard (`0|BMMR`); a whole
     subset with MMFR_SHARDS > 1 (`collected`) is written into every shard in one commit.
     """
@@ -118,6 +121,7 @@ def run_stage(
     )
     known = {(f.name, r) for f in filters for r in f.reasons}
     with (
+        closing(progress) if progress is not None else nullcontext(),
         closing(batches) if hasattr(batches, "close") else nullcontext(batches) as batches,
         open_writer(lake.location(stage), schema, subset) as kept_out,
         open_writer(
@@ -141,6 +145,8 @@ def run_stage(
             run.rows_out += verdicts.kept.height
             if on_batch is not None:
                 on_batch(run)
+            if progress is not None:
+                progress.update(Counts(done=run.rows_in))
         dropped_out.commit()
         run.version = kept_out.commit()
     return run

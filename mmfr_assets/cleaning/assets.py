@@ -20,9 +20,11 @@ from mmfr_assets.cleaning.text import length_detail, longer_than
 from mmfr_assets.collection.source import CARD_COLUMNS
 from mmfr_assets.lineage import reads, upstream_of
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
+from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step
-from mmfr_assets.partitions import deps
+from mmfr_assets.partitions import deps, lake_partition
+from mmfr_assets.progress import for_partition
 from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, upstream_batches
 
 IMAGE_COLUMNS: dict[str, pa.DataType] = {
@@ -211,6 +213,8 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 decide=decide,
                 schema=CLEANED_SCHEMA,
                 filters=FILTERS,
+                progress=for_partition(context, "cleaned", count_rows(
+                    lake.location(upstream_of("cleaned")), lake_partition(subset))),
             )
         if not_joined:  # known once the batches were read
             context.log.warning(

@@ -223,6 +223,7 @@ def merge_status(earlier: str, later: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
     from mmfr_assets.partitions import key_label
+    from mmfr_assets.cli.progress_view import showing_progress
     from mmfr_assets.cli.run_plan import run_plan
     from mmfr_assets.reporting.funnel import funnel_lines
     from mmfr_assets.settings import shard_count
@@ -253,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     selection = [k for k in (selection or graph.get_all_asset_keys()) if graph.get(k).partitions_def]
     failed, refused = [], []
     status: dict[str, dict[str, str]] = {}
-    with _instance() as instance:
+    with _instance() as instance, showing_progress():
         for run_id in fail_orphaned_runs(instance):
             print(f"mmfr: run {run_id} had died without finishing: marked failed, its pool slots freed",
                   file=sys.stderr)

@@ -16,6 +16,7 @@ from mmfr_assets.errors import InputError
 from mmfr_assets.reporting.metadata import accounting_check, accounting_check_spec, check_spec, stage_metadata
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.progress import for_partition
 from mmfr_assets.stage import run_stage
 
 COLLECTED_SCHEMA = pa.schema(
@@ -66,6 +67,14 @@ def ids_unique_check(lake: LakeResource, subset: str) -> dg.AssetCheckResult:
         description=f"subset {subset}: "
         + (f"{duplicated.len()} duplicated ids" if duplicated.len() else "every id unique"),
     )
+
+
+def _rows_to_collect(source: HFSourceResource, subset: str, config: CollectedConfig) -> int | None:
+    """The progress total: the source's row count where its files say it, capped by max_samples."""
+    rows = source.row_count(subset)
+    if config.max_samples is None:
+        return rows
+    return config.max_samples if rows is None else min(rows, config.max_samples)
 
 
 def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -122,6 +131,7 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
                 decide=duplicates.decide,
                 schema=COLLECTED_SCHEMA,
                 filters=DUPLICATE_FILTERS,
+                progress=for_partition(context, "collected", _rows_to_collect(source, subset, config)),
             )
         context.log.info(f"collected {run.rows_out} rows of {subset} from {source.path}")
         return dg.MaterializeResult(

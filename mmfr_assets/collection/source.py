@@ -17,6 +17,7 @@ import dagster as dg
 import datasets
 import datasets.config
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mmfr_assets.collection.image_values import row_images
 from mmfr_assets.collection.mapping import ColumnMap, resolve_mapping
@@ -151,6 +152,21 @@ class HFSourceResource(dg.ConfigurableResource):
         """Where relative image paths are looked up: the subset's folder, then the dataset's."""
         root = Path(self.path).expanduser()
         return [root / subset, root] if root.is_dir() else []
+
+    def row_count(self, subset: str) -> int | None:
+        """Rows of the subset's train split where its files say so without being read (local
+        parquet files: their footers); None otherwise (a hub id, another format), and then
+        collection's progress has no total."""
+        root = Path(self.path).expanduser()
+        if not root.is_dir():
+            return None
+        try:
+            files = datasets.load_dataset_builder(str(root), subset).config.data_files["train"]
+            if not files or not all(str(f).endswith(".parquet") for f in files):
+                return None
+            return sum(pq.read_metadata(str(f)).num_rows for f in files)
+        except Exception:  # a count for progress only: reading the rows says what is wrong
+            return None
 
     def stream(
         self, subset: str, *, batch_size: int, max_samples: int | None = None

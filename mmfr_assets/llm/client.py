@@ -38,7 +38,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 from .cache import ResponseCache, cache_key
 from .endpoint import EndpointSettings, Redactor, normalize_base_url
@@ -112,6 +112,9 @@ class LLMSession:
         self._rng = random.Random(rng_seed)
         self._breaker = FailFast(settings.label, settings.fail_fast_after)
         self._last_progress = time.monotonic()
+        #: Called from the caller's thread while it waits for a result (every ~0.25 s), e.g. a
+        #: step's progress reporter: a step blocked on a slow endpoint still reports.
+        self.heartbeat: Optional[Callable[[], None]] = None
         self._log_lines: "queue.SimpleQueue[tuple[str, str]]" = queue.SimpleQueue()
         self._retry_lines = 0
         self._failure_lines = 0
@@ -226,6 +229,8 @@ class LLMSession:
             except queue.Empty:
                 pass
             self._emit_logs()
+            if self.heartbeat is not None:
+                self.heartbeat()
             if not self._thread.is_alive():
                 raise LLMStallError(f"[llm {self.settings.label}] event loop thread died")
             idle = time.monotonic() - max(self._last_progress, start)

@@ -28,7 +28,9 @@ from mmfr_assets.model_step.join import join_step
 from mmfr_assets.model_step.runner import (
     StepStats, check_declaration, no_endpoint_reason, run_model_step, table_schema,
 )
-from mmfr_assets.partitions import deps as asset_deps
+from mmfr_assets.lake.delta import count_rows
+from mmfr_assets.partitions import deps as asset_deps, lake_partition
+from mmfr_assets.progress import for_partition
 from mmfr_assets.prompts import load_prompt
 from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
 
@@ -147,11 +149,15 @@ def _run_step(context: dg.AssetExecutionContext, step_type: type[ModelStep], con
         if step.joins:
             upstream = join_step(lake, upstream, subset, step.joins, batch_size=config.batch_size)
         stack.callback(upstream.close)
+        # every upstream row becomes one row of the step's table: the rows to do are known
+        total = count_rows(lake.location(step.upstream), lake_partition(subset))
+        progress = for_partition(context, name, total)
+        stack.callback(progress.finish)  # the step ended (done or failed): listeners drop its bar
         rows = run_model_step(
             step, upstream,
             session=session, prompt=prompt, build_request=build_request, images=images,
             supports_n=endpoint.supports_n, base_seed=endpoint.seed,
-            reorder_limit=config.reorder_limit, stats=stats,
+            reorder_limit=config.reorder_limit, stats=stats, progress=progress,
         )
         stack.callback(rows.close)
         run = run_stage(lake, stage=name, subset=subset, batches=rows, decide=Verdicts.no_drops,

@@ -97,6 +97,10 @@ class ModelStep(abc.ABC):
     skipped_status: ClassVar[str | None] = None
     #: What the asset is, for the UI (the asset's description).
     description: ClassVar[str] = ""
+    #: Bump with a change of `parse` (or `needs`) that alters the step's rows for the same
+    #: replies: part of the asset's code version (`code_versions.py`), so the step and what is
+    #: downstream show unsynced; the cache still answers its requests, the rows are re-parsed.
+    parse_version: ClassVar[int] = 1
 
     #: Samples per row (one request with `n` where the endpoint supports it, else one
     #: request per sample with distinct seeds); attempts per row when `parse` says Retry.

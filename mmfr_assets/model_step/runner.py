@@ -25,6 +25,7 @@ from mmfr_assets.llm.client import LLMSession, RequestWindow
 from mmfr_assets.llm.types import ChatRequest, ChatResult
 from mmfr_assets.model_step.collector import steady_collector
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
+from mmfr_assets.progress import Counts, Reporter
 from mmfr_assets.prompts import Prompt
 
 #: Finished rows are parsed together once this many are ready, or once the oldest has waited
@@ -90,11 +91,13 @@ class StepStats:
     """What happened to the partition's rows, for metadata and the failure-rate check."""
 
     rows: int = 0
+    finished: int = 0  # rows whose output is decided (written or waiting for an earlier row)
     sent: int = 0  # rows that needed the model and were sent
     not_sent: int = 0  # rows that needed the model but had no endpoint
     failed: int = 0  # rows whose `Parsed.failure` is set
     failures: Counter = field(default_factory=Counter)  # failure text (first 80 chars) -> rows
     retried_rows: int = 0
+    reasks: int = 0  # times a row was asked again (parse said Retry)
     attempts: Counter = field(default_factory=Counter)  # attempts -> rows (sent rows only)
     statuses: Counter = field(default_factory=Counter)  # status_column value -> rows
 
@@ -127,6 +130,7 @@ class _Runner:
         base_seed: int | None,
         reorder_limit: int,
         stats: StepStats,
+        progress: Reporter | None = None,
     ) -> None:
         self.step = step
         self.session = session
@@ -147,6 +151,21 @@ class _Runner:
         self.next_key = 0
         self.stats = stats
         self.names = [f.name for f in step.output_schema]
+        self.tick: Callable[[], None] = progress.tick if progress is not None else _nothing
+        if progress is not None:
+            progress.watch(self.counts)
+
+    def counts(self) -> Counts:
+        """The progress counters: rows decided, and the endpoint's side where there is one."""
+        stats, usage = self.stats, self.session.usage if self.session is not None else None
+        return Counts(
+            done=stats.finished, failed=stats.failed, reasked=stats.reasks,
+            tokens=usage.completion_tokens if usage is not None else None,
+            # outstanding beyond max_concurrency wait for a slot, on this side of the wire
+            in_flight=min(self.window.outstanding, self.session.settings.max_concurrency)
+            if self.window is not None else None,
+            cache_hits=usage.cache_hits if usage is not None else None,
+        )
 
     # -- requests ------------------------------------------------------------
     def _seeds(self, attempt: int, samples: int) -> list[int | None]:
@@ -225,6 +244,7 @@ class _Runner:
             for job, outcome in zip(jobs, outcomes):
                 if isinstance(outcome, Retry):
                     if job.attempt < self.step.max_attempts:
+                        self.stats.reasks += 1
                         self._send(job)
                         continue
                     outcome = outcome.fallback
@@ -235,6 +255,7 @@ class _Runner:
         job.out = out
         job.asks = []  # the image's data URL is the bulk of a job: drop it now
         stats = self.stats
+        stats.finished += 1
         if out.failure is not None:
             stats.failed += 1
             stats.failures[out.failure[:80]] += 1
@@ -250,6 +271,7 @@ class _Runner:
             self._flush()  # never wait with requests unsent
         for job_key, result in self.window.completed(block=block):
             self._on_result(job_key, result)
+        self.tick()
 
     def _parse_due(self) -> bool:
         """Whether the finished rows are worth a `parse_many` call now: a call costs ~2 ms
@@ -301,6 +323,7 @@ class _Runner:
                     self._parse_ready()
                 self._wait_for_room()
             yield from self._drain()
+            self.tick()
             while len(self.jobs) >= self.reorder_limit:
                 self._parse_ready()
                 if self.jobs[0].out is None:
@@ -353,6 +376,7 @@ def run_model_step(
     reorder_limit: int = 8192,
     write_rows: int = 1024,
     stats: StepStats | None = None,
+    progress: Reporter | None = None,
 ) -> Iterator[pl.DataFrame]:
     """The step's table rows for `batches` (upstream rows in order), as frames of about
     `write_rows` rows in the same order, one output row per input row.
@@ -361,6 +385,8 @@ def run_model_step(
     `no_endpoint_reason(step.role)`. `build_request(text, image)` turns a rendered prompt into a request
     (the endpoint's `request` with the prompt's system turn); `images(id)` gives a row's image
     bytes when the step sends images. `stats`, when given, is filled as rows finish.
+    `progress` is ticked as rows finish and while the endpoint is waited on (the session's
+    heartbeat), so a step blocked on a slow endpoint still reports.
     Raises what the session raises (`LLMEndpointError` on a broken endpoint, `LLMStallError`);
     finished responses are in the cache by then.
     """
@@ -370,9 +396,12 @@ def run_model_step(
         step, session=session, prompt=prompt, build_request=build_request, images=images,
         supports_n=supports_n, base_seed=base_seed,
         reorder_limit=max(reorder_limit, 1), stats=stats if stats is not None else StepStats(),
+        progress=progress,
     )
     schema = table_schema(step)
     out: list[dict[str, Any]] = []
+    if session is not None and progress is not None:
+        session.heartbeat = progress.tick
     try:
         with steady_collector():
             for batch in batches:
@@ -387,6 +416,12 @@ def run_model_step(
                 yield _frame(out, schema)
     finally:
         runner.cancel()
+        if session is not None and progress is not None:
+            session.heartbeat = None
+
+
+def _nothing() -> None:
+    pass
 
 
 def _frame(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pl.DataFrame:
