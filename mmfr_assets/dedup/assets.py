@@ -34,10 +34,11 @@ from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA, pool_map, signature_b
 from mmfr_assets.errors import InputError
 from mmfr_assets.lineage import reads, upstream_of
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
-from mmfr_assets.lake.delta import read_partition
+from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.ordered import PartitionImages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.partitions import deps, lake_partition, subset_of
+from mmfr_assets.progress import for_partition
 from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, upstream_batches
 
 SIGNATURES = "dedup_signatures"
@@ -161,6 +162,8 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
                                          columns=["id", "question", "image_sha256", "image_bytes",
                                                   CAPTION, RESPONSE, *ANSWERS]),
                 decide=decide, schema=SIGNATURE_SCHEMA,
+                progress=for_partition(context, SIGNATURES, count_rows(
+                    lake.location(upstream_of(SIGNATURES)), lake_partition(subset))),
             )
         return stage_result(lake, run, upstream=upstream_of(SIGNATURES))
 
@@ -282,6 +285,8 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             batches=upstream_batches(lake, upstream_of(DEDUPLICATED), subset, batch_size=config.batch_size,
                                      columns=DEDUPLICATED_SCHEMA.names),
             decide=decide, schema=DEDUPLICATED_SCHEMA, filters=FILTERS,
+            progress=for_partition(context, DEDUPLICATED, count_rows(
+                lake.location(upstream_of(DEDUPLICATED)), lake_partition(subset))),
         )
         if stale:
             context.log.warning(
