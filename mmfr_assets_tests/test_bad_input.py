@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmfr_assets import cli
+from mmfr_assets.cli import run as cli_run
 from mmfr_assets.errors import InputError
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
 from mmfr_assets.lineage import BRANCHES, STAGES
@@ -447,7 +448,7 @@ def test_a_failed_blocking_check_marks_its_asset_and_leaves_the_rest_not_run():
             NS(passed=False, asset_key=key("cleaned"), check_name="rows_accounted_for"),
         ],
     )
-    assert cli._stage_status(result) == _all_not_run(
+    assert cli_run.stage_status(result) == _all_not_run(
         collected="ok", cleaned="ok, check failed: rows_accounted_for"
     )
 
@@ -458,9 +459,9 @@ def test_a_subsets_status_over_its_shards_is_the_worst_and_sums_skipped_rows():
     merged = "not run"
     for state in ("skipped: no endpoint (40 rows needed caption_teacher)", "ok",
                   "skipped: no endpoint (1 row needed caption_teacher)", "not run"):
-        merged = cli.merge_status(merged, state)
+        merged = cli_run.merge_status(merged, state)
     assert merged == "skipped: no endpoint (41 rows needed caption_teacher)"
-    assert cli.merge_status("ok", "failed") == cli.merge_status("failed", "ok") == "failed"
-    assert cli.merge_status("not run", "ok") == cli.merge_status("ok", "not run") == "ok"
-    assert cli.merge_status("ok, check failed: a", "ok, check failed: b, a") == "ok, check failed: a, b"
-    assert cli.merge_status("ok, check failed: a", "ok") == "ok, check failed: a"
+    assert cli_run.merge_status("ok", "failed") == cli_run.merge_status("failed", "ok") == "failed"
+    assert cli_run.merge_status("not run", "ok") == cli_run.merge_status("ok", "not run") == "ok"
+    assert cli_run.merge_status("ok, check failed: a", "ok, check failed: b, a") == "ok, check failed: a, b"
+    assert cli_run.merge_status("ok, check failed: a", "ok") == "ok, check failed: a"

@@ -280,7 +280,7 @@ def test_a_step_that_did_not_run_does_not_look_green(bundled):
     with WARN severity and says how many rows needed which endpoint, the count leads the
     materialization's metadata, and `mmfr run`'s funnel says `skipped: no endpoint` instead of
     a row count."""
-    from mmfr_assets.cli import _stage_status
+    from mmfr_assets.cli.run import stage_status as _stage_status
     from mmfr_assets.lake.resource import LakeResource
     from mmfr_assets.reporting.funnel import funnel_lines
 

@@ -69,15 +69,15 @@ def make_plan(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str,
 
 
 def plan(args: argparse.Namespace) -> int:
-    from mmfr_assets.cli import _parse_subsets, _read_config_file, _validate_run_config, build_partition_keys
+    from mmfr_assets.cli.inputs import build_partition_keys, parse_subsets, read_config_file, validate_run_config
     from mmfr_assets.definitions import build_definitions
     from mmfr_assets.planning.render import plan_lines
 
-    run_config = _read_config_file(args.config) if args.config else {}
+    run_config = read_config_file(args.config) if args.config else {}
     defs = build_definitions()
     job = defs.resolve_implicit_global_asset_job_def()
-    _validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
-    subsets = _parse_subsets(args.subsets, build_partition_keys(defs))
+    validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
+    subsets = parse_subsets(args.subsets, build_partition_keys(defs))
     result = make_plan(defs, subsets, run_config)
     if args.json:
         print(json.dumps(result.as_json(), indent=2))

@@ -1,0 +1,209 @@
+"""`mmfr run`: materialize the graph for subsets through Dagster, on the instance of
+`DAGSTER_HOME` (its runs and metadata appear in the UI of the same instance): one run per
+subset, or with `MMFR_SHARDS` > 1 the runs of `cli/run_plan.py`; then the funnel, the runs it
+made and how long they took, and the plan against what happened."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+
+import dagster as dg
+
+from mmfr_assets.cli.inputs import (
+    build_partition_keys, lake_of, open_instance, parse_subsets, run_config_of, validate_run_config,
+)
+from mmfr_assets.cli.orphan_runs import fail_orphaned_runs, run_tags
+from mmfr_assets.cli.plan import after_run, before_run
+from mmfr_assets.errors import InputError
+from mmfr_assets.lineage import LINE, STEP_SHOWN_IN, funnel_stages
+
+# Exit codes (docs/running.md, "Exit codes").
+EXIT_OK, EXIT_RUN_FAILED, EXIT_INPUT_REFUSED = 0, 1, 2
+
+
+def add_parser(commands) -> None:
+    """`mmfr run`'s arguments."""
+    parser = commands.add_parser("run", help="materialize the asset graph for subsets")
+    parser.add_argument("--subsets", default="all", help="'all' or a comma-separated list")
+    parser.add_argument(
+        "--until", metavar="ASSET", help=f"stop after this asset and its upstream ({', '.join(LINE)}, ...)"
+    )
+    parser.add_argument("--max-samples", type=int, help="collect the first N rows only")
+    parser.add_argument("--config", help="YAML Dagster run config (asset config, resources)")
+    parser.set_defaults(handler=run)
+
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmfr_assets.definitions import build_definitions
+    from mmfr_assets.partitions import key_label
+    from mmfr_assets.cli.progress_view import showing_progress
+    from mmfr_assets.cli.run_plan import run_plan
+    from mmfr_assets.reporting.funnel import funnel_lines
+    from mmfr_assets.settings import shard_count
+
+    # Everything the user gave is checked before anything runs.
+    if args.max_samples is not None and args.max_samples <= 0:
+        raise InputError(
+            f"--max-samples must be a positive number of rows, got {args.max_samples} "
+            "(leave it out to collect every row)"
+        )
+    run_config = run_config_of(args.config, args.max_samples)
+    defs = build_definitions()
+    job = defs.resolve_implicit_global_asset_job_def()
+    validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
+    subsets = parse_subsets(args.subsets, build_partition_keys(defs))
+    selection = None
+    if args.until:
+        names = sorted(key.path[-1] for key in defs.resolve_all_asset_keys())
+        if args.until not in names:
+            raise InputError(f"--until: unknown asset {args.until!r}; assets: {', '.join(names)}")
+        selection = list(
+            dg.AssetSelection.assets(args.until).upstream().resolve(defs.resolve_asset_graph())
+        )
+    planned = before_run(defs, subsets, run_config, selection)  # the plan heads the output (issue 28)
+    # Per-subset runs hold the partitioned assets only; the unpartitioned `report` (over all
+    # subsets) is materialized on its own (`make run`, or from the UI).
+    graph = defs.resolve_asset_graph()
+    selection = [k for k in (selection or graph.get_all_asset_keys()) if graph.get(k).partitions_def]
+    failed, refused = [], []
+    status: dict[str, dict[str, str]] = {}
+    runs, started = 0, time.monotonic()
+    with open_instance() as instance, showing_progress():
+        for run_id in fail_orphaned_runs(instance):
+            print(f"mmfr: run {run_id} had died without finishing: marked failed, its pool slots freed",
+                  file=sys.stderr)
+        for subset in subsets:
+            print(f"mmfr: materializing {subset} ({args.until or 'all assets'})", flush=True)
+            # One run per subset; with MMFR_SHARDS > 1, `collected` then a run per shard
+            # (mmfr_assets/cli/run_plan.py), each shard's stages merged into one status.
+            status[subset] = {}
+            for key, assets in run_plan(graph, selection, subset, shard_count()):
+                runs += 1
+                result = job.execute_in_process(
+                    run_config=run_config,
+                    instance=instance,
+                    partition_key=key,
+                    asset_selection=assets,
+                    raise_on_error=False,
+                    tags={"mmfr/command": "run", **run_tags()},
+                )
+                for stage, state in stage_status(result).items():
+                    status[subset][stage] = merge_status(status[subset].get(stage, "not run"), state)
+                if result.success:
+                    continue
+                reason = _refusal(result)
+                if reason is not None:
+                    refused.append(subset)
+                    print(f"mmfr: input refused: {reason}", file=sys.stderr)
+                else:
+                    failed.append(subset)
+                    print(f"mmfr: run {result.run_id} for {key_label(key)} FAILED", file=sys.stderr)
+                break
+    print("\n".join(funnel_lines(lake_of(defs), subsets, status)))
+    print(runs_line(runs, time.monotonic() - started, shard_count()))
+    after_run(planned, defs)
+    if failed:
+        print(f"mmfr: failed subsets: {', '.join(failed)}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    if refused:  # each refusal was printed as its one line above
+        return EXIT_INPUT_REFUSED
+    return EXIT_OK
+
+
+def runs_line(runs: int, seconds: float, shards: int) -> str:
+    """How many Dagster runs `mmfr run` made and how long they took: they run one after another
+    in this process (a backfill from the UI runs them side by side, within the pools)."""
+    per = f" ({seconds / runs:.1f} s each)" if runs else ""
+    shape = "one per subset" if shards == 1 else f"collected, then each of {shards} shards per subset"
+    return (f"mmfr: {runs} Dagster run{'s' if runs != 1 else ''} ({shape}), one after another, in "
+            f"{seconds:.0f} s{per}; a backfill from the UI runs them side by side within the pools")
+
+
+def _refusal(result: dg.ExecuteInProcessResult) -> str | None:
+    """The line of the `InputError` that failed a step of `result`, if one did: input refused
+    inside a run (a source that cannot be read, duplicate ids) is exit 2, not a failed run."""
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        seen = set()
+        while error is not None and id(error) not in seen:
+            seen.add(id(error))
+            if error.cls_name == "InputError":
+                line = error.message.strip().splitlines()[0] if error.message.strip() else ""
+                prefix = "mmfr_assets.errors.InputError: "
+                return line[len(prefix):] if line.startswith(prefix) else line
+            error = error.cause or error.context
+    return None
+
+
+def stage_status(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+    """Per funnel stage, how this run left it: `ok`, `failed`, `refused`, `not run` (not
+    selected, or stopped upstream), `ok, check failed: <checks>`, or for a model step whose
+    rows needed an endpoint that is not configured `skipped: no endpoint (N rows needed
+    <role>)`; model steps off the funnel's line appear only when skipped or failed."""
+    done = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    failed = {e.step_key for e in result.get_step_failure_events()}
+    from mmfr_assets.model_step.asset import MODEL_RAN_CHECK
+
+    checks: dict[str, list[str]] = {}
+    skipped: dict[str, str] = {}
+    for evaluation in result.get_asset_check_evaluations():
+        name = evaluation.asset_key.path[-1]
+        if evaluation.check_name == MODEL_RAN_CHECK:
+            if not evaluation.passed:  # rows needed the model, no endpoint: said instead of a count
+                meta = {k: v.value for k, v in evaluation.metadata.items()}
+                needed = meta.get("rows_needing_model", "?")
+                skipped[name] = (f"skipped: no endpoint ({needed} row{'' if needed == '1' else 's'} "
+                                 f"needed {meta.get('role', 'the model')})")
+        elif not evaluation.passed:
+            checks.setdefault(name, []).append(evaluation.check_name)
+    refused = _refusal(result) is not None
+    status = {}
+    for stage in funnel_stages():
+        if stage in skipped:
+            status[stage] = skipped[stage]
+        elif stage in done:
+            status[stage] = f"ok, check failed: {', '.join(checks[stage])}" if stage in checks else "ok"
+        elif stage in failed:
+            status[stage] = "refused" if refused else "failed"
+        else:
+            status[stage] = "not run"
+    # Model steps off the funnel's line (the reviews, the teachers): noted under the stage that
+    # applies them when they did not run or failed.
+    for step in STEP_SHOWN_IN:
+        if step not in status and (step in skipped or step in failed):
+            status[step] = skipped.get(step) or ("refused" if refused else "failed")
+    return status
+
+
+_SKIPPED = re.compile(r"skipped: no endpoint \((\d+) rows? needed (.+)\)$")
+_CHECK_FAILED = "ok, check failed: "
+
+
+def _severity(state: str) -> int:
+    if state in ("failed", "refused"):
+        return 4
+    if state.startswith("skipped"):
+        return 3
+    if state.startswith(_CHECK_FAILED):
+        return 2
+    return 1 if state == "ok" else 0  # "not run"
+
+
+def merge_status(earlier: str, later: str) -> str:
+    """One stage's status over a subset's shard runs (`stage_status` of each): the worst
+    wins (failed/refused, skipped, a failed check, ok, not run), skipped rows are summed, failed
+    checks united, so a shard that needed no endpoint never hides another that was skipped."""
+    if _severity(later) != _severity(earlier):
+        return later if _severity(later) > _severity(earlier) else earlier
+    skipped = [_SKIPPED.match(s) for s in (earlier, later)]
+    if all(skipped) and skipped[0].group(2) == skipped[1].group(2):
+        needed = int(skipped[0].group(1)) + int(skipped[1].group(1))
+        return f"skipped: no endpoint ({needed} row{'' if needed == 1 else 's'} needed {skipped[0].group(2)})"
+    if earlier.startswith(_CHECK_FAILED) and later.startswith(_CHECK_FAILED):
+        checks = earlier[len(_CHECK_FAILED):].split(", ") + later[len(_CHECK_FAILED):].split(", ")
+        return _CHECK_FAILED + ", ".join(dict.fromkeys(checks))
+    return later
