@@ -149,6 +149,20 @@ def chain(name: str) -> list[str]:
     return names
 
 
+def steps_behind(name: str) -> list[str]:
+    """The steps whose output shaped `name`'s rows, in lineage order: every step a stage of its
+    chain reads, and the steps those read (student_verdicts reads student_rollouts). What an
+    export's card reports the settings of, derived rather than listed (a list drifted)."""
+    found: set[str] = set()
+    todo = [dep for stage in chain(name) for dep in node(stage).deps]
+    while todo:
+        dep = todo.pop()
+        if dep in NODES and NODES[dep].kind == "step" and dep not in found:
+            found.add(dep)
+            todo.extend(node(dep).deps)
+    return [n.name for n in LINEAGE if n.name in found]
+
+
 def viewer_input(stage: str) -> str:
     """The table whose rows a stage's viewer page shows: the stage's input when it drops rows
     (the rows it decided on, with its reason), else its own rows (collected, distilled)."""

@@ -107,3 +107,16 @@ def test_row_levels_follow_the_drops():
                                    "deduplicated", "teacher_captions", "distilled", "answer_verdicts",
                                    "quality_filtered", "student_verdicts", "difficulty_filtered",
                                    "difficulty_filtered_586k")] == [0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 4, 4]
+
+
+def test_the_steps_behind_an_export_are_derived_from_the_lineage():
+    """An export's card reports every step that shaped its rows (a hand-kept list had lost
+    student_verdicts and the cleaning steps): the 123K set's, and the RL set's, which has no
+    teacher behind it."""
+    from mmfr_assets.lineage import steps_behind
+
+    assert {"question_reviews", "extracted_answers", "teacher_responses", "student_rollouts",
+            "student_verdicts", "answer_verdicts"} <= set(steps_behind("difficulty_filtered"))
+    assert "student_verdicts" not in steps_behind("quality_filtered")
+    rl = set(steps_behind("rl_selected"))
+    assert {"rl_rollouts", "rl_verdicts", "question_reviews"} <= rl and "teacher_responses" not in rl

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from mmfr_assets.lineage import steps_behind
 from mmfr_assets.partitions import keys_of_subset
 
 # Metadata keys that describe how rows were made (not how many): shown in the card.
@@ -25,10 +26,6 @@ RECIPE_KEY = re.compile(
     r"|recompute|num_samples|samples|dedup/rules|decontamination/benchmarks|max_blind_pass_rate|exclude_sft_asset"
     r"|blind_samples|checkable_forms)$"
 )
-# Steps whose settings shape the exported rows, besides the exported lineage itself.
-MODEL_STEPS = ("teacher_captions", "teacher_responses", "answer_verdicts", "student_rollouts")
-# The RL set's steps instead, for an export of it (the policy, its prompt, its samples).
-RL_STEPS = ("rl_rollouts", "rl_verdicts")
 
 
 def _value(value) -> str:
@@ -46,7 +43,8 @@ def recorded_recipe(
     if instance is None:
         return {}
     recipe: dict[str, dict[str, dict[str, str]]] = {}
-    for asset in [*assets, *(RL_STEPS if "rl_selected" in assets else MODEL_STEPS)]:
+    behind = dict.fromkeys(step for asset in assets for step in steps_behind(asset))
+    for asset in [*assets, *behind]:
         for subset in subsets:
             result = instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=keys_of_subset(subset)),
