@@ -208,6 +208,7 @@ class RunMeasure:
     lake_bytes: dict[str, int] = field(default_factory=dict)
     output: str = ""
     between_steps: dict[str, float] = field(default_factory=dict)  # step -> MB kept after it
+    step_peaks: dict[str, float] = field(default_factory=dict)  # step -> MB at most while it ran
 
 
 def stage_seconds(home: Path) -> dict[str, float]:
@@ -245,18 +246,23 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def step_ends(home: Path) -> list[tuple[float, str]]:
-    """(time, step) of every step's end in the instance's runs, in time order."""
+def step_windows(home: Path) -> list[tuple[float, float, str]]:
+    """(start, end, step) of every step in the instance's runs, in time order."""
     import dagster as dg
 
-    ends = []
+    windows = []
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for record in instance.get_run_records():
+            started: dict[str, float] = {}
             for entry in instance.all_logs(record.dagster_run.run_id):
                 event = entry.dagster_event
-                if event is not None and entry.step_key and event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-                    ends.append((entry.timestamp, entry.step_key))
-    return sorted(ends)
+                if event is None or not entry.step_key:
+                    continue
+                if event.event_type_value == "STEP_START":
+                    started[entry.step_key] = entry.timestamp
+                elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in started:
+                    windows.append((started.pop(entry.step_key), entry.timestamp, entry.step_key))
+    return sorted(windows)
 
 
 def run_cli(root: Path, source: Path, rows: int, *, until: str = "quality_filtered", shards: int = 1,
@@ -293,13 +299,25 @@ def run_cli(root: Path, source: Path, rows: int, *, until: str = "quality_filter
     output = (root / "mmfr-run.log").read_text(errors="replace")
     measure = RunMeasure(rows, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
                          process.returncode, stage_seconds(lake.home), lake_bytes(lake.lake), output[-8000:])
-    measure.between_steps = _between_steps(samples, step_ends(lake.home))
+    windows = step_windows(lake.home)
+    measure.between_steps = _between_steps(samples, [(end, step) for _, end, step in windows])
+    measure.step_peaks = _step_peaks(samples, windows)
     log(f"mmfr run --until {until} on {rows:,} rows (MMFR_SHARDS={shards}): exit {process.returncode}, "
         f"{seconds:.0f} s, {measure.cpu_seconds:.0f} CPU-s, peak RSS {measure.peak_rss_mb:,.0f} MB, "
         f"kept between steps up to {max(measure.between_steps.values(), default=0):,.0f} MB")
     if process.returncode != 0:
         raise RuntimeError(f"mmfr run failed (exit {process.returncode}):\n{measure.output}")
     return measure
+
+
+def _step_peaks(samples: list[tuple[float, float]], windows: list[tuple[float, float, str]]) -> dict[str, float]:
+    """Per step, the most resident memory sampled while it ran (the most over its runs)."""
+    peaks: dict[str, float] = {}
+    for start, end, step in windows:
+        during = [rss for t, rss in samples if start <= t <= end]
+        if during:
+            peaks[step] = max(peaks.get(step, 0.0), max(during))
+    return peaks
 
 
 def _between_steps(samples: list[tuple[float, float]], ends: list[tuple[float, str]]) -> dict[str, float]:
@@ -391,7 +409,14 @@ def render(result: dict) -> list[str]:
         f"Memory growth, one templated subset (every row its own problem over its family's figure): "
         f"`mmfr run --until quality_filtered` on {small:,} rows peaked at {growth[small].peak_rss_mb:,.0f} MB, "
         f"on {large:,} rows at {growth[large].peak_rss_mb:,.0f} MB: **{ratio:.2f}x** for 5x the rows "
-        f"(goal <= 1.5x, and under 2,500 MB at 100,000 rows).",
+        f"(goal <= 1.5x, and under 2,500 MB at 100,000 rows). Per step, the most resident memory "
+        f"sampled while it ran:",
+        "",
+        f"| step | {small:,} rows, MB | {large:,} rows, MB | ratio |",
+        "| --- | ---: | ---: | ---: |",
+        *[f"| {step} | {growth[small].step_peaks.get(step, 0):,.0f} | {mb:,.0f} | "
+          f"{mb / growth[small].step_peaks[step]:.2f} |" if growth[small].step_peaks.get(step) else f"| {step} | - | {mb:,.0f} | - |"
+          for step, mb in sorted(growth[large].step_peaks.items(), key=lambda kv: -kv[1])],
         "",
     ]
     return lines
