@@ -319,3 +319,30 @@ def test_a_shared_lecture_counts_for_less_than_the_asking_line(real):
 
     assert partners(dedup_each_subset(frame)) == 0
     assert partners(dedup_each_subset(frame, MatchRules(min_ask_jaccard=None))) >= len(rows) // 4
+
+
+def test_a_copy_with_another_asking_line_does_not_hide_a_duplicate():
+    """Rows collapse to one candidate only when every matched field is equal, the asking line
+    included: the same words broken over two lines (same text key, another last line) once
+    collapsed with its better-ranked twin, and a near-duplicate of the twin was then kept
+    (adding a row un-dropped another). Found in review, reproduced here."""
+    import polars as pl
+
+    from mmfr_assets.dedup.matching import MatchRules, find_duplicates
+    from mmfr_assets.dedup.signatures import signature_batch
+
+    lecture = ("Lecture: a triangle is a polygon with three edges and three vertices. The area of a triangle is "
+               "half the base times the height, and it is measured in square units such as square centimetres.")
+    questions = {"a": lecture + "\nWhat is the area\nof the triangle shown?",
+                 "b": lecture + "\nWhat is the area of the triangle shown?",
+                 "c": lecture + "\nWhat is the area of the triangle shown here?"}
+
+    def frame(ids):
+        return signature_batch(ids, [questions[i] for i in ids], [None] * len(ids), [None] * len(ids),
+                               num_perm=128, answers=["12"] * len(ids)).with_columns(subset=pl.lit("S"))
+
+    rules = MatchRules(require_image=False)
+    alone, _ = find_duplicates(frame(["b", "c"]), [frame(["b", "c"])], rules)
+    together, _ = find_duplicates(frame(["a", "b", "c"]), [frame(["a", "b", "c"])], rules)
+    assert dict(alone.select("id", "kept_id").iter_rows()) == {"c": "b"}
+    assert dict(together.select("id", "kept_id").iter_rows())["c"] == "b"

@@ -184,8 +184,11 @@ DUPLICATE_SCHEMA = {"id": pl.String, "kept_subset": pl.String, "kept_id": pl.Str
                     "exact": pl.Boolean, "jaccard": pl.Float64, "image_distance": pl.Int64}
 # Everything a match depends on: candidates equal in all of these are interchangeable, so only
 # the best-ranked of them can ever be a row's kept row (`collapse_identical`).
-MATCH_FIELDS = ["text_key", "shingle_count", "numbers_key", "answer_key", "image_sha256",
-                "phash", "dhash", "ahash"]
+# Every field a match reads, but the question's MinHash (equal where `text_key` is): rows equal
+# in all of them match the same rows. The asking line is not implied by `text_key` (the same
+# words broken over other lines end in another last line), so it is listed.
+MATCH_FIELDS = ["text_key", "shingle_count", "ask_minhash", "ask_shingle_count", "numbers_key",
+                "answer_key", "image_sha256", "phash", "dhash", "ahash"]
 
 
 def ordered_candidates(own: pl.DataFrame, candidates: pl.DataFrame,
