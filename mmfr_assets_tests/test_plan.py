@@ -138,9 +138,9 @@ def test_cost_per_kept_row_per_recipe():
     kept = {"quality_filtered": 80, "difficulty_filtered_586k": 30, "difficulty_filtered": 8}
     costs = {c.recipe: c.as_dict() for c in recipe_costs(
         spent, kept, {"cot_teacher": Economics(price_per_million_tokens=1.0)})}
-    assert [r for r, _ in RECIPES] == ["quality", "586K", "123K"]
-    assert costs["quality"]["requests"] == 120 and "student_llm" not in costs["quality"]["roles"]
-    assert costs["123K"]["requests"] == 200 and costs["123K"]["requests_per_kept_row"] == 25
+    assert [r for r, _ in RECIPES] == ["quality", "586K", "123K", "RL"]
+    assert costs["quality"]["asks"] == 120 and "student_llm" not in costs["quality"]["roles"]
+    assert costs["123K"]["asks"] == 200 and costs["123K"]["asks_per_kept_row"] == 25
     assert costs["quality"]["roles"]["cot_teacher"]["cost"] == pytest.approx(0.301)
     assert costs["123K"]["cost_per_kept_row"] == pytest.approx(0.301 / 8, abs=1e-4)
     lines = spend_lines(recipe_costs(spent, kept, {}))
@@ -212,3 +212,24 @@ def test_mmfr_plan_json_on_the_sample(sample_source, tmp_path, monkeypatch, caps
     cot = json.loads(capsys.readouterr().out)["roles"]["cot_teacher"]
     assert cot["rows_upper_bound"] == source.height  # regenerate: every row is asked
     assert cot["cost"] == pytest.approx((cot["prompt_tokens"] + cot["completion_tokens"]) / 1e6 * 2.0, rel=1e-3)
+
+
+def test_a_step_asking_a_row_two_ways_is_planned_and_compared_in_requests():
+    """The RL rollouts ask each row twice (8 samples with the image, 4 blind): the plan counts
+    both asks' requests and samples, and planned vs actual turns the attempts the tables record
+    into requests the same way (found in review: 100 requests planned where 200 or 1,200 go)."""
+    from mmfr_assets.planning.figures import StepCount
+    from mmfr_assets.rl.steps import RlRolloutsStep
+
+    step = RlRolloutsStep.__new__(RlRolloutsStep)
+    step.samples, step.blind_samples = 8, 4
+    assert step.ask_samples() == (8, 4)
+    count = StepCount("S", "rl_rollouts", "policy_llm", rows=100, rows_upper=100, answered=0, basis="counted",
+                      how="x", samples=sum(step.ask_samples()), max_attempts=1, ask_samples=step.ask_samples())
+    r = rates("policy_llm", 12, Measured(), assumed_prompt=1, prompt_how="x")
+    with_n = role_totals([count], {"rl_rollouts": r}, {"policy_llm": True}, {})["policy_llm"].as_dict()
+    without_n = role_totals([count], {"rl_rollouts": r}, {"policy_llm": False}, {})["policy_llm"].as_dict()
+    assert (with_n["requests"], with_n["asks"], with_n["samples"]) == (200, 100, 1200)
+    assert without_n["requests"] == 1200 and without_n["requests_per_ask"] == 12
+    [row] = compare({"policy_llm": without_n}, {"policy_llm": Measured(rows=100, asks=100)})
+    assert (row["actual_requests"], row["actual_asks"], row["within_upper_bound"]) == (1200, 100, True)

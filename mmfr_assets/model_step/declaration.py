@@ -127,6 +127,11 @@ class ModelStep(abc.ABC):
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
         """The user turn's text for a row that needs a request."""
 
+    def ask_samples(self) -> tuple[int, ...]:
+        """The samples of each ask `asks` makes of a row, for the plan's count of requests and
+        samples: one ask of `samples` unless a step asks a row several ways."""
+        return (max(self.samples, 1),)
+
     def asks(self, row: Mapping[str, Any], prompt: Prompt) -> Sequence[Ask]:
         """The requests of a row that needs the model: one by default, `render`'s text with
         the image where `sends_image`, `samples` samples. A step that asks one row several ways

@@ -21,7 +21,8 @@ from mmfr_assets.planning.figures import Economics, Measured
 
 #: The recipes whose rows a user trains on, in the report's order: what the paper calls them.
 RECIPES: tuple[tuple[str, str], ...] = (
-    ("quality", "quality_filtered"), ("586K", "difficulty_filtered_586k"), ("123K", "difficulty_filtered"))
+    ("quality", "quality_filtered"), ("586K", "difficulty_filtered_586k"), ("123K", "difficulty_filtered"),
+    ("RL", "rl_selected"))
 
 
 def spent_by_step(rows: Rows, subsets: Sequence[str], steps: Sequence[Registered] = MODEL_STEPS) -> dict[str, Measured]:
@@ -65,22 +66,22 @@ class RecipeCost:
         per = max(self.kept, 1)
         roles = {}
         for role, m in self.roles.items():
-            d: dict[str, Any] = {"rows_sent": m.rows, "requests": m.asks, "prompt_tokens": m.prompt_tokens,
+            d: dict[str, Any] = {"rows_sent": m.rows, "asks": m.asks, "prompt_tokens": m.prompt_tokens,
                                  "completion_tokens": m.completion_tokens,
                                  **{k: round(v, 4) for k, v in self.economics.get(role, {}).items()}}
             if self.kept:
                 d.update({f"{k}_per_kept_row": round(v / per, 4) for k, v in list(d.items())
-                          if k in ("requests", "prompt_tokens", "completion_tokens", "gpu_hours", "cost")})
+                          if k in ("asks", "prompt_tokens", "completion_tokens", "gpu_hours", "cost")})
             roles[role] = d
         total = sum((m for m in self.roles.values()), Measured())
         out: dict[str, Any] = {"recipe": self.recipe, "table": self.table, "rows_kept": self.kept, "roles": roles,
-                               "requests": total.asks, "tokens": total.prompt_tokens + total.completion_tokens}
+                               "asks": total.asks, "tokens": total.prompt_tokens + total.completion_tokens}
         for key in ("gpu_hours", "cost"):
             stated = [e[key] for e in self.economics.values() if key in e]
             if stated:
                 out[key] = round(sum(stated), 4)
         if self.kept:
-            for key in ("requests", "tokens", "gpu_hours", "cost"):
+            for key in ("asks", "tokens", "gpu_hours", "cost"):
                 if key in out:
                     out[f"{key}_per_kept_row"] = round(out[key] / self.kept, 4)
         return out
@@ -104,18 +105,23 @@ def recipe_costs(spent: Mapping[str, Measured], kept: Mapping[str, int],
 
 def compare(planned: Mapping[str, Mapping[str, Any]], actual: Mapping[str, Measured]) -> list[dict[str, Any]]:
     """Planned (`Plan.as_json()['roles']`) against actual, per role: requests and tokens, the
-    ratio, and whether the actual stayed under the plan's upper bound; pure."""
+    ratio, and whether the actual stayed under the plan's upper bound; pure. The tables record
+    attempts at rows (`attempts`), not HTTP requests: actual requests are those attempts times
+    the requests one makes as planned (`requests_per_ask`: 1 with `n`, else its samples; both
+    of the RL rollouts' asks)."""
     out = []
     for role, plan in planned.items():
         m = actual.get(role, Measured())
-        row = {"role": role, "planned_requests": plan["requests"], "actual_requests": m.asks,
+        requests = round(m.asks * plan.get("requests_per_ask", 1))
+        row = {"role": role, "planned_requests": plan["requests"], "actual_requests": requests,
+               "planned_asks": plan.get("asks"), "actual_asks": m.asks,
                "requests_upper_bound": plan["requests_upper_bound"], "planned_rows": plan["rows"],
                "actual_rows": m.rows, "planned_prompt_tokens": plan["prompt_tokens"],
                "actual_prompt_tokens": m.prompt_tokens, "planned_completion_tokens": plan["completion_tokens"],
                "actual_completion_tokens": m.completion_tokens, "rows_basis": plan["rows_basis"],
-               "within_upper_bound": m.asks <= plan["requests_upper_bound"],
+               "within_upper_bound": requests <= plan["requests_upper_bound"],
                "endpoint_configured": plan.get("endpoint_configured", True)}
-        row["requests_ratio"] = round(m.asks / plan["requests"], 3) if plan["requests"] else None
+        row["requests_ratio"] = round(requests / plan["requests"], 3) if plan["requests"] else None
         out.append(row)
     return out
 
@@ -137,14 +143,14 @@ def compare_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 
 def recipe_lines(costs: Iterable[RecipeCost]) -> list[str]:
     """What each recipe's kept rows cost upstream, total and per kept row, as a Markdown table."""
-    lines = ["| recipe | rows kept | requests | tokens | per kept row: requests | tokens | GPU-hours | cost |",
+    lines = ["| recipe | rows kept | asks (attempts) | tokens | per kept row: asks | tokens | GPU-hours | cost |",
              "| --- |" + " --- |" * 7]
     for c in costs:
         d = c.as_dict()
 
         def per(key: str, fmt: str, d: dict = d) -> str:
             return format(d[f"{key}_per_kept_row"], fmt) if f"{key}_per_kept_row" in d else "-"
-        lines.append(f"| {c.recipe} (`{c.table}`) | {c.kept:,} | {d['requests']:,} | {d['tokens']:,} | "
-                     f"{per('requests', ',.2f')} | {per('tokens', ',.0f')} | {per('gpu_hours', ',.4f')} | "
+        lines.append(f"| {c.recipe} (`{c.table}`) | {c.kept:,} | {d['asks']:,} | {d['tokens']:,} | "
+                     f"{per('asks', ',.2f')} | {per('tokens', ',.0f')} | {per('gpu_hours', ',.4f')} | "
                      f"{per('cost', ',.4f')} |")
     return lines

@@ -151,7 +151,8 @@ def count_step(step: ModelStep, subset: str, rows: Rows, subsets: Sequence[str])
     base_rows = rows.count(base, subset)
     answered = 0
     text_chars = 0.0
-    shared = {"subset": subset, "step": step.asset, "role": step.role, "samples": max(step.samples, 1),
+    shared = {"subset": subset, "step": step.asset, "role": step.role, "samples": sum(step.ask_samples()),
+              "ask_samples": step.ask_samples(),
               "max_attempts": max(step.max_attempts, 1)}
     if evaluable:
         needing, ids, chars = _needing(step, rows, base, subset, wanted, renames)

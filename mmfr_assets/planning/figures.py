@@ -113,8 +113,14 @@ class StepCount:
     answered: int
     basis: str  # counted / estimated / upper bound
     how: str  # on which table, scaled by what
-    samples: int  # samples per ask
+    samples: int  # samples per row and attempt (every ask's)
     max_attempts: int
+    ask_samples: tuple[int, ...] | None = None  # each ask's samples (RL rollouts: 2 asks); None: one
+
+    def requests_per_attempt(self, supports_n: bool) -> int:
+        """HTTP requests one attempt at a row makes: one per ask with `n`, else one per sample."""
+        shape = self.ask_samples or (self.samples,)
+        return len(shape) if supports_n else sum(shape)
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,8 @@ class RolePlan:
     answered: int = 0
     requests: float = 0.0
     requests_upper: int = 0
+    asks: float = 0.0  # attempts at rows (what the step tables' `attempts` column records)
+    asks_upper: int = 0
     samples: float = 0.0
     prompt_tokens: float = 0.0
     completion_tokens: float = 0.0
@@ -166,13 +174,15 @@ class RolePlan:
     economics: dict[str, Any] = field(default_factory=dict)
 
     def add(self, count: StepCount, r: Rates, supports_n: bool) -> None:
-        per_ask = 1 if supports_n else max(count.samples, 1)
+        per_attempt = count.requests_per_attempt(supports_n)
         asks = count.rows * r.asks_per_row
         self.rows += count.rows
         self.rows_upper += count.rows_upper
         self.answered += count.answered
-        self.requests += asks * per_ask
-        self.requests_upper += count.rows_upper * count.max_attempts * per_ask
+        self.asks += asks
+        self.asks_upper += count.rows_upper * count.max_attempts
+        self.requests += asks * per_attempt
+        self.requests_upper += count.rows_upper * count.max_attempts * per_attempt
         self.samples += asks * count.samples
         self.prompt_tokens += asks * r.prompt_per_ask  # per ask as measured (n or not)
         self.completion_tokens += asks * count.samples * r.completion_per_sample
@@ -184,6 +194,8 @@ class RolePlan:
         return {
             "rows": round(self.rows), "rows_upper_bound": self.rows_upper, "rows_already_answered": self.answered,
             "requests": round(self.requests), "requests_upper_bound": self.requests_upper,
+            "asks": round(self.asks), "asks_upper_bound": self.asks_upper,
+            "requests_per_ask": round(self.requests / self.asks, 4) if self.asks else 1,
             "samples": round(self.samples),
             "prompt_tokens": round(self.prompt_tokens), "completion_tokens": round(self.completion_tokens),
             "rows_basis": basis_word(self.bases), "tokens_basis": basis_word(self.token_bases),
@@ -214,7 +226,8 @@ def role_totals(counts: Iterable[StepCount], step_rates: Mapping[str, Rates],
 
 def overall(plans: Mapping[str, RolePlan]) -> dict[str, Any]:
     """Totals over the roles; GPU-hours and money only over the roles that state them."""
-    keys = ("requests", "requests_upper_bound", "samples", "prompt_tokens", "completion_tokens")
+    keys = ("requests", "requests_upper_bound", "asks", "asks_upper_bound", "samples", "prompt_tokens",
+            "completion_tokens")
     rows = [p.as_dict() for p in plans.values()]
     out: dict[str, Any] = {k: sum(r[k] for r in rows) for k in keys}
     for key in ("gpu_hours", "cost"):

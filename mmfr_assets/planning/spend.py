@@ -49,7 +49,8 @@ def spend_lines(costs: Sequence[RecipeCost]) -> list[str]:
                 "rate came with the source, or no model step ran): nothing was spent on models."]
     lines = ["What the model steps upstream of each recipe spent (every row they sent, kept or later "
              "dropped, re-asks included; tokens as the runs that wrote the tables paid them):", "",
-             *recipe_lines(costs), "", "Per role, per kept row (requests / prompt tokens / completion tokens):", ""]
+             *recipe_lines(costs), "", "Per role, per kept row (asks / prompt tokens / completion tokens; an ask is one attempt at a row, "
+             "one HTTP request with `n`, else one per sample):", ""]
     roles = list(dict.fromkeys(role for c in costs for role in c.roles))
     lines += ["| role | " + " | ".join(f"{c.recipe}" for c in costs) + " |", "| --- |" + " --- |" * len(costs)]
     for role in roles:
@@ -59,7 +60,7 @@ def spend_lines(costs: Sequence[RecipeCost]) -> list[str]:
             if not d or not c.kept:
                 cells.append("-")
                 continue
-            cells.append(f"{d['requests_per_kept_row']:.2f} / {d['prompt_tokens_per_kept_row']:,.0f} / "
+            cells.append(f"{d['asks_per_kept_row']:.2f} / {d['prompt_tokens_per_kept_row']:,.0f} / "
                          f"{d['completion_tokens_per_kept_row']:,.0f}")
         lines.append(f"| {role} | " + " | ".join(cells) + " |")
     unrecorded = max(sum(m.asks - m.paid_asks for m in c.roles.values()) for c in costs)

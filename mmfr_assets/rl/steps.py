@@ -125,6 +125,9 @@ class RlRolloutsStep(ModelStep):
     def render(self, row: Mapping[str, Any], prompt: Prompt) -> str:
         return prompt.render(question=row.get("question") or "")
 
+    def ask_samples(self) -> tuple[int, ...]:
+        return (self.samples, self.blind_samples) if self.blind_samples else (self.samples,)
+
     def asks(self, row: Mapping[str, Any], prompt: Prompt) -> Sequence[Ask]:
         with_image = Ask(self.render(row, prompt), True, self.samples)
         if not self.blind_samples:
