@@ -333,6 +333,7 @@ def test_the_funnel_says_not_run_failed_or_refused_distinct_from_zero(lake):
     assert set(_stages("\n".join(funnel_lines(lake, ["S"]))).values()) == {"not run"}
 
 
+@pytest.mark.process  # mmfr run plans in a child process
 def test_a_failed_step_reads_failed_and_exits_1(env, capsys, monkeypatch):
     blocked = env / "not-a-folder"
     blocked.write_text("a file where the lake should be")

@@ -98,30 +98,54 @@ def add_parser(commands) -> None:
     parser.set_defaults(handler=plan)
 
 
+def _plan_in_child(subsets: list[str], run_config: Mapping[str, Any],
+                   selection: Sequence[str] | None) -> tuple[list[str], dict] | None:
+    """`before_run`'s work, in a fresh interpreter: the definitions as the parent built them
+    (the same environment), the plan's lines and its JSON; None when no model step is planned."""
+    from mmfr_assets.definitions import build_definitions
+    from mmfr_assets.planning.render import plan_lines
+
+    keys = None if selection is None else [dg.AssetKey(name) for name in selection]
+    planned = make_plan(build_definitions(), subsets, run_config, keys)
+    if not planned.roles:
+        return None
+    return plan_lines(planned), planned.as_json()
+
+
 def before_run(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str, Any],
-               selection: Sequence[dg.AssetKey] | None = None):
+               selection: Sequence[dg.AssetKey] | None = None) -> dict | None:
     """The plan at the top of `mmfr run`'s output, kept beside the lake for the report's
     planned-vs-actual table; None (and one line saying why) where it cannot be made: the plan
-    informs, it never stops a run."""
-    from mmfr_assets.planning.render import plan_lines
+    informs, it never stops a run. Made in a child process: reading the whole source left the
+    run's process ~1 GB larger for the rest of the run at 100,000 rows (measured by
+    bench/rehearsal.py: `mmfr plan` alone peaked at 1.76 GB), memory no step then got back."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mmfr_assets.model_step.registry import MODEL_STEPS
     from mmfr_assets.planning.spend import save_plan
 
+    if selection is not None and not any(dg.AssetKey(r.step.asset) in selection for r in MODEL_STEPS):
+        return None  # no model step selected (`--until collected`): nothing to plan
+    names = None if selection is None else [key.to_user_string() for key in selection]
     try:
-        planned = make_plan(defs, subsets, run_config, selection)
-        if not planned.roles:
-            return None  # no model step selected (`--until collected`): nothing to plan
-        save_plan(defs.resources["lake"], planned.as_json())
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            made = pool.submit(_plan_in_child, list(subsets), dict(run_config), names).result()
+        if made is None:
+            return None
+        lines, plan_json = made
+        save_plan(defs.resources["lake"], plan_json)
     except Exception as error:  # noqa: BLE001 - advisory: the run goes on, the reason is printed
         print(f"mmfr: no plan ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})",
               file=sys.stderr)
         return None
-    print("\n".join(plan_lines(planned)), flush=True)
-    return planned
+    print("\n".join(lines), flush=True)
+    return plan_json
 
 
-def after_run(planned, defs: dg.Definitions) -> None:
-    """Planned vs actual per role, after `mmfr run`'s funnel."""
+def after_run(planned: dict | None, defs: dg.Definitions) -> None:
+    """Planned vs actual per role, after `mmfr run`'s funnel (`planned`: `before_run`'s JSON)."""
     from mmfr_assets.planning.spend import planned_vs_actual_lines
 
     if planned is not None:
-        print("\n" + "\n".join(planned_vs_actual_lines(planned.as_json(), defs.resources["lake"])))
+        print("\n" + "\n".join(planned_vs_actual_lines(planned, defs.resources["lake"])))
