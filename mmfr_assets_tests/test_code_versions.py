@@ -62,7 +62,7 @@ def test_an_edited_prompt_marks_its_step_and_what_is_downstream_unsynced(tmp_pat
     assert set(_statuses(edited, instance, "mine").values()) == {StaleStatus.FRESH}
 
 
-def test_every_asset_of_the_lineage_has_a_code_version_from_what_decides_it():
+def test_every_asset_of_the_lineage_has_a_code_version_from_what_decides_it(sample_source):
     versions = code_versions()
     assert list(versions) == list(NODES)
     for name, node in NODES.items():
@@ -73,7 +73,7 @@ def test_every_asset_of_the_lineage_has_a_code_version_from_what_decides_it():
         step = registered.step
         assert own_version(step.asset) == f"{load_prompt(step.prompt).version} parse {step.parse_version} rules 1"
     assert code_version("report") is None
-    graph = build_definitions(None, "/tmp/unused-lake", {}).resolve_asset_graph()
+    graph = build_definitions(str(sample_source), "/tmp/unused-lake", {}).resolve_asset_graph()
     assert {k.path[-1]: graph.get(k).code_version for k in graph.get_all_asset_keys()
             if k.path[-1] in NODES} == versions
 
