@@ -100,8 +100,8 @@ def check_plan_against_run(planned, lake: Path, subsets: list[str], oracle: Pape
     # what each kept row cost: the quality set is not charged the student; a 123K row costs more
     costs = {c.recipe: c.as_dict() for c in recipe_spend(LakeResource(uri=str(lake)), subsets, {})}
     print("\n".join(spend_lines(list(recipe_spend(LakeResource(uri=str(lake)), subsets, {})))))
-    assert "student_llm" not in costs["quality"]["roles"] and costs["123K"]["roles"]["student_llm"]["requests"] > 0
-    assert costs["123K"]["requests"] == sum(r["actual_requests"] for r in rows)
+    assert "student_llm" not in costs["quality"]["roles"] and costs["123K"]["roles"]["student_llm"]["asks"] > 0
+    assert costs["123K"]["asks"] == sum(r["actual_asks"] for r in rows)
     assert costs["123K"]["tokens_per_kept_row"] > costs["quality"]["tokens_per_kept_row"]
 
 
