@@ -98,7 +98,8 @@ def _text(content) -> str:
 
 
 def _words(text: str) -> str:
-    return " ".join(text.replace("\\\\", "\\").split())
+    # the error quotes the reply with repr(): a reply holding both quote kinds has its ' escaped
+    return " ".join(text.replace("\\\\", "\\").replace("\\'", "'").split())
 
 
 def carries(error: str, reply: str) -> bool:
