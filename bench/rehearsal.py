@@ -211,22 +211,11 @@ class RunMeasure:
     step_peaks: dict[str, float] = field(default_factory=dict)  # step -> MB at most while it ran
 
 
-def stage_seconds(home: Path) -> dict[str, float]:
-    """Seconds each step ran, summed over the instance's runs (STEP_START to its end)."""
-    import dagster as dg
-
+def stage_seconds(windows: list[tuple[float, float, str]]) -> dict[str, float]:
+    """Seconds each step ran, summed over its runs (`step_windows`)."""
     totals: dict[str, float] = defaultdict(float)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        for record in instance.get_run_records():
-            started: dict[str, float] = {}
-            for entry in instance.all_logs(record.dagster_run.run_id):
-                event = entry.dagster_event
-                if event is None or entry.step_key is None:
-                    continue
-                if event.event_type_value == "STEP_START":
-                    started[entry.step_key] = entry.timestamp
-                elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in started:
-                    totals[entry.step_key] += entry.timestamp - started.pop(entry.step_key)
+    for start, end, step in windows:
+        totals[step] += end - start
     return dict(totals)
 
 
@@ -298,8 +287,9 @@ def run_cli(root: Path, source: Path, rows: int, *, until: str = "quality_filter
     seconds = time.perf_counter() - started
     output = (root / "mmfr-run.log").read_text(errors="replace")
     measure = RunMeasure(rows, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-                         process.returncode, stage_seconds(lake.home), lake_bytes(lake.lake), output[-8000:])
-    windows = step_windows(lake.home)
+                         process.returncode, {}, lake_bytes(lake.lake), output[-8000:])
+    windows = step_windows(lake.home)  # one pass over the instance's event logs
+    measure.stage_seconds = stage_seconds(windows)
     measure.between_steps = _between_steps(samples, [(end, step) for _, end, step in windows])
     measure.step_peaks = _step_peaks(samples, windows)
     log(f"mmfr run --until {until} on {rows:,} rows (MMFR_SHARDS={shards}): exit {process.returncode}, "
