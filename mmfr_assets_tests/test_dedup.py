@@ -303,6 +303,47 @@ def test_signatures_written_before_answer_keys_still_read(real, tmp_path):
     assert dropped.height == 3 and set(dropped["kept_subset"]) == {"old"}
 
 
+def test_a_shard_run_reads_only_the_signatures_it_needs(planted_lake, tmp_path):
+    """Each shard of each subset decides as when it reads the whole signature table, from
+    fewer rows: not the subsets ranked after it, not its own rows (held already), and under
+    `same_numbers` only rows with one of its numbers keys (rows read counted at the reader)."""
+    import dagster as dg
+
+    from mmfr_assets.dedup.assets import (_own_signatures, lake_signatures, needed_signatures,
+                                          signature_counts)
+    from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA
+    from mmfr_assets.lake.delta import PartitionWriter
+    from mmfr_assets.lake.resource import LakeResource
+
+    _, frame = planted_lake
+    rules = MatchRules(subset_order=("negatives",))  # a listed subset ranks first
+    lake = LakeResource(uri=str(tmp_path / "lake"))
+    frame = frame.with_columns(shard=(pl.int_range(pl.len()) % 2).cast(pl.String))
+    keys = []
+    for (subset, shard), part in frame.group_by("subset", "shard", maintain_order=True):
+        with PartitionWriter(lake.location("dedup_signatures"), SIGNATURE_SCHEMA,
+                             {"subset": subset, "shard": shard}) as writer:
+            writer.write(part.drop("shard").to_arrow())
+            writer.commit()
+        if subset.startswith(("copies_", "negatives", "BMMR")):  # the checked partitions
+            keys.append(str(dg.MultiPartitionKey({"subset": subset, "shard": shard})))
+    counts = signature_counts(lake)
+    assert counts == dict(frame.group_by("subset").len().iter_rows())
+    read_all = read_needed = dropped = 0
+    for key in keys:
+        own, num_perm = _own_signatures(lake, key)
+        whole, everything = find_duplicates(own, lake_signatures(lake, num_perm), rules)
+        compared, where = needed_signatures(own, key, counts, rules)
+        needed, gathered = find_duplicates(own, lake_signatures(lake, num_perm, where), rules)
+        assert needed.sort("id").equals(whole.sort("id")), key
+        dropped += needed.height
+        assert everything.rows_scanned == frame.height
+        read_all += everything.rows_scanned
+        read_needed += gathered.rows_scanned
+        assert set(gathered.subsets_seen) <= set(compared)
+    assert dropped > 0 and read_needed < read_all / 2, (dropped, read_needed, read_all)
+
+
 def test_a_shared_lecture_counts_for_less_than_the_asking_line(real):
     """Without answers to tell them apart, two questions sharing a long lecture and differing
     in their asking line ("the grass is a producer" / "the rabbit is a consumer") are still two

@@ -16,20 +16,25 @@ before a better-ranked duplicate of it keeps its row until it is run again.
 # No `from __future__ import annotations`: Dagster reads the config class from the annotation.
 
 import contextlib
+import functools
+import operator
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import dagster as dg
 import polars as pl
 import pyarrow as pa
+import pyarrow.dataset as pads
 from pydantic import Field
 
 from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
 from mmfr_assets.dedup.answers import ANSWER_COLUMNS, reference_answers
 from mmfr_assets.dedup.benchmarks import BenchmarkIndex
 from mmfr_assets.dedup.filters import FILTERS
-from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, CANDIDATE_TYPES, MatchRules, find_duplicates
+from mmfr_assets.dedup.matching import (CANDIDATE_COLUMNS, CANDIDATE_TYPES, MatchRules, find_duplicates,
+                                        subset_ranks)
 from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA, pool_map, signature_batch
 from mmfr_assets.errors import InputError
 from mmfr_assets.lineage import reads, upstream_of
@@ -37,7 +42,7 @@ from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
 from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.ordered import PartitionImages
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.partitions import deps, lake_partition, subset_of
+from mmfr_assets.partitions import SUBSET, deps, lake_partition, subset_of
 from mmfr_assets.progress import for_partition
 from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, upstream_batches
 
@@ -185,11 +190,12 @@ def _with_all_columns(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(missing).select([*CANDIDATE_COLUMNS, "num_perm"]) if missing else frame
 
 
-def lake_signatures(lake: LakeResource, num_perm: int):
+def lake_signatures(lake: LakeResource, num_perm: int, where: pads.Expression | None = None):
     """Every subset's signatures, streamed (the columns matching reads); refuses rows signed
-    with another `num_perm`, which cannot be compared."""
+    with another `num_perm`, which cannot be compared. `where` (`needed_signatures`) reads only
+    the rows a partition's matching can use."""
     with read_partition(lake.location(SIGNATURES), {}, columns=_stored_columns(lake),
-                        batch_size=SCAN_BATCH) as reader:
+                        batch_size=SCAN_BATCH, where=where) as reader:
         for batch in reader:
             frame = _with_all_columns(pl.from_arrow(batch))
             other = frame.filter(pl.col("num_perm") != num_perm)
@@ -199,6 +205,47 @@ def lake_signatures(lake: LakeResource, num_perm: int):
                     f"were computed with num_perm {other['num_perm'][0]}, not {num_perm}: "
                     "re-materialize them with the same num_perm")
             yield frame.drop("num_perm")
+
+
+def signature_counts(lake: LakeResource) -> dict[str, int]:
+    """Rows per subset of the signature table, from its log (no file is read)."""
+    table = lake.location(SIGNATURES).table()
+    if table is None:
+        return {}
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if not actions.num_rows:
+        return {}
+    counts = pl.from_arrow(actions.select([f"partition.{SUBSET}", "num_records"]))
+    return dict(counts.group_by(f"partition.{SUBSET}").agg(pl.col("num_records").sum()).iter_rows())
+
+
+def needed_signatures(own: pl.DataFrame, partition: str, subsets: Iterable[str],
+                      rules: MatchRules) -> tuple[list[str], pads.Expression]:
+    """The subsets, and the filter of the signature rows, that can decide the fate of
+    `partition`'s rows (`own`, its signatures, held already): the same decisions as reading
+    the whole table, from fewer rows.
+
+    - A row is dropped only for a row ranked before it, and subsets rank as wholes: a subset
+      ranked after the partition's holds no row that can drop one of its rows (not read).
+    - The partition's own rows are held (`own`): its other shards only are read.
+    - Under `same_numbers` every candidate key carries the numbers key (matching.py), and a
+      duplicate has the same numbers: only rows whose `numbers_key` one of `own`'s has can
+      become candidates. Rows signed with another `num_perm` are read too, to be refused.
+    """
+    mine = subset_of(partition)
+    ranks = subset_ranks({*subsets, mine}, rules.subset_order)
+    needed = sorted(s for s in ranks if ranks[s] <= ranks[mine])
+    where = pads.field(SUBSET).isin(needed)
+    held = lake_partition(partition)
+    where &= ~functools.reduce(operator.and_, (pads.field(k) == v for k, v in held.items()))
+    if rules.same_numbers:
+        keys = own["numbers_key"]
+        values = keys.drop_nulls().unique()
+        same = pads.field("numbers_key").isin(pa.array(values.to_list(), pa.int64()))
+        if keys.null_count() or (values == 0).any():  # a null key is matched as 0 (matching.py)
+            same |= pads.field("numbers_key").is_null() | (pads.field("numbers_key") == 0)
+        where &= same | (pads.field("num_perm") != rules.num_perm)
+    return needed, where
 
 
 def teacher_asks(rows: pl.DataFrame) -> dict[str, int]:
@@ -245,7 +292,9 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         subset = context.partition_key
         own, num_perm = _own_signatures(lake, subset)
         rules = config.rules(num_perm)
-        duplicates, gathered = find_duplicates(own, lake_signatures(lake, rules.num_perm), rules)
+        in_lake = signature_counts(lake)
+        compared, where = needed_signatures(own, subset, in_lake, rules)
+        duplicates, gathered = find_duplicates(own, lake_signatures(lake, rules.num_perm, where), rules)
         duplicate_detail = {i: f"({s}, {k})" for i, s, k in
                             duplicates.select("id", "kept_subset", "kept_id").iter_rows()}
         benchmarks = (BenchmarkIndex.build(config.benchmarks, config.ngram_words, rules)
@@ -299,7 +348,9 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 f"{unsigned[0]!r}): dedup_signatures is older than cleaned; they were kept")
         table = lake.location(SIGNATURES).table()
         return stage_result(lake, run, upstream=upstream_of(DEDUPLICATED), extra={
-            "dedup/compared_subsets": dg.MetadataValue.json(dict(sorted(gathered.subsets_seen.items()))),
+            # the subsets ranked up to this one, whole: those whose rows can drop its rows
+            "dedup/compared_subsets": dg.MetadataValue.json(
+                {s: in_lake[s] for s in compared if in_lake.get(s)}),
             "dedup/signatures_version": dg.MetadataValue.text(str(table.version() if table else None)),
             "dedup/candidate_rows": dg.MetadataValue.text(str(gathered.candidate_rows)),
             "dedup/signature_rows_scanned": dg.MetadataValue.text(str(gathered.rows_scanned)),

@@ -119,11 +119,13 @@ class PartitionReader:
         *,
         columns: list[str] | None = None,
         batch_size: int = 1024,
+        where: pads.Expression | None = None,
     ) -> None:
         self._location = location
         self._partition = dict(partition)
         self._columns = columns
         self._batch_size = batch_size
+        self._where = where
         self._batches: Iterator[pa.RecordBatch] | None = None
         self._scan: Iterator[pa.RecordBatch] | None = None  # the current fragment's scan
         self.closed = False
@@ -167,13 +169,16 @@ class PartitionReader:
             )
         dataset = table.to_pyarrow_dataset()
         columns = self._columns or [n for n in dataset.schema.names if n != SHARD_COLUMN]
-        fragments = sorted(
-            dataset.get_fragments(filter=_filter_expression(self._partition)), key=lambda f: f.path
-        )
+        selected = _filter_expression(self._partition)
+        if self._where is not None:
+            selected = self._where if selected is None else selected & self._where
+        # `where` prunes whole files on partition columns here, and rows within a file below.
+        fragments = sorted(dataset.get_fragments(filter=selected), key=lambda f: f.path)
         for fragment in fragments:
             self._scan = fragment.to_batches(
                 schema=dataset.schema,
                 columns=columns,
+                filter=self._where,
                 batch_size=self._batch_size,
                 batch_readahead=1,
                 fragment_readahead=1,
@@ -194,6 +199,7 @@ def read_partition(
     *,
     columns: list[str] | None = None,
     batch_size: int = 1024,
+    where: pads.Expression | None = None,
 ) -> PartitionReader:
     """Stream one partition in batches of at most `batch_size` rows, in the order it was written.
 
@@ -201,9 +207,10 @@ def read_partition(
     time, so memory stays bounded by the batch size (pyarrow's scanner defaults read 16
     batches ahead, gigabytes for image columns) and two tables written from the same stream
     can be read side by side in step. Close the reader (`with read_partition(...) as batches:`)
-    unless it is read to the end: see `PartitionReader`.
+    unless it is read to the end: see `PartitionReader`. `where` (a pyarrow expression) keeps
+    only the matching rows: files whose partition values cannot match are not opened.
     """
-    return PartitionReader(location, partition, columns=columns, batch_size=batch_size)
+    return PartitionReader(location, partition, columns=columns, batch_size=batch_size, where=where)
 
 
 def count_rows(location: DeltaLocation, partition: Mapping[str, str] | None = None) -> int:
