@@ -94,6 +94,33 @@ LINEAGE: tuple[Node, ...] = (
     Node("rl_selected", "stage", "deduplicated", ("rl_rollouts", "rl_verdicts"), place="branch",
          filters=RL_FILTERS, shows=("rl_rollouts", "rl_verdicts"), exportable=True),
 )
+#: The paper's order, the list above as written.
+PAPER_LINEAGE = LINEAGE
+
+
+def lineage_for(target: str) -> tuple[Node, ...]:
+    """The node list of a run ordered for `target` (issue 33): `all` is `PAPER_LINEAGE` itself;
+    `123k`/`586k` the student first (mmfr_assets/student_first/lineage.py)."""
+    from mmfr_assets.student_first.lineage import rewire
+
+    return rewire(PAPER_LINEAGE, target)
+
+
+def _loaded_target() -> str:
+    """`MMFR_TARGET` as the code location loads; a bad value is refused, with its one line, where
+    the definitions are built (`definitions.build_definitions`), not by this import."""
+    from mmfr_assets.errors import InputError
+    from mmfr_assets.settings import target_setting
+
+    try:
+        return target_setting()
+    except InputError:
+        return "all"
+
+
+#: The order this process's lineage is in (the report, the viewer and the funnel read it).
+LOADED_TARGET = _loaded_target()
+LINEAGE = lineage_for(LOADED_TARGET)
 NODES: dict[str, Node] = {node.name: node for node in LINEAGE}
 
 

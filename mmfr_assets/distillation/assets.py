@@ -38,47 +38,58 @@ def origin_counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
     return {origin: counts.get(origin, 0) for origin in ORIGINS}
 
 
-def build_distilled(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+def build_distilled(partitions: dg.PartitionsDefinition, target: str = "all") -> list[dg.AssetsDefinition]:
+    """`distilled`; with a hard subset as `target` (issue 33, the student-first order) it also
+    drops the rows the teachers were not asked for (`student_first/distilled.py`)."""
+    from mmfr_assets.student_first.distilled import skipping
+
+    order = skipping(target)
+
     @dg.asset(
         name="distilled",
         group_name="distillation",
         partitions_def=partitions,
-        deps=deps(reads("distilled"), partitions),
+        deps=deps(order.reads if order else reads("distilled"), partitions),
         kinds={"deltalake"},
         check_specs=[accounting_check_spec("distilled", partitions)],
         description="Cleaned rows with their caption and <think> reasoning response and where "
-        "each came from (`dataset`, `generated`, `rejected`, `failed`, `missing`).",
+        "each came from (`dataset`, `generated`, `rejected`, `failed`, `missing`)."
+        + (order.note if order else ""),
     )
     def distilled(
         context: dg.AssetExecutionContext, config: DistilledConfig, lake: LakeResource
     ) -> dg.MaterializeResult:
-        return _distil(context, lake, context.partition_key, config.batch_size)
+        return _distil(context, lake, context.partition_key, config.batch_size, order)
 
     return [distilled]
 
 
 def _distil(context: dg.AssetExecutionContext, lake: LakeResource, subset: str,
-            batch_size: int) -> dg.MaterializeResult:
-    """Deduplicated rows joined with the teachers' columns (`TEACHER_JOINS`)."""
+            batch_size: int, order=None) -> dg.MaterializeResult:
+    """Deduplicated rows joined with the teachers' columns (`TEACHER_JOINS`); in the
+    student-first `order`, less the rows the teachers were not asked for (dropped with why)."""
     origins: dict[str, int] = {}
 
     def decide(batch: pl.DataFrame) -> Verdicts:
+        dropped = None
+        if order is not None:
+            batch, dropped = order.split(batch)
         out = assemble(batch)
         for column in ANNOTATIONS:
             for origin, n in origin_counts(out, column).items():
                 key = f"{column}_{origin}"
                 origins[key] = origins.get(key, 0) + n
-        return Verdicts.no_drops(out)
+        return Verdicts.no_drops(out) if dropped is None else Verdicts(out, dropped)
 
     run = run_stage(
         lake, stage="distilled", subset=subset,
         batches=join_step(
             lake, upstream_batches(lake, upstream_of("distilled"), subset, columns=CLEANED_TEXT_COLUMNS, batch_size=batch_size),
-            subset, TEACHER_JOINS, batch_size=batch_size),
-        decide=decide, schema=DISTILLED_SCHEMA,
+            subset, TEACHER_JOINS + (order.joins if order else ()), batch_size=batch_size),
+        decide=decide, schema=DISTILLED_SCHEMA, **({"filters": order.filters} if order else {}),
     )
     context.log.info(f"distilled {subset}: {run.rows_out} rows")
     return stage_result(
         lake, run, upstream=upstream_of("distilled"),
-        extra={f"rows/{k}": v for k, v in sorted(origins.items())},
+        extra={f"rows/{k}": v for k, v in sorted(origins.items())} | (order.metadata(run) if order else {}),
     )
