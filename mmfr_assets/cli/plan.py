@@ -79,11 +79,27 @@ def plan(args: argparse.Namespace) -> int:
     validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
     subsets = parse_subsets(args.subsets, build_partition_keys(defs))
     result = make_plan(defs, subsets, run_config)
+    orders = _orders(result, defs, subsets, args.target)
     if args.json:
-        print(json.dumps(result.as_json(), indent=2))
+        print(json.dumps({**result.as_json(), **({"orders": orders[0]} if orders else {})}, indent=2))
     else:
-        print("\n".join(plan_lines(result)))
+        print("\n".join(plan_lines(result) + (orders[1] if orders else [])))
     return 0
+
+
+def _orders(result, defs: dg.Definitions, subsets: list[str], target: str | None):
+    """With a hard subset as `--target` (or `MMFR_TARGET`): both orders side by side, as JSON
+    and as lines (`planning/orders.py`); None for the paper's order alone."""
+    from mmfr_assets.planning.counting import Rows
+    from mmfr_assets.planning.orders import comparison, comparison_lines, measured_shares
+    from mmfr_assets.settings import target_setting
+    from mmfr_assets.student_first.target import parse_target, target_of
+
+    chosen = target_of(parse_target(target) if target is not None else target_setting())
+    if chosen is None:
+        return None
+    shares = measured_shares(Rows(defs.resources["lake"]), subsets, chosen)
+    return comparison(result, chosen, shares), comparison_lines(result, chosen, shares)
 
 
 def add_parser(commands) -> None:
@@ -95,6 +111,9 @@ def add_parser(commands) -> None:
     parser.add_argument("--config", help="YAML Dagster run config, as `mmfr run` takes it")
     parser.add_argument("--json", action="store_true", help="one JSON object: `roles` maps each role's "
                         "resource key to its requests, prompt_tokens, completion_tokens and the rest")
+    parser.add_argument("--target", help="all (default: MMFR_TARGET, else all), 586k or 123k: with a hard "
+                        "subset, the paper's order and the student-first order side by side (requests, tokens, "
+                        "GPU-hours per role, the saving); JSON under `orders`")
     parser.set_defaults(handler=plan)
 
 

@@ -33,6 +33,9 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--max-samples", type=int, help="collect the first N rows only")
     parser.add_argument("--config", help="YAML Dagster run config (asset config, resources)")
+    parser.add_argument("--target", help="all (default: MMFR_TARGET, else all: the paper's order), 586k or "
+                        "123k: the student first, the teachers only for rows whose pass rate can still pass "
+                        "that recipe (docs/running.md)")
     parser.set_defaults(handler=run)
 
 
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             "(leave it out to collect every row)"
         )
     run_config = run_config_of(args.config, args.max_samples)
-    defs = build_definitions()
+    defs = build_definitions(target=args.target)
     job = defs.resolve_implicit_global_asset_job_def()
     validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
     subsets = parse_subsets(args.subsets, build_partition_keys(defs))

@@ -234,6 +234,7 @@ def dataset_card(
                   f"({name.bound}; {source})."
                   + (f" This differs from the paper's {name.short.upper()} rule ({name.paper_rule}): "
                      "the asset was configured otherwise." if name.paper_rule else ""), ""]
+    lines += _coverage_lines(asset, funnel)
     with_rows = sorted(subset for subset, rows in counts.items() if rows)
     empty = len(counts) - len(with_rows)
     lines += [
@@ -296,6 +297,22 @@ def dataset_card(
         [(r["subset"], r["stage"], r["filter"], r["reason"], r["rows"]) for r in funnel],
     )
     return "\n".join(lines) + "\n"
+
+
+def _coverage_lines(asset: str, funnel: Sequence[Mapping]) -> list[str]:
+    """Where the lake was built in the student-first order (issue 33), what the set covers, in
+    plain words at the top of the card; nothing for the paper's order."""
+    from mmfr_assets.student_first.coverage import coverage_text, skipped_counts
+
+    skipped, distilled = skipped_counts(funnel)
+    if not skipped:
+        return []
+    if asset.startswith("difficulty_filtered"):
+        return [f"**Built in the student-first order: {skipped:,} deduplicated rows the student solves too often "
+                "for the target recipe were never distilled (`teacher_skipped_easy`, in the funnel). This "
+                "recipe's rows are the ones the paper's order keeps; the tables before it (`distilled`, "
+                f"`quality_filtered`) cover only the {distilled:,} distilled rows.**", ""]
+    return [f"**This set {coverage_text(skipped, distilled)}.**", ""]
 
 
 def decontamination_lines(recipe: Mapping[str, Mapping[str, Mapping[str, str]]],
