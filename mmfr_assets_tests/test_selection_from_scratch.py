@@ -217,8 +217,11 @@ def check_student_first(defs: dg.Definitions, lake: Path, subsets: list[str], or
     `deduplicated` down, the RL set aside), on the lake the paper's order just wrote; the cache
     answers every student request the paper's order made (the request has no teacher output
     in it: the same question and image, the same key). Prints bench/RESULTS.md's figures."""
+    import time
+
     from mmfr_assets.student_first.target import TARGETS
 
+    started = time.monotonic()
     paper = {recipe: computed(lake, recipe) for recipe in ORDERS.values()}
     tables = (*TEACHER_TABLES, "student_rollouts")
     paid: dict[str, dict] = {t: {} for t in tables}  # (subset, id) -> tokens, wherever paid
@@ -247,10 +250,17 @@ def check_student_first(defs: dg.Definitions, lake: Path, subsets: list[str], or
                    if k.path[-1] != "deduplicated" and not k.path[-1].startswith("rl_") and graph.get(k).partitions_def]
         student_calls = oracle.calls.get("student_llm", 0)
         job = ordered.resolve_implicit_global_asset_job_def()
+        covered = 0
         for subset in subsets:
             result = job.execute_in_process(partition_key=subset, instance=dg.DagsterInstance.ephemeral(),
                                             run_config=RUN_CONFIG, asset_selection=changed, raise_on_error=False)
             assert result.success, (target, subset, [e.message for e in result.all_events if e.is_failure])
+            quality = next(e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
+                           if e.asset_key.path[-1] == "quality_filtered")
+            coverage = quality.get("coverage")  # said plainly where rows were not distilled
+            assert coverage is None or "covers only the" in coverage.value, coverage
+            covered += coverage is not None
+        assert covered, "no subset's quality set said it covers only the distilled rows"
         ours = computed(lake, recipe)
         assert ours == paper[recipe], (target, sorted(ours ^ paper[recipe]))
         # the student's request holds no teacher output: the cache answered the paper order's rows
@@ -268,5 +278,8 @@ def check_student_first(defs: dg.Definitions, lake: Path, subsets: list[str], or
         assert skipped["detail"].str.contains(TARGETS[target].rule, literal=True).all()
         for teacher in TEACHER_TABLES:
             assert skipped.join(_spent(lake, teacher), on=["subset", "id"]).height == 0
-        lines.append(line("student first", target, record(), f"{len(ours)} rows, equal"))
+        distilled = pl.read_delta(str(lake / "distilled")).height
+        lines.append(line("student first", target, record(),
+                          f"{len(ours)} rows, equal ({distilled} rows distilled, {skipped.height} skipped)"))
     print("\n".join(lines))  # bench/RESULTS.md, "Student-first order"
+    print(f"both student-first orders: {time.monotonic() - started:.0f} s")  # the test's added cost

@@ -14,10 +14,9 @@ import polars as pl
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
 from mmfr_assets.lineage import reads, upstream_of
 from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
-from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step, take
-from mmfr_assets.partitions import deps, lake_partition
+from mmfr_assets.partitions import deps
 from mmfr_assets.rules import quality
 from mmfr_assets.rules.config import teachers_validation_thresholds, threshold_drift
 from mmfr_assets.selection import difficulty
@@ -111,7 +110,7 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
             ),
             decide=lambda batch: quality.select_quality(batch, rules),
             filters=quality.FILTERS,
-            extra={**quality_metadata(lake, subset, count_rows(lake.location(upstream), lake_partition(subset))),
+            extra={**quality_metadata(lake, subset),
                    "thresholds": dg.MetadataValue.json(config.applied()),
                    "teacher_threshold_drift": dg.MetadataValue.json(drift) if drift else dg.MetadataValue.text(
                        "none: every teacher validated its texts with these thresholds (or was not run)")},

@@ -34,7 +34,12 @@ def skipped_in_lake(lake, key: str) -> int:
     return count_rows(lake.location(REJECTIONS_TABLE), {"stage": "distilled", **lake_partition(key)})
 
 
-def quality_metadata(lake, key: str, distilled_rows: int) -> dict[str, str]:
+def quality_metadata(lake, key: str) -> dict[str, str]:
     """`quality_filtered`'s `coverage` entry where rows were not distilled; nothing otherwise."""
+    from mmfr_assets.lake.delta import count_rows
+    from mmfr_assets.partitions import lake_partition
+
     skipped = skipped_in_lake(lake, key)
-    return {"coverage": coverage_text(skipped, distilled_rows)} if skipped else {}
+    if not skipped:
+        return {}
+    return {"coverage": coverage_text(skipped, count_rows(lake.location("distilled"), lake_partition(key)))}
