@@ -247,7 +247,8 @@ def check_student_first(defs: dg.Definitions, lake: Path, subsets: list[str], or
         ordered = build_definitions(defs.resources["source"].path, str(lake), {}, target=target)
         graph = ordered.resolve_asset_graph()
         changed = [k for k in dg.AssetSelection.assets("deduplicated").downstream().resolve(graph)
-                   if k.path[-1] != "deduplicated" and not k.path[-1].startswith("rl_") and graph.get(k).partitions_def]
+                   if k.path[-1] not in ("deduplicated", *(set(ORDERS.values()) - {recipe}))
+                   and not k.path[-1].startswith("rl_") and graph.get(k).partitions_def]
         student_calls = oracle.calls.get("student_llm", 0)
         job = ordered.resolve_implicit_global_asset_job_def()
         covered = 0

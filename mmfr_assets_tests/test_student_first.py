@@ -173,3 +173,18 @@ def test_plan_side_by_side():
     # an upper-bound count of the student is already every row: left as it is
     upper = count("student_rollouts", "student_llm", 2300, basis="upper bound")
     assert reordered([upper], shares)[0].rows == 2300
+
+
+def test_a_second_student_first_order_is_refused(monkeypatch):
+    """The process's lineage (report, viewer) follows MMFR_TARGET as it loaded: another hard
+    subset as --target is refused with one line rather than half-applied."""
+    import mmfr_assets.lineage as lineage
+    from mmfr_assets.definitions import order_of
+
+    monkeypatch.delenv("MMFR_TARGET", raising=False)
+    assert order_of("123k") == "123k" and order_of(None) == "all"
+    monkeypatch.setattr(lineage, "LOADED_TARGET", "123k")
+    monkeypatch.setenv("MMFR_TARGET", "123k")
+    assert order_of(None) == order_of("123k") == "123k"
+    with pytest.raises(InputError, match="--target 586k differs from MMFR_TARGET=123k"):
+        order_of("586k")

@@ -118,21 +118,24 @@ def add_parser(commands) -> None:
 
 
 def _plan_in_child(subsets: list[str], run_config: Mapping[str, Any],
-                   selection: Sequence[str] | None) -> tuple[list[str], dict] | None:
+                   selection: Sequence[str] | None, target: str | None = None) -> tuple[list[str], dict] | None:
     """`before_run`'s work, in a fresh interpreter: the definitions as the parent built them
-    (the same environment), the plan's lines and its JSON; None when no model step is planned."""
+    (the same environment), the plan's lines and its JSON (with a hard subset as `target`, both
+    orders side by side under them); None when no model step is planned."""
     from mmfr_assets.definitions import build_definitions
     from mmfr_assets.planning.render import plan_lines
 
     keys = None if selection is None else [dg.AssetKey(name) for name in selection]
-    planned = make_plan(build_definitions(), subsets, run_config, keys)
+    defs = build_definitions()
+    planned = make_plan(defs, subsets, run_config, keys)
     if not planned.roles:
         return None
-    return plan_lines(planned), planned.as_json()
+    orders = _orders(planned, defs, subsets, target)
+    return plan_lines(planned) + (orders[1] if orders else []), planned.as_json()
 
 
 def before_run(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str, Any],
-               selection: Sequence[dg.AssetKey] | None = None) -> dict | None:
+               selection: Sequence[dg.AssetKey] | None = None, target: str | None = None) -> dict | None:
     """The plan at the top of `mmfr run`'s output, kept beside the lake for the report's
     planned-vs-actual table; None (and one line saying why) where it cannot be made: the plan
     informs, it never stops a run. Made in a child process: reading the whole source left the
@@ -149,7 +152,7 @@ def before_run(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str
     names = None if selection is None else [key.to_user_string() for key in selection]
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            made = pool.submit(_plan_in_child, list(subsets), dict(run_config), names).result()
+            made = pool.submit(_plan_in_child, list(subsets), dict(run_config), names, target).result()
         if made is None:
             return None
         lines, plan_json = made

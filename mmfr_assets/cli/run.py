@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         selection = list(
             dg.AssetSelection.assets(args.until).upstream().resolve(defs.resolve_asset_graph())
         )
-    planned = before_run(defs, subsets, run_config, selection)  # the plan heads the output (issue 28)
+    planned = before_run(defs, subsets, run_config, selection, args.target)  # the plan heads the output (issue 28)
     # Per-subset runs hold the partitioned assets only; the unpartitioned `report` (over all
     # subsets) is materialized on its own (`make run`, or from the UI).
     graph = defs.resolve_asset_graph()
