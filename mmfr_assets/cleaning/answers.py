@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.lineage import upstream_of
+from mmfr_assets.lineage import NAME, upstream_of
 from mmfr_assets.llm.replies import snippet, strip_thinking, tag_contents
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.asset import ModelStepConfig
@@ -76,7 +76,7 @@ class AnswerExtractionConfig(ModelStepConfig):
 class AnswerExtraction(ModelStep):
     """The `extracted_answers` step: a short final answer for rows that have only a solution."""
 
-    asset = "extracted_answers"
+    asset = NAME.extracted_answers
     role = "answer_llm"
     upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer")

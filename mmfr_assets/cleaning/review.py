@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.lineage import upstream_of
+from mmfr_assets.lineage import NAME, upstream_of
 from mmfr_assets.llm.replies import json_objects, snippet, strip_thinking, unfence
 from mmfr_assets.cleaning.routing import RoutingRules, route_reasons
 from mmfr_assets.llm.types import ChatResult
@@ -183,7 +183,7 @@ class QuestionReviewConfig(ModelStepConfig):
 class QuestionReview(ModelStep):
     """The `question_reviews` step: route by rules, ask `cleaner_llm`, keep its verdicts."""
 
-    asset = "question_reviews"
+    asset = NAME.question_reviews
     role = "cleaner_llm"
     upstream = upstream_of(asset)
     columns = ("question",)

@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.lineage import upstream_of
+from mmfr_assets.lineage import NAME, upstream_of
 from mmfr_assets.llm.replies import is_blank
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step import ModelStep, Parsed, Retry
@@ -222,7 +222,7 @@ class _Teacher(ModelStep):
 
 
 class CotTeacher(_Teacher):
-    asset = "teacher_responses"
+    asset = NAME.teacher_responses
     upstream = upstream_of(asset)  # deduplicated: a near-duplicate costs no call
     role = "cot_teacher"
     prompt = "cot_teacher"
@@ -290,7 +290,7 @@ class CotTeacher(_Teacher):
 
 
 class CaptionTeacher(_Teacher):
-    asset = "teacher_captions"
+    asset = NAME.teacher_captions
     upstream = upstream_of(asset)
     role = "caption_teacher"
     prompt = "caption_teacher"

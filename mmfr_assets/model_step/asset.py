@@ -17,9 +17,9 @@ import json
 import dagster as dg
 from pydantic import Field
 
-from mmfr_assets.reporting.metadata import accounting_check_spec, check_spec, readable, stage_result
 from mmfr_assets.lake.ordered import PartitionImages
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.lineage import node
 from mmfr_assets.llm.resource import CACHE_RESOURCE_KEY, LLMCache, LLMEndpoint
 from mmfr_assets.llm.bound import pool_slots
 from mmfr_assets.llm.types import ChatRequest
@@ -32,7 +32,9 @@ from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.partitions import deps as asset_deps, lake_partition
 from mmfr_assets.progress import for_partition
 from mmfr_assets.prompts import load_prompt
-from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
+from mmfr_assets.stage import (
+    Verdicts, accounting_check_spec, check_spec, readable, run_stage, stage_result, upstream_batches,
+)
 
 FAILURE_CHECK = "generation_failure_rate"
 # Fails (WARN) when rows needed the model and no endpoint was configured: a step that did not
@@ -76,7 +78,7 @@ def model_step_asset(
         name=name,
         group_name=group,
         partitions_def=partitions,
-        deps=asset_deps([step_type.upstream, *(j.table for j in step_type.joins)], partitions),
+        deps=asset_deps(node(name).deps, partitions),
         pool=role,
         kinds={"deltalake", "openai"},
         check_specs=[

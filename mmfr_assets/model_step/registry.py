@@ -52,6 +52,14 @@ MODEL_STEPS: tuple[Registered, ...] = (
 )
 
 
+def step_named(name: str, steps: tuple[Registered, ...] = MODEL_STEPS) -> type[ModelStep]:
+    """The registered step whose table is `name` (a consumer's join names the step's table)."""
+    for r in steps:
+        if r.step.asset == name:
+            return r.step
+    raise KeyError(f"{name!r} is no registered model step (mmfr_assets/model_step/registry.py)")
+
+
 def check_registry(steps: tuple[Registered, ...] = MODEL_STEPS) -> None:
     """Names unique, every role one of the endpoint resources (`llm/resource.py` ROLES)."""
     twice = [name for name, n in Counter(r.step.asset for r in steps).items() if n > 1]

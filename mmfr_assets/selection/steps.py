@@ -17,11 +17,11 @@ import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
-from mmfr_assets.lineage import upstream_of
+from mmfr_assets.lineage import NAME, upstream_of
 from mmfr_assets.llm.replies import visible_text
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
-from mmfr_assets.model_step.join import take
+from mmfr_assets.model_step.join import joins_of, take
 from mmfr_assets.prompts import Prompt
 from mmfr_assets.selection.configs import (
     AnswerVerdictsConfig, StudentRolloutsConfig, StudentVerdictsConfig,
@@ -95,7 +95,7 @@ class AnswerVerdictsStep(ModelStep):
     `correctness_unverified`) and weak verdicts stand, recorded as `weak`.
     """
 
-    asset = "answer_verdicts"
+    asset = NAME.answer_verdicts
     role = "judge_llm"
     upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer", "response", "is_consistent")
@@ -332,7 +332,7 @@ class StudentRolloutsStep(ModelStep):
     `pass_rate` is kept unless `recompute`.
     """
 
-    asset = "student_rollouts"
+    asset = NAME.student_rollouts
     role = "student_llm"
     upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer", "pass_rate")
@@ -456,11 +456,13 @@ class StudentVerdictsStep(ModelStep):
     passes (`difficulty_undecided` otherwise): nothing is guessed.
     """
 
-    asset = "student_verdicts"
+    asset = NAME.student_verdicts
     role = "judge_llm"
     upstream = upstream_of(asset)
     columns = ("question",)
-    joins = (take(StudentRolloutsStep, *(c for c in _ROLLOUT_COLUMNS if c != "detail"), detail="rollout_detail"),)
+    # the student's samples (`student_rollouts`: the one step its lineage node joins)
+    joins = tuple(take(rollouts, *(c for c in _ROLLOUT_COLUMNS if c != "detail"), detail="rollout_detail")
+                  for rollouts in joins_of(asset))
     prompt = "sample_judge"
     output_schema = pa.schema(
         [
