@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from mmfr_assets.lineage import NAME
 
 # Table -> (short name, the paper's name of the set). Other exportable tables (earlier stages)
 # are named after the table.
 RECIPE_TABLES = {
-    "difficulty_filtered": ("123k", "MMFineReason-123K"),
-    "difficulty_filtered_586k": ("586k", "MMFineReason-586K"),
+    NAME.difficulty_filtered: ("123k", "MMFineReason-123K"),
+    NAME.difficulty_filtered_586k: ("586k", "MMFineReason-586K"),
 }
 # The paper's rule of each recipe: (max_pass_rate, inclusive).
-PAPER_RULES = {"difficulty_filtered": (0.0, True), "difficulty_filtered_586k": (1.0, False)}
+PAPER_RULES = {NAME.difficulty_filtered: (0.0, True), NAME.difficulty_filtered_586k: (1.0, False)}
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,10 @@ def export_name(table: str, recipe: Mapping[str, Mapping[str, Mapping[str, str]]
     )
 
     short, paper = RECIPE_TABLES[table]
-    config = (DifficultyFilteredConfig if table == "difficulty_filtered" else DifficultyFiltered586kConfig)()
+    config = (DifficultyFilteredConfig if table == NAME.difficulty_filtered else DifficultyFiltered586kConfig)()
     recorded = recipe.get(table, {})
     bound, inclusive = _agreed(recorded, "max_pass_rate"), _agreed(recorded, "inclusive")
-    samples = _agreed(recipe.get("student_rollouts", {}), "num_samples")
+    samples = _agreed(recipe.get(NAME.student_rollouts, {}), "num_samples")
     max_pass_rate = float(bound) if bound is not None else config.max_pass_rate
     is_inclusive = inclusive == "True" if inclusive is not None else config.inclusive
     return ExportName(
