@@ -5,6 +5,7 @@ the same on every table. A column of one table that means something else there i
 """
 
 from __future__ import annotations
+
 from mmfr_assets.lineage import NAME
 
 COLUMNS: dict[str, str] = {

@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+
 from mmfr_assets.lineage import NAME
 
 

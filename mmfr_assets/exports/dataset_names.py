@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+
 from mmfr_assets.lineage import NAME
 
 # Table -> (short name, the paper's name of the set). Other exportable tables (earlier stages)

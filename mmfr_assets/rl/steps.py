@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from mmfr_assets.dedup.assets import DEDUPLICATED_SCHEMA
 from mmfr_assets.exports.turns import question_without_images
-from mmfr_assets.lineage import NAME, upstream_of
+from mmfr_assets.lineage import NAME
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.declaration import Ask, ModelStep, Parsed, Retry
 from mmfr_assets.model_step.join import joins_of, take
@@ -70,8 +70,8 @@ class RlRolloutsStep(ModelStep):
     """
 
     asset = NAME.rl_rollouts
+    config_class = RlRolloutsConfig
     role = "policy_llm"
-    upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer")
     prompt = "rl_rollout"
     output_schema = pa.schema([
@@ -166,8 +166,8 @@ class RlVerdictsStep(StudentVerdictsStep):
     threshold). The student's judge step, on two groups."""
 
     asset = NAME.rl_verdicts
+    config_class = RlVerdictsConfig
     role = "judge_llm"
-    upstream = upstream_of(asset)
     columns = ("question",)
     # the policy's samples (`rl_rollouts`: the one step its lineage node joins)
     joins = tuple(take(rollouts, "reference", "reference_form", "checkable", *_ROLLOUT_COLUMNS,

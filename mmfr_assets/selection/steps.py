@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
-from mmfr_assets.lineage import NAME, upstream_of
+from mmfr_assets.lineage import NAME
 from mmfr_assets.llm.replies import visible_text
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
@@ -96,8 +96,8 @@ class AnswerVerdictsStep(ModelStep):
     """
 
     asset = NAME.answer_verdicts
+    config_class = AnswerVerdictsConfig
     role = "judge_llm"
-    upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer", "response", "is_consistent")
     prompt = "answer_judge"
     output_schema = pa.schema(
@@ -333,8 +333,8 @@ class StudentRolloutsStep(ModelStep):
     """
 
     asset = NAME.student_rollouts
+    config_class = StudentRolloutsConfig
     role = "student_llm"
-    upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer", "pass_rate")
     prompt = "student_rollout"
     output_schema = pa.schema(
@@ -457,8 +457,8 @@ class StudentVerdictsStep(ModelStep):
     """
 
     asset = NAME.student_verdicts
+    config_class = StudentVerdictsConfig
     role = "judge_llm"
-    upstream = upstream_of(asset)
     columns = ("question",)
     # the student's samples (`student_rollouts`: the one step its lineage node joins)
     joins = tuple(take(rollouts, *(c for c in _ROLLOUT_COLUMNS if c != "detail"), detail="rollout_detail")

@@ -38,9 +38,12 @@ ACCOUNTING_CHECK = "rows_accounted_for"
 
 
 def column_schema(schema: pa.Schema, table: str | None = None) -> dg.TableSchema:
-    """The table's columns with their types and what they mean (`columns.describe`)."""
+    """The table's columns with their types and what they mean: a field's own `description`
+    (a model step's `output_schema` carries its columns'), else `columns.describe`."""
     return dg.TableSchema(
-        columns=[dg.TableColumn(name=f.name, type=str(f.type), description=describe(f.name, table))
+        columns=[dg.TableColumn(name=f.name, type=str(f.type),
+                                description=(f.metadata or {}).get(b"description", b"").decode()
+                                or describe(f.name, table))
                  for f in schema]
     )
 

@@ -80,7 +80,7 @@ def run_stage(
     with (
         closing(progress) if progress is not None else nullcontext(),
         closing(batches) if hasattr(batches, "close") else nullcontext(batches) as batches,
-        open_writer(lake.location(stage), schema, subset) as kept_out,
+        open_writer(lake.location(stage), without_field_metadata(schema), subset) as kept_out,
         open_writer(
             lake.location(REJECTIONS_TABLE), REJECTION_SCHEMA, subset, {"stage": stage}
         ) as dropped_out,
@@ -107,6 +107,12 @@ def run_stage(
         dropped_out.commit()
         run.version = kept_out.commit()
     return run
+
+
+def without_field_metadata(schema: pa.Schema) -> pa.Schema:
+    """The schema a table is written with: its fields' descriptions (a model step's
+    `output_schema`) are for the materialization's column schema, not the Delta log."""
+    return pa.schema([f.remove_metadata() for f in schema], metadata=schema.metadata)
 
 
 def upstream_batches(
