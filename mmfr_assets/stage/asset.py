@@ -218,16 +218,21 @@ def stage_asset(
 ) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
     """The one factory of a stage's asset, a decorator of its function: the asset is named
     after the function (or `name`, one function building several stages), its group is the
-    function's package (or `group`: deduplication is shown with cleaning), its deps are what its lineage node reads (`all_shards`: those read on
-    every shard of the subset), its checks the blocking `rows_accounted_for` and `checks`.
-    `joins`, the columns it takes of the steps its node joins, are checked against what those
-    steps write (a column none writes fails here, when the definitions load).
+    function's package (or `group`: deduplication is shown with cleaning), its deps are what
+    its lineage node reads (`all_shards`: those read on every shard of the subset), its checks
+    the blocking `rows_accounted_for` and `checks`. `joins`, the columns it takes of the steps
+    its node joins, are checked when the definitions load: a step its node does not join, or a
+    column the step does not write, fails there.
     The function is the asset's body, typed as any Dagster asset's (`context`, `config: ...`,
     `lake: LakeResource`, other resources)."""
 
     def build(fn: Callable[..., dg.MaterializeResult]) -> dg.AssetsDefinition:
         asset = name or fn.__name__
+        declared = node(asset).joins
         for join in joins:
+            if join.table not in declared:
+                raise ValueError(f"{asset} takes columns of {join.table}, which its lineage node does not "
+                                 f"join ({', '.join(declared) or 'none'}): mmfr_assets/lineage.py")
             join.check()
         return dg.asset(
             name=asset,
