@@ -37,6 +37,14 @@ class Skipping:
     joins = (PASS_RATE_JOIN,)
     filters = SKIP_FILTERS
 
+    def with_deps(self, asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
+        """The asset built from the paper's node (`stage.stage_asset`), reading what the
+        student-first node reads (the student's verdicts too): Dagster then runs it after them."""
+        from mmfr_assets.partitions import deps
+
+        wanted = deps(self.reads, asset.partitions_def)
+        return asset.map_asset_specs(lambda spec: spec.replace_attributes(deps=wanted))
+
     def split(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The rows to distil (the teachers' columns joined) and the drops of the others."""
         reason = pl.when(~can_pass_expr(self.target)).then(pl.lit(SKIPPED_REASON))

@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TypeVar
 
-from mmfr_assets.stage import Filter
+from mmfr_assets.stage.contract import Filter
 from mmfr_assets.student_first.target import ALL, SKIP_FILTER, SKIPPED_REASON
 
 N = TypeVar("N")  # lineage.Node (not imported: lineage.py imports this module)

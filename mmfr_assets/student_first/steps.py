@@ -82,7 +82,8 @@ class _SkippingTeacher:
 
 def _teacher(base: type[ModelStep], target: Target) -> type[ModelStep]:
     return type(f"StudentFirst{base.__name__}", (_SkippingTeacher, base), {
-        "target": target, "description": base.description + order_note(target)})
+        "target": target, "description": base.description + order_note(target),
+        "upstream": base.upstream, "__module__": base.__module__})  # its asset group: the teacher's
 
 
 def registered_for(target_name: str, steps: Sequence[Registered]) -> tuple[Registered, ...]:
@@ -93,10 +94,12 @@ def registered_for(target_name: str, steps: Sequence[Registered]) -> tuple[Regis
         return tuple(steps)
     note = order_note(target)
     replaced: dict[type, type] = {
-        StudentRolloutsStep: type("StudentFirstRollouts", (_StudentFirstRollouts,),
-                                  {"description": StudentRolloutsStep.description + note}),
-        StudentVerdictsStep: type("StudentFirstVerdicts", (_StudentFirstVerdicts,),
-                                  {"description": StudentVerdictsStep.description + note}),
+        StudentRolloutsStep: type("StudentFirstRollouts", (_StudentFirstRollouts,), {
+            "description": StudentRolloutsStep.description + note, "upstream": "deduplicated",
+            "__module__": StudentRolloutsStep.__module__}),
+        StudentVerdictsStep: type("StudentFirstVerdicts", (_StudentFirstVerdicts,), {
+            "description": StudentVerdictsStep.description + note, "upstream": "deduplicated",
+            "__module__": StudentVerdictsStep.__module__}),
         CaptionTeacher: _teacher(CaptionTeacher, target),
         CotTeacher: _teacher(CotTeacher, target),
     }
