@@ -46,7 +46,9 @@ Roles (a cluster's endpoints as the rehearsal sees them): ``roles`` maps a reque
                                "latency_s": 2.0, "latency_sigma": 1.0,
                                "words_median": 910, "words_p90": 3428}}}
 
-``faults`` are the shares of requests answered with that fault (``5xx`` one of 500, 502, 503);
+A role named after one of the six (``cleaner_llm``, ``answer_llm``, ``judge_llm``) answers in
+the form its prompt asks for (``role_reply``). ``faults`` are the shares of requests answered
+with that fault (``5xx`` one of 500, 502, 503);
 ``latency_s``/``latency_sigma`` a lognormal latency of that mean; ``words_median``/``words_p90``
 a lognormal reasoning length in words for step-by-step replies. Every draw is a function of
 (``seed``, the prompt, how many times that prompt was asked): the same requests get the same
@@ -288,6 +290,31 @@ def stretch_reasoning(reasoning: str, words: int) -> str:
             if len(out) >= words:
                 break
     return " ".join(out)
+
+
+_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+_CANDIDATE_RE = re.compile(r"^(\d+)\. ", re.M)
+
+
+def role_reply(role: str, text: str, seed: Any, index: int) -> Optional[str]:
+    """The reply a model in ``role`` gives in the form its prompt asks for (prompts/), for the
+    roles whose replies are not step-by-step solutions or captions; None for those. The
+    judges say EQUIVALENT for about 70% of the answers."""
+    rng = _rng("role", role, text, seed, index)
+    if role == "cleaner_llm":
+        return "No Problem"
+    if role == "answer_llm":
+        solution = text.split("Solution:", 1)[-1]
+        options = _OPTION_RE.findall(solution)
+        numbers = _NUMBER_RE.findall(solution)
+        return f"<answer>{options[-1] if options else numbers[-1] if numbers else 'A'}</answer>"
+    if role == "judge_llm":
+        verdict = lambda: "EQUIVALENT" if rng.random() < 0.7 else "DIFFERENT"  # noqa: E731
+        if "Student's final answers:" in text:
+            count = len(_CANDIDATE_RE.findall(text.split("Student's final answers:", 1)[1]))
+            return "\n".join(f"JUDGMENT {k}: {verdict()}" for k in range(1, max(count, 1) + 1))
+        return f"Analysis: the two answers were compared.\nJUDGMENT: {verdict()}"
+    return None
 
 
 def rule_reply_contents(rule: dict[str, Any]) -> list[str]:
@@ -548,6 +575,8 @@ class FakeOpenAIServer:
                 contents = rule_reply_contents(rule)
                 content = contents[i % len(contents)]
                 reasoning = str(rule.get("reasoning") or "")
+            elif role is not None and role_reply(body.get("model"), text, seed, i) is not None:
+                content = role_reply(body.get("model"), text, seed, i)
             elif _STEP_RE.search(text):
                 reasoning, content = reasoning_reply(text, seed, i, cfg.get("answer"))
                 if role is not None and role.get("words_median"):

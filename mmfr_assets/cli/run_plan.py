@@ -32,7 +32,7 @@ def run_phases(graph, selection: Iterable[dg.AssetKey], subset: str, shards: int
     (with one shard, one phase of one run); the runs of one phase may go at once."""
     selection = list(selection)
     if shards == 1:
-        return [[(subset, selection)]] if selection else []
+        return [[(subset, selection)]]
     late = dg.AssetSelection.assets(
         *[n for n in waits_for_all_shards if graph.has(dg.AssetKey(n))]).downstream().resolve(graph)
     collected = [k for k in selection if k.path[-1] == "collected"]
