@@ -86,14 +86,14 @@ class EndpointMeasure:
     runs_line: str = ""
 
 
-def step_metadata(home: Path) -> dict[str, dict[str, float]]:
+def step_metadata(home: Path, source: Path, lake: Path) -> dict[str, dict[str, float]]:
     """Per role, the model steps' materialization metadata summed over their partitions:
     rows sent, asked again, failed, requests and completion tokens (`llm_*`)."""
     import dagster as dg
 
     from mmfr_assets.definitions import build_definitions
 
-    graph = build_definitions().resolve_asset_graph()
+    graph = build_definitions(str(source), str(lake), {}).resolve_asset_graph()
     roles = {key: next(iter(graph.get(key).pools)) for key in graph.get_all_asset_keys()
              if graph.get(key).pools}
     wanted = ("rows_sent", "rows_asked_again", "rows_failed", "llm_requests_sent", "llm_completion_tokens")
@@ -144,7 +144,7 @@ def run(root: Path, real_sample: Path, *, quick: bool, rows: int | None = None, 
     if code != 0:
         raise RuntimeError(f"mmfr run with endpoints failed (exit {code}):\n{output[-4000:]}")
     line = next((l for l in output.splitlines() if l.startswith("mmfr: launched")), "")
-    measure = EndpointMeasure(planted["rows"], seconds, code, by_role, step_metadata(lake.home), line)
+    measure = EndpointMeasure(planted["rows"], seconds, code, by_role, step_metadata(lake.home, lake.source, lake.lake), line)
     log(f"rehearsal endpoints: {planted['rows']:,} rows ({planted['unannotated']} without annotations, "
         f"{no_answer} of them without the answer), whole graph in {seconds:.0f} s; "
         f"server by role: {json.dumps({r: s['requests'] for r, s in by_role.items()})}")

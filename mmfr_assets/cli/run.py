@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import sys
 from concurrent.futures import Future
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         for run_id in fail_orphaned_runs(instance):
             print(f"mmfr: run {run_id} had died without finishing: marked failed, its pool slots freed",
                   file=sys.stderr)
-        max_runs = args.max_concurrent_runs or instance.get_concurrency_config().run_queue_config.max_concurrent_runs
+        max_runs = max_concurrent_runs(instance, args.max_concurrent_runs)
         side_by_side = max_runs > 1 and not is_chain(units)
         with (worker_pool(min(max_runs, len(units)), run_config) if side_by_side
               else contextlib.nullcontext()) as executor:
@@ -157,6 +158,21 @@ def runs_line(summary, shards: int) -> str:
             f"{summary.seconds:.0f} s; waited {summary.slot_wait_s:.0f} s in all for a free run slot "
             f"(longest {summary.longest_wait_s:.0f} s), their steps {summary.pool_wait_s:.0f} s for "
             f"pool slots" + (f"; {stopped} not run (a failed run stopped its subset)" if stopped else ""))
+
+
+def max_concurrent_runs(instance: dg.DagsterInstance, asked: int | None) -> int:
+    """Runs at once: `--max-concurrent-runs`, else the instance's run queue limit; one on an
+    ephemeral instance (no DAGSTER_HOME), which worker processes could not share."""
+    if instance.is_ephemeral:
+        if asked and asked > 1:
+            print("mmfr: DAGSTER_HOME is not set: runs go one after another (worker processes "
+                  "cannot share an ephemeral instance)", file=sys.stderr)
+        return 1
+    if asked:
+        return asked
+    queue = instance.get_concurrency_config().run_queue_config
+    limit = queue.max_concurrent_runs if queue is not None else 1
+    return (os.cpu_count() or 1) if limit < 0 else max(1, limit)  # -1: no limit, one per CPU
 
 
 def subset_order_of(run_config: dict) -> list[str]:
