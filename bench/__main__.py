@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import dedup, images, llm_client, machine, model_step, quality, rehearsal, run_overhead, shards, verify
@@ -134,25 +135,27 @@ def dedup_section(args, log) -> list[str]:
     return dedup.run(args.out, quick=args.quick, real_sample=real, log=log)
 
 
+def _on_real_sample(args, name: str, run: Callable[[Path, Path], list[str]]) -> list[str]:
+    """`run(out, real_sample)` with its own folder `name` under `--out`, removed after unless `--keep`."""
+    real = Path(os.environ.get("MMFR_REAL_SAMPLE", HERE.parent.parent / "shared" / "real_sample"))
+    try:
+        return run(args.out / name, real)
+    finally:
+        if not args.keep:
+            shutil.rmtree(args.out / name, ignore_errors=True)
+
+
 def rehearsal_section(args, log) -> list[str]:
     """The recipe at scale: a 22-subset source grown from the real rows, the whole CPU graph as
     `mmfr run` runs it, and one templated subset at 1x and 5x (its own lakes under `--out`)."""
-    real = Path(os.environ.get("MMFR_REAL_SAMPLE", HERE.parent.parent / "shared" / "real_sample"))
-    try:
-        return rehearsal.render(rehearsal.run(args.out / "rehearsal", real, quick=args.quick, log=log))
-    finally:
-        if not args.keep:
-            shutil.rmtree(args.out / "rehearsal", ignore_errors=True)
+    return _on_real_sample(args, "rehearsal", lambda out, real: rehearsal.render(
+        rehearsal.run(out, real, quick=args.quick, log=log)))
 
 
 def run_overhead_section(args, log) -> list[str]:
     """`mmfr run` with MMFR_SHARDS=4 vs unsharded, runs one after another vs side by side."""
-    real = Path(os.environ.get("MMFR_REAL_SAMPLE", HERE.parent.parent / "shared" / "real_sample"))
-    try:
-        return run_overhead.render(run_overhead.run(args.out / "run_overhead", real, quick=args.quick, log=log))
-    finally:
-        if not args.keep:
-            shutil.rmtree(args.out / "run_overhead", ignore_errors=True)
+    return _on_real_sample(args, "run_overhead", lambda out, real: run_overhead.render(
+        run_overhead.run(out, real, quick=args.quick, log=log)))
 
 
 SECTIONS = {"model_step": model_step_section, "shards": shards_section, "verify": verify_section, "export": export_section,
