@@ -20,7 +20,7 @@ from mmfr_assets.cli.inputs import (
 from mmfr_assets.cli.orphan_runs import fail_orphaned_runs, run_tags
 from mmfr_assets.cli.plan import after_run, before_run
 from mmfr_assets.errors import InputError
-from mmfr_assets.lineage import LINE, STEP_SHOWN_IN, funnel_stages
+from mmfr_assets.lineage import LINE, NAME, STEP_SHOWN_IN, funnel_stages
 
 # Exit codes (docs/running.md, "Exit codes").
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INPUT_REFUSED = 0, 1, 2
@@ -178,7 +178,7 @@ def max_concurrent_runs(instance: dg.DagsterInstance, asked: int | None) -> int:
 def subset_order_of(run_config: dict) -> list[str]:
     """`deduplicated`'s `subset_order` in the run config (the rank its kept-row rule uses)."""
     ops = (run_config or {}).get("ops") or {}
-    return list((((ops.get("deduplicated") or {}).get("config")) or {}).get("subset_order") or [])
+    return list((((ops.get(NAME.deduplicated) or {}).get("config")) or {}).get("subset_order") or [])
 
 
 def _refusal(result: dg.ExecuteInProcessResult) -> str | None:

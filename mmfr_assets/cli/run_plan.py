@@ -27,7 +27,7 @@ def run_plan(graph, selection: Iterable[dg.AssetKey], subset: str, shards: int,
 
 
 def run_phases(graph, selection: Iterable[dg.AssetKey], subset: str, shards: int,
-               waits_for_all_shards: Sequence[str] = ("deduplicated",)
+               waits_for_all_shards: Sequence[str] = (NAME.deduplicated,)
                ) -> list[list[tuple[str, list[dg.AssetKey]]]]:
     """`run_plan`'s runs in phases: every run of a phase waits for the whole phase before it
     (with one shard, one phase of one run); the runs of one phase may go at once."""
@@ -83,9 +83,9 @@ def run_units(graph, selection: Iterable[dg.AssetKey], subsets: Sequence[str], s
             for key, assets in phase:
                 index = len(units)
                 names = {k.path[-1] for k in assets}
-                if "dedup_signatures" in names:
+                if NAME.dedup_signatures in names:
                     signing.setdefault(subset, []).append(index)
-                if "deduplicated" in names:
+                if NAME.deduplicated in names:
                     holding_dedup.append(index)
                 plain = dict(key.keys_by_dimension) if isinstance(key, dg.MultiPartitionKey) else key
                 units.append(Unit(index, subset, plain, tuple(assets), frozenset(before)))
