@@ -2,7 +2,7 @@
 
     python -m bench            # full run: 20K and 200K-row partitions (~20 min on 2 cores)
     python -m bench --quick    # smoke run: 300 and 1,200 rows (~2 min)
-    python -m bench --only model_step [--quick]   # one section (model_step, shards, verify, export, dedup or rehearsal), spliced into the results file
+    python -m bench --only model_step [--quick]   # one section (model_step, shards, verify, export, dedup, rehearsal or run_overhead), spliced into the results file
 
 Everything generated goes under `--out` (default `bench/out/`, git-ignored) and is deleted at
 the end unless `--keep`; the figures are written to `--results` (default `bench/RESULTS.md` for
@@ -16,9 +16,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from bench import dedup, images, llm_client, machine, model_step, quality, rehearsal, shards, verify
+from bench import dedup, images, llm_client, machine, model_step, quality, rehearsal, run_overhead, shards, verify
 from bench import export as export_bench
 from bench.data import SourceSpec, write_source
 from bench.lake import Lake
@@ -78,7 +79,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--results", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep the generated data and lake")
-    ap.add_argument("--only", choices=["model_step", "shards", "verify", "export", "dedup", "rehearsal"],
+    ap.add_argument("--only", choices=["model_step", "shards", "verify", "export", "dedup", "rehearsal", "run_overhead"],
                     help="run one section and replace it in the results file (the rest is kept)")
     ap.add_argument("--repeats", type=int, help="model_step: runs per case (default 2, 1 with --quick)")
     a = ap.parse_args(argv)
@@ -134,19 +135,31 @@ def dedup_section(args, log) -> list[str]:
     return dedup.run(args.out, quick=args.quick, real_sample=real, log=log)
 
 
+def _on_real_sample(args, name: str, run: Callable[[Path, Path], list[str]]) -> list[str]:
+    """`run(out, real_sample)` with its own folder `name` under `--out`, removed after unless `--keep`."""
+    real = Path(os.environ.get("MMFR_REAL_SAMPLE", HERE.parent.parent / "shared" / "real_sample"))
+    try:
+        return run(args.out / name, real)
+    finally:
+        if not args.keep:
+            shutil.rmtree(args.out / name, ignore_errors=True)
+
+
 def rehearsal_section(args, log) -> list[str]:
     """The recipe at scale: a 22-subset source grown from the real rows, the whole CPU graph as
     `mmfr run` runs it, and one templated subset at 1x and 5x (its own lakes under `--out`)."""
-    real = Path(os.environ.get("MMFR_REAL_SAMPLE", HERE.parent.parent / "shared" / "real_sample"))
-    try:
-        return rehearsal.render(rehearsal.run(args.out / "rehearsal", real, quick=args.quick, log=log))
-    finally:
-        if not args.keep:
-            shutil.rmtree(args.out / "rehearsal", ignore_errors=True)
+    return _on_real_sample(args, "rehearsal", lambda out, real: rehearsal.render(
+        rehearsal.run(out, real, quick=args.quick, log=log)))
+
+
+def run_overhead_section(args, log) -> list[str]:
+    """`mmfr run` with MMFR_SHARDS=4 vs unsharded, runs one after another vs side by side."""
+    return _on_real_sample(args, "run_overhead", lambda out, real: run_overhead.render(
+        run_overhead.run(out, real, quick=args.quick, log=log)))
 
 
 SECTIONS = {"model_step": model_step_section, "shards": shards_section, "verify": verify_section, "export": export_section,
-            "dedup": dedup_section, "rehearsal": rehearsal_section}
+            "dedup": dedup_section, "rehearsal": rehearsal_section, "run_overhead": run_overhead_section}
 
 
 def splice(text: str, section: list[str]) -> str:

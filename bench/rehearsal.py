@@ -13,8 +13,9 @@ distribution (lognormal, median 910 words, p90 3,428) with a running step number
 50-word window repeats, and the real caption, reference, label and pass rate. A share of rows
 plant near-duplicates of rows of other subsets (the question reworded, the figure re-encoded);
 a share have their annotations removed (with no endpoints they are left for the teachers, and
-their drops say so). What is not yet here (issue 34's second part): fake endpoints for the six
-roles with faults, the daemon's backfill over shards, the object store and PostgreSQL.
+their drops say so). Then the six model roles against fake endpoints with per-role faults
+(`bench/rehearsal_endpoints.py`). What is not yet here: the daemon's backfill over shards, the
+object store and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -347,8 +348,11 @@ def run(out: Path, real_sample: Path, *, quick: bool, total: int | None = None,
     for rows in (small, large):
         src = templated_source(real_sample, out / f"templated-{rows}" / "source", rows)
         growth[rows] = run_cli(out / f"templated-{rows}", src, rows, log=log)
+    from bench import rehearsal_endpoints
+
+    endpoints = rehearsal_endpoints.run(out / "endpoints", real_sample, quick=quick, log=log)
     return {"started": started, "load": load, "machine": where, "planted": planted, "whole": whole, "growth": growth,
-            "quick": quick}
+            "quick": quick, "endpoints": endpoints}
 
 
 def render(result: dict) -> list[str]:
@@ -409,4 +413,8 @@ def render(result: dict) -> list[str]:
           for step, mb in sorted(growth[large].step_peaks.items(), key=lambda kv: -kv[1])],
         "",
     ]
+    if "endpoints" in result:
+        from bench import rehearsal_endpoints
+
+        lines += rehearsal_endpoints.render(result["endpoints"])
     return lines

@@ -26,6 +26,7 @@ the same rows again by its own rule, so its drops are not added to the line's. T
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -94,7 +95,50 @@ LINEAGE: tuple[Node, ...] = (
     Node("rl_selected", "stage", "deduplicated", ("rl_rollouts", "rl_verdicts"), place="branch",
          filters=RL_FILTERS, shows=("rl_rollouts", "rl_verdicts"), exportable=True),
 )
+#: The paper's order, the list above as written.
+PAPER_LINEAGE = LINEAGE
+
+
+def lineage_for(target: str) -> tuple[Node, ...]:
+    """The node list of a run ordered for `target` (issue 33): `all` is `PAPER_LINEAGE` itself;
+    `123k`/`586k` the student first (mmfr_assets/student_first/lineage.py)."""
+    from mmfr_assets.student_first.lineage import rewire
+
+    return rewire(PAPER_LINEAGE, target)
+
+
+def _loaded_target() -> str:
+    """`MMFR_TARGET` as the code location loads; a bad value is refused, with its one line, where
+    the definitions are built (`definitions.build_definitions`), not by this import."""
+    from mmfr_assets.errors import InputError
+    from mmfr_assets.settings import target_setting
+
+    try:
+        return target_setting()
+    except InputError:
+        return "all"
+
+
+#: The order this process's lineage is in (the report, the viewer and the funnel read it).
+LOADED_TARGET = _loaded_target()
+LINEAGE = lineage_for(LOADED_TARGET)
 NODES: dict[str, Node] = {node.name: node for node in LINEAGE}
+
+
+class Names:
+    """Every node's name as an attribute (`NAME.distilled`): code names a table through its
+    node, so each name is written once, in its node's line above, and code naming a table no
+    node declares fails when it loads, not when a run reaches it."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        vars(self).update((name, name) for name in names)
+
+    def __getattr__(self, name: str) -> str:  # only reached for a name no node has
+        raise AttributeError(f"{name!r} is not in the lineage (mmfr_assets/lineage.py)")
+
+
+NAME = Names(NODES)
+ROOT: str = LINEAGE[0].name  # the table every other one's rows come from (`collected`)
 
 
 def node(name: str) -> Node:

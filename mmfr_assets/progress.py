@@ -176,6 +176,13 @@ def listening(listener: Listener) -> Iterator[None]:
         _listeners.remove(listener)
 
 
+def deliver(snapshot: Snapshot) -> None:
+    """`snapshot` to every listener of this process (a `Reporter`'s, or one relayed from a
+    worker process of `mmfr run`)."""
+    for listener in list(_listeners):
+        listener(snapshot)
+
+
 class Reporter:
     """Samples one step's counters as it calls `tick()` and reports them.
 
@@ -243,5 +250,4 @@ class Reporter:
 
     @staticmethod
     def _publish(snapshot: Snapshot) -> None:
-        for listener in list(_listeners):
-            listener(snapshot)
+        deliver(snapshot)

@@ -7,6 +7,7 @@ its default and its meaning have one home (docs/configuration.md's Variables tab
 | `MMFR_LAKE` | `lake_location` |
 | `MMFR_LAKE_STORAGE_OPTIONS` | `lake_storage_options` |
 | `MMFR_SHARDS` | `shard_count` |
+| `MMFR_TARGET` | `target_setting` |
 | `MMFR_LLM_CACHE` | `llm_cache_location` |
 | `MMFR_PROMPTS` | `prompts_location` |
 | `MMFR_REPORT_DIR` | `report_location` |
@@ -108,6 +109,16 @@ def shard_count(environ: Optional[Mapping[str, str]] = None) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise InputError(f"MMFR_SHARDS must be a whole number of shards >= 1, got {raw!r}")
     return int(raw)
+
+
+def target_setting(environ: Optional[Mapping[str, str]] = None) -> str:
+    """`MMFR_TARGET`: the order the graph is built in when the code location loads: `all` (the
+    default, the paper's: every row distilled, then the student) or a hard subset, `123k` or
+    `586k` (the student first, the teachers only for rows that can still pass it;
+    mmfr_assets/student_first/)."""
+    from mmfr_assets.student_first.target import parse_target
+
+    return parse_target(_env(environ).get("MMFR_TARGET"), "MMFR_TARGET")
 
 
 def llm_cache_location(environ: Optional[Mapping[str, str]] = None) -> str:

@@ -7,7 +7,9 @@ import re
 import openai
 import pytest
 
-from mmfr_devkit.fake_server import caption_reply, reasoning_reply, start_fake_server
+from mmfr_devkit.fake_server import (
+    caption_reply, prompt_digest, reasoning_reply, reply_words, role_fault, start_fake_server, stretch_reasoning,
+)
 from mmfr_assets_tests.conftest_llm import fake_llm, fake_llm_server  # noqa: F401
 
 
@@ -73,3 +75,60 @@ def test_fraction_and_marker_rules(fake_llm):
     assert 15 <= failures <= 45 and with_marker == 5
     stats = fake_llm.stats()
     assert stats["faults"] == {"503": failures, "500": 5} and stats["completed"] == 60 - failures
+
+
+def test_role_faults_have_their_rates_and_depend_only_on_seed_prompt_and_attempt():
+    rates = {"429": 0.05, "5xx": 0.03, "malformed": 0.02, "empty": 0.01}
+    draws = [role_fault(rates, 7, f"prompt {i}", 0) for i in range(20_000)]
+    assert draws == [role_fault(rates, 7, f"prompt {i}", 0) for i in range(20_000)]
+    assert draws != [role_fault(rates, 8, f"prompt {i}", 0) for i in range(20_000)]
+    shares = {f: sum(d in ({"500", "502", "503"} if f == "5xx" else {f}) for d in draws) / len(draws)
+              for f in rates}
+    assert all(abs(shares[f] - rates[f]) < rates[f] * 0.2 for f in rates), shares
+    assert sum(d is None for d in draws) / len(draws) == pytest.approx(0.89, abs=0.01)
+    with pytest.raises(ValueError, match="unknown role faults"):
+        role_fault({"timeout": 0.1}, 0, "p", 0)
+
+
+def test_role_reasoning_lengths_follow_the_published_traces():
+    role = {"words_median": 910, "words_p90": 3428}
+    lengths = sorted(reply_words(role, 0, f"q {i}", None, 0) for i in range(4_000))
+    assert lengths[len(lengths) // 2] == pytest.approx(910, rel=0.08)
+    assert lengths[int(len(lengths) * 0.9)] == pytest.approx(3428, rel=0.1)
+    reasoning, _ = reasoning_reply("Solve step by step: x", 0, 0, None)
+    long = stretch_reasoning(reasoning, 3_000).split()
+    assert len(long) >= 3_000
+    windows = [tuple(long[i:i + 50]) for i in range(len(long) - 49)]
+    assert len(windows) == len(set(windows))
+
+
+def test_a_role_gets_its_faults_whatever_the_order(fake_llm):
+    roles = {"cot_teacher": {"faults": {"429": 0.2, "5xx": 0.2, "malformed": 0.1, "empty": 0.1},
+                             "words_median": 910, "words_p90": 3428},
+             "judge_llm": {}}
+    client = openai.OpenAI(base_url=fake_llm.url, api_key="EMPTY", max_retries=0)
+
+    def ask(order):
+        fake_llm.configure(seed=5, roles=roles)
+        seen = {}
+        for i in order:
+            try:
+                reply = client.chat.completions.create(
+                    model="cot_teacher", messages=[{"role": "user", "content": f"Solve step by step: {i}"}])
+                seen[i] = reply.choices[0].message.content or "empty"
+            except openai.APIStatusError as error:
+                seen[i] = str(error.status_code)
+            except (openai.APIError, ValueError):
+                seen[i] = "malformed"
+        return seen
+
+    forward = ask(range(40))
+    stats = fake_llm.stats()["by_role"]["cot_teacher"]
+    fake_llm.reset()
+    assert ask(reversed(range(40))) == forward
+    client.close()
+    digest = {i: prompt_digest([{"role": "user", "content": f"Solve step by step: {i}"}]) for i in range(40)}
+    expected = [role_fault(roles["cot_teacher"]["faults"], 5, digest[i], 0) for i in range(40)]
+    assert stats["requests"] == 40 and stats["completed"] == sum(f in (None, "empty") for f in expected)
+    assert stats["faults"] == {f: expected.count(f) for f in set(expected) - {None}}
+    assert stats["completion_tokens"] > 300 * sum(f is None for f in expected)

@@ -185,6 +185,102 @@ def test_computed_selection_is_the_papers(from_scratch):
     assert again["steps"]["teacher_responses"]["completion_basis"].startswith("measured")
     # a re-run of the failing row's subset pays only for what failed: that row's student
     # request (tried twice); every other answer of every role comes from the cache
+    paper_spent = {t: _spent(lake, t) for t in (*TEACHER_TABLES, "student_rollouts")}  # before the cache answers
     before = server.stats()["requests"]
     materialize_all(defs, [FAILING[0]], oracle)
     assert server.stats()["requests"] - before == 2
+    check_student_first(defs, lake, subsets, oracle, paper_spent)
+
+
+#: The tables whose asks and tokens the two orders are compared by (issue 33).
+TEACHER_TABLES = ("teacher_captions", "teacher_responses")
+ORDERS = {"123k": "difficulty_filtered", "586k": "difficulty_filtered_586k"}
+
+
+def _spent(lake: Path, table: str) -> pl.DataFrame:
+    """Per row a model step asked for: (subset, id, attempts, prompt + completion tokens paid)."""
+    return pl.read_delta(str(lake / table)).filter(pl.col("attempts") > 0).select(
+        "subset", "id", "attempts",
+        (pl.col("prompt_tokens").fill_null(0) + pl.col("completion_tokens").fill_null(0)).alias("tokens"))
+
+
+def _cost(asked: pl.DataFrame, paid: dict) -> tuple[int, int]:
+    """(asks, tokens) of the rows asked, each row's tokens where its replies were paid (a run the
+    cache answered records none)."""
+    return int(asked["attempts"].sum()), sum(paid.get(key, 0) for key in asked.select("subset", "id").iter_rows())
+
+
+def check_student_first(defs: dg.Definitions, lake: Path, subsets: list[str], oracle: PaperOracle,
+                        paper_spent: dict[str, pl.DataFrame]) -> None:
+    """Issue 33: on the same lake, replies and cache, each target's set in the student-first
+    order equals the paper order's. Only the assets the order changes are re-materialized (from
+    `deduplicated` down, the RL set aside), on the lake the paper's order just wrote; the cache
+    answers every student request the paper's order made (the request has no teacher output
+    in it: the same question and image, the same key). Prints bench/RESULTS.md's figures."""
+    import time
+
+    from mmfr_assets.student_first.target import TARGETS
+
+    started = time.monotonic()
+    paper = {recipe: computed(lake, recipe) for recipe in ORDERS.values()}
+    tables = (*TEACHER_TABLES, "student_rollouts")
+    paid: dict[str, dict] = {t: {} for t in tables}  # (subset, id) -> tokens, wherever paid
+
+    def record(spent: dict[str, pl.DataFrame] | None = None) -> dict[str, tuple[int, int]]:
+        figures = {}
+        for t in tables:
+            asked = spent[t] if spent else _spent(lake, t)
+            for subset, row, tokens in asked.select("subset", "id", "tokens").iter_rows():
+                paid[t][(subset, row)] = max(paid[t].get((subset, row), 0), tokens)
+            figures[t] = _cost(asked, paid[t])
+        return figures
+
+    def line(order: str, target: str, f: dict, equal: str) -> str:
+        return (f"| {order} | {target} | {sum(f[t][0] for t in TEACHER_TABLES)} | "
+                f"{sum(f[t][1] for t in TEACHER_TABLES):,} | {f['student_rollouts'][0]} | "
+                f"{f['student_rollouts'][1]:,} | {equal} |")
+
+    student_rows = pl.read_delta(str(lake / "student_rollouts")).select("subset", "id", "sample_answers")
+    lines = ["| order | target | teacher asks (caption + trace) | teacher tokens | student asks | student tokens "
+             "| recipe set |", "| --- |" + " --- |" * 6, line("paper", "all", record(paper_spent), "-")]
+    for target, recipe in ORDERS.items():
+        ordered = build_definitions(defs.resources["source"].path, str(lake), {}, target=target)
+        graph = ordered.resolve_asset_graph()
+        changed = [k for k in dg.AssetSelection.assets("deduplicated").downstream().resolve(graph)
+                   if k.path[-1] not in ("deduplicated", *(set(ORDERS.values()) - {recipe}))
+                   and not k.path[-1].startswith("rl_") and graph.get(k).partitions_def]
+        student_calls = oracle.calls.get("student_llm", 0)
+        job = ordered.resolve_implicit_global_asset_job_def()
+        covered = 0
+        for subset in subsets:
+            result = job.execute_in_process(partition_key=subset, instance=dg.DagsterInstance.ephemeral(),
+                                            run_config=RUN_CONFIG, asset_selection=changed, raise_on_error=False)
+            assert result.success, (target, subset, [e.message for e in result.all_events if e.is_failure])
+            quality = next(e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
+                           if e.asset_key.path[-1] == "quality_filtered")
+            coverage = quality.get("coverage")  # said plainly where rows were not distilled
+            assert coverage is None or "covers only the" in coverage.value, coverage
+            covered += coverage is not None
+        assert covered, "no subset's quality set said it covers only the distilled rows"
+        ours = computed(lake, recipe)
+        assert ours == paper[recipe], (target, sorted(ours ^ paper[recipe]))
+        # the student's request holds no teacher output: the cache answered the paper order's rows
+        # with the same replies, and only rows the paper's order never asked reached the server
+        again = pl.read_delta(str(lake / "student_rollouts")).select("subset", "id", "sample_answers")
+        assert student_rows.join(again, on=["subset", "id"], suffix="_now").filter(
+            pl.col("sample_answers") != pl.col("sample_answers_now")).height == 0
+        new_rows = again.height - student_rows.height
+        assert oracle.calls.get("student_llm", 0) - student_calls <= (new_rows if target == "123k" else 0)
+        # every deduplicated row has the student's verdict; the teachers asked for none of the rows
+        # `distilled` dropped as `teacher_skipped_easy`, each with the rule in its detail
+        assert pl.read_delta(str(lake / "student_verdicts")).height == pl.read_delta(str(lake / "deduplicated")).height
+        skipped = pl.read_delta(str(lake / "rejections")).filter(pl.col("stage") == "distilled")
+        assert skipped.height > 0 and set(skipped["reason"]) == {"teacher_skipped_easy"}
+        assert skipped["detail"].str.contains(TARGETS[target].rule, literal=True).all()
+        for teacher in TEACHER_TABLES:
+            assert skipped.join(_spent(lake, teacher), on=["subset", "id"]).height == 0
+        distilled = pl.read_delta(str(lake / "distilled")).height
+        lines.append(line("student first", target, record(),
+                          f"{len(ours)} rows, equal ({distilled} rows distilled, {skipped.height} skipped)"))
+    print("\n".join(lines))  # bench/RESULTS.md, "Student-first order"
+    print(f"both student-first orders: {time.monotonic() - started:.0f} s")  # the test's added cost

@@ -38,6 +38,23 @@ Faults come from ``rules`` (first matching rule wins).  A rule is a dict::
 A 4xx/5xx fault's error message is the rule's "message" when given ("injected fault N"
 otherwise), so tests can reproduce a real server's words.
 
+Roles (a cluster's endpoints as the rehearsal sees them): ``roles`` maps a request's model name
+(e.g. ``cot_teacher``) to that endpoint's behaviour, so one server can stand for all six::
+
+    {"roles": {"cot_teacher": {"faults": {"429": 0.03, "5xx": 0.02, "malformed": 0.01,
+                                          "empty": 0.01},
+                               "latency_s": 2.0, "latency_sigma": 1.0,
+                               "words_median": 910, "words_p90": 3428}}}
+
+A role named after one of the six (``cleaner_llm``, ``answer_llm``, ``judge_llm``) answers in
+the form its prompt asks for (``role_reply``). ``faults`` are the shares of requests answered
+with that fault (``5xx`` one of 500, 502, 503);
+``latency_s``/``latency_sigma`` a lognormal latency of that mean; ``words_median``/``words_p90``
+a lognormal reasoning length in words for step-by-step replies. Every draw is a function of
+(``seed``, the prompt, how many times that prompt was asked): the same requests get the same
+faults, latencies and lengths in whatever order they arrive. ``/admin/stats`` counts per role
+(``by_role``: requests, completed, faults, completion tokens). Rules still apply first.
+
 Run standalone: ``python -m mmfr_devkit.fake_server --port 0 --latency 0.05``
 prints the base URL (``http://127.0.0.1:PORT/v1``) on its first stdout line.
 """
@@ -227,6 +244,79 @@ def caption_reply(text: str, seed: Any, index: int) -> str:
     return " ".join(s.format(**nums) for s in sentences)
 
 
+#: Faults a role's ``faults`` may name; ``5xx`` is one of these statuses, drawn per request.
+ROLE_FAULTS = ("429", "5xx", "malformed", "empty")
+_5XX = ("500", "502", "503")
+
+
+def role_fault(rates: dict[str, float], seed: Any, digest: str, attempt: int) -> Optional[str]:
+    """The fault for attempt ``attempt`` of the prompt ``digest`` under a role's ``rates``
+    ({fault: share of requests}), or None: one uniform draw per (seed, prompt, attempt) against
+    the shares stacked in ``ROLE_FAULTS`` order, so a retry draws again and the same requests
+    get the same faults in any arrival order."""
+    unknown = set(rates) - set(ROLE_FAULTS)
+    if unknown:
+        raise ValueError(f"unknown role faults {sorted(unknown)}; known: {', '.join(ROLE_FAULTS)}")
+    draw = _rng("fault", seed, digest, attempt)
+    u, edge = draw.random(), 0.0
+    for fault in ROLE_FAULTS:
+        edge += float(rates.get(fault) or 0.0)
+        if u < edge:
+            return draw.choice(_5XX) if fault == "5xx" else fault
+    return None
+
+
+def reply_words(role: dict[str, Any], seed: Any, text: str, request_seed: Any, index: int) -> int:
+    """A reasoning length in words: lognormal with the role's ``words_median`` and
+    ``words_p90`` (the published traces': 910 and 3,428), drawn per prompt and choice."""
+    median = float(role["words_median"])
+    p90 = float(role.get("words_p90") or median)
+    sigma = math.log(p90 / median) / 1.2816 if p90 > median else 0.0  # z of the 90th percentile
+    return max(60, round(_rng("words", seed, text, request_seed, index).lognormvariate(math.log(median), sigma)))
+
+
+def stretch_reasoning(reasoning: str, words: int) -> str:
+    """``reasoning`` cycled or cut to ``words`` words, a running ``(k)`` after each cycle's
+    sentence start so that no 50-word window repeats (the repetition rule would drop it)."""
+    source = reasoning.split()
+    out: list[str] = []
+    k = 0
+    while len(out) < words:
+        for w in source:
+            out.append(w)
+            if len(out) % 25 == 0:
+                k += 1
+                out.append(f"({k})")
+            if len(out) >= words:
+                break
+    return " ".join(out)
+
+
+_NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+_CANDIDATE_RE = re.compile(r"^(\d+)\. ", re.M)
+
+
+def role_reply(role: str, text: str, seed: Any, index: int) -> Optional[str]:
+    """The reply a model in ``role`` gives in the form its prompt asks for (prompts/), for the
+    roles whose replies are not step-by-step solutions or captions; None for those. The
+    judges say EQUIVALENT for about 70% of the answers."""
+    rng = _rng("role", role, text, seed, index)
+    if role == "cleaner_llm":
+        return "No Problem"
+    if role == "answer_llm":
+        solution = text.split("Solution:", 1)[-1]
+        options = _OPTION_RE.findall(solution)
+        numbers = _NUMBER_RE.findall(solution)
+        return f"<answer>{options[-1] if options else numbers[-1] if numbers else 'A'}</answer>"
+    if role == "judge_llm":
+        verdict = lambda: "EQUIVALENT" if rng.random() < 0.7 else "DIFFERENT"  # noqa: E731
+        if "Student's final answers:" in text:
+            count = len(_CANDIDATE_RE.findall(text.split("Student's final answers:", 1)[1]))
+            return "\n".join(f"JUDGMENT {k}: {verdict()}" for k in range(1, max(count, 1) + 1))
+        return f"Analysis: the two answers were compared.\nJUDGMENT: {verdict()}"
+    return None
+
+
 def rule_reply_contents(rule: dict[str, Any]) -> list[str]:
     """The scripted contents of a "reply" rule (``contents`` or ``content``)."""
     contents = rule.get("contents")
@@ -270,6 +360,8 @@ class FakeOpenAIServer:
         self.first_request_at: Optional[float] = None  # time.time() of the first request received
         self.last_completion_at: Optional[float] = None  # ... and of the last completion sent
         self.faults: dict[str, int] = {}
+        self.by_role: dict[str, dict[str, Any]] = {}
+        self._asked: dict[tuple[str, str], int] = {}  # (role, prompt digest) -> times asked
         self.by_prompt: dict[str, int] = {}
         self.completed_by_prompt: dict[str, int] = {}
         self._rule_hits: dict[int, int] = {}
@@ -293,7 +385,8 @@ class FakeOpenAIServer:
                                "faults": dict(self.faults), "first_request_at": self.first_request_at,
                                "last_completion_at": self.last_completion_at,
                                "in_flight_seconds": self.in_flight_seconds,
-                               "served_seconds": self.served_seconds}
+                               "served_seconds": self.served_seconds,
+                               "by_role": copy.deepcopy(self.by_role)}
         if detail:
             out["by_prompt"] = dict(self.by_prompt)
             out["completed_by_prompt"] = dict(self.completed_by_prompt)
@@ -376,18 +469,36 @@ class FakeOpenAIServer:
             if cfg.get("api_key") and request.headers.get("Authorization") != f"Bearer {cfg['api_key']}":
                 return self._error(401, "invalid API key", request)
 
-            rule = self._match_rule(text, digest, body.get("model"))
+            model = body.get("model")
+            role = (cfg.get("roles") or {}).get(model) if isinstance(model, str) else None
+            attempt = 0
+            if role is not None:
+                attempt = self._asked.get((model, digest), 0)
+                self._asked[(model, digest)] = attempt + 1
+                counts = self.by_role.setdefault(model, {"requests": 0, "completed": 0, "faults": {},
+                                                         "completion_tokens": 0})
+                counts["requests"] += 1
+            rule = self._match_rule(text, digest, model)
             fault = str(rule["fault"]) if rule else None
+            if fault is None and role is not None:
+                fault = role_fault(role.get("faults") or {}, cfg.get("seed", 0), digest, attempt)
+                rule = {"fault": fault, "retry_after": role.get("retry_after")} if fault else None
             if fault:
                 self.faults[fault] = self.faults.get(fault, 0) + 1
+                if role is not None:
+                    counts["faults"][fault] = counts["faults"].get(fault, 0) + 1
 
-            latency = float(cfg.get("latency_s") or 0.0)
-            if cfg.get("latency_sigma") and latency > 0:
-                # heavy-tailed, as long generations are: lognormal with mean latency_s
-                sigma = float(cfg["latency_sigma"])
-                latency = self._rng.lognormvariate(math.log(latency) - sigma * sigma / 2, sigma)
+            latency = float((role or cfg).get("latency_s") or 0.0)
+            sigma = float((role or cfg).get("latency_sigma") or 0.0)
+            if sigma and latency > 0:
+                # heavy-tailed, as long generations are: lognormal with mean latency_s (a role's
+                # drawn from the request, the server's from its seeded sequence)
+                draw = _rng("latency", cfg.get("seed", 0), digest, attempt) if role is not None else self._rng
+                latency = draw.lognormvariate(math.log(latency) - sigma * sigma / 2, sigma)
             if cfg.get("latency_jitter_s"):
                 latency += _rng("jitter", text, body.get("seed")).random() * float(cfg["latency_jitter_s"])
+            if fault == "429" and role is not None:
+                latency = 0.0  # a rate limit answers at once
             if fault == "delay":
                 latency += float(rule.get("latency_s", 1.0))
             if fault == "hang":
@@ -414,7 +525,10 @@ class FakeOpenAIServer:
                     request.transport.abort()
                 raise asyncio.CancelledError()
 
-            response = self._completion(body, messages, text, fault, rule or {})
+            response = self._completion(body, messages, text, fault, rule or {}, role)
+            if role is not None:
+                counts["completed"] += 1
+                counts["completion_tokens"] += response["usage"]["completion_tokens"]
             self.completed += 1
             self.last_completion_at = time.time()
             self.completed_by_prompt[digest] = self.completed_by_prompt.get(digest, 0) + 1
@@ -445,7 +559,7 @@ class FakeOpenAIServer:
         self.in_flight += change
 
     def _completion(self, body: dict[str, Any], messages: list, text: str, fault: Optional[str],
-                    rule: dict[str, Any]) -> dict:
+                    rule: dict[str, Any], role: Optional[dict[str, Any]] = None) -> dict:
         cfg = self.config
         n = int(body.get("n") or 1)
         seed = body.get("seed")
@@ -461,8 +575,13 @@ class FakeOpenAIServer:
                 contents = rule_reply_contents(rule)
                 content = contents[i % len(contents)]
                 reasoning = str(rule.get("reasoning") or "")
+            elif role is not None and role_reply(body.get("model"), text, seed, i) is not None:
+                content = role_reply(body.get("model"), text, seed, i)
             elif _STEP_RE.search(text):
                 reasoning, content = reasoning_reply(text, seed, i, cfg.get("answer"))
+                if role is not None and role.get("words_median"):
+                    words = reply_words(role, cfg.get("seed", 0), text, seed, i)
+                    reasoning = stretch_reasoning(reasoning, words)
             elif _CAPTION_RE.search(text):
                 content = caption_reply(text, seed, i)
             else:

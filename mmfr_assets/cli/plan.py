@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from mmfr_assets.lineage import NAME
 from mmfr_assets.llm.resource import ROLES, LLMEndpoint
 
 
@@ -40,7 +41,7 @@ def source_frames(defs: dg.Definitions, run_config: Mapping[str, Any]):
     from mmfr_assets.collection.assets import CollectedConfig
     from mmfr_assets.collection.source import mapped_tables
 
-    given = (((run_config.get("ops") or {}).get("collected") or {}).get("config")) or {}
+    given = (((run_config.get("ops") or {}).get(NAME.collected) or {}).get("config")) or {}
     config = CollectedConfig(**given)
     source = defs.resources["source"]
 
@@ -79,11 +80,27 @@ def plan(args: argparse.Namespace) -> int:
     validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
     subsets = parse_subsets(args.subsets, build_partition_keys(defs))
     result = make_plan(defs, subsets, run_config)
+    orders = _orders(result, defs, subsets, args.target)
     if args.json:
-        print(json.dumps(result.as_json(), indent=2))
+        print(json.dumps({**result.as_json(), **({"orders": orders[0]} if orders else {})}, indent=2))
     else:
-        print("\n".join(plan_lines(result)))
+        print("\n".join(plan_lines(result) + (orders[1] if orders else [])))
     return 0
+
+
+def _orders(result, defs: dg.Definitions, subsets: list[str], target: str | None):
+    """With a hard subset as `--target` (or `MMFR_TARGET`): both orders side by side, as JSON
+    and as lines (`planning/orders.py`); None for the paper's order alone."""
+    from mmfr_assets.planning.counting import Rows
+    from mmfr_assets.planning.orders import comparison, comparison_lines, measured_shares
+    from mmfr_assets.settings import target_setting
+    from mmfr_assets.student_first.target import parse_target, target_of
+
+    chosen = target_of(parse_target(target) if target is not None else target_setting())
+    if chosen is None:
+        return None
+    shares = measured_shares(Rows(defs.resources["lake"]), subsets, chosen)
+    return comparison(result, chosen, shares), comparison_lines(result, chosen, shares)
 
 
 def add_parser(commands) -> None:
@@ -95,25 +112,31 @@ def add_parser(commands) -> None:
     parser.add_argument("--config", help="YAML Dagster run config, as `mmfr run` takes it")
     parser.add_argument("--json", action="store_true", help="one JSON object: `roles` maps each role's "
                         "resource key to its requests, prompt_tokens, completion_tokens and the rest")
+    parser.add_argument("--target", help="all (default: MMFR_TARGET, else all), 586k or 123k: with a hard "
+                        "subset, the paper's order and the student-first order side by side (requests, tokens, "
+                        "GPU-hours per role, the saving); JSON under `orders`")
     parser.set_defaults(handler=plan)
 
 
 def _plan_in_child(subsets: list[str], run_config: Mapping[str, Any],
-                   selection: Sequence[str] | None) -> tuple[list[str], dict] | None:
+                   selection: Sequence[str] | None, target: str | None = None) -> tuple[list[str], dict] | None:
     """`before_run`'s work, in a fresh interpreter: the definitions as the parent built them
-    (the same environment), the plan's lines and its JSON; None when no model step is planned."""
+    (the same environment), the plan's lines and its JSON (with a hard subset as `target`, both
+    orders side by side under them); None when no model step is planned."""
     from mmfr_assets.definitions import build_definitions
     from mmfr_assets.planning.render import plan_lines
 
     keys = None if selection is None else [dg.AssetKey(name) for name in selection]
-    planned = make_plan(build_definitions(), subsets, run_config, keys)
+    defs = build_definitions()
+    planned = make_plan(defs, subsets, run_config, keys)
     if not planned.roles:
         return None
-    return plan_lines(planned), planned.as_json()
+    orders = _orders(planned, defs, subsets, target)
+    return plan_lines(planned) + (orders[1] if orders else []), planned.as_json()
 
 
 def before_run(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str, Any],
-               selection: Sequence[dg.AssetKey] | None = None) -> dict | None:
+               selection: Sequence[dg.AssetKey] | None = None, target: str | None = None) -> dict | None:
     """The plan at the top of `mmfr run`'s output, kept beside the lake for the report's
     planned-vs-actual table; None (and one line saying why) where it cannot be made: the plan
     informs, it never stops a run. Made in a child process: reading the whole source left the
@@ -130,7 +153,7 @@ def before_run(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str
     names = None if selection is None else [key.to_user_string() for key in selection]
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            made = pool.submit(_plan_in_child, list(subsets), dict(run_config), names).result()
+            made = pool.submit(_plan_in_child, list(subsets), dict(run_config), names, target).result()
         if made is None:
             return None
         lines, plan_json = made

@@ -6,9 +6,11 @@ made and how long they took, and the plan against what happened."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 import sys
-import time
+from concurrent.futures import Future
 
 import dagster as dg
 
@@ -18,7 +20,7 @@ from mmfr_assets.cli.inputs import (
 from mmfr_assets.cli.orphan_runs import fail_orphaned_runs, run_tags
 from mmfr_assets.cli.plan import after_run, before_run
 from mmfr_assets.errors import InputError
-from mmfr_assets.lineage import LINE, STEP_SHOWN_IN, funnel_stages
+from mmfr_assets.lineage import LINE, NAME, STEP_SHOWN_IN, funnel_stages
 
 # Exit codes (docs/running.md, "Exit codes").
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INPUT_REFUSED = 0, 1, 2
@@ -33,15 +35,23 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("--max-samples", type=int, help="collect the first N rows only")
     parser.add_argument("--config", help="YAML Dagster run config (asset config, resources)")
+    parser.add_argument("--target", help="all (default: MMFR_TARGET, else all: the paper's order), 586k or "
+                        "123k: the student first, the teachers only for rows whose pass rate can still pass "
+                        "that recipe (docs/running.md)")
+    parser.add_argument(
+        "--max-concurrent-runs", type=int, metavar="N",
+        help="Dagster runs at once, each in a worker process (default: the instance's run queue "
+             "limit, concurrency.runs.max_concurrent_runs); 1 runs them one after another in this process",
+    )
     parser.set_defaults(handler=run)
 
 
 
 def run(args: argparse.Namespace) -> int:
     from mmfr_assets.definitions import build_definitions
-    from mmfr_assets.partitions import key_label
     from mmfr_assets.cli.progress_view import showing_progress
-    from mmfr_assets.cli.run_plan import run_plan
+    from mmfr_assets.cli.run_plan import is_chain, run_units
+    from mmfr_assets.cli.run_pool import execute_unit, schedule, submitter, worker_pool
     from mmfr_assets.reporting.funnel import funnel_lines
     from mmfr_assets.settings import shard_count
 
@@ -51,8 +61,14 @@ def run(args: argparse.Namespace) -> int:
             f"--max-samples must be a positive number of rows, got {args.max_samples} "
             "(leave it out to collect every row)"
         )
+    if args.max_concurrent_runs is not None and args.max_concurrent_runs <= 0:
+        raise InputError(f"--max-concurrent-runs must be 1 or more, got {args.max_concurrent_runs}")
     run_config = run_config_of(args.config, args.max_samples)
-    defs = build_definitions()
+    defs = build_definitions(target=args.target)
+    if args.target is not None:  # the worker processes (spawned) build the graph in the same order
+        from mmfr_assets.student_first.target import parse_target
+
+        os.environ["MMFR_TARGET"] = parse_target(args.target)
     job = defs.resolve_implicit_global_asset_job_def()
     validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
     subsets = parse_subsets(args.subsets, build_partition_keys(defs))
@@ -64,63 +80,112 @@ def run(args: argparse.Namespace) -> int:
         selection = list(
             dg.AssetSelection.assets(args.until).upstream().resolve(defs.resolve_asset_graph())
         )
-    planned = before_run(defs, subsets, run_config, selection)  # the plan heads the output (issue 28)
+    planned = before_run(defs, subsets, run_config, selection, args.target)  # the plan heads the output (issue 28)
     # Per-subset runs hold the partitioned assets only; the unpartitioned `report` (over all
     # subsets) is materialized on its own (`make run`, or from the UI).
     graph = defs.resolve_asset_graph()
     selection = [k for k in (selection or graph.get_all_asset_keys()) if graph.get(k).partitions_def]
-    failed, refused = [], []
-    status: dict[str, dict[str, str]] = {}
-    runs, started = 0, time.monotonic()
+    units = run_units(graph, selection, subsets, shard_count(), subset_order_of(run_config))
     with open_instance() as instance, showing_progress():
         for run_id in fail_orphaned_runs(instance):
             print(f"mmfr: run {run_id} had died without finishing: marked failed, its pool slots freed",
                   file=sys.stderr)
-        for subset in subsets:
-            print(f"mmfr: materializing {subset} ({args.until or 'all assets'})", flush=True)
-            # One run per subset; with MMFR_SHARDS > 1, `collected` then a run per shard
-            # (mmfr_assets/cli/run_plan.py), each shard's stages merged into one status.
-            status[subset] = {}
-            for key, assets in run_plan(graph, selection, subset, shard_count()):
-                runs += 1
-                result = job.execute_in_process(
-                    run_config=run_config,
-                    instance=instance,
-                    partition_key=key,
-                    asset_selection=assets,
-                    raise_on_error=False,
-                    tags={"mmfr/command": "run", **run_tags()},
-                )
-                for stage, state in stage_status(result).items():
-                    status[subset][stage] = merge_status(status[subset].get(stage, "not run"), state)
-                if result.success:
-                    continue
-                reason = _refusal(result)
-                if reason is not None:
-                    refused.append(subset)
-                    print(f"mmfr: input refused: {reason}", file=sys.stderr)
-                else:
-                    failed.append(subset)
-                    print(f"mmfr: run {result.run_id} for {key_label(key)} FAILED", file=sys.stderr)
-                break
-    print("\n".join(funnel_lines(lake_of(defs), subsets, status)))
-    print(runs_line(runs, time.monotonic() - started, shard_count()))
+        max_runs = max_concurrent_runs(instance, args.max_concurrent_runs)
+        side_by_side = max_runs > 1 and not is_chain(units)
+        with (worker_pool(min(max_runs, len(units)), run_config) if side_by_side
+              else contextlib.nullcontext()) as executor:
+            if executor is not None:
+                submit = submitter(executor)
+            else:  # one run at a time, in this process, as before runs went side by side
+                max_runs = 1
+
+                def submit(unit):
+                    future = Future()
+                    future.set_result(execute_unit(unit, job, instance, run_config))
+                    return future
+            report = Report(subsets, args.until)
+            summary = schedule(units, submit, max_runs, on_start=report.started, on_end=report.ended)
+    print("\n".join(funnel_lines(lake_of(defs), subsets, report.status)))
+    print(runs_line(summary, shard_count()))
     after_run(planned, defs)
-    if failed:
-        print(f"mmfr: failed subsets: {', '.join(failed)}", file=sys.stderr)
+    if report.failed:
+        print(f"mmfr: failed subsets: {', '.join(report.failed)}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    if refused:  # each refusal was printed as its one line above
+    if report.refused:  # each refusal was printed as its one line above
         return EXIT_INPUT_REFUSED
     return EXIT_OK
 
 
-def runs_line(runs: int, seconds: float, shards: int) -> str:
-    """How many Dagster runs `mmfr run` made and how long they took: they run one after another
-    in this process (a backfill from the UI runs them side by side, within the pools)."""
-    per = f" ({seconds / runs:.1f} s each)" if runs else ""
+class Report:
+    """What `mmfr run` prints as its runs start and end, and the status it gathers: a subset's
+    first line when its first run starts, a failed or refused run's line when it ends."""
+
+    def __init__(self, subsets: list[str], until: str | None) -> None:
+        self.until = until
+        self.status: dict[str, dict[str, str]] = {subset: {} for subset in subsets}
+        self.shown: set[str] = set()
+        self.failed: list[str] = []
+        self.refused: list[str] = []
+
+    def started(self, unit) -> None:
+        if unit.subset not in self.shown:
+            print(f"mmfr: materializing {unit.subset} ({self.until or 'all assets'})", flush=True)
+            self.shown.add(unit.subset)
+
+    def ended(self, launch) -> None:
+        from mmfr_assets.partitions import key_label
+
+        outcome, subset = launch.outcome, launch.unit.subset
+        if outcome is None:  # stopped by a failure of its subset
+            return
+        # each shard's stages merged into one status (`merge_status`)
+        for stage, state in outcome.status.items():
+            self.status[subset][stage] = merge_status(self.status[subset].get(stage, "not run"), state)
+        if outcome.success:
+            return
+        if outcome.refusal is not None:
+            self.refused.append(subset)
+            print(f"mmfr: input refused: {outcome.refusal}", file=sys.stderr)
+        else:
+            self.failed.append(subset)
+            key = launch.unit.key
+            label = key_label(key if isinstance(key, str) else dg.MultiPartitionKey(key))
+            print(f"mmfr: run {outcome.run_id} for {label} FAILED", file=sys.stderr)
+
+
+def runs_line(summary, shards: int) -> str:
+    """How many Dagster runs `mmfr run` launched, how many went at once, how long they took and
+    waited: for a free run slot (`--max-concurrent-runs`) once what they wait for had ended,
+    and their steps for the pools' slots (the endpoints' bounds)."""
+    runs = len(summary.launched)
     shape = "one per subset" if shards == 1 else f"collected, then each of {shards} shards per subset"
-    return (f"mmfr: {runs} Dagster run{'s' if runs != 1 else ''} ({shape}), one after another, in "
-            f"{seconds:.0f} s{per}; a backfill from the UI runs them side by side within the pools")
+    at_once = "one after another" if summary.most_at_once <= 1 else f"up to {summary.most_at_once} at once"
+    stopped = len(summary.launches) - runs
+    return (f"mmfr: launched {runs} Dagster run{'s' if runs != 1 else ''} ({shape}), {at_once}, in "
+            f"{summary.seconds:.0f} s; waited {summary.slot_wait_s:.0f} s in all for a free run slot "
+            f"(longest {summary.longest_wait_s:.0f} s), their steps {summary.pool_wait_s:.0f} s for "
+            f"pool slots" + (f"; {stopped} not run (a failed run stopped its subset)" if stopped else ""))
+
+
+def max_concurrent_runs(instance: dg.DagsterInstance, asked: int | None) -> int:
+    """Runs at once: `--max-concurrent-runs`, else the instance's run queue limit; one on an
+    ephemeral instance (no DAGSTER_HOME), which worker processes could not share."""
+    if instance.is_ephemeral:
+        if asked and asked > 1:
+            print("mmfr: DAGSTER_HOME is not set: runs go one after another (worker processes "
+                  "cannot share an ephemeral instance)", file=sys.stderr)
+        return 1
+    if asked:
+        return asked
+    queue = instance.get_concurrency_config().run_queue_config
+    limit = queue.max_concurrent_runs if queue is not None else 1
+    return (os.cpu_count() or 1) if limit < 0 else max(1, limit)  # -1: no limit, one per CPU
+
+
+def subset_order_of(run_config: dict) -> list[str]:
+    """`deduplicated`'s `subset_order` in the run config (the rank its kept-row rule uses)."""
+    ops = (run_config or {}).get("ops") or {}
+    return list((((ops.get(NAME.deduplicated) or {}).get("config")) or {}).get("subset_order") or [])
 
 
 def _refusal(result: dg.ExecuteInProcessResult) -> str | None:

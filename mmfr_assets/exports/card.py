@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
+from mmfr_assets.lineage import NAME
+
 
 def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
@@ -234,6 +236,7 @@ def dataset_card(
                   f"({name.bound}; {source})."
                   + (f" This differs from the paper's {name.short.upper()} rule ({name.paper_rule}): "
                      "the asset was configured otherwise." if name.paper_rule else ""), ""]
+    lines += _coverage_lines(asset, funnel)
     with_rows = sorted(subset for subset, rows in counts.items() if rows)
     empty = len(counts) - len(with_rows)
     lines += [
@@ -298,18 +301,34 @@ def dataset_card(
     return "\n".join(lines) + "\n"
 
 
+def _coverage_lines(asset: str, funnel: Sequence[Mapping]) -> list[str]:
+    """Where the lake was built in the student-first order (issue 33), what the set covers, in
+    plain words at the top of the card; nothing for the paper's order."""
+    from mmfr_assets.student_first.coverage import coverage_text, skipped_counts
+
+    skipped, distilled = skipped_counts(funnel)
+    if not skipped:
+        return []
+    if asset.startswith("difficulty_filtered"):
+        return [f"**Built in the student-first order: {skipped:,} deduplicated rows the student solves too often "
+                "for the target recipe were never distilled (`teacher_skipped_easy`, in the funnel). This "
+                "recipe's rows are the ones the paper's order keeps; the tables before it (`distilled`, "
+                f"`quality_filtered`) cover only the {distilled:,} distilled rows.**", ""]
+    return [f"**This set {coverage_text(skipped, distilled)}.**", ""]
+
+
 def decontamination_lines(recipe: Mapping[str, Mapping[str, Mapping[str, str]]],
                           funnel: Sequence[Mapping]) -> list[str]:
     """Which benchmarks `deduplicated` checked and how many rows each removed (summed over the
     exported subsets, from the materializations' `decontamination/benchmarks`), and the
     near-duplicates removed (from the funnel)."""
     checked: dict[str, list[int]] = {}  # benchmark -> [items, rows removed]
-    for entries in recipe.get("deduplicated", {}).values():
+    for entries in recipe.get(NAME.deduplicated, {}).values():
         for name, figures in json.loads(entries.get("decontamination/benchmarks", "{}")).items():
             seen = checked.setdefault(name, [figures["items"], 0])
             seen[1] += figures["rows_removed"]
     removed = {r: sum(int(x["rows"]) for x in funnel
-                      if x["stage"] == "deduplicated" and x["reason"] == r)
+                      if x["stage"] == NAME.deduplicated and x["reason"] == r)
                for r in ("duplicate_of", "contaminated")}
     lines = ["## Near-duplicates and benchmark decontamination",
              f"`deduplicated` removed {removed['duplicate_of']} near-duplicates of rows kept "
@@ -319,7 +338,7 @@ def decontamination_lines(recipe: Mapping[str, Mapping[str, Mapping[str, str]]],
                   "the images):"]
         lines += _table(["benchmark", "items", "rows removed"],
                         [(n, v[0], v[1]) for n, v in sorted(checked.items())])
-    elif recipe.get("deduplicated"):
+    elif recipe.get(NAME.deduplicated):
         lines.append("No benchmark was configured: the rows were not checked against any.")
     else:
         lines.append("Which benchmarks were checked is unknown (no materialization records).")

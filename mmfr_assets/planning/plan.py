@@ -5,7 +5,7 @@ the totals per role and overall (`mmfr plan`, the top of `mmfr run`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mmfr_assets.llm.resource import ROLES, LLMEndpoint
@@ -33,6 +33,7 @@ class Plan:
     economics: Mapping[str, Economics]
     models: Mapping[str, str]
     enabled: Mapping[str, bool]  # role -> has an endpoint (else its rows are written skipped)
+    supports_n: Mapping[str, bool] = field(default_factory=dict)  # role -> takes `n` (requests per ask)
 
     def as_json(self) -> dict[str, Any]:
         """`roles` maps each role's resource key to its figures; `steps` and `subsets` detail them."""
@@ -74,7 +75,8 @@ def build_plan(rows: Rows, subsets: Sequence[str], run_config: Mapping[str, Any]
     roles = role_totals([c.count for c in counted], step_rates, supports_n, economics)
     models = {role: endpoints[role].model or "" for role in endpoints}
     enabled = {role: endpoints[role].enabled for role in endpoints}
-    return Plan(tuple(subsets), tuple(c.count for c in counted), step_rates, roles, economics, models, enabled)
+    return Plan(tuple(subsets), tuple(c.count for c in counted), step_rates, roles, economics, models, enabled,
+                supports_n)
 
 
 def _lake_subsets(rows: Rows, table: str, subsets: Sequence[str]) -> list[str]:
