@@ -121,6 +121,14 @@ def target_setting(environ: Optional[Mapping[str, str]] = None) -> str:
     return parse_target(_env(environ).get("MMFR_TARGET"), "MMFR_TARGET")
 
 
+def export_target(target: str) -> None:
+    """Set `MMFR_TARGET` for the processes this one starts (`mmfr run --target`'s workers are
+    spawned and build the graph from the environment, so they build it in the same order)."""
+    from mmfr_assets.student_first.target import parse_target
+
+    os.environ["MMFR_TARGET"] = parse_target(target)
+
+
 def llm_cache_location(environ: Optional[Mapping[str, str]] = None) -> str:
     """The response cache (`MMFR_LLM_CACHE`): a SQLite file or a `postgresql://` URL; else
     `data/llm_cache.sqlite` (`data/` is git-ignored). The URL may hold a password: callers

@@ -20,6 +20,7 @@ from mmfr_assets.cli.inputs import (
 from mmfr_assets.cli.orphan_runs import fail_orphaned_runs, run_tags
 from mmfr_assets.cli.plan import after_run, before_run
 from mmfr_assets.errors import InputError
+from mmfr_assets.settings import export_target
 from mmfr_assets.lineage import LINE, NAME, STEP_SHOWN_IN, funnel_stages
 
 # Exit codes (docs/running.md, "Exit codes").
@@ -66,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
     run_config = run_config_of(args.config, args.max_samples)
     defs = build_definitions(target=args.target)
     if args.target is not None:  # the worker processes (spawned) build the graph in the same order
-        from mmfr_assets.student_first.target import parse_target
-
-        os.environ["MMFR_TARGET"] = parse_target(args.target)
+        export_target(args.target)
     job = defs.resolve_implicit_global_asset_job_def()
     validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
     subsets = parse_subsets(args.subsets, build_partition_keys(defs))
