@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,21 @@ def screenshots(tmp_path):
     print(f"\nscreenshots: {folder}")
 
 
+@contextmanager
+def browser_page(sync_playwright, screenshots: Path, *, height: int):
+    """A page of headless Chromium, 1400 px wide; on a failure, a screenshot of what it showed."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        try:
+            yield page
+        except Exception:
+            page.screenshot(path=str(screenshots / "failure.png"))  # what the user saw
+            raise
+        finally:
+            browser.close()
+
+
 def test_materialize_a_partition_from_the_ui(tmp_path, real_sample, sync_playwright, screenshots):
     lake = tmp_path / "lake"
     env = dagster_env(tmp_path / "home", real_sample, lake)
@@ -88,18 +104,8 @@ def test_materialize_a_partition_from_the_ui(tmp_path, real_sample, sync_playwri
     # Webserver first: it creates the fresh instance's storage before the daemon opens it (two
     # processes initializing one SQLite instance at once can both stamp its schema version).
     with webserver(env, tmp_path / "webserver.log") as url, daemon(env, daemon_log):
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-            )
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            try:
-                _drive_ui(page, url, screenshots)
-            except Exception:
-                page.screenshot(path=str(screenshots / "failure.png"))  # what the user saw
-                raise
-            finally:
-                browser.close()
+        with browser_page(sync_playwright, screenshots, height=900) as page:
+            _drive_ui(page, url, screenshots)
         data = graphql(url, MATERIALIZATIONS, {"partitions": [SUBSET]})
 
     # What the browser showed is what happened: one run, from the UI, for that partition...
@@ -256,25 +262,15 @@ def test_report_plots_in_the_ui_and_the_row_viewer(tmp_path, real_sample, sync_p
             viewer = Path(next(e["path"] for e in entries if e["label"] == "row_viewer"))
             assert viewer == tmp_path / "report" / "viewer" / "index.html"  # beside the lake
             links = _every_link_loads(url, served)
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-                )
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                try:
-                    _open_plots(page, url, screenshots)
-                    _a_row_viewer_link_opens_its_page(page, url, links, screenshots)
-                    _open_viewer(page, served, screenshots)
-                    _open_an_audit_sample(page, served, screenshots)
-                    _every_stage_shows_its_images(page, served, lake, screenshots)
-                    _progress_in_the_run_view(page, url, progress_run, screenshots)
-                    _a_skipped_step_warns(page, url, screenshots)
-                    _the_plan_in_the_ui(page, url, screenshots)
-                except Exception:
-                    page.screenshot(path=str(screenshots / "failure.png"))
-                    raise
-                finally:
-                    browser.close()
+            with browser_page(sync_playwright, screenshots, height=1000) as page:
+                _open_plots(page, url, screenshots)
+                _a_row_viewer_link_opens_its_page(page, url, links, screenshots)
+                _open_viewer(page, served, screenshots)
+                _open_an_audit_sample(page, served, screenshots)
+                _every_stage_shows_its_images(page, served, lake, screenshots)
+                _progress_in_the_run_view(page, url, progress_run, screenshots)
+                _a_skipped_step_warns(page, url, screenshots)
+                _the_plan_in_the_ui(page, url, screenshots)
     finally:
         server.shutdown()
         server.server_close()
