@@ -6,6 +6,8 @@ the same on every table. A column of one table that means something else there i
 
 from __future__ import annotations
 
+from mmfr_assets.lineage import NAME
+
 COLUMNS: dict[str, str] = {
     # keys
     "subset": "Source subset (the partition key): the dataset card's config name.",
@@ -139,24 +141,24 @@ COLUMNS: dict[str, str] = {
 }
 # Columns that mean something else on one table.
 TABLE_COLUMNS: dict[tuple[str, str], str] = {
-    ("student_rollouts", "pass_rate"): "Pass rate over the student's samples verified by the rules "
+    (NAME.student_rollouts, "pass_rate"): "Pass rate over the student's samples verified by the rules "
     "and math-verify (null where undecided samples leave only bounds).",
-    ("student_verdicts", "pass_rate"): "Pass rate over every student sample once the judge decided "
+    (NAME.student_verdicts, "pass_rate"): "Pass rate over every student sample once the judge decided "
     "the undecided ones (null = only bounds remain).",
-    ("student_rollouts", "detail"): "Why the row has no pass rate (or how it was reached).",
-    ("student_verdicts", "detail"): "Why the row has no pass rate (or how it was reached).",
-    ("rl_rollouts", "pass_rate"): "Pass rate over the policy's samples with the image, verified "
+    (NAME.student_rollouts, "detail"): "Why the row has no pass rate (or how it was reached).",
+    (NAME.student_verdicts, "detail"): "Why the row has no pass rate (or how it was reached).",
+    (NAME.rl_rollouts, "pass_rate"): "Pass rate over the policy's samples with the image, verified "
     "by the rules and math-verify (null where undecided samples leave only bounds).",
-    ("rl_verdicts", "pass_rate"): "Pass rate over the policy's samples with the image once the "
+    (NAME.rl_verdicts, "pass_rate"): "Pass rate over the policy's samples with the image once the "
     "judge decided the undecided ones (null = only bounds remain).",
-    ("rl_selected", "pass_rate"): "The policy's pass rate the row was selected by (from rl_verdicts).",
-    ("rl_rollouts", "detail"): "How the pass rate was reached, or why there is none.",
-    ("rl_verdicts", "detail"): "How the pass rate was reached, or why there is none.",
-    ("distilled", "pass_rate"): "The dataset's student pass rate (qwen3vl_4b_pass_rate), carried "
+    (NAME.rl_selected, "pass_rate"): "The policy's pass rate the row was selected by (from rl_verdicts).",
+    (NAME.rl_rollouts, "detail"): "How the pass rate was reached, or why there is none.",
+    (NAME.rl_verdicts, "detail"): "How the pass rate was reached, or why there is none.",
+    (NAME.distilled, "pass_rate"): "The dataset's student pass rate (qwen3vl_4b_pass_rate), carried "
     "forward; difficulty selection uses student_verdicts'.",
-    ("difficulty_filtered", "pass_rate"): "The student pass rate the row was selected by "
+    (NAME.difficulty_filtered, "pass_rate"): "The student pass rate the row was selected by "
     "(from student_verdicts).",
-    ("difficulty_filtered_586k", "pass_rate"): "The student pass rate the row was selected by "
+    (NAME.difficulty_filtered_586k, "pass_rate"): "The student pass rate the row was selected by "
     "(from student_verdicts).",
 }
 SOURCE_COLUMN = "A column of the source dataset, as its card names it."

@@ -26,6 +26,7 @@ the same rows again by its own rule, so its drops are not added to the line's. T
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -95,6 +96,22 @@ LINEAGE: tuple[Node, ...] = (
          filters=RL_FILTERS, shows=("rl_rollouts", "rl_verdicts"), exportable=True),
 )
 NODES: dict[str, Node] = {node.name: node for node in LINEAGE}
+
+
+class Names:
+    """Every node's name as an attribute (`NAME.distilled`): code names a table through its
+    node, so each name is written once, in its node's line above, and code naming a table no
+    node declares fails when it loads, not when a run reaches it."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        vars(self).update((name, name) for name in names)
+
+    def __getattr__(self, name: str) -> str:  # only reached for a name no node has
+        raise AttributeError(f"{name!r} is not in the lineage (mmfr_assets/lineage.py)")
+
+
+NAME = Names(NODES)
+ROOT: str = LINEAGE[0].name  # the table every other one's rows come from (`collected`)
 
 
 def node(name: str) -> Node:

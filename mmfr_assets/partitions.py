@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from mmfr_assets.lake.delta import SHARD_COLUMN
+from mmfr_assets.lineage import ROOT
 from mmfr_assets.settings import shard_count
 
 SUBSET = "subset"
@@ -58,7 +59,7 @@ def build_partitions(subsets: Sequence[str], shards: int | None = None) -> Parti
 
 def deps(names: Sequence[str], partitions: dg.PartitionsDefinition,
          all_shards: Sequence[str] = ()) -> list[str | dg.AssetDep]:
-    """Asset deps of an asset partitioned by `partitions`: `collected` through the subset
+    """Asset deps of an asset partitioned by `partitions`: the root (`collected`) through the subset
     dimension, the assets in `all_shards` on every shard of the same subset, others 1:1."""
     if not isinstance(partitions, dg.MultiPartitionsDefinition):
         return list(names)
@@ -70,7 +71,7 @@ def deps(names: Sequence[str], partitions: dg.PartitionsDefinition,
 def _sharded_deps(names: Sequence[str], all_shards: Sequence[str]) -> list[str | dg.AssetDep]:
     out: list[str | dg.AssetDep] = []
     for name in names:
-        if name == "collected":
+        if name == ROOT:  # partitioned by subset alone
             out.append(dg.AssetDep(name, partition_mapping=dg.MultiToSingleDimensionPartitionMapping(SUBSET)))
         elif name in all_shards:
             # dimensions left out of a MultiPartitionMapping map to all partitions (every shard)

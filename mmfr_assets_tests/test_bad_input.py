@@ -360,7 +360,7 @@ def _stage_run():
 
 def test_only_row_counts_are_plotted_and_identifiers_are_text():
     """Dagster plots Int and Float metadata entries (and nothing else) across partitions."""
-    from mmfr_assets.reporting.metadata import stage_metadata
+    from mmfr_assets.stage import stage_metadata
 
     metadata = stage_metadata(_stage_run())
     normalized = {k: dg.MetadataValue.int(v) if isinstance(v, int) else v
@@ -378,7 +378,7 @@ def test_only_row_counts_are_plotted_and_identifiers_are_text():
 
 
 def test_check_results_name_their_partition(lake):
-    from mmfr_assets.reporting.metadata import accounting_check
+    from mmfr_assets.stage import accounting_check
 
     run = _stage_run()
     check = accounting_check(lake, run, rows_in=10, input_label="distilled")

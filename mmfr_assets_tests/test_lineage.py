@@ -120,3 +120,33 @@ def test_the_steps_behind_an_export_are_derived_from_the_lineage():
     assert "student_verdicts" not in steps_behind("quality_filtered")
     rl = set(steps_behind("rl_selected"))
     assert {"rl_rollouts", "rl_verdicts", "question_reviews"} <= rl and "teacher_responses" not in rl
+
+
+def test_code_names_tables_through_their_nodes_and_a_stage_joins_what_its_node_joins():
+    """`NAME.<table>` is the node's name, and a name no node has fails where it is used; a
+    stage's asset (`stage_asset`) reads what its node reads and refuses to take columns of a
+    step its node does not join."""
+    import dagster as dg
+
+    from mmfr_assets.lineage import NAME
+    from mmfr_assets.model_step.join import joins_of, take
+    from mmfr_assets.stage import stage_asset
+
+    assert NAME.quality_filtered == "quality_filtered" and NAME.collected == LINEAGE[0].name
+    with pytest.raises(AttributeError, match="'no_such_stage' is not in the lineage"):
+        NAME.no_such_stage  # noqa: B018
+    assert joins_of(NAME.cleaned) == ("question_reviews", "extracted_answers")
+
+    partitions = dg.StaticPartitionsDefinition(["S"])
+
+    def quality_filtered(context):  # (unannotated: this module's annotations are strings)
+        raise AssertionError("not run")
+
+    built = stage_asset(partitions, joins=[take(NAME.answer_verdicts, "is_consistent")])(quality_filtered)
+    assert {k.path[-1] for k in built.dependency_keys} == {"distilled", "answer_verdicts"}
+    assert built.group_names_by_key[built.key] == "test_lineage"
+    assert {c.name for c in built.check_specs} == {"rows_accounted_for"}
+    with pytest.raises(ValueError, match="takes columns of student_verdicts, which its lineage node does not join"):
+        stage_asset(partitions, joins=[take(NAME.student_verdicts, "pass_rate")])(quality_filtered)
+    with pytest.raises(ValueError, match="answer_verdicts writes no column 'nope'"):
+        stage_asset(partitions, joins=[take(NAME.answer_verdicts, "nope")])(quality_filtered)

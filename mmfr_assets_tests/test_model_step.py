@@ -263,7 +263,7 @@ def test_every_registered_step_is_an_asset_of_the_definitions(sample_source):
         build_model_steps(partitions, (MODEL_STEPS[0], MODEL_STEPS[0]))
     stray = type("Stray", (EchoStep,), {"role": "oracle_llm"})
     with pytest.raises(ValueError, match="role 'oracle_llm' is not an endpoint role"):
-        build_model_steps(partitions, (Registered(stray, MODEL_STEPS[0].config, "x"),))
+        build_model_steps(partitions, (Registered(stray),))
     defs = build_definitions(str(sample_source), "/tmp/unused-lake", {})
     assert {r.step.asset for r in MODEL_STEPS} <= {k.path[-1] for k in defs.resolve_asset_graph().get_all_asset_keys()}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-import mmfr_assets.stage as stage_module
+import mmfr_assets.stage.run as stage_module
 from mmfr_assets.lake.delta import DeltaLocation, PartitionReader, PartitionWriter, read_partition
 from mmfr_assets.lake.ordered import OrderedRows, PartitionImages
 from mmfr_assets.lake.resource import LakeResource

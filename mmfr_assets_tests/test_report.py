@@ -359,7 +359,7 @@ def test_the_audit_counts_every_removal_and_samples_each_reason(reported):
 def test_row_viewer_metadata_never_points_at_a_page_never_built(stage, rows_in, subset, link):
     import pyarrow as pa
 
-    from mmfr_assets.reporting.metadata import stage_metadata
+    from mmfr_assets.stage import stage_metadata
     from mmfr_assets.stage import StageRun
 
     run = StageRun(stage, subset, (), pa.schema([("id", pa.string())]), f"/tmp/lake/{stage}",

@@ -18,11 +18,10 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.lineage import upstream_of
+from mmfr_assets.lineage import NAME
 from mmfr_assets.llm.replies import snippet, strip_thinking, tag_contents
 from mmfr_assets.llm.types import ChatResult
-from mmfr_assets.model_step.asset import ModelStepConfig
-from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
+from mmfr_assets.model_step.declaration import ModelStep, ModelStepConfig, Parsed, Retry
 from mmfr_assets.prompts import Prompt
 
 DATASET = "dataset"
@@ -76,9 +75,9 @@ class AnswerExtractionConfig(ModelStepConfig):
 class AnswerExtraction(ModelStep):
     """The `extracted_answers` step: a short final answer for rows that have only a solution."""
 
-    asset = "extracted_answers"
+    asset = NAME.extracted_answers
+    config_class = AnswerExtractionConfig
     role = "answer_llm"
-    upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer")
     prompt = "answer_extraction"
     output_schema = ANSWER_SCHEMA

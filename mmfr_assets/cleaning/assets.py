@@ -18,14 +18,13 @@ from mmfr_assets.cleaning.images import (
 from mmfr_assets.cleaning.verdicts import STEP_JOINS, ReviewTally, apply_text_verdicts, text_drop_reason
 from mmfr_assets.cleaning.text import length_detail, longer_than
 from mmfr_assets.collection.source import CARD_COLUMNS
-from mmfr_assets.lineage import reads, upstream_of
-from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
+from mmfr_assets.lineage import NAME, upstream_of
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step
-from mmfr_assets.partitions import deps, lake_partition
+from mmfr_assets.partitions import lake_partition
 from mmfr_assets.progress import for_partition
-from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, upstream_batches
+from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, stage_asset, stage_result, upstream_batches
 
 IMAGE_COLUMNS: dict[str, pa.DataType] = {
     "image_width": pa.int32(),
@@ -168,13 +167,10 @@ def clean_batch(
 
 
 def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(
-        name="cleaned",
-        group_name="cleaning",
-        partitions_def=partitions,
-        deps=deps(reads("cleaned"), partitions),
+    @stage_asset(
+        partitions,
         kinds={"deltalake", "pillow"},
-        check_specs=[accounting_check_spec("cleaned", partitions)],
+        joins=STEP_JOINS,
         description="Rows whose image decodes and whose question and answer are non-empty; "
         "images EXIF-rotated, RGB, longest edge <= max_long_edge. Unchanged images are not "
         "copied: `image_bytes` is set only where cleaning changed the image. Questions as "
@@ -184,7 +180,7 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     def cleaned(
         context: dg.AssetExecutionContext, config: CleanedConfig, lake: LakeResource
     ) -> dg.MaterializeResult:
-        subset = context.partition_key
+        subset, upstream = context.partition_key, upstream_of(NAME.cleaned)
         fixes: dict[str, int] = {}
 
         def count_fixes(verdicts: Verdicts) -> Verdicts:
@@ -195,7 +191,7 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         workers = config.image_workers or os.cpu_count() or 1
         reviews, not_joined = ReviewTally(), []
         with ThreadPoolExecutor(max_workers=workers) as pool, contextlib.ExitStack() as stack:
-            collected = upstream_batches(lake, upstream_of("cleaned"), subset, batch_size=config.batch_size)
+            collected = upstream_batches(lake, upstream, subset, batch_size=config.batch_size)
             stack.callback(collected.close)
             batches = join_step(lake, collected, subset, STEP_JOINS, batch_size=config.batch_size,
                                 not_joined=not_joined)
@@ -207,21 +203,21 @@ def build_cleaned(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
 
             run = run_stage(
                 lake,
-                stage="cleaned",
+                stage=NAME.cleaned,
                 subset=subset,
                 batches=batches,
                 decide=decide,
                 schema=CLEANED_SCHEMA,
                 filters=FILTERS,
-                progress=for_partition(context, "cleaned", count_rows(
-                    lake.location(upstream_of("cleaned")), lake_partition(subset))),
+                progress=for_partition(context, NAME.cleaned, count_rows(
+                    lake.location(upstream), lake_partition(subset))),
             )
         if not_joined:  # known once the batches were read
             context.log.warning(
-                f"cleaned {subset}: {', '.join(not_joined)} not materialized for this partition: "
+                f"{NAME.cleaned} {subset}: {', '.join(not_joined)} not materialized for this partition: "
                 "questions not reviewed / no answers extracted")
         return stage_result(
-            lake, run, upstream=upstream_of("cleaned"),
+            lake, run, upstream=upstream,
             # One JSON entry, not a number per fix: numbers are plotted across partitions.
             extra={"image_fixes": dg.MetadataValue.json(dict(sorted(fixes.items()))),
                    **reviews.metadata(),

@@ -22,12 +22,11 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.lineage import upstream_of
+from mmfr_assets.lineage import NAME
 from mmfr_assets.llm.replies import json_objects, snippet, strip_thinking, unfence
 from mmfr_assets.cleaning.routing import RoutingRules, route_reasons
 from mmfr_assets.llm.types import ChatResult
-from mmfr_assets.model_step.asset import ModelStepConfig
-from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
+from mmfr_assets.model_step.declaration import ModelStep, ModelStepConfig, Parsed, Retry
 from mmfr_assets.prompts import Prompt
 
 ERROR_TYPES = ("translation", "irrelevant content", "non-answer question", "low-quality instruction")
@@ -183,9 +182,9 @@ class QuestionReviewConfig(ModelStepConfig):
 class QuestionReview(ModelStep):
     """The `question_reviews` step: route by rules, ask `cleaner_llm`, keep its verdicts."""
 
-    asset = "question_reviews"
+    asset = NAME.question_reviews
+    config_class = QuestionReviewConfig
     role = "cleaner_llm"
-    upstream = upstream_of(asset)
     columns = ("question",)
     prompt = "question_review"
     output_schema = REVIEW_SCHEMA

@@ -18,12 +18,12 @@ from typing import Any
 
 import polars as pl
 
-from mmfr_assets.cleaning.answers import AnswerExtraction
 from mmfr_assets.cleaning.review import (
-    FAILED, NON_ANSWER_STATUS, NOT_ROUTED, REWRITTEN, SKIPPED, QuestionReview,
+    FAILED, NON_ANSWER_STATUS, NOT_ROUTED, REWRITTEN, SKIPPED,
 )
 from mmfr_assets.cleaning.text import is_blank, normalize_text
-from mmfr_assets.model_step.join import take
+from mmfr_assets.lineage import NAME
+from mmfr_assets.model_step.join import joins_of, take
 
 #: Verdict columns joined from the model steps, and their value when a batch lacks them.
 VERDICT_DEFAULTS: dict[str, pl.Expr] = {
@@ -113,10 +113,12 @@ def text_drop_reason(*, drop_failed_reviews: bool) -> pl.Expr:
     )
 
 
-#: The model steps' columns `cleaned` reads beside each collected row (`model_step/join.py`).
+#: The model steps' columns `cleaned` reads beside each collected row (`model_step/join.py`):
+#: of the question review and the answer extraction, the steps its lineage node joins.
+_REVIEWS, _ANSWERS = joins_of(NAME.cleaned)
 STEP_JOINS = (
-    take(QuestionReview, "review_status", "error_types", "corrected_question", "review_error"),
-    take(AnswerExtraction, "extracted_answer", "answer_error"),
+    take(_REVIEWS, "review_status", "error_types", "corrected_question", "review_error"),
+    take(_ANSWERS, "extracted_answer", "answer_error"),
 )
 
 

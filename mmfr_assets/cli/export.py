@@ -10,7 +10,7 @@ import sys
 from mmfr_assets.cli.inputs import build_partition_keys, lake_of, open_instance, parse_subsets
 from mmfr_assets.exports.thinking import DEFAULT_THINK_FORMAT, THINK_FORMATS
 from mmfr_assets.exports.turns import DEFAULT_SYSTEM_PROMPT
-from mmfr_assets.lineage import EXPORTABLE as _EXPORTABLE, NODES
+from mmfr_assets.lineage import EXPORTABLE as _EXPORTABLE, NAME, NODES
 
 # Tables of training rows (question, answer, response, ...): the model steps' own tables
 # (answer_verdicts, student_rollouts) hold verdicts and pass rates, not rows to train on.
@@ -28,7 +28,7 @@ def add_parser(commands) -> None:
         "replaces it whole, a LLaMA-Factory export adds its datasets to the one there",
     )
     parser.add_argument(
-        "--asset", default="difficulty_filtered", choices=EXPORTABLE,
+        "--asset", default=NAME.difficulty_filtered, choices=EXPORTABLE,
         help="difficulty_filtered (123K recipe), difficulty_filtered_586k (586K recipe), "
         "rl_selected (the RL set), quality_filtered or distilled",
     )

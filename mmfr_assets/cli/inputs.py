@@ -12,6 +12,7 @@ import dagster as dg
 import yaml
 
 from mmfr_assets.errors import InputError
+from mmfr_assets.lineage import NAME
 
 
 def parse_subsets(value: str, available: list[str]) -> list[str]:
@@ -55,7 +56,7 @@ def run_config_of(path: str | None, max_samples: int | None) -> dict:
     config.setdefault("loggers", {"console": {"config": {"log_level": "INFO"}}})
     if max_samples is not None:
         ops = config.setdefault("ops", {})
-        collected = ops.setdefault("collected", {}).setdefault("config", {})
+        collected = ops.setdefault(NAME.collected, {}).setdefault("config", {})
         collected["max_samples"] = max_samples
     return config
 
@@ -106,7 +107,7 @@ def validate_run_config(job: dg.JobDefinition, run_config: dict, source: str) ->
     except dg.DagsterInvalidConfigError as error:
         problems = "; ".join(e.message for e in error.errors) or str(error).splitlines()[0]
         raise InputError(f"{source}: invalid run config: {problems}") from None
-    max_samples = ((ops.get("collected") or {}).get("config") or {}).get("max_samples")
+    max_samples = ((ops.get(NAME.collected) or {}).get("config") or {}).get("max_samples")
     if max_samples is not None and max_samples <= 0:
         raise InputError(
             f"{source}: collected max_samples must be a positive number of rows, got {max_samples}"
@@ -114,7 +115,7 @@ def validate_run_config(job: dg.JobDefinition, run_config: dict, source: str) ->
 
 
 def build_partition_keys(defs: dg.Definitions) -> list[str]:
-    partitions = defs.resolve_assets_def("collected").partitions_def
+    partitions = defs.resolve_assets_def(NAME.collected).partitions_def
     return list(partitions.get_partition_keys())
 
 

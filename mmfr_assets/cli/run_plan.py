@@ -7,11 +7,12 @@ from collections.abc import Iterable, Sequence
 
 import dagster as dg
 
+from mmfr_assets.lineage import NAME
 from mmfr_assets.partitions import SHARD, SUBSET
 
 
 def run_plan(graph, selection: Iterable[dg.AssetKey], subset: str, shards: int,
-             waits_for_all_shards: Sequence[str] = ("deduplicated",)
+             waits_for_all_shards: Sequence[str] = (NAME.deduplicated,)
              ) -> list[tuple[str, list[dg.AssetKey]]]:
     """The runs `mmfr run` makes for one subset, in order: (partition key, asset keys).
 
@@ -23,7 +24,7 @@ def run_plan(graph, selection: Iterable[dg.AssetKey], subset: str, shards: int,
         return [(subset, selection)]
     late = dg.AssetSelection.assets(
         *[n for n in waits_for_all_shards if graph.has(dg.AssetKey(n))]).downstream().resolve(graph)
-    collected = [k for k in selection if k.path[-1] == "collected"]
+    collected = [k for k in selection if k.path[-1] == NAME.collected]
     early = [k for k in selection if k not in collected and k not in late]
     rest = [k for k in selection if k in late]
     keys = [dg.MultiPartitionKey({SUBSET: subset, SHARD: str(k)}) for k in range(shards)]

@@ -13,11 +13,11 @@ from mmfr_assets.collection.duplicates import DUPLICATE_FILTERS, DuplicateIds
 from mmfr_assets.collection.mapping import ColumnMap
 from mmfr_assets.collection.source import CARD_COLUMNS, HFSourceResource, mapped_tables
 from mmfr_assets.errors import InputError
-from mmfr_assets.reporting.metadata import accounting_check, accounting_check_spec, check_spec, stage_metadata
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.lineage import NAME
 from mmfr_assets.progress import for_partition
-from mmfr_assets.stage import run_stage
+from mmfr_assets.stage import accounting_check, check_spec, run_stage, stage_asset, stage_metadata
 
 COLLECTED_SCHEMA = pa.schema(
     [("subset", pa.string()), ("id", pa.string())]
@@ -52,7 +52,7 @@ class CollectedConfig(dg.Config):
 def ids_unique_check(lake: LakeResource, subset: str) -> dg.AssetCheckResult:
     """Reads only the id column of the committed partition."""
     with read_partition(
-        lake.location("collected"), {"subset": subset}, columns=["id"], batch_size=65536
+        lake.location(NAME.collected), {"subset": subset}, columns=["id"], batch_size=65536
     ) as reader:
         ids = pl.concat(
             [pl.from_arrow(b) for b in reader]
@@ -78,18 +78,13 @@ def _rows_to_collect(source: HFSourceResource, subset: str, config: CollectedCon
 
 
 def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(
-        name="collected",
-        group_name="collection",
-        partitions_def=partitions,
+    @stage_asset(
+        partitions,
         kinds={"deltalake", "huggingface"},
-        check_specs=[
-            accounting_check_spec("collected", partitions),
-            check_spec(
-                "ids_unique", asset="collected", partitions=partitions, blocking=True,
-                description="(subset, id) must identify a row: later tables join on it.",
-            ),
-        ],
+        checks=[check_spec(
+            "ids_unique", asset=NAME.collected, partitions=partitions, blocking=True,
+            description="(subset, id) must identify a row: later tables join on it.",
+        )],
         description="The source subset as published, one row per source row, images as bytes. "
         "The only table that stores original image bytes: later stages join on (subset, id).",
     )
@@ -102,7 +97,7 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         subset = context.partition_key
         if config.max_samples is not None and config.max_samples <= 0:
             raise InputError(
-                f"collected: max_samples must be a positive number of rows (or unset for all), "
+                f"{NAME.collected}: max_samples must be a positive number of rows (or unset for all), "
                 f"got {config.max_samples}"
             )
         duplicates = DuplicateIds(subset, config.duplicate_ids)
@@ -125,15 +120,15 @@ def build_collected(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
         with contextlib.closing(tables):
             run = run_stage(
                 lake,
-                stage="collected",
+                stage=NAME.collected,
                 subset=subset,
                 batches=batches(),
                 decide=duplicates.decide,
                 schema=COLLECTED_SCHEMA,
                 filters=DUPLICATE_FILTERS,
-                progress=for_partition(context, "collected", _rows_to_collect(source, subset, config)),
+                progress=for_partition(context, NAME.collected, _rows_to_collect(source, subset, config)),
             )
-        context.log.info(f"collected {run.rows_out} rows of {subset} from {source.path}")
+        context.log.info(f"{NAME.collected} {run.rows_out} rows of {subset} from {source.path}")
         return dg.MaterializeResult(
             metadata=stage_metadata(
                 run,

@@ -32,17 +32,15 @@ from mmfr_assets.dedup.filters import FILTERS
 from mmfr_assets.dedup.matching import CANDIDATE_COLUMNS, CANDIDATE_TYPES, MatchRules, find_duplicates
 from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA, pool_map, signature_batch
 from mmfr_assets.errors import InputError
-from mmfr_assets.lineage import reads, upstream_of
-from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
+from mmfr_assets.lineage import NAME, upstream_of
 from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.ordered import PartitionImages
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.partitions import deps, lake_partition, subset_of
+from mmfr_assets.partitions import lake_partition, subset_of
 from mmfr_assets.progress import for_partition
-from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, upstream_batches
+from mmfr_assets.stage import Verdicts, run_stage, split_by_reason, stage_asset, stage_result, upstream_batches
 
-SIGNATURES = "dedup_signatures"
-DEDUPLICATED = "deduplicated"
+SIGNATURES, DEDUPLICATED = NAME.dedup_signatures, NAME.deduplicated
 # A row both contaminated and a duplicate is dropped as contaminated (the stronger reason).
 FILTER_OF = {r: f.name for f in FILTERS for r in f.reasons}
 # `cleaned` without the image bytes: readers take them from `cleaned` (by id, in row order).
@@ -126,13 +124,9 @@ class DeduplicatedConfig(dg.Config):
 
 
 def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=SIGNATURES,
-        group_name="cleaning",
-        partitions_def=partitions,
-        deps=deps(reads(SIGNATURES), partitions),
-        kinds={"deltalake"},
-        check_specs=[accounting_check_spec(SIGNATURES, partitions)],
+    @stage_asset(
+        partitions,
+        group="cleaning",
         description="What comparing a cleaned row needs, and no image or text: a key of its "
         "normalized question, a MinHash of its character 4-grams (datasketch) and of its asking "
         "line, its numbers, a key of its reference answer as the verifier reads it, its "
@@ -227,13 +221,10 @@ def dedup_verdicts(batch: pl.DataFrame, leaks: dict[str, str], duplicates: dict[
 
 
 def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=DEDUPLICATED,
-        group_name="cleaning",
-        partitions_def=partitions,
-        deps=deps(reads(DEDUPLICATED), partitions, all_shards=[SIGNATURES]),
-        kinds={"deltalake"},
-        check_specs=[accounting_check_spec(DEDUPLICATED, partitions)],
+    @stage_asset(
+        partitions,
+        group="cleaning",
+        all_shards=[SIGNATURES],
         description="Cleaned rows minus near-duplicates of rows ranked before them in any "
         "subset materialized so far (`duplicate_of`, the kept row's (subset, id) in the detail) "
         "and minus rows leaked from the configured benchmarks (`contaminated`). "

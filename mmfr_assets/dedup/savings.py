@@ -11,8 +11,9 @@ import polars as pl
 
 from mmfr_assets.lake.delta import read_partition
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
+from mmfr_assets.lineage import NAME
 
-STAGE = "deduplicated"
+STAGE = NAME.deduplicated
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def savings(lake: LakeResource, subsets: Sequence[str]) -> list[Savings]:
         dropped = _frame(lake, REJECTIONS_TABLE, {"stage": STAGE, "subset": subset}, ["id", "reason"])
         if dropped is None or lake.location(STAGE).table() is None:
             continue
-        needs = _frame(lake, "dedup_signatures", {"subset": subset},
+        needs = _frame(lake, NAME.dedup_signatures, {"subset": subset},
                        ["id", "needs_caption", "needs_trace"])
         asks = (dropped.join(needs, on="id", how="inner") if needs is not None and needs.height
                 else pl.DataFrame({"needs_caption": [], "needs_trace": []},

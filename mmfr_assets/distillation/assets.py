@@ -13,22 +13,22 @@ from pydantic import Field
 
 from mmfr_assets.distillation.annotations import CLEANED_TEXT_COLUMNS, DISTILLED_SCHEMA, assemble
 from mmfr_assets.distillation.teachers import ORIGINS, CaptionTeacher, CotTeacher
-from mmfr_assets.lineage import reads, upstream_of
-from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
+from mmfr_assets.lineage import NAME, upstream_of
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.model_step.join import join_step, take
-from mmfr_assets.partitions import deps
-from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
+from mmfr_assets.model_step.join import join_step, joins_of, take
+from mmfr_assets.stage import Verdicts, run_stage, stage_asset, stage_result, upstream_batches
 
 
 class DistilledConfig(dg.Config):
     batch_size: int = Field(default=1024, description="Rows joined and written per batch (bounds memory).")
 
 
-#: The teachers' columns `distilled` reads beside each deduplicated row (`model_step/join.py`).
+#: The teachers' columns `distilled` reads beside each deduplicated row (`model_step/join.py`):
+#: of the caption teacher and the reasoning teacher, the steps its lineage node joins.
+_CAPTIONS, _RESPONSES = joins_of(NAME.distilled)
 TEACHER_JOINS = (
-    take(CaptionTeacher, "caption", "caption_origin"),
-    take(CotTeacher, "response", "response_origin"),
+    take(_CAPTIONS, "caption", "caption_origin"),
+    take(_RESPONSES, "response", "response_origin"),
 )
 ANNOTATIONS = tuple(teacher.column for teacher in (CaptionTeacher, CotTeacher))
 
@@ -39,13 +39,9 @@ def origin_counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
 
 
 def build_distilled(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    @dg.asset(
-        name="distilled",
-        group_name="distillation",
-        partitions_def=partitions,
-        deps=deps(reads("distilled"), partitions),
-        kinds={"deltalake"},
-        check_specs=[accounting_check_spec("distilled", partitions)],
+    @stage_asset(
+        partitions,
+        joins=TEACHER_JOINS,
         description="Cleaned rows with their caption and <think> reasoning response and where "
         "each came from (`dataset`, `generated`, `rejected`, `failed`, `missing`).",
     )
@@ -70,15 +66,16 @@ def _distil(context: dg.AssetExecutionContext, lake: LakeResource, subset: str,
                 origins[key] = origins.get(key, 0) + n
         return Verdicts.no_drops(out)
 
+    upstream = upstream_of(NAME.distilled)
     run = run_stage(
-        lake, stage="distilled", subset=subset,
+        lake, stage=NAME.distilled, subset=subset,
         batches=join_step(
-            lake, upstream_batches(lake, upstream_of("distilled"), subset, columns=CLEANED_TEXT_COLUMNS, batch_size=batch_size),
+            lake, upstream_batches(lake, upstream, subset, columns=CLEANED_TEXT_COLUMNS, batch_size=batch_size),
             subset, TEACHER_JOINS, batch_size=batch_size),
         decide=decide, schema=DISTILLED_SCHEMA,
     )
-    context.log.info(f"distilled {subset}: {run.rows_out} rows")
+    context.log.info(f"{NAME.distilled} {subset}: {run.rows_out} rows")
     return stage_result(
-        lake, run, upstream=upstream_of("distilled"),
+        lake, run, upstream=upstream,
         extra={f"rows/{k}": v for k, v in sorted(origins.items())},
     )

@@ -20,11 +20,10 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.lineage import upstream_of
+from mmfr_assets.lineage import NAME
 from mmfr_assets.llm.replies import is_blank
 from mmfr_assets.llm.types import ChatResult
-from mmfr_assets.model_step import ModelStep, Parsed, Retry
-from mmfr_assets.model_step.asset import ModelStepConfig
+from mmfr_assets.model_step import ModelStep, ModelStepConfig, Parsed, Retry
 from mmfr_assets.prompts import Prompt
 from mmfr_assets.rules import quality
 from mmfr_assets.rules.config import quality_rules_of_run, repetition_min_count
@@ -222,8 +221,8 @@ class _Teacher(ModelStep):
 
 
 class CotTeacher(_Teacher):
-    asset = "teacher_responses"
-    upstream = upstream_of(asset)  # deduplicated: a near-duplicate costs no call
+    asset = NAME.teacher_responses
+    config_class = CotTeacherConfig
     role = "cot_teacher"
     prompt = "cot_teacher"
     column = "response"
@@ -290,8 +289,8 @@ class CotTeacher(_Teacher):
 
 
 class CaptionTeacher(_Teacher):
-    asset = "teacher_captions"
-    upstream = upstream_of(asset)
+    asset = NAME.teacher_captions
+    config_class = CaptionTeacherConfig
     role = "caption_teacher"
     prompt = "caption_teacher"
     column = "caption"

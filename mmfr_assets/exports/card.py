@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
+from mmfr_assets.lineage import NAME
+
 
 def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
@@ -304,12 +306,12 @@ def decontamination_lines(recipe: Mapping[str, Mapping[str, Mapping[str, str]]],
     exported subsets, from the materializations' `decontamination/benchmarks`), and the
     near-duplicates removed (from the funnel)."""
     checked: dict[str, list[int]] = {}  # benchmark -> [items, rows removed]
-    for entries in recipe.get("deduplicated", {}).values():
+    for entries in recipe.get(NAME.deduplicated, {}).values():
         for name, figures in json.loads(entries.get("decontamination/benchmarks", "{}")).items():
             seen = checked.setdefault(name, [figures["items"], 0])
             seen[1] += figures["rows_removed"]
     removed = {r: sum(int(x["rows"]) for x in funnel
-                      if x["stage"] == "deduplicated" and x["reason"] == r)
+                      if x["stage"] == NAME.deduplicated and x["reason"] == r)
                for r in ("duplicate_of", "contaminated")}
     lines = ["## Near-duplicates and benchmark decontamination",
              f"`deduplicated` removed {removed['duplicate_of']} near-duplicates of rows kept "
@@ -319,7 +321,7 @@ def decontamination_lines(recipe: Mapping[str, Mapping[str, Mapping[str, str]]],
                   "the images):"]
         lines += _table(["benchmark", "items", "rows removed"],
                         [(n, v[0], v[1]) for n, v in sorted(checked.items())])
-    elif recipe.get("deduplicated"):
+    elif recipe.get(NAME.deduplicated):
         lines.append("No benchmark was configured: the rows were not checked against any.")
     else:
         lines.append("Which benchmarks were checked is unknown (no materialization records).")

@@ -11,15 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from mmfr_assets.lineage import NAME
 
 # Table -> (short name, the paper's name of the set). Other exportable tables (earlier stages)
 # are named after the table.
 RECIPE_TABLES = {
-    "difficulty_filtered": ("123k", "MMFineReason-123K"),
-    "difficulty_filtered_586k": ("586k", "MMFineReason-586K"),
+    NAME.difficulty_filtered: ("123k", "MMFineReason-123K"),
+    NAME.difficulty_filtered_586k: ("586k", "MMFineReason-586K"),
 }
-# The paper's rule of each recipe: (max_pass_rate, inclusive).
-PAPER_RULES = {"difficulty_filtered": (0.0, True), "difficulty_filtered_586k": (1.0, False)}
+
+
+def recipe_config(table: str) -> Any:
+    """The default config of a recipe's asset: the paper's rule (`max_pass_rate`,
+    `inclusive`), written once in `selection/configs.py`."""
+    from mmfr_assets.selection.configs import DifficultyFiltered586kConfig, DifficultyFilteredConfig
+
+    return {NAME.difficulty_filtered: DifficultyFilteredConfig,
+            NAME.difficulty_filtered_586k: DifficultyFiltered586kConfig}[table]()
 
 
 @dataclass(frozen=True)
@@ -46,9 +56,12 @@ class ExportName:
     @property
     def paper_rule(self) -> str | None:
         """The paper's rule when this export's differs from it (a reconfigured recipe), else None."""
-        if self.table not in PAPER_RULES or (self.max_pass_rate, self.inclusive) == PAPER_RULES[self.table]:
+        if self.table not in RECIPE_TABLES:
             return None
-        return rule_text(*PAPER_RULES[self.table], None)
+        paper = recipe_config(self.table)
+        if (self.max_pass_rate, self.inclusive) == (paper.max_pass_rate, paper.inclusive):
+            return None
+        return rule_text(paper.max_pass_rate, paper.inclusive, None)
 
     @property
     def bound(self) -> str | None:
@@ -77,17 +90,13 @@ def export_name(table: str, recipe: Mapping[str, Mapping[str, Mapping[str, str]]
     """The name of an export of `table`; `recipe` is what `recorded_recipe` read."""
     if table not in RECIPE_TABLES:
         return ExportName(table, table, f"mmfr-assets {table}", None)
-    from mmfr_assets.selection.configs import (
-        DifficultyFiltered586kConfig,
-        DifficultyFilteredConfig,
-        StudentRolloutsConfig,
-    )
+    from mmfr_assets.selection.configs import StudentRolloutsConfig
 
     short, paper = RECIPE_TABLES[table]
-    config = (DifficultyFilteredConfig if table == "difficulty_filtered" else DifficultyFiltered586kConfig)()
+    config = recipe_config(table)
     recorded = recipe.get(table, {})
     bound, inclusive = _agreed(recorded, "max_pass_rate"), _agreed(recorded, "inclusive")
-    samples = _agreed(recipe.get("student_rollouts", {}), "num_samples")
+    samples = _agreed(recipe.get(NAME.student_rollouts, {}), "num_samples")
     max_pass_rate = float(bound) if bound is not None else config.max_pass_rate
     is_inclusive = inclusive == "True" if inclusive is not None else config.inclusive
     return ExportName(

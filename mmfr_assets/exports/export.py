@@ -34,6 +34,7 @@ from mmfr_assets.exports.turns import TrainingFormat
 from mmfr_assets.exports.verl import VerlWriter
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.lake.shards import check_lake
+from mmfr_assets.lineage import NAME
 from mmfr_assets.planning.spend import recipe_spend, spend_lines
 
 FORMATS = {"hub": HubWriter, "llamafactory": LlamaFactoryWriter, "verl": VerlWriter}
@@ -124,10 +125,10 @@ def export(
     if training.think_format not in THINK_FORMATS:
         raise InputError(f"export: unknown think format {training.think_format!r}; choose one of "
                          f"{', '.join(THINK_FORMATS)}")
-    if (fmt == "verl") != (asset == "rl_selected") and fmt != "hub":
+    if (fmt == "verl") != (asset == NAME.rl_selected) and fmt != "hub":
         raise InputError(f"export: --format {fmt} does not fit --asset {asset}: verl writes the RL set's "
                          "prompts (--asset rl_selected), llamafactory the SFT tables' traces")
-    check_lake(lake.location("collected"))  # a subset's shards are read together: all of them
+    check_lake(lake.location(NAME.collected))  # a subset's shards are read together: all of them
     source = ExportSource(lake, asset)
     source.refuse_unusable(subsets)
     recipe = recorded_recipe(instance, lineage(asset), subsets)

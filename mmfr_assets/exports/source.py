@@ -21,7 +21,7 @@ from mmfr_assets.errors import InputError
 from mmfr_assets.lake.delta import DeltaLocation, count_rows, read_partition
 from mmfr_assets.lake.ordered import OrderedRows, training_image
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.lineage import EXPORTABLE, NODES, chain
+from mmfr_assets.lineage import EXPORTABLE, NAME, NODES, chain
 from mmfr_assets.reporting.funnel import funnel_table
 
 # Each table's lineage (`lineage.chain`): the stages whose rows it holds a subset of. A
@@ -117,8 +117,8 @@ class ExportSource:
         batches = read_partition(self.location(self.asset), {"subset": subset}, batch_size=batch_size)
         cleaned = originals = None
         try:
-            cleaned = OrderedRows(self.location("cleaned"), subset, ["image_bytes"], batch_size=batch_size)
-            originals = OrderedRows(self.location("collected"), subset, ["image_bytes"], batch_size=64)
+            cleaned = OrderedRows(self.location(NAME.cleaned), subset, ["image_bytes"], batch_size=batch_size)
+            originals = OrderedRows(self.location(NAME.collected), subset, ["image_bytes"], batch_size=64)
             for batch in batches:
                 ids = batch.column("id").to_pylist()
                 changed = cleaned.take(ids)["image_bytes"]

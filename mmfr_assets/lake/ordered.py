@@ -16,6 +16,7 @@ from typing import Any
 
 from mmfr_assets.lake.delta import DeltaLocation, read_partition
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.lineage import NAME
 from mmfr_assets.partitions import lake_partition
 
 
@@ -86,9 +87,9 @@ class PartitionImages:
 
     def __init__(self, lake: LakeResource, subset: str, *, batch_size: int = 64, read_cleaned: bool = False) -> None:
         self._originals = OrderedRows(
-            lake.location("collected"), subset, ["image_bytes"], batch_size=batch_size
+            lake.location(NAME.collected), subset, ["image_bytes"], batch_size=batch_size
         )
-        self._cleaned = (OrderedRows(lake.location("cleaned"), subset, ["image_bytes"], batch_size=batch_size)
+        self._cleaned = (OrderedRows(lake.location(NAME.cleaned), subset, ["image_bytes"], batch_size=batch_size)
                          if read_cleaned else None)
 
     def __enter__(self) -> PartitionImages:

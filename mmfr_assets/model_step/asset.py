@@ -15,15 +15,13 @@ import inspect
 import json
 
 import dagster as dg
-from pydantic import Field
 
-from mmfr_assets.reporting.metadata import accounting_check_spec, check_spec, readable, stage_result
 from mmfr_assets.lake.ordered import PartitionImages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.llm.resource import CACHE_RESOURCE_KEY, LLMCache, LLMEndpoint
 from mmfr_assets.llm.bound import pool_slots
 from mmfr_assets.llm.types import ChatRequest
-from mmfr_assets.model_step.declaration import ModelStep
+from mmfr_assets.model_step.declaration import ModelStep, ModelStepConfig
 from mmfr_assets.model_step.join import join_step
 from mmfr_assets.model_step.runner import (
     StepStats, check_declaration, no_endpoint_reason, run_model_step, table_schema,
@@ -32,7 +30,10 @@ from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.partitions import deps as asset_deps, lake_partition
 from mmfr_assets.progress import for_partition
 from mmfr_assets.prompts import load_prompt
-from mmfr_assets.stage import Verdicts, run_stage, upstream_batches
+from mmfr_assets.stage import (
+    Verdicts, accounting_check_spec, check_spec, readable, run_stage, stage_result, upstream_batches,
+)
+from mmfr_assets.stage.asset import group_of
 
 FAILURE_CHECK = "generation_failure_rate"
 # Fails (WARN) when rows needed the model and no endpoint was configured: a step that did not
@@ -40,29 +41,15 @@ FAILURE_CHECK = "generation_failure_rate"
 MODEL_RAN_CHECK = "model_ran"
 
 
-class ModelStepConfig(dg.Config):
-    """What every model step can be told from the launchpad; steps subclass it."""
-
-    batch_size: int = Field(
-        default=1024, description="Upstream rows read at a time. Not a request barrier: "
-        "requests of the next batch start while earlier ones are still running.")
-    max_failure_rate: float = Field(
-        default=0.02, description="The blocking generation_failure_rate check fails when more "
-        "than this share of the rows sent to the endpoint got no usable answer.")
-    reorder_limit: int = Field(
-        default=8192, description="At most this many finished rows are held back while an "
-        "earlier row is still running (rows are written in the partition's order).")
-
-
-
 def model_step_asset(
     step_type: type[ModelStep],
     partitions: dg.PartitionsDefinition,
     *,
-    config_type: type[ModelStepConfig] = ModelStepConfig,
-    group: str,
+    group: str | None = None,
 ) -> dg.AssetsDefinition:
-    """The asset of `step_type`, built per run as `step_type.for_run(config, run_config)`.
+    """The asset of `step_type`, built per run as `step_type.for_run(config, run_config)` from
+    its `config_class`; in the group of its package (or `group`), reading its `upstream` and
+    its joins' tables (what its lineage node reads).
 
     Its resources are typed parameters, as any asset's: `lake`, `llm_cache` (`LLMCache`) and
     the step's endpoint under its role's key (`LLMEndpoint`). The role differs per step, so
@@ -74,7 +61,7 @@ def model_step_asset(
 
     @dg.asset(
         name=name,
-        group_name=group,
+        group_name=group or group_of(step_type.__module__),
         partitions_def=partitions,
         deps=asset_deps([step_type.upstream, *(j.table for j in step_type.joins)], partitions),
         pool=role,
@@ -94,7 +81,7 @@ def model_step_asset(
         ],
         description=step_type.description or None,
     )
-    @_with_endpoint_parameter(role, config_type)
+    @_with_endpoint_parameter(role, step_type.config_class)
     def step_asset(context: dg.AssetExecutionContext, config: ModelStepConfig, lake: LakeResource,
                    llm_cache: LLMCache, **endpoint: LLMEndpoint) -> dg.MaterializeResult:
         return _run_step(context, step_type, config, lake=lake, cache=llm_cache, endpoint=endpoint[role])

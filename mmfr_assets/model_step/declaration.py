@@ -18,9 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import dagster as dg
 import polars as pl
 import pyarrow as pa
+from pydantic import Field
 
+from mmfr_assets.lineage import NODES, upstream_of
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.prompts import Prompt
 
@@ -61,6 +64,20 @@ class Ask:
     samples: int
 
 
+class ModelStepConfig(dg.Config):
+    """What every model step can be told from the launchpad; steps subclass it."""
+
+    batch_size: int = Field(
+        default=1024, description="Upstream rows read at a time. Not a request barrier: "
+        "requests of the next batch start while earlier ones are still running.")
+    max_failure_rate: float = Field(
+        default=0.02, description="The blocking generation_failure_rate check fails when more "
+        "than this share of the rows sent to the endpoint got no usable answer.")
+    reorder_limit: int = Field(
+        default=8192, description="At most this many finished rows are held back while an "
+        "earlier row is still running (rows are written in the partition's order).")
+
+
 class ModelStep(abc.ABC):
     """One model-driven step over one partition: a subclass declares, the runner runs.
 
@@ -74,7 +91,8 @@ class ModelStep(abc.ABC):
     asset: ClassVar[str]
     #: Endpoint resource key; also the Dagster pool the asset runs in.
     role: ClassVar[str]
-    #: The table whose partition the step reads, in its row order.
+    #: The table whose partition the step reads, in its row order: filled in from its lineage
+    #: node when the class is declared (`__init_subclass__`).
     upstream: ClassVar[str]
     #: Columns read from `upstream` (`subset` and `id` are always read).
     columns: ClassVar[Sequence[str]]
@@ -95,12 +113,22 @@ class ModelStep(abc.ABC):
     #: plainly which rows were skipped and why, the same way.
     reason_column: ClassVar[str]
     skipped_status: ClassVar[str | None] = None
+    #: What its asset can be told from the launchpad: a `ModelStepConfig` subclass; the step is
+    #: built from it per run (`for_run`).
+    config_class: ClassVar[type[ModelStepConfig]] = ModelStepConfig
     #: What the asset is, for the UI (the asset's description).
     description: ClassVar[str] = ""
     #: Bump with a change of `parse` (or `needs`) that alters the step's rows for the same
     #: replies: part of the asset's code version (`code_versions.py`), so the step and what is
     #: downstream show unsynced; the cache still answers its requests, the rows are re-parsed.
     parse_version: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A step's `upstream` is its lineage node's (`lineage.py` says what each asset reads),
+        unless the class sets one (a step outside the lineage: a test's toy step)."""
+        super().__init_subclass__(**kwargs)
+        if "upstream" not in vars(cls) and getattr(cls, "asset", None) in NODES:
+            cls.upstream = upstream_of(cls.asset)
 
     #: Samples per row (one request with `n` where the endpoint supports it, else one
     #: request per sample with distinct seeds); attempts per row when `parse` says Retry.

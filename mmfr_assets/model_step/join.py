@@ -5,15 +5,17 @@ the teachers, `quality_filtered` of `answer_verdicts`, the recipes and `student_
 the student's tables) takes some of the step's columns, maybe renamed, for the rows of the same
 ids. A step's table holds one row per upstream row in the upstream's order, so the two are read
 in step (`OrderedRows`), in bounded memory. The columns and their types come from the step's
-`output_schema`: a consumer names what it takes (`StepJoin`), a name the step does not write
-fails when the definitions load, and a column of nulls keeps its type.
+`output_schema`: a consumer names what it takes (`StepJoin`) of the steps its lineage node
+joins (`joins_of`), a name the step does not write fails when the definitions load, and a
+column of nulls keeps its type.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -22,6 +24,7 @@ import pyarrow as pa
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.ordered import OrderedRows
 from mmfr_assets.lake.resource import LakeResource
+from mmfr_assets.lineage import node
 from mmfr_assets.partitions import lake_partition
 
 if TYPE_CHECKING:
@@ -35,29 +38,50 @@ def polars_types(schema: pa.Schema) -> dict[str, pl.DataType]:
 
 @dataclass(frozen=True)
 class StepJoin:
-    """Which columns of `step`'s table a consumer takes: `columns` maps the step's column to
-    the consumer's (replaced where the consumer's batch has it, else added)."""
+    """Which columns of a step's table a consumer takes: `columns` maps the step's column to
+    the consumer's (replaced where the consumer's batch has it, else added). `step` is the
+    step's name, as the consumer's lineage node joins it (or, in tests, a step class)."""
 
-    step: type["ModelStep"]
+    step: str | type["ModelStep"]
     columns: Mapping[str, str]
-    types: Mapping[str, pl.DataType] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        written = polars_types(self.step.output_schema)
-        unknown = [c for c in self.columns if c not in written]
-        if unknown:
-            raise ValueError(f"{self.step.asset} writes no column {', '.join(map(repr, unknown))} "
-                             f"(its output_schema: {', '.join(written)})")
-        object.__setattr__(self, "types", {target: written[source] for source, target in self.columns.items()})
 
     @property
     def table(self) -> str:
-        return self.step.asset
+        return self.step if isinstance(self.step, str) else self.step.asset
+
+    @cached_property
+    def types(self) -> Mapping[str, pl.DataType]:
+        """The consumer's columns' Polars types, from the step's `output_schema`; a column the
+        step does not write fails (`check`, when the definitions load)."""
+        if isinstance(self.step, str):  # the registry imports the steps, which may join others
+            from mmfr_assets.model_step.registry import step_named
+            step = step_named(self.step)
+        else:
+            step = self.step
+        written = polars_types(step.output_schema)
+        unknown = [c for c in self.columns if c not in written]
+        if unknown:
+            raise ValueError(f"{step.asset} writes no column {', '.join(map(repr, unknown))} "
+                             f"(its output_schema: {', '.join(written)})")
+        return {target: written[source] for source, target in self.columns.items()}
+
+    def check(self) -> StepJoin:
+        self.types  # noqa: B018 (resolves the step and its columns, or fails)
+        return self
 
 
-def take(step: type["ModelStep"], *columns: str, **renamed: str) -> StepJoin:
-    """`StepJoin` of `step`: `columns` under their own names, `renamed` as `step_column=consumer_column`."""
-    return StepJoin(step, {**{c: c for c in columns}, **renamed})
+def take(step: str | type["ModelStep"], *columns: str, **renamed: str) -> StepJoin:
+    """`StepJoin` of `step` (a name from the consumer's lineage node, `node(...).joins`):
+    `columns` under their own names, `renamed` as `step_column=consumer_column`."""
+    join = StepJoin(step, {**{c: c for c in columns}, **renamed})
+    return join if isinstance(step, str) else join.check()
+
+
+def joins_of(consumer: str) -> tuple[str, ...]:
+    """The step tables `consumer` joins, from its lineage node, the one list of them: a
+    consumer unpacks them in order (`reviews, answers = joins_of(NAME.cleaned)`) and says which
+    columns it takes of each, so a join added or removed in the lineage fails at import there."""
+    return node(consumer).joins
 
 
 def join_step(

@@ -1,11 +1,12 @@
 """Every model step of the pipeline, one line each: the one place `definitions.py` builds
 model-step assets from.
 
-Adding a step: declare it (a `ModelStep` subclass in its stage's folder: upstream, columns,
-prompt, output schema, `needs`/`render`/`parse`/`without_model`, its `Config`), write its prompt
-(`prompts/<prompt>.system.txt` / `.user.txt`), add its line here and its node in
-`lineage.py` (what it reads; the step's `upstream` is read from there). The asset, its
-pool, its checks, its resources and its metadata follow; a consumer reads its columns with
+Adding a step is three files ([development](../../docs/development.md#adding-a-model-step)):
+its module (a `ModelStep` subclass in its stage's folder: asset name, role, columns, prompt,
+output schema, `needs`/`render`/`parse`/`without_model`, its `config_class`), its prompt
+(`prompts/<prompt>.system.txt` / `.user.txt`), and its line here. The rest is derived: its
+`upstream` and deps from its lineage node, its asset group from its package, its asset, pool,
+checks, resources and metadata from the builder; a consumer reads its columns with
 `join.take(step, ...)`. A declaration that does not hold together (a reason column it does not
 write, a role with no endpoint resource, two steps with one name) fails when the code location
 loads.
@@ -18,38 +19,52 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from mmfr_assets.cleaning.answers import AnswerExtraction, AnswerExtractionConfig
-from mmfr_assets.cleaning.review import QuestionReview, QuestionReviewConfig
-from mmfr_assets.distillation.teachers import CaptionTeacher, CaptionTeacherConfig, CotTeacher, CotTeacherConfig
+from mmfr_assets.cleaning.answers import AnswerExtraction
+from mmfr_assets.cleaning.review import QuestionReview
+from mmfr_assets.distillation.teachers import CaptionTeacher, CotTeacher
 from mmfr_assets.llm.resource import ROLES
-from mmfr_assets.model_step.asset import ModelStepConfig, model_step_asset
-from mmfr_assets.model_step.declaration import ModelStep
-from mmfr_assets.rl.configs import RlRolloutsConfig, RlVerdictsConfig
+from mmfr_assets.model_step.asset import model_step_asset
+from mmfr_assets.model_step.declaration import ModelStep, ModelStepConfig
 from mmfr_assets.rl.steps import RlRolloutsStep, RlVerdictsStep
-from mmfr_assets.selection.configs import AnswerVerdictsConfig, StudentRolloutsConfig, StudentVerdictsConfig
 from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep, StudentVerdictsStep
+from mmfr_assets.stage.asset import group_of
 
 
 @dataclass(frozen=True)
 class Registered:
-    """One model step: its declaration, the `Config` its asset takes, its asset group."""
+    """One model step: its declaration; the `Config` its asset takes and its asset group are
+    the step's (`config_class`, its package)."""
 
     step: type[ModelStep]
-    config: type[ModelStepConfig]
-    group: str
+
+    @property
+    def config(self) -> type[ModelStepConfig]:
+        return self.step.config_class
+
+    @property
+    def group(self) -> str:
+        return group_of(self.step.__module__)
 
 
 MODEL_STEPS: tuple[Registered, ...] = (
-    Registered(QuestionReview, QuestionReviewConfig, "cleaning"),
-    Registered(AnswerExtraction, AnswerExtractionConfig, "cleaning"),
-    Registered(CaptionTeacher, CaptionTeacherConfig, "distillation"),
-    Registered(CotTeacher, CotTeacherConfig, "distillation"),
-    Registered(AnswerVerdictsStep, AnswerVerdictsConfig, "selection"),
-    Registered(StudentRolloutsStep, StudentRolloutsConfig, "selection"),
-    Registered(StudentVerdictsStep, StudentVerdictsConfig, "selection"),
-    Registered(RlRolloutsStep, RlRolloutsConfig, "rl"),
-    Registered(RlVerdictsStep, RlVerdictsConfig, "rl"),
+    Registered(QuestionReview),
+    Registered(AnswerExtraction),
+    Registered(CaptionTeacher),
+    Registered(CotTeacher),
+    Registered(AnswerVerdictsStep),
+    Registered(StudentRolloutsStep),
+    Registered(StudentVerdictsStep),
+    Registered(RlRolloutsStep),
+    Registered(RlVerdictsStep),
 )
+
+
+def step_named(name: str, steps: tuple[Registered, ...] = MODEL_STEPS) -> type[ModelStep]:
+    """The registered step whose table is `name` (a consumer's join names the step's table)."""
+    for r in steps:
+        if r.step.asset == name:
+            return r.step
+    raise KeyError(f"{name!r} is no registered model step (mmfr_assets/model_step/registry.py)")
 
 
 def check_registry(steps: tuple[Registered, ...] = MODEL_STEPS) -> None:
@@ -67,4 +82,4 @@ def build_model_steps(partitions: dg.PartitionsDefinition,
                       steps: tuple[Registered, ...] = MODEL_STEPS) -> list[dg.AssetsDefinition]:
     """The asset of every registered step."""
     check_registry(steps)
-    return [model_step_asset(r.step, partitions, config_type=r.config, group=r.group) for r in steps]
+    return [model_step_asset(r.step, partitions) for r in steps]

@@ -75,7 +75,7 @@ def skipped(step: ModelStep, row: Mapping[str, Any], reason: str) -> Parsed:
 
 def check_declaration(step: ModelStep | type[ModelStep]) -> None:
     """Fail at definition time, naming the step, where its declaration does not hold together
-    (a reason or status column the table does not have)."""
+    (a reason or status column the table does not have, a joined column its step does not write)."""
     names = set(step.output_schema.names)
     reason = getattr(step, "reason_column", None)
     if reason not in names:
@@ -84,6 +84,8 @@ def check_declaration(step: ModelStep | type[ModelStep]) -> None:
         raise TypeError(f"{step.asset}: skipped_status needs a status_column among its output columns")
     if step.status_column is not None and step.status_column not in names:
         raise TypeError(f"{step.asset}: status_column {step.status_column!r} is not one of its output columns")
+    for join in step.joins:
+        join.check()
 
 
 @dataclass

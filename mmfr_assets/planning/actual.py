@@ -14,15 +14,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mmfr_assets.lineage import NODES
+from mmfr_assets.lineage import NAME, NODES
 from mmfr_assets.model_step.registry import MODEL_STEPS, Registered
 from mmfr_assets.planning.counting import Rows, measured_of
 from mmfr_assets.planning.figures import Economics, Measured
 
 #: The recipes whose rows a user trains on, in the report's order: what the paper calls them.
 RECIPES: tuple[tuple[str, str], ...] = (
-    ("quality", "quality_filtered"), ("586K", "difficulty_filtered_586k"), ("123K", "difficulty_filtered"),
-    ("RL", "rl_selected"))
+    ("quality", NAME.quality_filtered), ("586K", NAME.difficulty_filtered_586k), ("123K", NAME.difficulty_filtered),
+    ("RL", NAME.rl_selected))
 
 
 def spent_by_step(rows: Rows, subsets: Sequence[str], steps: Sequence[Registered] = MODEL_STEPS) -> dict[str, Measured]:

@@ -24,7 +24,7 @@ import polars as pl
 from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.lookup import table_columns
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.lineage import chain
+from mmfr_assets.lineage import NAME, chain
 from mmfr_assets.model_step.declaration import ModelStep
 from mmfr_assets.model_step.registry import MODEL_STEPS, Registered
 from mmfr_assets.planning.figures import Measured, StepCount
@@ -121,7 +121,7 @@ def sent_share(rows: Rows, step: str, subsets: Sequence[str]) -> float | None:
 def survival(rows: Rows, earlier: str, later: str, subsets: Sequence[str]) -> float | None:
     """Rows of `later` per row of `earlier`, over the subsets where both are materialized (the
     source counts as `collected`); None where no subset has both."""
-    earlier = "collected" if earlier == SOURCE else earlier
+    earlier = NAME.collected if earlier == SOURCE else earlier
     pairs = [(rows.count(earlier, s), rows.count(later, s)) for s in subsets]
     pairs = [(a, b) for a, b in pairs if a and b]
     return sum(b for _, b in pairs) / sum(a for a, _ in pairs) if pairs else None
@@ -142,7 +142,7 @@ def count_step(step: ModelStep, subset: str, rows: Rows, subsets: Sequence[str])
     tables = [t for t in chain(upstream) if rows.materialized(t, subset)]
     base = tables[0] if tables else SOURCE
     # `collected` is the source as mapped (less rows refused for a duplicate id, if any)
-    on_upstream = base == upstream or (base == SOURCE and upstream == "collected")
+    on_upstream = base == upstream or (base == SOURCE and upstream == NAME.collected)
     available = set(rows.columns(base))
     wanted = ["subset", "id", *[c for c in step.columns if c not in ("subset", "id")]]
     renames = {c: LATER_NAMES[c] for c in wanted if c not in available and LATER_NAMES.get(c) in available}

@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from mmfr_assets.lineage import NAME
 from mmfr_assets.llm.resource import ROLES, LLMEndpoint
 
 
@@ -34,7 +35,7 @@ def source_frames(source, run_config: Mapping[str, Any]):
     from mmfr_assets.collection.assets import CollectedConfig
     from mmfr_assets.collection.source import mapped_tables
 
-    given = (((run_config.get("ops") or {}).get("collected") or {}).get("config")) or {}
+    given = (((run_config.get("ops") or {}).get(NAME.collected) or {}).get("config")) or {}
     config = CollectedConfig(**given)
 
     def frames(subset: str) -> Iterator[pl.DataFrame]:

@@ -18,7 +18,7 @@ from pydantic import Field
 from mmfr_assets.dedup.savings import savings, savings_markdown
 from mmfr_assets.reporting.audit import SAMPLE_PER_REASON, audit, audit_html, audit_markdown, sampled_ids
 from mmfr_assets.files import atomic_folder
-from mmfr_assets.lineage import STAGE_NAMES, funnel_stages
+from mmfr_assets.lineage import NAME, STAGE_NAMES, funnel_stages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.lake.shards import check_lake
 from mmfr_assets.settings import REPORT_URL_ENV, report_location
@@ -52,7 +52,7 @@ class ReportConfig(dg.Config):
         f"bucket, bucket website, CDN or proxy), for clickable links in the metadata. Empty: "
         f"{REPORT_URL_ENV}, else the metadata names the command that serves it (mmfr serve-report).")
     kept_asset: str = Field(
-        default="difficulty_filtered",
+        default=NAME.difficulty_filtered,
         description="The selection table whose kept rows the 'kept vs dropped' length plot compares "
         "with its dropped rows (difficulty_filtered, or difficulty_filtered_586k).")
     rows_per_view: int = Field(
@@ -130,7 +130,7 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
         description="Funnel (subset x stage x reason), plots and the row viewer over every subset.",
     )
     def report(context: dg.AssetExecutionContext, config: ReportConfig, lake: LakeResource) -> dg.MaterializeResult:
-        check_lake(lake.location("collected"))  # a subset's shards are summed: all of them
+        check_lake(lake.location(NAME.collected))  # a subset's shards are summed: all of them
         out = report_location(config.out_dir, lake.uri)
         stats = collect_stats(lake, subsets, kept_asset=config.kept_asset, batch_size=config.batch_size)
         absent = [t for t, here in stats.present.items() if not here]

@@ -24,6 +24,7 @@ import polars as pl
 import pyarrow.dataset as pads
 
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
+from mmfr_assets.lineage import NAME
 
 SAMPLE_SEED = 0
 SAMPLE_PER_REASON = 20
@@ -35,8 +36,8 @@ MODEL_DECIDED = {
 }
 #: Stages' filters whose every reason is decided the same way.
 FILTER_DECIDED = {
-    ("deduplicated", "dedup"): "dedup rule (a near-duplicate of a row kept)",
-    ("deduplicated", "benchmark"): "decontamination rule (benchmark n-grams)",
+    (NAME.deduplicated, "dedup"): "dedup rule (a near-duplicate of a row kept)",
+    (NAME.deduplicated, "benchmark"): "decontamination rule (benchmark n-grams)",
 }
 _DECIDED_BY = re.compile(r"\(decided by ([\w-]+)\)")
 

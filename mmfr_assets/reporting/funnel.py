@@ -19,7 +19,7 @@ import polars as pl
 
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.lineage import LINE, NODES, STEP_SHOWN_IN, funnel_stages
+from mmfr_assets.lineage import LINE, NAME, NODES, STEP_SHOWN_IN, funnel_stages
 
 KEPT = "(kept)"  # the reason of a funnel row that counts the rows a stage kept
 
@@ -115,7 +115,7 @@ def funnel_lines(
                 for reason in f.reasons:
                     dropped = drops.get((subset, stage, reason), 0)
                     lines.append(f"   {'':<20} {f.name:<12} {reason:<32} {dropped:>8}")
-            if stage == "deduplicated" and subset in saved:  # what a teacher will not be asked
+            if stage == NAME.deduplicated and subset in saved:  # what a teacher will not be asked
                 s = saved[subset]
                 lines.append(f"   {'':<20} {'teachers':<12} {'asks saved (caption + trace)':<32} "
                              f"{s.asks:>8}")

@@ -16,12 +16,12 @@ import polars as pl
 from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.lookup import SubsequenceLookup, closing_iter, table_columns
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.lineage import BRANCH_NAMES, LINE
+from mmfr_assets.lineage import BRANCH_NAMES, LINE, NAME
 from mmfr_assets.reporting.funnel import funnel_table
 
 # Tables other engineers add downstream; the report uses each one that exists and says which
 # are absent.
-OPTIONAL_TABLES = ("answer_verdicts", "student_rollouts", "difficulty_filtered_586k", "rl_verdicts")
+OPTIONAL_TABLES = (NAME.answer_verdicts, NAME.student_rollouts, NAME.difficulty_filtered_586k, NAME.rl_verdicts)
 # Word-count histogram bins (Python str.split() words), log-spaced: traces span 10^1..10^4.
 LENGTH_BINS = np.unique(np.round(np.logspace(0, 5, 41)).astype(np.int64))
 
@@ -66,34 +66,34 @@ def _histogram(values: pl.Series) -> np.ndarray:
 
 
 def collect_stats(
-    lake: LakeResource, subsets: Sequence[str], *, kept_asset: str = "difficulty_filtered",
+    lake: LakeResource, subsets: Sequence[str], *, kept_asset: str = NAME.difficulty_filtered,
     batch_size: int = 1024,
 ) -> ReportStats:
     present = {name: lake.location(name).table() is not None
-               for name in ("distilled", kept_asset, *OPTIONAL_TABLES)}
+               for name in (NAME.distilled, kept_asset, *OPTIONAL_TABLES)}
     # Subsets nothing was collected for are listed apart, not drawn as empty rows.
-    collected = [s for s in subsets if count_rows(lake.location("collected"), {"subset": s})]
+    collected = [s for s in subsets if count_rows(lake.location(NAME.collected), {"subset": s})]
     stats = ReportStats(collected, kept_asset, present, funnel_table(lake.location, collected, stage_names(lake)))
     stats.not_materialized = [s for s in subsets if s not in collected]
     for kind in ("trace", "caption"):
         for group in ("kept", "dropped"):
             stats.lengths[(kind, group)] = np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64)
-    if not present["distilled"]:
+    if not present[NAME.distilled]:
         stats.pass_rate_source = stats.method_source = "distilled is not materialized"
         return stats
-    rollouts = present["student_rollouts"] and "pass_rate" in table_columns(lake, "student_rollouts")
+    rollouts = present[NAME.student_rollouts] and "pass_rate" in table_columns(lake, NAME.student_rollouts)
     stats.pass_rate_source = (
         "student_rollouts.pass_rate" if rollouts
         else "distilled.pass_rate (the dataset's qwen3vl_4b_pass_rate; student_rollouts absent)"
     )
-    verdicts = present["answer_verdicts"] and "method" in table_columns(lake, "answer_verdicts")
+    verdicts = present[NAME.answer_verdicts] and "method" in table_columns(lake, NAME.answer_verdicts)
     stats.method_source = (
         "answer_verdicts.method" if verdicts
         else "distilled.is_consistent (answer_verdicts absent: a dataset label or nothing)"
     )
     for subset in subsets:
         _subset_stats(lake, subset, stats, rollouts=rollouts, verdicts=verdicts, batch_size=batch_size)
-        if present["rl_verdicts"]:
+        if present[NAME.rl_verdicts]:
             _rl_stats(lake, subset, stats, batch_size=batch_size)
     return stats
 
@@ -106,8 +106,8 @@ def _rl_stats(lake, subset, stats: ReportStats, *, batch_size: int) -> None:
     """The RL set's candidates by pass rate (None: only bounds, or none), kept or not by
     `rl_selected`: the histogram of the candidates with the band the selection kept."""
     partition = {"subset": subset}
-    with SubsequenceLookup(lake.location("rl_selected"), partition, batch_size=batch_size) as kept:
-        for batch in closing_iter(read_partition(lake.location("rl_verdicts"), partition, batch_size=batch_size,
+    with SubsequenceLookup(lake.location(NAME.rl_selected), partition, batch_size=batch_size) as kept:
+        for batch in closing_iter(read_partition(lake.location(NAME.rl_verdicts), partition, batch_size=batch_size,
                                                  columns=["id", "pass_rate", "pass_rate_origin"])):
             frame = pl.from_arrow(batch).filter(pl.col("pass_rate_origin").is_in(RL_CANDIDATE_ORIGINS))
             is_kept = [row is not None for row in kept.get(frame["id"].to_list())]
@@ -122,7 +122,7 @@ def _counts(series: pl.Series) -> Counter:
 def _subset_stats(lake, subset, stats: ReportStats, *, rollouts: bool, verdicts: bool, batch_size: int):
     partition = {"subset": subset}
     measure = stats.present[stats.kept_asset]
-    distilled = lake.location("distilled")
+    distilled = lake.location(NAME.distilled)
     if count_rows(distilled, partition) == 0:
         return
     with SubsequenceLookup(lake.location(stats.kept_asset), partition, batch_size=batch_size) as kept:
@@ -149,12 +149,12 @@ def _subset_stats(lake, subset, stats: ReportStats, *, rollouts: bool, verdicts:
                 for method, n in _counts(labels).items():
                     stats.methods[(subset, method)] += n
     if rollouts:
-        for batch in closing_iter(read_partition(lake.location("student_rollouts"), partition,
+        for batch in closing_iter(read_partition(lake.location(NAME.student_rollouts), partition,
                                                  columns=["pass_rate"], batch_size=batch_size)):
             for rate, n in _counts(pl.from_arrow(batch)["pass_rate"].round(3)).items():
                 stats.pass_rates[(subset, rate)] += n
     if verdicts:
-        for batch in closing_iter(read_partition(lake.location("answer_verdicts"), partition,
+        for batch in closing_iter(read_partition(lake.location(NAME.answer_verdicts), partition,
                                                  columns=["method"], batch_size=batch_size)):
             for method, n in _counts(pl.from_arrow(batch)["method"].fill_null("(none)")).items():
                 stats.methods[(subset, method)] += n

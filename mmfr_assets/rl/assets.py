@@ -13,21 +13,20 @@ import pyarrow as pa
 from mmfr_assets.dedup.assets import DEDUPLICATED_SCHEMA
 from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.lineage import reads, upstream_of
-from mmfr_assets.model_step.join import join_step, take
-from mmfr_assets.partitions import deps, lake_partition
-from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
+from mmfr_assets.lineage import NAME, upstream_of
+from mmfr_assets.model_step.join import join_step, joins_of, take
+from mmfr_assets.partitions import lake_partition
 from mmfr_assets.rl import rules
 from mmfr_assets.rl.configs import RlSelectedConfig
-from mmfr_assets.rl.steps import RlRolloutsStep, RlVerdictsStep
-from mmfr_assets.stage import run_stage, upstream_batches
+from mmfr_assets.stage import run_stage, stage_asset, stage_result, upstream_batches
 
-NAME = "rl_selected"
-#: What `rl_selected` takes of its steps: the reference and its form, each group's pass rate.
+#: What `rl_selected` takes of its steps (the policy's rollouts, their verdicts): the reference
+#: and its form, each group's pass rate.
+_ROLLOUTS, _VERDICTS = joins_of(NAME.rl_selected)
 RL_JOINS = (
-    take(RlRolloutsStep, "reference", "reference_form", "checkable", "blind_samples", "samples",
+    take(_ROLLOUTS, "reference", "reference_form", "checkable", "blind_samples", "samples",
          detail="reference_detail"),
-    take(RlVerdictsStep, "pass_rate", "pass_rate_low", "pass_rate_high", "blind_pass_rate",
+    take(_VERDICTS, "pass_rate", "pass_rate_low", "pass_rate_high", "blind_pass_rate",
          "blind_pass_rate_low", "blind_pass_rate_high", detail="pass_rate_detail", blind_detail="blind_detail"),
 )
 #: The RL set's table: the deduplicated row, then what the RL trainer and the report need.
@@ -55,7 +54,7 @@ def sft_ids(lake: LakeResource, table: str, subset: str) -> set[str]:
     decided = (count_rows(location, partition)
                + count_rows(lake.location(REJECTIONS_TABLE), {**partition, "stage": table}))
     if location.table() is None or decided == 0:
-        raise dg.Failure(f"{NAME}: exclude_sft_asset is {table}, which has not been materialized for "
+        raise dg.Failure(f"{NAME.rl_selected}: exclude_sft_asset is {table}, which has not been materialized for "
                          f"{subset}: materialize it first (or unset exclude_sft_asset)")
     ids: set[str] = set()
     with read_partition(location, lake_partition(subset), columns=["id"], batch_size=65536) as reader:
@@ -74,13 +73,10 @@ def _marked(batches: Iterator[pl.DataFrame], excluded: set[str]) -> Iterator[pl.
 
 
 def build_rl(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    @dg.asset(
-        name=NAME,
-        group_name="rl",
-        partitions_def=partitions,
-        deps=deps(reads(NAME), partitions),
+    @stage_asset(
+        partitions,
         kinds={"deltalake", "polars"},
-        check_specs=[accounting_check_spec(NAME, partitions)],
+        joins=RL_JOINS,
         description="The RL set: deduplicated rows whose reference a rule can check, which the "
         "policy (`policy_llm`) solves sometimes but not always over its samples with the image "
         "(0 < pass rate < 1 by default) and not without the image; optionally none of an SFT "
@@ -89,14 +85,14 @@ def build_rl(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     def rl_selected(context: dg.AssetExecutionContext, config: RlSelectedConfig,
                     lake: LakeResource) -> dg.MaterializeResult:
         subset = context.partition_key
-        upstream = upstream_of(NAME)
+        upstream = upstream_of(NAME.rl_selected)
         excluded = sft_ids(lake, config.exclude_sft_asset, subset) if config.exclude_sft_asset else set()
         batches = join_step(lake, upstream_batches(lake, upstream, subset, batch_size=config.batch_size),
                             subset, RL_JOINS, batch_size=config.batch_size)
-        run = run_stage(lake, stage=NAME, subset=subset, batches=_marked(batches, excluded),
+        run = run_stage(lake, stage=NAME.rl_selected, subset=subset, batches=_marked(batches, excluded),
                         decide=lambda batch: rules.select_rl(batch, config), schema=RL_SELECTED_SCHEMA,
                         filters=rules.FILTERS)
-        context.log.info(f"{NAME} {subset}: kept {run.rows_out} of {run.rows_in}")
+        context.log.info(f"{NAME.rl_selected} {subset}: kept {run.rows_out} of {run.rows_in}")
         # Settings, not metrics: text, so the UI does not plot them across partitions.
         return stage_result(lake, run, upstream=upstream, extra={
             "recipe": dg.MetadataValue.text(rules.band_text(config)),

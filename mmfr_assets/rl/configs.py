@@ -11,10 +11,10 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field, model_validator
 
-from mmfr_assets.lineage import EXPORTABLE
+from mmfr_assets.lineage import EXPORTABLE, NAME
 
 #: The tables `exclude_sft_asset` can name: every exportable table but the RL set itself.
-SFT_TABLES = tuple(t for t in EXPORTABLE if t != "rl_selected")
+SFT_TABLES = tuple(t for t in EXPORTABLE if t != NAME.rl_selected)
 from mmfr_assets.rl.checkable import CHECKABLE_FORMS, MAX_EXPRESSION_CHARS
 from mmfr_assets.selection.configs import StudentVerdictsConfig, _VerifierConfig
 

@@ -16,10 +16,10 @@ import pyarrow as pa
 
 from mmfr_assets.dedup.assets import DEDUPLICATED_SCHEMA
 from mmfr_assets.exports.turns import question_without_images
-from mmfr_assets.lineage import upstream_of
+from mmfr_assets.lineage import NAME
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.declaration import Ask, ModelStep, Parsed, Retry
-from mmfr_assets.model_step.join import take
+from mmfr_assets.model_step.join import joins_of, take
 from mmfr_assets.prompts import Prompt
 from mmfr_assets.rl.checkable import reference_form
 from mmfr_assets.rl.configs import RlRolloutsConfig, RlVerdictsConfig
@@ -69,9 +69,9 @@ class RlRolloutsStep(ModelStep):
     (origin `not_checkable`; `rl_selected` drops them as `rl_not_checkable`).
     """
 
-    asset = "rl_rollouts"
+    asset = NAME.rl_rollouts
+    config_class = RlRolloutsConfig
     role = "policy_llm"
-    upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer")
     prompt = "rl_rollout"
     output_schema = pa.schema([
@@ -165,12 +165,14 @@ class RlVerdictsStep(StudentVerdictsStep):
     the bounds stay and `rl_selected` decides on them (`rl_undecided` where they straddle a
     threshold). The student's judge step, on two groups."""
 
-    asset = "rl_verdicts"
+    asset = NAME.rl_verdicts
+    config_class = RlVerdictsConfig
     role = "judge_llm"
-    upstream = upstream_of(asset)
     columns = ("question",)
-    joins = (take(RlRolloutsStep, "reference", "reference_form", "checkable", *_ROLLOUT_COLUMNS,
-                  detail="rollout_detail", blind_detail="rollout_blind_detail"),)
+    # the policy's samples (`rl_rollouts`: the one step its lineage node joins)
+    joins = tuple(take(rollouts, "reference", "reference_form", "checkable", *_ROLLOUT_COLUMNS,
+                       detail="rollout_detail", blind_detail="rollout_blind_detail")
+                  for rollouts in joins_of(asset))
     prompt = "sample_judge"
     output_schema = pa.schema([
         *PASS_RATE_SCHEMA,  # origin: rollouts, judged, bounds, failed, not_checkable, missing

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from mmfr_assets.lineage import NAME
 from mmfr_assets.rules.quality import QualityRules
 
 _PAPER = QualityRules()
@@ -75,7 +76,7 @@ class QualityRulesConfig(dg.Config):
 
 
 #: The asset whose config holds the thresholds in a run.
-THRESHOLDS_ASSET = "quality_filtered"
+THRESHOLDS_ASSET = NAME.quality_filtered
 
 
 def quality_rules_of_run(run_config: Mapping[str, Any] | None) -> QualityRules:
@@ -90,8 +91,8 @@ def quality_rules_of_run(run_config: Mapping[str, Any] | None) -> QualityRules:
 
 #: The thresholds each teacher validates its generated texts with (the rest do not apply to it).
 TEACHER_THRESHOLDS: Mapping[str, tuple[str, ...]] = {
-    "teacher_responses": ("min_response_words", "error_marker", "ngram_size", "ngram_min_count"),
-    "teacher_captions": ("min_caption_words",),
+    NAME.teacher_responses: ("min_response_words", "error_marker", "ngram_size", "ngram_min_count"),
+    NAME.teacher_captions: ("min_caption_words",),
 }
 
 

@@ -12,24 +12,22 @@ import dagster as dg
 import polars as pl
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
-from mmfr_assets.lineage import reads, upstream_of
-from mmfr_assets.reporting.metadata import accounting_check_spec, stage_result
+from mmfr_assets.lineage import NAME, upstream_of
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.model_step.join import join_step, take
-from mmfr_assets.partitions import deps
+from mmfr_assets.model_step.join import join_step, joins_of, take
 from mmfr_assets.rules import quality
 from mmfr_assets.rules.config import teachers_validation_thresholds, threshold_drift
 from mmfr_assets.selection import difficulty
 from mmfr_assets.selection.configs import DifficultyFiltered586kConfig, DifficultyFilteredConfig, QualityFilteredConfig
-from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentVerdictsStep
-from mmfr_assets.stage import Filter, run_stage, upstream_batches
+from mmfr_assets.stage import Filter, run_stage, stage_asset, stage_result, upstream_batches
 
 
 #: What `quality_filtered` takes of `answer_verdicts` (the verdict, and who decided, for drop
 #: details) and the recipes of `student_verdicts` (the pass rate or its bounds): `model_step/join.py`.
-VERDICTS_JOIN = take(AnswerVerdictsStep, "is_consistent", analysis="_verdict_analysis", method="_verdict_method",
+(_ANSWER_VERDICTS,), (_STUDENT_VERDICTS,) = joins_of(NAME.quality_filtered), joins_of(NAME.difficulty_filtered)
+VERDICTS_JOIN = take(_ANSWER_VERDICTS, "is_consistent", analysis="_verdict_analysis", method="_verdict_method",
                      final_answer="_verdict_final_answer", reference="_verdict_reference")
-PASS_RATES_JOIN = take(StudentVerdictsStep, "pass_rate", "pass_rate_low", "pass_rate_high", detail="pass_rate_detail")
+PASS_RATES_JOIN = take(_STUDENT_VERDICTS, "pass_rate", "pass_rate_low", "pass_rate_high", detail="pass_rate_detail")
 
 
 def _select(
@@ -76,13 +74,10 @@ def _with_verdicts(lake: LakeResource, batches, subset: str, batch_size: int):
 
 
 def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    @dg.asset(
-        name="quality_filtered",
-        group_name="selection",
-        partitions_def=partitions,
-        deps=deps(reads("quality_filtered"), partitions),
+    @stage_asset(
+        partitions,
         kinds={"deltalake", "polars"},
-        check_specs=[accounting_check_spec("quality_filtered", partitions)],
+        joins=[VERDICTS_JOIN],
         description="Distilled rows passing the published quality rules: content, structure, "
         "repetition and answer consistency (the verdict of `answer_verdicts`), in that order.",
     )
@@ -91,17 +86,17 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
     ) -> dg.MaterializeResult:
         rules = config.rules()
         subset = context.partition_key
-        upstream = upstream_of("quality_filtered")
+        upstream = upstream_of(NAME.quality_filtered)
         drift = threshold_drift(rules, teachers_validation_thresholds(context.instance, subset))
         for teacher, differ in drift.items():
             context.log.warning(
-                f"{teacher} validated its generated texts with other thresholds than quality_filtered "
+                f"{teacher} validated its generated texts with other thresholds than {NAME.quality_filtered} "
                 f"applies ({', '.join(f'{k}: {old!r} there, {new!r} here' for k, (old, new) in differ.items())}): "
                 f"texts it kept may be dropped here; materialize {teacher} with the same thresholds to re-ask")
         return _select(
             context,
             lake,
-            stage="quality_filtered",
+            stage=NAME.quality_filtered,
             upstream=upstream,
             batches=_with_verdicts(
                 lake, upstream_batches(lake, upstream, subset, batch_size=config.batch_size), subset,
@@ -117,12 +112,12 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
     return [
         quality_filtered,
         _difficulty_asset(
-            "difficulty_filtered", DifficultyFilteredConfig, partitions,
+            NAME.difficulty_filtered, DifficultyFilteredConfig, partitions,
             "Quality rows the 4B student never solves (pass rate = 0 over 4 student samples: "
             "the 123K recipe; pass rates from `student_verdicts`).",
         ),
         _difficulty_asset(
-            "difficulty_filtered_586k", DifficultyFiltered586kConfig, partitions,
+            NAME.difficulty_filtered_586k, DifficultyFiltered586kConfig, partitions,
             "Quality rows the 4B student does not always solve (pass rate < 1 over 4 student "
             "samples: the 586K recipe; pass rates from `student_verdicts`). Its own table and rejections stage: "
             "materializing it never touches `difficulty_filtered`.",
@@ -133,15 +128,8 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
 def _difficulty_asset(
     name: str, config_type: type, partitions: dg.PartitionsDefinition, description: str
 ) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=name,
-        group_name="selection",
-        partitions_def=partitions,
-        deps=deps(reads(name), partitions),
-        kinds={"deltalake", "polars"},
-        check_specs=[accounting_check_spec(name, partitions)],
-        description=description,
-    )
+    @stage_asset(partitions, name=name, kinds={"deltalake", "polars"}, joins=[PASS_RATES_JOIN],
+                 description=description)
     def recipe(
         context: dg.AssetExecutionContext, config: config_type, lake: LakeResource
     ) -> dg.MaterializeResult:

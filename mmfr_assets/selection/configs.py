@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, model_validator
 
-from mmfr_assets.model_step.asset import ModelStepConfig
+from mmfr_assets.model_step.declaration import ModelStepConfig
 from mmfr_assets.rules.config import QualityRulesConfig
 from mmfr_assets.rules.verify import REFERENCE_COLUMNS
 from mmfr_assets.rules.verify.workers import MATH_VERIFY_TIMEOUT_S

@@ -17,11 +17,11 @@ import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.distillation.annotations import DISTILLED_SCHEMA
-from mmfr_assets.lineage import upstream_of
+from mmfr_assets.lineage import NAME
 from mmfr_assets.llm.replies import visible_text
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step.declaration import ModelStep, Parsed, Retry
-from mmfr_assets.model_step.join import take
+from mmfr_assets.model_step.join import joins_of, take
 from mmfr_assets.prompts import Prompt
 from mmfr_assets.selection.configs import (
     AnswerVerdictsConfig, StudentRolloutsConfig, StudentVerdictsConfig,
@@ -95,9 +95,9 @@ class AnswerVerdictsStep(ModelStep):
     `correctness_unverified`) and weak verdicts stand, recorded as `weak`.
     """
 
-    asset = "answer_verdicts"
+    asset = NAME.answer_verdicts
+    config_class = AnswerVerdictsConfig
     role = "judge_llm"
-    upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer", "response", "is_consistent")
     prompt = "answer_judge"
     output_schema = pa.schema(
@@ -332,9 +332,9 @@ class StudentRolloutsStep(ModelStep):
     `pass_rate` is kept unless `recompute`.
     """
 
-    asset = "student_rollouts"
+    asset = NAME.student_rollouts
+    config_class = StudentRolloutsConfig
     role = "student_llm"
-    upstream = upstream_of(asset)
     columns = ("question", "answer", "original_answer", "pass_rate")
     prompt = "student_rollout"
     output_schema = pa.schema(
@@ -456,11 +456,13 @@ class StudentVerdictsStep(ModelStep):
     passes (`difficulty_undecided` otherwise): nothing is guessed.
     """
 
-    asset = "student_verdicts"
+    asset = NAME.student_verdicts
+    config_class = StudentVerdictsConfig
     role = "judge_llm"
-    upstream = upstream_of(asset)
     columns = ("question",)
-    joins = (take(StudentRolloutsStep, *(c for c in _ROLLOUT_COLUMNS if c != "detail"), detail="rollout_detail"),)
+    # the student's samples (`student_rollouts`: the one step its lineage node joins)
+    joins = tuple(take(rollouts, *(c for c in _ROLLOUT_COLUMNS if c != "detail"), detail="rollout_detail")
+                  for rollouts in joins_of(asset))
     prompt = "sample_judge"
     output_schema = pa.schema(
         [

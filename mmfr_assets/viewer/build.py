@@ -21,7 +21,7 @@ from mmfr_assets.lake.delta import count_rows, read_partition
 from mmfr_assets.lake.lookup import SubsequenceLookup, SupersequenceLookup, closing_iter, table_columns
 from mmfr_assets.lake.ordered import training_image
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.lineage import NODES, STAGE_NAMES, row_level, viewer_input
+from mmfr_assets.lineage import NAME, NODES, STAGE_NAMES, row_level, viewer_input
 from mmfr_assets.viewer.render import counts_table, link, page, page_nav, row_card
 
 # The table whose rows each stage decided on (its input), as the viewer shows them.
@@ -158,8 +158,8 @@ class _StageImages:
     the viewer also shows rows cleaning dropped, so both tables are read with `rows_lookup`."""
 
     def __init__(self, lake: LakeResource, stream: str, partition: dict[str, str]) -> None:
-        self._cleaned = rows_lookup(lake, "cleaned", stream, partition, ["image_bytes"], batch_size=64)
-        self._collected = rows_lookup(lake, "collected", stream, partition, ["image_bytes"], batch_size=64)
+        self._cleaned = rows_lookup(lake, NAME.cleaned, stream, partition, ["image_bytes"], batch_size=64)
+        self._collected = rows_lookup(lake, NAME.collected, stream, partition, ["image_bytes"], batch_size=64)
 
     def get(self, ids: Sequence[str]) -> list[bytes | None]:
         changed, original = self._cleaned.get(ids), self._collected.get(ids)

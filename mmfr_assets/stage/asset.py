@@ -1,4 +1,5 @@
-"""What a materialization tells its reader: rows in, dropped per filter and reason, rows out.
+"""A stage as a Dagster asset: `stage_asset` builds it from its lineage node, and what its
+materialization tells its reader: rows in, dropped per filter and reason, rows out.
 
 The same numbers feed the asset's metadata (for the UI), its Markdown funnel, and the
 accounting check that re-counts the committed tables to prove input = kept + dropped.
@@ -17,8 +18,8 @@ are partitioned where the asset is (the check history shows the partition).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pyarrow as pa
@@ -26,17 +27,23 @@ import pyarrow as pa
 from mmfr_assets.columns import describe
 from mmfr_assets.lake.delta import count_rows
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.lineage import STAGE_NAMES, STEP_SHOWN_IN
-from mmfr_assets.partitions import lake_partition, subset_of
-from mmfr_assets.stage import StageRun
+from mmfr_assets.lineage import STAGE_NAMES, STEP_SHOWN_IN, node
+from mmfr_assets.partitions import deps, lake_partition, subset_of
+from mmfr_assets.stage.run import StageRun
+
+if TYPE_CHECKING:
+    from mmfr_assets.model_step.join import StepJoin
 
 ACCOUNTING_CHECK = "rows_accounted_for"
 
 
 def column_schema(schema: pa.Schema, table: str | None = None) -> dg.TableSchema:
-    """The table's columns with their types and what they mean (`columns.describe`)."""
+    """The table's columns with their types and what they mean: a field's own `description`
+    (a model step's `output_schema` carries its columns'), else `columns.describe`."""
     return dg.TableSchema(
-        columns=[dg.TableColumn(name=f.name, type=str(f.type), description=describe(f.name, table))
+        columns=[dg.TableColumn(name=f.name, type=str(f.type),
+                                description=(f.metadata or {}).get(b"description", b"").decode()
+                                or describe(f.name, table))
                  for f in schema]
     )
 
@@ -188,3 +195,54 @@ def stage_result(
         metadata=stage_metadata(run, extra, lead),
         check_results=[accounting_check(lake, run, rows_in=rows_in, input_label=upstream), *checks],
     )
+
+
+def group_of(module: str) -> str:
+    """A stage's asset group: the package its module is in (`mmfr_assets.selection.assets`:
+    `selection`)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "mmfr_assets" else parts[-1]
+
+
+def stage_asset(
+    partitions: dg.PartitionsDefinition,
+    *,
+    name: str | None = None,
+    group: str | None = None,
+    kinds: Iterable[str] = ("deltalake",),
+    checks: Sequence[dg.AssetCheckSpec] = (),
+    joins: Sequence[StepJoin] = (),
+    all_shards: Sequence[str] = (),
+    description: str | None = None,
+    **asset_args: Any,
+) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
+    """The one factory of a stage's asset, a decorator of its function: the asset is named
+    after the function (or `name`, one function building several stages), its group is the
+    function's package (or `group`: deduplication is shown with cleaning), its deps are what
+    its lineage node reads (`all_shards`: those read on every shard of the subset), its checks
+    the blocking `rows_accounted_for` and `checks`. `joins`, the columns it takes of the steps
+    its node joins, are checked when the definitions load: a step its node does not join, or a
+    column the step does not write, fails there.
+    The function is the asset's body, typed as any Dagster asset's (`context`, `config: ...`,
+    `lake: LakeResource`, other resources)."""
+
+    def build(fn: Callable[..., dg.MaterializeResult]) -> dg.AssetsDefinition:
+        asset = name or fn.__name__
+        declared = node(asset).joins
+        for join in joins:
+            if join.table not in declared:
+                raise ValueError(f"{asset} takes columns of {join.table}, which its lineage node does not "
+                                 f"join ({', '.join(declared) or 'none'}): mmfr_assets/lineage.py")
+            join.check()
+        return dg.asset(
+            name=asset,
+            group_name=group or group_of(fn.__module__),
+            partitions_def=partitions,
+            deps=deps(node(asset).deps, partitions, all_shards) or None,
+            kinds=set(kinds),
+            check_specs=[accounting_check_spec(asset, partitions), *checks],
+            description=description,
+            **asset_args,
+        )(fn)
+
+    return build

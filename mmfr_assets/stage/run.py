@@ -1,9 +1,8 @@
 """Running one stage over one partition: rows in, rows kept, rows dropped with their reasons.
 
-Every stage has the same contract (the datatrove filter contract, batch-wise): a pure function
-turns a batch into the rows it keeps and the rows it drops, each drop with a filter and a
-reason. This module streams the batches, writes kept rows to the stage's table and dropped rows
-to the rejections table, refuses any batch that loses rows, and publishes both tables.
+A stage's `decide` keeps the row contract (`contract.py`). This module streams the batches,
+writes kept rows to the stage's table and dropped rows to the rejections table, refuses any
+batch that loses rows, and publishes both tables.
 """
 
 from __future__ import annotations
@@ -17,55 +16,13 @@ import polars as pl
 import pyarrow as pa
 
 from mmfr_assets.lake.delta import read_partition
-from mmfr_assets.lake.rejections import REJECTION_COLUMNS, REJECTION_SCHEMA
+from mmfr_assets.lake.rejections import REJECTION_SCHEMA
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
-from mmfr_assets.partitions import lake_partition
 from mmfr_assets.lake.shards import check_lake, open_writer
+from mmfr_assets.lineage import ROOT
+from mmfr_assets.partitions import lake_partition
 from mmfr_assets.progress import Counts, Reporter
-
-
-@dataclass(frozen=True)
-class Filter:
-    """A named filter and the reasons it can give, in the order they are tested."""
-
-    name: str
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Verdicts:
-    """What a stage decided for one batch: kept rows, and dropped rows (id, filter, reason, detail)."""
-
-    kept: pl.DataFrame
-    dropped: pl.DataFrame
-
-    @staticmethod
-    def no_drops(kept: pl.DataFrame) -> Verdicts:
-        return Verdicts(kept, empty_drops())
-
-
-def empty_drops() -> pl.DataFrame:
-    return pl.DataFrame(schema={c: pl.String for c in REJECTION_COLUMNS})
-
-
-def split_by_reason(
-    frame: pl.DataFrame,
-    reason: pl.Expr | pl.Series,
-    filter_of: dict[str, str],
-    detail: pl.Expr | None = None,
-) -> Verdicts:
-    """Split `frame` on a reason per row (null = keep) into kept rows and drops."""
-    tagged = frame.with_columns(
-        _reason=reason, _detail=detail if detail is not None else pl.lit(None, pl.String)
-    )
-    kept = tagged.filter(pl.col("_reason").is_null()).drop("_reason", "_detail")
-    dropped = tagged.filter(pl.col("_reason").is_not_null()).select(
-        pl.col("id").cast(pl.String),
-        pl.col("_reason").replace_strict(filter_of, return_dtype=pl.String).alias("filter"),
-        pl.col("_reason").alias("reason"),
-        pl.col("_detail").cast(pl.String).alias("detail"),
-    )
-    return Verdicts(kept, dropped)
+from mmfr_assets.stage.contract import Filter, Verdicts
 
 
 @dataclass
@@ -110,7 +67,7 @@ def run_stage(
     `subset` is the run's partition key: a subset, or a subset's shard (`0|BMMR`); a whole
     subset with MMFR_SHARDS > 1 (`collected`) is written into every shard in one commit.
     """
-    check_lake(lake.location("collected"))
+    check_lake(lake.location(ROOT))
     run = StageRun(
         stage=stage,
         subset=subset,
@@ -123,7 +80,7 @@ def run_stage(
     with (
         closing(progress) if progress is not None else nullcontext(),
         closing(batches) if hasattr(batches, "close") else nullcontext(batches) as batches,
-        open_writer(lake.location(stage), schema, subset) as kept_out,
+        open_writer(lake.location(stage), without_field_metadata(schema), subset) as kept_out,
         open_writer(
             lake.location(REJECTIONS_TABLE), REJECTION_SCHEMA, subset, {"stage": stage}
         ) as dropped_out,
@@ -150,6 +107,12 @@ def run_stage(
         dropped_out.commit()
         run.version = kept_out.commit()
     return run
+
+
+def without_field_metadata(schema: pa.Schema) -> pa.Schema:
+    """The schema a table is written with: its fields' descriptions (a model step's
+    `output_schema`) are for the materialization's column schema, not the Delta log."""
+    return pa.schema([f.remove_metadata() for f in schema], metadata=schema.metadata)
 
 
 def upstream_batches(
