@@ -286,7 +286,8 @@ def _a_model_step_with_progress(instance, source: Path, lake: Path, tmp_path: Pa
     from mmfr_assets import progress
     from mmfr_assets.definitions import build_definitions
 
-    fake_llm.configure(latency_s=0.4)  # 10 rows, 2 in flight: ~2 s
+    # 10 rows, 2 in flight: ~4 s, so lines come between the runner's parses (every 0.5 s at most)
+    fake_llm.configure(latency_s=0.8)
     monkeypatch.setenv("MMFR_CAPTION_TEACHER_BASE_URL", fake_llm.url)
     monkeypatch.setenv("MMFR_CAPTION_TEACHER_MAX_CONCURRENCY", "2")
     monkeypatch.setenv("MMFR_LLM_CACHE", str(tmp_path / "cache.sqlite"))
@@ -387,7 +388,7 @@ def _progress_in_the_run_view(page, url: str, run_id: str, screenshots: Path) ->
     page.get_by_text("RUN_SUCCESS").first.wait_for()
     page.get_by_placeholder("Filter…").fill("ETA")
     line = re.compile(r"teacher_captions BMMR: \d+ / 10 rows \(\d+%\), [\d.,]+ rows/s, [\d.,]+ tok/s, "
-                      r"\d+ in flight, .*ETA \d+s")
+                      r"\d+ in flight, .*ETA \d[\dhms]*$")  # a figure: 4s, 1m05s
     page.get_by_text(line).first.wait_for()
     settle(page)
     page.screenshot(path=str(screenshots / "run-progress-lines.png"))
