@@ -21,6 +21,7 @@ from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.llm import CACHE_RESOURCE_KEY, endpoint_resources_from_env, llm_cache_from_env
 from mmfr_assets.model_step.registry import MODEL_STEPS, build_model_steps
 from mmfr_assets.partitions import build_partitions
+from mmfr_assets.planning.asset import build_plan_asset
 from mmfr_assets.reporting.assets import with_report
 from mmfr_assets.rl.assets import build_rl
 from mmfr_assets.selection.assets import build_selection
@@ -55,7 +56,7 @@ def build_definitions(
     parts = build_partitions(dataset_subsets(source))
     partitions = parts.rows
     return dg.Definitions(
-        assets=with_code_versions(with_report(parts.subsets, [
+        assets=with_code_versions([*with_report(parts.subsets, [
             build_collected(parts.subsets),
             *build_model_steps(partitions, registered_for(target, MODEL_STEPS)),
             build_cleaned(partitions),
@@ -64,7 +65,7 @@ def build_definitions(
             *build_distilled(partitions, target),
             *build_selection(partitions),
             *build_rl(partitions),
-        ])),
+        ]), build_plan_asset(parts.subsets.get_partition_keys())]),
         resources={
             **endpoint_resources_from_env(),
             CACHE_RESOURCE_KEY: llm_cache_from_env(),

@@ -9,7 +9,10 @@ $MMFR_TEST_OUTPUT/browser when that is set (CI artifacts, a look by hand).
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -79,6 +82,21 @@ def screenshots(tmp_path):
     print(f"\nscreenshots: {folder}")
 
 
+@contextmanager
+def browser_page(sync_playwright, screenshots: Path, *, height: int):
+    """A page of headless Chromium, 1400 px wide; on a failure, a screenshot of what it showed."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        try:
+            yield page
+        except Exception:
+            page.screenshot(path=str(screenshots / "failure.png"))  # what the user saw
+            raise
+        finally:
+            browser.close()
+
+
 def test_materialize_a_partition_from_the_ui(tmp_path, real_sample, sync_playwright, screenshots):
     lake = tmp_path / "lake"
     env = dagster_env(tmp_path / "home", real_sample, lake)
@@ -86,18 +104,8 @@ def test_materialize_a_partition_from_the_ui(tmp_path, real_sample, sync_playwri
     # Webserver first: it creates the fresh instance's storage before the daemon opens it (two
     # processes initializing one SQLite instance at once can both stamp its schema version).
     with webserver(env, tmp_path / "webserver.log") as url, daemon(env, daemon_log):
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-            )
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            try:
-                _drive_ui(page, url, screenshots)
-            except Exception:
-                page.screenshot(path=str(screenshots / "failure.png"))  # what the user saw
-                raise
-            finally:
-                browser.close()
+        with browser_page(sync_playwright, screenshots, height=900) as page:
+            _drive_ui(page, url, screenshots)
         data = graphql(url, MATERIALIZATIONS, {"partitions": [SUBSET]})
 
     # What the browser showed is what happened: one run, from the UI, for that partition...
@@ -218,41 +226,205 @@ REPORT_METADATA = """
 PLOTS = ("pass_rate_distribution", "length_kept_vs_dropped", "drops_by_reason", "verifier_methods")
 
 
-def test_report_plots_in_the_ui_and_the_row_viewer(tmp_path, real_sample, sync_playwright, screenshots):
-    """The report materialized over real rows: each plot opened from its metadata entry in the
-    UI renders as an image, and the row viewer it links opens, filters by reason and shows a
-    dropped row's trace (escaped text) and image."""
+def test_report_plots_in_the_ui_and_the_row_viewer(tmp_path, real_sample, sync_playwright, screenshots, fake_llm,
+                                                   monkeypatch):
+    """The report materialized over real rows, served as `mmfr serve-report` serves it at the
+    address the metadata links (`MMFR_REPORT_URL`): each plot opened from its metadata entry in
+    the UI renders as an image; every report and row-viewer link the UI shows loads the page it
+    names, one opened by a click; the row viewer opens, filters by reason and shows a dropped
+    row's trace (escaped text) and image. Also in the same session: a model step's progress
+    lines (rows, rate, ETA) in its run view, a step skipped for want of an endpoint warning in
+    the lineage and its check's partitions, and the `plan` asset's table."""
     import dagster as dg
+    import pyarrow.fs as pafs
 
+    from mmfr_assets.reporting.serve import report_server
     from mmfr_assets_tests.lake_fixture import SUBSETS, materialize_subsets
 
     lake, home = tmp_path / "lake", tmp_path / "home"
     env = dagster_env(home, real_sample, lake)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        defs = materialize_subsets(real_sample, str(lake), SUBSETS[:2], instance)
-        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance, asset_selection=[dg.AssetKey("report")])
-        assert result.success
-    with webserver(env, tmp_path / "webserver.log") as url:
-        entries = graphql(url, REPORT_METADATA)["assetOrError"]["assetMaterializations"][0][
-            "metadataEntries"]
-        viewer = Path(next(e["path"] for e in entries if e["label"] == "row_viewer"))
-        assert viewer == tmp_path / "report" / "viewer" / "index.html"  # beside the lake
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-            )
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            try:
+    # `mmfr serve-report`'s server, in a thread, on the report folder beside the lake (written later)
+    server = report_server(pafs.LocalFileSystem(), str(tmp_path / "report"), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    served = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("MMFR_REPORT_URL", served)  # what `make ui` sets: the stages link their pages there
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            defs = materialize_subsets(real_sample, str(lake), SUBSETS[:2], instance)
+            job = defs.resolve_implicit_global_asset_job_def()
+            # the plan of the two subsets materialized (the asset's default is every subset)
+            result = job.execute_in_process(
+                instance=instance, asset_selection=[dg.AssetKey("report"), dg.AssetKey("plan")],
+                run_config={"ops": {"plan": {"config": {"subsets": ",".join(SUBSETS[:2])}}}})
+            assert result.success
+            progress_run = _a_model_step_with_progress(instance, real_sample, lake, tmp_path, fake_llm, monkeypatch)
+        with webserver(env, tmp_path / "webserver.log") as url:
+            entries = graphql(url, REPORT_METADATA)["assetOrError"]["assetMaterializations"][0][
+                "metadataEntries"]
+            viewer = Path(next(e["path"] for e in entries if e["label"] == "row_viewer"))
+            assert viewer == tmp_path / "report" / "viewer" / "index.html"  # beside the lake
+            links = _every_link_loads(url, served)
+            with browser_page(sync_playwright, screenshots, height=1000) as page:
                 _open_plots(page, url, screenshots)
-                _open_viewer(page, viewer, screenshots)
-                _open_an_audit_sample(page, viewer.parent.parent / "index.html", screenshots)
-                _every_stage_shows_its_images(page, viewer, lake, screenshots)
-            except Exception:
-                page.screenshot(path=str(screenshots / "failure.png"))
-                raise
-            finally:
-                browser.close()
+                _a_row_viewer_link_opens_its_page(page, url, links, screenshots)
+                _open_viewer(page, served, screenshots)
+                _open_an_audit_sample(page, served, screenshots)
+                _every_stage_shows_its_images(page, served, lake, screenshots)
+                _progress_in_the_run_view(page, url, progress_run, screenshots)
+                _a_skipped_step_warns(page, url, screenshots)
+                _the_plan_in_the_ui(page, url, screenshots)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _a_model_step_with_progress(instance, source: Path, lake: Path, tmp_path: Path, fake_llm, monkeypatch) -> str:
+    """`teacher_captions` over BMMR against the fake server with latency (regenerate: every row is
+    asked), progress lines every 0.25 s; the run's id."""
+    import dagster as dg
+
+    from mmfr_assets import progress
+    from mmfr_assets.definitions import build_definitions
+
+    # 10 rows, 2 in flight: ~4 s, so lines come between the runner's parses (every 0.5 s at most)
+    fake_llm.configure(latency_s=0.8)
+    monkeypatch.setenv("MMFR_CAPTION_TEACHER_BASE_URL", fake_llm.url)
+    monkeypatch.setenv("MMFR_CAPTION_TEACHER_MAX_CONCURRENCY", "2")
+    monkeypatch.setenv("MMFR_LLM_CACHE", str(tmp_path / "cache.sqlite"))
+    monkeypatch.setattr(progress, "INTERVAL_S", 0.25)
+    monkeypatch.setattr(progress, "SAMPLE_S", 0.05)
+    defs = build_definitions(str(source), str(lake), {})
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, partition_key="BMMR", asset_selection=[dg.AssetKey("teacher_captions")],
+        run_config={"ops": {"teacher_captions": {"config": {"regenerate": True}}}})
+    assert result.success
+    return result.run_id
+
+
+LINKS = """
+{ assetNodes { assetKey { path } assetMaterializations { partition metadataEntries { label __typename
+    ... on UrlMetadataEntry { url } ... on PathMetadataEntry { path } ... on TextMetadataEntry { text }
+    ... on MarkdownMetadataEntry { mdStr } } } } }
+"""
+#: A Markdown link's destination, which may hold one level of parentheses (`...geo170k(qa)/...`).
+_MD_LINK = re.compile(r"\]\((https?://[^()\s]*(?:\([^()\s]*\)[^()\s]*)*)\)")
+
+
+def _every_link_loads(url: str, served: str) -> dict[str, str]:
+    """Every report and row-viewer link of every materialization the UI shows (URL entries and
+    the links in Markdown entries) is under the served report and loads the page it names (HTTP
+    200, its title; a `#row` target present); a stage's `row_viewer` names its own subset and the
+    stage that shows its rows; a path entry names a file that exists. Returns {what: link}."""
+    import urllib.request
+    from html import escape, unescape
+    from urllib.parse import unquote, urlsplit
+
+    from mmfr_assets.files import subset_folder
+    from mmfr_assets.lineage import STEP_SHOWN_IN
+
+    links: dict[str, str] = {}
+    for node in graphql(url, LINKS)["assetNodes"]:
+        asset = node["assetKey"]["path"][-1]
+        for materialization in node["assetMaterializations"]:
+            partition = materialization["partition"]
+            for entry in materialization["metadataEntries"]:
+                what = f"{asset} {partition or ''} {entry['label']}"
+                kind = entry["__typename"]
+                if kind == "UrlMetadataEntry":
+                    links[what] = entry["url"]
+                    if partition is not None and entry["label"] == "row_viewer":
+                        page = f"{served}/viewer/{subset_folder(partition)}/{STEP_SHOWN_IN.get(asset, asset)}/index.html"
+                        assert entry["url"] == page, what
+                elif kind == "MarkdownMetadataEntry":
+                    links |= {f"{what} {k}": link for k, link in enumerate(_MD_LINK.findall(entry["mdStr"]))}
+                elif kind == "PathMetadataEntry" and entry["label"] in ("row_viewer", "report_page"):
+                    assert Path(entry["path"]).exists(), what  # a path to copy names a file
+                elif entry["label"] == "row_viewer":  # text: says why there is no page
+                    assert entry["text"].startswith("none: "), what
+    assert sum(1 for what in links if what.endswith(" row_viewer")) >= 30  # every stage of two subsets
+    assert any(" audit " in what for what in links)
+    fetched: dict[str, str] = {}
+    for what, link in links.items():
+        assert link.startswith(served + "/"), f"{what}: {link} is not under the served report"
+        parts = urlsplit(link)
+        page = link.split("#", 1)[0]
+        if page not in fetched:
+            with urllib.request.urlopen(page, timeout=30) as response:
+                assert response.status == 200, what
+                fetched[page] = response.read().decode()
+        body = fetched[page]
+        title = unescape(re.search(r"<title>(.*?)</title>", body).group(1))
+        path = [unquote(p) for p in parts.path.strip("/").split("/")]
+        if path == ["index.html"]:
+            assert title == "mmfr report", what
+        elif path == ["viewer", "index.html"]:
+            assert title == "mmfr row viewer", what
+        else:
+            assert path[0] == "viewer" and title.startswith(f"{path[1]} · {path[2]}"), (what, title)
+        if parts.fragment:
+            assert f'id="{escape(unquote(parts.fragment))}"' in body, what
+    return links
+
+
+def _a_row_viewer_link_opens_its_page(page, url: str, links: dict[str, str], screenshots: Path) -> None:
+    """One click: a partition's `row_viewer` on the asset page opens the stage's page."""
+    page.goto(f"{url}/assets/cleaned?view=partitions", wait_until="networkidle")
+    page.get_by_text("BMMR", exact=True).first.click()
+    link = page.get_by_role("row").filter(has_text="row_viewer").first.locator("a").first
+    assert link.get_attribute("href") == links["cleaned BMMR row_viewer"]
+    with page.context.expect_page() as opened:
+        link.click()
+    stage_page = opened.value
+    stage_page.wait_for_load_state()
+    assert stage_page.title() == "BMMR · cleaned"
+    stage_page.get_by_role("link", name="all rows").first.wait_for()
+    stage_page.screenshot(path=str(screenshots / "report-row-viewer-link.png"))
+    stage_page.close()
+
+
+def _progress_in_the_run_view(page, url: str, run_id: str, screenshots: Path) -> None:
+    """The model step's run view: its progress lines (rows done of rows to do, rate, ETA)."""
+    page.goto(f"{url}/runs/{run_id}", wait_until="networkidle")
+    page.get_by_text("RUN_SUCCESS").first.wait_for()
+    page.get_by_placeholder("Filter…").fill("ETA")
+    line = re.compile(r"teacher_captions BMMR: \d+ / 10 rows \(\d+%\), [\d.,]+ rows/s, [\d.,]+ tok/s, "
+                      r"\d+ in flight, .*ETA \d[\dhms]*$")  # a figure: 4s, 1m05s
+    page.get_by_text(line).first.wait_for()
+    settle(page)
+    page.screenshot(path=str(screenshots / "run-progress-lines.png"))
+
+
+def _a_skipped_step_warns(page, url: str, screenshots: Path) -> None:
+    """`rl_rollouts` had rows for policy_llm and no endpoint: its node in the lineage shows its
+    checks with a warning, and its `model_ran` check's partitions show both subsets failed."""
+    page.goto(f"{url}/assets/rl_rollouts?view=lineage&lineageScope=neighbors&lineageDepth=1",
+              wait_until="networkidle")
+    page.get_by_text("2 / 3 Passed").first.wait_for()  # its neighbours pass all of theirs
+    settle(page)
+    page.screenshot(path=str(screenshots / "skipped-step-lineage.png"))
+    page.goto(f"{url}/assets/rl_rollouts?view=checks", wait_until="networkidle")
+    page.get_by_text("model_ran").first.click()
+    page.get_by_text("policy_llm; no endpoint configured").first.wait_for()
+    page.get_by_role("tab", name="Partitions").last.click()
+    page.get_by_text("Failed (2)").first.wait_for()
+    settle(page)
+    page.screenshot(path=str(screenshots / "skipped-step-check-partitions.png"))
+
+
+def _the_plan_in_the_ui(page, url: str, screenshots: Path) -> None:
+    """The `plan` asset's table, opened from its metadata: a row per subset planned."""
+    page.goto(f"{url}/assets/plan", wait_until="networkidle")
+    row = page.get_by_role("row").filter(has_text="plan").filter(has_text="[Show Markdown]").first
+    row.get_by_text("[Show Markdown]").click()
+    dialog = page.get_by_role("dialog")
+    from mmfr_assets_tests.lake_fixture import SUBSETS
+
+    for subset in SUBSETS[:2]:
+        dialog.get_by_role("cell", name=subset, exact=True).wait_for()
+    dialog.get_by_role("cell", name="policy_llm", exact=True).first.wait_for()
+    settle(page)
+    dialog.screenshot(path=str(screenshots / "plan.png"))
+    page.keyboard.press("Escape")
 
 
 def _open_plots(page, url: str, screenshots: Path) -> None:
@@ -274,8 +446,8 @@ def _open_plots(page, url: str, screenshots: Path) -> None:
         dialog.wait_for(state="hidden")
 
 
-def _open_viewer(page, viewer: Path, screenshots: Path) -> None:
-    page.goto(viewer.as_uri())
+def _open_viewer(page, served: str, screenshots: Path) -> None:
+    page.goto(f"{served}/viewer/index.html")
     page.get_by_role("link", name="open").first.wait_for()
     page.screenshot(path=str(screenshots / "viewer-1-index.png"))
     # BMMR's quality_filtered page: its views, one per drop reason.
@@ -297,10 +469,10 @@ def _open_viewer(page, viewer: Path, screenshots: Path) -> None:
     page.screenshot(path=str(screenshots / "viewer-3-dropped-row.png"))
 
 
-def _open_an_audit_sample(page, report: Path, screenshots: Path) -> None:
+def _open_an_audit_sample(page, served: str, screenshots: Path) -> None:
     """The report page's audit: a sampled removed row's link opens its card, targeted, with
     the reason that removed it."""
-    page.goto(report.as_uri())
+    page.goto(f"{served}/index.html")
     page.get_by_role("heading", name="Audit: who removed what").wait_for()
     row = page.locator("tr", has_text="correctness_inconsistent").filter(has=page.locator("a")).first
     row_id = row.locator("a").inner_text()
@@ -313,7 +485,7 @@ def _open_an_audit_sample(page, report: Path, screenshots: Path) -> None:
     page.screenshot(path=str(screenshots / "report-audit-sample.png"))
 
 
-def _every_stage_shows_its_images(page, viewer: Path, lake: Path, screenshots: Path) -> None:
+def _every_stage_shows_its_images(page, served: str, lake: Path, screenshots: Path) -> None:
     """A page of every stage: every row whose image collected holds shows it, decoded by the
     browser (the viewer once lost them after the first row an upstream stage dropped), and the
     page says which page of how many it is."""
@@ -335,7 +507,7 @@ def _every_stage_shows_its_images(page, viewer: Path, lake: Path, screenshots: P
     with_image = {i for i, data in collected.select("id", "image_bytes").iter_rows() if showable(data)}
     assert with_image
     for stage in STAGE_INPUT:
-        page.goto((viewer.parent / "BMMR" / stage / "all-1.html").as_uri())
+        page.goto(f"{served}/viewer/BMMR/{stage}/all-1.html")
         page.get_by_text("page 1 of").first.wait_for()
         for article in page.locator("article").all():
             row_id = unescape(article.get_attribute("id"))

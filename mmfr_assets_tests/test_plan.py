@@ -233,3 +233,37 @@ def test_a_step_asking_a_row_two_ways_is_planned_and_compared_in_requests():
     assert without_n["requests"] == 1200 and without_n["requests_per_ask"] == 12
     [row] = compare({"policy_llm": without_n}, {"policy_llm": Measured(rows=100, asks=100)})
     assert (row["actual_requests"], row["actual_asks"], row["within_upper_bound"]) == (1200, 100, True)
+
+
+def test_the_plan_asset_shows_mmfr_plans_figures_in_the_ui(sample_source, tmp_path):
+    """`plan`, materialized alone with the run config a backfill will use: the same JSON as
+    `mmfr plan` (the steps' ops config planned with), the table per subset as Markdown; no
+    model asked; an unknown subset fails the run with the one line naming the subsets."""
+    import dagster as dg
+
+    from mmfr_assets.cli.plan import make_plan
+    from mmfr_assets.definitions import build_definitions
+
+    defs = build_definitions(str(sample_source), str(tmp_path / "lake"), {})
+    job = defs.resolve_implicit_global_asset_job_def()
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("plan")).partitions_def is None  # per-subset runs leave it out
+    assert not graph.get(dg.AssetKey("plan")).parent_keys and not graph.get(dg.AssetKey("plan")).child_keys
+    steps = {"teacher_responses": {"config": {"regenerate": True}}}
+    result = job.execute_in_process(asset_selection=[dg.AssetKey("plan")], run_config={
+        "ops": {"plan": {"config": {"subsets": "BMMR,WeMath2-Pro"}}, **steps}})
+    metadata = result.asset_materializations_for_node("plan")[0].metadata
+    expected = make_plan(defs, ["BMMR", "WeMath2-Pro"], {"ops": steps}).as_json()
+    assert metadata["plan_json"].value == json.loads(json.dumps(expected))
+    source = sum(pl.read_parquet(f).height for s in ("BMMR", "WeMath2-Pro")
+                 for f in (sample_source / s).glob("*.parquet"))
+    assert expected["roles"]["cot_teacher"]["rows_upper_bound"] == source  # regenerate was read
+    table = metadata["plan"].value
+    assert "| BMMR |" in table and "| WeMath2-Pro |" in table and "| total |" in table
+    assert metadata["subsets"].value == "BMMR, WeMath2-Pro"
+    assert metadata["requests"].value.startswith(f"{expected['overall']['requests']:,} (upper bound ")
+    wrong = job.execute_in_process(asset_selection=[dg.AssetKey("plan")], raise_on_error=False,
+                                   run_config={"ops": {"plan": {"config": {"subsets": "NoSuchSubset"}}}})
+    assert not wrong.success
+    [failure] = wrong.get_step_failure_events()
+    assert "unknown subset(s) NoSuchSubset" in failure.step_failure_data.error.cause.message

@@ -10,63 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
-import polars as pl
-
-from mmfr_assets.lineage import NAME
-from mmfr_assets.llm.resource import ROLES, LLMEndpoint
-
-
-def endpoints_of(defs: dg.Definitions, run_config: Mapping[str, Any]) -> dict[str, LLMEndpoint]:
-    """Each role's endpoint as a run with `run_config` would see it: the environment's values
-    (the resource class's defaults) with the run config's fields over them."""
-    resources = run_config.get("resources") or {}
-    out = {}
-    for role in ROLES:
-        endpoint = defs.resources[role]
-        given = ((resources.get(role) or {}).get("config")) or {}
-        # `{env: VAR}` values (the API key) are Dagster's to resolve at run time; the plan never
-        # needs them, and never prints them
-        given = {k: v for k, v in given.items() if not (isinstance(v, dict) and set(v) == {"env"})}
-        out[role] = type(endpoint)(**given) if given else endpoint
-    return out
-
-
-def source_frames(defs: dg.Definitions, run_config: Mapping[str, Any]):
-    """`subset -> frames` of the source as `collected` maps it (its run config's column map and
-    max_samples), without the image bytes."""
-    from mmfr_assets.collection.assets import CollectedConfig
-    from mmfr_assets.collection.source import mapped_tables
-
-    given = (((run_config.get("ops") or {}).get(NAME.collected) or {}).get("config")) or {}
-    config = CollectedConfig(**given)
-    source = defs.resources["source"]
-
-    def frames(subset: str) -> Iterator[pl.DataFrame]:
-        tables, _ = mapped_tables(source, subset, config.column_map, batch_size=config.batch_size,
-                                  max_samples=config.max_samples)
-        try:
-            for table in tables:
-                yield pl.from_arrow(table.drop_columns(["image_bytes"]))
-        finally:
-            tables.close()
-
-    return frames
 
 
 def make_plan(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str, Any],
               selection: Sequence[dg.AssetKey] | None = None):
-    """The plan of a run of `selection` (None: every asset) over `subsets` with `run_config`."""
-    from mmfr_assets.model_step.registry import MODEL_STEPS
-    from mmfr_assets.planning.counting import Rows
-    from mmfr_assets.planning.plan import build_plan
+    """The plan of a run of `selection` (None: every asset) over `subsets` with `run_config`,
+    with the code location's resources (`mmfr_assets/planning/inputs.py`)."""
+    from mmfr_assets.planning.inputs import endpoints_of, plan_from
 
-    steps = [r for r in MODEL_STEPS if selection is None or dg.AssetKey(r.step.asset) in selection]
-    rows = Rows(defs.resources["lake"], source_frames(defs, run_config))
-    return build_plan(rows, subsets, run_config, endpoints_of(defs, run_config), steps)
+    resources = defs.resources
+    return plan_from(resources["lake"], resources["source"], endpoints_of(resources, run_config), subsets,
+                     run_config, selection)
 
 
 def plan(args: argparse.Namespace) -> int:

@@ -58,12 +58,13 @@ def plan_lines(plan: Plan) -> list[str]:
                      f"{r.asks_per_row:.2f} asks per row ({r.asks_basis})")
     silent = [role for role in plan.roles if not plan.economics[role].described]
     if silent:
-        names = ", ".join(role_env_prefix("<role>") + v for v in ECONOMICS_VARIABLES)
+        # in backticks: the `plan` asset shows these lines as Markdown, where `_..._` is emphasis
+        names = ", ".join(f"`{role_env_prefix('<role>')}{v}`" for v in ECONOMICS_VARIABLES)
         lines += ["", f"No speed or price stated for {', '.join(silent)}: tokens and requests only "
                   f"(set {names}, or the same fields in the resource's config)."]
     off = [role for role in plan.roles if not plan.enabled.get(role) and plan.roles[role].rows]
     if off:
-        lines.append(f"No endpoint configured for {', '.join(off)} (MMFR_<ROLE>_BASE_URL): a run writes those "
+        lines.append(f"No endpoint configured for {', '.join(off)} (`MMFR_<ROLE>_BASE_URL`): a run writes those "
                      "rows without the model's output (skipped, with the reason), and asks nothing.")
     uppers = sorted({c.step for c in plan.counts if c.basis == "upper bound" and c.rows_upper})
     if uppers:
