@@ -126,6 +126,7 @@ REFUSED = {
     "missing_config_file": (["--config", "{missing}"], None, ["nowhere.yaml", "no such file"]),
     "unknown_subset": (["--subsets", "NoSuchSubset"], None, ["NoSuchSubset", "BMMR"]),
     "unknown_until": (["--until", "nowhere"], None, ["--until", "nowhere", "collected"]),
+    "until_an_unpartitioned_asset": (["--until", "report"], None, ["--until report", "per-subset"]),
 }
 
 

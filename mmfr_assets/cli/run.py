@@ -79,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         selection = list(
             dg.AssetSelection.assets(args.until).upstream().resolve(defs.resolve_asset_graph())
         )
+        if not defs.resolve_asset_graph().get(dg.AssetKey(args.until)).partitions_def:
+            # the runs hold per-subset assets only: an empty selection would be the whole job
+            raise InputError(f"--until {args.until}: not a per-subset asset; materialize it from the UI "
+                             f"or with `dagster asset materialize --select {args.until}`")
     planned = before_run(defs, subsets, run_config, selection, args.target)  # the plan heads the output (issue 28)
     # Per-subset runs hold the partitioned assets only; the unpartitioned `report` (over all
     # subsets) is materialized on its own (`make run`, or from the UI).
