@@ -32,6 +32,25 @@ REAL_SAMPLE = Path(
 )
 
 
+#: The tests that take minutes (`make test`'s durations, docs/development.md), run first.
+#: `pytest -n 2` hands tests out in collection order, so a long test collected late starts late
+#: and the other worker idles while it ends the session (test_run_monitoring.py, collected at
+#: 721 of 911, is handed out with a fifth of the suite left). First in the order, they open the first
+#: worker's first batch (xdist hands each worker a run of consecutive tests, then the rest one
+#: batch at a time as they finish), so the other worker takes what follows, and what is left to
+#: hand out at the end is short tests for both.
+LONG_FIRST = (
+    "mmfr_assets_tests/test_run_monitoring.py::test_lost_dead_and_hung_run_workers",
+    "mmfr_assets_tests/test_selection_from_scratch.py::",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {item.nodeid: n for n, prefix in enumerate(LONG_FIRST)
+            for item in items if item.nodeid.startswith(prefix)}
+    items.sort(key=lambda item: rank.get(item.nodeid, len(LONG_FIRST)))  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def sample_source(tmp_path_factory) -> Path:
     from mmfr_devkit.sample.generate import write_sample

@@ -36,6 +36,7 @@ from mmfr_assets_tests.dagster_process import (
 pytestmark = pytest.mark.e2e
 
 POSTGRES_YAML = REPO_ROOT / "deploy" / "dagster-postgres.yaml"
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}  # the UI's launchpad run config
 BACKFILL_TAG_LIMIT = 3  # dagster.yaml: concurrency.runs.tag_concurrency_limits dagster/backfill
 
 ASSET_STATE = """
@@ -105,7 +106,8 @@ def _max_overlap(runs: list[dict]) -> int:
 
 
 def _backfill_end_to_end(
-    tmp_path: Path, source: Path, subsets: list[str], *, set_pools: bool = False, **instance
+    tmp_path: Path, source: Path, subsets: list[str], *, set_pools: bool = False,
+    run_config: dict | None = None, **instance
 ) -> None:
     lake = tmp_path / "lake"
     env = dagster_env(tmp_path / "home", source, lake, **instance)
@@ -135,7 +137,7 @@ def _backfill_end_to_end(
 
         # "Materialize all" in the asset graph, a few subsets picked in the partition dialog.
         backfill_id = launch_partition_backfill(
-            url, assets, subsets, title="e2e: every asset, some subsets"
+            url, assets, subsets, title="e2e: every asset, some subsets", run_config=run_config
         )
         wait_for_daemons(url, daemon_process, daemon_log)
         backfill = wait_for_backfill(url, backfill_id, timeout=600, logs=[daemon_log])
@@ -244,9 +246,13 @@ def test_ui_backfill_materializes_every_partition_on_postgres(
 
     dsn = postgres_database.pop("_dsn")
     postgres_database.pop("_url")
+    # What differs from the SQLite test is the instance storage, so each run executes its steps
+    # in its own worker process (the `in_process` executor, as `mmfr run` and the run-monitoring
+    # test's backfill do): the default multiprocess executor, one process per step, is the
+    # SQLite test's; here it would only repeat ~40 step process starts (half of this test).
     _backfill_end_to_end(
         tmp_path, real_sample, ["WeMath2-Pro", "FineVision-ai2d_merged"], set_pools=True,
-        instance_yaml=POSTGRES_YAML, **postgres_database,
+        run_config=IN_PROCESS, instance_yaml=POSTGRES_YAML, **postgres_database,
     )
     # The runs, their events and the backfill live in PostgreSQL, not in SQLite files.
     with psycopg2.connect(dsn, connect_timeout=10) as connection, connection.cursor() as cursor:

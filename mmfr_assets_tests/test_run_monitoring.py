@@ -3,7 +3,7 @@ bounded time, so its queue slot and pool slots come back; a lost worker is retri
 only the requests it had in flight (issue 19's "Test that proves it").
 
 One cluster on one machine, with the parts a cluster uses: PostgreSQL instance storage
-(deploy/dagster-postgres.yaml with only the time settings shortened: poll every second, 120 s
+(deploy/dagster-postgres.yaml with only the time settings changed: poll every second, 600 s
 maximum runtime), the lake on the S3 server the object-store tests run (moto), the response
 cache on PostgreSQL, a webserver and a `dagster-daemon` launching every run as its own process
 (daemon -> code server -> run worker, as pods would be):
@@ -17,6 +17,10 @@ cache on PostgreSQL, a webserver and a `dagster-daemon` launching every run as i
   fails it once it exceeds the maximum runtime;
 - a run executing in-process, as `mmfr run` executes (`dagster asset materialize` here), SIGKILLed:
   no code server watches it, monitoring fails it once it exceeds the maximum runtime.
+The last two are bounded by their own `dagster/max_runtime` tag (the per-run override
+dagster.yaml documents), a few seconds, set once their step is known to be running (hung or
+dead): the instance's bound stays long enough for the backfill's runs on a loaded machine, and
+no run is cut while it still starts; the test waits for monitoring's verdict, not for a time.
 """
 
 from __future__ import annotations
@@ -42,10 +46,12 @@ from mmfr_assets_tests.test_object_store import CREDENTIALS, NO_CLOUD, s3_endpoi
 
 pytestmark = pytest.mark.e2e
 
-MAX_RUNTIME = 180  # the test instance's run_monitoring.max_runtime_seconds: longer than a worker
+MAX_RUNTIME = 600  # the test instance's run_monitoring.max_runtime_seconds: longer than a worker
 # takes to start its step on a loaded machine, so the step runs before the bound is reached (at
 # 120 s a backfill's shard run, its teacher step waiting on the pool of 1, was stopped at the
-# bound once at load 11)
+# bound once at load 11); no run of the test waits for it (the hung runs carry their own)
+RUN_MAX_RUNTIME = 3  # the hung and the killed run's own bound (tag dagster/max_runtime), set
+# once their step started: already exceeded or nearly, so monitoring fails them at its next polls
 
 
 def test_repo_instance_bounds_dead_and_hung_runs():
@@ -346,10 +352,18 @@ def test_lost_dead_and_hung_run_workers(tmp_path, postgres_database, s3_endpoint
             os.killpg(in_process.pid, signal.SIGKILL)
             assert in_process.wait(timeout=60) == -signal.SIGKILL
 
+            # Both steps ran and neither run can end by itself now: each gets its own short
+            # bound, which run monitoring reads from the run's tags at every poll.
+            import dagster as dg
+
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                for run_id in (hung_run, inline_run):
+                    assert instance.get_run_by_id(run_id).status.value == "STARTED", run_id
+                    instance.add_run_tags(run_id, {"dagster/max_runtime": str(RUN_MAX_RUNTIME)})
             for run_id in (hung_run, inline_run):
-                status, messages = _wait_for_end(home, run_id, MAX_RUNTIME + 120)
+                status, messages = _wait_for_end(home, run_id, RUN_MAX_RUNTIME + 300)
                 assert status == "FAILURE", run_id
-                assert f"maximum runtime of {MAX_RUNTIME} seconds" in messages, messages[-2000:]
+                assert f"maximum runtime of {RUN_MAX_RUNTIME} seconds" in messages, messages[-2000:]
     finally:
         for pid in leftovers:
             for sig in (signal.SIGKILL, signal.SIGCONT):
