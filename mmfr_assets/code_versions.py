@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from mmfr_assets.lineage import NODES
+from mmfr_assets.lineage import LOADED_TARGET, NODES, lineage_for
 from mmfr_assets.model_step.registry import MODEL_STEPS
 from mmfr_assets.prompts import load_prompt
 
@@ -46,12 +46,22 @@ def own_version(name: str) -> str:
     return f"{prompt} parse {step.parse_version} {rules}"
 
 
-def code_versions() -> dict[str, str]:
-    """Every lineage asset's code version: its own, then `upstream <hash>` of the code versions
-    of the tables it reads (the lineage is in order: theirs are known first)."""
+def code_versions(target: str | None = None) -> dict[str, str]:
+    """Every lineage asset's code version in `target`'s order (None: the order this process
+    loaded, `MMFR_TARGET`): its own, then `upstream <hash>` of the code versions of the tables
+    it reads (the lineage is in order: theirs are known first). In a student-first order the
+    steps that skip rows by the target's rule (the teachers, `distilled`) carry the target, so
+    switching a lake between orders or targets shows what must be recomputed as unsynced."""
+    from mmfr_assets.student_first.lineage import ORDER_DEPENDENT
+    from mmfr_assets.student_first.target import ALL
+
+    target = LOADED_TARGET if target is None else target
     versions: dict[str, str] = {}
-    for name, node in NODES.items():
+    for node in lineage_for(target):
+        name = node.name
         version = own_version(name)
+        if target != ALL and name in ORDER_DEPENDENT:
+            version += f" target {target}"
         if node.deps:
             joined = "\n".join(f"{dep}={versions[dep]}" for dep in sorted(node.deps))
             version += f" upstream {hashlib.sha256(joined.encode()).hexdigest()[:12]}"
@@ -64,9 +74,9 @@ def code_version(name: str) -> str | None:
     return code_versions().get(name) if name in NODES else None
 
 
-def with_code_versions(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
-    """`assets`, each spec carrying its `code_version`."""
-    versions = code_versions()
+def with_code_versions(assets: Sequence[dg.AssetsDefinition], target: str | None = None) -> list[dg.AssetsDefinition]:
+    """`assets`, each spec carrying its `code_version` in `target`'s order."""
+    versions = code_versions(target)
 
     def versioned(spec: dg.AssetSpec) -> dg.AssetSpec:
         version = versions.get(spec.key.path[-1])

@@ -65,7 +65,7 @@ def build_definitions(
             *build_distilled(partitions, target),
             *build_selection(partitions),
             *build_rl(partitions),
-        ]), build_plan_asset(parts.subsets.get_partition_keys())]),
+        ]), build_plan_asset(parts.subsets.get_partition_keys())], target),
         resources={
             **endpoint_resources_from_env(),
             CACHE_RESOURCE_KEY: llm_cache_from_env(),

@@ -21,6 +21,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 # A fresh datasets cache per session: no stale copies of reused tmp paths, no ~/.cache growth.
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="mmfr-hf-cache-")
 os.environ.setdefault("DAGSTER_HOME", "")  # tests pass instances explicitly
+os.environ.pop("MMFR_TARGET", None)  # the paper's order; a test of another sets it itself
 
 # The fake OpenAI-compatible server (one per test process) and its fixtures; the `process`
 # marker's enforcement (`make test-fast` runs the tests without it).

@@ -43,12 +43,27 @@ def test_mmfr_run_records_runs_in_the_shared_instance_and_prints_the_funnel(tmp_
         }
 
 
-def test_mmfr_run_until_stops_after_the_named_asset(tmp_path, real_sample):
+def test_mmfr_run_until_stops_after_the_named_asset_in_the_target_order(tmp_path, real_sample):
+    """`--until` stops after the named asset; `--target 123k` puts the whole command in the
+    student-first order (issue 33): the funnel it prints shows `distilled`'s skips, and the
+    materializations record that order's code versions, not the paper's."""
+    from mmfr_assets.code_versions import code_versions
+
     env = dagster_env(tmp_path / "home", real_sample, tmp_path / "lake")
-    done = _mmfr(env, "run", "--subsets", "BMMR", "--until", "cleaned", "--max-samples", "3")
+    done = _mmfr(env, "run", "--subsets", "BMMR", "--until", "distilled", "--max-samples", "6",
+                 "--target", "123k", "--max-concurrent-runs", "1")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert count_rows(DeltaLocation(str(tmp_path / "lake" / "cleaned")), {"subset": "BMMR"}) == 3
-    assert not (tmp_path / "lake" / "distilled").exists()
+    assert count_rows(DeltaLocation(str(tmp_path / "lake" / "cleaned")), {"subset": "BMMR"}) == 6
+    assert not (tmp_path / "lake" / "quality_filtered").exists()
+    # BMMR's first 6 rows: pass rates 1, .75, 0, 1, 1, .5: only the 0 can pass the 123K rule
+    assert count_rows(DeltaLocation(str(tmp_path / "lake" / "distilled")), {"subset": "BMMR"}) == 1
+    assert "teacher_skipped_easy" in done.stdout, done.stdout[-3000:]
+    expected = code_versions("123k")
+    assert expected["distilled"] != code_versions("all")["distilled"]
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        for name in ("distilled", "teacher_responses", "student_rollouts"):
+            [record] = instance.fetch_materializations(dg.AssetKey(name), limit=1).records
+            assert record.asset_materialization.tags["dagster/code_version"] == expected[name], name
 
 
 def test_mmfr_run_fails_loudly(tmp_path, real_sample):

@@ -140,8 +140,24 @@ def test_export_card_says_what_it_covers():
     funnel = [{"subset": "s", "stage": "distilled", "filter": "", "reason": "(kept)", "rows": 3},
               {"subset": "s", "stage": "distilled", "filter": "student_first", "reason": "teacher_skipped_easy", "rows": 7}]
     assert "covers only the 3 distilled rows: 7 deduplicated rows" in _coverage_lines("quality_filtered", funnel)[0]
-    assert "the ones the paper's order keeps" in _coverage_lines("difficulty_filtered", funnel)[0]
+    built_for = {t: {"distilled": {"s": {"order": f"student-first, target {t.upper()} (rule)"}}}
+                 for t in ("123k", "586k")}
+    assert "the ones the paper's order keeps" in _coverage_lines("difficulty_filtered", funnel, built_for["123k"])[0]
+    assert "the ones the paper's order keeps" in _coverage_lines("difficulty_filtered", funnel, built_for["586k"])[0]
+    assert "the ones the paper's order keeps" in _coverage_lines("difficulty_filtered_586k", funnel, built_for["586k"])[0]
+    # a 123K-target lake holds only the 586K recipe's rows with pass rate 0: never claimed equal
+    partial = _coverage_lines("difficulty_filtered_586k", funnel, built_for["123k"])[0]
+    assert "a subset of the paper's 586K set, not the set itself" in partial
+    assert "covers only the 3 distilled rows" in _coverage_lines("difficulty_filtered", funnel)[0]  # order unknown
     assert _coverage_lines("quality_filtered", funnel[:1]) == []  # the paper's order: nothing added
+
+
+def test_a_target_covers_a_recipe_only_when_it_keeps_every_pass_rate_the_recipe_keeps():
+    from mmfr_assets.student_first.target import TARGETS, covers
+
+    t123, t586 = TARGETS["123k"], TARGETS["586k"]
+    assert covers(t123, t123) and covers(t586, t586) and covers(t586, t123)
+    assert not covers(t123, t586)
 
 
 def test_plan_side_by_side():

@@ -14,8 +14,8 @@ import logging
 import os
 import sys
 
-from mmfr_assets.cli.run import EXIT_INPUT_REFUSED
 from mmfr_assets.errors import InputError
+from mmfr_assets.settings import export_target
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def target_first(argv: list[str]) -> None:
+    """`--target` of `mmfr run`/`mmfr plan` as `MMFR_TARGET`, before the lineage is imported:
+    the process's lineage (code versions, funnel, viewer, report) is built once, from
+    `MMFR_TARGET`, when `mmfr_assets.lineage` loads, so the flag must be in the environment
+    first for the whole command to be in its order. Too late (the lineage already loaded, as
+    in a test calling `main`) it does nothing: `definitions.order_of` then decides."""
+    if "mmfr_assets.lineage" in sys.modules or not argv or argv[0] not in ("run", "plan"):
+        return
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--target")
+    known, _ = pre.parse_known_args(argv[1:])
+    if known.target is not None:
+        try:
+            export_target(known.target)
+        except InputError:
+            pass  # the parser's own check refuses it with its one line
+
+
 def main(argv: list[str] | None = None) -> int:
+    target_first(sys.argv[1:] if argv is None else argv)  # before anything imports the lineage
+    from mmfr_assets.cli.run import EXIT_INPUT_REFUSED
+
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -33,7 +33,7 @@ def plan(args: argparse.Namespace) -> int:
     from mmfr_assets.planning.render import plan_lines
 
     run_config = read_config_file(args.config) if args.config else {}
-    defs = build_definitions()
+    defs = build_definitions(target=args.target)  # another order than the loaded one is refused
     job = defs.resolve_implicit_global_asset_job_def()
     validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
     subsets = parse_subsets(args.subsets, build_partition_keys(defs))

@@ -20,7 +20,6 @@ from mmfr_assets.cli.inputs import (
 from mmfr_assets.cli.orphan_runs import fail_orphaned_runs, run_tags
 from mmfr_assets.cli.plan import after_run, before_run
 from mmfr_assets.errors import InputError
-from mmfr_assets.settings import export_target
 from mmfr_assets.lineage import LINE, NAME, STEP_SHOWN_IN, funnel_stages
 
 # Exit codes (docs/running.md, "Exit codes").
@@ -66,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-concurrent-runs must be 1 or more, got {args.max_concurrent_runs}")
     run_config = run_config_of(args.config, args.max_samples)
     defs = build_definitions(target=args.target)
-    if args.target is not None:  # the worker processes (spawned) build the graph in the same order
-        export_target(args.target)
     job = defs.resolve_implicit_global_asset_job_def()
     validate_run_config(job, run_config, f"--config {args.config}" if args.config else "run config")
     subsets = parse_subsets(args.subsets, build_partition_keys(defs))
@@ -95,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         max_runs = max_concurrent_runs(instance, args.max_concurrent_runs)
         side_by_side = max_runs > 1 and not is_chain(units)
-        with (worker_pool(min(max_runs, len(units)), run_config) if side_by_side
+        with (worker_pool(min(max_runs, len(units)), run_config, args.target) if side_by_side
               else contextlib.nullcontext()) as executor:
             if executor is not None:
                 submit = submitter(executor)

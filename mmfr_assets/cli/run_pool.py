@@ -145,7 +145,7 @@ def schedule(units: Sequence[Unit], submit: Callable[[Unit], Future], max_runs: 
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(run_config: dict, snapshots) -> None:
+def _start_worker(run_config: dict, snapshots, target: str | None = None) -> None:
     """A worker's initializer: the definitions, the job, the instance (closed at its exit) and
     a progress listener sending every snapshot to the parent."""
     from mmfr_assets import progress
@@ -156,7 +156,7 @@ def _start_worker(run_config: dict, snapshots) -> None:
     atexit.register(stack.close)
     instance = stack.enter_context(open_instance())
     stack.enter_context(progress.listening(snapshots.put))
-    defs = build_definitions()
+    defs = build_definitions(target=target)  # `mmfr run --target`'s order (None: MMFR_TARGET)
     _worker.update(job=defs.resolve_implicit_global_asset_job_def(), instance=instance, run_config=run_config)
 
 
@@ -202,7 +202,7 @@ def pool_wait_s(instance, run_id: str) -> float:
 
 
 @contextlib.contextmanager
-def worker_pool(workers: int, run_config: dict):
+def worker_pool(workers: int, run_config: dict, target: str | None = None):
     """`workers` spawned worker processes and a thread handing their progress snapshots to this
     process's listeners (`mmfr_assets.progress`); the workers end with the block."""
     from mmfr_assets import progress
@@ -218,7 +218,7 @@ def worker_pool(workers: int, run_config: dict):
     relaying.start()
     try:
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(run_config, snapshots)) as executor:
+                                 initargs=(run_config, snapshots, target)) as executor:
             yield executor
     finally:
         snapshots.put(None)

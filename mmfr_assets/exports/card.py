@@ -236,7 +236,7 @@ def dataset_card(
                   f"({name.bound}; {source})."
                   + (f" This differs from the paper's {name.short.upper()} rule ({name.paper_rule}): "
                      "the asset was configured otherwise." if name.paper_rule else ""), ""]
-    lines += _coverage_lines(asset, funnel)
+    lines += _coverage_lines(asset, funnel, recipe)
     with_rows = sorted(subset for subset, rows in counts.items() if rows)
     empty = len(counts) - len(with_rows)
     lines += [
@@ -301,20 +301,31 @@ def dataset_card(
     return "\n".join(lines) + "\n"
 
 
-def _coverage_lines(asset: str, funnel: Sequence[Mapping]) -> list[str]:
+def _coverage_lines(asset: str, funnel: Sequence[Mapping],
+                    recipe: Mapping[str, Mapping[str, Mapping[str, str]]] = {}) -> list[str]:  # noqa: B006
     """Where the lake was built in the student-first order (issue 33), what the set covers, in
-    plain words at the top of the card; nothing for the paper's order."""
+    plain words at the top of the card; nothing for the paper's order. A difficulty recipe is the
+    paper order's set only where the target's rule keeps every pass rate the recipe keeps (the
+    123K recipe in a 586K-target lake; not the 586K recipe in a 123K-target lake)."""
     from mmfr_assets.student_first.coverage import coverage_text, skipped_counts
+    from mmfr_assets.student_first.target import TARGETS, covers
 
     skipped, distilled = skipped_counts(funnel)
     if not skipped:
         return []
-    if asset.startswith("difficulty_filtered"):
-        return [f"**Built in the student-first order: {skipped:,} deduplicated rows the student solves too often "
-                "for the target recipe were never distilled (`teacher_skipped_easy`, in the funnel). This "
-                "recipe's rows are the ones the paper's order keeps; the tables before it (`distilled`, "
-                f"`quality_filtered`) cover only the {distilled:,} distilled rows.**", ""]
-    return [f"**This set {coverage_text(skipped, distilled)}.**", ""]
+    orders = {entries.get("order", "") for entries in recipe.get(NAME.distilled, {}).values()}
+    built = next((t for t in TARGETS.values() for order in orders if f"target {t.label} " in order), None)
+    kept_by = next((t for t in TARGETS.values() if t.recipe == asset), None)
+    if kept_by is None or built is None:
+        return [f"**This set {coverage_text(skipped, distilled)}.**", ""]
+    head = (f"**Built in the student-first order for the {built.label} target: {skipped:,} deduplicated rows "
+            f"whose pass rate cannot pass the {built.label} rule ({built.rule}) were never distilled (`teacher_skipped_easy`, in the "
+            "funnel). ")
+    if covers(built, kept_by):
+        return [head + "This recipe's rows are the ones the paper's order keeps; the tables before it "
+                f"(`distilled`, `quality_filtered`) cover only the {distilled:,} distilled rows.**", ""]
+    return [head + f"This {kept_by.label} recipe therefore holds only its rows that also pass the {built.label} rule: "
+            f"a subset of the paper's {kept_by.label} set, not the set itself.**", ""]
 
 
 def decontamination_lines(recipe: Mapping[str, Mapping[str, Mapping[str, str]]],

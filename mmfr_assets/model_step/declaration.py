@@ -23,7 +23,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field
 
-from mmfr_assets.lineage import NODES, upstream_of
+from mmfr_assets.lineage import PAPER_LINEAGE
 from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.prompts import Prompt
 
@@ -124,11 +124,14 @@ class ModelStep(abc.ABC):
     parse_version: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A step's `upstream` is its lineage node's (`lineage.py` says what each asset reads),
-        unless the class sets one (a step outside the lineage: a test's toy step)."""
+        """A step's `upstream` is its node's in the paper's order (`lineage.py` says what each
+        asset reads; the student-first declarations set theirs, `student_first/steps.py`), unless
+        the class sets one (a step outside the lineage: a test's toy step). The paper's order, not
+        the process's `MMFR_TARGET`: `mmfr plan` compares the two orders from these declarations."""
         super().__init_subclass__(**kwargs)
-        if "upstream" not in vars(cls) and getattr(cls, "asset", None) in NODES:
-            cls.upstream = upstream_of(cls.asset)
+        paper = {n.name: n.upstream for n in PAPER_LINEAGE}
+        if "upstream" not in vars(cls) and paper.get(getattr(cls, "asset", None)):
+            cls.upstream = paper[cls.asset]
 
     #: Samples per row (one request with `n` where the endpoint supports it, else one
     #: request per sample with distinct seeds); attempts per row when `parse` says Retry.

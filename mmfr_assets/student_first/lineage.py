@@ -27,6 +27,8 @@ N = TypeVar("N")  # lineage.Node (not imported: lineage.py imports this module)
 SKIP_FILTERS = (Filter(SKIP_FILTER, (SKIPPED_REASON,)),)
 STUDENT_STEPS = ("student_rollouts", "student_verdicts")
 TEACHERS = ("teacher_captions", "teacher_responses")
+#: The nodes whose rows the target's rule decides (their code versions carry the target).
+ORDER_DEPENDENT = (*TEACHERS, "distilled")
 
 
 def rewire(nodes: Sequence[N], target: str) -> tuple[N, ...]:

@@ -60,6 +60,14 @@ def parse_target(raw: str | None, where: str = "--target") -> str:
     return name
 
 
+def covers(built: Target, recipe: Target) -> bool:
+    """Does a lake distilled for `built` hold every row `recipe`'s rule keeps? Yes when every
+    pass rate `recipe` keeps passes `built` too (a 586K-target lake holds the 123K set)."""
+    if recipe.max_pass_rate != built.max_pass_rate:
+        return recipe.max_pass_rate < built.max_pass_rate
+    return built.inclusive or not recipe.inclusive
+
+
 def target_of(name: str) -> Target | None:
     """The target, or None for the paper's order."""
     return None if name == ALL else TARGETS[name]
