@@ -204,3 +204,24 @@ def test_a_second_student_first_order_is_refused(monkeypatch):
     assert order_of(None) == order_of("123k") == "123k"
     with pytest.raises(InputError, match="--target 586k differs from MMFR_TARGET=123k"):
         order_of("586k")
+
+
+def test_the_skip_rule_follows_the_recipe_bound_the_run_configures():
+    """A run that loosens the 123K recipe to `pass_rate_at_most: 0.5` must not skip the rows
+    with pass rate 0.25 that the recipe keeps: the teachers and `distilled` read the bound."""
+    from mmfr_assets.model_step.registry import MODEL_STEPS
+    from mmfr_assets.student_first.distilled import skipping
+    from mmfr_assets.student_first.steps import registered_for
+    from mmfr_assets.student_first.target import TARGETS, can_pass, configured
+
+    run_config = {"ops": {"difficulty_filtered": {"config": {"pass_rate_at_most": 0.5}}}}
+    loose = configured(TARGETS["123k"], run_config)
+    assert (loose.max_pass_rate, loose.inclusive) == (0.5, True) and loose.rule == "pass rate <= 0.5"
+    assert can_pass(loose, 0.25) and not can_pass(TARGETS["123k"], 0.25)
+    assert configured(TARGETS["586k"], run_config) == TARGETS["586k"]  # another recipe's config
+    assert configured(TARGETS["123k"], {}) == TARGETS["123k"]
+    below = configured(TARGETS["586k"], {"ops": {"difficulty_filtered_586k": {"config": {"pass_rate_below": 0.8}}}})
+    assert (below.max_pass_rate, below.inclusive) == (0.8, False)
+    assert skipping("123k").for_run(run_config).target == loose
+    [teacher] = [r.step for r in registered_for("123k", MODEL_STEPS) if r.step.asset == "teacher_responses"]
+    assert teacher.for_run(teacher.config_class(), run_config).target == loose

@@ -55,7 +55,8 @@ def build_distilled(partitions: dg.PartitionsDefinition, target: str = "all") ->
     def distilled(
         context: dg.AssetExecutionContext, config: DistilledConfig, lake: LakeResource
     ) -> dg.MaterializeResult:
-        return _distil(context, lake, context.partition_key, config.batch_size, order)
+        return _distil(context, lake, context.partition_key, config.batch_size,
+                       order.for_run(context.run_config) if order else None)
 
     return [order.with_deps(distilled) if order else distilled]
 

@@ -15,7 +15,7 @@ from mmfr_assets.stage import split_by_reason
 from mmfr_assets.student_first.lineage import SKIP_FILTERS
 from mmfr_assets.student_first.steps import PASS_RATE_JOIN, order_note
 from mmfr_assets.student_first.target import (
-    SKIP_FILTER, SKIPPED_REASON, Target, can_pass_expr, skip_detail_expr, target_of,
+    SKIP_FILTER, SKIPPED_REASON, Target, can_pass_expr, configured, skip_detail_expr, target_of,
 )
 
 
@@ -44,6 +44,10 @@ class Skipping:
 
         wanted = deps(self.reads, asset.partitions_def)
         return asset.map_asset_specs(lambda spec: spec.replace_attributes(deps=wanted))
+
+    def for_run(self, run_config) -> "Skipping":
+        """This run's: the target's bound as the run configures its recipe (`target.configured`)."""
+        return Skipping(configured(self.target, run_config))
 
     def split(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """The rows to distil (the teachers' columns joined) and the drops of the others."""

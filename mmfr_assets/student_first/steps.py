@@ -25,7 +25,9 @@ from mmfr_assets.model_step.declaration import ModelStep, Parsed
 from mmfr_assets.model_step.join import take
 from mmfr_assets.model_step.registry import Registered
 from mmfr_assets.selection.steps import StudentRolloutsStep, StudentVerdictsStep
-from mmfr_assets.student_first.target import SKIPPED_REASON, Target, can_pass_expr, skip_detail_expr, target_of
+from mmfr_assets.student_first.target import (
+    SKIPPED_REASON, Target, can_pass_expr, configured, skip_detail_expr, target_of,
+)
 
 #: The teacher column where a skipped row's origin says so.
 ORIGIN_SKIPPED_EASY = "skipped_easy"
@@ -70,6 +72,13 @@ class _SkippingTeacher:
 
     def needs(self, batch: pl.DataFrame) -> pl.Series:
         return super().needs(batch) & batch["_can_pass"]  # type: ignore[misc]
+
+    @classmethod
+    def for_run(cls, config, run_config):
+        """The teacher of this run, its target's bound as the run configures the recipe."""
+        step = super().for_run(config, run_config)  # type: ignore[misc]
+        step.target = configured(cls.target, run_config)
+        return step
 
     def without_model(self, row: Mapping[str, Any]) -> Parsed:
         out = super().without_model(row)  # type: ignore[misc]

@@ -10,8 +10,11 @@ or was not configured) may still pass once it has one: it is distilled, never gu
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -58,6 +61,22 @@ def parse_target(raw: str | None, where: str = "--target") -> str:
     if name not in CHOICES:
         raise InputError(f"{where} must be one of {', '.join(CHOICES)}, got {raw!r}")
     return name
+
+
+def configured(target: Target, run_config: Mapping[str, Any] | None) -> Target:
+    """`target` with its recipe's bound as the run config sets it (`ops.<recipe>.config`: a
+    `pass_rate_at_most: 0.5` given to `difficulty_filtered`), so the teachers skip, and
+    `distilled` drops, only rows the recipe as configured would drop: the set stays the paper
+    order's under any bound, not only the paper's."""
+    from mmfr_assets.selection.configs import DifficultyFiltered586kConfig, DifficultyFilteredConfig
+
+    ops = (run_config or {}).get("ops") or {}
+    given = ((ops.get(target.recipe) or {}).get("config")) or {}
+    if not given:
+        return target
+    kind = DifficultyFilteredConfig if target.name == "123k" else DifficultyFiltered586kConfig
+    bound = kind(**given)
+    return dataclasses.replace(target, max_pass_rate=bound.max_pass_rate, inclusive=bound.inclusive)
 
 
 def covers(built: Target, recipe: Target) -> bool:
