@@ -22,12 +22,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from mmfr_assets.lineage import NAME
 from mmfr_assets.planning.figures import RolePlan, StepCount, overall, role_totals
 from mmfr_assets.planning.plan import Plan
 from mmfr_assets.student_first.target import Target
 
-TEACHER_SIDE = ("teacher_captions", "teacher_responses", "answer_verdicts")
-STUDENT_SIDE = ("student_rollouts", "student_verdicts")
+TEACHER_SIDE = (NAME.teacher_captions, NAME.teacher_responses, NAME.answer_verdicts)
+STUDENT_SIDE = (NAME.student_rollouts, NAME.student_verdicts)
 #: The paper's distilled rows (2.3M) and quality rows (1.8M): MMFineReason, section 3.
 PAPER_DISTILLED, PAPER_QUALITY = 2.3e6, 1.8e6
 TEACHER_ROLES = ("caption_teacher", "cot_teacher")
@@ -140,15 +141,15 @@ def measured_shares(rows, subsets: Sequence[str], target: Target) -> Shares:
     shares = published_shares(target)
     seen = passing = 0
     for subset in subsets:
-        if rows.count("student_verdicts", subset):
-            for batch in rows.batches("student_verdicts", subset, ["pass_rate", "pass_rate_low", "pass_rate_high"]):
+        if rows.count(NAME.student_verdicts, subset):
+            for batch in rows.batches(NAME.student_verdicts, subset, ["pass_rate", "pass_rate_low", "pass_rate_high"]):
                 seen += batch.height
                 passing += int(batch.select(can_pass_expr(target)).to_series().sum())
     if seen:
         shares = dataclasses.replace(shares, can_pass=passing / seen,
                                      can_pass_basis=f"measured over the {seen:,} rows of student_verdicts")
-    pairs = [(rows.count("distilled", s), rows.count("quality_filtered", s)) for s in subsets
-             if rows.count("distilled", s) and not _skipped(rows, s)]
+    pairs = [(rows.count(NAME.distilled, s), rows.count(NAME.quality_filtered, s)) for s in subsets
+             if rows.count(NAME.distilled, s) and not _skipped(rows, s)]
     if pairs and sum(q for _, q in pairs):
         shares = dataclasses.replace(shares, quality=sum(q for _, q in pairs) / sum(d for d, _ in pairs),
                                      quality_basis=f"measured over {sum(d for d, _ in pairs):,} distilled rows")
@@ -160,4 +161,4 @@ def _skipped(rows, subset: str) -> bool:
     from mmfr_assets.lake.delta import count_rows
     from mmfr_assets.lake.resource import REJECTIONS_TABLE
 
-    return count_rows(rows.lake.location(REJECTIONS_TABLE), {"stage": "distilled", "subset": subset}) > 0
+    return count_rows(rows.lake.location(REJECTIONS_TABLE), {"stage": NAME.distilled, "subset": subset}) > 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from mmfr_assets.lineage import NAME
 from mmfr_assets.student_first.target import SKIPPED_REASON
 
 
@@ -19,8 +20,8 @@ def coverage_text(skipped: int, distilled: int) -> str:
 
 def skipped_counts(funnel_rows: Sequence[Mapping]) -> tuple[int, int]:
     """(rows skipped, rows distilled) from funnel rows (`reporting.funnel.funnel_table`'s dicts)."""
-    skipped = sum(r["rows"] for r in funnel_rows if r["stage"] == "distilled" and r["reason"] == SKIPPED_REASON)
-    kept = sum(r["rows"] for r in funnel_rows if r["stage"] == "distilled" and r["filter"] == "")
+    skipped = sum(r["rows"] for r in funnel_rows if r["stage"] == NAME.distilled and r["reason"] == SKIPPED_REASON)
+    kept = sum(r["rows"] for r in funnel_rows if r["stage"] == NAME.distilled and r["filter"] == "")
     return skipped, kept
 
 
@@ -31,7 +32,7 @@ def skipped_in_lake(lake, key: str) -> int:
     from mmfr_assets.lake.resource import REJECTIONS_TABLE
     from mmfr_assets.partitions import lake_partition
 
-    return count_rows(lake.location(REJECTIONS_TABLE), {"stage": "distilled", **lake_partition(key)})
+    return count_rows(lake.location(REJECTIONS_TABLE), {"stage": NAME.distilled, **lake_partition(key)})
 
 
 def quality_metadata(lake, key: str) -> dict[str, str]:
@@ -42,4 +43,4 @@ def quality_metadata(lake, key: str) -> dict[str, str]:
     skipped = skipped_in_lake(lake, key)
     if not skipped:
         return {}
-    return {"coverage": coverage_text(skipped, count_rows(lake.location("distilled"), lake_partition(key)))}
+    return {"coverage": coverage_text(skipped, count_rows(lake.location(NAME.distilled), lake_partition(key)))}

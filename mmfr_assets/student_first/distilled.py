@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
+from mmfr_assets.lineage import NAME
 from mmfr_assets.stage import split_by_reason
 from mmfr_assets.student_first.lineage import SKIP_FILTERS
 from mmfr_assets.student_first.steps import PASS_RATE_JOIN, order_note
@@ -28,7 +29,7 @@ class Skipping:
         from mmfr_assets.lineage import PAPER_LINEAGE
         from mmfr_assets.student_first.lineage import rewire
 
-        return list(next(n for n in rewire(PAPER_LINEAGE, self.target.name) if n.name == "distilled").deps)
+        return list(next(n for n in rewire(PAPER_LINEAGE, self.target.name) if n.name == NAME.distilled).deps)
 
     @property
     def note(self) -> str:

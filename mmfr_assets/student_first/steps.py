@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from mmfr_assets.lineage import NAME
 from mmfr_assets.distillation.teachers import CaptionTeacher, CotTeacher
 from mmfr_assets.model_step.declaration import ModelStep, Parsed
 from mmfr_assets.model_step.join import take
@@ -44,7 +45,7 @@ def order_note(target: Target) -> str:
 
 
 class _StudentFirstRollouts(StudentRolloutsStep):
-    upstream = "deduplicated"
+    upstream = NAME.deduplicated
 
     def __init__(self, config=None) -> None:
         super().__init__(config)
@@ -55,7 +56,7 @@ class _StudentFirstRollouts(StudentRolloutsStep):
 
 
 class _StudentFirstVerdicts(StudentVerdictsStep):
-    upstream = "deduplicated"
+    upstream = NAME.deduplicated
 
 
 class _SkippingTeacher:
@@ -104,10 +105,10 @@ def registered_for(target_name: str, steps: Sequence[Registered]) -> tuple[Regis
     note = order_note(target)
     replaced: dict[type, type] = {
         StudentRolloutsStep: type("StudentFirstRollouts", (_StudentFirstRollouts,), {
-            "description": StudentRolloutsStep.description + note, "upstream": "deduplicated",
+            "description": StudentRolloutsStep.description + note, "upstream": NAME.deduplicated,
             "__module__": StudentRolloutsStep.__module__}),
         StudentVerdictsStep: type("StudentFirstVerdicts", (_StudentFirstVerdicts,), {
-            "description": StudentVerdictsStep.description + note, "upstream": "deduplicated",
+            "description": StudentVerdictsStep.description + note, "upstream": NAME.deduplicated,
             "__module__": StudentVerdictsStep.__module__}),
         CaptionTeacher: _teacher(CaptionTeacher, target),
         CotTeacher: _teacher(CotTeacher, target),
