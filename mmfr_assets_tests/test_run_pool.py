@@ -127,3 +127,24 @@ def test_a_dead_worker_is_a_failed_run(max_runs):
     summary = schedule(units, submit, max_runs)
     assert [launch.outcome.success for launch in summary.launches] == [False]
     assert "worker process died" in summary.launches[0].outcome.run_id
+
+
+def test_one_at_a_time_a_run_waits_for_nothing_but_what_it_needs():
+    """`mmfr run`'s one-at-a-time path runs each unit inside `submit`: the wait for a run slot
+    is measured before it, not over the run itself (`make run` reported its whole time as
+    waited)."""
+    from concurrent.futures import Future
+
+    graph, selection = _graph()
+    units = run_units(graph, selection, ["A", "B"], 1)
+    now = [0.0]
+
+    def submit(unit):
+        now[0] += 10.0  # each run takes 10 s of the clock
+        future = Future()
+        future.set_result(Outcome("run", True, {}, None))
+        return future
+
+    summary = schedule(units, submit, max_runs=1, clock=lambda: now[0])
+    assert len(summary.launched) == len(units) and summary.seconds == 10.0 * len(units)
+    assert summary.slot_wait_s == 0 and summary.longest_wait_s == 0

@@ -110,13 +110,14 @@ def schedule(units: Sequence[Unit], submit: Callable[[Unit], Future], max_runs: 
             if len(running) >= max_runs:
                 break
             todo.remove(unit)
+            waited = clock() - ready_at[unit.index]  # before submit: one at a time, it runs the unit
             on_start(unit)
             try:
                 future = submit(unit)
             except Exception as error:  # a broken pool (a worker killed): this run fails
                 future = Future()
                 future.set_exception(error)
-            running[future] = (unit, clock() - ready_at[unit.index])
+            running[future] = (unit, waited)
         summary.most_at_once = max(summary.most_at_once, len(running))
         if not running:
             if todo:  # nothing runs and nothing can start: a unit needs one that never ran
