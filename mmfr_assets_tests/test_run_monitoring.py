@@ -235,12 +235,14 @@ def _lost_shard_worker(url: str, home: Path, lake: str, options: dict, subsets: 
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        # What the server held at the kill (read once the worker is dead: it sends nothing more):
-        # requests received and not answered, and a reply answered within the cache's commit
-        # window before the kill (its write may have died with the worker).
-        at_kill = fake.stats()
-        answered_late = at_kill["last_completion_at"] or 0.0
-        in_flight = at_kill["in_flight"] + (answered_late >= killed_at - CACHE_COMMIT_WINDOW_S)
+        # In flight at the kill, from the server once the worker is dead (it sends nothing more;
+        # the server cancels the request it was serving, so that one stays received and never
+        # answered): those requests, and a reply answered within the cache's commit window
+        # before the kill (its cache write may have died with the worker).
+        at_kill = fake.stats(detail=True)
+        unanswered = sum(n - at_kill["completed_by_prompt"].get(p, 0) for p, n in at_kill["by_prompt"].items())
+        answered_late = (at_kill["last_completion_at"] or 0.0) >= killed_at - CACHE_COMMIT_WINDOW_S
+        in_flight = unanswered + answered_late
         status, messages, tags = _finished(home, killed.run_id, MAX_RUNTIME + 120)
         assert status == "FAILURE"
         assert f"Run execution process for {killed.run_id} was terminated by signal 9" in messages
@@ -277,8 +279,8 @@ def _lost_shard_worker(url: str, home: Path, lake: str, options: dict, subsets: 
     # Counted: the prompts received more than once are at most the requests in flight at the
     # kill, and the teacher's concurrency bounds those (plus at most one reply not yet durable).
     repeated = sorted(p for p, n in received.items() if n > 1)
-    assert at_kill["in_flight"] <= TEACHER_CONCURRENCY, at_kill
-    assert len(repeated) <= in_flight, (repeated, in_flight, at_kill)
+    assert unanswered <= TEACHER_CONCURRENCY, at_kill
+    assert len(repeated) <= in_flight, (repeated, unanswered, answered_late)
     assert all(received[p] == 2 for p in repeated), {p: received[p] for p in repeated}
 
     def rows(table: str) -> pl.DataFrame:
