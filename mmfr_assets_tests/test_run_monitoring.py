@@ -10,7 +10,9 @@ cache on PostgreSQL, a webserver and a `dagster-daemon` launching every run as i
 - a backfill of 2 subsets x 4 shards (MMFR_SHARDS=4) up to `teacher_responses` against the
   fake teacher at a fixed latency; one run's worker is SIGKILLed in the middle of
   `teacher_responses`: the code server sees the worker gone and fails the run, run retries
-  launch it again, the retry repeats no request that had finished (counted at the server),
+  launch it again, the retry repeats no request that had finished (counted at the server:
+  the prompts received twice are at most the requests in flight at the kill: the one on the
+  wire, the teacher's concurrency, and a reply whose cache write the kill may have cut),
   every source row is in each table exactly once, and every other shard's run succeeded once;
 - a run that fails at its step (a real failure) is not retried;
 - a run launched the same way whose worker hangs (SIGSTOP: alive, never answers): monitoring
@@ -134,6 +136,10 @@ SHARDS = 4
 BACKFILL = ["collected", "question_reviews", "extracted_answers", "cleaned", "dedup_signatures",
             "deduplicated", "teacher_responses"]
 TEACHER_LATENCY = 1.0  # seconds per request, fixed
+TEACHER_CONCURRENCY = 1  # MMFR_COT_TEACHER_MAX_CONCURRENCY: requests on the wire at once
+# A reply is durable in the response cache within its writer's 20 ms batch plus one PostgreSQL
+# commit (mmfr_assets/llm/cache.py); one answered closer than this before the kill may be lost.
+CACHE_COMMIT_WINDOW_S = 0.25
 SET_POOL_LIMIT = """
 mutation SetPool($pool: String!, $limit: Int!) { setConcurrencyLimit(concurrencyKey: $pool, limit: $limit) }
 """
@@ -223,11 +229,20 @@ def _lost_shard_worker(url: str, home: Path, lake: str, options: dict, subsets: 
         finished = {p for p, n in fake.stats(detail=True)["completed_by_prompt"].items() if n}
         time.sleep(2.5)  # the cache commits what finished within a second: these are committed
         assert not instance.get_run_by_id(killed.run_id).is_finished, "the shard ended before the kill"
+        killed_at = time.time()
         for pid in _with_descendants(_worker_pid(instance, killed.run_id)):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # In flight at the kill, from the server once the worker is dead (it sends nothing more;
+        # the server cancels the request it was serving, so that one stays received and never
+        # answered): those requests, and a reply answered within the cache's commit window
+        # before the kill (its cache write may have died with the worker).
+        at_kill = fake.stats(detail=True)
+        unanswered = sum(n - at_kill["completed_by_prompt"].get(p, 0) for p, n in at_kill["by_prompt"].items())
+        answered_late = (at_kill["last_completion_at"] or 0.0) >= killed_at - CACHE_COMMIT_WINDOW_S
+        in_flight = unanswered + answered_late
         status, messages, tags = _finished(home, killed.run_id, MAX_RUNTIME + 120)
         assert status == "FAILURE"
         assert f"Run execution process for {killed.run_id} was terminated by signal 9" in messages
@@ -261,6 +276,12 @@ def _lost_shard_worker(url: str, home: Path, lake: str, options: dict, subsets: 
     # The retry repeated no request that had finished: each was received once in all.
     received = fake.stats(detail=True)["by_prompt"]
     assert finished and all(received[p] == 1 for p in finished), {p: received[p] for p in finished}
+    # Counted: the prompts received more than once are at most the requests in flight at the
+    # kill, and the teacher's concurrency bounds those (plus at most one reply not yet durable).
+    repeated = sorted(p for p, n in received.items() if n > 1)
+    assert unanswered <= TEACHER_CONCURRENCY, at_kill
+    assert len(repeated) <= in_flight, (repeated, unanswered, answered_late)
+    assert all(received[p] == 2 for p in repeated), {p: received[p] for p in repeated}
 
     def rows(table: str) -> pl.DataFrame:
         return pl.read_delta(f"{lake}/{table}", storage_options=options)
@@ -320,7 +341,8 @@ def test_lost_dead_and_hung_run_workers(tmp_path, postgres_database, s3_endpoint
         MMFR_LAKE_STORAGE_OPTIONS=json.dumps(options), MMFR_SHARDS=str(SHARDS),
         MMFR_LLM_CACHE=postgres_database["_url"],
         MMFR_COT_TEACHER_BASE_URL=fake_llm.url, MMFR_COT_TEACHER_MODEL="fake-model",
-        MMFR_COT_TEACHER_MAX_CONCURRENCY="1",  # one request in flight: the kill lands mid-shard
+        # one request in flight: the kill lands mid-shard
+        MMFR_COT_TEACHER_MAX_CONCURRENCY=str(TEACHER_CONCURRENCY),
         MMFR_TEST_PID_DIR=str(pid_dir), PYTHONPATH=str(REPO_ROOT),
     )
     launch = [str(BIN / "dagster"), "job", "launch", "-w", str(workspace), "-l", "no_hang", "-j", "waits_job"]
