@@ -225,3 +225,14 @@ def test_the_skip_rule_follows_the_recipe_bound_the_run_configures():
     assert skipping("123k").for_run(run_config).target == loose
     [teacher] = [r.step for r in registered_for("123k", MODEL_STEPS) if r.step.asset == "teacher_responses"]
     assert teacher.for_run(teacher.config_class(), run_config).target == loose
+
+
+def test_each_target_s_bound_is_its_recipe_s_default():
+    """The targets' bounds are written in target.py (the lineage imports it before the configs
+    can load); they must be the recipes' defaults, which `selection/configs.py` holds."""
+    from mmfr_assets.selection.configs import RECIPE_CONFIGS
+    from mmfr_assets.student_first.target import TARGETS
+
+    for target in TARGETS.values():
+        default = RECIPE_CONFIGS[target.recipe]()
+        assert (target.max_pass_rate, target.inclusive) == (default.max_pass_rate, default.inclusive)

@@ -26,10 +26,9 @@ RECIPE_TABLES = {
 def recipe_config(table: str) -> Any:
     """The default config of a recipe's asset: the paper's rule (`max_pass_rate`,
     `inclusive`), written once in `selection/configs.py`."""
-    from mmfr_assets.selection.configs import DifficultyFiltered586kConfig, DifficultyFilteredConfig
+    from mmfr_assets.selection.configs import RECIPE_CONFIGS
 
-    return {NAME.difficulty_filtered: DifficultyFilteredConfig,
-            NAME.difficulty_filtered_586k: DifficultyFiltered586kConfig}[table]()
+    return RECIPE_CONFIGS[table]()
 
 
 @dataclass(frozen=True)

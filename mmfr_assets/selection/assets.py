@@ -18,7 +18,7 @@ from mmfr_assets.model_step.join import join_step, joins_of, take
 from mmfr_assets.rules import quality
 from mmfr_assets.rules.config import teachers_validation_thresholds, threshold_drift
 from mmfr_assets.selection import difficulty
-from mmfr_assets.selection.configs import DifficultyFiltered586kConfig, DifficultyFilteredConfig, QualityFilteredConfig
+from mmfr_assets.selection.configs import RECIPE_CONFIGS, QualityFilteredConfig
 from mmfr_assets.stage import Filter, run_stage, stage_asset, stage_result, upstream_batches
 from mmfr_assets.student_first.coverage import quality_metadata
 
@@ -114,12 +114,12 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
     return [
         quality_filtered,
         _difficulty_asset(
-            NAME.difficulty_filtered, DifficultyFilteredConfig, partitions,
+            NAME.difficulty_filtered, RECIPE_CONFIGS[NAME.difficulty_filtered], partitions,
             "Quality rows the 4B student never solves (pass rate = 0 over 4 student samples: "
             "the 123K recipe; pass rates from `student_verdicts`).",
         ),
         _difficulty_asset(
-            NAME.difficulty_filtered_586k, DifficultyFiltered586kConfig, partitions,
+            NAME.difficulty_filtered_586k, RECIPE_CONFIGS[NAME.difficulty_filtered_586k], partitions,
             "Quality rows the 4B student does not always solve (pass rate < 1 over 4 student "
             "samples: the 586K recipe; pass rates from `student_verdicts`). Its own table and rejections stage: "
             "materializing it never touches `difficulty_filtered`.",

@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, model_validator
 
+from mmfr_assets.lineage import NAME
 from mmfr_assets.model_step.declaration import ModelStepConfig
 from mmfr_assets.rules.config import QualityRulesConfig
 from mmfr_assets.rules.verify import REFERENCE_COLUMNS
@@ -115,3 +116,12 @@ class DifficultyFiltered586kConfig(DifficultyFilteredConfig):
     inclusive: bool = Field(
         default=False, description="false (default): keep pass rate < max_pass_rate (strictly "
         "below); true: keep pass rate <= max_pass_rate.")
+
+
+#: Each difficulty recipe's config, by its asset: the paper's rule as its defaults, and the words
+#: a run config sets it in. The assets, the exports' paper rules and the student-first targets'
+#: bounds all read it here.
+RECIPE_CONFIGS: dict[str, type[DifficultyFilteredConfig]] = {
+    NAME.difficulty_filtered: DifficultyFilteredConfig,
+    NAME.difficulty_filtered_586k: DifficultyFiltered586kConfig,
+}

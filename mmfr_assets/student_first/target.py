@@ -68,14 +68,13 @@ def configured(target: Target, run_config: Mapping[str, Any] | None) -> Target:
     `pass_rate_at_most: 0.5` given to `difficulty_filtered`), so the teachers skip, and
     `distilled` drops, only rows the recipe as configured would drop: the set stays the paper
     order's under any bound, not only the paper's."""
-    from mmfr_assets.selection.configs import DifficultyFiltered586kConfig, DifficultyFilteredConfig
+    from mmfr_assets.selection.configs import RECIPE_CONFIGS
 
     ops = (run_config or {}).get("ops") or {}
     given = ((ops.get(target.recipe) or {}).get("config")) or {}
     if not given:
         return target
-    kind = DifficultyFilteredConfig if target.name == "123k" else DifficultyFiltered586kConfig
-    bound = kind(**given)
+    bound = RECIPE_CONFIGS[target.recipe](**given)
     return dataclasses.replace(target, max_pass_rate=bound.max_pass_rate, inclusive=bound.inclusive)
 
 
