@@ -9,7 +9,10 @@ and checks (`chain`, `EXPORTABLE`), the row viewer's input tables and row levels
 `test_lineage.py` holds one independent literal of the expected graph and checks this table and
 Dagster's own asset graph against it, so a stage added to one and not the other fails there.
 
-Adding a stage: its folder, and one `Node` line below.
+Adding a stage: its folder, and one `Node` line below. A model step's line names its
+declaration too (`model_step="mmfr_assets.distillation.teachers:CotTeacher"`): that line is the step's
+registration, the one place `definitions.py` builds model-step assets from
+(`model_step/registry.py` reads it).
 
 Kinds:
 - a *stage* (`run_stage`) writes the rows it keeps of its `upstream` and the drops to the
@@ -55,6 +58,9 @@ class Node:
     # filter's logic, a rule, a default): part of its Dagster code version (code_versions.py),
     # so it and what is downstream show unsynced. A model step's parser has `parse_version`.
     rules_version: int = 1
+    # A step a model answers: its `ModelStep` class as `module:Class` (named,
+    # not imported: the step modules import this one for `NAME`). Its line here registers it.
+    model_step: str | None = None
 
     @property
     def deps(self) -> tuple[str, ...]:
@@ -65,33 +71,44 @@ class Node:
 # The graph, in lineage order (each node after everything it reads).
 LINEAGE: tuple[Node, ...] = (
     Node("collected", "stage", None, filters=DUPLICATE_FILTERS),  # drops only with duplicate_ids: keep_first
-    Node("question_reviews", "step", "collected", place="off"),
-    Node("extracted_answers", "step", "collected", place="off"),
+    Node("question_reviews", "step", "collected", place="off",
+         model_step="mmfr_assets.cleaning.review:QuestionReview"),
+    Node("extracted_answers", "step", "collected", place="off",
+         model_step="mmfr_assets.cleaning.answers:AnswerExtraction"),
     Node("cleaned", "stage", "collected", ("question_reviews", "extracted_answers"),  # applies both
          filters=CLEANING_FILTERS, shows=("question_reviews", "extracted_answers")),
     Node("dedup_signatures", "step", "cleaned", place="off"),  # of every subset: near-duplicates
     # cleaned minus near-duplicates: the teachers' input; its signatures are hashes, nothing a
     # reader reads (the drop says why)
     Node("deduplicated", "stage", "cleaned", ("dedup_signatures",), filters=DEDUP_FILTERS),
-    Node("teacher_captions", "step", "deduplicated", place="off"),
-    Node("teacher_responses", "step", "deduplicated", place="off"),
+    Node("teacher_captions", "step", "deduplicated", place="off",
+         model_step="mmfr_assets.distillation.teachers:CaptionTeacher"),
+    Node("teacher_responses", "step", "deduplicated", place="off",
+         model_step="mmfr_assets.distillation.teachers:CotTeacher"),
     # one row per deduplicated row, the teachers' caption and trace joined
     Node("distilled", "stage", "deduplicated", ("teacher_captions", "teacher_responses"),
          shows=("teacher_captions", "teacher_responses"), exportable=True),
-    Node("answer_verdicts", "step", "distilled"),  # one verdict per distilled row
+    # one verdict per distilled row
+    Node("answer_verdicts", "step", "distilled", model_step="mmfr_assets.selection.steps:AnswerVerdictsStep"),
     Node("quality_filtered", "stage", "distilled", ("answer_verdicts",), filters=QUALITY_FILTERS,
          shows=("answer_verdicts",), exportable=True),
-    Node("student_rollouts", "step", "quality_filtered"),  # the student's samples, verified by the rules
+    # the student's samples, verified by the rules
+    Node("student_rollouts", "step", "quality_filtered",
+         model_step="mmfr_assets.selection.steps:StudentRolloutsStep"),
     # undecided samples judged: the pass rate (or its bounds) per row
-    Node("student_verdicts", "step", "quality_filtered", ("student_rollouts",)),
+    Node("student_verdicts", "step", "quality_filtered", ("student_rollouts",),
+         model_step="mmfr_assets.selection.steps:StudentVerdictsStep"),
     Node("difficulty_filtered", "stage", "quality_filtered", ("student_verdicts",),  # the 123K recipe
          filters=DIFFICULTY_FILTERS, shows=("answer_verdicts", "student_rollouts", "student_verdicts"), exportable=True),
     # the 586K recipe (pass rate < 1), beside the 123K one: reads what difficulty_filtered reads
     Node("difficulty_filtered_586k", "stage", "quality_filtered", ("student_verdicts",), place="branch",
          filters=DIFFICULTY_FILTERS, shows=("answer_verdicts", "student_rollouts", "student_verdicts"), exportable=True),
-    # the RL set, beside the SFT recipes: deduplicated rows the policy solves sometimes, not blind
-    Node("rl_rollouts", "step", "deduplicated", place="off"),  # the policy's samples, with and without the image
-    Node("rl_verdicts", "step", "deduplicated", ("rl_rollouts",), place="off"),  # undecided samples judged
+    # the RL set, beside the SFT recipes: deduplicated rows the policy solves sometimes, not
+    # blind; first the policy's samples, with and without the image
+    Node("rl_rollouts", "step", "deduplicated", place="off",
+         model_step="mmfr_assets.rl.steps:RlRolloutsStep"),
+    Node("rl_verdicts", "step", "deduplicated", ("rl_rollouts",), place="off",  # undecided samples judged
+         model_step="mmfr_assets.rl.steps:RlVerdictsStep"),
     Node("rl_selected", "stage", "deduplicated", ("rl_rollouts", "rl_verdicts"), place="branch",
          filters=RL_FILTERS, shows=("rl_rollouts", "rl_verdicts"), exportable=True),
 )

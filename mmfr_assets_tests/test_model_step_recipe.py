@@ -1,5 +1,5 @@
 """A model step is added the way docs/development.md#adding-a-model-step says: its module (the
-`ModelStep` subclass with its `config_class`), its prompt files, one registry line. Here a toy
+`ModelStep` subclass with its `config_class`), its prompt files, its lineage line. Here a toy
 step is added exactly so and materialized in-process (no server: with no endpoint configured
 the runner writes every row as skipped, saying why), to show that nothing else is needed: its
 asset, group, config, deps, checks and column descriptions follow from those three."""
@@ -7,16 +7,17 @@ asset, group, config, deps, checks and column descriptions follow from those thr
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 import pyarrow as pa
 from pydantic import Field
 
 from mmfr_assets.lake.delta import PartitionWriter, read_partition
 from mmfr_assets.lake.resource import LakeResource
-from mmfr_assets.lineage import NAME
+from mmfr_assets.lineage import NAME, Node
 from mmfr_assets.llm import CACHE_RESOURCE_KEY, endpoint_resources_from_env
 from mmfr_assets.llm.resource import LLMCache
 from mmfr_assets.model_step import ModelStep, ModelStepConfig, Parsed
-from mmfr_assets.model_step.registry import Registered, build_model_steps
+from mmfr_assets.model_step.registry import build_model_steps, registered
 
 
 # (1) the step's module: its config class and its declaration
@@ -31,8 +32,6 @@ class ToyLabels(ModelStep):
 
     asset = "toy_labels"
     role = "answer_llm"
-    # A step of the pipeline gets its upstream from its lineage node; the toy has none.
-    upstream = NAME.collected
     columns = ("question",)
     prompt = "toy_labels"
     output_schema = pa.schema([
@@ -65,8 +64,11 @@ def test_a_step_added_in_three_files_is_an_asset_that_runs(tmp_path, monkeypatch
     prompts.mkdir()
     (prompts / "toy_labels.user.txt").write_text("Label: {question}")
     monkeypatch.setenv("MMFR_PROMPTS", str(prompts))
-    # (3) its registry line
-    steps = (Registered(ToyLabels),)
+    # (3) its lineage line (`lineage.LINEAGE`'s; the toy's graph is this one line): what it
+    # reads and its class
+    steps = registered((Node("toy_labels", "step", NAME.collected,
+                             model_step="mmfr_assets_tests.test_model_step_recipe:ToyLabels"),))
+    assert ToyLabels.upstream == NAME.collected  # filled in from the line
 
     lake = LakeResource(uri=str(tmp_path / "lake"))
     with PartitionWriter(lake.location(NAME.collected), pa.schema([("subset", pa.string()), ("id", pa.string()),
@@ -103,3 +105,11 @@ def test_a_step_added_in_three_files_is_an_asset_that_runs(tmp_path, monkeypatch
     assert columns["label"] == "The toy's label of the row."  # from its output_schema
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"rows_accounted_for": True, "generation_failure_rate": True, "model_ran": False}
+
+
+def test_a_lineage_line_that_names_no_step_fails_when_the_code_loads():
+    with pytest.raises(ValueError, match="names no class"):
+        registered((Node("toy_labels", "step", NAME.collected, model_step="mmfr_assets_tests.test_model_step_recipe:Nope"),))
+    with pytest.raises(ValueError, match="is not the ModelStep of this table"):
+        registered((Node("other_labels", "step", NAME.collected,
+                         model_step="mmfr_assets_tests.test_model_step_recipe:ToyLabels"),))

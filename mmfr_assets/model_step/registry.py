@@ -1,32 +1,31 @@
-"""Every model step of the pipeline, one line each: the one place `definitions.py` builds
-model-step assets from.
+"""Every model step of the pipeline, read from its lineage line: the one place `definitions.py`
+builds model-step assets from.
 
 Adding a step is three files ([development](../../docs/development.md#adding-a-model-step)):
 its module (a `ModelStep` subclass in its stage's folder: asset name, role, columns, prompt,
 output schema, `needs`/`render`/`parse`/`without_model`, its `config_class`), its prompt
-(`prompts/<prompt>.system.txt` / `.user.txt`), and its line here. The rest is derived: its
-`upstream` and deps from its lineage node, its asset group from its package, its asset, pool,
-checks, resources and metadata from the builder; a consumer reads its columns with
-`join.take(step, ...)`. A declaration that does not hold together (a reason column it does not
-write, a role with no endpoint resource, two steps with one name) fails when the code location
-loads.
+(`prompts/<prompt>.system.txt` / `.user.txt`), and its node line in `lineage.py`, which names
+the class (`model_step="mmfr_assets.distillation.teachers:CotTeacher"`) beside what the step reads. The rest
+is derived: its `upstream` and deps from that node, its asset group from its package, its asset,
+pool, checks, resources and metadata from the builder; a consumer reads its columns with
+`join.take(step, ...)`. A declaration that does not hold together (a class the line names that
+is not there, a step whose `asset` is not its line's name, a reason column it does not write, a
+role with no endpoint resource, two steps with one name) fails when the code location loads.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dagster as dg
 
-from mmfr_assets.cleaning.answers import AnswerExtraction
-from mmfr_assets.cleaning.review import QuestionReview
-from mmfr_assets.distillation.teachers import CaptionTeacher, CotTeacher
+from mmfr_assets.lineage import PAPER_LINEAGE, Node
 from mmfr_assets.llm.resource import ROLES
 from mmfr_assets.model_step.asset import model_step_asset
 from mmfr_assets.model_step.declaration import ModelStep, ModelStepConfig
-from mmfr_assets.rl.steps import RlRolloutsStep, RlVerdictsStep
-from mmfr_assets.selection.steps import AnswerVerdictsStep, StudentRolloutsStep, StudentVerdictsStep
 from mmfr_assets.stage.asset import group_of
 
 
@@ -46,17 +45,28 @@ class Registered:
         return group_of(self.step.__module__)
 
 
-MODEL_STEPS: tuple[Registered, ...] = (
-    Registered(QuestionReview),
-    Registered(AnswerExtraction),
-    Registered(CaptionTeacher),
-    Registered(CotTeacher),
-    Registered(AnswerVerdictsStep),
-    Registered(StudentRolloutsStep),
-    Registered(StudentVerdictsStep),
-    Registered(RlRolloutsStep),
-    Registered(RlVerdictsStep),
-)
+def declared_step(node: Node) -> type[ModelStep]:
+    """The `ModelStep` class a lineage line names (`module:Class`)."""
+    module, _, name = (node.model_step or "").partition(":")
+    try:
+        step = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"{node.name}: model_step={node.model_step!r} names no class ({error}); "
+                         "write it as 'package.module:Class'") from None
+    if not (isinstance(step, type) and issubclass(step, ModelStep)) or step.asset != node.name:
+        raise ValueError(f"{node.name}: model_step={node.model_step!r} is not the ModelStep of "
+                         f"this table (its asset: {getattr(step, 'asset', None)!r})")
+    if not hasattr(step, "upstream"):  # a step of the pipeline has its paper node's already
+        step.upstream = node.upstream
+    return step
+
+
+def registered(nodes: Iterable[Node] = PAPER_LINEAGE) -> tuple[Registered, ...]:
+    """The model steps the lineage's lines name, in lineage order."""
+    return tuple(Registered(declared_step(n)) for n in nodes if n.model_step)
+
+
+MODEL_STEPS: tuple[Registered, ...] = registered()
 
 
 def step_named(name: str, steps: tuple[Registered, ...] = MODEL_STEPS) -> type[ModelStep]:
