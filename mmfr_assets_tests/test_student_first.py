@@ -140,7 +140,7 @@ def test_export_card_says_what_it_covers():
     funnel = [{"subset": "s", "stage": "distilled", "filter": "", "reason": "(kept)", "rows": 3},
               {"subset": "s", "stage": "distilled", "filter": "student_first", "reason": "teacher_skipped_easy", "rows": 7}]
     assert "covers only the 3 distilled rows: 7 deduplicated rows" in _coverage_lines("quality_filtered", funnel)[0]
-    built_for = {t: {"distilled": {"s": {"order": f"student-first, target {t.upper()} (rule)"}}}
+    built_for = {t: {"distilled": {"s": {"order": f"student-first, target {t.upper()} (rule)", "target": t}}}
                  for t in ("123k", "586k")}
     assert "the ones the paper's order keeps" in _coverage_lines("difficulty_filtered", funnel, built_for["123k"])[0]
     assert "the ones the paper's order keeps" in _coverage_lines("difficulty_filtered", funnel, built_for["586k"])[0]

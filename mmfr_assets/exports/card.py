@@ -313,8 +313,8 @@ def _coverage_lines(asset: str, funnel: Sequence[Mapping],
     skipped, distilled = skipped_counts(funnel)
     if not skipped:
         return []
-    orders = {entries.get("order", "") for entries in recipe.get(NAME.distilled, {}).values()}
-    built = next((t for t in TARGETS.values() for order in orders if f"target {t.label} " in order), None)
+    built = next((TARGETS[entries["target"]] for entries in recipe.get(NAME.distilled, {}).values()
+                  if entries.get("target") in TARGETS), None)
     kept_by = next((t for t in TARGETS.values() if t.recipe == asset), None)
     if kept_by is None or built is None:
         return [f"**This set {coverage_text(skipped, distilled)}.**", ""]

@@ -24,7 +24,7 @@ from mmfr_assets.partitions import keys_of_subset
 RECIPE_KEY = re.compile(
     r"^(thresholds|max_pass_rate|inclusive|recipe|max_failure_rate|min_\w+|model\w*|prompt\w*|generation"
     r"|recompute|num_samples|samples|dedup/rules|decontamination/benchmarks|max_blind_pass_rate|exclude_sft_asset"
-    r"|blind_samples|checkable_forms|order)$"
+    r"|blind_samples|checkable_forms|order|target)$"
 )
 
 

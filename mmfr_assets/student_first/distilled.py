@@ -60,6 +60,7 @@ class Skipping:
         skipped = run.dropped.get((SKIP_FILTER, SKIPPED_REASON), 0)
         return {
             "order": dg.MetadataValue.text(f"student-first, target {self.target.label} ({self.target.rule})"),
+            "target": dg.MetadataValue.text(self.target.name),  # as MMFR_TARGET names it: the card reads it
             f"rows/{SKIPPED_REASON}": skipped,
         }
 
