@@ -123,18 +123,20 @@ def _current_rss_mb() -> float:
 
 def measure(lake: str, subset: str) -> dict:
     """One subset's cross-subset step, as `deduplicated` runs it (called in a fresh process)."""
-    from mmfr_assets.dedup.assets import _own_signatures, lake_signatures, needed_signatures, signature_counts
+    from mmfr_assets.dedup.assets import (SignatureSnapshot, _own_signatures, lake_signatures,
+                                          needed_signatures, signature_counts)
     from mmfr_assets.dedup.matching import MatchRules, find_duplicates
     from mmfr_assets.lake.resource import LakeResource
 
     resource_lake = LakeResource(uri=lake)
     before = _current_rss_mb()
     t = time.perf_counter()
-    own, _ = _own_signatures(resource_lake, subset)
+    snapshot = SignatureSnapshot.of(resource_lake)  # one log read, as deduplicated does
+    own, _ = _own_signatures(snapshot, subset)
     rules = MatchRules()
-    in_lake = signature_counts(resource_lake)
+    in_lake = signature_counts(snapshot)
     _, where = needed_signatures(own, subset, in_lake, rules)  # only the rows that can decide
-    duplicates, gathered = find_duplicates(own, lake_signatures(resource_lake, NUM_PERM, where), rules)
+    duplicates, gathered = find_duplicates(own, lake_signatures(snapshot, NUM_PERM, where), rules)
     seconds = time.perf_counter() - t
     return {"seconds": seconds, "rows_scanned": gathered.rows_scanned, "table_rows": sum(in_lake.values()),
             "candidates": gathered.candidate_rows, "dropped": duplicates["id"].to_list(),

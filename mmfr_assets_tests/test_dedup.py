@@ -282,7 +282,7 @@ def test_signatures_written_before_answer_keys_still_read(real, tmp_path):
     answer rule then leaves them to question and image), and a subset re-signed since has one."""
     import pyarrow as pa
 
-    from mmfr_assets.dedup.assets import _own_signatures, lake_signatures
+    from mmfr_assets.dedup.assets import SignatureSnapshot, _own_signatures, lake_signatures
     from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA
     from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter
     from mmfr_assets.lake.resource import LakeResource
@@ -294,12 +294,13 @@ def test_signatures_written_before_answer_keys_still_read(real, tmp_path):
     with PartitionWriter(DeltaLocation(lake.location("dedup_signatures").uri), old, {"subset": "old"}) as w:
         w.write(frame.to_arrow().select(old.names))
         w.commit()
-    own, num_perm = _own_signatures(lake, "old")
+    snapshot = SignatureSnapshot.of(lake)
+    own, num_perm = _own_signatures(snapshot, "old")
     assert num_perm == RULES.num_perm and own.height == 3 and own["answer_key"].null_count() == 3
-    assert sum(b.height for b in lake_signatures(lake, num_perm)) == 3
+    assert sum(b.height for b in lake_signatures(snapshot, num_perm)) == 3
     # the same three rows in a subset signed now (answers known): still their duplicates
     new = signatures([Row("resigned", r.id, r.question, r.image, "", r.answer) for r in real[:3]])
-    dropped, _ = find_duplicates(new, [own, *lake_signatures(lake, num_perm)], RULES)
+    dropped, _ = find_duplicates(new, [own, *lake_signatures(snapshot, num_perm)], RULES)
     assert dropped.height == 3 and set(dropped["kept_subset"]) == {"old"}
 
 
@@ -309,8 +310,8 @@ def test_a_shard_run_reads_only_the_signatures_it_needs(planted_lake, tmp_path):
     `same_numbers` only rows with one of its numbers keys (rows read counted at the reader)."""
     import dagster as dg
 
-    from mmfr_assets.dedup.assets import (_own_signatures, lake_signatures, needed_signatures,
-                                          signature_counts)
+    from mmfr_assets.dedup.assets import (SignatureSnapshot, _own_signatures, lake_signatures,
+                                          needed_signatures, signature_counts)
     from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA
     from mmfr_assets.lake.delta import PartitionWriter
     from mmfr_assets.lake.resource import LakeResource
@@ -327,14 +328,15 @@ def test_a_shard_run_reads_only_the_signatures_it_needs(planted_lake, tmp_path):
             writer.commit()
         if subset.startswith(("copies_", "negatives", "BMMR")):  # the checked partitions
             keys.append(str(dg.MultiPartitionKey({"subset": subset, "shard": shard})))
-    counts = signature_counts(lake)
+    snapshot = SignatureSnapshot.of(lake)
+    counts = signature_counts(snapshot)
     assert counts == dict(frame.group_by("subset").len().iter_rows())
     read_all = read_needed = dropped = 0
     for key in keys:
-        own, num_perm = _own_signatures(lake, key)
-        whole, everything = find_duplicates(own, lake_signatures(lake, num_perm), rules)
+        own, num_perm = _own_signatures(snapshot, key)
+        whole, everything = find_duplicates(own, lake_signatures(snapshot, num_perm), rules)
         compared, where = needed_signatures(own, key, counts, rules)
-        needed, gathered = find_duplicates(own, lake_signatures(lake, num_perm, where), rules)
+        needed, gathered = find_duplicates(own, lake_signatures(snapshot, num_perm, where), rules)
         assert needed.sort("id").equals(whole.sort("id")), key
         dropped += needed.height
         assert everything.rows_scanned == frame.height
@@ -387,3 +389,29 @@ def test_a_copy_with_another_asking_line_does_not_hide_a_duplicate():
     together, _ = find_duplicates(frame(["a", "b", "c"]), [frame(["a", "b", "c"])], rules)
     assert dict(alone.select("id", "kept_id").iter_rows()) == {"c": "b"}
     assert dict(together.select("id", "kept_id").iter_rows())["c"] == "b"
+
+
+def test_a_run_reads_one_version_of_the_signatures(real, tmp_path):
+    """`deduplicated` opens the signature table once (`SignatureSnapshot`): what it counts,
+    reads and records as `dedup/signatures_version` is that version, while another subset's run
+    commits in between."""
+    from mmfr_assets.dedup.assets import SignatureSnapshot, lake_signatures, signature_counts
+    from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA
+    from mmfr_assets.lake.delta import PartitionWriter
+    from mmfr_assets.lake.resource import LakeResource
+
+    lake = LakeResource(uri=str(tmp_path / "lake"))
+
+    def commit(subset: str, rows) -> None:
+        with PartitionWriter(lake.location("dedup_signatures"), SIGNATURE_SCHEMA, {"subset": subset}) as w:
+            w.write(signatures(rows).with_columns(subset=pl.lit(subset)).to_arrow().select(SIGNATURE_SCHEMA.names))
+            w.commit()
+
+    commit("a", real[:3])
+    snapshot = SignatureSnapshot.of(lake)
+    opened = snapshot.version
+    commit("b", real[3:5])  # another run commits after this run opened the table
+    assert snapshot.version == opened and signature_counts(snapshot) == {"a": 3}
+    assert sum(b.height for b in lake_signatures(snapshot, RULES.num_perm)) == 3
+    now = SignatureSnapshot.of(lake)
+    assert now.version > opened and signature_counts(now) == {"a": 3, "b": 2}

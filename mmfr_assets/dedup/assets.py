@@ -21,12 +21,14 @@ import operator
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Literal
 
 import dagster as dg
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
+from deltalake import DeltaTable
 from pydantic import Field
 
 from mmfr_assets.cleaning.assets import CLEANED_SCHEMA
@@ -38,7 +40,7 @@ from mmfr_assets.dedup.matching import (CANDIDATE_COLUMNS, CANDIDATE_TYPES, Matc
 from mmfr_assets.dedup.signatures import SIGNATURE_SCHEMA, pool_map, signature_batch
 from mmfr_assets.errors import InputError
 from mmfr_assets.lineage import NAME, upstream_of
-from mmfr_assets.lake.delta import count_rows, read_partition
+from mmfr_assets.lake.delta import DeltaLocation, count_rows, read_partition
 from mmfr_assets.lake.ordered import PartitionImages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.partitions import SUBSET, lake_partition, subset_of
@@ -169,13 +171,35 @@ def build_dedup_signatures(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
     return dedup_signatures
 
 
-def _stored_columns(lake: LakeResource) -> list[str]:
-    """The matching columns the signature table holds. A table written before `answer_key`
-    existed lacks it: its rows are read with a null answer key (the answer rule then does not
-    apply to them, as for a row without a reference) until `dedup_signatures` is re-materialized."""
-    table = lake.location(SIGNATURES).table()
-    names = set(table.schema().to_arrow().names) if table is not None else set(CANDIDATE_COLUMNS)
-    return [c for c in [*CANDIDATE_COLUMNS, "num_perm"] if c in names]
+@dataclass(frozen=True)
+class SignatureSnapshot:
+    """The signature table at one version, opened once per run of `deduplicated`: its Delta log
+    is read once (on an object store, one listing and a replay of every commit), and everything
+    the run reads of it (its own rows, the rows ranked before, the counts, the version it
+    records) is of that one version, while other subsets' runs go on committing."""
+
+    location: DeltaLocation
+    table: DeltaTable | None
+
+    @classmethod
+    def of(cls, lake: LakeResource) -> "SignatureSnapshot":
+        location = lake.location(SIGNATURES)
+        return cls(location, location.table())
+
+    @property
+    def version(self) -> int | None:
+        return self.table.version() if self.table is not None else None
+
+    def columns(self) -> list[str]:
+        """The matching columns the table holds. A table written before `answer_key` existed
+        lacks it: its rows are read with a null answer key (the answer rule then does not apply
+        to them, as for a row without a reference) until `dedup_signatures` is re-materialized."""
+        names = set(self.table.schema().to_arrow().names) if self.table is not None else set(CANDIDATE_COLUMNS)
+        return [c for c in [*CANDIDATE_COLUMNS, "num_perm"] if c in names]
+
+    def read(self, partition: dict[str, str], where: pads.Expression | None = None):
+        return read_partition(self.location, partition, columns=self.columns(), batch_size=SCAN_BATCH,
+                              where=where, table=self.table)
 
 
 def _with_all_columns(frame: pl.DataFrame) -> pl.DataFrame:
@@ -184,12 +208,11 @@ def _with_all_columns(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(missing).select([*CANDIDATE_COLUMNS, "num_perm"]) if missing else frame
 
 
-def lake_signatures(lake: LakeResource, num_perm: int, where: pads.Expression | None = None):
+def lake_signatures(snapshot: SignatureSnapshot, num_perm: int, where: pads.Expression | None = None):
     """Every subset's signatures, streamed (the columns matching reads); refuses rows signed
     with another `num_perm`, which cannot be compared. `where` (`needed_signatures`) reads only
     the rows a partition's matching can use."""
-    with read_partition(lake.location(SIGNATURES), {}, columns=_stored_columns(lake),
-                        batch_size=SCAN_BATCH, where=where) as reader:
+    with snapshot.read({}, where) as reader:
         for batch in reader:
             frame = _with_all_columns(pl.from_arrow(batch))
             other = frame.filter(pl.col("num_perm") != num_perm)
@@ -201,9 +224,9 @@ def lake_signatures(lake: LakeResource, num_perm: int, where: pads.Expression | 
             yield frame.drop("num_perm")
 
 
-def signature_counts(lake: LakeResource) -> dict[str, int]:
+def signature_counts(snapshot: SignatureSnapshot) -> dict[str, int]:
     """Rows per subset of the signature table, from its log (no file is read)."""
-    table = lake.location(SIGNATURES).table()
+    table = snapshot.table
     if table is None:
         return {}
     actions = pa.table(table.get_add_actions(flatten=True))
@@ -281,11 +304,12 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         context: dg.AssetExecutionContext, config: DeduplicatedConfig, lake: LakeResource
     ) -> dg.MaterializeResult:
         subset = context.partition_key
-        own, num_perm = _own_signatures(lake, subset)
+        snapshot = SignatureSnapshot.of(lake)
+        own, num_perm = _own_signatures(snapshot, subset)
         rules = config.rules(num_perm)
-        in_lake = signature_counts(lake)
+        in_lake = signature_counts(snapshot)
         compared, where = needed_signatures(own, subset, in_lake, rules)
-        duplicates, gathered = find_duplicates(own, lake_signatures(lake, rules.num_perm, where), rules)
+        duplicates, gathered = find_duplicates(own, lake_signatures(snapshot, rules.num_perm, where), rules)
         duplicate_detail = {i: f"({s}, {k})" for i, s, k in
                             duplicates.select("id", "kept_subset", "kept_id").iter_rows()}
         benchmarks = (BenchmarkIndex.build(config.benchmarks, config.ngram_words, rules)
@@ -337,12 +361,11 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             context.log.warning(
                 f"deduplicated {subset}: {len(unsigned)} cleaned rows have no signature (e.g. "
                 f"{unsigned[0]!r}): dedup_signatures is older than cleaned; they were kept")
-        table = lake.location(SIGNATURES).table()
         return stage_result(lake, run, upstream=upstream_of(DEDUPLICATED), extra={
             # the subsets ranked up to this one, whole: those whose rows can drop its rows
             "dedup/compared_subsets": dg.MetadataValue.json(
                 {s: in_lake[s] for s in compared if in_lake.get(s)}),
-            "dedup/signatures_version": dg.MetadataValue.text(str(table.version() if table else None)),
+            "dedup/signatures_version": dg.MetadataValue.text(str(snapshot.version)),
             "dedup/candidate_rows": dg.MetadataValue.text(str(gathered.candidate_rows)),
             "dedup/signature_rows_scanned": dg.MetadataValue.text(str(gathered.rows_scanned)),
             "dedup/duplicates": dg.MetadataValue.json({
@@ -364,12 +387,11 @@ def build_deduplicated(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
     return deduplicated
 
 
-def _own_signatures(lake: LakeResource, subset: str) -> tuple[pl.DataFrame, int]:
+def _own_signatures(snapshot: SignatureSnapshot, subset: str) -> tuple[pl.DataFrame, int]:
     """The subset's own signatures, whole (one subset's signatures: ~0.6 KB a row), and the
     MinHash size they were computed with (every other subset must have the same)."""
     parts = []
-    with read_partition(lake.location(SIGNATURES), lake_partition(subset),
-                        columns=_stored_columns(lake), batch_size=SCAN_BATCH) as reader:
+    with snapshot.read(lake_partition(subset)) as reader:
         for batch in reader:
             parts.append(_with_all_columns(pl.from_arrow(batch)))
     if not parts:  # no signatures: an empty subset, or dedup_signatures not materialized

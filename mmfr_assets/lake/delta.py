@@ -120,8 +120,10 @@ class PartitionReader:
         columns: list[str] | None = None,
         batch_size: int = 1024,
         where: pads.Expression | None = None,
+        table: DeltaTable | None = None,
     ) -> None:
         self._location = location
+        self._table = table
         self._partition = dict(partition)
         self._columns = columns
         self._batch_size = batch_size
@@ -162,7 +164,7 @@ class PartitionReader:
             batches.close()
 
     def _read(self) -> Iterator[pa.RecordBatch]:
-        table = self._location.table()
+        table = self._table or self._location.table()
         if table is None:
             raise FileNotFoundError(
                 f"Delta table {self._location.uri} does not exist yet: materialize its asset first"
@@ -204,6 +206,7 @@ def read_partition(
     columns: list[str] | None = None,
     batch_size: int = 1024,
     where: pads.Expression | None = None,
+    table: DeltaTable | None = None,
 ) -> PartitionReader:
     """Stream one partition in batches of at most `batch_size` rows, in the order it was written.
 
@@ -212,9 +215,11 @@ def read_partition(
     batches ahead, gigabytes for image columns) and two tables written from the same stream
     can be read side by side in step. Close the reader (`with read_partition(...) as batches:`)
     unless it is read to the end: see `PartitionReader`. `where` (a pyarrow expression) keeps
-    only the matching rows: files whose partition values cannot match are not opened.
+    only the matching rows: files whose partition values cannot match are not opened. `table`
+    (the location's table, opened already) reads that snapshot: its log is not read again, and
+    several reads of one run see one version while other runs commit.
     """
-    return PartitionReader(location, partition, columns=columns, batch_size=batch_size, where=where)
+    return PartitionReader(location, partition, columns=columns, batch_size=batch_size, where=where, table=table)
 
 
 def count_rows(location: DeltaLocation, partition: Mapping[str, str] | None = None) -> int:
