@@ -23,6 +23,7 @@ from mmfr_assets.model_step.registry import MODEL_STEPS, build_model_steps
 from mmfr_assets.partitions import build_partitions
 from mmfr_assets.planning.asset import build_plan_asset
 from mmfr_assets.reporting.assets import with_report
+from mmfr_assets.rules.config import QUALITY_THRESHOLDS, QualityThresholds
 from mmfr_assets.rl.assets import build_rl
 from mmfr_assets.selection.assets import build_selection
 from mmfr_assets.settings import lake_location, lake_storage_options, source_location, target_setting
@@ -69,6 +70,9 @@ def build_definitions(
         resources={
             **endpoint_resources_from_env(),
             CACHE_RESOURCE_KEY: llm_cache_from_env(),
+            # the thresholds quality_filtered and the teachers share; a run overrides them under
+            # resources.quality_thresholds.config, a deployment by changing these defaults
+            QUALITY_THRESHOLDS: QualityThresholds(),
             "source": HFSourceResource(path=source),
             "lake": LakeResource(
                 uri=lake_uri or lake_location(),

@@ -112,6 +112,12 @@ REFUSED = {
         "ops:\n  quality_filtered:\n    config: {min_respons_words: 10}\n",
         ["run.yaml", "invalid run config", "min_respons_words", "quality_filtered"],
     ),
+    "threshold_at_its_former_place": (
+        ["--config", "{cfg}"],
+        "ops:\n  quality_filtered:\n    config: {min_response_words: 10, batch_size: 8}\n",
+        ["run.yaml", "moved", "ops.quality_filtered.config", "min_response_words",
+         "resources.quality_thresholds.config"],
+    ),
     "max_samples_zero_in_config": (
         ["--config", "{cfg}"],
         "ops:\n  collected:\n    config: {max_samples: 0}\n",

@@ -14,6 +14,7 @@ from mmfr_assets.distillation.teachers import (
 )
 from mmfr_assets.llm import ChatResult, Choice
 from mmfr_assets.model_step import Parsed, Retry
+from mmfr_assets.rules.config import QUALITY_THRESHOLDS, QualityThresholds
 
 TEACHER_ASSETS = ["collected", "cleaned", "dedup_signatures", "deduplicated", "teacher_captions",
                   "teacher_responses", "distilled"]
@@ -108,16 +109,17 @@ def test_math_verify_different_is_weak_and_costs_no_second_trace():
 
 
 def test_teachers_validate_with_the_thresholds_selection_applies_in_the_run():
-    run_config = {"ops": {"quality_filtered": {"config": {"min_response_words": 400, "min_caption_words": 5}}}}
-    cot = CotTeacher.for_run(CotTeacherConfig(), run_config)
+    run = {QUALITY_THRESHOLDS: QualityThresholds(min_response_words=400, min_caption_words=5)}
+    cot = CotTeacher.for_run(CotTeacherConfig(), {}, run)
     assert cot.rules.min_response_words == 400
     row = {"subset": "BMMR", "id": "1", "question": "q", "qwen3vl_235b_thinking_response": None}
     # 360 words pass the default 200 but not the run's 400: selection would drop it, so the teacher asks again
     short = cot.parse(row, [_reply("so <answer>B</answer>", GOOD_THINK)], 1)
     assert isinstance(short, Retry) and short.reason == "content_short_response"
-    assert CotTeacher.for_run(CotTeacherConfig(), {}).rules.min_response_words == 200
-    assert CotTeacher.for_run(CotTeacherConfig(min_response_words=50), run_config).rules.min_response_words == 50
-    caption = CaptionTeacher.for_run(CaptionTeacherConfig(), run_config)
+    paper = {QUALITY_THRESHOLDS: QualityThresholds()}
+    assert CotTeacher.for_run(CotTeacherConfig(), {}, paper).rules.min_response_words == 200
+    assert CotTeacher.for_run(CotTeacherConfig(min_response_words=50), {}, run).rules.min_response_words == 50
+    caption = CaptionTeacher.for_run(CaptionTeacherConfig(), {}, run)
     assert isinstance(caption.parse(row, [_reply("a red ball on a table")], 1), Parsed)
 
 
@@ -287,10 +289,14 @@ def test_invalid_first_replies_are_asked_again_with_a_new_seed(monkeypatch, samp
     ])
     defs = _defs(monkeypatch, sample_source, tmp_path, fake_llm.url)
     result = _materialize(defs, dg.DagsterInstance.ephemeral(), run_config={
-        "resources": {r: {"config": FAST} for r in ("cot_teacher", "caption_teacher")},
+        "resources": {**{r: {"config": FAST} for r in ("cot_teacher", "caption_teacher")},
+                      # the run's thresholds reach the teachers ("A figure." is still too short)
+                      QUALITY_THRESHOLDS: {"config": {"min_caption_words": 3}}},
         "ops": {"teacher_responses": {"config": {"regenerate": True, "check_answer": False}},
                 "teacher_captions": {"config": {"regenerate": True}}}})
     assert result.success
+    assert _metadata(result, "teacher_captions")["validation_thresholds"].value["min_caption_words"] == 3
+    assert _metadata(result, "teacher_responses")["validation_thresholds"].value["min_response_words"] == 200
     lake = tmp_path / "lake"
     traces = pl.read_delta(str(lake / "teacher_responses"))
     assert set(traces["response_origin"]) == {"generated"} and set(traces["attempts"]) == {2}

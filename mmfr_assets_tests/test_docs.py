@@ -189,6 +189,29 @@ def test_every_asset_check_and_resource_is_documented(definitions):
     assert _missing(assets | checks | resources, text) == []
 
 
+def test_the_run_config_examples_of_the_thresholds_are_valid(definitions):
+    """Every YAML run config the configuration and running pages show is one the asset job
+    accepts, except the one shown as the thresholds' former place, which the CLI refuses."""
+    import dagster as dg
+    import yaml
+
+    from mmfr_assets.cli.inputs import validate_run_config
+    from mmfr_assets.errors import InputError
+
+    job = definitions.resolve_implicit_global_asset_job_def()
+    blocks = [yaml.safe_load(block) for page in ("configuration.md", "running.md")
+              for block in re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / page).read_text(), re.S)]
+    configs = [b for b in blocks if isinstance(b, dict) and ("resources" in b or "ops" in b)]
+    former = [c for c in configs if "min_response_words" in str(c.get("ops", {}))]
+    assert len(former) == 1 and any("quality_thresholds" in str(c.get("resources", {})) for c in configs)
+    for config in configs:
+        if config in former:
+            with pytest.raises(InputError, match="resources.quality_thresholds.config"):
+                validate_run_config(job, config, "docs")
+        else:
+            assert dg.validate_run_config(job, config), config
+
+
 # ---------------------------------------------------------------------------- links
 
 

@@ -515,6 +515,22 @@ def test_recipe_names_and_rules():
     assert (other.dataset, other.aliases, other.rule) == ("mmfr_quality_filtered", (), None)
 
 
+def test_the_card_names_quality_thresholds_other_than_the_papers():
+    """The paper's thresholds are the `quality_thresholds` resource's defaults: recorded ones
+    equal to them say nothing, others are named with the paper's value beside them."""
+    from mmfr_assets.exports.dataset_names import thresholds_note
+    from mmfr_assets.rules.config import QualityThresholds
+
+    def recorded(**changed):
+        return {"quality_filtered": {s: {"thresholds": json.dumps(QualityThresholds(**changed).applied())}
+                                     for s in ("A", "B")}}
+
+    assert thresholds_note({}) is None and thresholds_note(recorded()) is None
+    assert thresholds_note(recorded(min_response_words=300, max_ngram_occurrences=3)) == (
+        "Quality thresholds differ from the paper's: `min_response_words` 300 (paper: 200), "
+        "`ngram_min_count` 4 (paper: 3).")
+
+
 def test_llamafactory_reads_the_export_with_its_own_code(lake_and_instance, tmp_path):
     """LLaMA-Factory's parser, converter, <image> check and thought regex over the export
     (`llamafactory_check.py`); only where LLaMA-Factory is installed (it pulls torch)."""

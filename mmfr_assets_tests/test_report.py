@@ -373,8 +373,8 @@ def test_row_viewer_metadata_never_points_at_a_page_never_built(stage, rows_in, 
 def test_thresholds_metadata_is_what_was_applied():
     """The older `max_ngram_occurrences` is listed only where a run set it, and the count it
     became is `ngram_min_count` (the metadata once showed `max_ngram_occurrences: null`)."""
-    from mmfr_assets.selection.configs import QualityFilteredConfig
+    from mmfr_assets.rules.config import QualityThresholds
 
-    assert "max_ngram_occurrences" not in QualityFilteredConfig().applied()
-    applied = QualityFilteredConfig(max_ngram_occurrences=4).applied()
+    assert "max_ngram_occurrences" not in QualityThresholds().applied()
+    applied = QualityThresholds(max_ngram_occurrences=4).applied()
     assert (applied["max_ngram_occurrences"], applied["ngram_min_count"]) == (4, 5)

@@ -1,5 +1,6 @@
 """The quality rules' one home (`mmfr_assets/rules/`): both stages import it, neither imports
-the other's way round, and the thresholds `quality_filtered` takes are the ones the teachers read."""
+the other's way round, and the thresholds `quality_filtered` applies are the ones the teachers
+read: one `quality_thresholds` resource."""
 
 import ast
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 
 import mmfr_assets
 from mmfr_assets.distillation.teachers import CaptionTeacher, CaptionTeacherConfig, CotTeacher, CotTeacherConfig
-from mmfr_assets.rules.config import QualityRulesConfig, quality_rules_of_run
+from mmfr_assets.rules.config import QUALITY_THRESHOLDS, QualityThresholds, moved_threshold_keys
 from mmfr_assets.rules.quality import QualityRules
 from mmfr_assets.selection.configs import QualityFilteredConfig
 
@@ -34,40 +35,89 @@ def test_no_import_cycle_between_distillation_and_selection():
     assert not {"selection", "distillation"} & _imported_packages("rules")
 
 
+#: The thresholds' field names: config keys are contracts (only where they are set moved, from
+#: `ops.quality_filtered.config` to `resources.quality_thresholds.config`).
+THRESHOLD_KEYS = {"min_response_words", "min_caption_words", "error_marker", "ngram_size", "ngram_min_count",
+                  "max_ngram_occurrences", "answer_tag_exempt_subsets"}
+
+
 def test_the_thresholds_are_written_once():
-    assert QualityFilteredConfig().rules() == QualityRules() == QualityRulesConfig().rules()
-    # every threshold key quality_filtered takes is one the teachers read from the run
-    assert set(QualityFilteredConfig.model_fields) - {"batch_size"} == set(QualityRulesConfig.model_fields)
+    assert QualityThresholds().rules() == QualityRules()
+    assert set(QualityThresholds.model_fields) == THRESHOLD_KEYS
+    # quality_filtered's own config keeps only its batch size: the thresholds are the resource's
+    assert set(QualityFilteredConfig.model_fields) == {"batch_size"}
 
 
 def test_the_old_repetition_key_still_works_and_reaches_the_teachers():
-    assert QualityFilteredConfig(max_ngram_occurrences=4).rules().ngram_min_count == 5
-    assert QualityFilteredConfig(ngram_min_count=4).rules().ngram_min_count == 4
-    run = {"ops": {"quality_filtered": {"config": {"max_ngram_occurrences": 1, "batch_size": 8}}}}
-    assert quality_rules_of_run(run).ngram_min_count == 2
-    assert CotTeacher.for_run(CotTeacherConfig(), run).rules.ngram_min_count == 2
-    assert CotTeacher.for_run(CotTeacherConfig(max_ngram_occurrences=5), run).rules.ngram_min_count == 6
-    assert CotTeacher.for_run(CotTeacherConfig(ngram_min_count=7), run).rules.ngram_min_count == 7
+    assert QualityThresholds(max_ngram_occurrences=4).rules().ngram_min_count == 5
+    assert QualityThresholds(ngram_min_count=4).rules().ngram_min_count == 4
+    shared = {QUALITY_THRESHOLDS: QualityThresholds(max_ngram_occurrences=1)}
+    assert CotTeacher.for_run(CotTeacherConfig(), {}, shared).rules.ngram_min_count == 2
+    assert CotTeacher.for_run(CotTeacherConfig(max_ngram_occurrences=5), {}, shared).rules.ngram_min_count == 6
+    assert CotTeacher.for_run(CotTeacherConfig(ngram_min_count=7), {}, shared).rules.ngram_min_count == 7
+
+
+def test_a_teacher_is_never_built_without_the_run_thresholds():
+    """No silent fallback to the defaults: a teacher built without the resource would validate
+    with other thresholds than the run's `quality_filtered` applies."""
+    with pytest.raises(TypeError, match=QUALITY_THRESHOLDS):
+        CaptionTeacher.for_run(CaptionTeacherConfig(), {})
 
 
 @pytest.mark.parametrize("given, expected", [({}, 200), ({"min_response_words": 300}, 300),
                                              ({"min_response_words": None}, None)])
 def test_a_run_config_reaches_both_assets_through_dagster(given, expected):
-    """The run config as Dagster resolves it (defaults filled in) gives `quality_filtered` and
-    the teacher the same thresholds."""
+    """The resource as Dagster resolves it for a run (the code location's, the run config's
+    fields over it) gives a selection asset and the teachers the same thresholds."""
     seen = {}
 
     @dg.asset(name="quality_filtered")
-    def quality_filtered(context: dg.AssetExecutionContext, config: QualityFilteredConfig) -> None:
-        seen["selection"] = config.rules()
-        seen["teacher"] = CotTeacher.for_run(CotTeacherConfig(), context.run_config).rules
-        seen["caption"] = CaptionTeacher.for_run(CaptionTeacherConfig(), context.run_config).rules
+    def quality_filtered(quality_thresholds: QualityThresholds) -> None:
+        seen["selection"] = quality_thresholds.rules()
 
-    run_config = {"ops": {"quality_filtered": {"config": given}}}
-    assert dg.materialize([quality_filtered], run_config=run_config).success
+    @dg.asset(name="teachers")
+    def teachers(context: dg.AssetExecutionContext, quality_thresholds: QualityThresholds) -> None:
+        shared = {QUALITY_THRESHOLDS: quality_thresholds}
+        seen["teacher"] = CotTeacher.for_run(CotTeacherConfig(), context.run_config, shared).rules
+        seen["caption"] = CaptionTeacher.for_run(CaptionTeacherConfig(), context.run_config, shared).rules
+
+    run_config = {"resources": {QUALITY_THRESHOLDS: {"config": given}}}
+    assert dg.materialize([quality_filtered, teachers], resources={QUALITY_THRESHOLDS: QualityThresholds()},
+                          run_config=run_config).success
     assert seen["selection"].min_response_words == expected
     assert seen["teacher"] == seen["selection"]
     assert seen["caption"].min_caption_words == seen["selection"].min_caption_words
+
+
+def test_the_code_location_shares_one_thresholds_resource(sample_source, tmp_path):
+    """`quality_filtered`, both teachers and the plan take the resource the definitions register
+    once; the former place is named by `moved_threshold_keys` for the CLI's error."""
+    from mmfr_assets.definitions import build_definitions
+
+    defs = build_definitions(str(sample_source), str(tmp_path / "lake"), {})
+    assert isinstance(defs.resources[QUALITY_THRESHOLDS], QualityThresholds)
+    takers = {asset.key.path[-1] for asset in defs.assets if QUALITY_THRESHOLDS in asset.required_resource_keys}
+    assert takers == {"quality_filtered", "teacher_responses", "teacher_captions", "plan"}
+    old = {"ops": {"quality_filtered": {"config": {"min_response_words": 10, "batch_size": 8}}}}
+    assert moved_threshold_keys(old) == ["min_response_words"]
+    assert moved_threshold_keys({"resources": {QUALITY_THRESHOLDS: {"config": {"min_response_words": 10}}}}) == []
+
+
+def test_the_plan_builds_the_teachers_with_the_run_s_thresholds():
+    """`mmfr plan --config` resolves the shared resource as Dagster does for the run: the code
+    location's values with the run config's fields over them."""
+    from mmfr_assets.model_step.registry import MODEL_STEPS
+    from mmfr_assets.planning.counting import step_of
+    from mmfr_assets.planning.inputs import shared_resource_keys, shared_resources_of
+
+    assert shared_resource_keys() == [QUALITY_THRESHOLDS]
+    location = {QUALITY_THRESHOLDS: QualityThresholds(min_caption_words=50)}
+    run_config = {"resources": {QUALITY_THRESHOLDS: {"config": {"min_response_words": 300}}}}
+    shared = shared_resources_of(location, run_config)
+    assert (shared[QUALITY_THRESHOLDS].min_response_words, shared[QUALITY_THRESHOLDS].min_caption_words) == (300, 50)
+    assert shared_resources_of(location, {})[QUALITY_THRESHOLDS] is location[QUALITY_THRESHOLDS]
+    [caption] = [r for r in MODEL_STEPS if r.step.asset == "teacher_captions"]
+    assert step_of(caption, run_config, shared).rules.min_caption_words == 50
 
 
 # Knobs that were module globals are config now, with their old values as defaults.
@@ -165,7 +215,7 @@ def test_a_teacher_materialized_with_other_thresholds_is_reported_by_selection()
             "teacher_captions", partition="BMMR", metadata={"validation_thresholds": dg.MetadataValue.json(used)}))
         validated = teachers_validation_thresholds(instance, "BMMR")
     assert validated["teacher_responses"]["min_response_words"] == 200  # this partition's, not the other's
-    applied = QualityRulesConfig(min_response_words=300, min_caption_words=80).rules()
+    applied = QualityThresholds(min_response_words=300, min_caption_words=80).rules()
     assert threshold_drift(applied, validated) == {
         "teacher_responses": {"min_response_words": [200, 300]},
         "teacher_captions": {"min_caption_words": [100, 80]},

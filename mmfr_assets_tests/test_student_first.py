@@ -224,7 +224,11 @@ def test_the_skip_rule_follows_the_recipe_bound_the_run_configures():
     assert (below.max_pass_rate, below.inclusive) == (0.8, False)
     assert skipping("123k").for_run(run_config).target == loose
     [teacher] = [r.step for r in registered_for("123k", MODEL_STEPS) if r.step.asset == "teacher_responses"]
-    assert teacher.for_run(teacher.config_class(), run_config).target == loose
+    from mmfr_assets.rules.config import QUALITY_THRESHOLDS, QualityThresholds
+
+    shared = {QUALITY_THRESHOLDS: QualityThresholds(min_response_words=300)}
+    built = teacher.for_run(teacher.config_class(), run_config, shared)
+    assert built.target == loose and built.rules.min_response_words == 300  # the run's thresholds too
 
 
 def test_each_target_s_bound_is_its_recipe_s_default():

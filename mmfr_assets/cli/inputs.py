@@ -13,6 +13,7 @@ import yaml
 
 from mmfr_assets.errors import InputError
 from mmfr_assets.lineage import NAME
+from mmfr_assets.rules.config import QUALITY_THRESHOLDS, moved_threshold_keys
 
 
 def parse_subsets(value: str, available: list[str]) -> list[str]:
@@ -101,6 +102,13 @@ def validate_run_config(job: dg.JobDefinition, run_config: dict, source: str) ->
         raise InputError(
             f"{source}: unknown resource(s) {', '.join(unknown)} under resources; "
             f"the resources are: {', '.join(known)}"
+        )
+    moved = moved_threshold_keys(run_config)
+    if moved:  # Dagster would call them unexpected entries; say where they are set now
+        raise InputError(
+            f"{source}: the quality thresholds moved from ops.{NAME.quality_filtered}.config to the shared "
+            f"resource both quality_filtered and the teachers read: set {', '.join(moved)} under "
+            f"resources.{QUALITY_THRESHOLDS}.config (same names; docs/configuration.md)"
         )
     try:
         dg.validate_run_config(job, run_config)

@@ -20,11 +20,11 @@ def make_plan(defs: dg.Definitions, subsets: list[str], run_config: Mapping[str,
               selection: Sequence[dg.AssetKey] | None = None):
     """The plan of a run of `selection` (None: every asset) over `subsets` with `run_config`,
     with the code location's resources (`mmfr_assets/planning/inputs.py`)."""
-    from mmfr_assets.planning.inputs import endpoints_of, plan_from
+    from mmfr_assets.planning.inputs import endpoints_of, plan_from, shared_resources_of
 
     resources = defs.resources
     return plan_from(resources["lake"], resources["source"], endpoints_of(resources, run_config), subsets,
-                     run_config, selection)
+                     run_config, selection, shared=shared_resources_of(resources, run_config))
 
 
 def plan(args: argparse.Namespace) -> int:

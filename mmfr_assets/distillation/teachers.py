@@ -26,7 +26,7 @@ from mmfr_assets.llm.types import ChatResult
 from mmfr_assets.model_step import ModelStep, ModelStepConfig, Parsed, Retry
 from mmfr_assets.prompts import Prompt
 from mmfr_assets.rules import quality
-from mmfr_assets.rules.config import quality_rules_of_run, repetition_min_count
+from mmfr_assets.rules.config import QUALITY_THRESHOLDS, QualityThresholds, repetition_min_count
 from mmfr_assets.rules.verify import AnswerVerifier, Item, final_answer, reference_answer
 
 #: The cleaned columns a trace's answer is checked against, in order (cleaning puts an
@@ -59,9 +59,9 @@ class TeacherConfig(ModelStepConfig):
         return {}
 
 
-_SAME_AS_SELECTION = ("null (default): quality_filtered's threshold in this run (its run config, "
-                      "else its default), so the teacher keeps exactly what selection keeps; a "
-                      "number overrides it for the teacher only.")
+_SAME_AS_SELECTION = ("null (default): the quality_thresholds resource's value in this run, the "
+                      "one quality_filtered applies, so the teacher keeps exactly what selection "
+                      "keeps; a number overrides it for the teacher only.")
 
 
 class CaptionTeacherConfig(TeacherConfig):
@@ -127,9 +127,11 @@ def teacher_schema(column: str) -> pa.Schema:
 
 class _Teacher(ModelStep):
     """What both teachers share: keep usable dataset annotations (unless `regenerate`), draw
-    `samples_per_question` per ask, keep the first valid one, record provenance."""
+    `samples_per_question` per ask, keep the first valid one, record provenance; validate with
+    the `quality_thresholds` resource `quality_filtered` applies in the same run."""
 
     sends_image = True
+    shared_resources = {QUALITY_THRESHOLDS: QualityThresholds}
     skipped_status = ORIGIN_MISSING
     column: str  # the annotation's column in `distilled`
     dataset_column: str  # the source column holding the published annotation
@@ -143,8 +145,15 @@ class _Teacher(ModelStep):
         self.reask_tokens: Counter = Counter()  # ... and the completion tokens of what was rejected
 
     @classmethod
-    def for_run(cls, config: TeacherConfig, run_config: Mapping[str, Any]) -> "_Teacher":
-        return cls(config, quality_rules_of_run(run_config))
+    def for_run(cls, config: TeacherConfig, run_config: Mapping[str, Any],
+                resources: Mapping[str, Any] | None = None) -> "_Teacher":
+        """The teacher of one run, validating with the run's `quality_thresholds` resource
+        (what `quality_filtered` applies in that run) and the config's own overrides."""
+        thresholds = (resources or {}).get(QUALITY_THRESHOLDS)
+        if not isinstance(thresholds, QualityThresholds):
+            raise TypeError(f"{cls.asset} is built with the {QUALITY_THRESHOLDS!r} resource "
+                            f"(QualityThresholds), got {thresholds!r}")
+        return cls(config, thresholds.rules())
 
     def extra_metadata(self) -> dict[str, Any]:
         """Re-asks by cause (a rule's strong "different", or the selection rule the text

@@ -219,7 +219,7 @@ def dataset_card(
     spend: Sequence[str] = (),
 ) -> str:
     """The card; `spend` is the "what each kept row cost" section's lines (`planning.spend`)."""
-    from mmfr_assets.exports.dataset_names import export_name
+    from mmfr_assets.exports.dataset_names import export_name, thresholds_note
     from mmfr_assets.exports.turns import TrainingFormat
 
     name = name or export_name(asset, recipe)
@@ -236,6 +236,8 @@ def dataset_card(
                   f"({name.bound}; {source})."
                   + (f" This differs from the paper's {name.short.upper()} rule ({name.paper_rule}): "
                      "the asset was configured otherwise." if name.paper_rule else ""), ""]
+    note = thresholds_note(recipe)
+    lines += [f"**{note}**", ""] if note else []
     lines += _coverage_lines(asset, funnel, recipe)
     with_rows = sorted(subset for subset, rows in counts.items() if rows)
     empty = len(counts) - len(with_rows)

@@ -9,6 +9,7 @@ default, and the card says so.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,30 @@ class ExportName:
         if self.max_pass_rate is None:
             return None
         return f"max_pass_rate {self.max_pass_rate}, {'inclusive' if self.inclusive else 'exclusive'}"
+
+
+def thresholds_note(recipe: Mapping[str, Mapping[str, Mapping[str, str]]]) -> str | None:
+    """Where the quality thresholds `quality_filtered` recorded (`thresholds`) differ from the
+    paper's, one sentence naming each, as `paper_rule` does for a reconfigured recipe; else
+    None. The paper's are the `quality_thresholds` resource's defaults (`QualityThresholds()`),
+    the one home of the values, not a copy here."""
+    from mmfr_assets.rules.config import QualityThresholds
+
+    paper = QualityThresholds().applied()
+    differ: dict[str, set[str]] = {}
+    for entries in recipe.get(NAME.quality_filtered, {}).values():
+        try:
+            used = json.loads(entries.get("thresholds", "{}"))
+        except ValueError:
+            continue
+        for key, value in used.items():  # an older key, where a run set it, is in ngram_min_count
+            if key in paper and value != paper[key]:
+                differ.setdefault(key, set()).add(json.dumps(value))
+    if not differ:
+        return None
+    parts = [f"`{key}` {' / '.join(sorted(values))} (paper: {json.dumps(paper[key])})"
+             for key, values in sorted(differ.items())]
+    return f"Quality thresholds differ from the paper's: {', '.join(parts)}."
 
 
 def rule_text(max_pass_rate: float, inclusive: bool, samples: int | None) -> str:

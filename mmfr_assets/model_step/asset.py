@@ -13,6 +13,8 @@ blocking checks.
 import contextlib
 import inspect
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
@@ -47,14 +49,14 @@ def model_step_asset(
     *,
     group: str | None = None,
 ) -> dg.AssetsDefinition:
-    """The asset of `step_type`, built per run as `step_type.for_run(config, run_config)` from
-    its `config_class`; in the group of its package (or `group`), reading its `upstream` and
-    its joins' tables (what its lineage node reads).
+    """The asset of `step_type`, built per run as `step_type.for_run(config, run_config,
+    shared)` from its `config_class` and its `shared_resources`; in the group of its package
+    (or `group`), reading its `upstream` and its joins' tables (what its lineage node reads).
 
-    Its resources are typed parameters, as any asset's: `lake`, `llm_cache` (`LLMCache`) and
-    the step's endpoint under its role's key (`LLMEndpoint`). The role differs per step, so
-    the parameter's name is set in the function's `__signature__`, which Dagster reads (and
-    checks against the definitions' resources) like a written one.
+    Its resources are typed parameters, as any asset's: `lake`, `llm_cache` (`LLMCache`), the
+    step's endpoint under its role's key (`LLMEndpoint`) and its `shared_resources`. The role
+    differs per step, so the parameters' names are set in the function's `__signature__`,
+    which Dagster reads (and checks against the definitions' resources) like a written one.
     """
     check_declaration(step_type)
     name, role = step_type.asset, step_type.role
@@ -81,17 +83,21 @@ def model_step_asset(
         ],
         description=step_type.description or None,
     )
-    @_with_endpoint_parameter(role, step_type.config_class)
+    @_with_resource_parameters(role, step_type.config_class, step_type.shared_resources)
     def step_asset(context: dg.AssetExecutionContext, config: ModelStepConfig, lake: LakeResource,
-                   llm_cache: LLMCache, **endpoint: LLMEndpoint) -> dg.MaterializeResult:
-        return _run_step(context, step_type, config, lake=lake, cache=llm_cache, endpoint=endpoint[role])
+                   llm_cache: LLMCache, **resources: Any) -> dg.MaterializeResult:
+        shared = {key: resources[key] for key in step_type.shared_resources}
+        return _run_step(context, step_type, config, lake=lake, cache=llm_cache, endpoint=resources[role],
+                         shared=shared)
 
     return step_asset
 
 
-def _with_endpoint_parameter(role: str, config_type: type[ModelStepConfig]):
+def _with_resource_parameters(role: str, config_type: type[ModelStepConfig],
+                              shared: Mapping[str, type[dg.ConfigurableResource]]):
     """Give the asset function the signature `(context, config: config_type, lake, llm_cache,
-    <role>: LLMEndpoint)`: Dagster then passes the role's resource by keyword, typed."""
+    <role>: LLMEndpoint, <key>: <class> for each shared resource)`: Dagster then passes the
+    role's resource and the shared ones by keyword, typed."""
     def decorate(fn):
         P = inspect.Parameter
         fn.__signature__ = inspect.Signature(
@@ -99,19 +105,21 @@ def _with_endpoint_parameter(role: str, config_type: type[ModelStepConfig]):
              P("config", P.KEYWORD_ONLY, annotation=config_type),
              P("lake", P.KEYWORD_ONLY, annotation=LakeResource),
              P(CACHE_RESOURCE_KEY, P.KEYWORD_ONLY, annotation=LLMCache),
-             P(role, P.KEYWORD_ONLY, annotation=LLMEndpoint)],
+             P(role, P.KEYWORD_ONLY, annotation=LLMEndpoint),
+             *(P(key, P.KEYWORD_ONLY, annotation=kind) for key, kind in shared.items())],
             return_annotation=dg.MaterializeResult)
         return fn
     return decorate
 
 
 def _run_step(context: dg.AssetExecutionContext, step_type: type[ModelStep], config: ModelStepConfig, *,
-              lake: LakeResource, cache: LLMCache, endpoint: LLMEndpoint) -> dg.MaterializeResult:
+              lake: LakeResource, cache: LLMCache, endpoint: LLMEndpoint,
+              shared: Mapping[str, Any]) -> dg.MaterializeResult:
     """One partition of the step: stream the upstream (with the step's joins) through the
     runner into the step's table; metadata and checks from what happened."""
     name, role = step_type.asset, step_type.role
     subset = context.partition_key
-    step = step_type.for_run(config, context.run_config)
+    step = step_type.for_run(config, context.run_config, shared)
     prompt = load_prompt(step.prompt)
     stats = StepStats()
     with contextlib.ExitStack() as stack:

@@ -118,6 +118,11 @@ class ModelStep(abc.ABC):
     config_class: ClassVar[type[ModelStepConfig]] = ModelStepConfig
     #: What the asset is, for the UI (the asset's description).
     description: ClassVar[str] = ""
+    #: Resources shared with other assets that the step is built from besides its config:
+    #: resource key -> `ConfigurableResource` class (the teachers' `quality_thresholds`). The
+    #: asset takes each as a typed parameter (Dagster checks the key against the definitions'
+    #: resources) and hands them to `for_run`; `mmfr plan` resolves them as the run would.
+    shared_resources: ClassVar[Mapping[str, type[dg.ConfigurableResource]]] = {}
     #: Bump with a change of `parse` (or `needs`) that alters the step's rows for the same
     #: replies: part of the asset's code version (`code_versions.py`), so the step and what is
     #: downstream show unsynced; the cache still answers its requests, the rows are re-parsed.
@@ -139,10 +144,12 @@ class ModelStep(abc.ABC):
     max_attempts: int = 1
 
     @classmethod
-    def for_run(cls, config: Any, run_config: Mapping[str, Any]) -> "ModelStep":
-        """The step of one materialization: `cls(config)`; a step that must agree with
-        another asset's config in the same run (the teachers with `quality_filtered`'s
-        thresholds) reads it from `run_config` here."""
+    def for_run(cls, config: Any, run_config: Mapping[str, Any],
+                resources: Mapping[str, Any] | None = None) -> "ModelStep":
+        """The step of one materialization: `cls(config)`. A step that must agree with other
+        assets in the same run takes what they share from `resources` (its `shared_resources`,
+        as the run resolved them: the teachers' thresholds) or, for another asset's own config
+        (a student-first teacher and its recipe's bound), from `run_config`."""
         return cls(config)
 
     def prepare(self, batch: pl.DataFrame) -> pl.DataFrame:

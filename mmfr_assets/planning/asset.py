@@ -7,8 +7,9 @@ never starts a model step, and nothing is downstream of it, so it never holds a 
 is not partitioned: one materialization plans the subsets its config names (`all` by default),
 one table row per subset, the way the backfill dialog picks several subsets at once; so the
 per-subset runs (`mmfr run`, the tests' "every partitioned asset") leave it out. Its run's config
-is the plan's config: the model steps' `ops.<asset>.config` and the endpoints' resource config
-given in the launchpad are the ones planned with, as `mmfr plan --config` reads them.
+is the plan's config: the model steps' `ops.<asset>.config` and the resource config of the
+endpoints and of the shared `quality_thresholds` given in the launchpad are the ones planned
+with, as `mmfr plan --config` reads them.
 
 Not an asset check (a check judges an asset's materialization and has none to judge here), not
 an observable source asset (an observation is not launched from the backfill dialog and shows
@@ -26,6 +27,7 @@ import dagster as dg
 from pydantic import Field
 
 from mmfr_assets.llm.resource import ROLES
+from mmfr_assets.planning.inputs import shared_resource_keys
 
 PLAN_ASSET = "plan"
 
@@ -71,7 +73,7 @@ def build_plan_asset(subsets: Sequence[str]) -> dg.AssetsDefinition:
     @dg.asset(
         name=PLAN_ASSET,
         group_name="planning",
-        required_resource_keys={"lake", "source", *ROLES},
+        required_resource_keys={"lake", "source", *ROLES, *shared_resource_keys()},
         description="What a run will ask each model for, before it runs (`mmfr plan`): rows, requests and "
         "tokens per subset and role, GPU-hours and money where the endpoints say. Reads the source and the "
         "lake; sends no request. Materialize it with the backfill's run config before launching the backfill.",
@@ -82,8 +84,9 @@ def build_plan_asset(subsets: Sequence[str]) -> dg.AssetsDefinition:
 
         resources = context.resources
         endpoints = {role: getattr(resources, role) for role in ROLES}
+        shared = {key: getattr(resources, key) for key in shared_resource_keys()}
         planned = plan_from(resources.lake, resources.source, endpoints, parse_subsets(config.subsets, available),
-                            context.run_config)
+                            context.run_config, shared=shared)
         total = planned.as_json()["overall"]
         context.log.info(f"plan: {len(planned.subsets)} subset(s), {total['requests']:,} requests "
                          f"(upper bound {total['requests_upper_bound']:,}); nothing was sent to a model")

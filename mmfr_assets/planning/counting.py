@@ -1,6 +1,7 @@
 """Which rows will need a request, read from what is there (the lake, else the source), by each
-model step's own declaration: `for_run(config, run_config)`, `prepare` and `needs` on the rows
-it would read, so the plan applies the routing rules the run applies and never restates them.
+model step's own declaration: `for_run(config, run_config, shared resources)`, `prepare` and
+`needs` on the rows it would read, so the plan applies the routing rules the run applies and
+never restates them.
 
 Where the step's upstream is not materialized yet, its `needs` is evaluated on the nearest
 earlier table of its chain (or the source, mapped as `collected` maps it) that has the columns
@@ -38,10 +39,12 @@ SOURCE = "source"
 LATER_NAMES = {"pass_rate": "qwen3vl_4b_pass_rate", "response": "qwen3vl_235b_thinking_response"}
 
 
-def step_of(registered: Registered, run_config: Mapping[str, Any]) -> ModelStep:
-    """The step a run with `run_config` would build (its asset's config from `ops`)."""
+def step_of(registered: Registered, run_config: Mapping[str, Any],
+            shared: Mapping[str, Any] | None = None) -> ModelStep:
+    """The step a run with `run_config` would build (its asset's config from `ops`, the
+    resources it shares with other assets as the run resolves them: `shared`)."""
     given = (((run_config.get("ops") or {}).get(registered.step.asset) or {}).get("config")) or {}
-    return registered.step.for_run(registered.config(**given), run_config)
+    return registered.step.for_run(registered.config(**given), run_config, shared)
 
 
 class Rows:
@@ -224,12 +227,13 @@ def _answered(step: ModelStep, rows: Rows, subset: str, ids: set[str]) -> int:
 
 
 def count_all(rows: Rows, subsets: Sequence[str], run_config: Mapping[str, Any],
-              steps: Sequence[Registered] = MODEL_STEPS) -> tuple[list[Counted], dict[str, ModelStep]]:
+              steps: Sequence[Registered] = MODEL_STEPS,
+              shared: Mapping[str, Any] | None = None) -> tuple[list[Counted], dict[str, ModelStep]]:
     """Every registered step over every subset; and the step instances (closed here)."""
     counted: list[Counted] = []
     built: dict[str, ModelStep] = {}
     for registered in steps:
-        step = step_of(registered, run_config)
+        step = step_of(registered, run_config, shared)
         built[step.asset] = step
         try:
             counted.extend(count_step(step, subset, rows, subsets) for subset in subsets)

@@ -29,6 +29,26 @@ def endpoints_of(resources: Mapping[str, Any], run_config: Mapping[str, Any]) ->
     return out
 
 
+def shared_resource_keys() -> list[str]:
+    """The keys of the resources model steps share with other assets (`ModelStep.
+    shared_resources`: the teachers' `quality_thresholds`)."""
+    from mmfr_assets.model_step.registry import MODEL_STEPS
+
+    return sorted({key for r in MODEL_STEPS for key in r.step.shared_resources})
+
+
+def shared_resources_of(resources: Mapping[str, Any], run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """Each shared resource as a run with `run_config` would see it: the code location's
+    (`resources`) with the run config's fields over them, as Dagster merges them."""
+    given_resources = run_config.get("resources") or {}
+    out = {}
+    for key in shared_resource_keys():
+        resource = resources[key]
+        given = ((given_resources.get(key) or {}).get("config")) or {}
+        out[key] = type(resource)(**{**resource.model_dump(), **given}) if given else resource
+    return out
+
+
 def source_frames(source, run_config: Mapping[str, Any]):
     """`subset -> frames` of the `source` resource as `collected` maps it (its run config's
     column map and max_samples), without the image bytes."""
@@ -51,13 +71,15 @@ def source_frames(source, run_config: Mapping[str, Any]):
 
 
 def plan_from(lake, source, endpoints: Mapping[str, LLMEndpoint], subsets: Sequence[str],
-              run_config: Mapping[str, Any], selection: Sequence[dg.AssetKey] | None = None):
+              run_config: Mapping[str, Any], selection: Sequence[dg.AssetKey] | None = None,
+              shared: Mapping[str, Any] | None = None):
     """The plan of a run of `selection` (None: every model step) over `subsets` with
-    `run_config` (its `ops.<step>.config` builds each step as the run would)."""
+    `run_config` (its `ops.<step>.config` builds each step as the run would) and the shared
+    resources as the run sees them (`shared_resources_of`)."""
     from mmfr_assets.model_step.registry import MODEL_STEPS
     from mmfr_assets.planning.counting import Rows
     from mmfr_assets.planning.plan import build_plan
 
     steps = [r for r in MODEL_STEPS if selection is None or dg.AssetKey(r.step.asset) in selection]
     rows = Rows(lake, source_frames(source, run_config))
-    return build_plan(rows, list(subsets), run_config, endpoints, steps)
+    return build_plan(rows, list(subsets), run_config, endpoints, steps, shared=shared)

@@ -56,10 +56,12 @@ class Plan:
 
 
 def build_plan(rows: Rows, subsets: Sequence[str], run_config: Mapping[str, Any],
-               endpoints: Mapping[str, LLMEndpoint], steps: Sequence[Registered] = MODEL_STEPS) -> Plan:
-    """Count every step over `subsets`, take each step's rates (measured over every subset of
-    the lake where it ran, else assumed), and total them per role."""
-    counted, built = count_all(rows, subsets, run_config, steps)
+               endpoints: Mapping[str, LLMEndpoint], steps: Sequence[Registered] = MODEL_STEPS,
+               shared: Mapping[str, Any] | None = None) -> Plan:
+    """Count every step over `subsets` (built with the `shared` resources), take each step's
+    rates (measured over every subset of the lake where it ran, else assumed), and total them
+    per role."""
+    counted, built = count_all(rows, subsets, run_config, steps, shared=shared)
     step_rates: dict[str, Rates] = {}
     for asset, step in built.items():
         mine = [c for c in counted if c.count.step == asset]

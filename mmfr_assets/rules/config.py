@@ -1,9 +1,13 @@
-"""The quality thresholds as launchpad config, in the one place both stages read them.
+"""The quality thresholds as one shared Dagster resource, the one place every reader takes them.
 
-`quality_filtered` applies them and the teachers validate what they write with them: the
-asset's config (`selection.configs.QualityFilteredConfig`) is `QualityRulesConfig` plus its batch
-size, and a teacher reads the same fields from the run's `quality_filtered` config
-(`quality_rules_of_run`). The defaults are `QualityRules`' (the paper's values), written once.
+`quality_filtered` applies them and the teachers validate what they write with them, so both
+take the `quality_thresholds` resource (`QualityThresholds`): a run that sets
+`resources.quality_thresholds.config.*` changes the stage and the teachers alike, and the
+code location registers it once for every run. A resource, not an asset's config, because
+several assets share it (the Dagster idiom); before, the teachers read the fields out of
+`quality_filtered`'s raw run config. The defaults are `QualityRules`' (the paper's values),
+written once; the exports and anything else that needs "the paper's thresholds" read them as
+`QualityThresholds()`.
 """
 
 from __future__ import annotations
@@ -27,8 +31,13 @@ def repetition_min_count(ngram_min_count: int | None, max_ngram_occurrences: int
     return max_ngram_occurrences + 1 if max_ngram_occurrences is not None else ngram_min_count
 
 
-class QualityRulesConfig(dg.Config):
-    """The published quality thresholds; null switches a length rule off."""
+#: The resource key of the thresholds, in the code location and under a run config's `resources`.
+QUALITY_THRESHOLDS = "quality_thresholds"
+
+
+class QualityThresholds(dg.ConfigurableResource):
+    """The published quality thresholds, shared by `quality_filtered` (which applies them) and
+    the teachers (which validate their texts with them); null switches a length rule off."""
 
     min_response_words: int | None = Field(
         default=_PAPER.min_response_words, description="content_short_response below this many "
@@ -75,18 +84,18 @@ class QualityRulesConfig(dg.Config):
         )
 
 
-#: The asset whose config holds the thresholds in a run.
-THRESHOLDS_ASSET = NAME.quality_filtered
+#: Where the thresholds were set before they became a resource: `ops.quality_filtered.config`.
+#: Only named in the error that says where they moved (`moved_threshold_keys`).
+FORMER_ASSET = NAME.quality_filtered
 
 
-def quality_rules_of_run(run_config: Mapping[str, Any] | None) -> QualityRules:
-    """The thresholds `quality_filtered` applies in this run: its run config where the run
-    sets one, else the defaults. The teachers validate with these, so a trace they keep is one
-    selection keeps (and a threshold changed for the run changes both). Keys of the asset's
-    config that are not thresholds (its batch size) are left out."""
+def moved_threshold_keys(run_config: Mapping[str, Any] | None) -> list[str]:
+    """The thresholds a run config still sets at their former place,
+    `ops.quality_filtered.config.<field>`, which Dagster rejects as unexpected entries; the
+    CLI names their new place, `resources.quality_thresholds.config.<field>`."""
     ops = (run_config or {}).get("ops") or {}
-    given = (ops.get(THRESHOLDS_ASSET) or {}).get("config") or {}
-    return QualityRulesConfig(**{k: v for k, v in given.items() if k in QualityRulesConfig.model_fields}).rules()
+    given = (ops.get(FORMER_ASSET) or {}).get("config") or {}
+    return [key for key in given if key in QualityThresholds.model_fields] if isinstance(given, Mapping) else []
 
 
 #: The thresholds each teacher validates its generated texts with (the rest do not apply to it).
@@ -101,8 +110,9 @@ def threshold_drift(applied: QualityRules, validated: Mapping[str, Mapping[str, 
     `validation_thresholds`) that differ from the ones `quality_filtered` applies now:
     {teacher: {threshold: [teacher's, applied]}}. A teacher validating with other thresholds
     than selection keeps texts selection then drops (or re-asked for texts selection would keep):
-    the two agree within one run (`quality_rules_of_run`), but a teacher materialized in another
-    run, with other config, may not, and a user must see that rather than find it in the counts."""
+    the two agree within one run (one `quality_thresholds` resource), but a teacher materialized
+    in another run, with other config, may not, and a user must see that rather than find it in
+    the counts."""
     drift: dict[str, dict[str, list]] = {}
     for teacher, used in validated.items():
         differ = {name: [used.get(name), getattr(applied, name)]

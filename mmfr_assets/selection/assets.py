@@ -16,7 +16,7 @@ from mmfr_assets.lineage import NAME, upstream_of
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.model_step.join import join_step, joins_of, take
 from mmfr_assets.rules import quality
-from mmfr_assets.rules.config import teachers_validation_thresholds, threshold_drift
+from mmfr_assets.rules.config import QualityThresholds, teachers_validation_thresholds, threshold_drift
 from mmfr_assets.selection import difficulty
 from mmfr_assets.selection.configs import RECIPE_CONFIGS, QualityFilteredConfig
 from mmfr_assets.stage import Filter, run_stage, stage_asset, stage_result, upstream_batches
@@ -83,9 +83,10 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
         "repetition and answer consistency (the verdict of `answer_verdicts`), in that order.",
     )
     def quality_filtered(
-        context: dg.AssetExecutionContext, config: QualityFilteredConfig, lake: LakeResource
+        context: dg.AssetExecutionContext, config: QualityFilteredConfig, lake: LakeResource,
+        quality_thresholds: QualityThresholds,
     ) -> dg.MaterializeResult:
-        rules = config.rules()
+        rules = quality_thresholds.rules()
         subset = context.partition_key
         upstream = upstream_of(NAME.quality_filtered)
         drift = threshold_drift(rules, teachers_validation_thresholds(context.instance, subset))
@@ -106,7 +107,7 @@ def build_selection(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefini
             decide=lambda batch: quality.select_quality(batch, rules),
             filters=quality.FILTERS,
             extra={**quality_metadata(lake, subset),
-                   "thresholds": dg.MetadataValue.json(config.applied()),
+                   "thresholds": dg.MetadataValue.json(quality_thresholds.applied()),
                    "teacher_threshold_drift": dg.MetadataValue.json(drift) if drift else dg.MetadataValue.text(
                        "none: every teacher validated its texts with these thresholds (or was not run)")},
         )

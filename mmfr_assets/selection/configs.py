@@ -1,8 +1,9 @@
 """The launchpad config of every selection asset, in one place: each threshold once, with its
 paper value and what it does in the description the launchpad shows. The model steps
-(`steps.py`) are built from these typed configs. The quality thresholds themselves are
-`rules.config.QualityRulesConfig`, which the teachers read too (`quality_rules_of_run`), so
-they validate with the thresholds selection applies."""
+(`steps.py`) are built from these typed configs. The quality thresholds are not here: they
+are the `quality_thresholds` resource (`rules.config.QualityThresholds`), which
+`quality_filtered` and the teachers share, so the teachers validate with the thresholds
+selection applies."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from pydantic import Field, model_validator
 
 from mmfr_assets.lineage import NAME
 from mmfr_assets.model_step.declaration import ModelStepConfig
-from mmfr_assets.rules.config import QualityRulesConfig
 from mmfr_assets.rules.verify import REFERENCE_COLUMNS
 from mmfr_assets.rules.verify.workers import MATH_VERIFY_TIMEOUT_S
 
@@ -61,9 +61,10 @@ class StudentVerdictsConfig(ModelStepConfig):
         "verdict: it says so where it fails to parse) to the judge.")
 
 
-class QualityFilteredConfig(QualityRulesConfig):
-    """The published quality thresholds (`QualityRulesConfig`, which the teachers' validation
-    reads from this asset's config in the same run) and the batch size."""
+class QualityFilteredConfig(dg.Config):
+    """The batch size. The quality thresholds this asset applies are the shared
+    `quality_thresholds` resource (resources.quality_thresholds.config), which the teachers
+    validate with too; they moved there from this config, field names unchanged."""
 
     batch_size: int = Field(default=1024, description="Rows read at a time.")
 

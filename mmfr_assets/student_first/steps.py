@@ -75,9 +75,9 @@ class _SkippingTeacher:
         return super().needs(batch) & batch["_can_pass"]  # type: ignore[misc]
 
     @classmethod
-    def for_run(cls, config, run_config):
+    def for_run(cls, config, run_config, resources=None):
         """The teacher of this run, its target's bound as the run configures the recipe."""
-        step = super().for_run(config, run_config)  # type: ignore[misc]
+        step = super().for_run(config, run_config, resources)  # type: ignore[misc]
         step.target = configured(cls.target, run_config)
         return step
 
