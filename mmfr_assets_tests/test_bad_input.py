@@ -23,11 +23,11 @@ from mmfr_assets import cli
 from mmfr_assets.cli import run as cli_run
 from mmfr_assets.errors import InputError
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
-from mmfr_assets.lineage import BRANCHES, STAGES
+from mmfr_assets.lineage import funnel_stages
 from mmfr_assets_tests.dagster_process import dagster_env, free_port
 
 MMFR = str(Path(sys.executable).parent / "mmfr")
-FUNNEL_STAGES = [*(name for name, _ in STAGES), *(name for name, _, _ in BRANCHES)]
+FUNNEL_STAGES = funnel_stages()
 
 
 def _all_not_run(**others: str) -> dict[str, str]:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
-from mmfr_assets.lineage import ASSET_NAMES, STAGES
+from mmfr_assets.lineage import LINE, NODES
 from mmfr_assets_tests.dagster_process import (
     REPO_ROOT,
     assert_accounted,
@@ -119,7 +119,7 @@ def _backfill_end_to_end(
         # asset, nothing materialized yet.
         nodes = graphql(url, ALL_ASSETS)["assetNodes"]
         assets = [n["assetKey"]["path"][-1] for n in nodes if n["isPartitioned"]]  # not `report`
-        assert set(ASSET_NAMES) <= set(assets)
+        assert set(LINE) <= set(assets)
         if set_pools:
             # The deployment step for a PostgreSQL instance (docs/operating.md): give every pool
             # of the code location its limit before the first runs, as Deployment > Concurrency
@@ -160,12 +160,12 @@ def _backfill_end_to_end(
 
         rows = {
             (name, s): count_rows(DeltaLocation(str(lake / name)), {"subset": s})
-            for name in ASSET_NAMES
+            for name in LINE
             for s in subsets
         }
         snapshot = lake_snapshot(lake, subsets)
-        upstream_of = dict(zip(ASSET_NAMES[1:], ASSET_NAMES))
-        filters_of = dict(STAGES)
+        upstream_of = dict(zip(LINE[1:], LINE))
+        filters_of = {n: NODES[n].filters for n in LINE}
         for name in assets:
             state = graphql(url, ASSET_STATE, {"key": {"path": [name]}, "partitions": subsets})
             statuses = state["assetNodeOrError"]["assetPartitionStatuses"]
@@ -263,7 +263,7 @@ def test_ui_backfill_materializes_every_partition_on_postgres(
             " WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
         )
         materializations, assets = cursor.fetchone()
-        assert materializations == 2 * assets and assets >= len(ASSET_NAMES)
+        assert materializations == 2 * assets and assets >= len(LINE)
         cursor.execute("SELECT count(*) FROM bulk_actions")
         assert cursor.fetchone()[0] == 1
     home = tmp_path / "home"

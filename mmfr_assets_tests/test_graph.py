@@ -10,7 +10,7 @@ import pytest
 
 from mmfr_assets.definitions import build_definitions
 from mmfr_assets.lake.delta import DeltaLocation, count_rows
-from mmfr_assets.lineage import ASSET_NAMES, BRANCH_NAMES, NODES, STAGES
+from mmfr_assets.lineage import BRANCH_NAMES, LINE, NODES
 
 # Reasons the bundled sample does not plant (duplicate ids are refused by default; the text
 # limits are generous): tested on their own in test_bad_input.py.
@@ -27,7 +27,7 @@ NEED_A_MODEL_OR_OTHER_LAYOUT = {"image_multiple", "text_non_answer_question", "t
 # BC = 40, find AB; once in cm, options shuffled, the figure within phash distance 2):
 # `deduplicated` keeps the smaller id, 88235, and drops the other before the teachers.
 SAMPLE_DUPLICATES = {"FineVision-geo170k(qa)": {"88257": "duplicate_of"}}
-STAGE_OF = {reason: stage for stage, filters in STAGES for f in filters for reason in f.reasons}
+STAGE_OF = {reason: stage for stage in LINE for f in NODES[stage].filters for reason in f.reasons}
 
 
 def materialize(defs: dg.Definitions, subset: str, instance, run_config=None):
@@ -89,8 +89,8 @@ def test_every_filter_drops_exactly_the_rows_planned(bundled, subset):
     assert float(verdict_meta["label_agreement"].value) >= 0.95
     assert "| True |" in verdict_meta["label_confusion"].value
     expected = Counter(reason for reason in plan.values() if reason)
-    for stage, filters in STAGES:
-        for f in filters:
+    for stage in LINE:
+        for f in NODES[stage].filters:
             for reason in f.reasons:
                 assert metadata[stage]["dropped"].value[reason] == expected[reason], reason
                 if reason == "correctness_unverified" or reason in NOT_PLANTED_IN_THE_SAMPLE:
@@ -123,7 +123,7 @@ def test_every_accounting_check_passes_and_metadata_is_complete(bundled):
     _, _, _, results = bundled
     for subset, result in results.items():
         checks = check_results(result)
-        assert {c.asset_check_key.asset_key.path[-1] for c in checks} >= set(ASSET_NAMES)
+        assert {c.asset_check_key.asset_key.path[-1] for c in checks} >= set(LINE)
         # partitioned checks: each evaluation is recorded for the subset it checked
         assert {c.partition for c in checks} == {subset}
         # + ids_unique on collected, accounting and failure rate on the four model-step assets of
@@ -131,7 +131,7 @@ def test_every_accounting_check_passes_and_metadata_is_complete(bundled):
         # rate on answer_verdicts and student_rollouts, accounting on the 586K recipe and on
         # dedup_signatures; accounting and failure rate on the RL steps, accounting on
         # rl_selected; and model_ran on the nine model steps
-        assert len(checks) == len(ASSET_NAMES) + 14 + 5 + 9
+        assert len(checks) == len(LINE) + 14 + 5 + 9
         # Without endpoints, model_ran warns where rows needed a model; everything else passes.
         assert all(c.passed for c in checks if c.check_name != "model_ran")
         assert all(c.severity == dg.AssetCheckSeverity.WARN for c in checks if c.check_name == "model_ran")
@@ -170,10 +170,10 @@ def test_images_are_stored_once_and_repaired_ones_replace_them(bundled):
 
 def test_rematerializing_a_partition_replaces_it(bundled):
     defs, lake, instance, results = bundled
-    before = {n: count_rows(DeltaLocation(f"{lake}/{n}"), {"subset": "BMMR"}) for n in ASSET_NAMES}
+    before = {n: count_rows(DeltaLocation(f"{lake}/{n}"), {"subset": "BMMR"}) for n in LINE}
     other = count_rows(DeltaLocation(f"{lake}/collected"), {"subset": "FineVision-geo170k(qa)"})
     materialize(defs, "BMMR", instance)
-    after = {n: count_rows(DeltaLocation(f"{lake}/{n}"), {"subset": "BMMR"}) for n in ASSET_NAMES}
+    after = {n: count_rows(DeltaLocation(f"{lake}/{n}"), {"subset": "BMMR"}) for n in LINE}
     assert after == before
     line = rejections(lake, "BMMR").filter(~pl.col("stage").is_in(BRANCH_NAMES))
     assert line.height == before["collected"] - before["difficulty_filtered"]
@@ -197,11 +197,11 @@ def test_real_published_rows_flow_through_every_stage(real_sample, tmp_path):
     for subset in subsets:
         result = materialize(defs, subset, instance)
         assert all(c.passed for c in check_results(result) if c.check_name != "model_ran")
-        assert set(ASSET_NAMES) <= set(materializations(result))
+        assert set(LINE) <= set(materializations(result))
     assert count_rows(DeltaLocation(f"{lake}/collected")) == 110
-    totals = {n: count_rows(DeltaLocation(f"{lake}/{n}")) for n in ASSET_NAMES}
+    totals = {n: count_rows(DeltaLocation(f"{lake}/{n}")) for n in LINE}
     dropped = pl.read_delta(f"{lake}/rejections").group_by("stage").len()
-    for (stage, _), (previous, _) in zip(STAGES[1:], STAGES):
+    for stage, previous in zip(LINE[1:], LINE):
         lost = dict(dropped.rows()).get(stage, 0)
         assert totals[previous] == totals[stage] + lost
     # MMR1 rows were published without images: dropped, and said so

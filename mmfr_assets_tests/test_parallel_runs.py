@@ -23,7 +23,7 @@ import pytest
 from deltalake import DeltaTable
 
 from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter, count_rows
-from mmfr_assets.lineage import ASSET_NAMES
+from mmfr_assets.lineage import LINE
 from mmfr_assets_tests.dagster_process import BIN, REPO_ROOT, assert_accounted, dagster_env, lake_snapshot
 
 MMFR = str(BIN / "mmfr")
@@ -154,7 +154,7 @@ def test_parallel_runs_land_and_a_run_killed_mid_write_leaves_its_previous_versi
     after = lake_snapshot(lake, SUBSETS)
     assert_accounted(after, SUBSETS)
     # The killed partition: every table still serves exactly its previous version...
-    for table in ASSET_NAMES:
+    for table in LINE:
         assert after["ids"][(table, VICTIM)] == before["ids"][(table, VICTIM)], table
     assert {k: v for k, v in after["drops"].items() if k[1] == VICTIM} == {
         k: v for k, v in before["drops"].items() if k[1] == VICTIM
@@ -172,7 +172,7 @@ def test_parallel_runs_land_and_a_run_killed_mid_write_leaves_its_previous_versi
     repaired = lake_snapshot(lake, SUBSETS)
     assert_accounted(repaired, SUBSETS)
     assert len(repaired["ids"][("collected", VICTIM)]) == ROWS
-    for table in ASSET_NAMES:
+    for table in LINE:
         for s in OTHERS:
             assert repaired["ids"][(table, s)] == after["ids"][(table, s)]
     # Orphans stay unreferenced (vacuum removes them); readers never see them.
