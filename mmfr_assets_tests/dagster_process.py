@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -272,6 +273,68 @@ def stop(process: subprocess.Popen, timeout: float = 30) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     process.wait()
+
+
+@contextmanager
+def fresh_postgres_database(url: str, prefix: str = "mmfr_test"):
+    """A new database on the PostgreSQL server of `url` (a role with CREATEDB), dropped afterwards:
+    yields the DAGSTER_PG_* variables deploy/dagster-postgres.yaml reads, plus "_dsn" and "_url"
+    (the new database's, e.g. for MMFR_LLM_CACHE). Raises psycopg2.OperationalError if the
+    server is unreachable."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg2
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    admin = psycopg2.connect(url, connect_timeout=10)
+    admin.autocommit = True
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        dsn = parse_dsn(url)
+        try:
+            yield {
+                "DAGSTER_PG_HOST": dsn.get("host", "127.0.0.1"),
+                "DAGSTER_PG_PORT": str(dsn.get("port", 5432)),
+                "DAGSTER_PG_USER": dsn["user"],
+                "DAGSTER_PG_PASSWORD": dsn.get("password", ""),
+                "DAGSTER_PG_DB": name,
+                "_dsn": make_dsn(url, dbname=name),
+                "_url": urlunsplit(urlsplit(url)._replace(path=f"/{name}")),
+            }
+        finally:
+            with admin.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+@contextmanager
+def s3_server(log_path: Path, environ: dict[str, str] | None = None, timeout: float = 60):
+    """moto's S3 server (`moto_server`, installed with `moto[server]`) on a free loopback port,
+    in its own process group; yields its endpoint URL once it answers, stops it afterwards."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **(environ or {})},
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"moto server did not start: {_log_tail(log_path)}")
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        stop(process)
 
 
 # -- reading the lake back ----------------------------------------------------------------------

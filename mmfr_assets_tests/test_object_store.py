@@ -21,7 +21,7 @@ from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter, count_rows, r
 from mmfr_assets.lake.object_store import s3_filesystem
 from mmfr_assets.lineage import ASSET_NAMES
 from mmfr_assets_tests.dagster_process import (
-    BIN, assert_accounted, dagster_env, free_port, lake_snapshot, stop,
+    BIN, assert_accounted, dagster_env, lake_snapshot, s3_server,
 )
 from mmfr_assets_tests.test_parallel_runs import assert_race_landed, race_first_commits
 
@@ -83,28 +83,8 @@ def s3_endpoint(tmp_path_factory):
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, **NO_CLOUD},
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"moto server did not start: {log_path.read_text()}")
-                time.sleep(0.2)
+    with s3_server(tmp_path_factory.mktemp("moto") / "moto.log", NO_CLOUD) as endpoint:
         yield endpoint
-    finally:
-        stop(process)
 
 
 @pytest.fixture
