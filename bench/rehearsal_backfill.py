@@ -48,8 +48,10 @@ SHARDS = 4
 POOL_LIMIT = 2  # steps of one role at once over every run: each keeps MAX_CONCURRENCY // 2 in flight
 SAMPLE_S = 0.5
 CLOCK = os.sysconf("SC_CLK_TCK")
-RUN_ID = re.compile(r'"run_id":\s*"([0-9a-f-]{36})"')
-RUN_WORKER = b"execute_run"  # `dagster api execute_run <args>`: a run's worker process
+WORKER_PID = re.compile(r"\(pid: (\d+)\)")
+# A run's worker: the daemon's code server (`dagster api grpc`) starts each run in a child it
+# spawns (multiprocessing); `dagster api execute_run` is the other launcher's worker.
+RUN_WORKER = (b"execute_run", b"--multiprocessing-fork")
 INFRASTRUCTURE = {b"dagster-webserver": "webserver", b"dagster-daemon": "daemon", b"api grpc": "code server",
                   b"moto_server": "S3 server (moto)", b"mmfr_devkit.fake_server": "fake endpoints"}
 IGNORED = "(not ours)"
@@ -192,7 +194,7 @@ class Sampler:
                 continue
             pid = int(entry.name)
             try:
-                cmdline = (entry / "cmdline").read_bytes()
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
                 started = float((entry / "stat").read_text().rsplit(")", 1)[1].split()[19])
             except (OSError, IndexError, ValueError):
                 continue
@@ -217,9 +219,21 @@ class Sampler:
             track.cpu.append((now, cpu))
 
     def _classify(self, entry: Path, pid: int, cmdline: bytes, now: float) -> ProcessTrack | None:
+        """What `pid` is: a run worker (spawned by our code server), a child of one (its own
+        pool's processes: their memory is reported apart, their CPU is in the worker's reaped
+        children's), one of INFRASTRUCTURE, or not ours; None while undecidable."""
         kind = next((name for marker, name in INFRASTRUCTURE.items() if marker in cmdline), None)
-        if RUN_WORKER in cmdline:
-            kind = "run"
+        if any(marker in cmdline for marker in RUN_WORKER):
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                return None
+            parent_kind = self._kind_of(parent)
+            if parent_kind is None:
+                return None
+            kind = {"code server": "run", "run": "run child", "run child": "run child"}.get(parent_kind)
+            if b"execute_run" in cmdline:
+                kind = "run"
         if kind is None or (pid not in self.pids and kind in ("S3 server (moto)", "fake endpoints")):
             return ProcessTrack(pid, IGNORED)
         if pid not in self.pids:
@@ -229,8 +243,12 @@ class Sampler:
                 return None
             if not ours:
                 return ProcessTrack(pid, IGNORED)
-        run_id = RUN_ID.search(cmdline.decode(errors="replace")) if kind == "run" else None
-        return ProcessTrack(pid, kind, run_id.group(1) if run_id else None, now)
+        return ProcessTrack(pid, kind, None, now)
+
+    def _kind_of(self, pid: int) -> str | None:
+        """The kind of the live process `pid` as tracked (its latest track), None if unseen."""
+        kinds = [(t.first_seen, t.kind) for (p, _), t in self.tracks.items() if p == pid]
+        return max(kinds)[1] if kinds else None
 
     def runs(self) -> list[ProcessTrack]:
         return [t for t in self.tracks.values() if t.kind == "run"]
@@ -277,16 +295,20 @@ def run_records(home: Path, backfill_id: str) -> tuple[list[dict], dict[str, lis
     run's step windows (start, end, step) from its event log."""
     import dagster as dg
 
+    from dagster._core.events import DagsterEventType
+
     from bench.rehearsal import run_step_windows
 
     runs, windows = [], {}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for record in instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})):
             run = record.dagster_run
+            pids = [int(m.group(1)) for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT)
+                    if (m := WORKER_PID.search(e.message or ""))]
             runs.append({"id": run.run_id, "status": run.status.value, "partition": run.tags.get("dagster/partition"),
                          "assets": sorted(k.to_user_string() for k in run.asset_selection or ()),
                          "created": record.create_timestamp.timestamp(), "started": record.start_time,
-                         "ended": record.end_time})
+                         "ended": record.end_time, "pid": pids[0] if pids else None})
             windows[run.run_id] = run_step_windows(instance, run.run_id)
     return runs, windows
 
@@ -493,7 +515,8 @@ def run(out: Path, real_sample: Path, *, quick: bool, rows: int | None = None, s
         measure.lake = _attempt(measure, "lake size", lambda: lake_bytes_s3(s3, bucket), {})
         measure.report = _attempt(measure, "report", lambda: report_load(s3, bucket), {})
         measure.accounted = _attempt(measure, "accounting", lambda: accounting(lake, options, sizes), {})
-    _processes(measure, sampler)
+    (out / "tracks.json").write_text(json.dumps([asdict(t) for t in sampler.tracks.values() if t.kind != IGNORED]))
+    _attempt(measure, "run processes", lambda: _processes(measure, sampler), None)
     (out / "measure.json").write_text(json.dumps(asdict(measure), default=str))
     log(f"rehearsal backfill: {measure.status} in {measure.wall_s:,.0f} s, {len(measure.runs)} runs, "
         f"{len(measure.processes)} run processes, peak RSS {max((p['peak_mb'] for p in measure.processes), default=0):,.0f} MB")
@@ -557,6 +580,9 @@ def _wait(home: Path, backfill_id: str, timeout_s: float | None, log) -> str:
 def _processes(measure: BackfillMeasure, sampler: Sampler) -> None:
     """Per run worker: its run, peak RSS, CPU; CPU and peak RSS per step over all of them."""
     by_run = {r["id"]: r for r in measure.runs}
+    for track in sampler.runs():  # its run: the run whose worker pid it is, started while it lived
+        track.run_id = next((r["id"] for r in measure.runs if r["pid"] == track.pid and r["started"]
+                             and track.first_seen - 5 <= r["started"] <= track.last_seen + 5), None)
     step_cpu: dict[str, float] = defaultdict(float)
     step_peak: dict[str, float] = defaultdict(float)
     for track in sampler.runs():
@@ -578,7 +604,7 @@ def _processes(measure: BackfillMeasure, sampler: Sampler) -> None:
         item = measure.infrastructure.setdefault(track.kind, {"processes": 0, "peak_mb": 0.0, "cpu_s": 0.0})
         item["processes"] += 1
         item["peak_mb"] = max(item["peak_mb"], track.peak_rss_mb)
-        if track.cpu:
+        if track.cpu and track.kind != "run child":  # a run child's CPU is in its worker's (reaped)
             # started before the sampler (S3 server, endpoints): only what they used during it
             item["cpu_s"] += track.cpu[-1][1] - (track.cpu[0][1] if track.pid in sampler.pids else 0.0)
 
