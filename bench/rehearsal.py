@@ -14,8 +14,8 @@ distribution (lognormal, median 910 words, p90 3,428) with a running step number
 plant near-duplicates of rows of other subsets (the question reworded, the figure re-encoded);
 a share have their annotations removed (with no endpoints they are left for the teachers, and
 their drops say so). Then the six model roles against fake endpoints with per-role faults
-(`bench/rehearsal_endpoints.py`). What is not yet here: the daemon's backfill over shards, the
-object store and PostgreSQL.
+(`bench/rehearsal_endpoints.py`). The daemon's backfill over shards, on PostgreSQL and the object
+store, is its own section: `bench/rehearsal_backfill.py` (`--only rehearsal_backfill`).
 """
 
 from __future__ import annotations
