@@ -589,7 +589,12 @@ def _wait(home: Path, backfill_id: str, timeout_s: float | None, log) -> str:
             if deadline is not None and time.monotonic() > deadline:
                 from dagster._core.execution.backfill import BulkActionStatus
 
+                # Canceled as the UI cancels it; the daemon then cancels its runs in flight (up
+                # to 5 minutes' wait), so none is cut off when the bench stops the daemon.
                 instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
+                until = time.monotonic() + 300
+                while instance.get_backfill(backfill_id).status.value == "CANCELING" and time.monotonic() < until:
+                    time.sleep(5)
                 return "timed out (canceled)"
             time.sleep(5)
 
