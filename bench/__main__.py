@@ -2,7 +2,9 @@
 
     python -m bench            # full run: 20K and 200K-row partitions (~20 min on 2 cores)
     python -m bench --quick    # smoke run: 300 and 1,200 rows (~2 min)
-    python -m bench --only model_step [--quick]   # one section (model_step, shards, verify, export, dedup, rehearsal or run_overhead), spliced into the results file
+    python -m bench --only model_step [--quick]   # one section (model_step, shards, verify, export, dedup, rehearsal, rehearsal_backfill or run_overhead), spliced into the results file
+    python -m bench --only rehearsal_backfill [--quick] [--rows N] [--subsets K] [--timeout S]
+                               # the whole graph through webserver + daemon + one backfill (needs MMFR_TEST_POSTGRES_URL)
 
 Everything generated goes under `--out` (default `bench/out/`, git-ignored) and is deleted at
 the end unless `--keep`; the figures are written to `--results` (default `bench/RESULTS.md` for
@@ -19,7 +21,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import dedup, images, llm_client, machine, model_step, quality, rehearsal, run_overhead, shards, verify
+from bench import (
+    dedup, images, llm_client, machine, model_step, quality, rehearsal, rehearsal_backfill, run_overhead, shards, verify,
+)
 from bench import export as export_bench
 from bench.data import SourceSpec, write_source
 from bench.lake import Lake
@@ -79,9 +83,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--results", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep the generated data and lake")
-    ap.add_argument("--only", choices=["model_step", "shards", "verify", "export", "dedup", "rehearsal", "run_overhead"],
+    ap.add_argument("--only", choices=["model_step", "shards", "verify", "export", "dedup", "rehearsal", "rehearsal_backfill",
+                                       "run_overhead"],
                     help="run one section and replace it in the results file (the rest is kept)")
     ap.add_argument("--repeats", type=int, help="model_step: runs per case (default 2, 1 with --quick)")
+    ap.add_argument("--rows", type=int, help="rehearsal_backfill: source rows (default 10,000; 1,000 with --quick)")
+    ap.add_argument("--subsets", type=int, help="rehearsal_backfill: the first K subsets of the plan (default all 22)")
+    ap.add_argument("--timeout", type=float, help="rehearsal_backfill: stop waiting after S seconds, cancel the "
+                    "backfill and record what ran")
     a = ap.parse_args(argv)
     a.small = a.small or (300 if a.quick else 20_000)
     a.large = a.large or (1_200 if a.quick else 200_000)
@@ -152,6 +161,14 @@ def rehearsal_section(args, log) -> list[str]:
         rehearsal.run(out, real, quick=args.quick, log=log)))
 
 
+def rehearsal_backfill_section(args, log) -> list[str]:
+    """The whole graph through webserver + daemon + one UI-style backfill over every subset, on
+    PostgreSQL, the S3 lake, shards and fake endpoints for every role (its own folder under `--out`)."""
+    return _on_real_sample(args, "rehearsal_backfill", lambda out, real: rehearsal_backfill.render(
+        rehearsal_backfill.run(out, real, quick=args.quick, rows=args.rows, subsets=args.subsets,
+                               timeout_s=args.timeout, log=log)))
+
+
 def run_overhead_section(args, log) -> list[str]:
     """`mmfr run` with MMFR_SHARDS=4 vs unsharded, runs one after another vs side by side."""
     return _on_real_sample(args, "run_overhead", lambda out, real: run_overhead.render(
@@ -159,7 +176,8 @@ def run_overhead_section(args, log) -> list[str]:
 
 
 SECTIONS = {"model_step": model_step_section, "shards": shards_section, "verify": verify_section, "export": export_section,
-            "dedup": dedup_section, "rehearsal": rehearsal_section, "run_overhead": run_overhead_section}
+            "dedup": dedup_section, "rehearsal": rehearsal_section, "rehearsal_backfill": rehearsal_backfill_section,
+            "run_overhead": run_overhead_section}
 
 
 def splice(text: str, section: list[str]) -> str:

@@ -14,8 +14,8 @@ distribution (lognormal, median 910 words, p90 3,428) with a running step number
 plant near-duplicates of rows of other subsets (the question reworded, the figure re-encoded);
 a share have their annotations removed (with no endpoints they are left for the teachers, and
 their drops say so). Then the six model roles against fake endpoints with per-role faults
-(`bench/rehearsal_endpoints.py`). What is not yet here: the daemon's backfill over shards, the
-object store and PostgreSQL.
+(`bench/rehearsal_endpoints.py`). The daemon's backfill over shards, on PostgreSQL and the object
+store, is its own section: `bench/rehearsal_backfill.py` (`--only rehearsal_backfill`).
 """
 
 from __future__ import annotations
@@ -243,15 +243,22 @@ def step_windows(home: Path) -> list[tuple[float, float, str]]:
     windows = []
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for record in instance.get_run_records():
-            started: dict[str, float] = {}
-            for entry in instance.all_logs(record.dagster_run.run_id):
-                event = entry.dagster_event
-                if event is None or not entry.step_key:
-                    continue
-                if event.event_type_value == "STEP_START":
-                    started[entry.step_key] = entry.timestamp
-                elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in started:
-                    windows.append((started.pop(entry.step_key), entry.timestamp, entry.step_key))
+            windows += run_step_windows(instance, record.dagster_run.run_id)
+    return sorted(windows)
+
+
+def run_step_windows(instance, run_id: str) -> list[tuple[float, float, str]]:
+    """(start, end, step) of every step of one run, from its event log, in time order."""
+    started: dict[str, float] = {}
+    windows = []
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or not entry.step_key:
+            continue
+        if event.event_type_value == "STEP_START":
+            started[entry.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in started:
+            windows.append((started.pop(entry.step_key), entry.timestamp, entry.step_key))
     return sorted(windows)
 
 
@@ -355,6 +362,12 @@ def run(out: Path, real_sample: Path, *, quick: bool, total: int | None = None,
             "quick": quick, "endpoints": endpoints}
 
 
+def lake_table(sizes: dict[str, int], per_k: float, digits: int = 2) -> list[str]:
+    """The lake's bytes per table per 1,000 rows, largest first, as Markdown lines."""
+    return ["Lake bytes per table per 1,000 rows:", "", "| table | MB per 1,000 rows |", "| --- | ---: |",
+            *[f"| {t} | {b / per_k / 1e6:,.{digits}f} |" for t, b in sorted(sizes.items(), key=lambda kv: -kv[1])]]
+
+
 def render(result: dict) -> list[str]:
     whole: RunMeasure = result["whole"]
     growth: dict[int, RunMeasure] = result["growth"]
@@ -394,11 +407,7 @@ def render(result: dict) -> list[str]:
         "| --- | ---: |",
         *[f"| {step} | {mb:,.0f} |" for step, mb in sorted(whole.between_steps.items(), key=lambda kv: -kv[1])],
         "",
-        "Lake bytes per table per 1,000 rows:",
-        "",
-        "| table | MB per 1,000 rows |",
-        "| --- | ---: |",
-        *[f"| {t} | {b / per_k / 1e6:,.2f} |" for t, b in sorted(whole.lake_bytes.items(), key=lambda kv: -kv[1])],
+        *lake_table(whole.lake_bytes, per_k),
         "",
         f"Memory growth, one templated subset (every row its own problem over its family's figure): "
         f"`mmfr run --until quality_filtered` on {small:,} rows peaked at {growth[small].peak_rss_mb:,.0f} MB, "

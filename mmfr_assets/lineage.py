@@ -240,11 +240,3 @@ def row_level(name: str) -> int:
     if n.upstream is None:
         return 0
     return row_level(n.upstream) + (1 if n.kind == "stage" and n.filters else 0)
-
-
-# The shapes `pipeline.py` had, for the tests and callers written against them: the line's
-# stages with their filters, the branches with their filters and upstream, the line's names.
-STAGES: tuple[tuple[str, tuple[Filter, ...]], ...] = tuple((n, NODES[n].filters) for n in LINE)
-BRANCHES: tuple[tuple[str, tuple[Filter, ...], str], ...] = tuple(
-    (n, NODES[n].filters, upstream_of(n)) for n in BRANCH_NAMES)
-ASSET_NAMES = LINE

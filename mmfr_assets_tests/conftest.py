@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
-from urllib.parse import urlsplit, urlunsplit
 from pathlib import Path
 
 import pytest
@@ -88,30 +86,14 @@ def postgres_database():
             pytest.fail(f"MMFR_REQUIRE_POSTGRES=1 but no PostgreSQL server is configured: {how}")
         pytest.skip(f"no PostgreSQL server configured: {how}")
     import psycopg2
-    from psycopg2.extensions import make_dsn, parse_dsn
+
+    from mmfr_assets_tests.dagster_process import fresh_postgres_database
 
     try:
-        admin = psycopg2.connect(url, connect_timeout=10)
+        psycopg2.connect(url, connect_timeout=10).close()
     except psycopg2.OperationalError as error:
         if required:
             pytest.fail(f"MMFR_REQUIRE_POSTGRES=1 but PostgreSQL is unreachable: {error}")
         pytest.skip(f"PostgreSQL at MMFR_TEST_POSTGRES_URL is unreachable: {error}")
-    admin.autocommit = True
-    name = f"mmfr_test_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    dsn = parse_dsn(url)
-    try:
-        yield {
-            "DAGSTER_PG_HOST": dsn.get("host", "127.0.0.1"),
-            "DAGSTER_PG_PORT": str(dsn.get("port", 5432)),
-            "DAGSTER_PG_USER": dsn["user"],
-            "DAGSTER_PG_PASSWORD": dsn.get("password", ""),
-            "DAGSTER_PG_DB": name,
-            "_dsn": make_dsn(url, dbname=name),
-            "_url": urlunsplit(urlsplit(url)._replace(path=f"/{name}")),
-        }
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres_database(url) as values:
+        yield values

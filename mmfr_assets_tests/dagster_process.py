@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -274,6 +275,68 @@ def stop(process: subprocess.Popen, timeout: float = 30) -> None:
     process.wait()
 
 
+@contextmanager
+def fresh_postgres_database(url: str, prefix: str = "mmfr_test"):
+    """A new database on the PostgreSQL server of `url` (a role with CREATEDB), dropped afterwards:
+    yields the DAGSTER_PG_* variables deploy/dagster-postgres.yaml reads, plus "_dsn" and "_url"
+    (the new database's, e.g. for MMFR_LLM_CACHE). Raises psycopg2.OperationalError if the
+    server is unreachable."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg2
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    admin = psycopg2.connect(url, connect_timeout=10)
+    admin.autocommit = True
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        dsn = parse_dsn(url)
+        try:
+            yield {
+                "DAGSTER_PG_HOST": dsn.get("host", "127.0.0.1"),
+                "DAGSTER_PG_PORT": str(dsn.get("port", 5432)),
+                "DAGSTER_PG_USER": dsn["user"],
+                "DAGSTER_PG_PASSWORD": dsn.get("password", ""),
+                "DAGSTER_PG_DB": name,
+                "_dsn": make_dsn(url, dbname=name),
+                "_url": urlunsplit(urlsplit(url)._replace(path=f"/{name}")),
+            }
+        finally:
+            with admin.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+@contextmanager
+def s3_server(log_path: Path, environ: dict[str, str] | None = None, timeout: float = 60):
+    """moto's S3 server (`moto_server`, installed with `moto[server]`) on a free loopback port,
+    in its own process group; yields its endpoint URL once it answers, stops it afterwards."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **(environ or {})},
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"moto server did not start: {_log_tail(log_path)}")
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        stop(process)
+
+
 # -- reading the lake back ----------------------------------------------------------------------
 
 
@@ -283,11 +346,11 @@ def lake_snapshot(
     """What the committed tables hold for `subsets`: the ids of every (table, subset) partition
     and the drops of every (stage, subset, filter, reason), as comparable plain values."""
     from mmfr_assets.lake.delta import DeltaLocation, read_partition
-    from mmfr_assets.lineage import ASSET_NAMES
+    from mmfr_assets.lineage import LINE
 
     options = storage_options or {}
     ids: dict[tuple[str, str], list[str]] = {}
-    for table in ASSET_NAMES:
+    for table in LINE:
         location = DeltaLocation(f"{str(lake_uri).rstrip('/')}/{table}", options)
         for subset in subsets:
             ids[(table, subset)] = sorted(
@@ -313,13 +376,13 @@ def lake_snapshot(
 def assert_accounted(snapshot: dict, subsets: Sequence[str]) -> None:
     """No partition lost, duplicated or half-written: ids are unique in every partition, and each
     stage's input (the upstream partition) is exactly its kept rows plus its rejections."""
-    from mmfr_assets.lineage import ASSET_NAMES
+    from mmfr_assets.lineage import LINE
 
     ids, rejected = snapshot["ids"], snapshot["rejected"]
     for (table, subset), values in ids.items():
         assert len(values) == len(set(values)), f"duplicate ids in {table}/{subset}"
     for subset in subsets:
-        for upstream, stage in zip(ASSET_NAMES, ASSET_NAMES[1:]):
+        for upstream, stage in zip(LINE, LINE[1:]):
             kept, dropped = ids[(stage, subset)], rejected.get((stage, subset), [])
             assert sorted(kept + dropped) == ids[(upstream, subset)], (
                 f"{stage}/{subset}: {len(ids[(upstream, subset)])} rows in, "

@@ -161,3 +161,27 @@ def test_rehearsal_memory_stays_flat_on_a_templated_subset(real_sample, tmp_path
         assert "deduplicated" in run.stage_seconds, run.output
         peaks[rows] = run.peak_rss_mb
     assert peaks[10_000] <= 1.5 * peaks[2_000] and peaks[10_000] < 2_500, peaks
+
+
+def test_rehearsal_backfill_arithmetic():
+    """The backfill rehearsal's pure parts: CPU charged to the step running at each sample (else
+    to the run's overhead), the per-run peak distribution, and the repeats a cache should have
+    answered, from the fake server's per-body counts."""
+    from bench.rehearsal_backfill import charge_cpu, complete_subsets, distribution, repeated_requests
+
+    windows = [(10.0, 20.0, "collected"), (25.0, 30.0, "cleaned")]
+    samples = [(5.0, 1.0), (12.0, 3.0), (19.0, 6.0), (22.0, 6.5), (27.0, 8.0), (31.0, 8.25)]
+    assert charge_cpu(samples, windows) == {"(run overhead)": 1.75, "collected": 5.0, "cleaned": 1.5}
+    assert charge_cpu([], windows) == {}
+    assert charge_cpu([(12.0, 2.0), (13.0, 1.0)], windows) == {"collected": 2.0}  # never negative
+    peaks = distribution([700.0, 500.0, 900.0, 600.0, 800.0, 650.0, 620.0, 610.0, 640.0, 1200.0])
+    assert (peaks["n"], peaks["min"], peaks["max"], peaks["median"], peaks["p90"]) == (10, 500.0, 1200.0, 645.0, 900.0)
+    assert distribution([])["max"] == 0.0
+    counts = repeated_requests({"a": [1, 0, 1], "b": [3, 2, 1], "c": [2, 0, 2], "d": [2, 1, 0]})
+    assert counts == {"bodies": 4, "received_again": 3, "paid_twice": 1, "received_again_not_after_a_fault": 1}
+    line = ["collected", "cleaned", "difficulty_filtered"]  # a run holding the line's last stage
+    runs = [{"status": "SUCCESS", "partition": f"{k}|A", "assets": line} for k in range(4)]
+    runs += [{"status": "SUCCESS" if k else "FAILURE", "partition": f"{k}|B", "assets": line} for k in range(4)]
+    runs += [{"status": "SUCCESS", "partition": f"{k}|C", "assets": ["cleaned"]} for k in range(4)]
+    runs += [{"status": "SUCCESS", "partition": None, "assets": ["report"]}]
+    assert complete_subsets(runs, ["A", "B", "C"]) == ["A"]

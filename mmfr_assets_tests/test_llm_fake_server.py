@@ -132,3 +132,26 @@ def test_a_role_gets_its_faults_whatever_the_order(fake_llm):
     assert stats["requests"] == 40 and stats["completed"] == sum(f in (None, "empty") for f in expected)
     assert stats["faults"] == {f: expected.count(f) for f in set(expected) - {None}}
     assert stats["completion_tokens"] > 300 * sum(f is None for f in expected)
+
+
+def test_a_role_counts_its_busy_time_and_each_request_body(fake_llm):
+    """Per role, the seconds served holding one of its slots (its `capacity`), the basis of the
+    rehearsal's busy fraction; per request body, received / faulted / answered usably."""
+    from mmfr_devkit.fake_server import busy_fraction, request_digest
+
+    fake_llm.configure(roles={"judge_llm": {"latency_s": 0.05, "capacity": 1}},
+                       rules=[{"fault": "500", "marker": "first fails", "first": 1}])
+    client = openai.OpenAI(base_url=fake_llm.url, api_key="EMPTY", max_retries=1)
+    for text in ("first fails", "asked twice", "asked twice", "once"):
+        client.chat.completions.create(model="judge_llm", messages=[{"role": "user", "content": text}])
+    client.close()
+    stats = fake_llm.stats(detail=True)
+    judge = stats["by_role"]["judge_llm"]
+    assert judge["requests"] == 5 and judge["faults"] == {"500": 1}
+    assert judge["served_seconds"] == pytest.approx(5 * 0.05, rel=0.05)  # every request held its slot 0.05 s
+    body = lambda text: {"model": "judge_llm", "messages": [{"role": "user", "content": text}]}  # noqa: E731
+    assert stats["by_request"] == {request_digest(body("first fails")): [2, 1, 1],
+                                   request_digest(body("asked twice")): [2, 0, 2],
+                                   request_digest(body("once")): [1, 0, 1]}
+    assert busy_fraction(judge["served_seconds"], 1, 0.5) == pytest.approx(0.5, rel=0.05)
+    assert busy_fraction(3.0, 8, 0.0) == 0.0 and busy_fraction(3.0, 0, 1.0) == 0.0

@@ -19,9 +19,9 @@ import pytest
 
 from mmfr_assets.lake.delta import DeltaLocation, PartitionWriter, count_rows, read_partition
 from mmfr_assets.lake.object_store import s3_filesystem
-from mmfr_assets.lineage import ASSET_NAMES
+from mmfr_assets.lineage import LINE
 from mmfr_assets_tests.dagster_process import (
-    BIN, assert_accounted, dagster_env, free_port, lake_snapshot, stop,
+    BIN, assert_accounted, dagster_env, lake_snapshot, s3_server,
 )
 from mmfr_assets_tests.test_parallel_runs import assert_race_landed, race_first_commits
 
@@ -83,28 +83,8 @@ def s3_endpoint(tmp_path_factory):
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, **NO_CLOUD},
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"moto server did not start: {log_path.read_text()}")
-                time.sleep(0.2)
+    with s3_server(tmp_path_factory.mktemp("moto") / "moto.log", NO_CLOUD) as endpoint:
         yield endpoint
-    finally:
-        stop(process)
 
 
 @pytest.fixture
@@ -163,7 +143,7 @@ def test_whole_graph_on_s3_lands_the_same_tables_as_on_local_disk(
     assert all(k.startswith("lake/") for k in keys)
     # Partition folders hold the subset name percent-encoded, as on disk.
     assert any(k.startswith("lake/collected/subset=FineVision-geo170k%28qa%29/part-") for k in keys)
-    for table in (*ASSET_NAMES, "rejections"):
+    for table in (*LINE, "rejections"):
         assert f"lake/{table}/_delta_log/00000000000000000000.json" in keys
     # The instance (runs, event logs, resource config) never saw the secret key.
     secrets = CREDENTIALS["AWS_SECRET_ACCESS_KEY"].encode()

@@ -50,10 +50,19 @@ A role named after one of the six (``cleaner_llm``, ``answer_llm``, ``judge_llm`
 the form its prompt asks for (``role_reply``). ``faults`` are the shares of requests answered
 with that fault (``5xx`` one of 500, 502, 503);
 ``latency_s``/``latency_sigma`` a lognormal latency of that mean; ``words_median``/``words_p90``
-a lognormal reasoning length in words for step-by-step replies. Every draw is a function of
+a lognormal reasoning length in words for step-by-step replies; ``capacity`` (optional) the
+requests that endpoint serves at once, the rest queueing (the server-wide ``capacity`` applies to
+a role without one). Every draw is a function of
 (``seed``, the prompt, how many times that prompt was asked): the same requests get the same
 faults, latencies and lengths in whatever order they arrive. ``/admin/stats`` counts per role
-(``by_role``: requests, completed, faults, completion tokens). Rules still apply first.
+(``by_role``: requests, completed, faults, completion tokens, ``served_seconds``: the latency
+served holding a slot, so ``served_seconds / (capacity x window)`` is the share of that
+endpoint's capacity in use, ``busy_fraction``). Rules still apply first.
+
+``?detail=1`` also gives ``by_request``: per distinct request body (a digest of the whole JSON
+body: model, messages with their images, seed, n, ...) ``[received, faulted, good]``: how often
+it arrived, how often it was answered with a fault (an error status, a malformed or empty reply,
+a drop) and how often with a usable reply. A body answered usably twice was paid twice.
 
 Run standalone: ``python -m mmfr_devkit.fake_server --port 0 --latency 0.05``
 prints the base URL (``http://127.0.0.1:PORT/v1``) on its first stdout line.
@@ -122,6 +131,20 @@ def prompt_text(messages: Any) -> str:
 def prompt_digest(messages: Any) -> str:
     """Short digest of :func:`prompt_text`; keys of the ``by_prompt`` stats."""
     return hashlib.sha256(prompt_text(messages).encode("utf-8")).hexdigest()[:16]
+
+
+def request_digest(body: Any) -> str:
+    """Digest of a whole request body (model, messages with images, seed, n, ...): keys of the
+    ``by_request`` stats, the unit a response cache answers."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:20]
+
+
+def busy_fraction(served_seconds: float, capacity: int, window_s: float) -> float:
+    """The share of an endpoint's capacity in use over ``window_s``: seconds served holding a
+    slot over ``capacity`` slots x the window (0 when there is no window or no capacity)."""
+    if capacity <= 0 or window_s <= 0:
+        return 0.0
+    return served_seconds / (capacity * window_s)
 
 
 def _has_image(messages: Any) -> bool:
@@ -356,7 +379,7 @@ class FakeOpenAIServer:
         self._in_flight_since: Optional[float] = None
         self.completed = 0
         self.served_seconds = 0.0  # latency slept holding a capacity slot: busy slot-seconds
-        self._slots: Optional[tuple[int, asyncio.Semaphore]] = None
+        self._slots: dict[Optional[str], tuple[int, asyncio.Semaphore]] = {}  # role (None: the server's)
         self.first_request_at: Optional[float] = None  # time.time() of the first request received
         self.last_completion_at: Optional[float] = None  # ... and of the last completion sent
         self.faults: dict[str, int] = {}
@@ -364,6 +387,7 @@ class FakeOpenAIServer:
         self._asked: dict[tuple[str, str], int] = {}  # (role, prompt digest) -> times asked
         self.by_prompt: dict[str, int] = {}
         self.completed_by_prompt: dict[str, int] = {}
+        self.by_request: dict[str, list[int]] = {}  # body digest -> [received, faulted, good]
         self._rule_hits: dict[int, int] = {}
         self._rule_prompt_hits: dict[tuple[int, str], int] = {}
         self._rng = random.Random(self.config.get("seed", 0))
@@ -390,6 +414,7 @@ class FakeOpenAIServer:
         if detail:
             out["by_prompt"] = dict(self.by_prompt)
             out["completed_by_prompt"] = dict(self.completed_by_prompt)
+            out["by_request"] = {k: list(v) for k, v in self.by_request.items()}
         return out
 
     async def admin_stats(self, request: web.Request) -> web.Response:
@@ -466,6 +491,9 @@ class FakeOpenAIServer:
             text = prompt_text(messages)
             digest = prompt_digest(messages)
             self.by_prompt[digest] = self.by_prompt.get(digest, 0) + 1
+            request_key = request_digest(body)
+            seen = self.by_request.setdefault(request_key, [0, 0, 0])  # received, faulted, good
+            seen[0] += 1
             if cfg.get("api_key") and request.headers.get("Authorization") != f"Bearer {cfg['api_key']}":
                 return self._error(401, "invalid API key", request)
 
@@ -476,7 +504,7 @@ class FakeOpenAIServer:
                 attempt = self._asked.get((model, digest), 0)
                 self._asked[(model, digest)] = attempt + 1
                 counts = self.by_role.setdefault(model, {"requests": 0, "completed": 0, "faults": {},
-                                                         "completion_tokens": 0})
+                                                         "completion_tokens": 0, "served_seconds": 0.0})
                 counts["requests"] += 1
             rule = self._match_rule(text, digest, model)
             fault = str(rule["fault"]) if rule else None
@@ -485,6 +513,8 @@ class FakeOpenAIServer:
                 rule = {"fault": fault, "retry_after": role.get("retry_after")} if fault else None
             if fault:
                 self.faults[fault] = self.faults.get(fault, 0) + 1
+                if fault not in ("delay", "reply"):  # those answer usably
+                    seen[1] += 1
                 if role is not None:
                     counts["faults"][fault] = counts["faults"].get(fault, 0) + 1
 
@@ -504,7 +534,7 @@ class FakeOpenAIServer:
             if fault == "hang":
                 latency = float(rule.get("hang_s", cfg.get("hang_s", 3600.0)))
             if latency > 0:
-                await self._serve(latency)
+                await self._serve(latency, model if role is not None else None)
 
             if fault and fault.isdigit():
                 status = int(fault)
@@ -532,22 +562,37 @@ class FakeOpenAIServer:
             self.completed += 1
             self.last_completion_at = time.time()
             self.completed_by_prompt[digest] = self.completed_by_prompt.get(digest, 0) + 1
+            if fault in (None, "delay", "reply"):
+                seen[2] += 1
             return web.json_response(response)
         finally:
             self._count_in_flight(-1)
 
-    async def _serve(self, latency: float) -> None:
-        """Generate for ``latency`` seconds in one of ``capacity`` slots: beyond it requests wait
-        their turn (a server's waiting queue), so ``capacity / latency_s`` is its throughput."""
-        capacity = int(self.config.get("capacity") or 0)
-        if capacity <= 0:
-            await asyncio.sleep(latency)
-        else:
-            if self._slots is None or self._slots[0] != capacity:
-                self._slots = (capacity, asyncio.Semaphore(capacity))
-            async with self._slots[1]:
+    async def _serve(self, latency: float, role: Optional[str] = None) -> None:
+        """Generate for ``latency`` seconds in one of ``capacity`` slots (the role's own, else the
+        server's): beyond it requests wait their turn (a server's waiting queue), so
+        ``capacity / latency_s`` is its throughput. The time served is the endpoint's busy time
+        (a request cancelled while it generates counts what it held)."""
+        settings = (self.config.get("roles") or {}).get(role) or {} if role else {}
+        capacity = int(settings.get("capacity") or self.config.get("capacity") or 0)
+        started = None
+        try:
+            if capacity <= 0:
+                started = time.monotonic()
                 await asyncio.sleep(latency)
-        self.served_seconds += latency
+            else:
+                slots = self._slots.get(role)
+                if slots is None or slots[0] != capacity:
+                    slots = self._slots[role] = (capacity, asyncio.Semaphore(capacity))
+                async with slots[1]:
+                    started = time.monotonic()
+                    await asyncio.sleep(latency)
+        finally:
+            if started is not None:
+                served = min(latency, time.monotonic() - started)
+                self.served_seconds += served
+                if role is not None and role in self.by_role:
+                    self.by_role[role]["served_seconds"] += served
 
     def _count_in_flight(self, change: int) -> None:
         """Integrate requests in flight over time: ``in_flight_seconds`` / the busy window is
