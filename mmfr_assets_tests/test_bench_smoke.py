@@ -161,6 +161,22 @@ def test_rehearsal_memory_stays_flat_on_a_templated_subset(real_sample, tmp_path
         assert "deduplicated" in run.stage_seconds, run.output
         peaks[rows] = run.peak_rss_mb
     assert peaks[10_000] <= 1.5 * peaks[2_000] and peaks[10_000] < 2_500, peaks
+    # nothing lost at that size: every source row in `collected`, and each stage's input its
+    # kept rows plus its rejections, once each
+    lake = tmp_path / "t10000" / "lake"
+    ids = {table: _ids(lake / table) for table in ("collected", "cleaned", "deduplicated")}
+    assert len(ids["collected"]) == len(set(ids["collected"])) == 10_000
+    rejected = pl.read_delta(str(lake / "rejections")).select("stage", "id")
+    for upstream, stage in (("collected", "cleaned"), ("cleaned", "deduplicated")):
+        dropped = rejected.filter(pl.col("stage") == stage)["id"].to_list()
+        assert sorted(ids[stage] + dropped) == sorted(ids[upstream]), stage
+
+
+def _ids(table) -> list[str]:
+    from mmfr_assets.lake.delta import DeltaLocation, read_partition
+
+    with read_partition(DeltaLocation(str(table)), {}, columns=["id"]) as reader:
+        return [i for batch in reader for i in batch["id"].to_pylist()]
 
 
 def test_rehearsal_backfill_arithmetic():
