@@ -415,3 +415,18 @@ def test_a_run_reads_one_version_of_the_signatures(real, tmp_path):
     assert sum(b.height for b in lake_signatures(snapshot, RULES.num_perm)) == 3
     now = SignatureSnapshot.of(lake)
     assert now.version > opened and signature_counts(now) == {"a": 3, "b": 2}
+
+
+def test_a_partition_with_no_rows_to_decide_reads_nothing(real):
+    """A subset whose rows cleaning dropped entirely (the sample's MMR1: no images) has no
+    signatures of its own: nothing to decide, no signature read (an empty ranking once failed
+    inside Polars' sort)."""
+    own = signatures(real[:3]).head(0)
+    read = []
+
+    def lake():
+        read.append(1)
+        yield signatures(real[:3])
+
+    duplicates, gathered = find_duplicates(own, lake(), RULES)
+    assert duplicates.height == 0 and gathered.rows_scanned == 0 and not read

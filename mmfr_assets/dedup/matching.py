@@ -353,6 +353,8 @@ def find_duplicates(
     rows, which are then compared with each other too): those matching a row ranked before
     them, with the best-ranked one (`kept_subset`, `kept_id`)."""
     gathered = start_candidates(own, rules)
+    if not own.height:  # no row of this partition to decide (cleaning dropped them all): nothing read
+        return pl.DataFrame(schema=DUPLICATE_SCHEMA), gathered
     for batch in lake_batches:
         gathered.add(batch)
     candidates = gathered.take()
