@@ -394,6 +394,22 @@ def _progress_in_the_run_view(page, url: str, run_id: str, screenshots: Path) ->
     page.screenshot(path=str(screenshots / "run-progress-lines.png"))
 
 
+def _open_check(page, check: str, shows: str, tries: int = 3) -> None:
+    """Click a check in the asset's checks view until its evaluation (`shows`) is on screen: a
+    click landing while the list is still rendering opened nothing once in CI (the view loads
+    the checks, then their evaluations)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(tries):
+        page.get_by_text(check).first.click()
+        try:
+            page.get_by_text(shows).first.wait_for(timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
+
+
 def _a_skipped_step_warns(page, url: str, screenshots: Path) -> None:
     """`rl_rollouts` had rows for policy_llm and no endpoint: its node in the lineage shows its
     checks with a warning, and its `model_ran` check's partitions show both subsets failed."""
@@ -403,8 +419,7 @@ def _a_skipped_step_warns(page, url: str, screenshots: Path) -> None:
     settle(page)
     page.screenshot(path=str(screenshots / "skipped-step-lineage.png"))
     page.goto(f"{url}/assets/rl_rollouts?view=checks", wait_until="networkidle")
-    page.get_by_text("model_ran").first.click()
-    page.get_by_text("policy_llm; no endpoint configured").first.wait_for()
+    _open_check(page, "model_ran", "policy_llm; no endpoint configured")
     page.get_by_role("tab", name="Partitions").last.click()
     page.get_by_text("Failed (2)").first.wait_for()
     settle(page)
