@@ -12,8 +12,11 @@ runs it, on the parts a cluster uses, measured.
   every role (`llm.resource.ROLES`) on the fake server in its own process, with the rehearsal's
   per-role faults, heavy-tailed latency and completion lengths (`rehearsal_endpoints`), each
   role an endpoint serving `MAX_CONCURRENCY` requests at once; `MMFR_SHARDS=4`;
-- `dagster-webserver` + `dagster-daemon` on the repo's workspace and instance settings (run
-  queue 4 at once, 3 per backfill; every pool's limit set first, as docs/operating.md says),
+- one code server serving the code location (`dagster code-server start`, a `grpc_server`
+  workspace entry: as docs/operating.md advises for long backfills and the Helm chart's user
+  deployment runs it) and `dagster-webserver` + `dagster-daemon` on it with the repo's instance
+  settings (run queue 4 at once, 3 per backfill; every pool's limit set first, as
+  docs/operating.md says),
   and ONE backfill launched as the UI's *Materialize all* with all partitions selected
   (`launchPartitionBackfill`, every asset, `allPartitions`), each run's steps in its worker
   process (`in_process`, as a run pod executes them).
@@ -53,6 +56,7 @@ WORKER_PID = re.compile(r"\(pid: (\d+)\)")
 # spawns (multiprocessing); `dagster api execute_run` is the other launcher's worker.
 RUN_WORKER = (b"execute_run", b"--multiprocessing-fork")
 INFRASTRUCTURE = {b"dagster-webserver": "webserver", b"dagster-daemon": "daemon", b"api grpc": "code server",
+                  b"code-server start": "code server",
                   b"moto_server": "S3 server (moto)", b"mmfr_devkit.fake_server": "fake endpoints"}
 IGNORED = "(not ours)"
 SET_POOL_LIMIT = """
@@ -404,6 +408,57 @@ def accounting(lake: str, options: dict, sizes: dict[str, int], subsets: list[st
     return {"problems": problems, "rejections": drops, "kept": kept_rows, "subsets": subsets}
 
 
+BLOCKED = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+0000.* Run ([0-9a-f-]{36}) is blocked by global "
+                     r"concurrency limits: (\{.*\})")
+STAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+0000")
+LOOK = "Priority sorting and checking tag concurrency limits for queued runs"
+S3_REQUEST = re.compile(r'"(?:\x1b\[[0-9;]*m)?(GET|PUT|HEAD|POST|DELETE) /')  # werkzeug colors non-200 lines
+
+
+def pool_waits(daemon_log: Path) -> dict[str, dict]:
+    """How long the queue held runs back for a full pool, per pool: the run coordinator logs a
+    run it holds each time it looks (every few seconds) with its pools' slots and their use; a
+    run's wait for a pool is from the first look that found the pool full to the next look after
+    the last one that did."""
+    import bisect
+    import datetime as dt
+
+    def seconds(stamp: str) -> float:
+        return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").timestamp()
+
+    held: dict[tuple[str, str], list[float]] = defaultdict(list)
+    looks: list[float] = []
+    for line in daemon_log.read_text(errors="replace").splitlines():
+        if LOOK in line:
+            looks.append(seconds(STAMP.search(line).group(1)))
+        found = BLOCKED.search(line)
+        if not found:
+            continue
+        for pool, state in json.loads(found.group(3)).items():
+            in_use = state.get("launched_count", 0) + state.get("in_progress_count", 0)
+            if in_use >= state.get("slot_count", 0):
+                held[(pool, found.group(2))].append(seconds(found.group(1)))
+    out: dict[str, dict] = {}
+    for (pool, _run), times in held.items():
+        after = bisect.bisect_right(looks, max(times))
+        wait = (looks[after] if after < len(looks) else max(times)) - min(times)
+        entry = out.setdefault(pool, {"runs": 0, "seconds": 0.0, "longest": 0.0})
+        entry["runs"] += 1
+        entry["seconds"] += wait
+        entry["longest"] = max(entry["longest"], wait)
+    return out
+
+
+def s3_requests(moto_log: Path) -> dict[str, int]:
+    """Requests the S3 server answered over the rehearsal, by method (its access log)."""
+    counts: dict[str, int] = defaultdict(int)
+    for line in moto_log.read_text(errors="replace").splitlines():
+        found = S3_REQUEST.search(line)
+        if found:
+            counts[found.group(1)] += 1
+    return dict(counts)
+
+
 # -- the rehearsal ----------------------------------------------------------------------------
 
 
@@ -431,6 +486,8 @@ class BackfillMeasure:
     report: dict = field(default_factory=dict)
     accounted: dict = field(default_factory=dict)
     repeats: dict = field(default_factory=dict)
+    pool_waits: dict[str, dict] = field(default_factory=dict)  # pool -> runs held, seconds held, longest
+    s3_requests: dict[str, int] = field(default_factory=dict)  # method -> requests the S3 server answered
     quick: bool = False
     planted: dict = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # measures that could not be taken, and why
@@ -450,7 +507,8 @@ def run(out: Path, real_sample: Path, *, quick: bool, rows: int | None = None, s
     from bench.rehearsal import PLAN, SourceSpec, write_source
     from mmfr_assets.llm.resource import ROLES
     from mmfr_assets_tests.dagster_process import (
-        REPO_ROOT, create_instance_storage, daemon, dagster_env, graphql, s3_server, wait_for_daemons, webserver,
+        REPO_ROOT, code_server, create_instance_storage, daemon, dagster_env, graphql, s3_server, wait_for_daemons,
+        webserver,
     )
     from mmfr_assets_tests.test_object_store import CREDENTIALS, NO_CLOUD
     from mmfr_devkit.fake_server import busy_fraction, start_fake_server
@@ -494,7 +552,9 @@ def run(out: Path, real_sample: Path, *, quick: bool, rows: int | None = None, s
                               MMFR_REPORT_DIR=str(out / "report"))
             create_instance_storage(home)
             with (Sampler(home, {server.pid, *_listening(s3)}) as sampler,
-                  webserver(env, out / "webserver.log") as url, daemon(env, out / "daemon.log") as daemon_process):
+                  code_server(env, out / "code-server.log", out / "workspace.yaml") as workspace,
+                  webserver(env, out / "webserver.log", workspace=workspace) as url,
+                  daemon(env, out / "daemon.log", workspace=workspace) as daemon_process):
                 wait_for_daemons(url, daemon_process, out / "daemon.log", timeout=900)
                 nodes = graphql(url, ALL_ASSETS)["assetNodes"]
                 for pool in sorted({p for n in nodes for p in n["pools"]}):
@@ -530,6 +590,8 @@ def run(out: Path, real_sample: Path, *, quick: bool, rows: int | None = None, s
         measure.steps = _attempt(measure, "step metadata", lambda: rehearsal_endpoints.step_metadata(home, source, lake), {})
         measure.lake = _attempt(measure, "lake size", lambda: lake_bytes_s3(s3, bucket), {})
         measure.report = _attempt(measure, "report", lambda: report_load(s3, bucket), {})
+        measure.pool_waits = _attempt(measure, "pool waits", lambda: pool_waits(out / "daemon.log"), {})
+        measure.s3_requests = _attempt(measure, "S3 requests", lambda: s3_requests(out / "moto.log"), {})
         measure.accounted = _attempt(measure, "accounting", lambda: accounting(
             lake, options, sizes, complete_subsets(measure.runs, sorted(sizes))), {})
     (out / "tracks.json").write_text(json.dumps([asdict(t) for t in sampler.tracks.values() if t.kind != IGNORED]))
@@ -688,8 +750,9 @@ def render(measure: BackfillMeasure) -> list[str]:
         f"response cache, the lake on the S3 server the tests use (moto), every role on the fake "
         f"server (the rehearsal's per-role faults, lognormal latency, trace lengths; each role an "
         f"endpoint of {MAX_CONCURRENCY} slots, `MMFR_<ROLE>_MAX_CONCURRENCY={MAX_CONCURRENCY}`, every "
-        f"pool's limit {POOL_LIMIT}), `MMFR_SHARDS={SHARDS}`, `dagster-webserver` + `dagster-daemon` "
-        f"on the repo's instance settings (4 runs at once, 3 per backfill), and one backfill "
+        f"pool's limit {POOL_LIMIT}), `MMFR_SHARDS={SHARDS}`, one code server "
+        f"(`dagster code-server start`, a `grpc_server` workspace entry) with `dagster-webserver` + "
+        f"`dagster-daemon` on it and the repo's instance settings (4 runs at once, 3 per backfill), and one backfill "
         f"launched as the UI's *Materialize all* with all partitions (`launchPartitionBackfill`, "
         f"every asset, `allPartitions`, each run's steps in its worker: `in_process`).",
         "",
@@ -749,6 +812,20 @@ def render(measure: BackfillMeasure) -> list[str]:
                      f"{per(step.get('llm_requests_sent', 0))} | {per(step.get('llm_completion_tokens', 0))} | "
                      f"{per(step.get('rows_asked_again', 0))} | {step.get('rows_failed', 0):,.0f} | "
                      f"{measure.busy.get(role, 0.0):.3f} |")
+    lines += [
+        "",
+        "Runs the queue held back for a full pool (the run coordinator's log: a run's wait is from "
+        "the first look that found the pool full to the next look after the last one that did):",
+        "",
+        "| pool | runs held | seconds held, in all | longest, s |",
+        "| --- | ---: | ---: | ---: |",
+        *([f"| {pool} | {w['runs']:,} | {w['seconds']:,.0f} | {w['longest']:,.0f} |"
+           for pool, w in sorted(measure.pool_waits.items())] or ["| (none) | 0 | 0 | 0 |"]),
+        "",
+        f"Requests the S3 server answered: {sum(measure.s3_requests.values()):,} "
+        f"({', '.join(f'{m} {n:,}' for m, n in sorted(measure.s3_requests.items()))}), "
+        f"{sum(measure.s3_requests.values()) / max(1, len(measure.runs)):,.0f} per run.",
+    ]
     kinds = sorted({p["peak_mb"] // 100 * 100 for p in measure.processes})
     lines += [
         "",

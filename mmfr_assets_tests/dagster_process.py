@@ -140,6 +140,34 @@ def daemon(env: dict[str, str], log_path: Path, workspace: str | Path = "workspa
             stop(process)
 
 
+@contextmanager
+def code_server(env: dict[str, str], log_path: Path, workspace_path: Path, timeout: float = 180):
+    """Serve the code location once (`dagster code-server start`, as docs/operating.md advises
+    for long backfills and the Helm chart's user deployment does) on a free loopback port;
+    yields a workspace file with its `grpc_server` entry for the webserver and the daemon, which
+    then launch runs through it instead of starting (and every 60 s replacing) their own."""
+    port = free_port()
+    workspace_path.write_text(
+        f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {port}\n"
+        f"      location_name: mmfr_assets\n")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "dagster"), "code-server", "start", "-m", "mmfr_assets.definitions",
+             "-h", "127.0.0.1", "-p", str(port), "--location-name", "mmfr_assets"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while subprocess.run([str(BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1",
+                              "-p", str(port)], env=env, capture_output=True).returncode != 0:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"code server not serving: {_log_tail(log_path)}")
+            time.sleep(1)
+        yield workspace_path
+    finally:
+        stop(process)
+
+
 DAEMON_HEALTH = """
 { instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } } }
 """

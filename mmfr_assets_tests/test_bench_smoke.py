@@ -5,6 +5,8 @@ same rows of a materialized partition, and that the image benchmark's outputs ag
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import polars as pl
 import pytest
@@ -201,3 +203,31 @@ def test_rehearsal_backfill_arithmetic():
     runs += [{"status": "SUCCESS", "partition": f"{k}|C", "assets": ["cleaned"]} for k in range(4)]
     runs += [{"status": "SUCCESS", "partition": None, "assets": ["report"]}]
     assert complete_subsets(runs, ["A", "B", "C"]) == ["A"]
+
+
+def test_rehearsal_backfill_pool_waits_and_s3_requests(tmp_path):
+    """The queue's waits for a full pool, read from the run coordinator's log lines (a run held
+    from its first look with the pool full to the next look after its last), and the S3 server's
+    requests by method from its access log."""
+    from bench.rehearsal_backfill import pool_waits, s3_requests
+
+    def look(t):
+        return f"2026-12-07 20:19:{t:02d} +0000 - dagster.daemon.QueuedRunCoordinatorDaemon - INFO - Priority sorting and checking tag concurrency limits for queued runs."
+
+    def held(t, run, used):
+        state = {"granularity": "op", "slot_count": 2, "pending_step_count": 0, "launched_count": used, "in_progress_count": 0}
+        free = {**state, "launched_count": 0}
+        return (f"2026-12-07 20:19:{t:02d} +0000 - dagster.daemon.QueuedRunCoordinatorDaemon - INFO - Run {run} is "
+                f"blocked by global concurrency limits: " + json.dumps({"answer_llm": state, "judge_llm": free}))
+
+    a, b = "a" * 8 + "-0000-0000-0000-" + "0" * 12, "b" * 8 + "-0000-0000-0000-" + "0" * 12
+    log = tmp_path / "daemon.log"
+    log.write_text("\n".join([look(0), held(0, a, 2), look(5), held(5, a, 2), held(5, b, 1), look(10), held(10, b, 2),
+                              look(15), look(20)]))
+    # a: held at 0 and 5, launched at the look of 10; b: full only at 10 (at 5 one slot was free)
+    assert pool_waits(log) == {"answer_llm": {"runs": 2, "seconds": 15.0, "longest": 10.0}}
+    moto = tmp_path / "moto.log"
+    moto.write_text('127.0.0.1 - - [07/Dec/2026 20:19:00] "GET /b/lake/x/_delta_log/00000000000000000001.json HTTP/1.1" 200 -\n'
+                    '127.0.0.1 - - [07/Dec/2026 20:19:00] "\x1b[33mGET /b/lake/x/_delta_log/_last_checkpoint HTTP/1.1\x1b[0m" 404 -\n'
+                    '127.0.0.1 - - [07/Dec/2026 20:19:01] "PUT /b/lake/x/part-0.parquet HTTP/1.1" 200 -\n')
+    assert s3_requests(moto) == {"GET": 2, "PUT": 1}  # a 404 too: werkzeug colors it

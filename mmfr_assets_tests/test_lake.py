@@ -34,6 +34,36 @@ def test_partition_values_with_special_characters_round_trip(tmp_path, subset):
     assert _ids(location, subset) == sorted(f"{subset}-{i}" for i in range(250))
 
 
+def test_tables_checkpoint_their_log_every_ten_commits(tmp_path):
+    """An open replays the commits since the last checkpoint (one object-store GET each): the
+    lake's tables checkpoint every 10 commits, not delta-rs' 100, whatever partition a commit
+    replaced, and the rows read back are the latest commit's."""
+    location = DeltaLocation(str(tmp_path / "t"))
+    for k in range(23):
+        _write(location, f"S{k % 4}", 5 + k)
+    log = tmp_path / "t" / "_delta_log"
+    assert location.table().metadata().configuration["delta.checkpointInterval"] == "10"
+    checkpoints = sorted(int(p.name.split(".")[0]) for p in log.glob("*.checkpoint.parquet"))
+    assert len(checkpoints) == 2 and checkpoints[1] - checkpoints[0] == 10  # 24 versions (create + 23)
+    assert count_rows(location, {"subset": "S2"}) == 5 + 22
+    assert _ids(location, "S1") == sorted(f"S1-{i}" for i in range(5 + 21))
+
+
+def test_a_table_made_before_the_checkpoint_setting_gets_it_at_its_next_commit(tmp_path):
+    """An older lake's table (delta-rs' default interval) is given the property by its next
+    commit (one metadata commit), its rows untouched, and checkpoints from then on."""
+    from deltalake import DeltaTable
+
+    location = DeltaLocation(str(tmp_path / "t"))
+    DeltaTable.create(location.uri, SCHEMA, partition_by=["subset"])
+    _write(location, "A", 7)
+    assert location.table().metadata().configuration["delta.checkpointInterval"] == "10"
+    for k in range(10):
+        _write(location, "B", k + 1)
+    assert count_rows(location, {"subset": "A"}) == 7 and count_rows(location, {"subset": "B"}) == 10
+    assert list((tmp_path / "t" / "_delta_log").glob("*.checkpoint.parquet"))
+
+
 def test_rewrite_replaces_only_its_partition(tmp_path):
     location = DeltaLocation(str(tmp_path / "t"))
     _write(location, "A", 300)

@@ -22,7 +22,6 @@ from mmfr_assets.lineage import NAME, STAGE_NAMES, funnel_stages
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.lake.shards import check_lake
 from mmfr_assets.settings import REPORT_URL_ENV, report_location
-from mmfr_assets.reporting.plots import PLOTS
 from mmfr_assets.planning.spend import markdown_html, spend_sections
 from mmfr_assets.reporting.publish import metadata_value, public_report_url, report_links
 from mmfr_assets.reporting.stats import OPTIONAL_TABLES, collect_stats, stage_names
@@ -137,6 +136,9 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
         if absent:
             context.log.warning(f"report: tables not materialized, left out: {', '.join(absent)}")
         sources = {"pass rates": stats.pass_rate_source, "verifier methods": stats.method_source}
+        # Imported here: matplotlib is ~0.4 s of every run worker's start, and only this asset draws.
+        from mmfr_assets.reporting.plots import PLOTS
+
         pngs = {name: draw(stats) for name, draw in PLOTS.items()}
         spend = spend_sections(lake, stats.subsets)  # what each kept row cost; planned vs actual
         stages = [s for s in stage_names(lake) if s in STAGE_NAMES]
