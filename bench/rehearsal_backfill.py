@@ -449,6 +449,31 @@ def pool_waits(daemon_log: Path) -> dict[str, dict]:
     return out
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU seconds the local PostgreSQL cluster has used: its postmaster's own and its exited
+    backends' (reaped: the postmaster's cutime/cstime) plus its live backends'. Its processes
+    belong to the `postgres` user, not this rehearsal's environment, so the sampler cannot
+    tell them apart: taken before and after the backfill, the difference is the cluster's work
+    over it, any other client's included. None when no postmaster is found here."""
+    processes: dict[int, tuple[bytes, int, list[int]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        processes[int(entry.name)] = (cmdline, int(fields[1]), [int(f) for f in fields[11:15]])
+    # The postmaster keeps its command line; its backends rewrite theirs ("postgres: 16/main: ...").
+    postmaster = next((pid for pid, (cmd, _, _) in processes.items() if cmd.split(b"\0")[0].endswith(b"/bin/postgres")),
+                      None)
+    if postmaster is None:
+        return None
+    live = sum(sum(times[:2]) for _, parent, times in processes.values() if parent == postmaster)
+    return (sum(processes[postmaster][2]) + live) / CLOCK
+
+
 def s3_requests(moto_log: Path) -> dict[str, int]:
     """Requests the S3 server answered over the rehearsal, by method (its access log)."""
     counts: dict[str, int] = defaultdict(int)
@@ -488,6 +513,7 @@ class BackfillMeasure:
     repeats: dict = field(default_factory=dict)
     pool_waits: dict[str, dict] = field(default_factory=dict)  # pool -> runs held, seconds held, longest
     s3_requests: dict[str, int] = field(default_factory=dict)  # method -> requests the S3 server answered
+    postgres_cpu_s: float | None = None  # the PostgreSQL cluster's CPU over the backfill (None: not readable)
     quick: bool = False
     planted: dict = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # measures that could not be taken, and why
@@ -561,6 +587,7 @@ def run(out: Path, real_sample: Path, *, quick: bool, rows: int | None = None, s
                     graphql(url, SET_POOL_LIMIT, {"pool": pool, "limit": POOL_LIMIT})
                 assets = [n["assetKey"]["path"] for n in nodes]
                 launched_at = time.time()
+                postgres_before = postgres_cpu_seconds()
                 result = graphql(url, """
                     mutation Launch($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
                       __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
@@ -576,6 +603,8 @@ def run(out: Path, real_sample: Path, *, quick: bool, rows: int | None = None, s
                 measure.status = _wait(home, backfill_id, timeout_s, log)
                 measure.wall_s = time.time() - launched_at
                 measure.load_after = machine.load_text()
+                if postgres_before is not None and (postgres_after := postgres_cpu_seconds()) is not None:
+                    measure.postgres_cpu_s = postgres_after - postgres_before
                 measure.pages = _attempt(measure, "asset pages", lambda: page_load_seconds(
                     url, ["collected", "teacher_responses", "quality_filtered", "rl_selected", "report"]), {})
             stats = server.stats(detail=True)
@@ -848,6 +877,8 @@ def render(measure: BackfillMeasure) -> list[str]:
         "| process | count | peak RSS MB | CPU s |",
         "| --- | ---: | ---: | ---: |",
         *[f"| {k} | {v['processes']} | {v['peak_mb']:,.0f} | {v['cpu_s']:,.0f} |" for k, v in sorted(measure.infrastructure.items())],
+        f"| PostgreSQL (the cluster: instance storage and response cache) | - | - | {measure.postgres_cpu_s:,.0f} |"
+        if measure.postgres_cpu_s is not None else "| PostgreSQL | not measured (no local postmaster) | - | - |",
         "",
         "The event log's and the report's cost at this size: the UI's asset-page query "
         "(`assetNodeOrError` with the partition statuses, `assetOrError` with the latest 100 "

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from datasketch import MinHashLSH
 
 from mmfr_assets.dedup.images import hamming
 from mmfr_assets.dedup.text import ASK_PERM, estimated_difference, estimated_jaccard, series_matrix
@@ -72,6 +71,8 @@ class MatchRules:
 
     def lsh_bands(self) -> tuple[int, int]:
         """(bands, rows per band) datasketch picks for the threshold (text-only candidates)."""
+        from datasketch import MinHashLSH  # here: datasketch imports scipy, ~0.25 s of every run worker's start
+
         lsh = MinHashLSH(threshold=self.jaccard_threshold, num_perm=self.num_perm)
         return lsh.b, lsh.r
 

@@ -17,7 +17,6 @@ import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
-from datasketch import MinHash
 
 from mmfr_assets.rules.verify.rules import options
 
@@ -102,6 +101,8 @@ def shingles(text: str, size: int = SHINGLE_CHARS) -> set[bytes]:
 def minhashes(questions: Sequence[str | None], num_perm: int) -> tuple[list[bytes], list[int]]:
     """One MinHash per question, as `num_perm` little-endian uint32 values (bytes), and the
     number of distinct shingles of each (to estimate how many differ between two questions)."""
+    from datasketch import MinHash  # here: datasketch imports scipy, ~0.25 s of every run worker's start
+
     sets = [shingles(normalized(q)) for q in questions]
     values = [
         m.hashvalues.astype("<u4").tobytes()
