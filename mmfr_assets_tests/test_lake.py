@@ -64,6 +64,40 @@ def test_a_table_made_before_the_checkpoint_setting_gets_it_at_its_next_commit(t
     assert list((tmp_path / "t" / "_delta_log").glob("*.checkpoint.parquet"))
 
 
+def test_row_counts_are_read_from_the_log_and_from_the_files_when_it_lacks_them(tmp_path):
+    """Counts come from the files' record counts in the log (no data file opened: here the files
+    are gone and the counts stand); a file another tool added without one is counted from the
+    files, and so is a filter on a column the table is not partitioned by."""
+    from dataclasses import replace
+
+    from mmfr_assets.lake.delta import rows_by, rows_in
+
+    location = DeltaLocation(str(tmp_path / "t"))
+    _write(location, "A", 250, max_file_bytes=1)  # three files
+    _write(location, "B", 0)  # an empty partition, committed
+    _write(location, "C(x)", 7)
+    table = location.table()
+    assert rows_by(table, "subset") == {"A": 250, "C(x)": 7}
+    assert [rows_in(table, {"subset": s}) for s in ("A", "B", "C(x)", "D")] == [250, 0, 7, 0]
+    for data_file in (tmp_path / "t").rglob("*.parquet"):
+        if "_delta_log" not in str(data_file):
+            data_file.unlink()
+    assert count_rows(location, {"subset": "A"}) == 250 and count_rows(location) == 257
+
+    class NoCounts(PartitionWriter):  # another writer: its add actions carry no numRecords
+        def _add_action(self, path, rows):
+            return replace(super()._add_action(path, rows), stats="{}")
+
+    other = DeltaLocation(str(tmp_path / "u"))
+    with NoCounts(other, SCHEMA, {"subset": "A"}) as writer:
+        writer.write(pa.table({"id": ["a", "b", "c"], "x": [1, 2, 3]}))
+        writer.commit()
+    _write(other, "B", 4)
+    assert rows_in(other.table(), {"subset": "A"}) == 3 and rows_by(other.table(), "subset") == {"A": 3, "B": 4}
+    with pytest.raises(FileNotFoundError):  # not a partition column: through the files, gone here
+        rows_in(location.table(), {"id": "A-1"})
+
+
 def test_rewrite_replaces_only_its_partition(tmp_path):
     location = DeltaLocation(str(tmp_path / "t"))
     _write(location, "A", 300)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import polars as pl
 
-from mmfr_assets.lake.delta import DeltaLocation, count_rows
+from mmfr_assets.lake.delta import DeltaLocation, rows_by
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.lineage import LINE, NAME, NODES, STEP_SHOWN_IN, funnel_stages
 
@@ -45,6 +45,11 @@ def drop_counts(location, subsets: Sequence[str], stages: Sequence[str]) -> Coun
     return counts
 
 
+def _rows_by_subset(location: DeltaLocation) -> dict[str, int]:
+    table = location.table()
+    return {} if table is None else rows_by(table, "subset")
+
+
 def funnel_table(
     location: Callable[[str], DeltaLocation], subsets: Sequence[str], stages: Sequence[str],
     *, kept: str = KEPT,
@@ -54,9 +59,9 @@ def funnel_table(
     subset, then stage in the order given, kept rows first. `location` opens a table by name
     (`lake.location`, or an export's pinned tables). The one count of the funnel: the report,
     `mmfr run`/`mmfr funnel` and the export's dataset card all read it."""
+    kept_rows = {st: _rows_by_subset(location(st)) for st in stages}  # each table's log read once
     rows = [
-        {"subset": s, "stage": st, "filter": "", "reason": kept,
-         "rows": count_rows(location(st), {"subset": s})}
+        {"subset": s, "stage": st, "filter": "", "reason": kept, "rows": kept_rows[st].get(s, 0)}
         for s in subsets for st in stages
     ]
     frame = pl.DataFrame(rows, schema={"subset": pl.String, "stage": pl.String, "filter": pl.String,
