@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -193,6 +194,10 @@ def splice(text: str, section: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    # A bench stopped with SIGTERM (kill, a CI timeout) unwinds like Ctrl-C: its servers (the
+    # rehearsal's daemon, webserver, code server, S3 and endpoint servers, each in its own
+    # session) are stopped by their context managers instead of being left running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.only:
         log = lambda *a: print(*a, flush=True)  # noqa: E731
         args.out.mkdir(parents=True, exist_ok=True)
