@@ -157,15 +157,23 @@ def code_server(env: dict[str, str], log_path: Path, workspace_path: Path, timeo
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + timeout
-        while subprocess.run([str(BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1",
-                              "-p", str(port)], env=env, capture_output=True).returncode != 0:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"code server not serving: {_log_tail(log_path)}")
-            time.sleep(1)
+        _wait_until(lambda: subprocess.run(
+            [str(BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(port)],
+            env=env, capture_output=True).returncode == 0, process, "code server not serving", log_path, timeout, 1.0)
         yield workspace_path
     finally:
         stop(process)
+
+
+def _wait_until(ready, process: subprocess.Popen, failure: str, log_path: Path, timeout: float,
+                interval: float) -> None:
+    """Poll `ready()` every `interval` s until it holds; `failure` and the log's tail if the
+    server exits first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{failure}: {_log_tail(log_path)}")
+        time.sleep(interval)
 
 
 DAEMON_HEALTH = """
@@ -350,16 +358,15 @@ def s3_server(log_path: Path, environ: dict[str, str] | None = None, timeout: fl
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, **(environ or {})},
         )
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+            return True
+        except OSError:
+            return False
+
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"moto server did not start: {_log_tail(log_path)}")
-                time.sleep(0.2)
+        _wait_until(answers, process, "moto server did not start", log_path, timeout, 0.2)
         yield endpoint
     finally:
         stop(process)
