@@ -2,7 +2,7 @@
 
     python -m bench            # full run: 20K and 200K-row partitions (~20 min on 2 cores)
     python -m bench --quick    # smoke run: 300 and 1,200 rows (~2 min)
-    python -m bench --only model_step [--quick]   # one section (model_step, shards, verify, export, dedup, rehearsal, rehearsal_backfill or run_overhead), spliced into the results file
+    python -m bench --only model_step [--quick]   # one section (model_step, shards, verify, export, dedup, rehearsal, rehearsal_backfill, run_overhead or lake_log), spliced into the results file
     python -m bench --only rehearsal_backfill [--quick] [--rows N] [--subsets K] [--timeout S]
                                # the whole graph through webserver + daemon + one backfill (needs MMFR_TEST_POSTGRES_URL)
 
@@ -23,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import (
-    dedup, images, llm_client, machine, model_step, quality, rehearsal, rehearsal_backfill, run_overhead, shards, verify,
+    dedup, images, lake_log, llm_client, machine, model_step, quality, rehearsal, rehearsal_backfill, run_overhead, shards,
+    verify,
 )
 from bench import export as export_bench
 from bench.data import SourceSpec, write_source
@@ -85,7 +86,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--results", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep the generated data and lake")
     ap.add_argument("--only", choices=["model_step", "shards", "verify", "export", "dedup", "rehearsal", "rehearsal_backfill",
-                                       "run_overhead"],
+                                       "run_overhead", "lake_log"],
                     help="run one section and replace it in the results file (the rest is kept)")
     ap.add_argument("--repeats", type=int, help="model_step: runs per case (default 2, 1 with --quick)")
     ap.add_argument("--rows", type=int, help="rehearsal_backfill: source rows (default 10,000; 1,000 with --quick)")
@@ -170,6 +171,12 @@ def rehearsal_backfill_section(args, log) -> list[str]:
                                timeout_s=args.timeout, log=log)))
 
 
+def lake_log_section(args, log) -> list[str]:
+    """Opening and counting a Delta table on S3: checkpoints every 10 vs 100 commits, counts from
+    the log vs through the files (its own S3 server, under `--out`)."""
+    return lake_log.render(lake_log.run(args.out / "lake_log", quick=args.quick, log=log))
+
+
 def run_overhead_section(args, log) -> list[str]:
     """`mmfr run` with MMFR_SHARDS=4 vs unsharded, runs one after another vs side by side."""
     return _on_real_sample(args, "run_overhead", lambda out, real: run_overhead.render(
@@ -178,7 +185,7 @@ def run_overhead_section(args, log) -> list[str]:
 
 SECTIONS = {"model_step": model_step_section, "shards": shards_section, "verify": verify_section, "export": export_section,
             "dedup": dedup_section, "rehearsal": rehearsal_section, "rehearsal_backfill": rehearsal_backfill_section,
-            "run_overhead": run_overhead_section}
+            "run_overhead": run_overhead_section, "lake_log": lake_log_section}
 
 
 def splice(text: str, section: list[str]) -> str:

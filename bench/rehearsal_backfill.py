@@ -412,7 +412,7 @@ BLOCKED = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+0000.* Run ([0-9a-f-]{
                      r"concurrency limits: (\{.*\})")
 STAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+0000")
 LOOK = "Priority sorting and checking tag concurrency limits for queued runs"
-S3_REQUEST = re.compile(r'"(?:\x1b\[[0-9;]*m)?(GET|PUT|HEAD|POST|DELETE) /')  # werkzeug colors non-200 lines
+S3_REQUEST = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|PUT|HEAD|POST|DELETE) /')  # werkzeug colors non-200 lines
 
 
 def pool_waits(daemon_log: Path) -> dict[str, dict]:

@@ -229,5 +229,6 @@ def test_rehearsal_backfill_pool_waits_and_s3_requests(tmp_path):
     moto = tmp_path / "moto.log"
     moto.write_text('127.0.0.1 - - [07/Dec/2026 20:19:00] "GET /b/lake/x/_delta_log/00000000000000000001.json HTTP/1.1" 200 -\n'
                     '127.0.0.1 - - [07/Dec/2026 20:19:00] "\x1b[33mGET /b/lake/x/_delta_log/_last_checkpoint HTTP/1.1\x1b[0m" 404 -\n'
+                    '127.0.0.1 - - [07/Dec/2026 20:19:01] "\x1b[35m\x1b[1mGET /b/lake/x/part-0.parquet HTTP/1.1\x1b[0m" 206 -\n'
                     '127.0.0.1 - - [07/Dec/2026 20:19:01] "PUT /b/lake/x/part-0.parquet HTTP/1.1" 200 -\n')
-    assert s3_requests(moto) == {"GET": 2, "PUT": 1}  # a 404 too: werkzeug colors it
+    assert s3_requests(moto) == {"GET": 3, "PUT": 1}  # a 404 and a 206 too: werkzeug colors them
