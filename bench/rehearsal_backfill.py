@@ -7,7 +7,10 @@ runs it, on the parts a cluster uses, measured.
   annotations removed (and, for those with a worked solution, the answer: `without_answers`),
   `question_reviews` reviewing every question: every model role has work;
 - PostgreSQL instance storage (`deploy/dagster-postgres.yaml`, a fresh database on the server of
-  `MMFR_TEST_POSTGRES_URL`, as the tests; `eval "$(bash deploy/local-postgres.sh)"` starts one)
+  `MMFR_TEST_POSTGRES_URL`, as the tests; `eval "$(bash deploy/local-postgres.sh)"` starts one;
+  beside a test run on the same cluster give the bench its own role, `MMFR_PG_ROLE=mmfr_bench
+  MMFR_PG_DB=mmfr_bench`: each call of the script sets a new password for its role, and the
+  other shell's new connections then fail)
   and the response cache in the same database; the lake on the S3 server the tests use (moto);
   every role (`llm.resource.ROLES`) on the fake server in its own process, with the rehearsal's
   per-role faults, heavy-tailed latency and completion lengths (`rehearsal_endpoints`), each
