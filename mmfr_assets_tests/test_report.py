@@ -9,6 +9,7 @@ import io
 import re
 from collections import Counter
 from html import escape
+from unittest import mock
 
 import dagster as dg
 import polars as pl
@@ -16,11 +17,15 @@ import pytest
 from PIL import Image
 
 from mmfr_assets.files import subset_folder
+from mmfr_assets.lake.delta import DeltaLocation
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.lake.lookup import SubsequenceLookup
 from mmfr_assets.lineage import BRANCH_NAMES
 from mmfr_assets.reporting.stats import LENGTH_BINS, collect_stats
 from mmfr_assets_tests.lake_fixture import SUBSETS, materialize_subsets
+
+
+REPORT_OPENS: Counter = Counter()  # table -> times the report's run opened it (the fixture)
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +36,20 @@ def reported(real_sample, tmp_path_factory):
     defs = materialize_subsets(real_sample, lake, SUBSETS[:2], instance)
     job = defs.resolve_implicit_global_asset_job_def()
     out = root / "out"
-    result = job.execute_in_process(
-        instance=instance, asset_selection=[dg.AssetKey("report")],
-        run_config={"ops": {"report": {"config": {"out_dir": str(out), "rows_per_view": 6,
-                                                   "page_size": 4}}}},
-    )
+    opened = DeltaLocation.latest
+
+    def counted(location):  # every table open of the report's run, counted (REPORT_OPENS)
+        table = opened(location)
+        if table is not None:
+            REPORT_OPENS[location.uri.rsplit("/", 1)[-1]] += 1
+        return table
+
+    with mock.patch.object(DeltaLocation, "latest", counted):
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[dg.AssetKey("report")],
+            run_config={"ops": {"report": {"config": {"out_dir": str(out), "rows_per_view": 6,
+                                                       "page_size": 4}}}},
+        )
     assert result.success
     [event] = result.get_asset_materialization_events()
     return LakeResource(uri=lake), out, event.event_specific_data.materialization.metadata
@@ -70,6 +84,15 @@ def test_funnel_is_the_lakes_counts(reported):
     kept_rows = kept.filter(pl.col("subset") == "BMMR")["rows"].to_list()
     assert bmmr == "| BMMR | " + " | ".join(str(n) for n in kept_rows) + " |"
     assert "| BMMR | quality_filtered | correctness | correctness_inconsistent |" in markdown
+
+
+def test_the_report_reads_each_tables_log_once(reported):
+    """The report reads every subset of every table (funnel, plots, viewer, audit): within its
+    run each table is opened once and that snapshot read throughout (`pinned_snapshots`). It
+    opened them 458 times in all before (`collected` 57 times, for two subsets): on S3 each open
+    reads the log again."""
+    assert {"collected", "rejections", "distilled", "quality_filtered"} <= set(REPORT_OPENS)
+    assert max(REPORT_OPENS.values()) == 1, REPORT_OPENS.most_common(3)
 
 
 def test_plots_are_embedded_pngs_and_files(reported):

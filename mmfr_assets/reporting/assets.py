@@ -19,6 +19,7 @@ from mmfr_assets.dedup.savings import savings, savings_markdown
 from mmfr_assets.reporting.audit import SAMPLE_PER_REASON, audit, audit_html, audit_markdown, sampled_ids
 from mmfr_assets.files import atomic_folder
 from mmfr_assets.lineage import NAME, STAGE_NAMES, funnel_stages
+from mmfr_assets.lake.delta import pinned_snapshots
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.lake.shards import check_lake
 from mmfr_assets.settings import REPORT_URL_ENV, report_location
@@ -129,63 +130,70 @@ def build_report(subsets: Sequence[str], available: Iterable[str]) -> dg.AssetsD
         description="Funnel (subset x stage x reason), plots and the row viewer over every subset.",
     )
     def report(context: dg.AssetExecutionContext, config: ReportConfig, lake: LakeResource) -> dg.MaterializeResult:
-        check_lake(lake.location(NAME.collected))  # a subset's shards are summed: all of them
-        out = report_location(config.out_dir, lake.uri)
-        stats = collect_stats(lake, subsets, kept_asset=config.kept_asset, batch_size=config.batch_size)
-        absent = [t for t, here in stats.present.items() if not here]
-        if absent:
-            context.log.warning(f"report: tables not materialized, left out: {', '.join(absent)}")
-        sources = {"pass rates": stats.pass_rate_source, "verifier methods": stats.method_source}
-        # Imported here: matplotlib is ~0.4 s of every run worker's start, and only this asset draws.
-        from mmfr_assets.reporting.plots import PLOTS
-
-        pngs = {name: draw(stats) for name, draw in PLOTS.items()}
-        spend = spend_sections(lake, stats.subsets)  # what each kept row cost; planned vs actual
-        stages = [s for s in stage_names(lake) if s in STAGE_NAMES]
-        removed, sample = audit(lake, stats.subsets, stages, per_reason=config.audit_rows_per_reason)
-        with atomic_folder(out) as staging:
-            (staging / "plots").mkdir()
-            for name, png in pngs.items():
-                (staging / "plots" / f"{name}.png").write_bytes(png)
-            stats.funnel.write_csv(staging / "funnel.csv")
-            pages = write_viewer(lake, stats.subsets, stages, staging / "viewer", sampled_ids(sample),
-                                 page_size=config.page_size, rows_per_view=config.rows_per_view)
-            sample_pages = {(p.subset, p.stage, reason): f"viewer/{path}"
-                            for p in pages for reason, path in p.samples.items()}
-            (staging / "index.html").write_text(
-                _report_page(pngs, stats.funnel, absent, sources, stage_names(lake),
-                             audit_html(removed, sample, sample_pages, per_reason=config.audit_rows_per_reason),
-                             "".join(f"<h2>{escape(t)}</h2>{markdown_html(md)}" for _, t, md in spend)),
-                "utf-8")
-        context.log.info(f"report: {len(pngs)} plots, {len(pages)} viewer stages in {out}")
-        metadata = {
-            "funnel": dg.MetadataValue.md(funnel_markdown(stats.funnel, stage_names(lake))),
-            **{
-                f"plot/{name}": dg.MetadataValue.md(
-                    f"**{TITLES[name]}**\n\n![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
-                )
-                for name, png in pngs.items()
-            },
-            # On an object-store lake the folder is also written to <lake>/_report/ (publish.py)
-            **{key: metadata_value(link) for key, link in report_links(
-                out, lake.uri, lake.storage_options, public_report_url(config.public_url)).items()},
-            "tables_absent": ", ".join(absent) or "none",
-            "pass_rate_source": stats.pass_rate_source,
-            "verifier_method_source": stats.method_source,
-            "subsets": dg.MetadataValue.text(str(len(stats.subsets))),
-            "subsets_not_materialized": ", ".join(stats.not_materialized) or "none",
-            "viewer_pages": dg.MetadataValue.text(str(len(pages))),
-            # near-duplicates and benchmark leaks removed before the teachers, and the asks saved
-            "dedup_savings": dg.MetadataValue.md(savings_markdown(savings(lake, stats.subsets))),
-            # who removed what, and a fixed-seed sample of removed rows to check by eye
-            "audit": dg.MetadataValue.md(audit_markdown(
-                removed, sample, sample_pages, base_url=public_report_url(config.public_url),
-                per_reason=config.audit_rows_per_reason)),
-            **{key: dg.MetadataValue.md(md) for key, _, md in spend},
-        }
-        return dg.MaterializeResult(metadata=metadata)
+        with pinned_snapshots():  # each table's log read once, one version of each in the report
+            return materialize_report(context, config, lake, subsets)
 
     return report
+
+
+def materialize_report(context: dg.AssetExecutionContext, config: ReportConfig, lake: LakeResource,
+                       subsets: Sequence[str]) -> dg.MaterializeResult:
+    """The report's work: funnel, plots, the row viewer and the audit over `subsets`."""
+    check_lake(lake.location(NAME.collected))  # a subset's shards are summed: all of them
+    out = report_location(config.out_dir, lake.uri)
+    stats = collect_stats(lake, subsets, kept_asset=config.kept_asset, batch_size=config.batch_size)
+    absent = [t for t, here in stats.present.items() if not here]
+    if absent:
+        context.log.warning(f"report: tables not materialized, left out: {', '.join(absent)}")
+    sources = {"pass rates": stats.pass_rate_source, "verifier methods": stats.method_source}
+    # Imported here: matplotlib is ~0.4 s of every run worker's start, and only this asset draws.
+    from mmfr_assets.reporting.plots import PLOTS
+
+    pngs = {name: draw(stats) for name, draw in PLOTS.items()}
+    spend = spend_sections(lake, stats.subsets)  # what each kept row cost; planned vs actual
+    stages = [s for s in stage_names(lake) if s in STAGE_NAMES]
+    removed, sample = audit(lake, stats.subsets, stages, per_reason=config.audit_rows_per_reason)
+    with atomic_folder(out) as staging:
+        (staging / "plots").mkdir()
+        for name, png in pngs.items():
+            (staging / "plots" / f"{name}.png").write_bytes(png)
+        stats.funnel.write_csv(staging / "funnel.csv")
+        pages = write_viewer(lake, stats.subsets, stages, staging / "viewer", sampled_ids(sample),
+                             page_size=config.page_size, rows_per_view=config.rows_per_view)
+        sample_pages = {(p.subset, p.stage, reason): f"viewer/{path}"
+                        for p in pages for reason, path in p.samples.items()}
+        (staging / "index.html").write_text(
+            _report_page(pngs, stats.funnel, absent, sources, stage_names(lake),
+                         audit_html(removed, sample, sample_pages, per_reason=config.audit_rows_per_reason),
+                         "".join(f"<h2>{escape(t)}</h2>{markdown_html(md)}" for _, t, md in spend)),
+            "utf-8")
+    context.log.info(f"report: {len(pngs)} plots, {len(pages)} viewer stages in {out}")
+    metadata = {
+        "funnel": dg.MetadataValue.md(funnel_markdown(stats.funnel, stage_names(lake))),
+        **{
+            f"plot/{name}": dg.MetadataValue.md(
+                f"**{TITLES[name]}**\n\n![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
+            )
+            for name, png in pngs.items()
+        },
+        # On an object-store lake the folder is also written to <lake>/_report/ (publish.py)
+        **{key: metadata_value(link) for key, link in report_links(
+            out, lake.uri, lake.storage_options, public_report_url(config.public_url)).items()},
+        "tables_absent": ", ".join(absent) or "none",
+        "pass_rate_source": stats.pass_rate_source,
+        "verifier_method_source": stats.method_source,
+        "subsets": dg.MetadataValue.text(str(len(stats.subsets))),
+        "subsets_not_materialized": ", ".join(stats.not_materialized) or "none",
+        "viewer_pages": dg.MetadataValue.text(str(len(pages))),
+        # near-duplicates and benchmark leaks removed before the teachers, and the asks saved
+        "dedup_savings": dg.MetadataValue.md(savings_markdown(savings(lake, stats.subsets))),
+        # who removed what, and a fixed-seed sample of removed rows to check by eye
+        "audit": dg.MetadataValue.md(audit_markdown(
+            removed, sample, sample_pages, base_url=public_report_url(config.public_url),
+            per_reason=config.audit_rows_per_reason)),
+        **{key: dg.MetadataValue.md(md) for key, _, md in spend},
+    }
+    return dg.MaterializeResult(metadata=metadata)
 
 
 def with_report(
