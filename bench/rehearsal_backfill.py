@@ -847,10 +847,10 @@ def render(measure: BackfillMeasure) -> list[str]:
         sent = step.get("rows_sent", 0)
         per = (lambda v: f"{v / sent:,.2f}") if sent else (lambda v: "-")
         faults = ", ".join(f"{f} {n}" for f, n in sorted(served["faults"].items())) or "none"
-        lines.append(f"| {role} | {served['requests']:,} | {faults} | {sent:,.0f} | "
-                     f"{per(step.get('llm_requests_sent', 0))} | {per(step.get('llm_completion_tokens', 0))} | "
-                     f"{per(step.get('rows_asked_again', 0))} | {step.get('rows_failed', 0):,.0f} | "
-                     f"{measure.busy.get(role, 0.0):.3f} |")
+        steps = (f"{sent:,.0f} | {per(step.get('llm_requests_sent', 0))} | {per(step.get('llm_completion_tokens', 0))} | "
+                 f"{per(step.get('rows_asked_again', 0))} | {step.get('rows_failed', 0):,.0f}") if measure.steps else (
+            "not read | - | - | - | -")  # the steps' metadata could not be read (measure.errors)
+        lines.append(f"| {role} | {served['requests']:,} | {faults} | {steps} | {measure.busy.get(role, 0.0):.3f} |")
     lines += [
         "",
         "Runs the queue held back for a full pool (the run coordinator's log: a run's wait is from "
