@@ -41,9 +41,9 @@ SHARD_COLUMN = "shard"
 # Every table of the lake checkpoints its log every 10 commits (Delta's own default, Spark's;
 # delta-rs defaults to 100). Opening a table replays the JSON commits since the last
 # checkpoint, one object-store GET each, and a lake's tables take one commit per partition and
-# stage: the rejections table one per stage x subset x shard. Measured on the tests' S3 server
-# (moto), a table of 150 partition commits: an open 408 ms -> 52 ms, a commit 353 -> 164 ms
-# (issue 34's rehearsal: a step opens ~10 tables).
+# asset: the rejections table one per asset x subset x shard (1,518 in the 1,099-row rehearsal).
+# Measured on the tests' S3 server (`python -m bench --only lake_log`), a table of 300 commits:
+# an open + count 338 -> 96 ms and 117 -> 27 requests, a commit 388 -> 182 ms; a step opens ~10.
 TABLE_PROPERTIES = {"delta.checkpointInterval": "10"}
 
 
@@ -81,9 +81,9 @@ def pinned_snapshots() -> Iterator[None]:
     """Within it, every `DeltaLocation.table()` of one table is the snapshot its first call
     opened: a reader of many tables and partitions (the report: every subset x stage, its funnel,
     viewer and audit) reads each table's log once and sees one version of each, whatever commits
-    meanwhile. Measured before it: the report of the 1,099-row rehearsal made ~74,000 object-store
-    requests, nearly all of them logs read again. Writers never use it (`PartitionWriter`
-    commits on the newest version)."""
+    meanwhile. Measured before it: the report of the 1,099-row rehearsal took 507 s and ~137,000
+    object-store requests, nearly all of them logs read again. Writers never use it
+    (`PartitionWriter` commits on the newest version)."""
     token = _PINNED.set({})
     try:
         yield
