@@ -19,7 +19,6 @@ same change in whole runs.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 import uuid
@@ -54,21 +53,14 @@ def _s3(out: Path):
     from mmfr_assets_tests.dagster_process import s3_server
     from mmfr_assets_tests.test_object_store import CREDENTIALS, NO_CLOUD
 
+    from bench.rehearsal_backfill import _environ
+
     log = out / "moto.log"
-    saved = {k: os.environ.get(k) for k in {**CREDENTIALS, **NO_CLOUD}}
-    os.environ.update({**CREDENTIALS, **NO_CLOUD})
-    try:
-        with s3_server(log, NO_CLOUD) as endpoint:
-            bucket = f"bench-lake-{uuid.uuid4().hex[:8]}"
-            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
-            options = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
-            yield f"s3://{bucket}", options, log
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with _environ({**CREDENTIALS, **NO_CLOUD}), s3_server(log, NO_CLOUD) as endpoint:
+        bucket = f"bench-lake-{uuid.uuid4().hex[:8]}"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+        options = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+        yield f"s3://{bucket}", options, log
 
 
 def _requests(log: Path) -> int:
