@@ -272,6 +272,13 @@ def count_rows(location: DeltaLocation, partition: Mapping[str, str] | None = No
     return rows_in(table, partition or {})
 
 
+def count_rows_by(location: DeltaLocation, column: str) -> dict[str, int]:
+    """Rows of the current table version per value of `column` ({} when the table does not
+    exist): every subset's count in one read of the log (`rows_by`)."""
+    table = location.table()
+    return {} if table is None else rows_by(table, column)
+
+
 def rows_in(table: DeltaTable, partition: Mapping[str, str]) -> int:
     """Rows of `table`'s snapshot in `partition`, read from its log: the sum of the files'
     `numRecords`, which our writer records for every file it adds (`_add_action`), so no data
@@ -489,8 +496,8 @@ class PartitionWriter:
             table = self.location.latest()
             if table is None:
                 raise RuntimeError(f"{self.location.uri}: could not create the Delta table")
-        elif _missing_properties(table):
-            table = _set_properties(self.location, table)
+        elif missing := _missing_properties(table):
+            table = _set_properties(self.location, table, missing)
         return table
 
     def _add_action(self, path: str, rows: int) -> AddAction:
@@ -510,12 +517,12 @@ def _missing_properties(table: DeltaTable) -> dict[str, str]:
     return {k: v for k, v in TABLE_PROPERTIES.items() if configuration.get(k) != v}
 
 
-def _set_properties(location: DeltaLocation, table: DeltaTable) -> DeltaTable:
-    """Give a table made before `TABLE_PROPERTIES` (an older lake) those properties, once: one
+def _set_properties(location: DeltaLocation, table: DeltaTable, missing: dict[str, str]) -> DeltaTable:
+    """Give a table made before `TABLE_PROPERTIES` (an older lake) the `missing` ones, once: one
     metadata commit. A writer racing it may fail its commit and retry (`commit`'s loop), and
     two upgrading at once leave one commit: the loser's conflict is ignored."""
     try:
-        table.alter.set_table_properties(_missing_properties(table), raise_if_not_exists=False)
+        table.alter.set_table_properties(missing, raise_if_not_exists=False)
     except CommitFailedError:
         pass
     return location.latest() or table

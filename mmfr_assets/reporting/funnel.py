@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import polars as pl
 
-from mmfr_assets.lake.delta import DeltaLocation, rows_by
+from mmfr_assets.lake.delta import DeltaLocation, count_rows_by
 from mmfr_assets.lake.resource import REJECTIONS_TABLE, LakeResource
 from mmfr_assets.lineage import LINE, NAME, NODES, STEP_SHOWN_IN, funnel_stages
 
@@ -45,11 +45,6 @@ def drop_counts(location, subsets: Sequence[str], stages: Sequence[str]) -> Coun
     return counts
 
 
-def _rows_by_subset(location: DeltaLocation) -> dict[str, int]:
-    table = location.table()
-    return {} if table is None else rows_by(table, "subset")
-
-
 def funnel_table(
     location: Callable[[str], DeltaLocation], subsets: Sequence[str], stages: Sequence[str],
     *, kept: str = KEPT,
@@ -59,7 +54,7 @@ def funnel_table(
     subset, then stage in the order given, kept rows first. `location` opens a table by name
     (`lake.location`, or an export's pinned tables). The one count of the funnel: the report,
     `mmfr run`/`mmfr funnel` and the export's dataset card all read it."""
-    kept_rows = {st: _rows_by_subset(location(st)) for st in stages}  # each table's log read once
+    kept_rows = {st: count_rows_by(location(st), "subset") for st in stages}  # each table's log read once
     rows = [
         {"subset": s, "stage": st, "filter": "", "reason": kept, "rows": kept_rows[st].get(s, 0)}
         for s in subsets for st in stages

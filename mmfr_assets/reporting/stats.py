@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from mmfr_assets.lake.delta import count_rows, read_partition, rows_by
+from mmfr_assets.lake.delta import count_rows, count_rows_by, read_partition
 from mmfr_assets.lake.lookup import SubsequenceLookup, closing_iter, table_columns
 from mmfr_assets.lake.resource import LakeResource
 from mmfr_assets.lineage import BRANCH_NAMES, LINE, NAME
@@ -72,8 +72,7 @@ def collect_stats(
     present = {name: lake.location(name).table() is not None
                for name in (NAME.distilled, kept_asset, *OPTIONAL_TABLES)}
     # Subsets nothing was collected for are listed apart, not drawn as empty rows.
-    table = lake.location(NAME.collected).table()
-    counted = rows_by(table, "subset") if table is not None else {}
+    counted = count_rows_by(lake.location(NAME.collected), "subset")
     collected = [s for s in subsets if counted.get(s)]
     stats = ReportStats(collected, kept_asset, present, funnel_table(lake.location, collected, stage_names(lake)))
     stats.not_materialized = [s for s in subsets if s not in collected]
